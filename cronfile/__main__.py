@@ -1,0 +1,9 @@
+"""`python -m cronfile` is the `cronfile` command."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

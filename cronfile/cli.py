@@ -1,0 +1,657 @@
+"""The command line: argument parsing and output only; one function per command.
+
+Heavy modules are imported inside the commands, so `cronfile --version` stays fast.
+Exit codes (DESIGN.md section 7): 0 ok, 1 a job failed or `diff` found changes,
+2 invalid input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .errors import CronfileError, SpecError, UsageError
+
+if TYPE_CHECKING:
+    from .load import Project
+    from .store import Store
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+EPILOG = """\
+examples:
+  cronfile init                 scaffold cronfile.yaml and jobs.d/ here
+  cronfile validate             check every file in jobs.d/
+  cronfile next "0 9 * * 1-5" --tz Europe/Berlin -n 3
+  cronfile diff                 what `apply` would change (exit 1 if anything)
+  cronfile apply                record the files into the state
+  cronfile daemon               run the engine until stopped
+  cronfile run backup           run one job now, in the foreground
+  cronfile status               every job, its next run and recent outcomes
+
+exit codes: 0 ok, 1 a job failed or diff found changes, 2 invalid input or usage.
+docs: README.md; the job format: `cronfile schema job`.
+"""
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+class Out:
+    """Where a command writes: data to stdout, messages to stderr; quiet mutes messages."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.quiet = getattr(args, "quiet", False)
+        self.json = getattr(args, "json", False)
+
+    def data(self, text: str) -> None:
+        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+        sys.stdout.flush()
+
+    def json_data(self, value: Any) -> None:
+        sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def msg(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    def warn(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+
+def use_color(stream: Any = None) -> bool:
+    stream = stream or sys.stdout
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return hasattr(stream, "isatty") and stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def root_of(args: argparse.Namespace) -> Path:
+    root = Path(args.C).expanduser()
+    if not root.is_dir():
+        raise UsageError(f"-C {args.C}: no such folder")
+    return root
+
+
+def state_dir_of(args: argparse.Namespace, project: Project | None = None) -> Path:
+    """--state-dir, else CRONFILE_STATE_DIR, else cronfile.yaml's state_dir, else .cronfile/."""
+    if getattr(args, "state_dir", None):
+        return Path(args.state_dir).expanduser()
+    env = os.environ.get("CRONFILE_STATE_DIR")
+    if env:
+        return Path(env).expanduser()
+    root = root_of(args)
+    if project is not None and project.config.state_dir:
+        return root / project.config.state_dir
+    if project is None:
+        from .load import load_config
+
+        cfg, _ = load_config(root)
+        if cfg.state_dir:
+            return root / cfg.state_dir
+    return root / ".cronfile"
+
+
+def store_of(args: argparse.Namespace, project: Project | None = None) -> Store:
+    from .store import Store
+
+    return Store(state_dir_of(args, project))
+
+
+def refuse_inside_run(what: str) -> None:
+    """A process started by cronfile must not reconfigure or start cronfile (DESIGN.md 5)."""
+    if os.environ.get("CRONFILE_RUN_ID"):
+        raise UsageError(
+            f"refusing to {what} from inside a cronfile run "
+            f"(CRONFILE_RUN_ID={os.environ['CRONFILE_RUN_ID']}): a job cannot change the schedule it runs under"
+        )
+
+
+def print_problems(out: Out, problems: list[Any], *, warnings: bool = True) -> None:
+    for p in sorted(problems, key=lambda p: (p.path, p.line, p.column)):
+        if p.severity == "error" or warnings:
+            out.warn(str(p))
+
+
+def load_checked(args: argparse.Namespace, out: Out, **kw: Any) -> Project:
+    """Load the jobs repo; print warnings; raise SpecError (exit 2) if anything is invalid."""
+    from .load import load_project
+
+    project = load_project(root_of(args), **kw)
+    if project.errors:
+        raise SpecError(project.errors)
+    if not out.quiet and not getattr(args, "json", False):
+        print_problems(out, project.warnings)
+    return project
+
+
+def git_revision(root: Path) -> str | None:
+    """The commit of the jobs repo if it is a git checkout (read from .git, no subprocess)."""
+    import subprocess
+
+    try:
+        res = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if res.returncode != 0:
+        return None
+    rev = res.stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--", "jobs.d", "cronfile.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+    )
+    if dirty.returncode == 0 and dirty.stdout.strip():
+        rev += "-dirty"
+    return rev
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace, out: Out) -> int:
+    from .load import CONFIG_NAME, JOBS_DIR, load_project
+
+    root = root_of(args)
+    projects = []
+    files: list[Path] = []
+    for raw in args.paths:
+        p = Path(raw)
+        if not p.exists():
+            raise UsageError(f"{raw}: no such file or folder")
+        if p.is_dir() and ((p / JOBS_DIR).is_dir() or (p / CONFIG_NAME).exists()):
+            projects.append(load_project(p))
+        elif p.is_dir():
+            projects.append(load_project(root, jobs_dir=p))
+        else:
+            files.append(p)
+    if files:
+        # Load the whole repo so `from_job` can name a job in another file, then report
+        # only the named files (pre-commit passes just the changed ones).
+        full = load_project(root)
+        wanted = {os.path.relpath(f) for f in files}
+        inside = {os.path.relpath(f) for f in full.files}
+        outside = [f for f in files if os.path.relpath(f) not in inside]
+        full.problems = [p for p in full.problems if os.path.relpath(p.path) in wanted or p.path == full.config.path]
+        full.specs = [s for s in full.specs if os.path.relpath(s.source) in wanted]
+        projects.append(full)
+        if outside:
+            projects.append(load_project(root, files=outside))
+    if not args.paths:
+        projects.append(load_project(root))
+    problems = [p for proj in projects for p in proj.problems]
+    n_jobs = sum(len(proj.specs) for proj in projects)
+    n_files = sum(len(proj.files) for proj in projects)
+    errors = [p for p in problems if p.severity == "error"]
+    if out.json:
+        out.json_data(
+            {
+                "ok": not errors,
+                "jobs": sorted(s.name for proj in projects for s in proj.specs),
+                "errors": [p.to_json() for p in errors],
+                "warnings": [p.to_json() for p in problems if p.severity == "warning"],
+            }
+        )
+        return EXIT_INVALID if errors else EXIT_OK
+    print_problems(out, problems)
+    if errors:
+        out.warn(f"{len(errors)} problem{'s' if len(errors) != 1 else ''} found; nothing is valid until all are fixed")
+        return EXIT_INVALID
+    out.msg(f"ok: {n_jobs} job{'s' if n_jobs != 1 else ''} in {n_files} file{'s' if n_files != 1 else ''}")
+    return EXIT_OK
+
+
+def cmd_next(args: argparse.Namespace, out: Out) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from . import schedule as sched
+    from .durations import humanize_delta
+    from .load import load_project
+
+    now = datetime.now(UTC)
+    after = now
+    if args.after:
+        try:
+            after = datetime.fromisoformat(args.after.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"--after {args.after!r} is not an ISO-8601 time (e.g. 2026-03-29T00:00:00Z)") from None
+    target = args.expr
+    schedule = None
+    tz = args.tz
+    if " " not in target.strip() and not target.startswith("@"):
+        root = root_of(args)
+        if (root / "jobs.d").is_dir():
+            project = load_project(root, now=now)
+            spec = project.job(target)
+            if spec is not None:
+                if tz and tz != spec.timezone:
+                    raise UsageError(f"--tz {tz}: job {spec.name} runs in {spec.timezone}; drop --tz")
+                tz = spec.timezone
+                created = None
+                if project.config and (state := _applied_state(args, project)) is not None:
+                    js = state.jobs.get(spec.name)
+                    created = js.created_at if js else None
+                schedule = spec.build_schedule(created_at=created or now)
+                target = spec.schedule
+    tz = tz or "UTC"
+    if schedule is None:
+        if after.tzinfo is None:
+            after = after.replace(tzinfo=sched.get_zone(tz))
+        try:
+            schedule = sched.parse(target, tz, created_at=now)
+        except sched.ScheduleError as e:
+            raise UsageError(f"{target!r}: {e}") from None
+    if after.tzinfo is None:
+        after = after.replace(tzinfo=schedule.tz)
+    times = []
+    t = after
+    for _ in range(max(0, args.n)):
+        nxt = schedule.next_after(t)
+        if nxt is None:
+            break
+        times.append(nxt)
+        t = nxt
+    local = [x.astimezone(schedule.tz) for x in times]
+    if out.json:
+        out.json_data({"expr": target, "timezone": tz, "next": [x.isoformat() for x in local]})
+        return EXIT_OK
+    if schedule.kind == "reboot":
+        out.data(f"{target}: fires once each time an engine starts")
+        return EXIT_OK
+    if not local:
+        out.data(f"{target}: never fires after {after.isoformat()}")
+        return EXIT_OK
+    for x in local:
+        delta = x - now
+        when = humanize_delta(delta) if delta >= timedelta(0) else humanize_delta(delta)
+        out.data(
+            f"{x.strftime('%a %Y-%m-%d %H:%M:%S')} {x.tzname() or tz}  "
+            f"({x.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')} UTC)  {when}"
+        )
+    return EXIT_OK
+
+
+def _applied_state(args: argparse.Namespace, project: Project) -> Any:
+    from .errors import StateError
+
+    try:
+        store = store_of(args, project)
+        return store.read() if store.exists() else None
+    except StateError:
+        return None
+
+
+def cmd_schema(args: argparse.Namespace, out: Out) -> int:
+    from .spec import load_schema
+
+    out.data(json.dumps(load_schema(args.which), indent=2))
+    return EXIT_OK
+
+
+INIT_CONFIG = """\
+# cronfile project config. Every key: `cronfile schema config`.
+# yaml-language-server: $schema=https://cronfile.dev/schema/config.schema.json
+timezone: UTC
+max_concurrent: 4
+# default_agent: claude
+defaults:
+  timeout: 15m
+  deliver: [stdout]
+"""
+
+INIT_JOB = """\
+# yaml-language-server: $schema=https://cronfile.dev/schema/job.schema.json
+description: Say hello every minute, to see cronfile fire.
+schedule: "* * * * *"
+shell: echo "hello from cronfile at $(date)"
+"""
+
+
+def cmd_init(args: argparse.Namespace, out: Out) -> int:
+    target = Path(args.dir)
+    target.mkdir(parents=True, exist_ok=True)
+    made = []
+    for rel, text in (("cronfile.yaml", INIT_CONFIG), ("jobs.d/hello.yaml", INIT_JOB)):
+        path = target / rel
+        if path.exists():
+            out.msg(f"kept {path} (exists)")
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        made.append(str(path))
+    gi = target / ".gitignore"
+    lines = gi.read_text().splitlines() if gi.exists() else []
+    if ".cronfile/" not in lines:
+        with gi.open("a") as f:
+            f.write(".cronfile/\n")
+        made.append(str(gi))
+    for m in made:
+        out.msg(f"created {m}")
+    where = "" if str(target) == "." else f" -C {target}"
+    out.msg(f"next: cronfile{where} validate && cronfile{where} diff && cronfile{where} apply")
+    return EXIT_OK
+
+
+def _plan(args: argparse.Namespace, out: Out, *, write: bool) -> int:
+    from datetime import UTC, datetime
+
+    from .load import load_project
+    from .reconcile import reconcile
+    from .render import render_plan
+
+    project = load_project(root_of(args))
+    if project.errors:
+        if out.json:
+            out.json_data({"changes": [], "errors": [p.to_json() for p in project.errors]})
+            return EXIT_INVALID
+        raise SpecError(project.errors)
+    if not out.json and not out.quiet:
+        print_problems(out, project.warnings)
+    store = store_of(args, project)
+    now = datetime.now(UTC)
+    if write:
+        refuse_inside_run("apply")
+        from .engine import apply_project
+
+        plan = apply_project(store, project, now=now, revision=git_revision(project.root), source="apply")
+    else:
+        state = store.read()
+        _, plan = reconcile(project.specs, state, now, revision=None)
+    if out.json:
+        data = plan.to_json()
+        data.setdefault("errors", [])
+        out.json_data(data)
+    else:
+        out.data(render_plan(plan, color=use_color()))
+        if write and plan.has_changes:
+            out.msg(f"applied to {store.state_path}")
+    if write:
+        return EXIT_OK
+    return EXIT_FAILED if plan.has_changes else EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace, out: Out) -> int:
+    return _plan(args, out, write=False)
+
+
+def cmd_apply(args: argparse.Namespace, out: Out) -> int:
+    return _plan(args, out, write=not args.dry_run)
+
+
+def cmd_status(args: argparse.Namespace, out: Out) -> int:
+    from datetime import UTC, datetime
+
+    from .engine import engine_running, merged_history
+    from .load import load_project
+    from .render import render_status, status_rows
+
+    project = load_project(root_of(args))
+    store = store_of(args, project)
+    state = store.read()
+    now = datetime.now(UTC)
+    names = set(state.jobs) | {s.name for s in project.specs}
+    histories = {n: merged_history(store, n, 10) for n in names}
+    rows = status_rows(project.specs if project.ok else [], state, histories, now, engine_running=engine_running(store))
+    if out.json:
+        out.json_data(rows)
+    else:
+        if project.errors:
+            out.warn(f"warning: jobs.d has {len(project.errors)} problem(s); run `cronfile validate`")
+        out.data(render_status(rows, color=use_color(), now=now))
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace, out: Out) -> int:
+    from .engine import merged_history
+
+    store = store_of(args)
+    runs = merged_history(store, args.name, args.n)
+    if out.json:
+        out.json_data(runs)
+        return EXIT_OK
+    if not runs:
+        out.msg(f"no runs recorded for {args.name}")
+        return EXIT_OK
+    out.data(render_history(runs))
+    return EXIT_OK
+
+
+def render_history(runs: list[dict[str, Any]]) -> str:
+    """One line per run, newest last: id, trigger, times, status, exit, deliveries."""
+    from datetime import datetime
+
+    rows = [("RUN", "TRIGGER", "SCHEDULED", "STARTED", "DURATION", "STATUS", "EXIT", "TRIES", "DELIVERIES")]
+    for r in runs:
+        start = r.get("started_at")
+        dur = r.get("duration_s")
+        deliveries = r.get("deliveries") or []
+        dl = " ".join(f"{d.get('target', '?')}:{'ok' if d.get('ok') else 'skipped' if d.get('skipped') else 'FAILED'}" for d in deliveries)
+        status = r.get("status", "?")
+        if r.get("missed_count", 0) > 1:
+            status += f" x{r['missed_count']}"
+        rows.append(
+            (
+                r["run_id"],
+                r.get("trigger") or "",
+                _short_time(r.get("scheduled_for")),
+                _short_time(start),
+                f"{dur:.1f}s" if isinstance(dur, int | float) else "",
+                status,
+                "" if r.get("exit_code") is None else str(r["exit_code"]),
+                str(r.get("attempts") or ""),
+                dl,
+            )
+        )
+    del datetime
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    messages = [f"  {r['run_id']}: {r['message']}" for r in runs if r.get("message") and r.get("status") not in ("success",)]
+    return "\n".join(lines + (["", "notes:"] + messages[-5:] if messages else []))
+
+
+def _short_time(text: str | None) -> str:
+    if not text:
+        return "-"
+    from datetime import datetime
+
+    dt = datetime.fromisoformat(text).astimezone()
+    return dt.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_logs(args: argparse.Namespace, out: Out) -> int:
+    from .engine import follow_log, merged_history
+
+    store = store_of(args)
+    runs = merged_history(store, args.name, None)
+    runs = [r for r in runs if r.get("log_path")]
+    if not runs:
+        raise UsageError(f"no logs for {args.name}: it has not run yet (see `cronfile history {args.name}`)")
+    if args.run_id:
+        match = [r for r in runs if r["run_id"] == args.run_id or r["run_id"].endswith(args.run_id)]
+        if not match:
+            raise UsageError(f"{args.name} has no run {args.run_id!r} (see `cronfile history {args.name}`)")
+        run = match[-1]
+    else:
+        run = runs[-1]
+    path = Path(run["log_path"])
+    if args.follow:
+        return follow_log(store, args.name, run["run_id"], path, sys.stdout.buffer)
+    try:
+        sys.stdout.buffer.write(path.read_bytes())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: log was pruned (history_limit)") from None
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, out: Out) -> int:
+    from .engine import Engine
+
+    project = load_checked(args, out)
+    spec = project.job(args.name)
+    if spec is None:
+        import difflib
+
+        hint = difflib.get_close_matches(args.name, [s.name for s in project.specs], n=1)
+        raise UsageError(
+            f"no job named {args.name!r} in {project.jobs_dir}" + (f" (did you mean {hint[0]}?)" if hint else "")
+        )
+    engine = Engine(project.root, store_of(args, project), project=project, mode="run", quiet=out.quiet)
+    with engine:
+        status = engine.run_now(spec, stream=None if out.quiet else sys.stdout.buffer)
+    return EXIT_OK if status in ("success", "silent") else EXIT_FAILED
+
+
+def cmd_tick(args: argparse.Namespace, out: Out) -> int:
+    from .engine import Engine
+    from .load import load_project
+
+    refuse_inside_run("tick")
+    project = load_project(root_of(args))
+    if project.errors:
+        print_problems(out, project.errors)
+        out.warn("jobs.d is invalid: firing from the last applied set")
+    engine = Engine(project.root, store_of(args, project), project=project, mode="tick", quiet=out.quiet)
+    with engine:
+        failed = engine.tick()
+    if project.errors:
+        return EXIT_INVALID
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_daemon(args: argparse.Namespace, out: Out) -> int:
+    from .engine import Engine
+    from .load import load_project
+
+    refuse_inside_run("start a daemon")
+    project = load_project(root_of(args))
+    if project.errors:
+        raise SpecError(project.errors)
+    engine = Engine(project.root, store_of(args, project), project=project, mode="daemon", quiet=out.quiet)
+    with engine:
+        engine.serve()
+    return EXIT_OK
+
+
+# -- parser --------------------------------------------------------------------------
+
+COMMANDS = {
+    "validate": (cmd_validate, "check job files and cronfile.yaml", "cronfile validate\n  cronfile validate jobs.d/backup.yaml examples/ops"),
+    "next": (cmd_next, "upcoming fire times of an expression or a job", 'cronfile next "0 2 * * *" --tz Europe/Berlin -n 5\n  cronfile next daily-briefing --json'),
+    "schema": (cmd_schema, "print the JSON schema of a job or of cronfile.yaml", "cronfile schema job > job.schema.json"),
+    "init": (cmd_init, "scaffold cronfile.yaml and jobs.d/ in a folder", "cronfile init my-jobs"),
+    "diff": (cmd_diff, "show what apply would change (exit 1 if anything)", "cronfile diff\n  cronfile diff --json"),
+    "apply": (cmd_apply, "record the job files into the state", "cronfile apply\n  cronfile apply --dry-run"),
+    "status": (cmd_status, "every job: state, next run, recent outcomes", "cronfile status\n  cronfile status --json"),
+    "history": (cmd_history, "past runs of a job", "cronfile history backup -n 20"),
+    "logs": (cmd_logs, "the output of a run (latest by default)", "cronfile logs backup\n  cronfile logs backup 7f3a\n  cronfile logs backup -f"),
+    "run": (cmd_run, "run one job now in the foreground (trigger: manual)", "cronfile run backup"),
+    "tick": (cmd_tick, "one pass: recover, apply, fire what is due, wait, exit", "* * * * * cd /srv/jobs && cronfile tick   # from crontab"),
+    "daemon": (cmd_daemon, "the engine: apply, watch, fire, execute, deliver", "cronfile daemon\n  cronfile -C /srv/jobs daemon"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-C", metavar="DIR", default=argparse.SUPPRESS, help="jobs repo root (default .; jobs in DIR/jobs.d)")
+    common.add_argument("--state-dir", metavar="DIR", default=argparse.SUPPRESS, help="state directory (default .cronfile; env CRONFILE_STATE_DIR)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output where output is data")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print only data and errors")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of internal errors")
+
+    parser = argparse.ArgumentParser(
+        prog="cronfile",
+        description="A declarative cron runner for AI-agent jobs and shell jobs: jobs are YAML files in jobs.d/.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"cronfile {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_, example) in COMMANDS.items():
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=help_[0].upper() + help_[1:] + ".",
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common],
+        )
+        if name == "validate":
+            p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: jobs.d)")
+        elif name == "next":
+            p.add_argument("expr", metavar="EXPR_OR_NAME", help="a schedule expression or a job name")
+            p.add_argument("-n", type=int, default=5, help="how many (default 5)")
+            p.add_argument("--tz", help="timezone for an expression (default UTC)")
+            p.add_argument("--after", metavar="ISO", help="start from this time instead of now")
+        elif name == "schema":
+            p.add_argument("which", nargs="?", choices=["job", "config"], default="job")
+        elif name == "init":
+            p.add_argument("dir", nargs="?", default=".", metavar="DIR")
+        elif name == "apply":
+            p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+        elif name == "history":
+            p.add_argument("name", metavar="NAME")
+            p.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
+        elif name == "logs":
+            p.add_argument("name", metavar="NAME")
+            p.add_argument("run_id", nargs="?", metavar="RUN_ID", help="a run id or its last characters")
+            p.add_argument("-f", "--follow", action="store_true", help="follow a run in flight")
+        elif name == "run":
+            p.add_argument("name", metavar="NAME")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for key, default in (("C", "."), ("state_dir", None), ("json", False), ("quiet", False), ("debug", False)):
+        if not hasattr(args, key):
+            setattr(args, key, default)
+    if not args.command:
+        parser.print_help()
+        return EXIT_INVALID
+    out = Out(args)
+    func = COMMANDS[args.command][0]
+    try:
+        return func(args, out)
+    except SpecError as e:
+        if args.json and args.command in ("validate", "diff", "apply"):
+            out.json_data({"changes": [], "errors": [p.to_json() for p in e.problems]})
+        else:
+            print_problems(out, e.problems, warnings=False)
+            n = len([p for p in e.problems if p.severity == "error"])
+            out.warn(f"{n} problem{'s' if n != 1 else ''} found; nothing was changed")
+        return EXIT_INVALID
+    except CronfileError as e:
+        if args.debug:
+            raise
+        out.warn(f"cronfile: error: {e}")
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as e:  # noqa: BLE001 - the user sees one line unless --debug
+        if args.debug:
+            raise
+        out.warn(f"cronfile: internal error: {type(e).__name__}: {e} (run again with --debug for the traceback)")
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

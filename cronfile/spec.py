@@ -1,0 +1,798 @@
+"""Job specs and the project config: typed, frozen, validated.
+
+Pure: documents (data plus positions) in, specs or problems out. The JSON schemas in
+``cronfile/schemas/`` decide the shape; the checks here go beyond them (cron fields,
+timezones, durations, agent profiles), and every reason is collected, never just the
+first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from .errors import Problem
+from .yamlsrc import Document, dotted
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class Concurrency(StrEnum):
+    """What a job does when its previous run is still going at fire time."""
+
+    forbid = "forbid"  # Like Kubernetes CronJob's Forbid / Temporal Skip: record skipped.
+    queue = "queue"  # Like Temporal BufferOne: run one more right after the current one.
+    allow = "allow"  # Start another run beside it.
+    replace = "replace"  # Like Kubernetes Replace: stop the old run, start the new one.
+
+
+class Catchup(StrEnum):
+    """What a job does with occurrences missed while no engine ran."""
+
+    skip = "skip"  # Record them as missed; wait for the next occurrence.
+    once = "once"  # Run the most recent missed occurrence once (no burst).
+
+
+class Kind(StrEnum):
+    """What a job runs."""
+
+    prompt = "prompt"  # An agent profile with the assembled prompt.
+    shell = "shell"  # /bin/sh -c with the text.
+    command = "command"  # An argv, no shell.
+
+
+class Status(StrEnum):
+    """The outcome of a run, as stored in history."""
+
+    success = "success"  # Exit code 0.
+    failed = "failed"  # Non-zero exit, or the program could not start.
+    timeout = "timeout"  # Stopped after `timeout`.
+    silent = "silent"  # Output began with [SILENT], or a context script said wakeAgent: false.
+    refused = "refused"  # The injection guard matched; nothing was spawned.
+    skipped = "skipped"  # concurrency: forbid and the previous run was still going.
+    missed = "missed"  # Later than starting_deadline; not run.
+    interrupted = "interrupted"  # The engine stopped or died while it ran.
+    cancelled = "cancelled"  # Stopped on purpose (concurrency: replace, job deleted).
+
+    @property
+    def is_failure(self) -> bool:
+        return self in (Status.failed, Status.timeout, Status.refused, Status.interrupted)
+
+
+class Trigger(StrEnum):
+    """Why a run started."""
+
+    schedule = "schedule"  # Its fire time came.
+    catchup = "catchup"  # catchup: once, after downtime.
+    manual = "manual"  # `cronfile run NAME`.
+    reboot = "reboot"  # @reboot, at engine start.
+    queued = "queued"  # concurrency: queue, after the previous run finished.
+
+
+# Built-in agent profiles (DESIGN.md section 6). `model_args` go before the prompt
+# when the job sets a model.
+BUILTIN_AGENTS: dict[str, dict[str, Any]] = {
+    "codex": {"command": ["codex", "exec", "{prompt}"], "model_args": ["--model", "{model}"]},
+    "claude": {"command": ["claude", "-p", "{prompt}"], "model_args": ["--model", "{model}"]},
+    "gemini": {"command": ["gemini", "-p", "{prompt}"], "model_args": ["-m", "{model}"]},
+    "llm": {"command": ["llm", "{prompt}"], "model_args": ["-m", "{model}"]},
+}
+
+TARGET_KEYS = ("webhook", "healthchecks", "telegram", "email", "stdout")
+TARGET_OPTIONS = {
+    "webhook": {"format", "secret", "headers", "on"},
+    "healthchecks": {"on"},
+    "telegram": {"token", "on"},
+    "email": {"subject", "on"},
+    "stdout": {"on"},
+}
+DURATION_FIELDS = ("timeout", "retry_backoff", "starting_deadline", "jitter")
+DEFAULTS = {
+    "timeout": 15 * 60.0,
+    "retries": 0,
+    "retry_backoff": 30.0,
+    "starting_deadline": 60.0,
+    "jitter": 0.0,
+}
+
+
+@cache
+def load_schema(kind: str) -> dict[str, Any]:
+    """The shipped JSON schema ``job`` or ``config``."""
+    text = resources.files("cronfile").joinpath(f"schemas/{kind}.schema.json").read_text()
+    return json.loads(text)
+
+
+@cache
+def _validator(kind: str) -> Any:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(load_schema(kind))
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    name: str
+    command: tuple[str, ...]
+    model_args: tuple[str, ...] = ()
+    stdin: bool = False
+
+    def argv(self, prompt: str, model: str | None) -> list[str]:
+        """The argv for this prompt; the prompt is one element, never shell-parsed.
+        With ``stdin: true`` the {prompt} element is dropped (the prompt goes on stdin)."""
+        out: list[str] = []
+        model_done = False
+        margs = [a.replace("{model}", model) for a in self.model_args] if model else []
+        for part in self.command:
+            if "{prompt}" in part:
+                if model and not model_done:
+                    out.extend(margs)
+                    model_done = True
+                if self.stdin:
+                    continue
+            if "{model}" in part and not model:
+                continue
+            out.append(part.replace("{model}", model or "").replace("{prompt}", prompt))
+        if model and not model_done:
+            out.extend(margs)
+        return out
+
+
+@dataclass(frozen=True)
+class Target:
+    """One delivery target of a job."""
+
+    kind: str  # webhook | healthchecks | telegram | email | stdout
+    dest: Any  # URL, chat id, address(es), or True for stdout
+    on: tuple[str, ...] = ("always",)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def wants(self, status: str) -> bool:
+        """Whether a run with ``status`` goes to this target (the ``on:`` filter)."""
+        if status == Status.silent:
+            return "silent" in self.on
+        if "always" in self.on:
+            return True
+        if status == Status.success:
+            return "success" in self.on
+        return "failure" in self.on and status in (
+            Status.failed,
+            Status.timeout,
+            Status.refused,
+            Status.interrupted,
+        )
+
+    def label(self) -> str:
+        if self.kind == "stdout":
+            return "stdout"
+        return f"{self.kind}:{self.dest}"
+
+
+@dataclass(frozen=True)
+class Context:
+    files: tuple[str, ...] = ()
+    from_job: str | None = None
+    script: str | None = None
+
+
+@dataclass(frozen=True, eq=True)
+class JobSpec:
+    """One job as declared, with defaults merged. ``data`` is the normalized mapping that
+    is stored in state and hashed; everything else is derived from it."""
+
+    name: str
+    data: Mapping[str, Any]
+    schedule: str
+    timezone: str
+    kind: Kind
+    anchor: str | None = None
+    description: str = ""
+    prompt: str | None = None
+    shell: str | None = None
+    command: tuple[str, ...] = ()
+    agent: str | None = None
+    model: str | None = None
+    context: Context = Context()
+    workdir: str = "."
+    env: tuple[tuple[str, str], ...] = ()
+    timeout: float = DEFAULTS["timeout"]
+    retries: int = 0
+    retry_backoff: float = DEFAULTS["retry_backoff"]
+    concurrency: Concurrency = Concurrency.forbid
+    catchup: Catchup = Catchup.skip
+    starting_deadline: float = DEFAULTS["starting_deadline"]
+    jitter: float = 0.0
+    repeat: int | None = None
+    enabled: bool = True
+    labels: tuple[tuple[str, str], ...] = ()
+    deliver: tuple[Target, ...] = ()
+    allow_injection_risk: bool = False
+    source: str = field(default="", compare=False)
+    line: int = field(default=0, compare=False)
+    positions: Mapping[tuple[str | int, ...], tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
+
+    def where(self, *fpath: str | int) -> tuple[int, int]:
+        """Line and column of a field in the job's file (the job's start if unknown)."""
+        return self.positions.get(tuple(fpath), (self.line, 1))
+
+    @property
+    def spec_hash(self) -> str:
+        return _hash(self.data)
+
+    @property
+    def schedule_sig(self) -> str:
+        return schedule_signature(self.data)
+
+    def build_schedule(self, created_at: datetime | None = None) -> Any:
+        """The job's Schedule (cronfile.schedule); ``created_at`` anchors `in 2h` forms."""
+        from . import schedule as sched
+
+        return sched.parse(
+            self.schedule,
+            self.timezone,
+            anchor=_parse_anchor(self.anchor) if self.anchor else None,
+            created_at=created_at,
+            jitter=timedelta(seconds=self.jitter),
+            jitter_key=self.name,
+        )
+
+    def env_refs(self) -> list[str]:
+        """Names of ``${VAR}`` references in env, context, delivery settings."""
+        return sorted(set(VAR_RE.findall(json.dumps(self.data))))
+
+
+def _hash(data: Any) -> str:
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def schedule_signature(data: Mapping[str, Any]) -> str:
+    """Hash of exactly the fields that decide fire times (DESIGN.md section 4)."""
+    from .durations import parse_duration
+
+    jitter = data.get("jitter")
+    try:
+        jitter_s = parse_duration(jitter).total_seconds() if jitter is not None else 0.0
+    except ValueError:
+        jitter_s = jitter
+    anchor = data.get("anchor")
+    if anchor:
+        try:
+            anchor = _parse_anchor(anchor).isoformat()
+        except ValueError:
+            pass
+    return _hash(
+        {
+            "schedule": " ".join(str(data.get("schedule", "")).split()),
+            "timezone": data.get("timezone"),
+            "anchor": anchor,
+            "jitter": jitter_s,
+        }
+    )
+
+
+def _parse_anchor(text: str) -> datetime:
+    from datetime import UTC
+
+    dt = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Config:
+    """cronfile.yaml, with defaults filled in."""
+
+    timezone: str = "UTC"
+    max_concurrent: int = 4
+    history_limit: int = 100
+    state_dir: str | None = None
+    default_agent: str | None = None
+    agents: Mapping[str, AgentProfile] = field(default_factory=dict)
+    webhook_allowlist: tuple[str, ...] = ()
+    allow_private_webhooks: bool = False
+    injection_patterns: tuple[str, ...] = ()
+    shutdown_grace: float = 30.0
+    output_limit: int = 1024 * 1024
+    smtp: Mapping[str, Any] = field(default_factory=dict)
+    telegram_api: str = "https://api.telegram.org"
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
+    path: str = "cronfile.yaml"
+
+    def agent(self, name: str) -> AgentProfile | None:
+        return self.agents.get(name)
+
+
+def _builtin_profiles() -> dict[str, AgentProfile]:
+    return {
+        n: AgentProfile(n, tuple(p["command"]), tuple(p.get("model_args", ())), bool(p.get("stdin")))
+        for n, p in BUILTIN_AGENTS.items()
+    }
+
+
+# -- schema errors -> problems -------------------------------------------------------
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+_EXPECT = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+}
+
+
+def _schema_problems(kind: str, data: Any, doc: Document, skip: tuple[str, ...] = ()) -> list[Problem]:
+    """Run the JSON schema and turn each error into a one-line problem at its source."""
+    schema = load_schema(kind)
+    problems: list[Problem] = []
+    for err in _validator(kind).iter_errors(data):
+        fpath = tuple(err.absolute_path)
+        if fpath and fpath[0] in skip:
+            continue
+        v = err.validator
+        inst = err.instance
+        if v == "additionalProperties" and isinstance(inst, dict):
+            allowed = set(err.schema.get("properties", {}))
+            for key in sorted(set(inst) - allowed):
+                hint = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+                msg = "unknown field" + (f" (did you mean {hint[0]}?)" if hint else "")
+                if not hint and allowed:
+                    msg += f"; expected one of: {', '.join(sorted(allowed))}"
+                line, col = doc.where(fpath + (key,), key=True)
+                problems.append(Problem(doc.path, line, col, dotted(fpath + (key,)), msg))
+            continue
+        line, col = doc.where(fpath)
+        fname = dotted(fpath)
+        if v == "required":
+            missing = err.message.split("'")[1] if "'" in err.message else err.message
+            problems.append(Problem(doc.path, line, col, dotted(fpath + (missing,)), "missing (required)"))
+            continue
+        if v == "oneOf" and not fpath and isinstance(inst, dict):
+            present = [k for k in ("prompt", "shell", "command") if k in inst]
+            if not present:
+                msg = "a job needs one of prompt, shell or command"
+                problems.append(Problem(doc.path, line, col, "", msg))
+            else:
+                l2, c2 = doc.where((present[1],), key=True)
+                msg = f"only one of prompt, shell or command (found {', '.join(present)})"
+                problems.append(Problem(doc.path, l2, c2, present[1], msg))
+            continue
+        if v == "type":
+            want = err.validator_value
+            wants = [want] if isinstance(want, str) else list(want)
+            desc = " or ".join(_EXPECT.get(w, w) for w in wants)
+            msg = f"expected {desc}, got {_type_name(inst)}"
+        elif v == "enum":
+            msg = f"{json.dumps(inst)} is not one of {', '.join(map(str, err.validator_value))}"
+        elif v == "pattern" and fpath and fpath[-1] == "name":
+            msg = (
+                f"{json.dumps(inst)} is not a valid job name (lower-case letters, digits, "
+                "'.', '_', '-'; 1-64 characters, starting with a letter or digit)"
+            )
+        elif v == "minimum":
+            msg = f"{inst} is less than the minimum {err.validator_value}"
+        elif v == "maximum":
+            msg = f"{inst} is more than the maximum {err.validator_value}"
+        elif v in ("minItems", "minLength"):
+            msg = "must not be empty"
+        else:
+            msg = err.message
+        problems.append(Problem(doc.path, line, col, fname, msg))
+    del schema
+    return problems
+
+
+# -- config ----------------------------------------------------------------------------
+
+
+def config_from_document(doc: Document | None) -> tuple[Config, list[Problem]]:
+    """Validate cronfile.yaml (``None``: no file, all defaults)."""
+    from . import schedule as sched
+    from .durations import parse_duration
+
+    agents = _builtin_profiles()
+    if doc is None:
+        return Config(agents=agents), []
+    data = doc.data
+    if not isinstance(data, dict):
+        return Config(agents=agents), [
+            Problem(doc.path, doc.line, doc.column, "", f"expected a mapping, got {_type_name(data)}")
+        ]
+    problems = _schema_problems("config", data, doc)
+    tz = data.get("timezone", "UTC")
+    if isinstance(tz, str):
+        try:
+            sched.get_zone(tz)
+        except sched.ScheduleError as e:
+            problems.append(Problem(doc.path, *doc.where(("timezone",)), "timezone", str(e)))
+            tz = "UTC"
+    grace = 30.0
+    if "shutdown_grace" in data:
+        try:
+            grace = parse_duration(data["shutdown_grace"]).total_seconds()
+        except (ValueError, TypeError) as e:
+            problems.append(Problem(doc.path, *doc.where(("shutdown_grace",)), "shutdown_grace", str(e)))
+    for name, prof in (data.get("agents") or {}).items():
+        if isinstance(prof, dict) and isinstance(prof.get("command"), list):
+            cmd = tuple(str(c) for c in prof["command"])
+            if not prof.get("stdin") and not any("{prompt}" in c for c in cmd):
+                problems.append(
+                    Problem(
+                        doc.path,
+                        *doc.where(("agents", name, "command")),
+                        f"agents.{name}.command",
+                        "needs a {prompt} placeholder (or stdin: true)",
+                    )
+                )
+            agents[name] = AgentProfile(
+                name, cmd, tuple(str(a) for a in prof.get("model_args", ())), bool(prof.get("stdin"))
+            )
+    defaults = data.get("defaults") or {}
+    if isinstance(defaults, dict):
+        for key in ("name", "schedule", "prompt", "shell", "command"):
+            if key in defaults:
+                problems.append(
+                    Problem(
+                        doc.path,
+                        *doc.where(("defaults", key), key=True),
+                        f"defaults.{key}",
+                        "cannot be a default: it is what makes each job itself",
+                    )
+                )
+        sub = Document(doc.path, defaults, doc.line, doc.column)
+        sub.positions = {k[1:]: v for k, v in doc.positions.items() if k[:1] == ("defaults",)}
+        sub.key_positions = {k[1:]: v for k, v in doc.key_positions.items() if k[:1] == ("defaults",)}
+        for p in _schema_problems("job", {"schedule": "@daily", "shell": "true", **defaults}, sub):
+            problems.append(
+                Problem(p.path, p.line, p.column, "defaults." + p.field if p.field else "defaults", p.message)
+            )
+    default_agent = data.get("default_agent")
+    if isinstance(default_agent, str) and default_agent not in agents:
+        problems.append(
+            Problem(
+                doc.path,
+                *doc.where(("default_agent",)),
+                "default_agent",
+                f"unknown agent profile {default_agent!r} (known: {', '.join(sorted(agents))})",
+            )
+        )
+    cfg = Config(
+        timezone=tz if isinstance(tz, str) else "UTC",
+        max_concurrent=int(data.get("max_concurrent", 4)) if isinstance(data.get("max_concurrent", 4), int) else 4,
+        history_limit=int(data.get("history_limit", 100)) if isinstance(data.get("history_limit", 100), int) else 100,
+        state_dir=data.get("state_dir") if isinstance(data.get("state_dir"), str) else None,
+        default_agent=default_agent if isinstance(default_agent, str) else None,
+        agents=agents,
+        webhook_allowlist=tuple(str(h) for h in data.get("webhook_allowlist") or ()),
+        allow_private_webhooks=bool(data.get("allow_private_webhooks", False)),
+        injection_patterns=tuple(str(p) for p in data.get("injection_patterns") or ()),
+        shutdown_grace=grace,
+        output_limit=int(data.get("output_limit", 1024 * 1024)) if isinstance(data.get("output_limit", 0), int) else 1024 * 1024,
+        smtp=dict(data.get("smtp") or {}),
+        telegram_api=str(data.get("telegram_api", "https://api.telegram.org")).rstrip("/"),
+        defaults=dict(defaults) if isinstance(defaults, dict) else {},
+        data=data,
+        path=doc.path,
+    )
+    return cfg, problems
+
+
+# -- jobs ------------------------------------------------------------------------------
+
+
+def merge_defaults(data: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """A job's fields with cronfile.yaml's ``defaults`` under them. ``env`` and ``labels``
+    merge key by key (the job wins); every other field is taken whole."""
+    out = dict(data)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif key in ("env", "labels") and isinstance(out[key], dict) and isinstance(value, dict):
+            out[key] = {**value, **out[key]}
+    return out
+
+
+def job_from_document(
+    doc: Document,
+    config: Config,
+    *,
+    default_name: str | None,
+    now: datetime | None = None,
+) -> tuple[JobSpec | None, list[Problem]]:
+    """Validate one YAML document as a job. ``default_name`` is the file stem when the
+    file holds a single job (else None, and the job must name itself)."""
+    from . import schedule as sched
+    from .durations import parse_duration
+
+    P = doc.path
+    if not isinstance(doc.data, dict):
+        return None, [Problem(P, doc.line, doc.column, "", f"a job must be a mapping, got {_type_name(doc.data)}")]
+    data = merge_defaults(doc.data, config.defaults)
+    problems: list[Problem] = []
+    if "name" not in data:
+        if default_name is None:
+            problems.append(Problem(P, doc.line, doc.column, "name", "required when a file holds several jobs"))
+            return None, problems
+        if not NAME_RE.match(default_name):
+            problems.append(
+                Problem(
+                    P,
+                    doc.line,
+                    doc.column,
+                    "name",
+                    f"the file name {default_name!r} is not a valid job name; set name: explicitly",
+                )
+            )
+            return None, problems
+        data["name"] = default_name
+
+    problems += _schema_problems("job", data, doc, skip=("deliver",))
+    problems += _deliver_problems(data.get("deliver"), doc)
+
+    def where(*fp: str | int) -> tuple[int, int]:
+        return doc.where(tuple(fp))
+
+    # Durations.
+    seconds: dict[str, float] = {}
+    for key in DURATION_FIELDS:
+        if key in data and isinstance(data[key], str | int) and not isinstance(data[key], bool):
+            try:
+                seconds[key] = parse_duration(data[key]).total_seconds()
+            except ValueError as e:
+                problems.append(Problem(P, *where(key), key, str(e)))
+                continue
+            if key in ("timeout", "retry_backoff") and seconds[key] <= 0:
+                problems.append(Problem(P, *where(key), key, "must be more than 0"))
+
+    # Timezone and schedule.
+    tz = data.get("timezone", config.timezone)
+    if isinstance(tz, str):
+        try:
+            sched.get_zone(tz)
+        except sched.ScheduleError as e:
+            problems.append(Problem(P, *where("timezone"), "timezone", str(e)))
+            tz = None
+    else:
+        tz = None
+    anchor = data.get("anchor")
+    if isinstance(anchor, str):
+        try:
+            _parse_anchor(anchor)
+        except ValueError:
+            problems.append(Problem(P, *where("anchor"), "anchor", f"{anchor!r} is not an ISO-8601 instant (e.g. 2026-01-01T00:00:00Z)"))
+            anchor = None
+    expr = data.get("schedule")
+    if isinstance(expr, str) and tz is not None:
+        try:
+            s = sched.parse(
+                expr,
+                tz,
+                anchor=_parse_anchor(anchor) if isinstance(anchor, str) else None,
+                created_at=now,
+                jitter=timedelta(seconds=seconds.get("jitter", 0.0)),
+                jitter_key=str(data.get("name")),
+            )
+            if anchor and s.kind != "interval":
+                problems.append(Problem(P, *where("anchor"), "anchor", "only applies to `every` schedules"))
+        except sched.ScheduleError as e:
+            problems.append(Problem(P, *where("schedule"), "schedule", str(e)))
+
+    # Agent profile.
+    kind = next((Kind(k) for k in ("prompt", "shell", "command") if k in data), Kind.shell)
+    agent = data.get("agent")
+    if kind is Kind.prompt:
+        if agent is None:
+            agent = config.default_agent
+            if agent is None:
+                problems.append(
+                    Problem(P, *where("prompt"), "agent", "a prompt job needs agent: (or default_agent in cronfile.yaml)")
+                )
+        if isinstance(agent, str) and config.agent(agent) is None:
+            problems.append(
+                Problem(
+                    P,
+                    *where("agent"),
+                    "agent",
+                    f"unknown agent profile {agent!r} (known: {', '.join(sorted(config.agents))})",
+                )
+            )
+    else:
+        for key in ("agent", "model", "context", "allow_injection_risk"):
+            if key in doc.data:
+                problems.append(Problem(P, *where(key), key, "only applies to prompt jobs"))
+
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        return None, problems
+
+    norm = dict(data)
+    norm["timezone"] = tz
+    if kind is Kind.prompt:
+        norm["agent"] = agent
+    norm = json.loads(json.dumps(norm, sort_keys=True))
+    spec = spec_from_data(norm, source=P, line=doc.line)
+    return replace(spec, positions=doc.positions), problems
+
+
+def _deliver_problems(items: Any, doc: Document) -> list[Problem]:
+    P = doc.path
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        return [Problem(P, *doc.where(("deliver",)), "deliver", f"expected a list, got {_type_name(items)}")]
+    out: list[Problem] = []
+    for i, item in enumerate(items):
+        fp: tuple[str | int, ...] = ("deliver", i)
+        line, col = doc.where(fp)
+        name = dotted(fp)
+        if isinstance(item, str):
+            if item != "stdout":
+                out.append(
+                    Problem(
+                        P, line, col, name,
+                        f"unknown target {item!r}: expected stdout or a mapping with one of {', '.join(TARGET_KEYS)}",
+                    )
+                )
+            continue
+        if not isinstance(item, dict):
+            out.append(Problem(P, line, col, name, f"expected stdout or a mapping, got {_type_name(item)}"))
+            continue
+        targets = [k for k in TARGET_KEYS if k in item]
+        if len(targets) != 1:
+            msg = (
+                f"needs one target key: {', '.join(TARGET_KEYS)}"
+                if not targets
+                else f"one target per item (found {', '.join(targets)})"
+            )
+            out.append(Problem(P, line, col, name, msg))
+            continue
+        kind = targets[0]
+        allowed = TARGET_OPTIONS[kind] | {kind}
+        for key in item:
+            if key not in allowed:
+                known = {o for opts in TARGET_OPTIONS.values() for o in opts} | set(TARGET_KEYS)
+                if key in known:
+                    msg = f"does not apply to a {kind} target"
+                else:
+                    hint = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+                    msg = "unknown field" + (f" (did you mean {hint[0]}?)" if hint else f"; expected one of: {', '.join(sorted(allowed))}")
+                out.append(Problem(P, *doc.where(fp + (key,), key=True), dotted(fp + (key,)), msg))
+        sub = Document(P, {"deliver": [item]}, doc.line, doc.column)
+        sub.positions = {("deliver", 0) + k[2:]: v for k, v in doc.positions.items() if k[:2] == fp}
+        sub.key_positions = {("deliver", 0) + k[2:]: v for k, v in doc.key_positions.items() if k[:2] == fp}
+        for p in _item_schema_problems(item, sub):
+            out.append(Problem(p.path, p.line, p.column, p.field.replace("deliver[0]", name, 1), p.message))
+        if kind == "telegram" and "token" not in item:
+            out.append(Problem(P, line, col, name + ".token", "missing (required for telegram; use ${VAR})"))
+        if kind in ("webhook", "healthchecks") and isinstance(item[kind], str):
+            url = item[kind]
+            if not re.match(r"^https?://[^/\s]+", url) and not VAR_RE.fullmatch(url):
+                out.append(Problem(P, *doc.where(fp + (kind,)), f"{name}.{kind}", f"{url!r} is not an http(s) URL"))
+    return out
+
+
+def _item_schema_problems(item: dict[str, Any], sub: Document) -> list[Problem]:
+    import jsonschema
+
+    schema = load_schema("job")
+    target_schema = schema["$defs"]["target"]["oneOf"][1]["properties"]
+    out = []
+    for key, value in item.items():
+        prop = target_schema.get(key)
+        if prop is None:
+            continue
+        v = jsonschema.Draft202012Validator({**prop, "$defs": schema["$defs"]})
+        for err in v.iter_errors(value):
+            fp = ("deliver", 0, key) + tuple(err.absolute_path)
+            line, col = sub.where(fp)
+            if err.validator == "type":
+                want = err.validator_value
+                wants = [want] if isinstance(want, str) else list(want)
+                msg = f"expected {' or '.join(_EXPECT.get(w, w) for w in wants)}, got {_type_name(err.instance)}"
+            elif err.validator == "enum":
+                msg = f"{json.dumps(err.instance)} is not one of {', '.join(map(str, err.validator_value))}"
+            elif err.validator == "oneOf" and key == "email":
+                msg = "expected an address or a list of addresses"
+            else:
+                msg = err.message
+            out.append(Problem(sub.path, line, col, dotted(fp), msg))
+            break
+    return out
+
+
+def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0) -> JobSpec:
+    """Build a JobSpec from normalized data (validated before, or read back from state)."""
+    from .durations import parse_duration
+
+    def dur(key: str) -> float:
+        if key in data:
+            return parse_duration(data[key]).total_seconds()
+        return float(DEFAULTS[key])
+
+    kind = next(Kind(k) for k in ("prompt", "shell", "command") if k in data)
+    ctx = data.get("context") or {}
+    targets = []
+    for item in data.get("deliver") or ():
+        if isinstance(item, str):
+            targets.append(Target("stdout", True))
+            continue
+        tkind = next(k for k in TARGET_KEYS if k in item)
+        opts = {k: v for k, v in item.items() if k not in (tkind, "on")}
+        targets.append(Target(tkind, item[tkind], tuple(item.get("on", ("always",))), opts))
+    return JobSpec(
+        name=data["name"],
+        data=data,
+        schedule=data["schedule"],
+        timezone=data.get("timezone") or "UTC",
+        kind=kind,
+        anchor=data.get("anchor"),
+        description=data.get("description", ""),
+        prompt=data.get("prompt"),
+        shell=data.get("shell"),
+        command=tuple(data.get("command") or ()),
+        agent=data.get("agent"),
+        model=data.get("model"),
+        context=Context(tuple(ctx.get("files") or ()), ctx.get("from_job"), ctx.get("script")),
+        workdir=data.get("workdir", "."),
+        env=tuple((str(k), str(v) if not isinstance(v, bool) else str(v).lower()) for k, v in (data.get("env") or {}).items()),
+        timeout=dur("timeout"),
+        retries=int(data.get("retries", 0)),
+        retry_backoff=dur("retry_backoff"),
+        concurrency=Concurrency(data.get("concurrency", "forbid")),
+        catchup=Catchup(data.get("catchup", "skip")),
+        starting_deadline=dur("starting_deadline"),
+        jitter=dur("jitter"),
+        repeat=data.get("repeat"),
+        enabled=bool(data.get("enabled", True)),
+        labels=tuple(sorted((str(k), str(v)) for k, v in (data.get("labels") or {}).items())),
+        deliver=tuple(targets),
+        allow_injection_risk=bool(data.get("allow_injection_risk", False)),
+        source=source,
+        line=line,
+    )
+
+
+def cross_problems(specs: Iterable[JobSpec]) -> list[Problem]:
+    """Checks across jobs: ``from_job`` must name a job that exists, and not itself."""
+    specs = list(specs)
+    names = {s.name for s in specs}
+    out = []
+    for s in specs:
+        ref = s.context.from_job
+        if ref is not None and (ref not in names or ref == s.name):
+            why = "cannot be the job itself" if ref == s.name else f"no job named {ref!r}"
+            hint = difflib.get_close_matches(ref, sorted(names), n=1)
+            if hint and ref != s.name:
+                why += f" (did you mean {hint[0]}?)"
+            out.append(Problem(s.source, *s.where("context", "from_job"), "context.from_job", why))
+    return out

@@ -1,0 +1,204 @@
+"""The runtime state: the applied set plus each job's timing, as plain values.
+
+Pure: encode/decode only. ``state.json`` carries a version; an unknown version is an
+error, never a guess (apscheduler's ``require_state_version`` habit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from .clock import iso, parse_iso
+from .errors import StateError
+
+STATE_VERSION = 1
+
+
+class JobStatus(StrEnum):
+    """Where a job stands in the applied set."""
+
+    scheduled = "scheduled"  # Fires at next_run.
+    paused = "paused"  # enabled: false; never fires; next_run is None.
+    completed = "completed"  # Once-only job done, `repeat` used up, or an instant in the past.
+
+
+@dataclass(frozen=True)
+class Running:
+    """A run that has been claimed and not yet recorded as finished."""
+
+    run_id: str
+    scheduled_for: datetime | None
+    started_at: datetime
+    trigger: str
+    engine: str  # the claiming engine's id; its lock file shows whether it lives
+    pid: int | None = None  # the run's process (and process group), once spawned
+    job: str = ""  # set for orphans (runs of deleted jobs)
+
+    def encode(self) -> dict[str, Any]:
+        out = {
+            "run_id": self.run_id,
+            "scheduled_for": iso(self.scheduled_for),
+            "started_at": iso(self.started_at),
+            "trigger": self.trigger,
+            "engine": self.engine,
+            "pid": self.pid,
+        }
+        if self.job:
+            out["job"] = self.job
+        return out
+
+    @classmethod
+    def decode(cls, d: dict[str, Any]) -> Running:
+        return cls(
+            run_id=d["run_id"],
+            scheduled_for=parse_iso(d.get("scheduled_for")),
+            started_at=_dt(d["started_at"]),
+            trigger=d.get("trigger", "schedule"),
+            engine=d.get("engine", ""),
+            pid=d.get("pid"),
+            job=d.get("job", ""),
+        )
+
+
+@dataclass(frozen=True)
+class LastRun:
+    run_id: str
+    status: str
+    trigger: str
+    scheduled_for: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    def encode(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "trigger": self.trigger,
+            "scheduled_for": iso(self.scheduled_for),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+        }
+
+    @classmethod
+    def decode(cls, d: dict[str, Any]) -> LastRun:
+        return cls(
+            run_id=d["run_id"],
+            status=d["status"],
+            trigger=d.get("trigger", "schedule"),
+            scheduled_for=parse_iso(d.get("scheduled_for")),
+            started_at=parse_iso(d.get("started_at")),
+            finished_at=parse_iso(d.get("finished_at")),
+        )
+
+
+@dataclass(frozen=True)
+class JobState:
+    """One applied job."""
+
+    spec: dict[str, Any]  # the normalized spec (JobSpec.data); ${VAR} kept as references
+    spec_hash: str
+    schedule_sig: str
+    created_at: datetime  # first apply; anchors once-relative schedules (`in 2h`)
+    state: JobStatus = JobStatus.scheduled
+    next_run: datetime | None = None
+    last_run: LastRun | None = None
+    run_count: int = 0
+    running: tuple[Running, ...] = ()
+    queued: datetime | None = None  # concurrency: queue buffers one occurrence here
+    updated_at: datetime | None = None
+
+    def encode(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "spec_hash": self.spec_hash,
+            "schedule_sig": self.schedule_sig,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "state": str(self.state),
+            "next_run": iso(self.next_run),
+            "last_run": self.last_run.encode() if self.last_run else None,
+            "run_count": self.run_count,
+            "running": [r.encode() for r in self.running],
+            "queued": iso(self.queued),
+        }
+
+    @classmethod
+    def decode(cls, d: dict[str, Any]) -> JobState:
+        return cls(
+            spec=d["spec"],
+            spec_hash=d["spec_hash"],
+            schedule_sig=d["schedule_sig"],
+            created_at=_dt(d["created_at"]),
+            updated_at=parse_iso(d.get("updated_at")),
+            state=JobStatus(d.get("state", "scheduled")),
+            next_run=parse_iso(d.get("next_run")),
+            last_run=LastRun.decode(d["last_run"]) if d.get("last_run") else None,
+            run_count=int(d.get("run_count", 0)),
+            running=tuple(Running.decode(r) for r in d.get("running", ())),
+            queued=parse_iso(d.get("queued")),
+        )
+
+    def with_(self, **changes: Any) -> JobState:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class State:
+    """All of ``state.json``."""
+
+    jobs: dict[str, JobState] = field(default_factory=dict)
+    revision: str | None = None  # git commit of the jobs repo at the last apply
+    applied_at: datetime | None = None
+    orphans: tuple[Running, ...] = ()  # runs in flight of jobs deleted since they started
+    version: int = STATE_VERSION
+
+    def encode(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "revision": self.revision,
+            "applied_at": iso(self.applied_at),
+            "jobs": {name: self.jobs[name].encode() for name in sorted(self.jobs)},
+            "orphans": [r.encode() for r in self.orphans],
+        }
+
+    @classmethod
+    def decode(cls, d: Any) -> State:
+        """Raises StateError (never KeyError/TypeError) for anything it cannot read."""
+        if not isinstance(d, dict):
+            raise StateError("not a JSON object")
+        version = d.get("version")
+        if version != STATE_VERSION:
+            raise StateError(
+                f"state version {version!r} is not supported by this cronfile "
+                f"(it reads version {STATE_VERSION})"
+            )
+        try:
+            return cls(
+                jobs={name: JobState.decode(js) for name, js in (d.get("jobs") or {}).items()},
+                revision=d.get("revision"),
+                applied_at=parse_iso(d.get("applied_at")),
+                orphans=tuple(Running.decode(r) for r in d.get("orphans", ())),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise StateError(f"malformed state ({type(e).__name__}: {e})") from None
+
+    def with_(self, **changes: Any) -> State:
+        return replace(self, **changes)
+
+    def with_job(self, name: str, js: JobState | None) -> State:
+        jobs = dict(self.jobs)
+        if js is None:
+            jobs.pop(name, None)
+        else:
+            jobs[name] = js
+        return replace(self, jobs=jobs)
+
+
+def _dt(text: str) -> datetime:
+    dt = parse_iso(text)
+    if dt is None:
+        raise ValueError("missing time")
+    return dt

@@ -1,0 +1,256 @@
+"""YAML text -> plain data plus the source position of every value.
+
+Like octodns' ``yaml.py``: each loaded value keeps its file, line and column so every
+error can point at its source. Built on PyYAML's composer (nodes carry marks), with
+our own construction so that:
+
+- positions are recorded per field path, for values and for keys;
+- an alias that expands a billion times is refused after ``MAX_NODES`` nodes, fast and
+  with bounded memory (the composer shares aliased nodes; only expansion is costly);
+- duplicate keys are an error (PyYAML silently keeps the last one);
+- YAML 1.1's surprises are off: ``on``/``off``/``yes``/``no`` stay strings (``on:`` is a
+  delivery field), ``1:30`` is not 90, and an unquoted ISO timestamp stays a string.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .errors import Problem
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+Path = tuple[str | int, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core-schema scalars (no yes/no/on/off booleans)."""
+
+
+# Rebuild the implicit resolvers without YAML 1.1's bool, sexagesimal int/float and
+# timestamp rules; then add the YAML 1.2 core bool.
+_Loader.yaml_implicit_resolvers = {}
+for _first, _resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items():
+    kept = [
+        (tag, rx)
+        for tag, rx in _resolvers
+        if tag
+        not in (
+            "tag:yaml.org,2002:bool",
+            "tag:yaml.org,2002:int",
+            "tag:yaml.org,2002:float",
+            "tag:yaml.org,2002:timestamp",
+        )
+    ]
+    if kept:
+        _Loader.yaml_implicit_resolvers[_first] = kept
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+@dataclass
+class Document:
+    """One YAML document: its data and where each field path came from."""
+
+    path: str
+    data: Any
+    line: int
+    column: int
+    positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    key_positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+
+    def where(self, fpath: Path, *, key: bool = False) -> tuple[int, int]:
+        """The best position for ``fpath``: the value (or key), else its nearest parent."""
+        table = self.key_positions if key else self.positions
+        p = tuple(fpath)
+        while p:
+            if p in table:
+                return table[p]
+            if not key and p in self.positions:
+                return self.positions[p]
+            p = p[:-1]
+        return self.positions.get((), (self.line, self.column))
+
+
+class _Limits(Exception):
+    pass
+
+
+class _Builder:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.count = 0
+        self.positions: dict[Path, tuple[int, int]] = {}
+        self.key_positions: dict[Path, tuple[int, int]] = {}
+        self.problems: list[Problem] = []
+        self.constructor = _Loader("")
+
+    def build(self, node: yaml.Node, fpath: Path, depth: int) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise _Limits(
+                f"more than {MAX_NODES} values (an alias expanding too far?); refused"
+            )
+        if depth > MAX_DEPTH:
+            raise _Limits(f"nested deeper than {MAX_DEPTH} levels; refused")
+        self.positions[fpath] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            self.constructor.flatten_mapping(node)
+            out: dict[str, Any] = {}
+            for knode, vnode in node.value:
+                key = self.build_key(knode, fpath)
+                if key is None:
+                    continue
+                kpos = (knode.start_mark.line + 1, knode.start_mark.column + 1)
+                if key in out:
+                    first = self.key_positions.get(fpath + (key,), kpos)
+                    self.problems.append(
+                        Problem(
+                            self.path,
+                            *kpos,
+                            field=_dotted(fpath + (key,)),
+                            message=f"duplicate key (first at line {first[0]})",
+                        )
+                    )
+                    continue
+                self.key_positions[fpath + (key,)] = kpos
+                out[key] = self.build(vnode, fpath + (key,), depth + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(v, fpath + (i,), depth + 1) for i, v in enumerate(node.value)]
+        return self.scalar(node, fpath)
+
+    def build_key(self, knode: yaml.Node, fpath: Path) -> str | None:
+        if isinstance(knode, yaml.ScalarNode):
+            value = self.scalar(knode, fpath)
+            if isinstance(value, str):
+                return value
+            if isinstance(value, bool | int | float) or value is None:
+                # A bare `1:` or `true:` key: keep its text, the schema names it.
+                return knode.value
+        self.problems.append(
+            Problem(
+                self.path,
+                knode.start_mark.line + 1,
+                knode.start_mark.column + 1,
+                field=_dotted(fpath),
+                message="keys must be plain strings",
+            )
+        )
+        return None
+
+    def scalar(self, node: yaml.Node, fpath: Path) -> Any:
+        tag = node.tag
+        if tag in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"):
+            return node.value
+        if tag in (
+            "tag:yaml.org,2002:int",
+            "tag:yaml.org,2002:float",
+            "tag:yaml.org,2002:bool",
+            "tag:yaml.org,2002:null",
+        ):
+            return self.constructor.construct_object(node, deep=True)
+        # Any other tag (!!binary, !!python/..., custom) is not part of a job file.
+        self.problems.append(
+            Problem(
+                self.path,
+                node.start_mark.line + 1,
+                node.start_mark.column + 1,
+                field=_dotted(fpath),
+                message=f"unsupported YAML tag {tag}",
+            )
+        )
+        return node.value
+
+
+def _dotted(fpath: Path) -> str:
+    out = ""
+    for part in fpath:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+dotted = _dotted
+
+
+def load_documents(text: str | bytes, path: str) -> tuple[list[Document], list[Problem]]:
+    """Parse every YAML document in ``text``. Never raises for bad input: problems are
+    returned, each with the file, line and column."""
+    problems: list[Problem] = []
+    if isinstance(text, bytes):
+        if len(text) > MAX_FILE_BYTES:
+            return [], [Problem(path, 1, 1, message=f"file is larger than {MAX_FILE_BYTES // 1024} KiB; refused")]
+        if b"\x00" in text:
+            return [], [Problem(path, 1, 1, message="binary file (NUL byte); not YAML")]
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return [], [Problem(path, 1, 1, message=f"not UTF-8 text (byte {e.start})")]
+    elif len(text) > MAX_FILE_BYTES:
+        return [], [Problem(path, 1, 1, message=f"file is larger than {MAX_FILE_BYTES // 1024} KiB; refused")]
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    docs: list[Document] = []
+    loader = _Loader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            b = _Builder(path)
+            try:
+                data = b.build(node, (), 0)
+            except _Limits as e:
+                problems.append(
+                    Problem(path, node.start_mark.line + 1, node.start_mark.column + 1, message=str(e))
+                )
+                return docs, problems
+            problems.extend(b.problems)
+            if data is None:
+                continue
+            docs.append(
+                Document(
+                    path=path,
+                    data=data,
+                    line=node.start_mark.line + 1,
+                    column=node.start_mark.column + 1,
+                    positions=b.positions,
+                    key_positions=b.key_positions,
+                )
+            )
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = e.problem or e.context or "invalid YAML"
+        if "\t" in what or "\\t" in what:
+            what += " (YAML does not allow tabs for indentation)"
+        problems.append(Problem(path, line, col, message=f"invalid YAML: {what}"))
+    except yaml.YAMLError as e:
+        problems.append(Problem(path, 1, 1, message=f"invalid YAML: {e}"))
+    except RecursionError:
+        problems.append(Problem(path, 1, 1, message=f"nested deeper than {MAX_DEPTH} levels; refused"))
+    finally:
+        loader.dispose()
+    return docs, problems

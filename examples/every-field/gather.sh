@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "alerts gathered at $(date)"
