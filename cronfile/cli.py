@@ -405,7 +405,7 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     now = datetime.now(UTC)
     names = set(state.jobs) | {s.name for s in project.specs}
     histories = {n: merged_history(store, n, 10) for n in names}
-    rows = status_rows(project.specs if project.ok else [], state, histories, now, engine_running=engine_running(store))
+    rows = status_rows(project.specs if project.ok else None, state, histories, now, engine_running=engine_running(store))
     if out.json:
         out.json_data(rows)
     else:

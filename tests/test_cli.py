@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from cli_helpers import ROOT, cronfile
 
 
@@ -15,8 +14,23 @@ def test_version_and_help_work_without_a_jobs_repo(tmp_path):
     assert res.returncode == 0 and "exit codes" in res.stdout
 
 
-@pytest.mark.parametrize("command", ["validate", "next", "schema", "init", "diff", "apply", "status",
-                                     "history", "logs", "run", "tick", "daemon"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "validate",
+        "next",
+        "schema",
+        "init",
+        "diff",
+        "apply",
+        "status",
+        "history",
+        "logs",
+        "run",
+        "tick",
+        "daemon",
+    ],
+)
 def test_every_command_has_help_with_an_example(command, tmp_path):
     res = cronfile(command, "--help", cwd=tmp_path)
     assert res.returncode == 0
@@ -54,20 +68,29 @@ def test_validate_json_lists_errors_with_positions(tmp_path):
     data = json.loads(res.stdout)
     assert res.returncode == 2 and data["ok"] is False
     (err,) = data["errors"]
-    assert (err["path"], err["line"], err["column"], err["field"]) == ("jobs.d/a.yaml", 1, 11, "schedule")
+    assert (err["path"], err["line"], err["column"], err["field"]) == (
+        "jobs.d/a.yaml",
+        1,
+        11,
+        "schedule",
+    )
 
 
 def test_validate_a_single_file_resolves_from_job_across_the_repo(tmp_path):
     jobs = tmp_path / "jobs.d"
     jobs.mkdir()
     (jobs / "collect.yaml").write_text("schedule: '@hourly'\nshell: x\n")
-    (jobs / "brief.yaml").write_text("schedule: '@daily'\nprompt: p\nagent: llm\ncontext: {from_job: collect}\n")
+    (jobs / "brief.yaml").write_text(
+        "schedule: '@daily'\nprompt: p\nagent: llm\ncontext: {from_job: collect}\n"
+    )
     assert cronfile("validate", "jobs.d/brief.yaml", cwd=tmp_path).returncode == 0
 
 
 def test_validate_warns_about_a_fixed_time_job_in_a_dst_gap(tmp_path):
     (tmp_path / "jobs.d").mkdir()
-    (tmp_path / "jobs.d" / "a.yaml").write_text("schedule: '30 2 * * *'\ntimezone: Europe/Berlin\nshell: x\n")
+    (tmp_path / "jobs.d" / "a.yaml").write_text(
+        "schedule: '30 2 * * *'\ntimezone: Europe/Berlin\nshell: x\n"
+    )
     res = cronfile("validate", cwd=tmp_path)
     assert res.returncode == 0
     assert "warning: schedule:" in res.stderr and "skipped by daylight saving" in res.stderr
@@ -75,8 +98,14 @@ def test_validate_warns_about_a_fixed_time_job_in_a_dst_gap(tmp_path):
 
 @pytest.mark.parametrize(
     "expr, phrase",
-    [("61 * * * *", "minute"), ("* * 32 * *", "day"), ("0 0 30 2 *", "never"), ("*/0 * * * *", "step"),
-     ("* * * *", "fields"), ("0 0 12 * * 2027", "year")],
+    [
+        ("61 * * * *", "minute"),
+        ("* * 32 * *", "day"),
+        ("0 0 30 2 *", "never"),
+        ("*/0 * * * *", "step"),
+        ("* * * *", "fields"),
+        ("0 0 12 * * 2027", "year"),
+    ],
     ids=["minute-61", "day-32", "feb-30", "step-0", "four-fields", "year-field"],
 )
 def test_next_rejects_invalid_expressions_with_the_reason(expr, phrase):
@@ -91,17 +120,40 @@ def test_next_rejects_a_bad_timezone():
 
 
 def test_next_json_matches_the_contract_shape_across_spring_forward():
-    res = cronfile("next", "30 2 * * *", "--tz", "Europe/Berlin", "-n", "3", "--after", "2026-03-28T00:00:00Z", "--json")
+    res = cronfile(
+        "next",
+        "30 2 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "-n",
+        "3",
+        "--after",
+        "2026-03-28T00:00:00Z",
+        "--json",
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == {
         "expr": "30 2 * * *",
         "timezone": "Europe/Berlin",
-        "next": ["2026-03-28T02:30:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"],
+        "next": [
+            "2026-03-28T02:30:00+01:00",
+            "2026-03-29T03:00:00+02:00",
+            "2026-03-30T02:30:00+02:00",
+        ],
     }
 
 
 def test_next_human_output_shows_local_time_utc_and_distance():
-    res = cronfile("next", "0 9 * * *", "--tz", "America/New_York", "-n", "1", "--after", "2026-07-01T00:00:00Z")
+    res = cronfile(
+        "next",
+        "0 9 * * *",
+        "--tz",
+        "America/New_York",
+        "-n",
+        "1",
+        "--after",
+        "2026-07-01T00:00:00Z",
+    )
     assert res.returncode == 0
     assert "2026-07-01 09:00:00 EDT" in res.stdout and "2026-07-01 13:00:00 UTC" in res.stdout
     assert "ago" in res.stdout  # the date is in the past relative to now
@@ -109,8 +161,12 @@ def test_next_human_output_shows_local_time_utc_and_distance():
 
 def test_next_takes_a_job_name(tmp_path):
     (tmp_path / "jobs.d").mkdir()
-    (tmp_path / "jobs.d" / "brief.yaml").write_text("schedule: '0 9 * * 1-5'\ntimezone: Asia/Tokyo\nshell: x\n")
-    res = cronfile("next", "brief", "--json", "-n", "2", "--after", "2026-11-19T12:00:00Z", cwd=tmp_path)
+    (tmp_path / "jobs.d" / "brief.yaml").write_text(
+        "schedule: '0 9 * * 1-5'\ntimezone: Asia/Tokyo\nshell: x\n"
+    )
+    res = cronfile(
+        "next", "brief", "--json", "-n", "2", "--after", "2026-11-19T12:00:00Z", cwd=tmp_path
+    )
     data = json.loads(res.stdout)
     assert data["timezone"] == "Asia/Tokyo"
     assert data["next"] == ["2026-11-20T09:00:00+09:00", "2026-11-23T09:00:00+09:00"]

@@ -1,0 +1,186 @@
+"""What to do with one job at ``now``: run, miss, skip, queue or replace.
+
+Pure: (spec, job state, schedule, now) -> Due. apscheduler decides misfires inside its
+run loop with ``datetime.now()``; here the decision is a function, so every catch-up,
+deadline and concurrency case is one row of a table test (STYLE.md).
+
+The rules are DESIGN.md section 5's:
+
+- No thundering herd: however long no engine ran, a job starts at most one run per call,
+  for the latest occurrence that is due (like Kubernetes CronJob, which starts only the
+  most recent missed schedule, and systemd's ``Persistent=true``, which fires once).
+- On time means no later than ``starting_deadline`` (Kubernetes' startingDeadlineSeconds).
+  Later than that the occurrence is ``missed``; with ``catchup: once`` the latest one
+  still runs, once, with ``trigger: catchup`` (apscheduler's ``coalesce`` + misfire grace).
+- Concurrency with a run in flight: ``forbid`` records ``skipped`` (Kubernetes Forbid,
+  Temporal Skip), ``queue`` buffers one (Temporal BufferOne), ``replace`` stops the old
+  run (Kubernetes Replace), ``allow`` starts another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .spec import Catchup, Concurrency, JobSpec
+from .state import JobState, JobStatus, State
+
+__all__ = ["MISSED_COUNT_LIMIT", "Due", "decide", "next_wake"]
+
+# Counting missed occurrences walks the schedule; an every-second job down for a week
+# has 604,800 of them. The walk stops here and reports this many ("10000+" shown as
+# 10000); missed_last is still exact (taken from prev_at_or_before).
+MISSED_COUNT_LIMIT = 10_000
+_TINY = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Due:
+    """The decision for one job at one instant. The caller records it in one claim
+    transaction: ``next_run``, the run (if any), the missed/skipped history lines."""
+
+    run: datetime | None = None  # scheduled_for of the run to start now
+    trigger: str | None = None  # "schedule" | "catchup" | "queued"
+    missed: int = 0  # occurrences not run (capped at MISSED_COUNT_LIMIT)
+    missed_first: datetime | None = None
+    missed_last: datetime | None = None
+    skipped: datetime | None = None  # concurrency forbid: record this occurrence skipped
+    queue: datetime | None = None  # concurrency queue: buffer it in JobState.queued
+    cancel: tuple[str, ...] = ()  # concurrency replace: run ids to stop
+    next_run: datetime | None = None  # first fire strictly after now; None: no more
+    completes: bool = False  # the job is done (repeat reached, once-only instant passed)
+    lateness: float = 0.0  # seconds from the occurrence to now
+
+
+def decide(spec: JobSpec, js: JobState, schedule: Any, now: datetime) -> Due | None:
+    """What to do with ``spec`` at ``now``; None when it is not due.
+
+    ``schedule`` is ``spec.build_schedule(js.created_at)`` (passed in so tests can use a
+    fake and the engine can cache it). @reboot jobs are never due here: the engine fires
+    them at start.
+
+    A buffered occurrence (``js.queued``, concurrency: queue) whose blocker has finished
+    comes back as ``trigger="queued"`` with ``next_run`` unchanged; the caller clears
+    ``js.queued`` when it claims the run."""
+    if js.state is not JobStatus.scheduled or schedule.kind == "reboot":
+        return None
+    repeat_left = None if spec.repeat is None else spec.repeat - js.run_count
+
+    if js.queued is not None and not js.running:
+        if repeat_left is not None and repeat_left <= 0:
+            return Due(next_run=None, completes=True)
+        last_run = repeat_left == 1
+        return Due(
+            run=js.queued,
+            trigger="queued",
+            next_run=None if last_run else js.next_run,
+            completes=last_run or js.next_run is None,
+            lateness=(now - js.queued).total_seconds(),
+        )
+
+    if js.next_run is None or js.next_run > now:
+        return None
+    if repeat_left is not None and repeat_left <= 0:
+        # Already used up (e.g. the last run came from the queue): finish, start nothing.
+        return Due(next_run=None, completes=True)
+
+    # The latest occurrence at or before now. next_run may be off the current schedule
+    # (computed under an older jitter or anchor); it was promised, so it counts too.
+    latest = schedule.prev_at_or_before(now)
+    if latest is None or latest < js.next_run:
+        latest = js.next_run
+    lateness = (now - latest).total_seconds()
+    earlier, first, last = _occurrences(schedule, js.next_run, latest)
+
+    run: datetime | None
+    trigger: str | None
+    if lateness <= spec.starting_deadline:
+        run, trigger = latest, "schedule"
+        missed, missed_first, missed_last = earlier, first, last
+    elif spec.catchup is Catchup.once:
+        run, trigger = latest, "catchup"
+        missed, missed_first, missed_last = earlier, first, last
+    else:
+        run, trigger = None, None
+        missed = min(earlier + 1, MISSED_COUNT_LIMIT)
+        missed_first, missed_last = first or latest, latest
+
+    skipped = queue = None
+    cancel: tuple[str, ...] = ()
+    if run is not None and js.running and spec.concurrency is not Concurrency.allow:
+        if spec.concurrency is Concurrency.forbid:
+            skipped, run, trigger = run, None, None
+        elif spec.concurrency is Concurrency.queue:
+            if js.queued is None:
+                queue = run
+            else:
+                skipped = run  # BufferOne: one buffered, any more are skipped
+            run, trigger = None, None
+        elif spec.concurrency is Concurrency.replace:
+            cancel = tuple(r.run_id for r in js.running)
+
+    next_run = schedule.next_after(now)
+    if run is not None and repeat_left == 1:
+        next_run = None  # this run is the last `repeat` allows
+    # A buffered occurrence still has to run, so the job is not done yet.
+    completes = next_run is None and queue is None
+    return Due(
+        run=run,
+        trigger=trigger,
+        missed=missed,
+        missed_first=missed_first if missed else None,
+        missed_last=missed_last if missed else None,
+        skipped=skipped,
+        queue=queue,
+        cancel=cancel,
+        next_run=next_run,
+        completes=completes,
+        lateness=lateness,
+    )
+
+
+def _occurrences(
+    schedule: Any, start: datetime, end: datetime
+) -> tuple[int, datetime | None, datetime | None]:
+    """How many occurrences fall in [start, end) (start counts as one: it was next_run),
+    the first and the last; the walk stops at MISSED_COUNT_LIMIT."""
+    count = 0
+    first = last = None
+    when: datetime | None = start
+    while when is not None and when < end:
+        if count == MISSED_COUNT_LIMIT:
+            prev = schedule.prev_at_or_before(end - _TINY)
+            last = prev if prev is not None and prev > when else last
+            break
+        count += 1
+        if first is None:
+            first = when
+        last = when
+        when = schedule.next_after(when)
+    return count, first, last
+
+
+def next_wake(
+    states: State | Mapping[str, JobState] | Iterable[JobState], now: datetime
+) -> datetime | None:
+    """When the daemon should next wake: the earliest ``next_run`` of a scheduled job
+    (``now`` if a queued run is ready or a next_run is already past); None: nothing to
+    wake for."""
+    if isinstance(states, State):
+        items: Iterable[JobState] = states.jobs.values()
+    elif isinstance(states, Mapping):
+        items = states.values()
+    else:
+        items = states
+    best: datetime | None = None
+    for js in items:
+        if js.state is not JobStatus.scheduled:
+            continue
+        when = now if js.queued is not None and not js.running else js.next_run
+        if when is not None and (best is None or when < best):
+            best = when
+    if best is None:
+        return None
+    return max(best, now)

@@ -1,0 +1,296 @@
+"""Reconcile: (declared specs, applied state, now) -> (new state, plan).
+
+Pure: no I/O, no clock; ``now`` is an argument (STYLE.md habit 1). The rules are
+DESIGN.md section 4's table. The point of keeping per-job timing across a reload, unlike
+supercronic (which cancels everything and re-reads), is that editing a prompt must not
+move, repeat or drop the next run.
+
+The plan is a value with a fixed order (delete, create, update, unchanged; by name in
+each), octodns' habit, so that printing it is stable and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from .clock import iso
+from .spec import JobSpec
+from .state import JobState, JobStatus, Running, State
+
+__all__ = ["Action", "Change", "Plan", "reconcile"]
+
+CATCHUP_NONE = "catch-up: none"
+_MISSING = object()
+
+
+class Action(StrEnum):
+    """What apply does to one job."""
+
+    create = "create"  # A name not applied yet: schedule it from now.
+    update = "update"  # Applied and changed: keep its timing unless the schedule changed.
+    delete = "delete"  # Applied and gone from the files: forget it (history stays on disk).
+    unchanged = "unchanged"  # Applied and identical: its state is kept as it is.
+
+
+_ORDER = {Action.delete: 0, Action.create: 1, Action.update: 2, Action.unchanged: 3}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One job's line in the plan."""
+
+    name: str
+    action: Action
+    fields: tuple[str, ...] = ()  # changed top-level spec fields, sorted
+    before: Mapping[str, Any] | None = None  # applied normalized spec
+    after: Mapping[str, Any] | None = None  # declared normalized spec
+    next_run_before: datetime | None = None
+    next_run_after: datetime | None = None
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """DESIGN.md section 7's ``diff --json`` entry (keys stable; ``notes`` added)."""
+        return {
+            "name": self.name,
+            "action": str(self.action),
+            "fields": list(self.fields),
+            "next_run_before": iso(self.next_run_before),
+            "next_run_after": iso(self.next_run_after),
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every job's change, in a stable order."""
+
+    changes: tuple[Change, ...] = ()
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action is not Action.unchanged for c in self.changes)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {str(a): 0 for a in (Action.create, Action.update, Action.delete, Action.unchanged)}
+        for c in self.changes:
+            out[str(c.action)] += 1
+        return out
+
+    def summary(self) -> str:
+        """``2 to create, 1 to update, 0 to delete`` (plus ``, 3 unchanged`` if any)."""
+        n = self.counts
+        text = f"{n['create']} to create, {n['update']} to update, {n['delete']} to delete"
+        if n["unchanged"]:
+            text += f", {n['unchanged']} unchanged"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "changes": [c.to_json() for c in self.changes if c.action is not Action.unchanged],
+            "unchanged": [c.name for c in self.changes if c.action is Action.unchanged],
+            "summary": self.counts,
+        }
+
+
+def reconcile(
+    specs: Sequence[JobSpec],
+    state: State,
+    now: datetime,
+    *,
+    revision: str | None = None,
+) -> tuple[State, Plan]:
+    """The state after applying ``specs`` at ``now``, and the plan that says so.
+
+    A job whose spec is unchanged keeps its JobState object as it is; when nothing changes
+    at all the very same State comes back (``revision``/``applied_at`` untouched), so an
+    apply that changes nothing writes nothing."""
+    declared: dict[str, JobSpec] = {}
+    for spec in specs:
+        if spec.name in declared:
+            raise ValueError(f"job {spec.name!r} is declared twice")
+        declared[spec.name] = spec
+
+    jobs: dict[str, JobState] = {}
+    changes: list[Change] = []
+    orphans = list(state.orphans)
+
+    for name, spec in declared.items():
+        old = state.jobs.get(name)
+        if old is None:
+            js, change = _create(spec, now)
+        elif old.spec_hash == spec.spec_hash and old.schedule_sig == spec.schedule_sig:
+            js = old
+            change = Change(
+                name,
+                Action.unchanged,
+                before=old.spec,
+                after=spec.data,
+                next_run_before=old.next_run,
+                next_run_after=old.next_run,
+            )
+        else:
+            js, change = _update(spec, old, now)
+        jobs[name] = js
+        changes.append(change)
+
+    for name in sorted(set(state.jobs) - set(declared)):
+        old = state.jobs[name]
+        notes = [f"history kept in runs/{name}/"]
+        if old.running:
+            n = len(old.running)
+            notes.append(f"{n} run{'s' if n != 1 else ''} in flight will finish")
+            # Like `kubectl delete cronjob --cascade=orphan`: runs in flight finish and
+            # are recorded; the engine finds them in State.orphans.
+            orphans.extend(r if r.job == name else _with_job(r, name) for r in old.running)
+        changes.append(
+            Change(
+                name,
+                Action.delete,
+                fields=(),
+                before=old.spec,
+                after=None,
+                next_run_before=old.next_run,
+                next_run_after=None,
+                notes=tuple(notes),
+            )
+        )
+
+    changes.sort(key=lambda c: (_ORDER[c.action], c.name))
+    plan = Plan(tuple(changes))
+    if not plan.has_changes:
+        return state, plan
+    new_state = state.with_(
+        jobs=jobs,
+        orphans=tuple(orphans),
+        revision=revision,
+        applied_at=now,
+    )
+    return new_state, plan
+
+
+def _with_job(run: Running, job: str) -> Running:
+    return replace(run, job=job)
+
+
+def _never_fires_note(schedule: Any, now: datetime) -> str:
+    past = schedule.prev_at_or_before(now)
+    if past is not None:
+        return f"never fires: {iso(past)} is in the past"
+    return "never fires: the schedule has no time after now"
+
+
+def _create(spec: JobSpec, now: datetime) -> tuple[JobState, Change]:
+    schedule = spec.build_schedule(created_at=now)
+    notes: list[str] = []
+    status = JobStatus.scheduled
+    next_run: datetime | None = None
+    if not spec.enabled:
+        status = JobStatus.paused
+        notes.append("paused")
+    elif schedule.kind == "reboot":
+        notes.append("runs each time an engine starts")
+    else:
+        next_run = schedule.next_after(now)
+        if next_run is None:
+            # DESIGN.md 4: a once-only job whose instant is already past at first apply is
+            # reported as never firing (and kept, completed, so status shows it).
+            status = JobStatus.completed
+            notes.append(_never_fires_note(schedule, now))
+    js = JobState(
+        spec=dict(spec.data),
+        spec_hash=spec.spec_hash,
+        schedule_sig=spec.schedule_sig,
+        created_at=now,
+        updated_at=now,
+        state=status,
+        next_run=next_run,
+    )
+    change = Change(
+        spec.name,
+        Action.create,
+        fields=tuple(sorted(spec.data)),
+        before=None,
+        after=spec.data,
+        next_run_before=None,
+        next_run_after=next_run,
+        notes=tuple(notes),
+    )
+    return js, change
+
+
+def _changed_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, ...]:
+    keys = set(before) | set(after)
+    return tuple(sorted(k for k in keys if before.get(k, _MISSING) != after.get(k, _MISSING)))
+
+
+def _update(spec: JobSpec, old: JobState, now: datetime) -> tuple[JobState, Change]:
+    schedule = spec.build_schedule(created_at=old.created_at)
+    sig_changed = old.schedule_sig != spec.schedule_sig
+    notes: list[str] = []
+    status = old.state
+    next_run = old.next_run
+    queued = old.queued
+
+    if not spec.enabled:
+        status, next_run, queued = JobStatus.paused, None, None
+        notes.append("paused" if old.state is not JobStatus.paused else "still paused")
+    elif spec.repeat is not None and old.run_count >= spec.repeat:
+        status, next_run, queued = JobStatus.completed, None, None
+        notes.append(f"completed: repeat {spec.repeat} reached ({old.run_count} runs)")
+    elif schedule.kind == "reboot":
+        status, next_run = JobStatus.scheduled, None
+        if old.state is JobStatus.paused:
+            notes.append("resumed")
+        notes.append("runs each time an engine starts")
+    else:
+        # Recompute from now on resume, on a schedule change, and for a completed job
+        # (which runs again only if the new spec leaves it runs to make, e.g. `repeat`
+        # raised or a once-only instant moved into the future). Otherwise keep next_run
+        # exactly: no false catch-up, no lost run.
+        recompute = old.state is not JobStatus.scheduled or sig_changed
+        if recompute:
+            next_run = schedule.next_after(now)
+            if next_run is None:
+                status = JobStatus.completed
+                queued = None
+                if old.state is JobStatus.completed and not sig_changed:
+                    notes.append("completed")
+                else:
+                    notes.append(_never_fires_note(schedule, now))
+            else:
+                status = JobStatus.scheduled
+                if old.state is JobStatus.paused:
+                    notes.append("resumed: next run computed from now")
+                elif old.state is JobStatus.completed:
+                    notes.append("scheduled again: next run computed from now")
+                else:
+                    notes.append("schedule changed: next run recomputed from now")
+                notes.append(CATCHUP_NONE)
+        elif next_run is not None:
+            notes.append(CATCHUP_NONE)
+
+    js = old.with_(
+        spec=dict(spec.data),
+        spec_hash=spec.spec_hash,
+        schedule_sig=spec.schedule_sig,
+        state=status,
+        next_run=next_run,
+        queued=queued,
+        updated_at=now,
+    )
+    change = Change(
+        spec.name,
+        Action.update,
+        fields=_changed_fields(old.spec, spec.data),
+        before=old.spec,
+        after=spec.data,
+        next_run_before=old.next_run,
+        next_run_after=next_run,
+        notes=tuple(notes),
+    )
+    return js, change

@@ -1,0 +1,395 @@
+"""Text for people: the plan (diff/apply) and the status table.
+
+Pure: values in, a string out; printing a plan changes nothing (octodns' habit). Colour
+is an argument, never sniffed here. Times are shown on the job's own wall clock
+(``2026-03-29 09:00 CEST``), since that is how its schedule is written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .clock import iso, parse_iso
+from .durations import humanize_delta, parse_duration
+from .reconcile import Action, Change, Plan
+from .spec import JobSpec
+from .state import JobState, JobStatus, State
+
+__all__ = ["render_plan", "render_status", "status_rows"]
+
+RESET = "\x1b[0m"
+BOLD = "\x1b[1m"
+DIM = "\x1b[2m"
+RED = "\x1b[31m"
+GREEN = "\x1b[32m"
+YELLOW = "\x1b[33m"
+CYAN = "\x1b[36m"
+
+_HEAD = {
+    Action.create: ("+", GREEN),
+    Action.update: ("~", YELLOW),
+    Action.delete: ("-", RED),
+}
+_UNSET = object()
+_INDENT = "  "
+
+# Status marks for the RECENT column.
+_OK = "✓"
+_BAD = "✗"
+_QUIET = "·"
+_BAD_STATUSES = frozenset({"failed", "timeout", "refused", "interrupted"})
+RECENT_N = 10
+
+
+def _paint(text: str, code: str, color: bool) -> str:
+    return f"{code}{text}{RESET}" if color and text else text
+
+
+def _zone(name: str | None) -> tzinfo:
+    try:
+        return ZoneInfo(name) if name else UTC
+    except (ValueError, OSError, LookupError):
+        return UTC
+
+
+def local_time(dt: datetime | None, tz: str | None, *, seconds: bool | None = None) -> str:
+    """``2026-03-29 09:00 CEST``; seconds only when the instant has them."""
+    if dt is None:
+        return "none"
+    local = dt.astimezone(_zone(tz))
+    if seconds is None:
+        seconds = bool(local.second or local.microsecond)
+    fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return f"{local.strftime(fmt)} {local.tzname()}"
+
+
+# -- the plan --------------------------------------------------------------------------
+
+
+def _value(v: Any) -> str:
+    """A compact, JSON-ish rendering of one spec value."""
+    if v is _UNSET:
+        return "(unset)"
+    return json.dumps(v, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _is_multiline(*values: Any) -> bool:
+    return any(isinstance(v, str) and "\n" in v.rstrip("\n") for v in values)
+
+
+def _text_diff(name: str, field: str, old: Any, new: Any, color: bool) -> list[str]:
+    """A unified diff of a changed multi-line prompt or shell script, indented."""
+    a = "" if old is _UNSET else str(old)
+    b = "" if new is _UNSET else str(new)
+    out = [f"{_INDENT}{field}:"]
+    for line in difflib.unified_diff(
+        a.splitlines(),
+        b.splitlines(),
+        fromfile=f"{name}.{field} (applied)",
+        tofile=f"{name}.{field} (jobs.d)",
+        lineterm="",
+    ):
+        if line.startswith(("+++", "---")):
+            painted = _paint(line, BOLD, color)
+        elif line.startswith("@@"):
+            painted = _paint(line, CYAN, color)
+        elif line.startswith("+"):
+            painted = _paint(line, GREEN, color)
+        elif line.startswith("-"):
+            painted = _paint(line, RED, color)
+        else:
+            painted = line
+        out.append(f"{_INDENT * 2}{painted}")
+    return out
+
+
+def _field_lines(change: Change, field: str, color: bool) -> list[str]:
+    before = change.before or {}
+    after = change.after or {}
+    old = before.get(field, _UNSET)
+    new = after.get(field, _UNSET)
+    if _is_multiline(old, new):
+        return _text_diff(change.name, field, old, new, color)
+    if isinstance(old, Mapping) or isinstance(new, Mapping):
+        # One line per changed key (env, labels, context): a long mapping on one line
+        # hides which key moved. ${VAR} references are shown as written; they are names,
+        # not values.
+        om = old if isinstance(old, Mapping) else {}
+        nm = new if isinstance(new, Mapping) else {}
+        lines = []
+        for key in sorted(set(om) | set(nm)):
+            o, n = om.get(key, _UNSET), nm.get(key, _UNSET)
+            if o != n:
+                lines.append(f"{_INDENT}{field}.{key}: {_value(o)} -> {_value(n)}")
+        if not lines:  # e.g. {} -> unset
+            lines.append(f"{_INDENT}{field}: {_value(old)} -> {_value(new)}")
+        return lines
+    return [f"{_INDENT}{field}: {_value(old)} -> {_value(new)}"]
+
+
+def _what(data: Mapping[str, Any]) -> str:
+    """One line saying what a job runs, for a create."""
+    for key in ("prompt", "shell"):
+        if isinstance(data.get(key), str):
+            text = data[key].strip()
+            first = text.splitlines()[0] if text else ""
+            more = len(text.splitlines()) - 1
+            if len(first) > 60:
+                first = first[:57] + "..."
+            suffix = f" (+{more} more line{'s' if more != 1 else ''})" if more > 0 else ""
+            label = f"{key} ({data['agent']})" if key == "prompt" and data.get("agent") else key
+            return f"{label}: {_value(first)}{suffix}"
+    if "command" in data:
+        return f"command: {_value(data['command'])}"
+    return ""
+
+
+def _guard_off(change: Change) -> bool:
+    after = change.after or {}
+    before = change.before or {}
+    if after.get("allow_injection_risk") is not True:
+        return False
+    return change.action is Action.create or before.get("allow_injection_risk") is not True
+
+
+def render_plan(plan: Plan, *, color: bool, tz_of: Callable[[str], str] | None = None) -> str:
+    """The plan as ``diff`` and ``apply`` print it: one block per changed job, then the
+    summary line. ``tz_of(name)`` overrides the zone times are shown in (default: the
+    job's own ``timezone``)."""
+    if not plan.has_changes:
+        n = plan.counts["unchanged"]
+        return f"No changes: {n} job{'s' if n != 1 else ''} up to date."
+    lines: list[str] = []
+    for c in plan.changes:
+        if c.action is Action.unchanged:
+            continue
+        sym, code = _HEAD[c.action]
+        lines.append(_paint(f"{sym} {c.action} {c.name}", BOLD + code, color))
+        tz_before = tz_of(c.name) if tz_of else (c.before or c.after or {}).get("timezone")
+        tz_after = tz_of(c.name) if tz_of else (c.after or c.before or {}).get("timezone")
+        if c.action is Action.create:
+            data = c.after or {}
+            lines.append(f"{_INDENT}schedule: {data.get('schedule')} ({tz_after or 'UTC'})")
+            what = _what(data)
+            if what:
+                lines.append(f"{_INDENT}{what}")
+            if c.next_run_after is not None:
+                lines.append(f"{_INDENT}next run: {local_time(c.next_run_after, tz_after)}")
+        elif c.action is Action.update:
+            for f in c.fields:
+                lines.extend(_field_lines(c, f, color))
+            if c.next_run_before != c.next_run_after:
+                lines.append(
+                    f"{_INDENT}next run: {local_time(c.next_run_before, tz_before)}"
+                    f" -> {local_time(c.next_run_after, tz_after)}"
+                )
+            elif c.next_run_after is not None:
+                lines.append(f"{_INDENT}next run: {local_time(c.next_run_after, tz_after)} (kept)")
+        elif c.action is Action.delete and c.next_run_before is not None:
+            lines.append(f"{_INDENT}next run: {local_time(c.next_run_before, tz_before)} -> none")
+        if _guard_off(c):
+            lines.append(
+                _INDENT
+                + _paint(
+                    "! injection guard OFF (allow_injection_risk: true): this prompt is not "
+                    "scanned for injection phrases",
+                    BOLD + RED,
+                    color,
+                )
+            )
+        for note in c.notes:
+            lines.append(f"{_INDENT}{note}")
+    lines.append("")
+    lines.append(plan.summary())
+    return "\n".join(lines)
+
+
+# -- status ----------------------------------------------------------------------------
+
+
+def _deadline(spec_data: Mapping[str, Any]) -> timedelta:
+    try:
+        return parse_duration(spec_data.get("starting_deadline", 60))
+    except (ValueError, TypeError):
+        return timedelta(minutes=1)
+
+
+def _last_run(js: JobState | None, history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if js is not None and js.last_run is not None:
+        lr = js.last_run
+        return {
+            "run_id": lr.run_id,
+            "status": lr.status,
+            "started_at": iso(lr.started_at),
+            "finished_at": iso(lr.finished_at),
+        }
+    for rec in reversed(history):
+        if rec.get("started_at") and rec.get("status"):
+            return {k: rec.get(k) for k in ("run_id", "status", "started_at", "finished_at")}
+    return None
+
+
+def status_rows(
+    project_specs: Sequence[JobSpec] | None,
+    state: State,
+    histories: Mapping[str, list[dict[str, Any]]],
+    now: datetime,
+    *,
+    engine_running: bool,
+) -> list[dict[str, Any]]:
+    """One dict per job (DESIGN.md 7's ``status --json`` keys, plus recent, overdue,
+    drift, running), sorted by name: the applied jobs and the jobs in the files.
+
+    ``project_specs=None`` means the files could not be read: no drift is reported then
+    (an unreadable jobs.d is not "every job deleted")."""
+    declared = {s.name: s for s in project_specs or ()}
+    names = sorted(set(state.jobs) | set(declared))
+    rows = []
+    for name in names:
+        js = state.jobs.get(name)
+        spec = declared.get(name)
+        data: Mapping[str, Any] = js.spec if js is not None else (spec.data if spec else {})
+        history = [r for r in histories.get(name, []) if r.get("status")]
+        drift = None
+        if project_specs is not None:
+            if js is None:
+                drift = "not applied"
+            elif spec is None:
+                drift = "not in files"
+            elif spec.spec_hash != js.spec_hash:
+                drift = "changed"
+        overdue = bool(
+            js is not None
+            and not engine_running
+            and js.state is JobStatus.scheduled
+            and js.next_run is not None
+            and now - js.next_run > _deadline(js.spec)
+        )
+        rows.append(
+            {
+                "name": name,
+                "schedule": data.get("schedule"),
+                "timezone": data.get("timezone") or "UTC",
+                "state": str(js.state) if js is not None else None,
+                "next_run": iso(js.next_run) if js is not None else None,
+                "run_count": js.run_count if js is not None else 0,
+                "last_run": _last_run(js, history),
+                "recent": [str(r["status"]) for r in history[-RECENT_N:]],
+                "overdue": overdue,
+                "drift": drift,
+                "running": len(js.running) if js is not None else 0,
+            }
+        )
+    return rows
+
+
+def _mark(status: str) -> tuple[str, str]:
+    if status == "success":
+        return _OK, GREEN
+    if status in _BAD_STATUSES:
+        return _BAD, RED
+    return _QUIET, DIM
+
+
+def _when(dt: datetime | None, tz: str | None, now: datetime) -> str:
+    if dt is None:
+        return "-"
+    local = dt.astimezone(_zone(tz))
+    return f"{local.strftime('%Y-%m-%d %H:%M')} ({humanize_delta(dt - now)})"
+
+
+_STATE_COLOR = {
+    "scheduled": GREEN,
+    "paused": YELLOW,
+    "completed": DIM,
+}
+
+
+def render_status(rows: list[dict[str, Any]], *, color: bool, now: datetime) -> str:
+    """The ``status`` table, then one ``!`` line per overdue or drifted job."""
+    if not rows:
+        return "No jobs: add one to jobs.d and run `cronfile apply`."
+    header = ("NAME", "SCHEDULE", "TZ", "STATE", "NEXT", "LAST", "RECENT")
+    table: list[list[tuple[str, str]]] = []  # (plain text, colour code)
+    for r in rows:
+        state = r["state"] or "not applied"
+        if r.get("running"):
+            state += f", {r['running']} running"
+        next_run = parse_iso(r["next_run"])
+        last = r.get("last_run")
+        if last:
+            at = parse_iso(last.get("finished_at") or last.get("started_at"))
+            last_text = str(last.get("status"))
+            if at is not None:
+                last_text += f" {humanize_delta(at - now)}"
+            last_code = _mark(str(last.get("status")))[1]
+        else:
+            last_text, last_code = "-", ""
+        marks = [_mark(s) for s in r.get("recent") or ()]
+        table.append(
+            [
+                (r["name"], BOLD),
+                (str(r["schedule"]), ""),
+                (str(r["timezone"]), ""),
+                (state, _STATE_COLOR.get(r["state"] or "", YELLOW)),
+                (_when(next_run, r["timezone"], now), RED if r.get("overdue") else ""),
+                (last_text, last_code),
+                # Marks are painted one by one below; the plain text sets the width.
+                ("".join(m for m, _ in marks), ""),
+            ]
+        )
+    widths = [len(h) for h in header]
+    for row in table:
+        for i, (text, _) in enumerate(row):
+            widths[i] = max(widths[i], len(text))
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(cells).rstrip()
+
+    out = [line([h.ljust(widths[i]) for i, h in enumerate(header)])]
+    for r, row in zip(rows, table, strict=True):
+        cells = []
+        for i, (text, code) in enumerate(row):
+            pad = " " * (widths[i] - len(text))
+            if i == len(row) - 1 and color:
+                text = "".join(
+                    _paint(m, c, True) for m, c in (_mark(s) for s in r.get("recent") or ())
+                )
+            else:
+                text = _paint(text, code, color)
+            cells.append(text + pad)
+        out.append(line(cells))
+
+    warnings = []
+    for r in rows:
+        name = r["name"]
+        if r.get("overdue"):
+            since = parse_iso(r["next_run"])
+            assert since is not None
+            local = since.astimezone(_zone(r["timezone"]))
+            same_day = local.date() == now.astimezone(_zone(r["timezone"])).date()
+            shown = local.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M")
+            warnings.append(
+                f"! {name} is overdue since {shown} and no engine is running: "
+                "start `cronfile daemon` or run `cronfile tick`"
+            )
+        drift = r.get("drift")
+        if drift == "not applied":
+            warnings.append(f"! {name} is in jobs.d but not applied: run `cronfile apply`")
+        elif drift == "not in files":
+            warnings.append(
+                f"! {name} is applied but no longer in jobs.d: run `cronfile apply` to delete it"
+            )
+        elif drift == "changed":
+            warnings.append(
+                f"! {name} has changes in jobs.d that are not applied: run `cronfile apply`"
+            )
+    if warnings:
+        out.append("")
+        out.extend(_paint(w, YELLOW, color) for w in warnings)
+    return "\n".join(out)

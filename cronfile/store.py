@@ -1,0 +1,507 @@
+"""The state dir on disk: ``state.json``, locks, run history, the audit log.
+
+This is the edge: the only module that opens state files and the only one importing
+``filelock`` (STYLE.md habit 7, one seam per library). Everything it stores is decoded by
+``cronfile.state``; the decisions about what to store are made by the pure modules.
+
+Recipes, and why:
+
+- ``state.json`` is rewritten as temp file in the same directory, write, fsync,
+  ``os.replace``, fsync of the directory. A reader sees the old file or the new one, never
+  a torn one, so reads need no lock (the same recipe as git's lock-and-rename of refs).
+- Read-modify-write of ``state.json`` holds ``state.lock`` (``Store.transaction``), for
+  milliseconds: never while a job runs.
+- History and audit lines are appended with one ``write`` of a whole line on an
+  ``O_APPEND`` descriptor, then fsync. A crash can leave at most a torn last line, which
+  readers skip.
+- Liveness of an engine is a lock it holds for its whole life (``engines/<id>.lock``):
+  the OS drops a flock when the process dies, even by SIGKILL, and a reused PID cannot
+  fake it (systemd and PostgreSQL's postmaster.pid checks are PID based and can be).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, Self
+
+from filelock import FileLock, Timeout
+
+from .errors import LockedError, StateError
+from .state import State
+
+__all__ = ["DaemonLock", "EngineLock", "Store", "Txn", "encode_state"]
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+STATE_NAME = "state.json"
+HISTORY_NAME = "history.jsonl"
+# A checker (engine_alive) holds a dead engine's lock file for microseconds; a live
+# engine holds it for its lifetime. Waiting this long before calling an engine alive
+# keeps two concurrent checkers from mistaking each other for the engine.
+_ALIVE_PROBE_S = 0.2
+
+
+def encode_state(state: State) -> bytes:
+    """The bytes of ``state.json``: stable (jobs sorted by State.encode, keys in a fixed
+    order), so an apply that changes nothing writes nothing, and diffs of the file read
+    well."""
+    return (json.dumps(state.encode(), indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _check_component(what: str, value: str) -> str:
+    # Job names are validated by spec.NAME_RE, run and engine ids are ours; still, every
+    # path built here is checked, so a bad value can never climb out of the state dir.
+    if (
+        not isinstance(value, str)
+        or not value
+        or "/" in value
+        or "\\" in value
+        or "\x00" in value
+        or ".." in value
+        or value.startswith(".")
+    ):
+        raise ValueError(f"{what} {value!r} cannot be used in a path")
+    return value
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _append_line(path: Path, record: dict[str, Any]) -> None:
+    """One ``write`` of a whole line on an O_APPEND descriptor, then fsync.
+
+    If the file ends in a torn line (a crash mid-write), a newline goes first so that the
+    new record starts its own line and the torn fragment stays an unreadable line of its
+    own (readers skip it) instead of swallowing the new record."""
+    line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+    data = line.encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        while data:
+            # A regular file takes the whole line in one write; the loop only guards
+            # against a short write (disk full), where the rest must still follow.
+            n = os.write(fd, data)
+            data = data[n:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    """Every readable record of a JSON-lines file; unreadable lines (a torn write) are
+    skipped, never raised."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    out: list[dict[str, Any]] = []
+    for line in raw.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def _run_key(record: dict[str, Any], index: int) -> object:
+    run_id = record.get("run_id")
+    return run_id if isinstance(run_id, str) and run_id else ("line", index)
+
+
+class Txn:
+    """One read-modify-write of ``state.json``: read ``state``, assign a new one."""
+
+    def __init__(self, state: State) -> None:
+        self.original = state
+        self.state = state
+
+    @property
+    def changed(self) -> bool:
+        return self.state is not self.original and encode_state(self.state) != encode_state(
+            self.original
+        )
+
+
+class _HeldLock:
+    """A lock this process holds until ``release`` (or the end of a ``with`` block)."""
+
+    def __init__(self, lock: FileLock, path: Path) -> None:
+        self._lock = lock
+        self.path = path
+
+    @property
+    def held(self) -> bool:
+        return self._lock.is_locked
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release(force=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class EngineLock(_HeldLock):
+    """Held by an engine for its lifetime; ``Store.engine_alive(id)`` tests it."""
+
+    def __init__(self, lock: FileLock, path: Path, engine_id: str, store: Store) -> None:
+        super().__init__(lock, path)
+        self.engine_id = engine_id
+        self._store = store
+
+    def release(self) -> None:
+        if not self._lock.is_locked:
+            return
+        # Unlink first, while still holding the lock: a checker then either sees no file
+        # (gone) or wins the lock on the unlinked file (gone); never a stale "alive".
+        with suppress(FileNotFoundError):
+            self.path.unlink()
+        self._lock.release(force=True)
+        self._store._held_engines.discard(self.engine_id)
+
+
+class DaemonLock(_HeldLock):
+    """``daemon.lock``, held by the one daemon of a state dir; ``daemon.pid`` beside it."""
+
+    def __init__(self, lock: FileLock, path: Path, pid_path: Path) -> None:
+        super().__init__(lock, path)
+        self.pid_path = pid_path
+
+    def release(self) -> None:
+        if not self._lock.is_locked:
+            return
+        with suppress(OSError, ValueError):
+            if int(self.pid_path.read_text().strip()) == os.getpid():
+                self.pid_path.unlink()
+        self._lock.release(force=True)
+
+
+class Store:
+    """The state dir. Cheap to build; touches the disk only when asked."""
+
+    def __init__(self, state_dir: Path, *, lock_timeout: float = 10.0) -> None:
+        self.state_dir = Path(state_dir)
+        self.lock_timeout = lock_timeout
+        self.state_path = self.state_dir / STATE_NAME
+        self.lock_path = self.state_dir / "state.lock"
+        self.daemon_lock_path = self.state_dir / "daemon.lock"
+        self.daemon_pid_path = self.state_dir / "daemon.pid"
+        self.runs_dir = self.state_dir / "runs"
+        self.engines_dir = self.state_dir / "engines"
+        self.audit_path = self.state_dir / "audit.jsonl"
+        self.gitignore_path = self.state_dir / ".gitignore"
+        self._ensured = False
+        self._local = threading.local()
+        self._held_engines: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.state_dir)!r})"
+
+    # -- the directory -----------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Create the state dir (and missing parents) 0700, tighten a wider mode, and
+        write the ``.gitignore`` holding ``*`` so it is never committed (DESIGN.md 1)."""
+        missing: list[Path] = []
+        p = self.state_dir.absolute()
+        while not p.exists():
+            missing.append(p)
+            p = p.parent
+        for d in reversed(missing):
+            with suppress(FileExistsError):
+                d.mkdir(mode=DIR_MODE)
+        for d in (self.state_dir, self.runs_dir, self.engines_dir):
+            with suppress(FileExistsError):
+                d.mkdir(mode=DIR_MODE)
+            # mkdir's mode is filtered by the umask, and an existing dir may be wider.
+            if d.stat().st_mode & 0o777 != DIR_MODE:
+                d.chmod(DIR_MODE)
+        if not self.gitignore_path.exists():
+            self.write_bytes_atomic(self.gitignore_path, b"*\n")
+        self._ensured = True
+
+    def _ready(self) -> None:
+        if not self._ensured or not self.state_dir.is_dir():
+            self.ensure()
+
+    def exists(self) -> bool:
+        return self.state_path.exists()
+
+    # -- state.json --------------------------------------------------------------------
+
+    def read(self) -> State:
+        """The current state; ``State()`` when there is none yet. No lock: writes are
+        atomic renames. Anything unreadable is a StateError that names the file and says
+        what to do; the file is never touched."""
+        try:
+            raw = self.state_path.read_bytes()
+        except FileNotFoundError:
+            return State()
+        except OSError as e:
+            raise StateError(f"{self.state_path}: cannot read it ({e.strerror})") from None
+        remedy = (
+            "restore it from a backup or move it aside to start afresh; "
+            "cronfile never replaces it silently"
+        )
+        try:
+            data = json.loads(raw)
+        except UnicodeDecodeError:
+            raise StateError(f"{self.state_path} is not UTF-8 text: {remedy}") from None
+        except json.JSONDecodeError as e:
+            raise StateError(
+                f"{self.state_path} is not valid JSON (line {e.lineno}): {remedy}"
+            ) from None
+        try:
+            return State.decode(data)
+        except StateError as e:
+            raise StateError(f"{self.state_path}: {e}: {remedy}") from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Txn]:
+        """Hold ``state.lock``, read the state, yield a Txn; on a clean exit write
+        ``txn.state`` if it differs. An exception inside writes nothing."""
+        if getattr(self._local, "in_txn", False):
+            # filelock would let this thread re-enter (or wait on itself for the
+            # timeout): a nested read-modify-write is a bug, say so at once.
+            raise RuntimeError("Store.transaction is not re-entrant")
+        self._ready()
+        # A fresh FileLock per transaction: its own descriptor, so threads of one process
+        # exclude each other through the OS like separate processes do.
+        lock = FileLock(self.lock_path, timeout=self.lock_timeout, mode=FILE_MODE)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise LockedError(
+                f"{self.lock_path} is held by another process for more than "
+                f"{self.lock_timeout:g}s (a stuck cronfile apply, tick or run?)"
+            ) from None
+        self._local.in_txn = True
+        try:
+            txn = Txn(self.read())
+            yield txn
+            if txn.changed:
+                self.write_bytes_atomic(self.state_path, encode_state(txn.state))
+        finally:
+            self._local.in_txn = False
+            lock.release()
+
+    def write_bytes_atomic(self, path: Path, data: bytes) -> None:
+        """Temp file in the same dir, write, fsync, rename over ``path``, fsync the dir.
+        The file ends up 0600."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600 already; be explicit
+            os.replace(tmp, path)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(path.parent)
+
+    # -- run history -------------------------------------------------------------------
+
+    def job_dir(self, job: str, *, create: bool = False) -> Path:
+        d = self.runs_dir / _check_component("job name", job)
+        if create and not d.is_dir():
+            self._ready()
+            with suppress(FileExistsError):
+                d.mkdir(mode=DIR_MODE)
+            d.chmod(DIR_MODE)
+        return d
+
+    def history_path(self, job: str) -> Path:
+        return self.job_dir(job) / HISTORY_NAME
+
+    def _history_lock(self, job: str) -> FileLock:
+        # Appends and prune's rewrite exclude each other: an append landing between
+        # prune's read and its rename would go to the replaced file and be lost.
+        return FileLock(
+            self.job_dir(job, create=True) / "history.lock",
+            timeout=self.lock_timeout,
+            mode=FILE_MODE,
+        )
+
+    def append_history(self, job: str, record: dict[str, Any]) -> None:
+        """Append one run's record to ``runs/<job>/history.jsonl``."""
+        with self._history_lock(job):
+            _append_line(self.history_path(job), record)
+
+    def read_history(self, job: str, n: int | None = None) -> list[dict[str, Any]]:
+        """The job's runs, oldest first; only the last ``n`` when given. Torn or
+        unreadable lines are skipped."""
+        records = _read_lines(self.history_path(job))
+        if n is not None:
+            records = records[-n:] if n > 0 else []
+        return records
+
+    def log_path(self, job: str, run_id: str) -> Path:
+        """``runs/<job>/<run_id>.log``; the job's directory exists on return."""
+        return self.job_dir(job, create=True) / f"{_check_component('run id', run_id)}.log"
+
+    def open_log(self, job: str, run_id: str) -> Any:
+        """A run's log opened for binary writing, created 0600 (DESIGN.md 1: every file
+        in the state dir is 0600, whatever the umask)."""
+        path = self.log_path(job, run_id)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+        return os.fdopen(fd, "wb")
+
+    def prune(self, job: str, keep: int) -> None:
+        """Keep the last ``keep`` runs of the history (history_limit) and their logs; the
+        logs of the dropped runs are deleted.
+
+        Counted in runs, not lines: lines that share a ``run_id`` (a run's record and the
+        delivery line appended after it) are one run, kept or dropped together. Logs
+        without a history line are left alone: they belong to runs still in flight."""
+        path = self.history_path(job)
+        if not path.exists():
+            return
+        keep = max(keep, 0)
+        with self._history_lock(job):
+            records = _read_lines(path)
+            keys = [_run_key(r, i) for i, r in enumerate(records)]
+            runs = list(dict.fromkeys(keys))  # first appearance order
+            if len(runs) <= keep:
+                # Torn lines alone are no reason to rewrite: readers skip them.
+                return
+            kept_keys = set(runs[len(runs) - keep :])
+            kept = [r for r, k in zip(records, keys, strict=True) if k in kept_keys]
+            dropped = [r for r, k in zip(records, keys, strict=True) if k not in kept_keys]
+            data = b"".join(
+                (json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+                for r in kept
+            )
+            self.write_bytes_atomic(path, data)
+        for rec in dropped:
+            run_id = rec.get("run_id")
+            if not isinstance(run_id, str):
+                continue
+            try:
+                log = self.job_dir(job) / f"{_check_component('run id', run_id)}.log"
+            except ValueError:
+                continue
+            with suppress(FileNotFoundError):
+                log.unlink()
+
+    def append_audit(self, record: dict[str, Any]) -> None:
+        """One line per apply in ``audit.jsonl`` (DESIGN.md 1)."""
+        self._ready()
+        _append_line(self.audit_path, record)
+
+    def read_audit(self) -> list[dict[str, Any]]:
+        return _read_lines(self.audit_path)
+
+    # -- engines -----------------------------------------------------------------------
+
+    def _engine_lock_path(self, engine_id: str) -> Path:
+        return self.engines_dir / f"{_check_component('engine id', engine_id)}.lock"
+
+    def engine_lock(self, engine_id: str) -> EngineLock:
+        """Take ``engines/<id>.lock`` for this engine's lifetime. Use as a context manager
+        or call ``.release()``; the OS drops it if the process dies."""
+        self._ready()
+        path = self._engine_lock_path(engine_id)
+        # thread_local=False: the engine may release it from another thread than the one
+        # that took it (a signal handler, the daemon's shutdown path).
+        lock = FileLock(path, mode=FILE_MODE, thread_local=False, blocking=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise LockedError(f"engine id {engine_id!r} is already in use ({path})") from None
+        self._held_engines.add(engine_id)
+        return EngineLock(lock, path, engine_id, self)
+
+    def engine_alive(self, engine_id: str) -> bool:
+        """Whether the engine that took ``engine_lock(engine_id)`` still lives.
+
+        No lock file: gone (or never here). Lock won: gone, and its file is removed. Lock
+        held past a short probe: alive. Works from the same process for another engine's
+        id: each probe opens its own descriptor, and flock locks belong to descriptors."""
+        if engine_id in self._held_engines:
+            return True
+        path = self._engine_lock_path(engine_id)
+        if not path.exists():
+            return False
+        lock = FileLock(path, mode=FILE_MODE, timeout=_ALIVE_PROBE_S)
+        try:
+            lock.acquire()
+        except Timeout:
+            return True
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                return False
+            raise
+        try:
+            with suppress(FileNotFoundError):
+                path.unlink()
+        finally:
+            lock.release()
+        return False
+
+    # -- the daemon --------------------------------------------------------------------
+
+    def daemon_pid(self) -> int | None:
+        """The pid the running daemon wrote beside its lock, if any."""
+        try:
+            return int(self.daemon_pid_path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def daemon_running(self) -> bool:
+        """Whether some process holds ``daemon.lock`` (a probe; takes nothing)."""
+        if not self.daemon_lock_path.exists():
+            return False
+        lock = FileLock(self.daemon_lock_path, mode=FILE_MODE, blocking=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            return True
+        lock.release()
+        return False
+
+    def daemon_lock(self) -> DaemonLock:
+        """Take ``daemon.lock`` without waiting: one daemon per state dir. If another
+        process holds it, LockedError names that process's pid."""
+        self._ready()
+        lock = FileLock(self.daemon_lock_path, mode=FILE_MODE, thread_local=False, blocking=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            pid = self.daemon_pid()
+            who = f"pid {pid}" if pid is not None else "another process"
+            raise LockedError(
+                f"a cronfile daemon ({who}) is already running for {self.state_dir}"
+                f" (it holds {self.daemon_lock_path})"
+            ) from None
+        try:
+            self.write_bytes_atomic(self.daemon_pid_path, f"{os.getpid()}\n".encode())
+        except BaseException:
+            lock.release(force=True)
+            raise
+        return DaemonLock(lock, self.daemon_lock_path, self.daemon_pid_path)

@@ -1,0 +1,51 @@
+"""Shared fixtures: generic helpers only (a spec factory and a fake clock)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The checkout's root, importable without an install (harmless once `pip install -e .`
+# has run); child processes that tests spawn get it on PYTHONPATH the same way.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from cronfile.clock import FakeClock  # noqa: E402
+from cronfile.spec import JobSpec, spec_from_data  # noqa: E402
+
+# A Monday, well clear of any daylight-saving change in Europe or the US.
+EPOCH = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def build_spec(**fields: Any) -> JobSpec:
+    """A JobSpec from fields, normalized the way ``load`` normalizes a job file:
+    defaults for name, schedule, timezone and a ``shell`` body; keys sorted; JSON values.
+    Pass ``shell=None`` (or give ``prompt``/``command``) to drop the default body; a value
+    of None removes a field."""
+    data: dict[str, Any] = {"name": "job", "schedule": "0 9 * * *", "timezone": "UTC"}
+    if not {"prompt", "command"} & set(fields):
+        data["shell"] = "true"
+    if "prompt" in fields and "agent" not in fields:
+        data["agent"] = "codex"
+    data.update(fields)
+    data = {k: v for k, v in data.items() if v is not None}
+    return spec_from_data(json.loads(json.dumps(data, sort_keys=True)))
+
+
+@pytest.fixture
+def make_spec() -> Callable[..., JobSpec]:
+    """``make_spec(name="backup", schedule="every 30m")`` -> JobSpec."""
+    return build_spec
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A FakeClock at 2026-03-02 08:00 UTC (a Monday)."""
+    return FakeClock(EPOCH)

@@ -1,0 +1,302 @@
+"""due.decide as a table: one row per timing, catch-up and concurrency case."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from conftest import build_spec
+
+from cronfile.due import MISSED_COUNT_LIMIT, Due, decide, next_wake
+from cronfile.state import JobState, JobStatus, Running, State
+
+
+def t(hh: int, mm: int = 0, ss: int = 0, us: int = 0, day: int = 2) -> datetime:
+    return datetime(2026, 3, day, hh, mm, ss, us, tzinfo=UTC)
+
+
+CREATED = t(8)
+IN_FLIGHT = (Running("r1", t(8), t(8), "schedule", "engine-1", pid=7),)
+
+
+@dataclass
+class Case:
+    id: str
+    now: datetime
+    expect: dict[str, Any] | None  # Due fields to check; None: not due
+    spec: dict[str, Any] = field(default_factory=dict)
+    js: dict[str, Any] = field(default_factory=dict)
+
+
+DAILY = {"schedule": "0 9 * * *"}
+EVERY_10M = {"schedule": "*/10 * * * *"}
+
+CASES = [
+    Case(
+        "on time",
+        t(9),
+        dict(run=t(9), trigger="schedule", missed=0, next_run=t(9, day=3), lateness=0.0),
+        DAILY,
+        dict(next_run=t(9)),
+    ),
+    Case(
+        "3 ms late",
+        t(9, us=3000),
+        dict(run=t(9), trigger="schedule", lateness=0.003, next_run=t(9, day=3)),
+        DAILY,
+        dict(next_run=t(9)),
+    ),
+    Case("a second early", t(8, 59, 59), None, DAILY, dict(next_run=t(9))),
+    Case(
+        "late by exactly the deadline",
+        t(9, 1),
+        dict(run=t(9), trigger="schedule", lateness=60.0),
+        DAILY,
+        dict(next_run=t(9)),
+    ),
+    Case(
+        "just past the deadline",
+        t(9, 1, us=1000),
+        dict(
+            run=None,
+            trigger=None,
+            missed=1,
+            missed_first=t(9),
+            missed_last=t(9),
+            next_run=t(9, day=3),
+        ),
+        DAILY,
+        dict(next_run=t(9)),
+    ),
+    Case(
+        "just past the deadline, catchup once",
+        t(9, 1, us=1000),
+        dict(run=t(9), trigger="catchup", missed=0, missed_first=None, next_run=t(9, day=3)),
+        {**DAILY, "catchup": "once"},
+        dict(next_run=t(9)),
+    ),
+    Case(
+        "a longer starting_deadline",
+        t(9, 4),
+        dict(run=t(9), trigger="schedule", lateness=240.0),
+        {**DAILY, "starting_deadline": "5m"},
+        dict(next_run=t(9)),
+    ),
+    Case(
+        "engine down an hour, catchup skip",
+        t(10, 5),
+        dict(run=None, missed=6, missed_first=t(9, 10), missed_last=t(10), next_run=t(10, 10)),
+        EVERY_10M,
+        dict(next_run=t(9, 10)),
+    ),
+    Case(
+        "engine down an hour, catchup once: exactly one run",
+        t(10, 5),
+        dict(
+            run=t(10),
+            trigger="catchup",
+            missed=5,
+            missed_first=t(9, 10),
+            missed_last=t(9, 50),
+            next_run=t(10, 10),
+            lateness=300.0,
+        ),
+        {**EVERY_10M, "catchup": "once"},
+        dict(next_run=t(9, 10)),
+    ),
+    Case(
+        "engine back within the deadline of the latest occurrence",
+        t(10, 0, 30),
+        dict(run=t(10), trigger="schedule", missed=5, missed_first=t(9, 10), missed_last=t(9, 50)),
+        EVERY_10M,
+        dict(next_run=t(9, 10)),
+    ),
+    Case(
+        "every second, after 5 s of downtime",
+        t(9, 0, 6),
+        dict(
+            run=t(9, 0, 6),
+            trigger="schedule",
+            missed=5,
+            missed_first=t(9, 0, 1),
+            missed_last=t(9, 0, 5),
+            next_run=t(9, 0, 7),
+        ),
+        {"schedule": "* * * * * *"},
+        dict(next_run=t(9, 0, 1)),
+    ),
+    Case(
+        "forbid with a run in flight",
+        t(9),
+        dict(run=None, skipped=t(9), queue=None, next_run=t(9, day=3), completes=False),
+        {**DAILY, "concurrency": "forbid"},
+        dict(next_run=t(9), running=IN_FLIGHT),
+    ),
+    Case(
+        "queue with a run in flight",
+        t(9),
+        dict(run=None, skipped=None, queue=t(9), next_run=t(9, day=3)),
+        {**DAILY, "concurrency": "queue"},
+        dict(next_run=t(9), running=IN_FLIGHT),
+    ),
+    Case(
+        "queue with a run in flight and one queued",
+        t(9),
+        dict(run=None, skipped=t(9), queue=None),
+        {**DAILY, "concurrency": "queue"},
+        dict(next_run=t(9), running=IN_FLIGHT, queued=t(8, 30)),
+    ),
+    Case(
+        "allow with a run in flight",
+        t(9),
+        dict(run=t(9), skipped=None, cancel=()),
+        {**DAILY, "concurrency": "allow"},
+        dict(next_run=t(9), running=IN_FLIGHT),
+    ),
+    Case(
+        "replace with a run in flight",
+        t(9),
+        dict(run=t(9), trigger="schedule", cancel=("r1",)),
+        {**DAILY, "concurrency": "replace"},
+        dict(next_run=t(9), running=IN_FLIGHT),
+    ),
+    Case(
+        "forbid with a missed catch-up and a run in flight",
+        t(10, 5),
+        dict(run=None, skipped=t(10), missed=5),
+        {**EVERY_10M, "catchup": "once"},
+        dict(next_run=t(9, 10), running=IN_FLIGHT),
+    ),
+    Case(
+        "a queued run whose blocker finished",
+        t(9, 30),
+        dict(run=t(9), trigger="queued", next_run=t(9, day=3), completes=False, lateness=1800.0),
+        {**DAILY, "concurrency": "queue"},
+        dict(next_run=t(9, day=3), queued=t(9)),
+    ),
+    Case(
+        "repeat reaches its limit",
+        t(9),
+        dict(run=t(9), completes=True, next_run=None),
+        {**DAILY, "repeat": 3},
+        dict(next_run=t(9), run_count=2),
+    ),
+    Case(
+        "repeat not reached yet",
+        t(9),
+        dict(run=t(9), completes=False, next_run=t(9, day=3)),
+        {**DAILY, "repeat": 3},
+        dict(next_run=t(9), run_count=1),
+    ),
+    Case(
+        "repeat already used up (the last run came from the queue)",
+        t(9),
+        dict(run=None, completes=True, next_run=None, missed=0),
+        {**DAILY, "repeat": 3},
+        dict(next_run=t(9), run_count=3),
+    ),
+    Case(
+        "once-only, on time",
+        t(9),
+        dict(run=t(9), trigger="schedule", completes=True, next_run=None),
+        {"schedule": "in 1h"},
+        dict(next_run=t(9)),
+    ),
+    Case(
+        "once-only, missed",
+        t(11),
+        dict(run=None, missed=1, completes=True, next_run=None),
+        {"schedule": "in 1h"},
+        dict(next_run=t(9)),
+    ),
+    Case(
+        "once-only, missed, catchup once",
+        t(11),
+        dict(run=t(9), trigger="catchup", missed=0, completes=True),
+        {"schedule": "in 1h", "catchup": "once"},
+        dict(next_run=t(9)),
+    ),
+    Case("paused", t(9), None, DAILY, dict(next_run=None, state=JobStatus.paused)),
+    Case("completed", t(9), None, DAILY, dict(next_run=None, state=JobStatus.completed)),
+    Case("no next run", t(9), None, DAILY, dict(next_run=None)),
+    Case("@reboot", t(9), None, {"schedule": "@reboot"}, dict(next_run=None)),
+]
+
+
+def job_state(s: Any, **kw: Any) -> JobState:
+    return JobState(
+        spec=dict(s.data),
+        spec_hash=s.spec_hash,
+        schedule_sig=s.schedule_sig,
+        created_at=CREATED,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_decide(case: Case) -> None:
+    spec = build_spec(**case.spec)
+    js = job_state(spec, **case.js)
+    due = decide(spec, js, spec.build_schedule(js.created_at), case.now)
+    if case.expect is None:
+        assert due is None
+        return
+    assert isinstance(due, Due)
+    got = {k: getattr(due, k) for k in case.expect}
+    if "lateness" in got:
+        got["lateness"] = round(got["lateness"], 6)
+    assert got == case.expect
+
+
+@pytest.mark.parametrize(
+    "downtime",
+    [timedelta(seconds=s) for s in (0, 1, 59, 61, 3600, 86400 * 3)],
+    ids=["0s", "1s", "59s", "61s", "1h", "3d"],
+)
+@pytest.mark.parametrize("catchup", ["skip", "once"])
+def test_a_job_fires_at_most_once_however_long_the_engine_was_down(
+    downtime: timedelta, catchup: str
+) -> None:
+    spec = build_spec(schedule="every 1m", catchup=catchup)
+    js = job_state(spec, next_run=t(9))
+    now = t(9) + downtime
+    due = decide(spec, js, spec.build_schedule(CREATED), now)
+    assert due is not None
+    runs = 0 if due.run is None else 1
+    assert runs <= 1
+    assert due.next_run is not None and due.next_run > now
+    # Every occurrence in [next_run, now] is either run or counted missed.
+    assert runs + due.missed == downtime // timedelta(minutes=1) + 1
+
+
+def test_counting_missed_occurrences_stops_at_the_limit_with_an_exact_last() -> None:
+    spec = build_spec(schedule="* * * * * *")
+    js = job_state(spec, next_run=t(9))
+    now = t(9, day=3) + timedelta(milliseconds=1500)  # a day of an every-second job
+    due = decide(spec, js, spec.build_schedule(CREATED), now)
+    assert due is not None
+    assert due.run == t(9, 0, 1, day=3)
+    assert due.missed == MISSED_COUNT_LIMIT
+    assert (due.missed_first, due.missed_last) == (t(9), t(9, day=3))
+
+
+def test_next_wake_is_the_earliest_next_run_of_a_scheduled_job() -> None:
+    s = build_spec()
+    a = job_state(s, next_run=t(10))
+    b = job_state(s, next_run=t(9, 30))
+    paused = job_state(s, next_run=t(8, 1), state=JobStatus.paused)
+    assert next_wake([a, b, paused], t(8)) == t(9, 30)
+    assert next_wake({"a": a, "b": b}, t(8)) == t(9, 30)
+    assert next_wake(State(jobs={"a": a}), t(8)) == t(10)
+    assert next_wake([paused, job_state(s)], t(8)) is None
+
+
+def test_next_wake_is_now_for_an_overdue_job_or_a_queued_run_ready_to_start() -> None:
+    s = build_spec()
+    assert next_wake([job_state(s, next_run=t(7))], t(8)) == t(8)
+    ready = job_state(s, next_run=t(10), queued=t(7, 59))
+    assert next_wake([ready], t(8)) == t(8)
+    blocked = job_state(s, next_run=t(10), queued=t(7, 59), running=IN_FLIGHT)
+    assert next_wake([blocked], t(8)) == t(10)
