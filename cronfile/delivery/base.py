@@ -1,0 +1,348 @@
+"""The delivery interface: what every target receives and what it reports back.
+
+The engine records a run first, then hands a :class:`Report` to :func:`deliver_all`,
+which applies each target's ``on:`` filter and returns one :class:`DeliveryResult` per
+target for the run's history line. A delivery never changes the run's status and never
+raises (DESIGN.md section 5).
+
+Filtered-out targets get a result too (``ok=True, attempts=0, skipped="on: [failure]"``)
+so that ``cronfile history`` can say why a target heard nothing; a caller that wants
+only the targets that were meant to hear drops results with ``ok`` and ``skipped`` both
+set. A refusal by the network guard is ``ok=False, skipped="refused: <why>"``: the user
+asked for a delivery and did not get it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+from ..secrets import Masker, MissingVariable, expand_text
+from ..spec import Config, Status, Target
+from . import netguard
+
+if TYPE_CHECKING:  # the type only: httpx is imported by webhook.py alone (STYLE.md, 7)
+    import httpx
+
+__all__ = [
+    "Deliverer",
+    "DeliveryResult",
+    "Report",
+    "deliver_all",
+    "deliverer_for",
+    "notify_start",
+    "status_line",
+]
+
+KINDS = ("stdout", "webhook", "healthchecks", "telegram", "email")
+TRUNCATED = "[…output truncated…]\n"  # put before a tail wherever a human reads it
+
+
+@dataclass(frozen=True)
+class Report:
+    """One recorded run, as every target sees it. ``output`` is already masked."""
+
+    job: str
+    run_id: str
+    status: str
+    trigger: str
+    scheduled_for: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    exit_code: int | None
+    output: str
+    output_truncated: bool
+    log_path: str
+    host: str
+    description: str = ""
+    message: str = ""  # why, when the output cannot say: a refusal, a missing program
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """How one target fared. ``ok`` is False for a refusal (``skipped`` says why) and for
+    a failure after every try (``error`` says why, secrets masked)."""
+
+    target: str
+    ok: bool
+    attempts: int
+    status_code: int | None = None
+    error: str | None = None
+    skipped: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        # Every key always present: history lines keep one shape (DESIGN.md section 7).
+        return {
+            "target": self.target,
+            "ok": self.ok,
+            "attempts": self.attempts,
+            "status_code": self.status_code,
+            "error": self.error,
+            "skipped": self.skipped,
+        }
+
+
+class Deliverer(Protocol):
+    def deliver(self, report: Report) -> DeliveryResult: ...
+
+    def start(self, report: Report) -> DeliveryResult | None: ...
+
+
+class BaseDeliverer:
+    """Shared plumbing: the target, the config, the environment, and ${VAR} expansion
+    that remembers every value it brought in so errors can be masked."""
+
+    def __init__(self, target: Target, config: Config, environ: Mapping[str, str]) -> None:
+        self.target = target
+        self.config = config
+        self.environ = environ
+        self.label = target.label()
+        self.secrets: list[str] = []
+
+    def expand(self, text: str, where: str) -> str:
+        value, found = expand_text(str(text), self.environ, where=where)
+        self.secrets.extend(found)
+        return value
+
+    def mask(self, text: str) -> str:
+        return Masker(self.secrets).mask(text)
+
+    def result(self, ok: bool, attempts: int, **kw: Any) -> DeliveryResult:
+        if kw.get("error"):
+            kw["error"] = self.mask(kw["error"])
+        return DeliveryResult(self.label, ok, attempts, **kw)
+
+    def start(self, report: Report) -> DeliveryResult | None:
+        return None
+
+    def deliver(self, report: Report) -> DeliveryResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+# -- what humans read ------------------------------------------------------------------
+
+EMOJI: dict[str, str] = {
+    Status.success: "✅",
+    Status.failed: "❌",
+    Status.timeout: "⏰",
+    Status.silent: "🔇",
+    Status.refused: "🛑",
+    Status.skipped: "⏭️",
+    Status.missed: "⌛",
+    Status.interrupted: "⚠️",
+    Status.cancelled: "🚫",
+}
+
+
+def format_duration(seconds: float) -> str:
+    """``41.2s`` under a minute, ``3m12s`` under an hour, ``1h02m`` beyond."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(round(seconds))
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def status_line(report: Report) -> str:
+    """One line for a chat message or a subject: ``✅ daily-briefing succeeded in 41.2s``,
+    ``❌ backup failed (exit 2) after 3.0s``."""
+    name, st = report.job, report.status
+    dur = report.duration_s
+    took = f" in {format_duration(dur)}" if dur is not None else ""
+    after = f" after {format_duration(dur)}" if dur is not None else ""
+    exit_ = f" (exit {report.exit_code})" if report.exit_code is not None else ""
+    sentences: dict[str, str] = {
+        Status.success: f"{name} succeeded{took}",
+        Status.failed: f"{name} failed{exit_}{after}",
+        Status.timeout: f"{name} timed out{after}",
+        Status.silent: f"{name} succeeded silently{took}",
+        Status.refused: f"{name} was refused",
+        Status.skipped: f"{name} was skipped",
+        Status.missed: f"{name} missed its start",
+        Status.interrupted: f"{name} was interrupted{after}",
+        Status.cancelled: f"{name} was cancelled{after}",
+    }
+    text = sentences.get(st, f"{name}: {st}{exit_}{after}")
+    if report.message:
+        text += f": {report.message}"
+    return f"{EMOJI.get(st, '•')} {text}"
+
+
+def tail_bytes(text: str, limit: int) -> tuple[str, bool]:
+    """The last ``limit`` bytes of ``text`` in UTF-8, cut on a character boundary; and
+    whether anything was cut. The tail, because the end of an agent's answer is where
+    its summary is, and the end of a failing script's output is where its error is."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text, False
+    # A cut inside a multi-byte character leaves continuation bytes at the front; drop them.
+    return data[len(data) - limit :].decode("utf-8", "ignore"), True
+
+
+def utf16_len(text: str) -> int:
+    """Length as Telegram, Discord and Slack count it (UTF-16 code units): an emoji
+    outside the BMP counts 2. Counting code points would overshoot their limits."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def tail_fit(
+    text: str, limit: int, escape: Callable[[str], str] = lambda ch: ch
+) -> tuple[str, bool]:
+    """The longest tail of ``text`` whose escaped form fits in ``limit`` UTF-16 units.
+    Returns (escaped tail, whether anything was cut)."""
+    out: list[str] = []
+    used = 0
+    # Only the last `limit` characters can possibly fit; do not walk a megabyte.
+    window = text[-limit:] if limit > 0 else ""
+    for ch in reversed(window):
+        piece = escape(ch)
+        cost = utf16_len(piece)
+        if used + cost > limit:
+            break
+        out.append(piece)
+        used += cost
+    kept = len(out)
+    return "".join(reversed(out)), kept < len(text)
+
+
+def with_marker(tail: str, cut: bool) -> str:
+    return TRUNCATED + tail if cut else tail
+
+
+# -- dispatch --------------------------------------------------------------------------
+
+
+def target_wants(target: Target, status: str) -> bool:
+    """The ``on:`` filter, with one exception: healthchecks is a liveness monitor, not a
+    notification, so a silent run (which succeeded) pings it as a success wherever a
+    success would. Otherwise its /start would never be closed and it would report the
+    job as hung."""
+    if target.wants(status):
+        return True
+    return (
+        target.kind == "healthchecks" and status == Status.silent and target.wants(Status.success)
+    )
+
+
+def deliverer_for(
+    target: Target,
+    config: Config,
+    environ: Mapping[str, str],
+    *,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    resolver: netguard.Resolver = netguard.default_resolver,
+    stream: TextIO | None = None,
+) -> Deliverer:
+    """The deliverer for one target. ``transport`` replaces httpx's network (tests use
+    ``httpx.MockTransport``), ``sleep`` the waits between tries, ``resolver`` DNS,
+    ``stream`` stdout (default: ``sys.stdout`` at delivery time). Builds no connections
+    and expands no ``${VAR}``: that happens in ``deliver``, whose failures are results."""
+    # Imported here, not at the top: each module imports this one for Report.
+    if target.kind == "stdout":
+        from .stdout import StdoutDeliverer
+
+        return StdoutDeliverer(target, config, environ, stream=stream)
+    if target.kind in ("webhook", "healthchecks", "telegram"):
+        from .webhook import Http
+
+        http = Http(transport=transport, sleep=sleep, resolver=resolver, config=config)
+        if target.kind == "webhook":
+            from .webhook import WebhookDeliverer
+
+            return WebhookDeliverer(target, config, environ, http=http)
+        if target.kind == "healthchecks":
+            from .healthchecks import HealthchecksDeliverer
+
+            return HealthchecksDeliverer(target, config, environ, http=http)
+        from .telegram import TelegramDeliverer
+
+        return TelegramDeliverer(target, config, environ, http=http)
+    if target.kind == "email":
+        from .email import EmailDeliverer
+
+        return EmailDeliverer(target, config, environ, sleep=sleep)
+    raise ValueError(f"unknown delivery target {target.kind!r} (known: {', '.join(KINDS)})")
+
+
+def _target_secrets(target: Target, environ: Mapping[str, str]) -> list[str]:
+    """Every value a target's ${VAR}s bring in: a backstop mask for unexpected errors."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            try:
+                found.extend(expand_text(value, environ)[1])
+            except MissingVariable:
+                pass
+        elif isinstance(value, Mapping):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v)
+
+    walk(target.dest)
+    walk(dict(target.options))
+    return found
+
+
+def _crashed(target: Target, environ: Mapping[str, str], exc: BaseException) -> DeliveryResult:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return DeliveryResult(
+        target.label(), False, 0, error=Masker(_target_secrets(target, environ)).mask(text)
+    )
+
+
+def deliver_all(
+    targets: Sequence[Target],
+    report: Report,
+    config: Config,
+    environ: Mapping[str, str],
+    **kw: Any,
+) -> list[DeliveryResult]:
+    """Deliver ``report`` to each target in order, one result per target (filtered ones
+    included, as skipped). Never raises: an exception becomes ``ok=False`` with its text.
+    ``kw`` goes to :func:`deliverer_for`."""
+    results: list[DeliveryResult] = []
+    for target in targets:
+        if not target_wants(target, report.status):
+            on = ", ".join(target.on)
+            results.append(DeliveryResult(target.label(), True, 0, skipped=f"on: [{on}]"))
+            continue
+        try:
+            results.append(deliverer_for(target, config, environ, **kw).deliver(report))
+        except Exception as exc:  # a deliverer's bug must not cost the other targets
+            results.append(_crashed(target, environ, exc))
+    return results
+
+
+def notify_start(
+    targets: Sequence[Target],
+    report: Report,
+    config: Config,
+    environ: Mapping[str, str],
+    **kw: Any,
+) -> list[DeliveryResult]:
+    """Tell the targets that care (healthchecks' /start) that a run began. ``report``
+    carries the run's id and start time; its status and output are not read. Returns
+    results only for targets that sent something. Never raises."""
+    results: list[DeliveryResult] = []
+    for target in targets:
+        try:
+            result = deliverer_for(target, config, environ, **kw).start(report)
+        except Exception as exc:
+            result = _crashed(target, environ, exc)
+        if result is not None:
+            results.append(result)
+    return results
