@@ -562,7 +562,21 @@ COMMANDS = {
     "run": (cmd_run, "run one job now in the foreground (trigger: manual)", "cronfile run backup"),
     "tick": (cmd_tick, "one pass: recover, apply, fire what is due, wait, exit", "* * * * * cd /srv/jobs && cronfile tick   # from crontab"),
     "daemon": (cmd_daemon, "the engine: apply, watch, fire, execute, deliver", "cronfile daemon\n  cronfile -C /srv/jobs daemon"),
+    "doctor": ("cronfile.doctor:cmd_doctor", "check config, files, agents, timezone data, state dir, locks, clock", "cronfile doctor\n  cronfile doctor --json"),
+    "service": ("cronfile.service:cmd_service", "install a systemd user unit / launchd agent that runs the daemon", "cronfile service print\n  cronfile service install\n  cronfile service uninstall"),
+    "completion": ("cronfile.completion:cmd_completion", "print a shell completion script (bash, zsh, fish)", 'eval "$(cronfile completion bash)"\n  cronfile completion fish > ~/.config/fish/completions/cronfile.fish'),
+    "render": ("cronfile.kubernetes:cmd_render", "render the jobs onto another scheduler (kubernetes)", "cronfile render kubernetes -o deploy/k8s --namespace jobs --image ghcr.io/acme/cronfile:1.0"),
 }
+
+
+def _resolve(func: Any) -> Any:
+    """Commands of other modules are named "module:function" and imported on use."""
+    if isinstance(func, str):
+        import importlib
+
+        module, name = func.split(":")
+        return getattr(importlib.import_module(module), name)
+    return func
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -613,6 +627,17 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-f", "--follow", action="store_true", help="follow a run in flight")
         elif name == "run":
             p.add_argument("name", metavar="NAME")
+        elif name == "service":
+            p.add_argument("action", choices=["install", "uninstall", "print"])
+            p.add_argument("--name", help="unit name (default: cronfile-<folder>)")
+        elif name == "completion":
+            p.add_argument("shell", nargs="?", choices=["bash", "zsh", "fish"])
+            p.add_argument("--jobs", action="store_true", help="print the job names (used by the scripts)")
+        elif name == "render":
+            p.add_argument("target", choices=["kubernetes"])
+            p.add_argument("-o", "--output", metavar="DIR", help="output folder (default: print a summary, write deploy/kubernetes)")
+            p.add_argument("--namespace", metavar="NS")
+            p.add_argument("--image", metavar="IMAGE")
     return parser
 
 
@@ -626,8 +651,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_INVALID
     out = Out(args)
-    func = COMMANDS[args.command][0]
     try:
+        func = _resolve(COMMANDS[args.command][0])
         return func(args, out)
     except SpecError as e:
         if args.json and args.command in ("validate", "diff", "apply"):

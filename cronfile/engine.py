@@ -1,0 +1,896 @@
+"""The engine: clock -> due -> claim -> execute -> record -> deliver.
+
+The decisions are pure (``reconcile``, ``due``); this module sequences them with the
+effects (``store``, ``runner``, ``delivery``, ``watch``). Its guarantees, DESIGN.md
+section 5:
+
+- At most once. A due run is claimed under ``state.lock`` by persisting the next
+  ``next_run`` and a ``running`` entry in one atomic write, and only then spawned. A
+  crash can lose a run (it is recorded ``interrupted`` on the next start), never run it
+  twice. Every engine (daemon, tick, ``run NAME``) holds a lock file named by its id for
+  its lifetime; a ``running`` entry whose engine lock is free belongs to a dead engine.
+- No thundering herd: ``due.decide`` fires a job at most once however long we were down.
+- No polling: the daemon sleeps until the earliest ``next_run`` or an event (a file
+  change, a run that finished, a signal), re-checking the wall clock at least every
+  minute so a clock jump is noticed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from .clock import Clock, SystemClock, iso
+from .load import Project, load_project
+from .spec import Config, JobSpec, Status, spec_from_data
+from .state import JobState, JobStatus, LastRun, Running, State
+from .store import Store
+
+FINISHED_KEYS = ("status", "finished_at")
+
+
+def new_run_id(now: datetime) -> str:
+    """Sortable and unique: UTC time, then 4 random hex digits (`cronfile logs` takes a suffix)."""
+    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def short_id(run_id: str) -> str:
+    return run_id.rsplit("-", 1)[-1]
+
+
+def apply_project(
+    store: Store,
+    project: Project,
+    *,
+    now: datetime,
+    revision: str | None,
+    source: str,
+    lock: threading.Lock | None = None,
+) -> Any:
+    """Reconcile the files into the state in one transaction; one audit line if anything
+    changed. Returns the Plan."""
+    import getpass
+
+    from .reconcile import reconcile
+
+    store.ensure()
+    guard = lock or threading.Lock()
+    with guard, store.transaction() as txn:
+        new_state, plan = reconcile(project.specs, txn.state, now, revision=revision)
+        if plan.has_changes:
+            txn.state = new_state
+    if plan.has_changes:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = str(os.getuid())
+        store.append_audit(
+            {
+                "time": iso(now),
+                "user": user,
+                "host": socket.gethostname(),
+                "source": source,
+                "revision": revision,
+                "summary": plan.summary(),
+                "changes": [{"name": c.name, "action": str(c.action), "fields": list(c.fields)} for c in plan.changes if str(c.action) != "unchanged"],
+            }
+        )
+    return plan
+
+
+def merged_history(store: Store, job: str, n: int | None) -> list[dict[str, Any]]:
+    """History lines merged by run id: a run's record and its later delivery line (written
+    after delivery, append-only) read as one entry. Oldest first; the last ``n``."""
+    try:
+        raw = store.read_history(job)
+    except ValueError:
+        return []
+    merged: dict[str, dict[str, Any]] = {}
+    for line in raw:
+        rid = line.get("run_id")
+        if not rid:
+            continue
+        if rid in merged:
+            merged[rid].update(line)
+        else:
+            merged[rid] = dict(line)
+    runs = list(merged.values())
+    return runs[-n:] if n else runs
+
+
+def engine_running(store: Store) -> bool:
+    """Whether a daemon holds this state dir's daemon.lock (checked without taking it)."""
+    if not store.state_dir.exists():
+        return False
+    return store.daemon_running()
+
+
+def _release(lock: Any) -> None:
+    for name in ("release", "__exit__"):
+        fn = getattr(lock, name, None)
+        if fn is not None:
+            try:
+                fn() if name == "release" else fn(None, None, None)
+            except Exception:  # noqa: BLE001 - best effort on a lock we are dropping
+                pass
+            return
+
+
+def follow_log(store: Store, job: str, run_id: str, path: Path, out: IO[bytes]) -> int:
+    """`cronfile logs -f`: print the log as it grows until the run is no longer in flight."""
+    pos = 0
+    while True:
+        try:
+            with path.open("rb") as f:
+                f.seek(pos)
+                chunk = f.read()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            out.write(chunk)
+            out.flush()
+            pos += len(chunk)
+        state = store.read()
+        js = state.jobs.get(job)
+        in_flight = js is not None and any(r.run_id == run_id for r in js.running)
+        if not in_flight and not chunk:
+            return 0
+        time.sleep(0.2)
+
+
+@dataclass(order=True)
+class Claim:
+    """A run claimed in the state and waiting for a slot (ordered by due time)."""
+
+    due: datetime
+    seq: int
+    job: str = field(compare=False)
+    run_id: str = field(compare=False)
+    spec: JobSpec = field(compare=False)
+    trigger: str = field(compare=False)
+    scheduled_for: datetime | None = field(compare=False)
+    claimed_at: datetime = field(compare=False)
+
+
+class Engine:
+    """One engine process: a daemon, a tick, or a `run NAME`."""
+
+    def __init__(
+        self,
+        root: Path,
+        store: Store,
+        *,
+        project: Project,
+        mode: str,
+        clock: Clock | None = None,
+        environ: dict[str, str] | None = None,
+        quiet: bool = False,
+        log_stream: IO[str] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.store = store
+        self.project = project
+        self.config: Config = project.config
+        self.mode = mode
+        self.clock: Clock = clock or SystemClock()
+        self.environ = dict(os.environ if environ is None else environ)
+        self.quiet = quiet
+        self.log_stream = log_stream or (sys.stderr if mode == "run" else sys.stdout)
+        self.engine_id = secrets.token_hex(8)
+        self.host = socket.gethostname()
+        self._txn_lock = threading.Lock()
+        self._cv = threading.Condition()
+        self._pending: list[Claim] = []
+        self._active: dict[str, threading.Thread] = {}
+        self._cancels: dict[str, threading.Event] = {}
+        self._seq = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._failed = 0
+        self._locks: list[Any] = []
+        self._spec_cache: dict[str, JobSpec] = {}
+        self._sched_cache: dict[tuple[str, str], Any] = {}
+        self._finished: list[str] = []
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def __enter__(self) -> Engine:
+        self.store.ensure()
+        if self.mode == "daemon":
+            self._locks.append(self.store.daemon_lock())
+        lock = self.store.engine_lock(self.engine_id)
+        if hasattr(lock, "__enter__"):
+            lock.__enter__()
+        self._locks.append(lock)
+        self.recover()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for lock in reversed(self._locks):
+            _release(lock)
+        self._locks.clear()
+
+    def log(self, job: str, text: str) -> None:
+        if self.quiet and self.mode != "daemon":
+            return
+        now = datetime.now().astimezone()
+        stamp = now.strftime("%H:%M:%S.") + f"{now.microsecond // 1000:03d}"
+        line = f"{stamp} {job} {text}" if job else f"{stamp} {text}"
+        try:
+            print(line, file=self.log_stream, flush=True)
+        except (BrokenPipeError, ValueError):
+            pass
+
+    # -- state helpers -----------------------------------------------------------------
+
+    def _txn(self) -> Any:
+        """State transactions are serialized within the process too (runs finish on threads)."""
+        engine = self
+
+        class _Ctx:
+            def __enter__(self) -> Any:
+                engine._txn_lock.acquire()
+                try:
+                    self.cm = engine.store.transaction()
+                    return self.cm.__enter__()
+                except BaseException:
+                    engine._txn_lock.release()
+                    raise
+
+            def __exit__(self, *exc: Any) -> Any:
+                try:
+                    return self.cm.__exit__(*exc)
+                finally:
+                    engine._txn_lock.release()
+
+        return _Ctx()
+
+    def spec_for(self, js: JobState) -> JobSpec:
+        spec = self._spec_cache.get(js.spec_hash)
+        if spec is None:
+            spec = spec_from_data(js.spec)
+            self._spec_cache[js.spec_hash] = spec
+        return spec
+
+    def schedule_for(self, spec: JobSpec, js: JobState) -> Any:
+        key = (js.schedule_sig, iso(js.created_at) or "")
+        sched = self._sched_cache.get(key)
+        if sched is None:
+            sched = spec.build_schedule(created_at=js.created_at)
+            self._sched_cache[key] = sched
+        return sched
+
+    # -- recovery ----------------------------------------------------------------------
+
+    def _dead_runs(self, state: State) -> tuple[State, list[tuple[str, Running]]]:
+        """Running entries whose engine is gone: removed from the state, returned."""
+        dead: list[tuple[str, Running]] = []
+        alive: dict[str, bool] = {self.engine_id: True}
+
+        def gone(r: Running) -> bool:
+            if r.engine not in alive:
+                alive[r.engine] = self.store.engine_alive(r.engine)
+            return not alive[r.engine]
+
+        for name, js in state.jobs.items():
+            keep = []
+            for r in js.running:
+                if gone(r):
+                    dead.append((name, r))
+                else:
+                    keep.append(r)
+            if len(keep) != len(js.running):
+                last = dead[-1][1]
+                state = state.with_job(
+                    name,
+                    js.with_(
+                        running=tuple(keep),
+                        last_run=LastRun(last.run_id, Status.interrupted, last.trigger, last.scheduled_for, last.started_at, self.clock.now()),
+                    ),
+                )
+        orphans = []
+        for r in state.orphans:
+            if gone(r):
+                dead.append((r.job, r))
+            else:
+                orphans.append(r)
+        if len(orphans) != len(state.orphans):
+            state = state.with_(orphans=tuple(orphans))
+        return state, dead
+
+    def _record_dead(self, dead: list[tuple[str, Running]]) -> None:
+        from .executors.process import kill_group
+
+        now = self.clock.now()
+        for job, r in dead:
+            stopped = False
+            if r.pid and _group_belongs_to(r.pid, r.run_id):
+                stopped = kill_group(r.pid, grace=10.0)
+            self.store.append_history(
+                job,
+                {
+                    "job": job,
+                    "run_id": r.run_id,
+                    "trigger": r.trigger,
+                    "scheduled_for": iso(r.scheduled_for),
+                    "started_at": iso(r.started_at),
+                    "finished_at": iso(now),
+                    "status": str(Status.interrupted),
+                    "exit_code": None,
+                    "attempts": 0,
+                    "log_path": str(self.store.log_path(job, r.run_id)),
+                    "deliveries": [],
+                    "message": "the engine that ran it stopped"
+                    + (" (its leftover processes were stopped)" if stopped else ""),
+                    "host": self.host,
+                },
+            )
+            self.log(job, f"run {short_id(r.run_id)} interrupted (its engine {r.engine[:6]} is gone; not re-run)")
+
+    def recover(self) -> None:
+        """Runs left `running` by a dead engine become `interrupted`, never re-run."""
+        with self._txn() as txn:
+            new_state, dead = self._dead_runs(txn.state)
+            if dead:
+                txn.state = new_state
+        # History after the state: a crash in between leaves no line, never a doubled run.
+        self._record_dead(dead)
+
+    # -- applying ----------------------------------------------------------------------
+
+    def apply(self, project: Project, source: str) -> None:
+        from .cli import git_revision
+
+        plan = apply_project(
+            self.store,
+            project,
+            now=self.clock.now(),
+            revision=git_revision(project.root),
+            source=source,
+            lock=self._txn_lock,
+        )
+        self.project = project
+        self.config = project.config
+        if plan.has_changes:
+            for c in plan.changes:
+                action = str(c.action)
+                if action == "unchanged":
+                    continue
+                detail = f" ({', '.join(c.fields)})" if c.fields else ""
+                nxt = f"; next run {iso(c.next_run_after)}" if c.next_run_after else ""
+                self.log(c.name, f"{action}{detail}{nxt}")
+            self.log("", f"applied: {plan.summary()}")
+            self._wake.set()
+
+    def reload(self) -> None:
+        """Re-read the files (daemon, on a file event). An invalid change keeps the last
+        good set running, and says why."""
+        project = load_project(self.root, now=self.clock.now())
+        if project.errors:
+            self.log("", f"jobs.d has {len(project.errors)} problem(s); keeping the last good set:")
+            for p in project.errors:
+                self.log("", f"  {p}")
+            return
+        self.apply(project, "daemon")
+
+    # -- claiming ----------------------------------------------------------------------
+
+    def claim_due(self, now: datetime) -> tuple[list[Claim], State]:
+        """One transaction: reap dead engines' runs, decide each job, persist the claims."""
+        from .due import decide
+
+        claims: list[Claim] = []
+        records: list[tuple[str, dict[str, Any]]] = []
+        cancel: list[str] = []
+        with self._txn() as txn:
+            state, dead = self._dead_runs(txn.state)
+            changed = bool(dead)
+            for name in sorted(state.jobs):
+                js = state.jobs[name]
+                if js.state != JobStatus.scheduled:
+                    continue
+                spec = self.spec_for(js)
+                if js.queued is not None and not js.running:
+                    # concurrency: queue -- the buffered occurrence runs right after.
+                    run_id = new_run_id(now)
+                    claims.append(self._claim(name, run_id, spec, "queued", js.queued, now))
+                    js = js.with_(
+                        queued=None,
+                        running=(Running(run_id, js.queued, now, "queued", self.engine_id),),
+                        run_count=js.run_count + 1,
+                    )
+                    state = state.with_job(name, js)
+                    changed = True
+                    continue
+                if spec.schedule.strip() == "@reboot":
+                    continue
+                d = decide(spec, js, self.schedule_for(spec, js), now)
+                if d is None:
+                    continue
+                changed = True
+                if d.missed:
+                    records.append((name, self._missed_record(name, d)))
+                if d.skipped is not None:
+                    records.append((name, self._skipped_record(name, d.skipped, now)))
+                    self.log(name, f"skipped {iso(d.skipped)}: the previous run is still going (concurrency: forbid)")
+                running = js.running
+                run_count = js.run_count
+                if d.run is not None:
+                    run_id = new_run_id(now)
+                    claims.append(self._claim(name, run_id, spec, d.trigger or "schedule", d.run, now))
+                    running = running + (Running(run_id, d.run, now, d.trigger or "schedule", self.engine_id),)
+                    run_count += 1
+                cancel.extend(d.cancel)
+                js = js.with_(
+                    next_run=d.next_run,
+                    running=running,
+                    run_count=run_count,
+                    queued=d.queue if d.queue is not None else js.queued,
+                    state=JobStatus.completed if d.completes else js.state,
+                )
+                state = state.with_job(name, js)
+            if changed:
+                txn.state = state
+        self._record_dead(dead)
+        for job, rec in records:
+            self.store.append_history(job, rec)
+        for run_id in cancel:
+            self._cancel(run_id, state)
+        return claims, state
+
+    def _claim(self, job: str, run_id: str, spec: JobSpec, trigger: str, scheduled_for: datetime | None, now: datetime) -> Claim:
+        self._seq += 1
+        return Claim(scheduled_for or now, self._seq, job, run_id, spec, trigger, scheduled_for, now)
+
+    def _missed_record(self, job: str, d: Any) -> dict[str, Any]:
+        n = d.missed
+        self.log(job, f"missed {n} run{'s' if n != 1 else ''} ({iso(d.missed_first)} .. {iso(d.missed_last)}): later than starting_deadline")
+        return {
+            "job": job,
+            "run_id": new_run_id(self.clock.now()),
+            "trigger": "schedule",
+            "scheduled_for": iso(d.missed_last),
+            "started_at": None,
+            "finished_at": None,
+            "status": str(Status.missed),
+            "exit_code": None,
+            "attempts": 0,
+            "log_path": None,
+            "deliveries": [],
+            "missed_count": n,
+            "missed_first": iso(d.missed_first),
+            "host": self.host,
+        }
+
+    def _skipped_record(self, job: str, when: datetime, now: datetime) -> dict[str, Any]:
+        return {
+            "job": job,
+            "run_id": new_run_id(now),
+            "trigger": "schedule",
+            "scheduled_for": iso(when),
+            "started_at": None,
+            "finished_at": None,
+            "status": str(Status.skipped),
+            "exit_code": None,
+            "attempts": 0,
+            "log_path": None,
+            "deliveries": [],
+            "message": "the previous run was still going (concurrency: forbid)",
+            "host": self.host,
+        }
+
+    def _cancel(self, run_id: str, state: State) -> None:
+        """concurrency: replace -- stop a run (ours by its event, another engine's by signal)."""
+        ev = self._cancels.get(run_id)
+        if ev is not None:
+            ev.set()
+            return
+        from .executors.process import kill_group
+
+        for js in state.jobs.values():
+            for r in js.running:
+                if r.run_id == run_id and r.pid and _group_belongs_to(r.pid, run_id):
+                    threading.Thread(target=kill_group, args=(r.pid, 10.0), daemon=True).start()
+
+    # -- dispatching -------------------------------------------------------------------
+
+    def dispatch(self, claims: list[Claim]) -> None:
+        with self._cv:
+            for c in claims:
+                heapq.heappush(self._pending, c)
+            self._start_pending()
+
+    def _start_pending(self) -> None:
+        # caller holds self._cv. max_concurrent across jobs; more wait in due order.
+        while self._pending and len(self._active) < max(1, self.config.max_concurrent):
+            claim = heapq.heappop(self._pending)
+            cancel = threading.Event()
+            self._cancels[claim.run_id] = cancel
+            t = threading.Thread(target=self._run_thread, args=(claim, cancel), name=f"run-{claim.job}", daemon=True)
+            self._active[claim.run_id] = t
+            t.start()
+
+    def _run_thread(self, claim: Claim, cancel: threading.Event, stream: IO[bytes] | None = None) -> str:
+        try:
+            return self.execute(claim, cancel, stream=stream)
+        finally:
+            with self._cv:
+                self._active.pop(claim.run_id, None)
+                self._cancels.pop(claim.run_id, None)
+                self._start_pending()
+                self._cv.notify_all()
+            self._wake.set()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cv:
+            while self._active or self._pending:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cv.wait(left if left is not None else 1.0)
+        return True
+
+    # -- executing ---------------------------------------------------------------------
+
+    def _from_job_output(self, spec: JobSpec) -> str | None:
+        ref = spec.context.from_job
+        if not ref:
+            return None
+        for run in reversed(merged_history(self.store, ref, None)):
+            if run.get("status") == Status.success and run.get("log_path"):
+                try:
+                    return Path(run["log_path"]).read_text(errors="replace")
+                except OSError:
+                    return None
+        return None
+
+    def _record_pid(self, claim: Claim, pid: int) -> None:
+        with self._txn() as txn:
+            js = txn.state.jobs.get(claim.job)
+            if js is None:
+                # Deleted while it ran: the entry lives among the orphans.
+                orphans = tuple(r.__class__(**{**r.__dict__, "pid": pid}) if r.run_id == claim.run_id else r for r in txn.state.orphans)
+                txn.state = txn.state.with_(orphans=orphans)
+                return
+            running = tuple(
+                Running(r.run_id, r.scheduled_for, r.started_at, r.trigger, r.engine, pid, r.job) if r.run_id == claim.run_id else r
+                for r in js.running
+            )
+            txn.state = txn.state.with_job(claim.job, js.with_(running=running))
+
+    def execute(self, claim: Claim, cancel: threading.Event, *, stream: IO[bytes] | None = None) -> str:
+        """Run one claimed run to its end: spawn, wait, record, deliver. Returns the status."""
+        from .delivery import Report, deliver_all, notify_start
+        from .executors.base import RunContext
+        from .runner import execute
+
+        spec = claim.spec
+        log_path = self.store.log_path(claim.job, claim.run_id)
+        log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ctx = RunContext(
+            spec=spec,
+            config=self.config,
+            root=self.root,
+            run_id=claim.run_id,
+            job=claim.job,
+            scheduled_for=claim.scheduled_for,
+            trigger=claim.trigger,
+            log_path=log_path,
+            environ=self.environ,
+            from_job_output=self._from_job_output(spec),
+            output_limit=self.config.output_limit,
+            stream=stream,
+        )
+        report_base = dict(job=claim.job, run_id=claim.run_id, trigger=claim.trigger, scheduled_for=claim.scheduled_for, log_path=str(log_path), host=self.host, description=spec.description)
+        spawned_at: list[datetime] = []
+
+        def on_spawn(pid: int) -> None:
+            now = self.clock.now()
+            first = not spawned_at
+            spawned_at.append(now)
+            self._record_pid(claim, pid)
+            if first:
+                if claim.scheduled_for is not None and claim.trigger in ("schedule", "catchup"):
+                    late = (now - claim.scheduled_for).total_seconds() * 1000
+                    self.log(claim.job, f"run {short_id(claim.run_id)} started ({claim.trigger}, {late:.0f} ms late)")
+                else:
+                    self.log(claim.job, f"run {short_id(claim.run_id)} started ({claim.trigger})")
+
+        hc = [t for t in spec.deliver if t.kind == "healthchecks"]
+        start_ping: threading.Thread | None = None
+        if hc:
+            # Beside the run, not before it (a slow endpoint must not delay the start);
+            # joined before the finish ping so /start never arrives after it.
+            start_ping = threading.Thread(
+                target=notify_start,
+                args=(hc, Report(status="running", started_at=claim.claimed_at, finished_at=None, exit_code=None, output="", output_truncated=False, **report_base), self.config, self.environ),
+                daemon=True,
+            )
+            start_ping.start()
+        outcome = execute(ctx, now=self.clock.now, on_spawn=on_spawn, cancel=cancel)
+        status = str(outcome.status)
+        if status == Status.cancelled and self._stop.is_set():
+            status = str(Status.interrupted)
+        record = {
+            "job": claim.job,
+            "run_id": claim.run_id,
+            "trigger": claim.trigger,
+            "scheduled_for": iso(claim.scheduled_for),
+            "claimed_at": iso(claim.claimed_at),
+            **outcome.to_record(),
+            "status": status,
+            "log_path": str(log_path),
+            "deliveries": [],
+            "host": self.host,
+            "engine": self.engine_id,
+        }
+        if spawned_at and claim.scheduled_for is not None:
+            record["lateness_ms"] = round((spawned_at[0] - claim.scheduled_for).total_seconds() * 1000, 1)
+        self.store.append_history(claim.job, record)
+        self._finish_state(claim, outcome, status)
+        dur = (outcome.finished_at - outcome.started_at).total_seconds()
+        extra = f" (exit {outcome.exit_code})" if outcome.exit_code not in (None, 0) else ""
+        if outcome.message and status not in ("success",):
+            extra += f": {outcome.message}"
+        self.log(claim.job, f"run {short_id(claim.run_id)} {status} in {dur:.1f}s{extra}")
+        if status in ("failed", "timeout", "refused", "interrupted"):
+            self._failed += 1
+        # Delivery happens after the run is recorded, and never changes its status.
+        if start_ping is not None:
+            start_ping.join(timeout=40)
+        if spec.deliver:
+            output, truncated = _read_output(log_path, self.config.output_limit)
+            report = Report(
+                status=status,
+                started_at=outcome.started_at,
+                finished_at=outcome.finished_at,
+                exit_code=outcome.exit_code,
+                output=output,
+                output_truncated=truncated or outcome.truncated,
+                message=outcome.message,
+                **report_base,
+            )
+            targets = spec.deliver
+            if stream is not None:
+                # `run NAME` already streamed the output to the terminal: printing it again
+                # through the stdout target would show it twice.
+                targets = tuple(t for t in targets if t.kind != "stdout")
+            results = deliver_all(targets, report, self.config, self.environ) if targets else []
+            if results:
+                self.store.append_history(claim.job, {"run_id": claim.run_id, "deliveries": [r.to_json() for r in results]})
+                for r in results:
+                    if r.ok:
+                        continue
+                    why = r.skipped if r.skipped else f"failed after {r.attempts} tries: {r.error}"
+                    self.log(claim.job, f"run {short_id(claim.run_id)} delivery to {r.target} {why}")
+        try:
+            self.store.prune(claim.job, self.config.history_limit)
+        except OSError as e:
+            self.log(claim.job, f"could not prune history: {e}")
+        return status
+
+    def _finish_state(self, claim: Claim, outcome: Any, status: str) -> None:
+        last = LastRun(claim.run_id, status, claim.trigger, claim.scheduled_for, outcome.started_at, outcome.finished_at)
+        with self._txn() as txn:
+            state = txn.state
+            js = state.jobs.get(claim.job)
+            if js is not None and any(r.run_id == claim.run_id for r in js.running):
+                js = js.with_(running=tuple(r for r in js.running if r.run_id != claim.run_id), last_run=last)
+                state = state.with_job(claim.job, js)
+            elif any(r.run_id == claim.run_id for r in state.orphans):
+                state = state.with_(orphans=tuple(r for r in state.orphans if r.run_id != claim.run_id))
+            elif js is not None and claim.trigger == "manual":
+                js = js.with_(last_run=last)
+                state = state.with_job(claim.job, js)
+            else:
+                return
+            txn.state = state
+
+    # -- modes -------------------------------------------------------------------------
+
+    def run_now(self, spec: JobSpec, *, stream: IO[bytes] | None) -> str:
+        """`cronfile run NAME`: claim a manual run, execute it in the foreground."""
+        now = self.clock.now()
+        run_id = new_run_id(now)
+        with self._txn() as txn:
+            js = txn.state.jobs.get(spec.name)
+            if js is not None:
+                if js.running:
+                    self.log(spec.name, f"note: {len(js.running)} run(s) of {spec.name} already in flight")
+                running = js.running + (Running(run_id, None, now, "manual", self.engine_id),)
+                txn.state = txn.state.with_job(spec.name, js.with_(running=running))
+        claim = self._claim(spec.name, run_id, spec, "manual", None, now)
+        return self.execute(claim, threading.Event(), stream=stream)
+
+    def tick(self) -> int:
+        """One pass: apply (if the files are valid), fire what is due, wait, exit."""
+        if self.project.ok:
+            self.apply(self.project, "tick")
+        self._fire_reboot(only_after_boot=True)
+        claims, _ = self.claim_due(self.clock.now())
+        self.dispatch(claims)
+        self.wait_idle()
+        return self._failed
+
+    def _fire_reboot(self, *, only_after_boot: bool) -> None:
+        """@reboot: once each time the daemon starts. `tick` fires it once per system boot
+        (it runs every minute; a per-tick @reboot would be a per-minute job)."""
+        boot = _boot_time() if only_after_boot else None
+        now = self.clock.now()
+        claims = []
+        with self._txn() as txn:
+            state = txn.state
+            for name, js in sorted(state.jobs.items()):
+                if js.state != JobStatus.scheduled or js.spec.get("schedule", "").strip() != "@reboot":
+                    continue
+                if only_after_boot:
+                    last = js.last_run
+                    if boot is None or (last is not None and last.started_at and last.started_at >= boot):
+                        continue
+                spec = self.spec_for(js)
+                run_id = new_run_id(now)
+                claims.append(self._claim(name, run_id, spec, "reboot", now, now))
+                run_count = js.run_count + 1
+                done = spec.repeat is not None and run_count >= spec.repeat
+                js = js.with_(
+                    running=js.running + (Running(run_id, now, now, "reboot", self.engine_id),),
+                    run_count=run_count,
+                    state=JobStatus.completed if done else js.state,
+                )
+                state = state.with_job(name, js)
+            if claims:
+                txn.state = state
+        self.dispatch(claims)
+
+    def serve(self) -> None:
+        """The daemon loop: sleep until the earliest next_run or an event; no polling."""
+        from .due import next_wake
+        from .watch import Watcher
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            self.log("", f"received {signal.Signals(signum).name}: no new runs; waiting up to {self.config.shutdown_grace:g}s for {len(self._active)} in flight")
+            self._stop.set()
+            self._wake.set()
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        # Import what a run needs now, so the first run is not late by an import.
+        from . import delivery, runner  # noqa: F401
+        from .executors import agent, command, process, shell  # noqa: F401
+        watcher = Watcher(self.root, self.store.state_dir, on_change=self._on_change)
+        try:
+            self.log("", f"cronfile daemon {os.getpid()} on {self.root.resolve()} (state {self.store.state_dir}); engine {self.engine_id[:6]}")
+            self.apply(self.project, "daemon")
+            watcher.start()
+            self._fire_reboot(only_after_boot=False)
+            last_wall = self.clock.now()
+            last_mono = time.monotonic()
+            while not self._stop.is_set():
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload()
+                now = self.clock.now()
+                jump = (now - last_wall).total_seconds() - (time.monotonic() - last_mono)
+                if abs(jump) > 5:
+                    self.log("", f"the wall clock jumped {jump:+.0f}s; next runs are kept as instants (no burst, no repeat)")
+                claims, state = self.claim_due(now)
+                self.dispatch(claims)
+                wake = next_wake(state.jobs.values(), now)
+                if wake is None or (wake - now).total_seconds() > 3600:
+                    # Nothing soon: still wake hourly (cheap) to notice dead engines' runs.
+                    from datetime import timedelta
+
+                    wake = now + timedelta(hours=1)
+                last_wall, last_mono = self.clock.now(), time.monotonic()
+                self._wake.clear()
+                if self._reload.is_set() or self._stop.is_set():
+                    continue
+                self.clock.sleep_until(wake, self._wake)
+        finally:
+            watcher.stop()
+            self._shutdown()
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def _on_change(self, kinds: set[str]) -> None:
+        if "files" in kinds:
+            self._reload.set()
+        self._wake.set()
+
+    def _shutdown(self) -> None:
+        """Wait up to shutdown_grace for runs in flight; stop the rest (interrupted)."""
+        with self._cv:
+            pending = list(self._pending)
+            self._pending.clear()
+        if pending:
+            now = self.clock.now()
+            with self._txn() as txn:
+                state = txn.state
+                for c in pending:
+                    js = state.jobs.get(c.job)
+                    if js is not None:
+                        state = state.with_job(c.job, js.with_(running=tuple(r for r in js.running if r.run_id != c.run_id)))
+                txn.state = state
+            for c in pending:
+                self.store.append_history(c.job, {**self._skipped_record(c.job, c.scheduled_for or now, now), "run_id": c.run_id, "status": str(Status.interrupted), "message": "the daemon stopped before a slot was free"})
+        if not self.wait_idle(self.config.shutdown_grace):
+            with self._cv:
+                for ev in self._cancels.values():
+                    ev.set()
+            self.wait_idle(15.0)
+        self.log("", "stopped")
+
+
+def _read_output(path: Path, limit: int) -> tuple[str, bool]:
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError:
+        return "", False
+    return data[:limit].decode("utf-8", errors="replace"), len(data) > limit
+
+
+def _group_belongs_to(pgid: int, run_id: str) -> bool:
+    """Whether process group ``pgid`` still runs our run (guards against PID reuse). On
+    Linux a member's environment must hold CRONFILE_RUN_ID=<run_id>; elsewhere we can
+    only check that the group exists."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    needle = f"CRONFILE_RUN_ID={run_id}".encode()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                return True
+        except (OSError, IndexError, ValueError):
+            continue
+    return False
+
+
+def _boot_time() -> datetime | None:
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return datetime.fromtimestamp(int(line.split()[1]), UTC)
+    except OSError:
+        pass
+    try:
+        import subprocess
+
+        out = subprocess.run(["sysctl", "-n", "kern.boottime"], capture_output=True, text=True, timeout=5).stdout
+        sec = int(out.split("sec =")[1].split(",")[0])
+        return datetime.fromtimestamp(sec, UTC)
+    except (OSError, IndexError, ValueError, Exception):  # noqa: BLE001
+        return None
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+Callback = Callable[[set[str]], None]
