@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .clock import Clock, SystemClock, iso
-from .load import Project, load_project
+from .load import Project, files_signature, load_project
 from .spec import Config, JobSpec, Status, spec_from_data
 from .state import JobState, JobStatus, LastRun, Running, State
 from .store import Store
@@ -378,6 +378,8 @@ class Engine:
     def reload(self) -> None:
         """Re-read the files (daemon, on a file event). An invalid change keeps the last
         good set running, and says why."""
+        if files_signature(self.root) == self.project.signature:
+            return
         project = load_project(self.root, now=self.clock.now())
         if project.errors:
             self.log("", f"jobs.d has {len(project.errors)} problem(s); keeping the last good set:")
@@ -772,9 +774,12 @@ class Engine:
         from .executors import agent, command, process, shell  # noqa: F401
         watcher = Watcher(self.root, self.store.state_dir, on_change=self._on_change)
         try:
-            self.log("", f"cronfile daemon {os.getpid()} on {self.root.resolve()} (state {self.store.state_dir}); engine {self.engine_id[:6]}")
             self.apply(self.project, "daemon")
             watcher.start()
+            if files_signature(self.root) != self.project.signature:
+                self._reload.set()  # changed while we were starting: the watch came too late
+            # Printed once applied and watching: from here on every edit is seen.
+            self.log("", f"cronfile daemon {os.getpid()} on {self.root.resolve()} (state {self.store.state_dir}); engine {self.engine_id[:6]}; {len(self.project.specs)} jobs")
             self._fire_reboot(only_after_boot=False)
             last_wall = self.clock.now()
             last_mono = time.monotonic()

@@ -30,6 +30,7 @@ class Project:
     specs: list[JobSpec] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    signature: tuple[tuple[str, int, int], ...] = ()  # (path, mtime_ns, size) of what was read
 
     @property
     def errors(self) -> list[Problem]:
@@ -139,6 +140,7 @@ def load_project(
     files; ``jobs_dir`` reads another folder than ``root/jobs.d``."""
     root = Path(root)
     now = now or datetime.now(UTC)
+    sig = files_signature(root, jobs_dir)
     config, problems = load_config(root)
     if files is None:
         found, more = find_job_files(jobs_dir or root / JOBS_DIR, root)
@@ -173,7 +175,25 @@ def load_project(
     problems += cross_problems(specs)
     problems += warnings_for(specs, root, now, os.environ if environ is None else environ)
     specs.sort(key=lambda s: s.name)
-    return Project(root=root, config=config, specs=specs, problems=problems, files=found)
+    return Project(root=root, config=config, specs=specs, problems=problems, files=found, signature=sig)
+
+
+def files_signature(root: Path, jobs_dir: Path | None = None) -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime_ns, size) of cronfile.yaml and every job file: equal signatures mean
+    nothing to re-read. Taken before reading, so a change made meanwhile shows as a
+    difference the next time."""
+    out = []
+    paths = [root / CONFIG_NAME]
+    for dirpath, dirnames, filenames in os.walk(jobs_dir or root / JOBS_DIR, followlinks=True):
+        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+        paths.extend(Path(dirpath) / n for n in sorted(filenames) if n.endswith(SUFFIXES) and not n.startswith("."))
+    for p in paths:
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        out.append((str(p), st.st_mtime_ns, st.st_size))
+    return tuple(out)
 
 
 def warnings_for(specs: list[JobSpec], root: Path, now: datetime, environ: Mapping[str, str]) -> list[Problem]:

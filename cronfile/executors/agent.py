@@ -1,0 +1,197 @@
+"""``prompt:`` jobs: assemble the prompt, guard it, and hand it to an agent profile.
+
+The prompt is built in a fixed order (DESIGN.md section 2): each ``context.files`` entry
+under a header naming its path, then the latest successful output of
+``context.from_job``, then the stdout of ``context.script``, then the job's prompt.
+Before any agent starts, every section is scanned by the injection guard. The prompt
+reaches the agent as one argv element (or on stdin), never through a shell.
+
+The context script is the hermes-agent style gate: if the first line of its stdout is
+``{"wakeAgent": false}`` there is nothing to do, the agent is not started and the run
+is ``silent``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from .. import guard
+from ..durations import format_duration
+from ..secrets import Masker
+from ..spec import Status
+from .base import Early, Prepared, RunContext, prepare_common, resolve_program
+from .process import run_capture
+
+__all__ = ["AgentExecutor", "assemble_prompt"]
+
+_STDERR_TAIL = 2000  # characters of a failed script's stderr kept in the message
+
+
+def _header(title: str) -> str:
+    return f"--- {title} ---"
+
+
+def assemble_prompt(sections: list[tuple[str, str, str]], prompt: str) -> str:
+    """``sections`` are (guard source, header title, text). Without context the prompt
+    is passed as written; with context each part gets a header, the prompt too, so the
+    agent can tell the task from the material."""
+    if not sections:
+        return prompt
+    parts = [f"{_header(title)}\n{text.rstrip(chr(10))}\n" for _, title, text in sections]
+    parts.append(f"{_header('prompt')}\n{prompt}")
+    return "\n".join(parts)
+
+
+def _gate(stdout: str) -> tuple[dict[str, Any] | None, str]:
+    """Split a control line off the script's stdout: the first line, if it is a JSON
+    object with a ``wakeAgent`` key. Returns (that object or None, the rest)."""
+    first, sep, rest = stdout.partition("\n")
+    try:
+        obj = json.loads(first)
+    except ValueError:
+        return None, stdout
+    if isinstance(obj, dict) and "wakeAgent" in obj:
+        return obj, rest
+    return None, stdout
+
+
+class AgentExecutor:
+    def prepare(
+        self,
+        ctx: RunContext,
+        *,
+        cancel: threading.Event | None = None,
+        on_spawn: Callable[[int], None] | None = None,
+    ) -> Prepared | Early:
+        spec = ctx.spec
+        common = prepare_common(ctx)
+        if isinstance(common, Early):
+            return common
+        cwd, env, masker = common
+
+        # The profile and its program come first: a run that cannot reach its agent
+        # must not run the context script (and its side effects) for nothing.
+        name = spec.agent or ctx.config.default_agent
+        profile = ctx.config.agent(name) if name else None
+        if profile is None:
+            msg = (
+                f"unknown agent profile {name!r}"
+                if name
+                else "no agent profile (set agent: or default_agent)"
+            )
+            return Early(Status.failed, msg, {"error": msg})
+        probe = profile.argv("", spec.model)
+        if not probe or resolve_program(probe[0], cwd, env) is None:
+            program = probe[0] if probe else ""
+            msg = (
+                f"agent program {program!r} not found on PATH (profile {profile.name}): "
+                "install it or set agent:"
+            )
+            return Early(
+                Status.failed, msg, {"error": msg, "program": program, "profile": profile.name}
+            )
+
+        sections: list[tuple[str, str, str]] = []
+        for i, rel in enumerate(spec.context.files):
+            path = ctx.root / rel
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError as e:
+                msg = f"context file {rel} cannot be read: {e.strerror or e}"
+                return Early(Status.failed, msg, {"error": msg, "file": rel})
+            sections.append((f"context.files[{i}]: {rel}", rel, text))
+        if spec.context.from_job and ctx.from_job_output:
+            job = spec.context.from_job
+            sections.append(
+                (f"from_job: {job}", f"latest output of job {job}", ctx.from_job_output)
+            )
+
+        # Guard what is known before running the script, so a poisoned file refuses the
+        # run before anything is spawned; the script's output is guarded once it exists.
+        refused = self._guard(ctx, masker, [*sections, ("prompt", "prompt", spec.prompt or "")])
+        if refused is not None:
+            return refused
+        if spec.context.script:
+            script = self._run_script(ctx, cwd, env, masker, cancel, on_spawn)
+            if isinstance(script, Early):
+                return script
+            if script:
+                section = ("context.script", f"output of {spec.context.script}", script)
+                refused = self._guard(ctx, masker, [section])
+                if refused is not None:
+                    return refused
+                sections.append(section)
+
+        prompt = assemble_prompt(sections, spec.prompt or "")
+        argv = profile.argv(prompt, spec.model)
+        program = resolve_program(argv[0], cwd, env) or argv[0]
+        stdin = prompt.encode() if profile.stdin else None
+        return Prepared([program, *argv[1:]], cwd, env, stdin, masker)
+
+    def _guard(
+        self, ctx: RunContext, masker: Masker, sections: list[tuple[str, str, str]]
+    ) -> Early | None:
+        if ctx.spec.allow_injection_risk:
+            return None
+        hit = guard.scan(
+            [(source, text) for source, _, text in sections], ctx.config.injection_patterns
+        )
+        if hit is None:
+            return None
+        return Early(
+            Status.refused,
+            f"prompt-injection phrase {hit.phrase!r} in {hit.source}",
+            # The excerpt is stored with the run: mask it like the log.
+            {"phrase": hit.phrase, "source": hit.source, "excerpt": masker.mask(hit.excerpt)},
+        )
+
+    def _run_script(
+        self,
+        ctx: RunContext,
+        cwd: Path,
+        env: dict[str, str],
+        masker: Masker,
+        cancel: threading.Event | None,
+        on_spawn: Callable[[int], None] | None,
+    ) -> str | Early:
+        """Run context.script; its stdout (control line removed), or an Early."""
+        script = ctx.spec.context.script or ""
+        prepared = Prepared(["/bin/sh", "-c", script], cwd, env, None, masker)
+        try:
+            done = run_capture(
+                prepared,
+                timeout=ctx.spec.timeout,
+                limit=ctx.output_limit,
+                cancel=cancel,
+                on_spawn=on_spawn,
+            )
+        except OSError as e:
+            msg = f"context script {script} could not start: {e}"
+            return Early(Status.failed, msg, {"error": msg})
+        if done.cancelled:
+            return Early(Status.cancelled, f"cancelled while context script {script} ran", {})
+        # Stored messages are masked like the log: the stderr may echo a secret.
+        tail = masker.mask(done.stderr.decode("utf-8", "replace")[-_STDERR_TAIL:].strip())
+        if done.timed_out:
+            msg = f"context script {script} timed out after {format_duration(timedelta(seconds=ctx.spec.timeout))}"
+            return Early(Status.timeout, msg, {"error": msg, "stderr": tail})
+        if done.exit_code != 0:
+            msg = f"context script {script} failed (exit code {done.exit_code})"
+            if tail:
+                msg += f": {tail}"
+            return Early(
+                Status.failed, msg, {"error": msg, "exit_code": done.exit_code, "stderr": tail}
+            )
+        control, rest = _gate(done.stdout.decode("utf-8", "replace"))
+        if control is not None and control.get("wakeAgent") is False:
+            return Early(
+                Status.silent,
+                f"context script {script} said wakeAgent: false; the agent was not started",
+                {"reason": "wakeAgent false"},
+            )
+        return rest

@@ -1,0 +1,141 @@
+"""The executor interface: turn a job into what to spawn, or into an early outcome.
+
+An executor only *prepares*: it decides argv, working directory, environment and stdin
+(``Prepared``), or that the run ends before anything starts (``Early``: refused by the
+injection guard, silenced by a context script, or failed because something is missing).
+Spawning, waiting, timeouts and retries are the runner's (``cronfile.runner``) and
+``process``'s, the same for every kind of job.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from ..secrets import Masker, MissingVariable, expand_env
+from ..spec import Config, JobSpec, Kind, Status
+
+__all__ = [
+    "Early",
+    "Executor",
+    "Prepared",
+    "RunContext",
+    "executor_for",
+    "job_env",
+    "prepare_common",
+    "resolve_program",
+]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a run needs; the engine builds it."""
+
+    spec: JobSpec
+    config: Config
+    root: Path  # the jobs repo root; workdir and context files are relative to it
+    run_id: str
+    job: str
+    scheduled_for: datetime | None
+    trigger: str
+    log_path: Path
+    environ: Mapping[str, str]  # the engine's environment: the base of the child's
+    from_job_output: str | None = None  # latest successful output of context.from_job
+    output_limit: int = 1024 * 1024
+    stream: IO[bytes] | None = None  # `cronfile run NAME` mirrors output here as it comes
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What to spawn."""
+
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+    stdin: bytes | None
+    masker: Masker = field(default_factory=Masker)
+
+
+@dataclass(frozen=True)
+class Early:
+    """An outcome decided before spawning anything."""
+
+    status: Status
+    message: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Executor(Protocol):
+    def prepare(
+        self,
+        ctx: RunContext,
+        *,
+        cancel: threading.Event | None = None,
+        on_spawn: Callable[[int], None] | None = None,
+    ) -> Prepared | Early:
+        """``cancel`` and ``on_spawn`` concern helper processes started while preparing
+        (an agent job's context script): they are stopped on cancel like the run, and
+        their process group is reported like the run's."""
+        ...
+
+
+def job_env(ctx: RunContext) -> tuple[dict[str, str], Masker]:
+    """The child's environment and the masker for its output. Raises MissingVariable.
+
+    The engine's environment, then the job's ``env`` with ``${VAR}`` expanded from it,
+    then the CRONFILE_* variables, which a job cannot override (a process that sees
+    CRONFILE_RUN_ID knows it runs under cronfile, DESIGN.md section 5)."""
+    expanded, secrets = expand_env(ctx.spec.env, ctx.environ)
+    env = dict(ctx.environ)
+    env.update(expanded)
+    env.update(
+        CRONFILE_JOB=ctx.job,
+        CRONFILE_RUN_ID=ctx.run_id,
+        CRONFILE_SCHEDULED_FOR=ctx.scheduled_for.isoformat() if ctx.scheduled_for else "",
+        CRONFILE_TRIGGER=str(ctx.trigger),
+    )
+    return env, Masker(secrets)
+
+
+def prepare_common(ctx: RunContext) -> tuple[Path, dict[str, str], Masker] | Early:
+    """The working directory, environment and masker every kind of job needs."""
+    try:
+        env, masker = job_env(ctx)
+    except MissingVariable as e:
+        return Early(Status.failed, str(e), {"error": str(e), "variable": e.name})
+    cwd = ctx.root / ctx.spec.workdir
+    if not cwd.is_dir():
+        msg = f"workdir {ctx.spec.workdir!r} does not exist ({cwd})"
+        return Early(Status.failed, msg, {"error": msg})
+    return cwd, env, masker
+
+
+def resolve_program(program: str, cwd: Path, env: Mapping[str, str]) -> str | None:
+    """The path of ``program``: relative to ``cwd`` if it contains a slash, else looked
+    up on the child's PATH (its env may change PATH). None if not found or not
+    executable."""
+    if os.sep in program:
+        path = cwd / program
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+    return shutil.which(program, path=env.get("PATH", os.defpath))
+
+
+def executor_for(spec: JobSpec) -> Executor:
+    """The executor for a job's kind."""
+    # Imported here: each executor module imports this one.
+    from .agent import AgentExecutor
+    from .command import CommandExecutor
+    from .shell import ShellExecutor
+
+    executors: dict[Kind, Executor] = {
+        Kind.shell: ShellExecutor(),
+        Kind.command: CommandExecutor(),
+        Kind.prompt: AgentExecutor(),
+    }
+    return executors[spec.kind]

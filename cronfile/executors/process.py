@@ -1,0 +1,455 @@
+"""Spawning and stopping runs: the only module that starts a process.
+
+Every run gets its own session and process group (``start_new_session=True``), as
+supercronic does: "Run in a separate process group so that in interactive usage, CTRL+C
+stops supercronic, not the children". It also lets a timeout stop the whole tree the
+job started, not only its first process: SIGTERM to the group, then SIGKILL to the
+group after a grace period if anything in it is left (DESIGN.md section 5).
+
+Output (stdout and stderr merged into one pipe, so the log keeps their order) is copied
+by a reader thread into the run's log: masked (secrets.StreamMasker), capped, and
+mirrored to a stream when one is given.
+
+When is a run over? When its first process (the group leader) has exited *and* its
+output is closed. Like Debian cron, which waits for the job's output pipe before it
+mails the output, a background process that still holds the pipe keeps the run going,
+up to its timeout. A process that left the group (setsid, a daemon) cannot be stopped
+with the group, so once the group is empty the pipe is closed on our side instead of
+waiting for it.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, BinaryIO
+
+from ..secrets import Masker
+from .base import Prepared
+
+__all__ = ["Captured", "Proc", "group_alive", "kill_group", "run_capture", "spawn"]
+
+_CHUNK = 64 * 1024
+_HEAD = 256  # bytes of (masked) output kept to check the first line for [SILENT]
+# After a forced stop, how much of what is already in the pipe is still copied. Bounded:
+# a process outside the group may go on writing for ever.
+_DRAIN_LIMIT = 4 * 1024 * 1024
+
+
+class _Reader(threading.Thread):
+    """Copies one pipe into ``sink`` until EOF, or until ``stop()``: then what is already
+    in the pipe is drained (without blocking) and the read end is closed. ``done`` runs
+    in this thread once the copying is over."""
+
+    def __init__(
+        self, fd: int, sink: Callable[[bytes], None], done: Callable[[], None] = lambda: None
+    ) -> None:
+        super().__init__(daemon=True, name=f"cronfile-reader-{fd}")
+        self._fd = fd
+        self._sink = sink
+        self._done = done
+        # A self-pipe wakes the select() below; no polling while the child is quiet.
+        self._wake_r, self._wake_w = os.pipe()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def discard(self) -> None:
+        """Close the fds of a reader that was never started."""
+        for fd in (self._fd, self._wake_r, self._wake_w):
+            os.close(fd)
+
+    def stop(self) -> None:
+        with self._lock:
+            # Once closed, the fd number may belong to someone else's file: never write.
+            if not self._closed:
+                try:
+                    os.write(self._wake_w, b"x")
+                except OSError:
+                    pass
+
+    def run(self) -> None:
+        sel = selectors.DefaultSelector()
+        try:
+            sel.register(self._fd, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                ready = {key.fd for key, _ in sel.select()}
+                if self._wake_r in ready:
+                    self._drain()
+                    break
+                chunk = os.read(self._fd, _CHUNK)
+                if not chunk:
+                    break
+                self._sink(chunk)
+        finally:
+            sel.close()
+            try:
+                self._done()
+            finally:
+                with self._lock:
+                    self._closed = True
+                    for fd in (self._fd, self._wake_r, self._wake_w):
+                        os.close(fd)
+
+    def _drain(self) -> None:
+        os.set_blocking(self._fd, False)
+        copied = 0
+        while copied < _DRAIN_LIMIT:
+            try:
+                chunk = os.read(self._fd, _CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return
+            if not chunk:
+                return
+            copied += len(chunk)
+            self._sink(chunk)
+
+
+class _Output:
+    """The sink of a run's merged output: mask, cap, write to the log and the stream."""
+
+    def __init__(self, log: BinaryIO, limit: int, stream: IO[bytes] | None, masker: Masker) -> None:
+        self._log = log
+        self._limit = max(limit, 0)
+        self._stream = stream
+        self._masker = masker.stream()
+        self.written = 0
+        self.dropped = 0
+        self.head = b""
+        self.ends_with_newline = True  # nothing written yet: a header needs no newline first
+        self.write_error: str | None = None
+
+    def feed(self, raw: bytes) -> None:
+        self._emit(self._masker.feed(raw))
+
+    def close(self) -> None:
+        self._emit(self._masker.flush())
+        if self.dropped:
+            marker = f"\n[cronfile: output truncated after {self.written} bytes; {self.dropped} bytes dropped]\n"
+            self._write(marker.encode())
+        self._flush()
+
+    def _emit(self, data: bytes) -> None:
+        if not data:
+            return
+        if len(self.head) < _HEAD:
+            self.head += data[: _HEAD - len(self.head)]
+        # Keep the head: the start of a run's output says what it did; the marker at the
+        # end says how much more there was.
+        room = self._limit - self.written
+        kept = data[: max(room, 0)]
+        self.dropped += len(data) - len(kept)
+        if kept:
+            self.written += len(kept)
+            self._write(kept)
+
+    def _write(self, data: bytes) -> None:
+        self.ends_with_newline = data.endswith(b"\n")
+        try:
+            self._log.write(data)
+            self._log.flush()  # `cronfile logs` of a run in flight shows what came so far
+        except (OSError, ValueError) as e:
+            # Keep draining the pipe regardless, or the child blocks on a full pipe.
+            self.write_error = self.write_error or str(e)
+        if self._stream is not None:
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._stream = None  # the terminal went away; the log still has it all
+
+    def _flush(self) -> None:
+        for f in (self._log, self._stream):
+            try:
+                if f is not None:
+                    f.flush()
+            except (OSError, ValueError):
+                pass
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of group ``pgid`` still runs (zombies do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, it is just not ours to signal
+    if not sys.platform.startswith("linux"):
+        return True
+    # kill(2) also reaches zombies, and in a container whose PID 1 does not reap
+    # orphans an exited grandchild stays a zombie: look at /proc for a live member.
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name: state ppid pgrp ...
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _wait_group_gone(pgid: int, timeout: float, reap: Callable[[], object] = lambda: None) -> bool:
+    """Wait up to ``timeout`` for group ``pgid`` to be empty. Members that are not our
+    children cannot be waited for, so this polls, backing off to 0.1 s."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        reap()  # our own exited leader must not linger as a zombie member
+        if not group_alive(pgid):
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, 0.1)
+
+
+def _check_pgid(pgid: int) -> None:
+    # Signalling group 0 or 1, or our own group, would hit cronfile itself.
+    if pgid <= 1 or pgid == os.getpgrp():
+        raise ValueError(f"refusing to signal process group {pgid}")
+
+
+def kill_group(pgid: int, grace: float = 10.0) -> bool:
+    """Stop a leftover process group (the engine's crash recovery): SIGTERM, then SIGKILL
+    after ``grace`` seconds if anything is left. True if there was anything to stop."""
+    _check_pgid(pgid)
+    if not group_alive(pgid):
+        return False
+    _signal_group(pgid, signal.SIGTERM)
+    _signal_group(pgid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+    if not _wait_group_gone(pgid, grace):
+        _signal_group(pgid, signal.SIGKILL)
+        _wait_group_gone(pgid, 1.0)
+    return True
+
+
+class Proc:
+    """A running process group. ``pid`` is the leader's pid, which is also the group id."""
+
+    def __init__(
+        self, popen: subprocess.Popen[bytes], readers: list[_Reader], output: _Output | None
+    ) -> None:
+        self._popen = popen
+        self._readers = readers
+        self._output = output
+        self.pid: int = popen.pid
+        self.killed_by: str | None = None  # the signal stop() had to use, if any
+
+    @property
+    def returncode(self) -> int | None:
+        """The leader's exit status once it exited (negative: the signal that ended it)."""
+        return self._popen.poll()
+
+    @property
+    def output_bytes(self) -> int:
+        """Bytes of (masked) output the run produced, kept or dropped."""
+        return self._output.written + self._output.dropped if self._output else 0
+
+    @property
+    def truncated(self) -> bool:
+        return bool(self._output and self._output.dropped)
+
+    @property
+    def head(self) -> bytes:
+        """The first bytes of (masked) output, whether or not the cap kept them."""
+        return self._output.head if self._output else b""
+
+    @property
+    def ends_with_newline(self) -> bool:
+        return self._output.ends_with_newline if self._output else True
+
+    def _output_done(self) -> bool:
+        return not any(r.is_alive() for r in self._readers)
+
+    def wait(
+        self, timeout: float | None = None, cancel: threading.Event | None = None
+    ) -> int | None:
+        """Wait for the run to be over (module docstring) and return the leader's exit
+        status; None if ``timeout`` passed or ``cancel`` was set first (the caller then
+        decides whether to ``stop()``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+        def interrupted() -> bool:
+            return (cancel is not None and cancel.is_set()) or left() == 0.0
+
+        # The leader: a blocking wait, in slices only when a cancel event must be seen.
+        while self._popen.poll() is None:
+            if interrupted():
+                return None
+            slice_ = left() if cancel is None else min(left() or 0.1, 0.1)
+            try:
+                self._popen.wait(timeout=slice_)
+            except subprocess.TimeoutExpired:
+                pass
+        # The output: EOF, or the group is empty and only an escaped process holds it.
+        pause = 0.005
+        while not self._output_done():
+            for r in self._readers:
+                r.join(pause)
+            if self._output_done():
+                break
+            if not group_alive(self.pid):
+                self._close_output()
+                break
+            if interrupted():
+                return None
+            pause = min(pause * 2, 0.25)
+        return self._popen.returncode
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM to the group, SIGKILL to the group after ``grace`` seconds if any of
+        it is left; then close the output."""
+        if self._popen.poll() is None or group_alive(self.pid):
+            self.killed_by = "SIGTERM"
+            _signal_group(self.pid, signal.SIGTERM)
+            _signal_group(self.pid, signal.SIGCONT)
+            if not _wait_group_gone(self.pid, grace, self._popen.poll):
+                self.killed_by = "SIGKILL"
+                _signal_group(self.pid, signal.SIGKILL)
+                _wait_group_gone(self.pid, 1.0, self._popen.poll)
+        try:
+            self._popen.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            pass  # unkillable (D state): leave it, do not hang the engine
+        self._close_output()
+
+    def _close_output(self) -> None:
+        for r in self._readers:
+            r.stop()
+        for r in self._readers:
+            r.join(5.0)
+
+
+def _start(
+    prepared: Prepared, sinks: list[tuple[Callable[[bytes], None], Callable[[], None]]]
+) -> tuple[subprocess.Popen[bytes], list[_Reader]]:
+    """Start ``prepared`` in a new session with one reader per sink: one sink gets
+    stdout and stderr merged (in order, one pipe), two get them apart."""
+    pipes = [os.pipe() for _ in sinks]
+    # Readers first, so that once the child runs nothing can fail before it is watched.
+    readers: list[_Reader] = []
+    try:
+        for (r, _), (sink, done) in zip(pipes, sinks, strict=True):
+            readers.append(_Reader(r, sink, done))
+        popen = subprocess.Popen(
+            prepared.argv,
+            cwd=prepared.cwd,
+            env=prepared.env,
+            stdin=subprocess.DEVNULL if prepared.stdin is None else subprocess.PIPE,
+            stdout=pipes[0][1],
+            stderr=pipes[-1][1],
+            start_new_session=True,
+            close_fds=True,
+        )
+    except BaseException:
+        for reader in readers:
+            reader.discard()
+        for r, _ in pipes[len(readers) :]:
+            os.close(r)
+        raise
+    finally:
+        for _, w in pipes:
+            os.close(w)  # the child has its copy; ours would keep the pipe open for ever
+    for reader in readers:
+        reader.start()
+    if prepared.stdin is not None:
+        # A thread, so a child that reads its stdin late (or never) cannot block us on
+        # a full pipe.
+        threading.Thread(
+            target=_feed_stdin, args=(popen.stdin, prepared.stdin), daemon=True
+        ).start()
+    return popen, readers
+
+
+def _feed_stdin(pipe: IO[bytes] | None, data: bytes) -> None:
+    if pipe is None:
+        return
+    try:
+        pipe.write(data)
+    except (BrokenPipeError, OSError):
+        pass  # the child did not want it all; that is its business
+    finally:
+        try:
+            pipe.close()
+        except OSError:
+            pass
+
+
+def spawn(
+    prepared: Prepared, log: BinaryIO, *, output_limit: int, stream: IO[bytes] | None = None
+) -> Proc:
+    """Start ``prepared`` in its own session and process group, its output going to
+    ``log``. Raises OSError when the program cannot be started."""
+    output = _Output(log, output_limit, stream, prepared.masker)
+    popen, readers = _start(prepared, [(output.feed, output.close)])
+    return Proc(popen, readers, output)
+
+
+@dataclass(frozen=True)
+class Captured:
+    """What a helper process (a context script) did."""
+
+    exit_code: int | None  # None if it was stopped
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool = False
+    cancelled: bool = False
+
+
+def run_capture(
+    prepared: Prepared,
+    *,
+    timeout: float,
+    limit: int = 1024 * 1024,
+    cancel: threading.Event | None = None,
+    on_spawn: Callable[[int], None] | None = None,
+) -> Captured:
+    """Run ``prepared`` to the end in its own process group, stdout and stderr kept
+    apart (each up to ``limit`` bytes), with the same timeout handling as a run.
+    Raises OSError when the program cannot be started."""
+    out, err = bytearray(), bytearray()
+
+    def keep(buf: bytearray) -> Callable[[bytes], None]:
+        def sink(chunk: bytes) -> None:
+            buf.extend(chunk[: max(limit - len(buf), 0)])
+
+        return sink
+
+    popen, readers = _start(prepared, [(keep(out), lambda: None), (keep(err), lambda: None)])
+    proc = Proc(popen, readers, None)
+    if on_spawn is not None:
+        on_spawn(proc.pid)
+    code = proc.wait(timeout, cancel)
+    if code is None:
+        proc.stop()
+        cancelled = cancel is not None and cancel.is_set()
+        return Captured(None, bytes(out), bytes(err), timed_out=not cancelled, cancelled=cancelled)
+    return Captured(code, bytes(out), bytes(err))

@@ -1,0 +1,247 @@
+"""One run of one job: prepare, spawn, wait, retry; the outcome as a value.
+
+The engine claims a run, builds a ``RunContext`` and calls :func:`execute`; it records
+the returned :class:`Outcome` and hands it to delivery. ``execute`` never raises for
+anything a job does (a failing program, a missing variable, a refused prompt): those are
+outcomes. Time is an argument (``now``, ``sleep``), so tests and the engine decide it.
+
+Retries happen inside the run (DESIGN.md section 5): a failure or a timeout is tried
+again up to ``retries`` times, waiting ``retry_backoff`` and doubling, capped at 10x. All
+attempts write to the same log, each after the first under a header line.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, BinaryIO
+
+from .durations import format_duration
+from .executors.base import Early, Prepared, RunContext, executor_for
+from .executors.process import Proc, spawn
+from .spec import Status
+
+__all__ = ["Outcome", "backoff_delay", "event_sleep", "execute"]
+
+STOP_GRACE = 10.0  # SIGTERM, then SIGKILL this many seconds later (DESIGN.md section 5)
+SILENT_MARK = b"[SILENT]"
+
+
+@dataclass
+class Outcome:
+    """What a run came to."""
+
+    status: Status
+    exit_code: int | None
+    attempts: int  # processes started for the job itself (0: decided before spawning)
+    started_at: datetime
+    finished_at: datetime
+    output_bytes: int
+    truncated: bool
+    message: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)  # refused phrase/source, error, signal
+
+    def to_record(self) -> dict[str, Any]:
+        """The fields of the run's history line that the runner owns."""
+        return {
+            "status": str(self.status),
+            "exit_code": self.exit_code,
+            "attempts": self.attempts,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "duration_s": round((self.finished_at - self.started_at).total_seconds(), 3),
+            "output_bytes": self.output_bytes,
+            "output_truncated": self.truncated,
+            "message": self.message,
+            "detail": dict(self.detail),
+        }
+
+
+def event_sleep(seconds: float, cancel: threading.Event | None) -> bool:
+    """Sleep, waking early when ``cancel`` is set. True if cancelled."""
+    if cancel is None:
+        threading.Event().wait(seconds)
+        return False
+    return cancel.wait(seconds)
+
+
+def backoff_delay(backoff: float, failed_attempt: int) -> float:
+    """The wait after the ``failed_attempt``-th attempt (1-based): ``backoff`` doubling
+    each time, capped at 10x ``backoff``."""
+    return min(backoff * 2 ** (failed_attempt - 1), 10 * backoff)
+
+
+def _fmt_seconds(s: float) -> str:
+    return format_duration(timedelta(seconds=s))
+
+
+def _open_log(ctx: RunContext) -> BinaryIO:
+    # The state dir is 0700 and every file in it 0600 (DESIGN.md section 1).
+    ctx.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(ctx.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "ab")
+
+
+def _write(log: BinaryIO, ctx: RunContext, data: bytes) -> None:
+    for f in (log, ctx.stream):
+        if f is None:
+            continue
+        try:
+            f.write(data)
+            f.flush()
+        except (OSError, ValueError):
+            pass
+
+
+@dataclass
+class _Attempt:
+    status: Status
+    exit_code: int | None
+    message: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def _judge(
+    ctx: RunContext, proc: Proc, code: int | None, cancelled: bool, leader_code: int | None
+) -> _Attempt:
+    """The status of one attempt from how its process ended."""
+    if code is None:
+        signal_detail = {"signal": proc.killed_by} if proc.killed_by else {}
+        if cancelled:
+            return _Attempt(
+                Status.cancelled, None, "cancelled; the process group was stopped", signal_detail
+            )
+        timeout = ctx.spec.timeout
+        msg = f"timed out after {_fmt_seconds(timeout)}; the process group was stopped"
+        if leader_code is not None:
+            # The leader ended but something it started kept the output open: like
+            # Debian cron, the run lasts until the output closes.
+            msg += f" (its main process had exited {leader_code}, but processes it started kept the output open)"
+        return _Attempt(Status.timeout, None, msg, {"timeout_s": timeout, **signal_detail})
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return _Attempt(Status.failed, None, f"killed by signal {name}", {"signal": name})
+    if code != 0:
+        return _Attempt(Status.failed, code, f"exit code {code}", {})
+    if proc.head.lstrip().startswith(SILENT_MARK):
+        return _Attempt(Status.silent, 0, "output began with [SILENT]", {"reason": "[SILENT]"})
+    return _Attempt(Status.success, 0)
+
+
+def execute(
+    ctx: RunContext,
+    *,
+    now: Callable[[], datetime],
+    on_spawn: Callable[[int], None] = lambda pid: None,
+    cancel: threading.Event | None = None,
+    sleep: Callable[[float, threading.Event | None], bool] = event_sleep,
+) -> Outcome:
+    """Run ``ctx``'s job to an outcome.
+
+    ``on_spawn(pid)`` is called for each process group as soon as it exists (the
+    engine records it before waiting, for crash recovery). ``cancel``, when set, stops
+    the run (process group and any backoff wait) and gives ``cancelled``. ``sleep(s,
+    cancel)`` waits between attempts and returns True if cancelled."""
+    started = now()
+    tally = _Tally()
+    try:
+        prepared = executor_for(ctx.spec).prepare(ctx, cancel=cancel, on_spawn=on_spawn)
+    except OSError as e:
+        prepared = Early(Status.failed, f"could not prepare the run: {e}", {"error": str(e)})
+    if isinstance(prepared, Early):
+        result = _Attempt(prepared.status, None, prepared.message, dict(prepared.detail))
+    elif cancel is not None and cancel.is_set():
+        result = _Attempt(Status.cancelled, None, "cancelled before it started")
+    else:
+        try:
+            log = _open_log(ctx)
+        except OSError as e:
+            msg = f"cannot open the run's log {ctx.log_path}: {e.strerror or e}"
+            result = _Attempt(Status.failed, None, msg, {"error": msg})
+        else:
+            with log:
+                result = _attempts(ctx, prepared, log, tally, on_spawn, cancel, sleep)
+    return Outcome(
+        result.status,
+        result.exit_code,
+        tally.attempts,
+        started,
+        now(),
+        tally.output_bytes,
+        tally.truncated,
+        result.message,
+        result.detail,
+    )
+
+
+@dataclass
+class _Tally:
+    """What the attempts of one run add up to."""
+
+    attempts: int = 0
+    output_bytes: int = 0  # produced, kept or dropped
+    kept: int = 0  # in the log: the output cap is for the whole run, not each attempt
+    truncated: bool = False
+    ends_with_newline: bool = True
+
+    def add(self, proc: Proc, limit: int) -> None:
+        self.output_bytes += proc.output_bytes
+        self.kept += min(proc.output_bytes, max(limit - self.kept, 0))
+        self.truncated = self.truncated or proc.truncated
+        self.ends_with_newline = proc.ends_with_newline
+
+    def line(self, text: str) -> bytes:
+        """A line of cronfile's own in the log, on a line of its own."""
+        data = (b"" if self.ends_with_newline else b"\n") + text.encode() + b"\n"
+        self.ends_with_newline = True
+        return data
+
+
+def _attempts(
+    ctx: RunContext,
+    prepared: Prepared,
+    log: BinaryIO,
+    tally: _Tally,
+    on_spawn: Callable[[int], None],
+    cancel: threading.Event | None,
+    sleep: Callable[[float, threading.Event | None], bool],
+) -> _Attempt:
+    spec = ctx.spec
+    total = 1 + max(spec.retries, 0)
+    result = _Attempt(Status.failed, None, "no attempt ran")
+    for attempt in range(1, total + 1):
+        if attempt > 1:
+            delay = backoff_delay(spec.retry_backoff, attempt - 1)
+            if sleep(delay, cancel):
+                return _Attempt(Status.cancelled, None, "cancelled while waiting to retry")
+            header = f"--- attempt {attempt} of {total} (after {_fmt_seconds(delay)} backoff) ---"
+            _write(log, ctx, tally.line(header))
+        tally.attempts = attempt
+        try:
+            proc = spawn(
+                prepared, log, output_limit=ctx.output_limit - tally.kept, stream=ctx.stream
+            )
+        except OSError as e:
+            # Treated as a failure (retried too): ENOENT, EACCES, E2BIG, EMFILE...
+            msg = f"could not start {prepared.argv[0]}: {e.strerror or e}"
+            result = _Attempt(Status.failed, None, msg, {"error": msg})
+            _write(log, ctx, tally.line(f"[cronfile: {msg}]"))
+            continue
+        on_spawn(proc.pid)
+        code = proc.wait(spec.timeout, cancel)
+        leader_code = proc.returncode
+        if code is None:
+            proc.stop(STOP_GRACE)
+        cancelled = code is None and cancel is not None and cancel.is_set()
+        tally.add(proc, ctx.output_limit)
+        result = _judge(ctx, proc, code, cancelled, leader_code)
+        if result.status in (Status.success, Status.silent, Status.cancelled):
+            break
+    return result

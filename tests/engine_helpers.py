@@ -1,0 +1,151 @@
+"""Helpers for engine tests: a jobs repo on disk, an in-process engine on a fake clock,
+and a real daemon process that tests can signal, kill and read."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cronfile.clock import FakeClock
+from cronfile.engine import Engine, merged_history
+from cronfile.load import load_project
+from cronfile.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
+    """Poll ``cond`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def write_job(root: Path, name: str, text: str) -> Path:
+    path = root / "jobs.d" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)  # atomic, like an editor's save: the watcher sees one event
+    return path
+
+
+class LocalEngine:
+    """An Engine in this process on a FakeClock; runs are real processes."""
+
+    def __init__(self, root: Path, start: datetime, *, mode: str = "tick") -> None:
+        self.root = root
+        self.clock = FakeClock(start)
+        self.store = Store(root / ".cronfile")
+        self.log = io.StringIO()
+        project = load_project(root, now=start)
+        assert project.ok, [str(p) for p in project.errors]
+        self.engine = Engine(root, self.store, project=project, mode=mode, clock=self.clock, log_stream=self.log)
+
+    def __enter__(self) -> LocalEngine:
+        self.engine.__enter__()
+        self.engine.apply(self.engine.project, "test")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.engine.wait_idle(30)
+        self.engine.__exit__(*exc)
+
+    def step(self, to: datetime | None = None, *, wait: bool = True) -> list[Any]:
+        """Move the clock, claim what is due, start it; optionally wait for the runs."""
+        if to is not None:
+            self.clock.set(to)
+        claims, _ = self.engine.claim_due(self.clock.now())
+        self.engine.dispatch(claims)
+        if wait:
+            assert self.engine.wait_idle(30)
+        return claims
+
+    def state(self, job: str) -> Any:
+        return self.store.read().jobs[job]
+
+    def history(self, job: str) -> list[dict[str, Any]]:
+        return merged_history(self.store, job, None)
+
+
+class Daemon:
+    """`cronfile daemon` as a real child process, its log in a file."""
+
+    def __init__(self, root: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.log_path = root / f"daemon-{time.monotonic_ns()}.log"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("CRONFILE_")}
+        full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+        full_env["PYTHONUNBUFFERED"] = "1"
+        if env:
+            full_env.update(env)
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cronfile", "-C", str(root), *extra, "daemon"],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            start_new_session=True,
+        )
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, pattern: str, timeout: float = 15.0, count: int = 1) -> list[str]:
+        rx = re.compile(pattern)
+
+        def found() -> list[str] | None:
+            hits = [ln for ln in self.text().splitlines() if rx.search(ln)]
+            if self.proc.poll() is not None and len(hits) < count:
+                raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.text()}")
+            return hits if len(hits) >= count else None
+
+        return wait_for(found, timeout, what=f"{count} log line(s) matching {pattern!r}")
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 40.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
+    def __enter__(self) -> Daemon:
+        self.wait_log(r"cronfile daemon \d+ on ")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self._log.close()
+
+
+def read_state(root: Path) -> dict[str, Any]:
+    return json.loads((root / ".cronfile" / "state.json").read_text())
+
+
+def history(root: Path, job: str) -> list[dict[str, Any]]:
+    return merged_history(Store(root / ".cronfile"), job, None)

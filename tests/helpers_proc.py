@@ -1,0 +1,102 @@
+"""Helpers for tests that start real processes: build specs and run contexts, wait on
+conditions (never fixed sleeps), tell whether a pid still runs, write a fake agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from conftest import build_spec
+
+from cronfile.executors.base import RunContext
+from cronfile.spec import AgentProfile, Config, JobSpec
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    pause = 0.002
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs. os.kill(pid, 0) also reaches zombies, and a sandbox whose
+    PID 1 does not reap leaves killed orphans as zombies for ever: those count as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): a reaped orphan is gone, so kill(0) is enough
+    return stat[stat.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
+
+
+def make_spec(**fields: Any) -> JobSpec:
+    """A JobSpec normalized the way ``load`` does it (conftest.build_spec), with a 10 s
+    timeout unless given: a broken test fails fast instead of hanging."""
+    fields.setdefault("timeout", 10.0)
+    return build_spec(**fields)
+
+
+PROFILES = {
+    "codex": AgentProfile("codex", ("codex", "exec", "{prompt}"), ("--model", "{model}")),
+    "piped": AgentProfile("piped", ("codex", "--from-stdin"), ("--model", "{model}"), stdin=True),
+    "missing": AgentProfile("missing", ("no-such-agent-xyz", "{prompt}")),
+}
+
+
+def make_ctx(tmp_path: Path, spec: JobSpec, **fields: Any) -> RunContext:
+    """A RunContext rooted at ``tmp_path``; ``environ`` defaults to a minimal PATH with
+    ``tmp_path/bin`` (where fake agents live) first."""
+    environ = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    environ.update(fields.pop("environ", {}))
+    fields.setdefault("config", Config(agents=PROFILES, default_agent="codex"))
+    fields.setdefault("run_id", "r-0001")
+    fields.setdefault("scheduled_for", T0)
+    fields.setdefault("trigger", "schedule")
+    fields.setdefault("log_path", tmp_path / "runs" / spec.name / "r-0001.log")
+    return RunContext(spec=spec, root=tmp_path, job=spec.name, environ=environ, **fields)
+
+
+# The fake agent: records its argv and stdin as JSON to $FAKE_RECORD, prints $OUT and
+# the CRONFILE_* variables, exits with $CODE. Shell and command jobs in the contract
+# tests do the same, so one test body covers every executor.
+FAKE_AGENT = """\
+import json, os, sys
+stdin = "" if sys.stdin is None else sys.stdin.read()
+with open(os.environ["FAKE_RECORD"], "w") as f:
+    json.dump({"argv": sys.argv[1:], "stdin": stdin}, f)
+print(os.environ.get("OUT", ""))
+print("job=%(CRONFILE_JOB)s run=%(CRONFILE_RUN_ID)s sched=%(CRONFILE_SCHEDULED_FOR)s trigger=%(CRONFILE_TRIGGER)s" % os.environ)
+sys.exit(int(os.environ.get("CODE", "0")))
+"""
+
+
+def write_fake_agent(tmp_path: Path, name: str = "codex") -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    path = bin_dir / name
+    path.write_text(f"#!{sys.executable}\n{FAKE_AGENT}")
+    path.chmod(0o755)
+    return path
+
+
+def read_record(tmp_path: Path) -> dict[str, Any]:
+    return json.loads((tmp_path / "record.json").read_text())
