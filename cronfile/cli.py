@@ -346,7 +346,7 @@ def cmd_init(args: argparse.Namespace, out: Out) -> int:
     return EXIT_OK
 
 
-def _plan(args: argparse.Namespace, out: Out, *, write: bool) -> int:
+def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = False) -> int:
     from datetime import UTC, datetime
 
     from .load import load_project
@@ -379,13 +379,13 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool) -> int:
         out.data(render_plan(plan, color=use_color()))
         if write and plan.has_changes:
             out.msg(f"applied to {store.state_path}")
-    if write:
-        return EXIT_OK
-    return EXIT_FAILED if plan.has_changes else EXIT_OK
+    if is_diff:
+        return EXIT_FAILED if plan.has_changes else EXIT_OK
+    return EXIT_OK
 
 
 def cmd_diff(args: argparse.Namespace, out: Out) -> int:
-    return _plan(args, out, write=False)
+    return _plan(args, out, write=False, is_diff=True)
 
 
 def cmd_apply(args: argparse.Namespace, out: Out) -> int:
