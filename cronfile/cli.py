@@ -487,7 +487,9 @@ def cmd_logs(args: argparse.Namespace, out: Out) -> int:
         run = match[-1]
     else:
         run = runs[-1]
-    path = Path(run["log_path"])
+    # The store knows where logs live; a recorded log_path may be relative to another
+    # process's working directory.
+    path = store.log_path(args.name, run["run_id"])
     if args.follow:
         return follow_log(store, args.name, run["run_id"], path, sys.stdout.buffer)
     try:
