@@ -280,8 +280,7 @@ _MACROS = {
 }
 
 _FIELD_COUNT_MSG = (
-    "expected 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds "
-    "first, got {}"
+    "expected 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, got {}"
 )
 _YEAR_MSG = (
     "6-field expression ends in a 4-digit year (supercronic/Quartz year field); cronfile "
@@ -293,7 +292,9 @@ def _number(field: _Field, token: str, item: str) -> int:
     upper = token.upper()
     if upper in field.names:
         return field.names.index(upper) + field.names_from
-    if not token or not _DIGITS.issuperset(token):
+    if not token:
+        raise ScheduleError(f"{field.name}: {item!r} is missing a value")
+    if not _DIGITS.issuperset(token):
         what = "a number"
         if field is _MONTH:
             what = "a number or a month name (jan-dec)"
@@ -316,7 +317,9 @@ def _range(field: _Field, term: str, item: str) -> tuple[int, int]:
         # croniter differs: it reads 5-3 and 1-0 as wrapping around; Debian cron and
         # cronsim reject a range that runs backwards.
         hint = "; Sunday is also 7" if field is _DOW and end == 0 else ""
-        raise ScheduleError(f"{field.name}: {item!r} is a reversed range ({start} is after {end}){hint}")
+        raise ScheduleError(
+            f"{field.name}: {item!r} is a reversed range ({start} is after {end}){hint}"
+        )
     return start, end
 
 
@@ -332,7 +335,9 @@ def _parse_item(field: _Field, item: str) -> set[_Atom]:
     if upper == "?":
         # cronsim (and Debian) do not accept Quartz's '?', so neither do we.
         # croniter differs: it reads '?' as '*'.
-        raise ScheduleError(f"{field.name}: '?' is not supported (Quartz's 'no specific value'): use '*'")
+        raise ScheduleError(
+            f"{field.name}: '?' is not supported (Quartz's 'no specific value'): use '*'"
+        )
     if field is _DOW and "L" in upper:
         # cronsim: `5L` is the last Friday of the month; a bare `L` is not accepted.
         # croniter differs: it rejects `5L` and spells the last Friday `L5`.
@@ -776,7 +781,9 @@ class CronSchedule(Schedule):
 
     kind = "cron"
 
-    def __init__(self, expr: str, fields: _CronFields, tz: ZoneInfo, jitter: timedelta, jitter_key: str) -> None:
+    def __init__(
+        self, expr: str, fields: _CronFields, tz: ZoneInfo, jitter: timedelta, jitter_key: str
+    ) -> None:
         super().__init__(expr, tz, jitter, jitter_key)
         self.fields = fields
         self.fixed_time = fields.fixed_time
@@ -889,7 +896,13 @@ class IntervalSchedule(Schedule):
     kind = "interval"
 
     def __init__(
-        self, expr: str, interval: timedelta, anchor: datetime, tz: ZoneInfo, jitter: timedelta, jitter_key: str
+        self,
+        expr: str,
+        interval: timedelta,
+        anchor: datetime,
+        tz: ZoneInfo,
+        jitter: timedelta,
+        jitter_key: str,
     ) -> None:
         super().__init__(expr, tz, jitter, jitter_key)
         self.interval = interval
@@ -913,7 +926,9 @@ class OnceSchedule(Schedule):
 
     kind = "once"
 
-    def __init__(self, expr: str, at: datetime | None, tz: ZoneInfo, jitter: timedelta, jitter_key: str) -> None:
+    def __init__(
+        self, expr: str, at: datetime | None, tz: ZoneInfo, jitter: timedelta, jitter_key: str
+    ) -> None:
         super().__init__(expr, tz, jitter, jitter_key)
         self.at = at
         self._at = None if at is None else _to_us(at)
@@ -1006,7 +1021,7 @@ def parse(
         return CronSchedule(text, _cron_fields(macro), tz, jitter, jitter_key)
 
     if tokens[0] == "every":
-        rest = text[len("every"):].strip()
+        rest = text[len("every") :].strip()
         if not rest:
             raise ScheduleError("'every' needs an interval, as in 'every 30m'")
         interval = _duration(rest, "every")
@@ -1016,7 +1031,7 @@ def parse(
         return IntervalSchedule(text, interval, start, tz, jitter, jitter_key)
 
     if tokens[0] == "in" or _DELAY_SHAPE.fullmatch(lower):
-        rest = text[len("in"):].strip() if tokens[0] == "in" else text
+        rest = text[len("in") :].strip() if tokens[0] == "in" else text
         if not rest:
             raise ScheduleError("'in' needs a delay, as in 'in 2h'")
         try:

@@ -39,7 +39,9 @@ ACCEPTED = [
 ]
 
 
-@pytest.mark.parametrize(("value", "expected"), [a[1:] for a in ACCEPTED], ids=[a[0] for a in ACCEPTED])
+@pytest.mark.parametrize(
+    ("value", "expected"), [a[1:] for a in ACCEPTED], ids=[a[0] for a in ACCEPTED]
+)
 def test_it_reads_a_duration(value: str | int | float, expected: timedelta) -> None:
     assert parse_duration(value) == expected
 
@@ -87,7 +89,11 @@ FORMATS = [
     ("microseconds", timedelta(microseconds=1500), "1.5ms"),
     ("fractional-seconds", timedelta(seconds=12, milliseconds=500), "12.5s"),
     ("fraction-with-no-whole-seconds", timedelta(minutes=1, milliseconds=250), "1m0.25s"),
-    ("everything", timedelta(days=1, hours=2, minutes=3, seconds=4, milliseconds=5), "1d2h3m4.005s"),
+    (
+        "everything",
+        timedelta(days=1, hours=2, minutes=3, seconds=4, milliseconds=5),
+        "1d2h3m4.005s",
+    ),
     ("zero", timedelta(0), "0s"),
     ("negative", timedelta(minutes=-5), "-5m"),
 ]
@@ -103,7 +109,9 @@ def test_what_it_prints_reads_back(td: timedelta) -> None:
     assert parse_duration(format_duration(td)) == td
 
 
-@pytest.mark.parametrize("text", ["1h30m", "45s", "2d", "250ms", "1d2h3m4s", "0s", "12.5s", "1.5ms"])
+@pytest.mark.parametrize(
+    "text", ["1h30m", "45s", "2d", "250ms", "1d2h3m4s", "0s", "12.5s", "1.5ms"]
+)
 def test_a_canonical_duration_round_trips_as_text(text: str) -> None:
     assert format_duration(parse_duration(text)) == text
 
@@ -122,6 +130,8 @@ HUMANIZED = [
 ]
 
 
-@pytest.mark.parametrize(("td", "expected"), [h[1:] for h in HUMANIZED], ids=[h[0] for h in HUMANIZED])
+@pytest.mark.parametrize(
+    ("td", "expected"), [h[1:] for h in HUMANIZED], ids=[h[0] for h in HUMANIZED]
+)
 def test_it_humanizes_a_delta_for_the_cli(td: timedelta, expected: str) -> None:
     assert humanize_delta(td) == expected

@@ -15,7 +15,6 @@ Lord Howe moves its clocks by 30 minutes, which catches code that assumes whole 
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -66,7 +65,9 @@ def iso(expr: str, zone: str, start: str, n: int) -> list[str]:
     return [dt.isoformat() for dt in found]
 
 
-def _offset_changes(zone: str, years: range, step: timedelta = timedelta(hours=1)) -> list[datetime]:
+def _offset_changes(
+    zone: str, years: range, step: timedelta = timedelta(hours=1)
+) -> list[datetime]:
     """When the zone's UTC offset changes, to within ``step`` (the first probe after
     the change), found by stepping through zoneinfo (independent of the code under test)."""
     tz = ZoneInfo(zone)
@@ -335,7 +336,8 @@ REJECTIONS = [
     ("month-name-in-minute", "jan * * * *", "minute: 'jan' is not a number"),
     ("unknown-month", "* * * foo *", "month: 'foo' is not a number or a month name"),
     ("unknown-day-name", "* * * * monday", "day-of-week: 'monday' is not a number or a day name"),
-    ("negative-number", "-5 * * * *", "minute: '-5': '' is not a number"),
+    ("negative-number", "-5 * * * *", "minute: '-5' is missing a value"),
+    ("open-range", "0 0 * * 1-", "day-of-week: '1-' is missing a value"),
     ("bare-L-weekday", "* * * * L", "L must follow a day number"),
     ("sixth-week", "* * * * 1#6", "the week number after # must be 1-5"),
     ("L-in-minute", "L * * * *", "minute: 'L' is not a number"),
@@ -436,7 +438,9 @@ def test_question_mark_is_rejected_like_cronsim() -> None:
 # -- the differential test against cronsim ---------------------------------------------
 
 
-def _field(lo: int, hi: int, extra: list[st.SearchStrategy[str]], stars: int = 2) -> st.SearchStrategy[str]:
+def _field(
+    lo: int, hi: int, extra: list[st.SearchStrategy[str]], stars: int = 2
+) -> st.SearchStrategy[str]:
     n = st.integers(lo, hi)
     item = st.one_of(
         *[st.just("*")] * stars,
@@ -479,7 +483,10 @@ def cron_expressions(draw: st.DrawFn) -> str:
 @st.composite
 def starts(draw: st.DrawFn, zone: str) -> datetime:
     """Instants around the offset changes of 2025-2027, or anywhere in those years."""
-    if CHANGES[zone] and draw(st.sampled_from(["near a change", "near a change", "anywhere"])) != "anywhere":
+    if (
+        CHANGES[zone]
+        and draw(st.sampled_from(["near a change", "near a change", "anywhere"])) != "anywhere"
+    ):
         change = draw(st.sampled_from(CHANGES[zone]))
         start = change + timedelta(seconds=draw(st.integers(-36 * 3600, 36 * 3600)))
     else:
@@ -540,7 +547,9 @@ def test_it_agrees_with_cronsim(case: tuple[str, str, datetime]) -> None:
         # day afresh. Compare only up to the first change near or after the start; the
         # changes themselves are checked against a brute-force walk instead
         # (test_it_agrees_with_a_minute_by_minute_walk_around_dst_changes).
-        cutoff = next(c for c in LORD_HOWE_CHANGES if c > utc(start) - timedelta(days=1)) - timedelta(hours=6)
+        cutoff = next(
+            c for c in LORD_HOWE_CHANGES if c > utc(start) - timedelta(days=1)
+        ) - timedelta(hours=6)
         theirs = [f for f in theirs if utc(f) < cutoff]
         ours = [f for f in ours if utc(f) < cutoff]
     k = min(n, len(theirs))
@@ -650,6 +659,7 @@ def test_prev_at_or_before_agrees_with_forward_iteration(case: tuple[str, str, d
     except ScheduleError:
         return
     prev, nxt = s.prev_at_or_before(at), s.next_after(at)
+
     def same(a: datetime | None, b: datetime | None) -> bool:
         return (a is None and b is None) or (a is not None and b is not None and utc(a) == utc(b))
 
@@ -891,23 +901,6 @@ def test_lord_howes_half_hour_is_warned_about() -> None:
 )
 def test_a_job_clear_of_dst_changes_gets_no_warning(expr: str, zone: str) -> None:
     assert dst_warnings(parse(expr, zone), datetime(2026, 1, 1, tzinfo=UTC)) == []
-
-
-# -- speed -------------------------------------------------------------------------------
-
-
-def test_ten_thousand_jobs_plan_in_well_under_a_second_and_a_half() -> None:
-    exprs = ["*/5 * * * *", "0 9 * * 1-5", "30 2 * * *", "0 */2 * * *", "@hourly", "@daily",
-             "15 14 1 * *", "0 0 * * 5L", "0 0 LW * *", "*/10 * * * * *", "5 4 * * sun"]  # fmt: skip
-    now = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
-    started = time.perf_counter()
-    for i in range(10_000):
-        zone = ZONES[i % 4]
-        s = parse(
-            f"{i % 60} {i % 24} * * *" if i % 2 else exprs[i % len(exprs)], zone, jitter_key=str(i)
-        )
-        assert s.next_after(now) is not None
-    assert time.perf_counter() - started < 1.5
 
 
 def test_the_module_imports_no_croniter() -> None:
