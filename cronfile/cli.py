@@ -473,31 +473,58 @@ def _short_time(text: str | None) -> str:
 
 
 def cmd_logs(args: argparse.Namespace, out: Out) -> int:
-    from .engine import follow_log, merged_history
+    from .engine import merged_history
 
     store = store_of(args)
-    runs = merged_history(store, args.name, None)
-    runs = [r for r in runs if r.get("log_path")]
-    if not runs:
+    recorded = {r["run_id"]: r for r in merged_history(store, args.name, None) if r.get("status")}
+    # A run in flight has a log but no history record yet (applied or not); run ids sort
+    # by time, so the newest log is the latest run.
+    job_dir = store.runs_dir / args.name
+    ids = sorted({p.stem for p in job_dir.glob("*.log")} | {r for r, v in recorded.items() if v.get("log_path")}) if job_dir.is_dir() else []
+    if not ids:
         raise UsageError(f"no logs for {args.name}: it has not run yet (see `cronfile history {args.name}`)")
     if args.run_id:
-        match = [r for r in runs if r["run_id"] == args.run_id or r["run_id"].endswith(args.run_id)]
+        match = [r for r in ids if r == args.run_id or r.endswith(args.run_id)]
         if not match:
             raise UsageError(f"{args.name} has no run {args.run_id!r} (see `cronfile history {args.name}`)")
-        run = match[-1]
+        run_id = match[-1]
     else:
-        run = runs[-1]
-    # The store knows where logs live; a recorded log_path may be relative to another
-    # process's working directory.
-    path = store.log_path(args.name, run["run_id"])
+        run_id = ids[-1]
+    path = store.log_path(args.name, run_id)
     if args.follow:
-        return follow_log(store, args.name, run["run_id"], path, sys.stdout.buffer)
+        return _follow(store, args.name, run_id, path)
     try:
         sys.stdout.buffer.write(path.read_bytes())
     except FileNotFoundError:
         raise UsageError(f"{path}: log was pruned (history_limit)") from None
     sys.stdout.flush()
     return EXIT_OK
+
+
+def _follow(store: Store, job: str, run_id: str, path: Path) -> int:
+    """`logs -f`: print the log as it grows until the run's record appears in history.
+    (Polls the file every 0.2 s: a terminal nicety, not the engine.)"""
+    import time
+
+    from .engine import merged_history
+
+    pos = 0
+    while True:
+        done = any(r.get("run_id") == run_id and r.get("status") for r in merged_history(store, job, 5))
+        try:
+            with path.open("rb") as f:
+                f.seek(pos)
+                chunk = f.read()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            pos += len(chunk)
+        if done and not chunk:
+            return EXIT_OK
+        if not chunk:
+            time.sleep(0.2)
 
 
 def cmd_run(args: argparse.Namespace, out: Out) -> int:

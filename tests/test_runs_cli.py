@@ -1,0 +1,58 @@
+"""history and logs on the command line: -n, run-id suffixes, following a run in flight."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+from cli_helpers import ROOT, cronfile
+from engine_helpers import wait_for
+
+
+def test_history_n_and_logs_by_run_id_suffix(tmp_path):
+    (tmp_path / "jobs.d").mkdir()
+    (tmp_path / "jobs.d" / "j.yaml").write_text('schedule: "@daily"\nshell: echo "run $CRONFILE_RUN_ID"\n')
+    for _ in range(3):
+        assert cronfile("run", "j", "-q", cwd=tmp_path).returncode == 0
+    runs = json.loads(cronfile("history", "j", "--json", cwd=tmp_path).stdout)
+    assert len(runs) == 3 and all(r["trigger"] == "manual" for r in runs)
+    last2 = json.loads(cronfile("history", "j", "-n", "2", "--json", cwd=tmp_path).stdout)
+    assert [r["run_id"] for r in last2] == [r["run_id"] for r in runs[1:]]
+    first = runs[0]["run_id"]
+    res = cronfile("logs", "j", first[-4:], cwd=tmp_path)
+    assert res.returncode == 0 and res.stdout == f"run {first}\n"
+    res = cronfile("logs", "j", "nope", cwd=tmp_path)
+    assert res.returncode == 2 and "has no run 'nope'" in res.stderr
+    res = cronfile("logs", "ghost", cwd=tmp_path)
+    assert res.returncode == 2 and "has not run yet" in res.stderr
+
+
+def test_logs_follow_prints_a_run_in_flight_until_it_ends(tmp_path):
+    (tmp_path / "jobs.d").mkdir()
+    (tmp_path / "jobs.d" / "slow.yaml").write_text(
+        'schedule: "@daily"\nshell: |\n  echo first\n  while [ ! -f go ]; do sleep 0.02; done\n  echo second\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRONFILE_")}
+    env["PYTHONPATH"] = str(ROOT)
+    runner = subprocess.Popen([sys.executable, "-m", "cronfile", "run", "slow", "-q"], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: list((tmp_path / ".cronfile" / "runs" / "slow").glob("*.log")), what="the run's log")
+        wait_for(lambda: b"first" in next((tmp_path / ".cronfile" / "runs" / "slow").glob("*.log")).read_bytes(),
+                 what="first line")
+        follower = subprocess.Popen([sys.executable, "-m", "cronfile", "logs", "slow", "-f"], cwd=tmp_path, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(follower.stdout.readline, "")), daemon=True)
+        reader.start()
+        wait_for(lambda: lines == ["first\n"], what="logs -f to print the first line of the run in flight")
+        assert follower.poll() is None  # still following: the run has not ended
+        (tmp_path / "go").touch()
+        assert follower.wait(30) == 0, follower.stderr.read()
+        reader.join(5)
+        assert lines == ["first\n", "second\n"]
+    finally:
+        runner.wait(30)
