@@ -667,6 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-o", "--output", metavar="DIR", help="output folder (default: print a summary, write deploy/kubernetes)")
             p.add_argument("--namespace", metavar="NS")
             p.add_argument("--image", metavar="IMAGE")
+            p.add_argument("--skip-unsupported", action="store_true", help="render the other jobs and list the ones skipped (default: refuse, exit 2)")
     return parser
 
 

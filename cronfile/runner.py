@@ -28,6 +28,7 @@ from .spec import Status
 __all__ = ["Outcome", "backoff_delay", "event_sleep", "execute"]
 
 STOP_GRACE = 10.0  # SIGTERM, then SIGKILL this many seconds later (DESIGN.md section 5)
+NO_RETRIES_ENV = "CRONFILE_NO_RETRIES"  # "1": one attempt whatever `retries` says
 SILENT_MARK = b"[SILENT]"
 
 
@@ -214,7 +215,12 @@ def _attempts(
     sleep: Callable[[float, threading.Event | None], bool],
 ) -> _Attempt:
     spec = ctx.spec
-    total = 1 + max(spec.retries, 0)
+    retries = max(spec.retries, 0)
+    if ctx.environ.get(NO_RETRIES_ENV) == "1":
+        # Set by `cronfile render kubernetes` in its pods: Kubernetes retries through
+        # backoffLimit, so retrying here too would run each attempt twice over.
+        retries = 0
+    total = 1 + retries
     result = _Attempt(Status.failed, None, "no attempt ran")
     for attempt in range(1, total + 1):
         if attempt > 1:
