@@ -169,10 +169,18 @@ def cmd_validate(args: argparse.Namespace, out: Out) -> int:
     root = root_of(args)
     projects = []
     files: list[Path] = []
+    # A changed cronfile.yaml (as pre-commit passes it) can affect every job: validate
+    # its whole repo, and skip job files of that repo named beside it.
+    configs = [Path(r) for r in args.paths if Path(r).name == CONFIG_NAME and Path(r).is_file()]
+    whole = [c.parent.resolve() for c in configs]
+    for c in configs:
+        projects.append(load_project(c.parent))
     for raw in args.paths:
         p = Path(raw)
         if not p.exists():
             raise UsageError(f"{raw}: no such file or folder")
+        if p in configs or (p.is_file() and any(p.resolve().is_relative_to(w) for w in whole)):
+            continue
         if p.is_dir() and ((p / JOBS_DIR).is_dir() or (p / CONFIG_NAME).exists()):
             projects.append(load_project(p))
         elif p.is_dir():

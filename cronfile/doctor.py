@@ -1,0 +1,800 @@
+"""`cronfile doctor`: one line per check of what a jobs repo needs to run, with a fix.
+
+Checks: the config and job files, each agent profile's program (and its version),
+timezone data, the state dir's permissions, ``state.json``, stale engine locks and runs
+left in flight, whether a daemon runs, and the clock. Like ``brew doctor`` and
+``flutter doctor``: it looks, it does not repair (the only writes are a probe file in the
+state dir, removed at once, and the removal of a dead engine's lock file, which
+``Store.engine_alive`` does by design and every engine start would do anyway).
+
+Every outside tool (``<agent> --version``, ``timedatectl``) is reached through one seam,
+``run_tool``, so tests pass a fake; a tool that is missing, fails or hangs reads as
+"unknown", never as a failure of the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cli import Out
+    from .load import Project
+    from .state import State
+    from .store import Store
+
+__all__ = [
+    "Check",
+    "Mark",
+    "ToolResult",
+    "check_agents",
+    "check_clock",
+    "check_files",
+    "check_locks",
+    "check_state_dir",
+    "check_state_json",
+    "check_timezones",
+    "cmd_doctor",
+    "diagnose",
+    "exit_code",
+    "package_build_time",
+    "render",
+    "run_tool",
+]
+
+VERSION_TIMEOUT_S = 3.0
+# The wall clock may lag a file written on another host (a wheel built on CI, an apply
+# from a laptop) by ordinary NTP-level skew; beyond this it is wrong, not skewed.
+CLOCK_SLACK = timedelta(minutes=10)
+# A network file system stamps mtimes with the server's clock; more than this apart from
+# ours and "how long ago" questions (status, overdue) go wrong.
+FS_SKEW_S = 60.0
+MAX_NAMED = 5  # offenders named in one line before "+N more"
+
+
+class Mark(StrEnum):
+    """The outcome of one check."""
+
+    ok = "ok"  # Nothing to do.
+    info = "info"  # Worth knowing; not a problem (an unknown, an unused agent).
+    warn = "warn"  # Probably a problem, or will be one; the engine still works.
+    fail = "fail"  # Jobs will not run (or not run right) until it is fixed: exit 1.
+
+
+_LABEL = {Mark.ok: "ok", Mark.info: "info", Mark.warn: "warn", Mark.fail: "FAIL"}
+_COLOR = {Mark.ok: "32", Mark.info: "2", Mark.warn: "33", Mark.fail: "31;1"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report; ``fix`` says what to do (empty when nothing)."""
+
+    check: str
+    status: Mark
+    message: str
+    fix: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "check": self.check,
+            "status": str(self.status),
+            "message": self.message,
+            "fix": self.fix,
+        }
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What an outside tool said. ``code`` is None when it did not finish in time."""
+
+    code: int | None
+    stdout: str
+    stderr: str
+
+    def first_line(self) -> str:
+        """The first non-empty line of stdout, else of stderr (``java -version`` style
+        tools print there), cut to a sane length."""
+        for text in (self.stdout, self.stderr):
+            for line in text.splitlines():
+                if line.strip():
+                    return line.strip()[:100]
+        return ""
+
+
+Runner = Callable[[list[str], float], "ToolResult | None"]
+
+
+def run_tool(argv: list[str], timeout: float) -> ToolResult | None:
+    """Run ``argv`` with no stdin and a timeout; None if it cannot be started at all.
+
+    It runs in its own process group, and a timeout kills the whole group: an agent CLI
+    is often a wrapper (node, a shell script) whose child would otherwise keep the pipes
+    open and make the wait outlast the timeout."""
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+            # Agent CLIs sometimes open a pager or colour their output.
+            env={**os.environ, "NO_COLOR": "1", "PAGER": "cat"},
+        )
+    except OSError:
+        return None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            proc.kill()
+        out, err = proc.communicate()
+        return ToolResult(None, out, err)
+    return ToolResult(proc.returncode, out, err)
+
+
+def _names(items: Iterable[str], limit: int = MAX_NAMED) -> str:
+    items = list(items)
+    shown = ", ".join(items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _shown(path: Path) -> str:
+    from .load import display_path
+
+    return display_path(path)
+
+
+def _local(dt: datetime) -> str:
+    return dt.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+# -- config and files ----------------------------------------------------------------
+
+
+def check_files(project: Project) -> list[Check]:
+    """The config and every job file, as `cronfile validate` sees them."""
+    from .load import CONFIG_NAME
+
+    has_config = (project.root / CONFIG_NAME).exists()
+    if not project.jobs_dir.is_dir() and not has_config:
+        return [
+            Check(
+                "files",
+                Mark.warn,
+                f"no jobs.d/ or {CONFIG_NAME} in {_shown(project.root)}: not a jobs repo",
+                "run `cronfile init` here, or point at your jobs repo with -C DIR",
+            )
+        ]
+    errors = sorted(project.errors)
+    if errors:
+        first = "; ".join(str(p) for p in errors[:3])
+        more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+        return [
+            Check(
+                "files",
+                Mark.fail,
+                f"{_plural(len(errors), 'problem')}: {first}{more}",
+                "run `cronfile validate` for the full list; nothing can be applied until all are fixed",
+            )
+        ]
+    what = f"{CONFIG_NAME} and " if has_config else ""
+    msg = f"{what}{_plural(len(project.files), 'job file')} valid: {_plural(len(project.specs), 'job')}"
+    if project.warnings:
+        msg += f" ({_plural(len(project.warnings), 'warning')}: `cronfile validate` shows them)"
+    return [Check("files", Mark.ok, msg)]
+
+
+# -- agents --------------------------------------------------------------------------
+
+
+def check_agents(
+    project: Project,
+    environ: Mapping[str, str] | None = None,
+    run: Runner = run_tool,
+) -> list[Check]:
+    """Each agent profile's program on PATH, with its ``--version``. Missing and used by
+    a job: FAIL (those runs fail at start). Missing and unused: a warning for a profile
+    the config defines or names as default_agent, a note for an unused built-in."""
+    from .executors.base import resolve_program
+    from .spec import BUILTIN_AGENTS, Kind
+
+    environ = os.environ if environ is None else environ
+    config = project.config
+    users: dict[str, list[str]] = {}
+    for s in project.specs:
+        if s.kind is Kind.prompt:
+            name = s.agent or config.default_agent
+            if name:
+                users.setdefault(name, []).append(s.name)
+    declared = set((config.data.get("agents") or {}) if isinstance(config.data, Mapping) else ())
+
+    found: dict[str, str | None] = {}
+    for name, profile in config.agents.items():
+        program = profile.command[0] if profile.command else ""
+        found[name] = resolve_program(program, project.root, environ) if program else None
+    # `--version` of four agent CLIs in a row could take 12 s; in parallel it takes 3.
+    paths = sorted({p for p in found.values() if p})
+    with ThreadPoolExecutor(max_workers=max(1, len(paths))) as pool:
+        versions = dict(
+            zip(
+                paths,
+                pool.map(lambda p: run([p, "--version"], VERSION_TIMEOUT_S), paths),
+                strict=True,
+            )
+        )
+
+    checks = []
+    idle: list[str] = []
+    for name in sorted(config.agents):
+        profile = config.agents[name]
+        program = profile.command[0] if profile.command else "(none)"
+        jobs = users.get(name, [])
+        used = f"used by {_plural(len(jobs), 'job')} ({_names(jobs)})" if jobs else "no job uses it"
+        if name == config.default_agent:
+            used += "; the default_agent"
+        path = found[name]
+        label = f"agent {name}"
+        if path:
+            checks.append(
+                Check(label, Mark.ok, f"{path} ({_version_text(versions.get(path))}); {used}")
+            )
+            continue
+        fix = (
+            f"install {program}, or put its folder on the PATH the engine runs with "
+            "(`cronfile service install` copies the current PATH)"
+        )
+        if jobs:
+            checks.append(
+                Check(
+                    label,
+                    Mark.fail,
+                    f"{program} is not on PATH; {used}: their runs will fail",
+                    fix + ", or change their agent:",
+                )
+            )
+        elif name in declared or name == config.default_agent or name not in BUILTIN_AGENTS:
+            checks.append(Check(label, Mark.warn, f"{program} is not on PATH; {used}", fix))
+        else:
+            idle.append(name)
+    if idle:
+        # Built-in profiles nobody uses: one note, not one line each.
+        checks.append(
+            Check(
+                "agents",
+                Mark.info,
+                f"{_names(idle)}: not installed; no job uses {'it' if len(idle) == 1 else 'them'}",
+            )
+        )
+    return checks
+
+
+def _version_text(res: ToolResult | None) -> str:
+    if res is None:
+        return "version unknown: it did not start"
+    if res.code is None:
+        return f"version unknown: `--version` gave no answer in {VERSION_TIMEOUT_S:g} s"
+    line = res.first_line()
+    if res.code != 0 or not line:
+        return f"version unknown: `--version` exited {res.code}"
+    return line
+
+
+# -- timezone data -------------------------------------------------------------------
+
+# A zone with real rules: if it loads, the zone database is there (UTC alone can come
+# from a minimal tzdata install that lacks everything else).
+PROBE_ZONE = "Europe/Berlin"
+
+
+def tz_source() -> str:
+    """Where zoneinfo reads zones from: the system's files (tried first, PEP 615) or the
+    ``tzdata`` package."""
+    import zoneinfo
+
+    for base in zoneinfo.TZPATH:
+        if (Path(base) / PROBE_ZONE).is_file():
+            version = ""
+            try:
+                with open(Path(base) / "tzdata.zi", encoding="utf-8") as f:
+                    head = f.readline().strip()
+                if head.startswith("# version"):
+                    version = ", version " + head.split()[-1]
+            except OSError:
+                pass
+            return f"system zone files in {base}{version}"
+    try:
+        import tzdata  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return "no zone database found"
+    return f"the tzdata package, version {getattr(tzdata, 'IANA_VERSION', '?')}"
+
+
+def check_timezones(project: Project, load_zone: Callable[[str], Any] | None = None) -> list[Check]:
+    """zoneinfo can load Europe/Berlin and every zone the config and the jobs use."""
+    from .schedule import ScheduleError, get_zone
+
+    load = load_zone or get_zone
+    zones = {PROBE_ZONE, project.config.timezone} | {s.timezone for s in project.specs}
+    bad = []
+    for zone in sorted(zones):
+        try:
+            load(zone)
+        except (ScheduleError, ValueError, OSError, KeyError):
+            bad.append(zone)
+    source = tz_source()
+    if bad:
+        return [
+            Check(
+                "timezone data",
+                Mark.fail,
+                f"cannot load {_names(bad)} ({source})",
+                "install the zone database: `apt install tzdata` / `apk add tzdata` / "
+                "`dnf install tzdata`, or `pip install tzdata` into cronfile's environment",
+            )
+        ]
+    others = len(zones - {PROBE_ZONE})
+    return [
+        Check(
+            "timezone data",
+            Mark.ok,
+            f"{PROBE_ZONE} and {_plural(others, 'other zone')} in use load, from {source}",
+        )
+    ]
+
+
+# -- the state dir -------------------------------------------------------------------
+
+
+def check_state_dir(state_dir: Path) -> list[Check]:
+    """DESIGN.md 1: the dir (and its subdirs) 0700, every file 0600, all ours. Bits that
+    let others write are a FAIL (they could plant runs in state.json); bits that let them
+    read are a warning (run output can hold what a job printed); a file owned by another
+    user is a FAIL (the engine cannot rewrite it: typically `sudo cronfile ...`)."""
+    shown = _shown(state_dir)
+    if not state_dir.exists():
+        return [
+            Check(
+                "state dir",
+                Mark.info,
+                f"{shown} does not exist yet: nothing applied",
+                "run `cronfile apply` (or start the daemon, which applies)",
+            )
+        ]
+    if not state_dir.is_dir():
+        return [
+            Check(
+                "state dir",
+                Mark.fail,
+                f"{shown} is not a folder",
+                f"move {shown} aside, or choose another with --state-dir",
+            )
+        ]
+    uid = os.geteuid()
+    wide: list[str] = []
+    writable = False
+    foreign: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(state_dir):
+        for name in [None, *filenames]:
+            path = Path(dirpath) if name is None else Path(dirpath) / name
+            try:
+                st = path.lstat()
+            except OSError:
+                continue  # removed meanwhile (a prune, an engine lock released)
+            if path.is_symlink():
+                continue
+            rel = str(path.relative_to(state_dir)) if path != state_dir else "."
+            want = 0o700 if name is None else 0o600
+            mode = st.st_mode & 0o777
+            if mode != want:
+                wide.append(f"{rel} {mode:04o}")
+                writable = writable or bool(mode & 0o022)
+            if st.st_uid != uid:
+                foreign.append(f"{rel} (uid {st.st_uid})")
+        dirnames.sort()
+    checks = []
+    if foreign:
+        checks.append(
+            Check(
+                "state dir",
+                Mark.fail,
+                f"{_plural(len(foreign), 'path')} in {shown} owned by another user: {_names(foreign)}",
+                f"sudo chown -R {_user()} {shown}   (and run cronfile as one user)",
+            )
+        )
+    if wide:
+        checks.append(
+            Check(
+                "state dir",
+                Mark.fail if writable else Mark.warn,
+                f"{_plural(len(wide), 'path')} in {shown} not 0700 (folders) / 0600 (files): {_names(wide)}",
+                f"chmod -R u=rwX,go= {shown}",
+            )
+        )
+    return checks or [Check("state dir", Mark.ok, f"{shown}: folders 0700, files 0600, all yours")]
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.geteuid())
+
+
+def check_state_json(store: Store) -> tuple[list[Check], State | None]:
+    """``state.json`` decodes (Store.read); the state is returned for the later checks."""
+    from .errors import StateError
+
+    shown = _shown(store.state_path)
+    if not store.state_dir.is_dir():
+        return [], None
+    try:
+        state = store.read()
+    except StateError as e:
+        return [
+            Check(
+                "state.json",
+                Mark.fail,
+                str(e),
+                f"mv {shown} {shown}.broken && cronfile apply   (run history in runs/ is kept; next runs are recomputed)",
+            )
+        ], None
+    if not store.exists():
+        return [
+            Check(
+                "state.json",
+                Mark.info,
+                f"{shown} does not exist yet: nothing applied",
+                "run `cronfile apply`",
+            )
+        ], state
+    when = f" at {_local(state.applied_at)}" if state.applied_at else ""
+    rev = f" (revision {state.revision[:12]})" if state.revision else ""
+    return [
+        Check("state.json", Mark.ok, f"{_plural(len(state.jobs), 'job')} applied{when}{rev}")
+    ], state
+
+
+# -- locks and engines ---------------------------------------------------------------
+
+
+def check_locks(store: Store, state: State | None, now: datetime) -> list[Check]:
+    """Engine locks whose engine is gone, runs left in flight by them, and the daemon.
+
+    ``state.lock`` is an flock: the OS drops it when its holder dies, so a leftover file
+    is harmless and not reported. An engine's lock (``engines/<id>.lock``) works the same
+    way; ``Store.engine_alive`` tells a live one from a dead one (and removes the dead
+    one's file, as the next engine start would)."""
+    if not store.state_dir.is_dir():
+        return [
+            Check(
+                "daemon",
+                Mark.info,
+                "not running (nothing applied yet)",
+                "after `cronfile apply`: `cronfile service install`, or run `cronfile daemon`",
+            )
+        ]
+    checks: list[Check] = []
+    alive: dict[str, bool] = {}
+
+    def is_alive(engine_id: str) -> bool:
+        if engine_id not in alive:
+            try:
+                alive[engine_id] = store.engine_alive(engine_id)
+            except (OSError, ValueError):
+                alive[engine_id] = True  # cannot tell: do not call it dead
+        return alive[engine_id]
+
+    stale: list[str] = []
+    lock_files = sorted(store.engines_dir.glob("*.lock")) if store.engines_dir.is_dir() else []
+    for path in lock_files:
+        pid = _recorded_pid(path)
+        if not is_alive(path.stem):
+            stale.append(f"engines/{path.name}" + (f" (pid {pid})" if pid else ""))
+    if stale:
+        checks.append(
+            Check(
+                "locks",
+                Mark.info,
+                f"stale engine lock{'s' if len(stale) > 1 else ''} from engines that are gone: {_names(stale)}; "
+                "harmless (an flock dies with its process), removed by this check and by every engine start",
+            )
+        )
+
+    orphans: list[str] = []
+    if state is not None:
+        entries = [(name, r) for name, js in state.jobs.items() for r in js.running]
+        entries += [(r.job or "?", r) for r in state.orphans]
+        for job, r in entries:
+            if r.engine and not is_alive(r.engine):
+                shown_pid = f", pid {r.pid}" if r.pid else ""
+                orphans.append(f"{job} run {r.run_id}{shown_pid}")
+    if orphans:
+        checks.append(
+            Check(
+                "locks",
+                Mark.warn,
+                f"{_plural(len(orphans), 'run')} left in flight by an engine that is gone: {_names(orphans)}",
+                "the next engine start records them as interrupted and stops any process still running; "
+                "no engine running? `cronfile tick` does it now (and fires what is due)",
+            )
+        )
+    if not stale and not orphans:
+        live = sum(1 for p in lock_files if alive.get(p.stem))
+        engines = f"{_plural(live, 'engine')} running" if live else "no engine running"
+        checks.append(Check("locks", Mark.ok, f"no stale locks; {engines}"))
+    checks.append(_daemon_check(store, state, now))
+    return checks
+
+
+def _recorded_pid(path: Path) -> int | None:
+    # Today's engine locks are empty; a pid written into one is shown when present.
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _daemon_check(store: Store, state: State | None, now: datetime) -> Check:
+    from .durations import parse_duration
+    from .state import JobStatus
+
+    pid = store.daemon_pid()
+    try:
+        running = store.daemon_running()
+    except OSError:
+        running = False
+    if running:
+        return Check("daemon", Mark.ok, f"running, pid {pid}" if pid else "running")
+    leftover = f" (daemon.pid {pid} is left from a daemon that died; harmless)" if pid else ""
+    overdue = []
+    for name, js in sorted((state.jobs if state else {}).items()):
+        if js.state is not JobStatus.scheduled or js.next_run is None:
+            continue
+        try:
+            deadline = parse_duration(js.spec.get("starting_deadline", 60))
+        except (ValueError, TypeError):
+            deadline = timedelta(minutes=1)
+        if now - js.next_run > deadline:
+            overdue.append(name)
+    fix = "`cronfile service install` (or run `cronfile daemon`, or `cronfile tick` from cron each minute)"
+    if overdue:
+        return Check(
+            "daemon",
+            Mark.warn,
+            f"not running, and {_plural(len(overdue), 'job')} overdue: {_names(overdue)}{leftover}",
+            fix,
+        )
+    return Check(
+        "daemon", Mark.info, f"not running (fine if `cronfile tick` runs from cron){leftover}", fix
+    )
+
+
+# -- the clock -----------------------------------------------------------------------
+
+
+def package_build_time() -> datetime | None:
+    """When this cronfile was built or installed: the newest mtime of its own modules
+    (the wheel's file times, or the install's, or the last edit of a checkout)."""
+    here = Path(__file__).parent
+    try:
+        newest = max(p.stat().st_mtime for p in here.glob("*.py"))
+    except (OSError, ValueError):
+        return None
+    return datetime.fromtimestamp(newest, UTC)
+
+
+def check_clock(
+    now: datetime,
+    store: Store,
+    state: State | None,
+    *,
+    build_time: datetime | None = None,
+    run: Runner = run_tool,
+    time_now: Callable[[], float] | None = None,
+) -> list[Check]:
+    """The wall clock is after this package's build and the last apply, file times in
+    the state dir agree with it, and NTP says it is synchronized (when it can say)."""
+    import time as _time
+
+    fix = "set the clock right and keep it so: `sudo timedatectl set-ntp true` (or your OS's time settings)"
+    problems: list[Check] = []
+    if build_time is not None and now < build_time - CLOCK_SLACK:
+        problems.append(
+            Check(
+                "clock",
+                Mark.fail,
+                f"it is {_local(now)} here, before this cronfile was built or installed ({_local(build_time)}): the clock is wrong",
+                fix,
+            )
+        )
+    if state is not None and state.applied_at is not None and now < state.applied_at - CLOCK_SLACK:
+        problems.append(
+            Check(
+                "clock",
+                Mark.warn,
+                f"the last apply ({_local(state.applied_at)}) is in this clock's future: the clock went back, or another host's clock is ahead",
+                fix + "; then check `cronfile status`",
+            )
+        )
+    skew = _fs_skew(store.state_dir, time_now or _time.time)
+    if skew is not None and abs(skew) > FS_SKEW_S:
+        problems.append(
+            Check(
+                "clock",
+                Mark.warn,
+                f"a file written in {_shown(store.state_dir)} gets a time {abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} this clock "
+                "(a network file system whose server clock differs?)",
+                "sync the clocks of this host and the file server, or put the state dir on a local disk (--state-dir)",
+            )
+        )
+    try:
+        mtime = datetime.fromtimestamp(store.state_path.stat().st_mtime, UTC)
+    except OSError:
+        mtime = None
+    if mtime is not None and mtime - now > timedelta(seconds=FS_SKEW_S):
+        problems.append(
+            Check(
+                "clock",
+                Mark.warn,
+                f"state.json was written at {_local(mtime)}, in this clock's future",
+                fix,
+            )
+        )
+    if not problems:
+        bits = [_local(now)]
+        if build_time is not None:
+            bits.append("after this cronfile's build")
+        if state is not None and state.applied_at is not None:
+            bits.append("after the last apply")
+        if skew is not None:
+            bits.append("file times agree")
+        problems.append(Check("clock", Mark.ok, "; ".join(bits)))
+    return problems + [_ntp_check(run)]
+
+
+def _fs_skew(state_dir: Path, time_now: Callable[[], float]) -> float | None:
+    """mtime of a file written now minus our clock, in seconds (None: no state dir)."""
+    if not state_dir.is_dir():
+        return None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".doctor-", dir=state_dir)
+    except OSError:
+        return None
+    try:
+        os.write(fd, b"x")
+        before = time_now()
+        mtime = os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+    return mtime - before
+
+
+def _ntp_check(run: Runner) -> Check:
+    res = run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"], VERSION_TIMEOUT_S)
+    if res is None:
+        return Check("ntp", Mark.info, "sync status unknown (no timedatectl on this host)")
+    answer = res.stdout.strip().lower()
+    if res.code == 0 and answer == "yes":
+        return Check("ntp", Mark.ok, "synchronized (timedatectl)")
+    if res.code == 0 and answer == "no":
+        return Check(
+            "ntp",
+            Mark.warn,
+            "the clock is not NTP-synchronized (timedatectl)",
+            "sudo timedatectl set-ntp true",
+        )
+    why = res.first_line() or ("no answer" if res.code is None else f"exit {res.code}")
+    return Check("ntp", Mark.info, f"sync status unknown (timedatectl: {why})")
+
+
+# -- all together --------------------------------------------------------------------
+
+
+def diagnose(
+    root: Path,
+    state_dir: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+    run: Runner = run_tool,
+    build_time: datetime | None = None,
+    load_zone: Callable[[str], Any] | None = None,
+) -> list[Check]:
+    """Every check, in a fixed order. ``state_dir`` defaults as the CLI's does."""
+    from . import __version__
+    from .load import load_project
+    from .store import Store
+
+    now = now or datetime.now(UTC)
+    project = load_project(root, now=now, environ=environ)
+    if state_dir is None:
+        state_dir = root / (project.config.state_dir or ".cronfile")
+    store = Store(state_dir)
+    checks = [
+        Check(
+            "cronfile",
+            Mark.ok,
+            f"{__version__} on Python {sys.version.split()[0]} ({sys.executable})",
+        )
+    ]
+    checks += check_files(project)
+    checks += check_agents(project, environ, run)
+    checks += check_timezones(project, load_zone)
+    checks += check_state_dir(state_dir)
+    more, state = check_state_json(store)
+    checks += more
+    checks += check_locks(store, state, now)
+    checks += check_clock(
+        now,
+        store,
+        state,
+        build_time=build_time if build_time is not None else package_build_time(),
+        run=run,
+    )
+    return checks
+
+
+def exit_code(checks: list[Check]) -> int:
+    """0 when nothing failed, 1 when something did (warnings do not count)."""
+    return 1 if any(c.status is Mark.fail for c in checks) else 0
+
+
+def render(checks: list[Check], *, color: bool = False) -> str:
+    """One line per check: mark, name, message, and the fix when there is one."""
+    width = max((len(c.check) for c in checks), default=0)
+    lines = []
+    for c in checks:
+        label = f"{_LABEL[c.status]:<4}"
+        if color:
+            label = f"\033[{_COLOR[c.status]}m{label}\033[0m"
+        line = f"{label}  {c.check:<{width}}  {c.message}"
+        if c.fix and c.status is not Mark.ok:
+            line += f"  fix: {c.fix}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def cmd_doctor(args: argparse.Namespace, out: Out) -> int:
+    from .cli import root_of, state_dir_of, use_color
+
+    root = root_of(args)
+    # --state-dir, CRONFILE_STATE_DIR, cronfile.yaml's state_dir: the CLI's own rule, so
+    # doctor looks where apply and the daemon write.
+    checks = diagnose(root, state_dir_of(args))
+    if out.json:
+        out.json_data([c.to_json() for c in checks])
+        return exit_code(checks)
+    out.data(render(checks, color=use_color()))
+    fails = sum(c.status is Mark.fail for c in checks)
+    warns = sum(c.status is Mark.warn for c in checks)
+    if fails or warns:
+        out.msg(f"{_plural(fails, 'failure')}, {_plural(warns, 'warning')}: each line says its fix")
+    else:
+        out.msg("all checks passed")
+    return exit_code(checks)

@@ -1,0 +1,477 @@
+"""`cronfile service install|uninstall|print`: run the daemon under the OS's service
+manager, a systemd user unit on Linux and a launchd agent on macOS.
+
+The unit runs ``<cronfile> -C <repo> daemon`` with the PATH of the shell that installed
+it (agent CLIs live in ~/.local/bin, /opt/homebrew/bin, nvm folders: a service manager's
+default PATH has none of them), restarts it five seconds after a crash, and gives it
+``shutdown_grace`` + 15 s to stop, since the daemon itself waits ``shutdown_grace`` for
+runs in flight before it stops them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import plistlib
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .cli import Out
+
+__all__ = [
+    "Service",
+    "cmd_service",
+    "cronfile_command",
+    "default_name",
+    "install",
+    "render",
+    "render_launchd",
+    "render_systemd",
+    "service_for",
+    "uninstall",
+    "unit_path",
+]
+
+# Time beyond shutdown_grace for the daemon to record the interrupted runs and exit
+# before the service manager sends SIGKILL.
+STOP_MARGIN_S = 15
+RESTART_SEC = 5
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+TOOL_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class Service:
+    """Everything a unit file says, independent of the service manager."""
+
+    name: str
+    argv: tuple[str, ...]
+    root: Path
+    path_env: str
+    stop_timeout_s: int
+    env_file: Path | None = None  # systemd only: optional, for the ${VAR}s of jobs
+
+    @property
+    def description(self) -> str:
+        return f"cronfile daemon for {self.root}"
+
+
+def default_name(root: Path) -> str:
+    """``cronfile-<folder>``, the folder name lower-cased with anything but letters,
+    digits, ``.``, ``_``, ``-`` turned into ``-`` (unit and plist names must be plain)."""
+    folder = re.sub(r"[^a-z0-9_.-]+", "-", Path(root).resolve().name.lower()).strip("-.")
+    return f"cronfile-{folder[:64] or 'jobs'}"
+
+
+def _checked_name(name: str) -> str:
+    for suffix in (".service", ".plist"):
+        name = name.removesuffix(suffix)
+    if not NAME_RE.match(name):
+        raise UsageError(f"--name {name!r}: use letters, digits, '.', '_', '-' (e.g. cronfile-ops)")
+    return name
+
+
+def cronfile_command() -> list[str]:
+    """How the service starts cronfile: this very executable when it was started as
+    ``cronfile`` (a venv's copy may not be the one on PATH), else the one on PATH, else
+    this interpreter with ``-m cronfile``.
+
+    Made absolute but not symlink-resolved: Homebrew and pipx link a stable path to a
+    versioned one that changes on upgrade."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if Path(argv0).name == "cronfile" and os.path.isfile(argv0) and os.access(argv0, os.X_OK):
+        return [os.path.abspath(argv0)]
+    found = shutil.which("cronfile")
+    if found:
+        return [os.path.abspath(found)]
+    return [os.path.abspath(sys.executable), "-m", "cronfile"]
+
+
+def service_for(
+    root: Path,
+    *,
+    name: str | None = None,
+    state_dir: Path | None = None,
+    shutdown_grace: float = 30.0,
+    environ: Mapping[str, str] | None = None,
+    command: list[str] | None = None,
+) -> Service:
+    """The service for the jobs repo at ``root``. ``state_dir`` is passed on only when
+    the user chose one on the command line or in the environment (cronfile.yaml's is read
+    by the daemon itself)."""
+    environ = os.environ if environ is None else environ
+    root = Path(root).resolve()
+    name = _checked_name(name) if name else default_name(root)
+    argv = [*(command or cronfile_command()), "-C", str(root)]
+    if state_dir is not None:
+        argv += ["--state-dir", str(Path(state_dir).resolve())]
+    argv.append("daemon")
+    for arg in argv:
+        if "\n" in arg or "\r" in arg or "\x00" in arg:
+            raise UsageError(f"{arg!r}: a path with a line break cannot go into a unit file")
+    return Service(
+        name=name,
+        argv=tuple(argv),
+        root=root,
+        path_env=environ.get("PATH") or os.defpath,
+        stop_timeout_s=math.ceil(shutdown_grace) + STOP_MARGIN_S,
+        env_file=_config_home(environ) / "cronfile" / f"{name}.env",
+    )
+
+
+# -- systemd -------------------------------------------------------------------------
+
+_SAFE_ARG = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
+
+
+def _sd_escape(text: str) -> str:
+    # systemd expands %-specifiers in nearly every setting: a literal % is %%.
+    return text.replace("%", "%%")
+
+
+def _sd_quote(arg: str) -> str:
+    """One ExecStart= word. systemd also expands $VAR in ExecStart, quoted or not, so a
+    literal $ is $$; quotes and backslashes are C-escaped inside double quotes."""
+    arg = _sd_escape(arg)
+    if _SAFE_ARG.match(arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$") + '"'
+
+
+def _sd_env(pairs: dict[str, str]) -> str:
+    """One Environment= line holding every pair, each a double-quoted word."""
+    words = []
+    for key, value in pairs.items():
+        text = _sd_escape(f"{key}={value}").replace("\\", "\\\\").replace('"', '\\"')
+        words.append(f'"{text}"')
+    return "Environment=" + " ".join(words)
+
+
+def render_systemd(svc: Service) -> str:
+    """The systemd user unit."""
+    lines = [
+        "# Generated by `cronfile service install`; regenerate rather than edit",
+        f"# (local additions: `systemctl --user edit {svc.name}`).",
+        "[Unit]",
+        f"Description={_sd_escape(svc.description)}",
+        "",
+        "[Service]",
+        "Type=simple",
+        "ExecStart=" + " ".join(_sd_quote(a) for a in svc.argv),
+        f"WorkingDirectory={_sd_escape(str(svc.root))}",
+        # Agent CLIs are found on the installing shell's PATH, not systemd's default.
+        _sd_env({"PATH": svc.path_env, "PYTHONUNBUFFERED": "1"}),
+    ]
+    if svc.env_file is not None:
+        # Optional (the leading -): where the ${VAR}s the jobs reference can live,
+        # outside the jobs repo and out of git.
+        lines.append(f"EnvironmentFile=-{_sd_escape(str(svc.env_file))}")
+    lines += [
+        "Restart=on-failure",
+        f"RestartSec={RESTART_SEC}",
+        "KillSignal=SIGTERM",
+        # SIGTERM to the daemon only: it stops firing, waits shutdown_grace for runs in
+        # flight and stops the rest itself. The default (control-group) would signal
+        # every job's process at once and leave nothing to wait for. What is left at
+        # TimeoutStopSec gets SIGKILL, the whole group.
+        "KillMode=mixed",
+        f"TimeoutStopSec={svc.stop_timeout_s}",
+        "StandardOutput=journal",
+        "StandardError=journal",
+        f"SyslogIdentifier={svc.name}",
+        "",
+        "[Install]",
+        "WantedBy=default.target",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# -- launchd -------------------------------------------------------------------------
+
+
+def _launchd_log(name: str, environ: Mapping[str, str]) -> Path:
+    return _home(environ) / "Library" / "Logs" / "cronfile" / f"{name}.log"
+
+
+def render_launchd(svc: Service, log_path: Path) -> bytes:
+    """The launchd agent plist: the same service in launchd's words."""
+    plist = {
+        "Label": svc.name,
+        "ProgramArguments": list(svc.argv),
+        "WorkingDirectory": str(svc.root),
+        "EnvironmentVariables": {"PATH": svc.path_env, "PYTHONUNBUFFERED": "1"},
+        "RunAtLoad": True,
+        # Restart=on-failure: relaunch after a non-zero exit or a crash, not after a
+        # clean stop.
+        "KeepAlive": {"SuccessfulExit": False},
+        "ThrottleInterval": RESTART_SEC,
+        # Seconds between SIGTERM and SIGKILL (TimeoutStopSec).
+        "ExitTimeOut": svc.stop_timeout_s,
+        # launchd has no journal: output goes to a file (Console.app shows ~/Library/Logs).
+        "StandardOutPath": str(log_path),
+        "StandardErrorPath": str(log_path),
+        "ProcessType": "Background",
+    }
+    return plistlib.dumps(plist, sort_keys=False)
+
+
+# -- where units live ----------------------------------------------------------------
+
+
+def _home(environ: Mapping[str, str]) -> Path:
+    return Path(environ.get("HOME") or Path.home())
+
+
+def _config_home(environ: Mapping[str, str]) -> Path:
+    xdg = environ.get("XDG_CONFIG_HOME")
+    # XDG Base Directory spec: a relative value is invalid and is ignored.
+    return Path(xdg) if xdg and os.path.isabs(xdg) else _home(environ) / ".config"
+
+
+def _is_macos(platform: str | None) -> bool:
+    return (platform or sys.platform) == "darwin"
+
+
+def unit_path(
+    name: str, *, platform: str | None = None, environ: Mapping[str, str] | None = None
+) -> Path:
+    """~/.config/systemd/user/<name>.service (XDG_CONFIG_HOME respected), or
+    ~/Library/LaunchAgents/<name>.plist on macOS."""
+    environ = os.environ if environ is None else environ
+    if _is_macos(platform):
+        return _home(environ) / "Library" / "LaunchAgents" / f"{name}.plist"
+    return _config_home(environ) / "systemd" / "user" / f"{name}.service"
+
+
+def render(
+    svc: Service, *, platform: str | None = None, environ: Mapping[str, str] | None = None
+) -> bytes:
+    """The unit file's bytes for this platform."""
+    environ = os.environ if environ is None else environ
+    if _is_macos(platform):
+        return render_launchd(svc, _launchd_log(svc.name, environ))
+    return render_systemd(svc).encode()
+
+
+# -- install / uninstall -------------------------------------------------------------
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(argv, 124, "", f"no answer in {TOOL_TIMEOUT_S} s")
+    except OSError as e:
+        return subprocess.CompletedProcess(argv, 127, "", str(e))
+
+
+def _steps(steps: list[list[str]]) -> tuple[bool, str]:
+    """Run the commands in order until one fails; (ok, the failure's first line)."""
+    for argv in steps:
+        res = _run(argv)
+        if res.returncode != 0:
+            why = (res.stderr or res.stdout).strip().splitlines()
+            return (
+                False,
+                f"`{' '.join(argv)}` failed: {why[0] if why else f'exit {res.returncode}'}",
+            )
+    return True, ""
+
+
+def _write(path: Path, data: bytes) -> str:
+    """Write the unit; 'created', 'updated' or 'unchanged'."""
+    try:
+        old = path.read_bytes()
+    except FileNotFoundError:
+        old = None
+    if old == data:
+        return "unchanged"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.chmod(0o644)
+    os.replace(tmp, path)
+    return "created" if old is None else "updated"
+
+
+def install(
+    svc: Service, out: Out, *, platform: str | None = None, environ: Mapping[str, str] | None = None
+) -> int:
+    """Write the unit and start it (enable it for every login/boot). 0 when running,
+    1 when the unit is written but the service manager refused to start it."""
+    environ = os.environ if environ is None else environ
+    path = unit_path(svc.name, platform=platform, environ=environ)
+    data = render(svc, platform=platform, environ=environ)
+    change = _write(path, data)
+    out.msg(f"{change} {path}")
+    if _is_macos(platform):
+        return _install_launchd(svc, path, out, environ)
+    return _install_systemd(svc, change, out, environ)
+
+
+def _install_systemd(svc: Service, change: str, out: Out, environ: Mapping[str, str]) -> int:
+    unit = f"{svc.name}.service"
+    start = f"systemctl --user daemon-reload && systemctl --user enable --now {unit}"
+    if shutil.which("systemctl") is None:
+        out.msg(
+            f"systemctl not found: the unit is written, not started. On a systemd host: `{start}`; "
+            f"elsewhere run `{' '.join(svc.argv)}` under your process supervisor"
+        )
+        return 0
+    steps = [["systemctl", "--user", "daemon-reload"]]
+    if change == "updated":
+        # enable --now leaves a running daemon on its old command line; restart it.
+        steps += [["systemctl", "--user", "enable", unit], ["systemctl", "--user", "restart", unit]]
+    else:
+        steps += [["systemctl", "--user", "enable", "--now", unit]]
+    ok, why = _steps(steps)
+    if not ok:
+        out.warn(
+            f"{why}\nthe unit is written; start it with `{start}` once a user manager runs (log in, or see `loginctl enable-linger`)"
+        )
+        return 1
+    out.msg(
+        f"{'restarted' if change == 'updated' else 'started'} {unit}; log: `journalctl --user -u {svc.name} -f`, state: `systemctl --user status {svc.name}`"
+    )
+    _linger_note(out, environ)
+    return 0
+
+
+def _linger_note(out: Out, environ: Mapping[str, str]) -> None:
+    # A user manager, and the daemon with it, stops at logout unless lingering is on:
+    # the classic "my cron stopped when I closed ssh".
+    if shutil.which("loginctl") is None:
+        return
+    user = environ.get("USER") or environ.get("LOGNAME")
+    if not user:
+        return
+    res = _run(["loginctl", "show-user", user, "-p", "Linger", "--value"])
+    if res.returncode == 0 and res.stdout.strip() == "no":
+        out.msg(
+            f"note: user services stop when {user} logs out; to keep it running: `sudo loginctl enable-linger {user}`"
+        )
+
+
+def _install_launchd(svc: Service, path: Path, out: Out, environ: Mapping[str, str]) -> int:
+    _launchd_log(svc.name, environ).parent.mkdir(parents=True, exist_ok=True)
+    domain = f"gui/{os.getuid()}"
+    if shutil.which("launchctl") is None:
+        out.msg(
+            f"launchctl not found: the plist is written; load it with `launchctl bootstrap {domain} {path}`"
+        )
+        return 0
+    # bootout first: bootstrap refuses a label that is already loaded, and a reloaded
+    # plist is how launchd picks up a changed one.
+    _run(["launchctl", "bootout", f"{domain}/{svc.name}"])
+    ok, why = _steps(
+        [
+            ["launchctl", "enable", f"{domain}/{svc.name}"],
+            ["launchctl", "bootstrap", domain, str(path)],
+        ]
+    )
+    if not ok:
+        out.warn(f"{why}\nthe plist is written; load it with `launchctl bootstrap {domain} {path}`")
+        return 1
+    out.msg(
+        f"started {svc.name}; log: {_launchd_log(svc.name, environ)}, state: `launchctl print {domain}/{svc.name}`"
+    )
+    return 0
+
+
+def uninstall(
+    name: str, out: Out, *, platform: str | None = None, environ: Mapping[str, str] | None = None
+) -> int:
+    """Stop, disable and remove the unit. Nothing installed is not an error (0)."""
+    environ = os.environ if environ is None else environ
+    path = unit_path(name, platform=platform, environ=environ)
+    if not path.exists():
+        out.msg(
+            f"nothing to uninstall: no {path} (a unit installed under another name? pass --name)"
+        )
+        return 0
+    if _is_macos(platform):
+        if shutil.which("launchctl"):
+            # Fails when it is not loaded, which is fine: the goal is "not loaded".
+            _run(["launchctl", "bootout", f"gui/{os.getuid()}/{name}"])
+        path.unlink()
+        out.msg(
+            f"stopped and removed {path} (its log stays in {_launchd_log(name, environ).parent})"
+        )
+        return 0
+    unit = f"{name}.service"
+    failed = ""
+    if shutil.which("systemctl"):
+        ok, failed = _steps([["systemctl", "--user", "disable", "--now", unit]])
+    path.unlink()
+    if shutil.which("systemctl"):
+        _steps([["systemctl", "--user", "daemon-reload"]])
+        _run(["systemctl", "--user", "reset-failed", unit])  # forget a failed state, if any
+    if failed:
+        out.warn(
+            f"{failed}\nremoved {path}; if the daemon still runs, stop it with `systemctl --user stop {unit}`"
+        )
+        return 1
+    out.msg(f"stopped, disabled and removed {path}")
+    return 0
+
+
+# -- the command ---------------------------------------------------------------------
+
+
+def cmd_service(args: argparse.Namespace, out: Out) -> int:
+    from .cli import print_problems, refuse_inside_run, root_of
+    from .errors import SpecError
+    from .load import load_project
+    from .store import Store
+
+    root = root_of(args).resolve()
+    if args.action == "uninstall":
+        return uninstall(_checked_name(args.name) if args.name else default_name(root), out)
+    project = load_project(root)
+    if args.action == "install":
+        refuse_inside_run("install a service")
+        if project.errors:
+            # The daemon would exit at once and be restarted every few seconds.
+            raise SpecError(project.errors)
+    elif project.errors:
+        print_problems(out, project.errors, warnings=False)
+        out.warn(
+            "warning: the jobs repo is invalid; a daemon started from this unit would exit until it is fixed"
+        )
+    # Passed on only when chosen explicitly; cronfile.yaml's state_dir the daemon reads itself.
+    explicit = getattr(args, "state_dir", None) or os.environ.get("CRONFILE_STATE_DIR")
+    svc = service_for(
+        root,
+        name=args.name,
+        state_dir=Path(explicit).expanduser() if explicit else None,
+        shutdown_grace=project.config.shutdown_grace,
+    )
+    if args.action == "print":
+        sys.stdout.buffer.write(render(svc))
+        sys.stdout.flush()
+        return 0
+    path = unit_path(svc.name)
+    if not path.exists():
+        from .cli import state_dir_of
+
+        store = Store(state_dir_of(args, project))
+        if store.state_dir.is_dir() and store.daemon_running():
+            pid = store.daemon_pid()
+            out.warn(
+                f"warning: a daemon (pid {pid or '?'}) already runs for {store.state_dir}; the service "
+                "cannot start until it stops (one daemon per state dir)"
+            )
+    return install(svc, out)
