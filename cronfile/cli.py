@@ -115,8 +115,12 @@ def refuse_inside_run(what: str) -> None:
         )
 
 
+def _where(p: Any) -> tuple[str, int, int]:
+    return (p.path, p.line, p.column)
+
+
 def print_problems(out: Out, problems: list[Any], *, warnings: bool = True) -> None:
-    for p in sorted(problems, key=lambda p: (p.path, p.line, p.column)):
+    for p in sorted(problems, key=_where):
         if p.severity == "error" or warnings:
             out.warn(str(p))
 
@@ -210,8 +214,8 @@ def cmd_validate(args: argparse.Namespace, out: Out) -> int:
             {
                 "ok": not errors,
                 "jobs": sorted(s.name for proj in projects for s in proj.specs),
-                "errors": [p.to_json() for p in errors],
-                "warnings": [p.to_json() for p in problems if p.severity == "warning"],
+                "errors": [p.to_json() for p in sorted(errors, key=_where)],
+                "warnings": [p.to_json() for p in sorted((p for p in problems if p.severity == "warning"), key=_where)],
             }
         )
         return EXIT_INVALID if errors else EXIT_OK
@@ -256,6 +260,11 @@ def cmd_next(args: argparse.Namespace, out: Out) -> int:
                 schedule = spec.build_schedule(created_at=created or now)
                 target = spec.schedule
     tz = tz or "UTC"
+    if schedule is None and " " not in target.strip() and not target.startswith("@"):
+        root = root_of(args)
+        stems = {p.stem for p in (root / "jobs.d").rglob("*.y*ml")} if (root / "jobs.d").is_dir() else set()
+        if target in stems:
+            raise UsageError(f"job {target} is invalid: run `cronfile validate` to see why")
     if schedule is None:
         if after.tzinfo is None:
             after = after.replace(tzinfo=sched.get_zone(tz))
@@ -423,10 +432,36 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     return EXIT_OK
 
 
+def check_job_name(args: argparse.Namespace, store: Store) -> None:
+    """NAME must be a job name (it becomes a path), and a job cronfile knows of."""
+    from .spec import NAME_RE
+
+    if not NAME_RE.match(args.name):
+        raise UsageError(f"{args.name!r} is not a job name")
+    if (store.runs_dir / args.name).is_dir():
+        return
+    from .load import load_project
+
+    known = set()
+    try:
+        known |= set(store.read().jobs) if store.exists() else set()
+    except CronfileError:
+        pass
+    known |= {s.name for s in load_project(root_of(args)).specs}
+    if args.name not in known:
+        import difflib
+
+        hint = difflib.get_close_matches(args.name, sorted(known), n=1)
+        raise UsageError(f"no job named {args.name!r}" + (f" (did you mean {hint[0]}?)" if hint else ""))
+
+
 def cmd_history(args: argparse.Namespace, out: Out) -> int:
     from .engine import merged_history
 
+    if args.n < 1:
+        raise UsageError(f"-n {args.n}: give at least 1")
     store = store_of(args)
+    check_job_name(args, store)
     runs = merged_history(store, args.name, args.n)
     if out.json:
         out.json_data(runs)
@@ -484,11 +519,12 @@ def cmd_logs(args: argparse.Namespace, out: Out) -> int:
     from .engine import merged_history
 
     store = store_of(args)
+    check_job_name(args, store)
     recorded = {r["run_id"]: r for r in merged_history(store, args.name, None) if r.get("status")}
     # A run in flight has a log but no history record yet (applied or not); run ids sort
     # by time, so the newest log is the latest run.
     job_dir = store.runs_dir / args.name
-    ids = sorted({p.stem for p in job_dir.glob("*.log")} | {r for r, v in recorded.items() if v.get("log_path")}) if job_dir.is_dir() else []
+    ids = sorted({p.stem for p in job_dir.glob("*.log")} | {r for r, v in recorded.items() if v.get("started_at")}) if job_dir.is_dir() else []
     if not ids:
         raise UsageError(f"no logs for {args.name}: it has not run yet (see `cronfile history {args.name}`)")
     if args.run_id:
@@ -504,6 +540,12 @@ def cmd_logs(args: argparse.Namespace, out: Out) -> int:
     try:
         sys.stdout.buffer.write(path.read_bytes())
     except FileNotFoundError:
+        rec = recorded.get(run_id)
+        if rec is not None and not rec.get("attempts"):
+            # Ended before anything was spawned (refused, a failing context script, a
+            # missing ${VAR}): there is no output, only the reason.
+            out.msg(f"run {run_id} produced no output: {rec.get('status')}: {rec.get('message') or 'nothing was started'}")
+            return EXIT_OK
         raise UsageError(f"{path}: log was pruned (history_limit)") from None
     sys.stdout.flush()
     return EXIT_OK
@@ -549,7 +591,8 @@ def cmd_run(args: argparse.Namespace, out: Out) -> int:
         )
     engine = Engine(project.root, store_of(args, project), project=project, mode="run", quiet=out.quiet)
     with engine:
-        status = engine.run_now(spec, stream=None if out.quiet else sys.stdout.buffer)
+        # -q mutes cronfile's own lines, not the job's output (that is the data).
+        status = engine.run_now(spec, stream=sys.stdout.buffer)
     return EXIT_OK if status in ("success", "silent") else EXIT_FAILED
 
 

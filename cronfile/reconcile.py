@@ -268,8 +268,12 @@ def _update(spec: JobSpec, old: JobState, now: datetime) -> tuple[JobState, Chan
                     notes.append("resumed: next run computed from now")
                 elif old.state is JobStatus.completed:
                     notes.append("scheduled again: next run computed from now")
-                else:
+                elif next_run != old.next_run:
                     notes.append("schedule changed: next run recomputed from now")
+                else:
+                    # A new signature can give the same instant (a timezone change on an
+                    # `every` job): say so, rather than "recomputed" beside "(kept)".
+                    notes.append("schedule changed: next run unchanged")
                 notes.append(CATCHUP_NONE)
         elif next_run is not None:
             notes.append(CATCHUP_NONE)

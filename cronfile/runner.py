@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
+from .clock import iso
 from .durations import format_duration
 from .executors.base import Early, Prepared, RunContext, executor_for
 from .executors.process import Proc, spawn
@@ -52,8 +53,8 @@ class Outcome:
             "status": str(self.status),
             "exit_code": self.exit_code,
             "attempts": self.attempts,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat(),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
             "duration_s": round((self.finished_at - self.started_at).total_seconds(), 3),
             "output_bytes": self.output_bytes,
             "output_truncated": self.truncated,

@@ -1040,6 +1040,9 @@ def parse(
             if tokens[0] == "in":
                 raise ScheduleError(f"in: {e}") from None
             raise ScheduleError(_GARBAGE_MSG.format(text)) from None
+        if delay < timedelta(seconds=1):
+            # `in 0s` would fire at the apply instant itself, which is never strictly after it.
+            raise ScheduleError(f"the delay must be at least 1s, got {format_duration(delay)}")
         at = None
         if created_at is not None:
             at = (_EPOCH + timedelta(microseconds=_to_us(created_at) + delay // _US)).astimezone(tz)

@@ -476,6 +476,19 @@ def config_from_document(doc: Document | None) -> tuple[Config, list[Problem]]:
             problems.append(
                 Problem(p.path, p.line, p.column, "defaults." + p.field if p.field else "defaults", p.message)
             )
+        for key in DURATION_FIELDS:
+            value = defaults.get(key)
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                try:
+                    parse_duration(value)
+                except ValueError as e:
+                    problems.append(Problem(doc.path, *doc.where(("defaults", key)), f"defaults.{key}", str(e)))
+        tz_default = defaults.get("timezone")
+        if isinstance(tz_default, str):
+            try:
+                sched.get_zone(tz_default)
+            except sched.ScheduleError as e:
+                problems.append(Problem(doc.path, *doc.where(("defaults", "timezone")), "defaults.timezone", str(e)))
     default_agent = data.get("default_agent")
     if isinstance(default_agent, str) and default_agent not in agents:
         problems.append(
@@ -553,7 +566,8 @@ def job_from_document(
                     f"the file name {default_name!r} is not a valid job name; set name: explicitly",
                 )
             )
-            return None, problems
+            # Go on with a stand-in, so the file's other problems are listed too.
+            default_name = "invalid-file-name"
         data["name"] = default_name
 
     problems += _schema_problems("job", data, doc, skip=("deliver",))
@@ -629,8 +643,14 @@ def job_from_document(
     else:
         for key in ("agent", "model", "context", "allow_injection_risk"):
             if key in doc.data:
-                problems.append(Problem(P, *where(key), key, "only applies to prompt jobs"))
+                problems.append(Problem(P, *doc.where((key,), key=True), key, "only applies to prompt jobs"))
 
+    inherited = set(config.defaults) - set(doc.data)
+    if inherited:
+        # Reported once by config_from_document at cronfile.yaml's line, not per job.
+        problems = [p for p in problems if p.field.split(".")[0].split("[")[0] not in inherited]
+        if any(p.severity == "error" for p in config_problems_for_defaults(config)):
+            problems.append(Problem(P, doc.line, doc.column, "", f"inherits invalid defaults from {config.path}"))
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         return None, problems
@@ -642,6 +662,21 @@ def job_from_document(
     norm = json.loads(json.dumps(norm, sort_keys=True))
     spec = spec_from_data(norm, source=P, line=doc.line)
     return replace(spec, positions=doc.positions), problems
+
+
+def config_problems_for_defaults(config: Config) -> list[Problem]:
+    """Whether the config's defaults themselves are invalid (checked without positions)."""
+    from .durations import parse_duration
+
+    out = []
+    for key in DURATION_FIELDS:
+        value = config.defaults.get(key)
+        if value is not None:
+            try:
+                parse_duration(value)
+            except (ValueError, TypeError) as e:
+                out.append(Problem(config.path, 0, 0, f"defaults.{key}", str(e)))
+    return out
 
 
 def _deliver_problems(items: Any, doc: Document) -> list[Problem]:

@@ -154,7 +154,7 @@ def test_a_bad_cron_field_points_at_the_schedule(repo):
         ("schedule: '@daily'\nshell: a\ndeliver:\n  - webhook: http://h\n    token: t\n", "x.yaml:5:5: deliver[0].token: does not apply to a webhook target"),
         ("schedule: '@daily'\nshell: a\ndeliver:\n  - webhook: http://h\n    format: teams\n", 'x.yaml:5:13: deliver[0].format: "teams" is not one of json, slack, discord, text'),
         ("schedule: '@daily'\nshell: a\ndeliver:\n  - webhook: ftp://h\n", "x.yaml:4:14: deliver[0].webhook: 'ftp://h' is not an http(s) URL"),
-        ("schedule: '@daily'\nshell: a\nagent: codex\n", "x.yaml:3:8: agent: only applies to prompt jobs"),
+        ("schedule: '@daily'\nshell: a\nagent: codex\n", "x.yaml:3:1: agent: only applies to prompt jobs"),
         ("schedule: '@daily'\nprompt: hi\nagent: nope\n", "x.yaml:3:8: agent: unknown agent profile 'nope' (known: claude, codex, gemini, llm)"),
         ("schedule: '@daily'\nprompt: hi\n", "x.yaml:2:9: agent: a prompt job needs agent: (or default_agent in cronfile.yaml)"),
         ("name: Bad Name\nschedule: '@daily'\nshell: a\n", 'x.yaml:1:7: name: "Bad Name" is not a valid job name'),
@@ -276,3 +276,21 @@ def test_every_schema_field_has_a_description_and_an_example(kind):
     if kind == "config":
         missing = [m for m in missing if m not in ("host", "port", "starttls", "ssl", "username", "password", "from")]
     assert missing == []
+
+
+def test_a_bad_default_is_reported_once_at_the_config_not_in_every_job(repo):
+    write(repo, "cronfile.yaml", "defaults:\n  timeout: 15 minutes\n")
+    write(repo, "jobs.d/a.yaml", "schedule: '@daily'\nshell: a\n")
+    write(repo, "jobs.d/b.yaml", "schedule: '@daily'\nshell: b\ntimeout: 5m\n")
+    got = messages(load_project(repo))
+    assert 'cronfile.yaml:2:12: defaults.timeout: "15 minutes" is not a duration (e.g. 15m)' in got
+    assert "jobs.d/a.yaml:1:1: inherits invalid defaults from cronfile.yaml" in got
+    assert not any(m.startswith("jobs.d/b.yaml") for m in got)  # sets its own timeout
+    assert len(got) == 2
+
+
+def test_a_bad_file_name_does_not_hide_the_files_other_problems(repo):
+    write(repo, "jobs.d/Bad_Name.yaml", "schedule: '@daily'\nprompt: p\nagent: nosuch\n")
+    got = messages(load_project(repo))
+    assert any("the file name 'Bad_Name' is not a valid job name" in m for m in got)
+    assert any("unknown agent profile 'nosuch'" in m for m in got)

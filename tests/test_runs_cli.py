@@ -27,7 +27,23 @@ def test_history_n_and_logs_by_run_id_suffix(tmp_path):
     res = cronfile("logs", "j", "nope", cwd=tmp_path)
     assert res.returncode == 2 and "has no run 'nope'" in res.stderr
     res = cronfile("logs", "ghost", cwd=tmp_path)
+    assert res.returncode == 2 and "no job named 'ghost'" in res.stderr
+    res = cronfile("history", "../../etc", cwd=tmp_path)
+    assert res.returncode == 2 and "is not a job name" in res.stderr
+    res = cronfile("history", "j", "-n", "0", cwd=tmp_path)
+    assert res.returncode == 2 and "at least 1" in res.stderr
+    (tmp_path / "jobs.d" / "new.yaml").write_text('schedule: "@daily"\nshell: "true"\n')
+    res = cronfile("logs", "new", cwd=tmp_path)
     assert res.returncode == 2 and "has not run yet" in res.stderr
+
+
+def test_logs_of_a_run_that_never_started_say_why(tmp_path):
+    (tmp_path / "jobs.d").mkdir()
+    (tmp_path / "jobs.d" / "v.yaml").write_text('schedule: "@daily"\nshell: "true"\nenv: {X: "${CRONFILE_TEST_UNSET_VAR}"}\n')
+    assert cronfile("run", "v", cwd=tmp_path).returncode == 1
+    res = cronfile("logs", "v", cwd=tmp_path)
+    assert res.returncode == 0
+    assert "produced no output: failed:" in res.stderr and "CRONFILE_TEST_UNSET_VAR" in res.stderr
 
 
 def test_logs_follow_prints_a_run_in_flight_until_it_ends(tmp_path):

@@ -91,7 +91,9 @@ class EmailDeliverer(BaseDeliverer):
                 smtp.get("from") or f"cronfile@{socket.gethostname()}", "smtp.from"
             )
             subject = self.target.options.get("subject")
-            subject = self.expand(subject, "subject") if subject else None
+            # ${VAR} values never reach a delivery (DESIGN.md section 5): a subject is
+            # sent as written, references and all.
+            subject = str(subject) if subject else None
         except MissingVariable as e:
             return self.result(False, 0, error=str(e))
         if password:

@@ -138,16 +138,18 @@ class AgentExecutor:
     ) -> Early | None:
         if ctx.spec.allow_injection_risk:
             return None
+        # Scan the masked text: the excerpt is cut from it and stored with the run, and
+        # cutting before masking could keep part of a secret.
         hit = guard.scan(
-            [(source, text) for source, _, text in sections], ctx.config.injection_patterns
+            [(source, masker.mask(text)) for source, _, text in sections],
+            ctx.config.injection_patterns,
         )
         if hit is None:
             return None
         return Early(
             Status.refused,
             f"prompt-injection phrase {hit.phrase!r} in {hit.source}",
-            # The excerpt is stored with the run: mask it like the log.
-            {"phrase": hit.phrase, "source": hit.source, "excerpt": masker.mask(hit.excerpt)},
+            {"phrase": hit.phrase, "source": hit.source, "excerpt": hit.excerpt},
         )
 
     def _run_script(
@@ -176,7 +178,8 @@ class AgentExecutor:
         if done.cancelled:
             return Early(Status.cancelled, f"cancelled while context script {script} ran", {})
         # Stored messages are masked like the log: the stderr may echo a secret.
-        tail = masker.mask(done.stderr.decode("utf-8", "replace")[-_STDERR_TAIL:].strip())
+        # Mask first, then cut: a cut through a secret would keep part of it unmasked.
+        tail = masker.mask(done.stderr.decode("utf-8", "replace"))[-_STDERR_TAIL:].strip()
         if done.timed_out:
             msg = f"context script {script} timed out after {format_duration(timedelta(seconds=ctx.spec.timeout))}"
             return Early(Status.timeout, msg, {"error": msg, "stderr": tail})
