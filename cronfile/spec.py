@@ -247,8 +247,27 @@ class JobSpec:
         )
 
     def env_refs(self) -> list[str]:
-        """Names of ``${VAR}`` references in env, context, delivery settings."""
-        return sorted(set(VAR_RE.findall(json.dumps(self.data))))
+        """Names of the ``${VAR}`` references cronfile expands: in ``env`` and in delivery
+        settings. (``${X}`` in ``shell`` text is the shell's business, not ours.)"""
+        return sorted({var for var, _ in self.env_ref_paths()})
+
+    def env_ref_paths(self) -> list[tuple[str, tuple[str | int, ...]]]:
+        """Each expanded ``${VAR}`` reference with the field path it appears at."""
+        out: list[tuple[str, tuple[str | int, ...]]] = []
+
+        def walk(value: Any, path: tuple[str | int, ...]) -> None:
+            if isinstance(value, str):
+                out.extend((var, path) for var in VAR_RE.findall(value))
+            elif isinstance(value, dict):
+                for k, v in value.items():
+                    walk(v, path + (k,))
+            elif isinstance(value, list):
+                for i, v in enumerate(value):
+                    walk(v, path + (i,))
+
+        walk(self.data.get("env") or {}, ("env",))
+        walk(self.data.get("deliver") or [], ("deliver",))
+        return out
 
 
 def _hash(data: Any) -> str:
