@@ -6,6 +6,7 @@ Nothing below the engine calls ``datetime.now()``: the engine owns a ``Clock`` a
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -23,19 +24,52 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The real wall clock. Sleeps wake on ``wake`` so file events cut them short."""
+    """The real wall clock. Sleeps wake on ``wake`` so file events cut them short.
+
+    Test-only: ``CRONFILE_CLOCK_OFFSET_FILE`` names a file holding a number of seconds
+    added to the wall clock (re-read whenever the file changes), so the fault suite can
+    jump the clock of a real daemon forward and back without touching the host's clock.
+    Unset -- always, outside that suite -- it costs nothing."""
+
+    def __init__(self, offset_file: str | None = None) -> None:
+        self._offset_file = offset_file or os.environ.get("CRONFILE_CLOCK_OFFSET_FILE") or None
+        self._offset_key: tuple[int, int] | None = None
+        self._offset = timedelta(0)
+
+    def _current_offset(self) -> timedelta:
+        if self._offset_file is None:
+            return timedelta(0)
+        try:
+            st = os.stat(self._offset_file)
+            key = (st.st_mtime_ns, st.st_size)
+            if key != self._offset_key:
+                with open(self._offset_file) as f:
+                    self._offset = timedelta(seconds=float(f.read().strip() or 0))
+                self._offset_key = key
+        except (OSError, ValueError):
+            pass  # keep the last offset read: a half-written file is no jump
+        return self._offset
 
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        return datetime.now(UTC) + self._current_offset()
 
     def sleep_until(self, when: datetime, wake: threading.Event | None = None) -> bool:
+        start_wall, start_mono = self.now(), time.monotonic()
         while True:
-            delay = (when - self.now()).total_seconds()
+            now = self.now()
+            delay = (when - now).total_seconds()
             if delay <= 0:
                 return False
+            # The wall clock jumped while we slept (NTP, a suspended laptop, an admin):
+            # return as if woken, so the caller re-reads the clock, says so in its log
+            # and re-plans, instead of sleeping out a target that is now an hour away.
+            walked = (now - start_wall).total_seconds() - (time.monotonic() - start_mono)
+            if abs(walked) > 5:
+                return True
             # Re-check the wall clock at least once a minute so a clock jump (NTP, a
-            # suspended laptop) is noticed without polling every second.
-            step = min(delay, 60.0)
+            # suspended laptop) is noticed without polling every second. With the
+            # test-only offset file, twice a second: a test cannot wait a minute.
+            step = min(delay, 60.0 if self._offset_file is None else 0.5)
             if wake is not None:
                 if wake.wait(step):
                     return True

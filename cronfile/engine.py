@@ -28,15 +28,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 from .clock import Clock, SystemClock, iso
+from .errors import CronfileError, LockedError
 from .load import Project, files_signature, load_project
 from .spec import Config, JobSpec, Status, spec_from_data
 from .state import JobState, JobStatus, LastRun, Running, State
-from .store import Store
+from .store import StateWriteError, Store, fault
 
 FINISHED_KEYS = ("status", "finished_at")
 
@@ -58,19 +59,51 @@ def apply_project(
     revision: str | None,
     source: str,
     lock: threading.Lock | None = None,
+    on_reload: Callable[[Project], None] | None = None,
 ) -> Any:
     """Reconcile the files into the state in one transaction; one audit line if anything
-    changed. Returns the Plan."""
+    changed. Returns the Plan.
+
+    Two guards, both found by tests/faults (a daemon, ticks and `apply` on one state dir):
+
+    - Stale files. The files are the truth, and an apply must not put back older files
+      than an apply before it: a `tick` (or the daemon) that read the files, then waited
+      for state.lock while `cronfile apply` recorded a newer edit, reverted that edit (a
+      lost update). So, under the lock, the files' signature is compared with the one
+      taken when they were read; if they changed, they are read again (``on_reload``
+      hears of it) and the apply is retried.
+    - A stale clock. ``now`` was read before waiting for the lock; meanwhile another
+      engine may have claimed a run at a later instant. A schedule change recomputes
+      next_run "from now", and from a ``now`` older than that claim it could hand the
+      claimed instant out again (a run twice). Reconcile therefore never plans from a
+      time earlier than the latest the state has recorded (a claim, a run, an apply);
+      this also covers a wall clock that jumped back."""
     import getpass
 
+    from .errors import CronfileError, SpecError
     from .reconcile import reconcile
 
     store.ensure()
     guard = lock or threading.Lock()
-    with guard, store.transaction() as txn:
-        new_state, plan = reconcile(project.specs, txn.state, now, revision=revision)
-        if plan.has_changes:
-            txn.state = new_state
+    for _attempt in range(_STALE_RETRIES):
+        stale = False
+        with guard, store.transaction() as txn:
+            if project.signature and files_signature(project.root) != project.signature:
+                stale = True
+            else:
+                at = max(now, _latest_activity(txn.state) or now)
+                new_state, plan = reconcile(project.specs, txn.state, at, revision=revision)
+                if plan.has_changes:
+                    txn.state = new_state
+        if not stale:
+            break
+        project = load_project(project.root, now=now)
+        if project.errors:
+            raise SpecError(project.errors)
+        if on_reload is not None:
+            on_reload(project)
+    else:
+        raise CronfileError(f"{project.jobs_dir} kept changing while it was applied; nothing was applied, try again")
     if plan.has_changes:
         try:
             user = getpass.getuser()
@@ -88,6 +121,22 @@ def apply_project(
             }
         )
     return plan
+
+
+_STALE_RETRIES = 5
+
+
+def _latest_activity(state: State) -> datetime | None:
+    """The latest time the state records anything happening: an apply, a claim, a run's
+    start or end."""
+    times: list[datetime | None] = [state.applied_at]
+    times += [r.started_at for r in state.orphans]
+    for js in state.jobs.values():
+        times += [js.updated_at, js.created_at]
+        times += [r.started_at for r in js.running]
+        if js.last_run is not None:
+            times += [js.last_run.started_at, js.last_run.finished_at]
+    return max((t for t in times if t is not None), default=None)
 
 
 def merged_history(store: Store, job: str, n: int | None) -> list[dict[str, Any]]:
@@ -293,14 +342,7 @@ class Engine:
                 else:
                     keep.append(r)
             if len(keep) != len(js.running):
-                last = dead[-1][1]
-                state = state.with_job(
-                    name,
-                    js.with_(
-                        running=tuple(keep),
-                        last_run=LastRun(last.run_id, Status.interrupted, last.trigger, last.scheduled_for, last.started_at, self.clock.now()),
-                    ),
-                )
+                state = state.with_job(name, js.with_(running=tuple(keep)))
         orphans = []
         for r in state.orphans:
             if gone(r):
@@ -311,57 +353,132 @@ class Engine:
             state = state.with_(orphans=tuple(orphans))
         return state, dead
 
-    def _record_dead(self, dead: list[tuple[str, Running]]) -> None:
+    def _reap(self, state: State) -> tuple[State, list[tuple[str, Running, int]]]:
+        """Inside a state transaction: the runs whose engine is gone are recorded in their
+        history, then dropped from ``state``. Returns the new state and the leftover process
+        groups to stop, which the caller stops after the transaction (that can take 10 s:
+        not under state.lock).
+
+        History first, under state.lock, each line written once: a crash in between leaves
+        the entry for the next recovery, which finds the line and does not write it again.
+        The other order (state, then history) lost the record of a claimed run when the
+        engine died in between (found by tests/faults). A run whose own record is already
+        in the history finished: its engine died before it could drop the entry, and the
+        run stands as recorded instead of being called interrupted."""
+        new_state, dead = self._dead_runs(state)
+        if not dead:
+            return state, []
+        fault("mid-recovery")
+        now = self.clock.now()
+        stops: list[tuple[str, Running, int]] = []
+        for job, r in dead:
+            # Leftover processes are stopped whether or not the run is recorded: a
+            # recovery that wrote the line and died before it could stop them left
+            # them running for ever (found by tests/faults).
+            pgid = _run_group(r.pid, r.run_id)
+            if pgid is not None:
+                stops.append((job, r, pgid))
+                # SIGTERM now, before the entry leaves the state: if this engine dies
+                # before _stop_leftovers, nothing would be left to remember the group.
+                # The wait and the SIGKILL come after the transaction.
+                _terminate(pgid)
+            recorded = self._final_record(job, r.run_id)
+            if recorded is not None:
+                status = str(recorded.get("status"))
+                finished = _parse_time(recorded.get("finished_at")) or now
+            else:
+                status, finished = str(Status.interrupted), now
+                self.store.append_history(
+                    job,
+                    {
+                        "job": job,
+                        "run_id": r.run_id,
+                        "trigger": r.trigger,
+                        "scheduled_for": iso(r.scheduled_for),
+                        "started_at": iso(r.started_at),
+                        "finished_at": iso(now),
+                        "status": status,
+                        "exit_code": None,
+                        "attempts": 0,
+                        "log_path": str(self.store.log_path(job, r.run_id)),
+                        "deliveries": [],
+                        "message": "the engine that ran it stopped"
+                        + (" (its leftover processes were stopped)" if pgid is not None else ""),
+                        "host": self.host,
+                    },
+                )
+                self.log(job, f"run {short_id(r.run_id)} interrupted (its engine {r.engine[:6]} is gone; not re-run)")
+            js = new_state.jobs.get(job)
+            if js is not None and not r.job:
+                last = LastRun(r.run_id, status, r.trigger, r.scheduled_for, r.started_at, finished)
+                new_state = new_state.with_job(job, js.with_(last_run=last))
+        return new_state, stops
+
+    def _final_record(self, job: str, run_id: str) -> dict[str, Any] | None:
+        """The run's own record (the line with its status) if the history has it."""
+        try:
+            lines = self.store.read_history(job)
+        except ValueError:
+            return None
+        for line in reversed(lines):
+            if line.get("run_id") == run_id and line.get("status"):
+                return line
+        return None
+
+    def _stop_leftovers(self, stops: list[tuple[str, Running, int]]) -> None:
         from .executors.process import kill_group
 
-        now = self.clock.now()
-        for job, r in dead:
-            stopped = False
-            if r.pid and _group_belongs_to(r.pid, r.run_id):
-                stopped = kill_group(r.pid, grace=10.0)
-            self.store.append_history(
-                job,
-                {
-                    "job": job,
-                    "run_id": r.run_id,
-                    "trigger": r.trigger,
-                    "scheduled_for": iso(r.scheduled_for),
-                    "started_at": iso(r.started_at),
-                    "finished_at": iso(now),
-                    "status": str(Status.interrupted),
-                    "exit_code": None,
-                    "attempts": 0,
-                    "log_path": str(self.store.log_path(job, r.run_id)),
-                    "deliveries": [],
-                    "message": "the engine that ran it stopped"
-                    + (" (its leftover processes were stopped)" if stopped else ""),
-                    "host": self.host,
-                },
-            )
-            self.log(job, f"run {short_id(r.run_id)} interrupted (its engine {r.engine[:6]} is gone; not re-run)")
+        for _job, _r, pgid in stops:
+            try:
+                kill_group(pgid, grace=10.0)
+            except ValueError:
+                pass  # our own group, or 0/1: never signal those
 
     def recover(self) -> None:
         """Runs left `running` by a dead engine become `interrupted`, never re-run."""
         with self._txn() as txn:
-            new_state, dead = self._dead_runs(txn.state)
-            if dead:
-                txn.state = new_state
-        # History after the state: a crash in between leaves no line, never a doubled run.
-        self._record_dead(dead)
+            txn.state, stops = self._reap(txn.state)
+        self._stop_leftovers(stops)
 
     # -- applying ----------------------------------------------------------------------
 
     def apply(self, project: Project, source: str) -> None:
         from .cli import git_revision
+        from .errors import SpecError, StateError
 
-        plan = apply_project(
-            self.store,
-            project,
-            now=self.clock.now(),
-            revision=git_revision(project.root),
-            source=source,
-            lock=self._txn_lock,
-        )
+        def reloaded(fresh: Project) -> None:
+            nonlocal project
+            project = fresh
+            self.log("", "the files changed while they were applied: applying them as they are now")
+
+        try:
+            plan = apply_project(
+                self.store,
+                project,
+                now=self.clock.now(),
+                revision=git_revision(project.root),
+                source=source,
+                lock=self._txn_lock,
+                on_reload=reloaded,
+            )
+        except SpecError as e:
+            # Read again because they changed, the files are now invalid: the applied
+            # set stays, as for any invalid change.
+            self.log("", f"jobs.d has {len(e.problems)} problem(s); keeping the last good set:")
+            for p in e.problems:
+                self.log("", f"  {p}")
+            return
+        except StateWriteError as e:
+            # A full disk: the applied set stays as it was (the write is atomic).
+            self.log("", f"not applied: {_why(e)}")
+            return
+        except (LockedError, StateError):
+            raise
+        except (OSError, CronfileError) as e:
+            # The files kept changing while they were applied, or the audit line could
+            # not be written: say so; the applied set is whatever the state holds.
+            self.log("", f"not applied: {_why(e)}")
+            return
         self.project = project
         self.config = project.config
         if plan.has_changes:
@@ -398,8 +515,8 @@ class Engine:
         records: list[tuple[str, dict[str, Any]]] = []
         cancel: list[str] = []
         with self._txn() as txn:
-            state, dead = self._dead_runs(txn.state)
-            changed = bool(dead)
+            state, stops = self._reap(txn.state)
+            changed = state is not txn.state
             for name in sorted(state.jobs):
                 js = state.jobs[name]
                 if js.state != JobStatus.scheduled:
@@ -446,9 +563,15 @@ class Engine:
                 state = state.with_job(name, js)
             if changed:
                 txn.state = state
-        self._record_dead(dead)
+        if claims:
+            fault("after-claim")
+        self._stop_leftovers(stops)
         for job, rec in records:
-            self.store.append_history(job, rec)
+            try:
+                self.store.append_history(job, rec)
+            except OSError as e:
+                # The claims are persisted: they must still be dispatched.
+                self.log(job, f"could not record a {rec.get('status')} occurrence: {_why(e)}")
         for run_id in cancel:
             self._cancel(run_id, state)
         return claims, state
@@ -604,7 +727,13 @@ class Engine:
             now = self.clock.now()
             first = not spawned_at
             spawned_at.append(now)
-            self._record_pid(claim, pid)
+            fault("after-spawn")
+            try:
+                self._record_pid(claim, pid)
+            except (OSError, CronfileError) as e:
+                # The run goes on; without its pid, a recovery finds its process group by
+                # the run id in its environment. Raising here left the process unwatched.
+                self.log(claim.job, f"run {short_id(claim.run_id)}: could not record its pid: {_why(e)}")
             if first:
                 if claim.scheduled_for is not None and claim.trigger in ("schedule", "catchup"):
                     late = (now - claim.scheduled_for).total_seconds() * 1000
@@ -642,8 +771,12 @@ class Engine:
         }
         if spawned_at and claim.scheduled_for is not None:
             record["lateness_ms"] = round((spawned_at[0] - claim.scheduled_for).total_seconds() * 1000, 1)
-        self.store.append_history(claim.job, record)
-        self._finish_state(claim, outcome, status)
+        recorded = self._persist(claim, "its record", lambda: self.store.append_history(claim.job, record))
+        fault("after-history")
+        if recorded:
+            # Without its record the run keeps its `running` entry, so that the next
+            # recovery records it `interrupted` instead of it vanishing.
+            self._persist(claim, "its end in state.json", lambda: self._finish_state(claim, outcome, status))
         dur = (outcome.finished_at - outcome.started_at).total_seconds()
         extra = f" (exit {outcome.exit_code})" if outcome.exit_code not in (None, 0) else ""
         if outcome.message and status not in ("success",):
@@ -671,9 +804,11 @@ class Engine:
                 # `run NAME` already streamed the output to the terminal: printing it again
                 # through the stdout target would show it twice.
                 targets = tuple(t for t in targets if t.kind != "stdout")
+            fault("during-delivery")
             results = deliver_all(targets, report, self.config, self.environ) if targets else []
             if results:
-                self.store.append_history(claim.job, {"run_id": claim.run_id, "deliveries": [r.to_json() for r in results]})
+                line = {"run_id": claim.run_id, "deliveries": [r.to_json() for r in results]}
+                self._persist(claim, "its deliveries", lambda: self.store.append_history(claim.job, line))
                 for r in results:
                     if r.ok:
                         continue
@@ -684,6 +819,29 @@ class Engine:
         except OSError as e:
             self.log(claim.job, f"could not prune history: {e}")
         return status
+
+    def _persist(self, claim: Claim, what: str, write: Callable[[], None]) -> bool:
+        """A write a finished run depends on: its history line, its end in state.json.
+        On a full disk, an unreadable state.json or a stuck state.lock, say so once and,
+        in a daemon, retry with backoff until it works or the daemon stops; the next
+        start then records the run from what is on disk (history first). Raising here
+        killed the run's thread with a traceback and left the run `running` for as long
+        as the daemon lived, so a `forbid` job skipped every run after (tests/faults)."""
+        delay, said = 1.0, False
+        while True:
+            try:
+                write()
+                if said:
+                    self.log(claim.job, f"run {short_id(claim.run_id)}: {what} written")
+                return True
+            except (OSError, CronfileError) as e:
+                if not said:
+                    again = "; retrying" if self.mode == "daemon" else ""
+                    self.log(claim.job, f"run {short_id(claim.run_id)}: could not write {what}: {_why(e)}{again}")
+                    said = True
+            if self.mode != "daemon" or self._stop.wait(delay):
+                return False
+            delay = min(delay * 2, 10.0)
 
     def _finish_state(self, claim: Claim, outcome: Any, status: str) -> None:
         last = LastRun(claim.run_id, status, claim.trigger, claim.scheduled_for, outcome.started_at, outcome.finished_at)
@@ -783,21 +941,36 @@ class Engine:
             self._fire_reboot(only_after_boot=False)
             last_wall = self.clock.now()
             last_mono = time.monotonic()
+            backoff = 0.0
             while not self._stop.is_set():
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()
                 now = self.clock.now()
                 jump = (now - last_wall).total_seconds() - (time.monotonic() - last_mono)
-                if abs(jump) > 5:
-                    self.log("", f"the wall clock jumped {jump:+.0f}s; next runs are kept as instants (no burst, no repeat)")
-                claims, state = self.claim_due(now)
+                if jump > 5:
+                    self.log("", f"the wall clock jumped {jump:+.0f}s (forward): occurrences in between are missed, not run in a burst (catchup: once runs the latest)")
+                elif jump < -5:
+                    self.log("", f"the wall clock jumped {jump:+.0f}s (back): runs already done are not repeated; nothing fires before the next runs already planned")
+                try:
+                    claims, state = self.claim_due(now)
+                except (OSError, LockedError, StateWriteError) as e:
+                    # Nothing was claimed (the claim is one atomic write), so nothing
+                    # fires; say why and try again soon. A full disk used to end the
+                    # daemon with an internal error (found by tests/faults).
+                    backoff = min(backoff * 2, 30.0) if backoff else 2.0
+                    self.log("", f"cannot claim runs: {_why(e)}; nothing fired; trying again in {backoff:g}s")
+                    self._wake.clear()
+                    self.clock.sleep_until(now + timedelta(seconds=backoff), self._wake)
+                    last_wall, last_mono = self.clock.now(), time.monotonic()
+                    continue
+                if backoff:
+                    self.log("", "claiming works again")
+                    backoff = 0.0
                 self.dispatch(claims)
                 wake = next_wake(state.jobs.values(), now)
                 if wake is None or (wake - now).total_seconds() > 3600:
                     # Nothing soon: still wake hourly (cheap) to notice dead engines' runs.
-                    from datetime import timedelta
-
                     wake = now + timedelta(hours=1)
                 last_wall, last_mono = self.clock.now(), time.monotonic()
                 self._wake.clear()
@@ -817,6 +990,10 @@ class Engine:
 
     def _shutdown(self) -> None:
         """Wait up to shutdown_grace for runs in flight; stop the rest (interrupted)."""
+        # Also when the loop ended by an error (state.json became unreadable): runs that
+        # cannot record their end stop retrying (see _persist) instead of holding the
+        # exit for the whole grace period.
+        self._stop.set()
         with self._cv:
             pending = list(self._pending)
             self._pending.clear()
@@ -875,6 +1052,56 @@ def _group_belongs_to(pgid: int, run_id: str) -> bool:
         except (OSError, IndexError, ValueError):
             continue
     return False
+
+
+def _run_group(pid: int | None, run_id: str) -> int | None:
+    """The process group still running ``run_id``, if any. With no pid recorded (the
+    engine died between spawning the run and recording its pid: found by tests/faults)
+    the group is found by the run id in its members' environment (Linux /proc)."""
+    if pid:
+        return pid if _group_belongs_to(pid, run_id) else None
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    needle = f"CRONFILE_RUN_ID={run_id}".encode()
+    own = os.getpgrp()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            pgid = int(fields[2])
+        except (OSError, IndexError, ValueError):
+            continue
+        if pgid > 1 and pgid != own:
+            return pgid
+    return None
+
+
+def _terminate(pgid: int) -> None:
+    if pgid <= 1 or pgid == os.getpgrp():
+        return
+    for sig in (signal.SIGTERM, signal.SIGCONT):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+
+
+def _why(e: BaseException) -> str:
+    """An error in a log line: the OS's words and the file, not a repr."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror} ({e.filename})" if e.filename else e.strerror
+    return str(e)
+
+
+def _parse_time(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 def _boot_time() -> datetime | None:

@@ -9,6 +9,8 @@ refuses to touch state, the daemon keeps its last good set).
 from __future__ import annotations
 
 import os
+import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +18,13 @@ from pathlib import Path
 
 from .errors import Problem
 from .spec import Config, JobSpec, config_from_document, cross_problems, job_from_document
-from .yamlsrc import Document, load_documents
+from .yamlsrc import MAX_FILE_BYTES, Document, load_documents
+
+# DESIGN.md 2's name rule, anchored with \A and \Z: the schema's `$` (and Python's) also
+# matches before a trailing newline, so "backup\n" passed; and the store refuses ".."
+# anywhere in a path component, so "a..b" passed validation, then failed every run with
+# an internal error and stayed "running" (both found by tests/faults).
+SAFE_NAME = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,63}\Z")
 
 CONFIG_NAME = "cronfile.yaml"
 JOBS_DIR = "jobs.d"
@@ -109,10 +117,38 @@ def find_job_files(jobs_dir: Path, root: Path) -> tuple[list[Path], list[Problem
 def read_documents(path: Path) -> tuple[list[Document], list[Problem]]:
     shown = display_path(path)
     try:
-        raw = path.read_bytes()
+        raw = _read_capped(path)
+    except _NotRegular:
+        return [], [Problem(shown, message="not a regular file")]
     except OSError as e:
         return [], [Problem(shown, message=f"cannot read: {e.strerror or e}")]
     return load_documents(raw, shown)
+
+
+class _NotRegular(Exception):
+    pass
+
+
+def _read_capped(path: Path) -> bytes:
+    """The file's bytes, at most MAX_FILE_BYTES + 1 of them (enough for load_documents
+    to refuse it as too large). Reading it whole first took a sparse 4 GiB file into
+    memory; a FIFO named cronfile.yaml blocked for ever (both found by tests/faults):
+    so open without blocking, and read only a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _NotRegular
+        chunks: list[bytes] = []
+        left = MAX_FILE_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def load_config(root: Path) -> tuple[Config, list[Problem]]:
@@ -152,11 +188,26 @@ def load_project(
     for path in found:
         docs, more = read_documents(path)
         problems += more
+        if not docs and not more:
+            # Not an error: commenting a whole file out is a way to switch its jobs off.
+            # But a file truncated by a bad save looks the same, so say so.
+            problems.append(Problem(display_path(path), 1, 1, message="holds no job (empty, or only comments)", severity="warning"))
         single = len(docs) == 1
         for doc in docs:
             spec, more = job_from_document(doc, config, default_name=path.stem if single else None, now=now)
             problems += more
             if spec is None:
+                continue
+            if not SAFE_NAME.match(spec.name) or ".." in spec.name:
+                problems.append(
+                    Problem(
+                        spec.source,
+                        *spec.where("name"),
+                        "name",
+                        f"{spec.name!r} is not a valid job name (lower-case letters, digits, '.', '_', '-', "
+                        "but not '..'; 1-64 characters, starting with a letter or digit)",
+                    )
+                )
                 continue
             if spec.name in where:
                 fpath, fline = where[spec.name]
@@ -184,13 +235,30 @@ def files_signature(root: Path, jobs_dir: Path | None = None) -> tuple[tuple[str
     difference the next time."""
     out = []
     paths = [root / CONFIG_NAME]
+    # Each real folder once, as find_job_files does: two symlinks back to jobs.d made
+    # this walk branch 2^40 ways before the kernel's ELOOP (found by tests/faults).
+    seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(jobs_dir or root / JOBS_DIR, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
         paths.extend(Path(dirpath) / n for n in sorted(filenames) if n.endswith(SUFFIXES) and not n.startswith("."))
     for p in paths:
         try:
             st = p.stat()
+        except FileNotFoundError:
+            if not p.is_symlink():
+                continue  # cronfile.yaml need not exist
+            # A dangling symlink is still a file the loader reports: let its appearance
+            # change the signature, or the daemon never re-reads and never says so
+            # (found by tests/faults).
+            out.append((str(p), -1, -1))
+            continue
         except OSError:
+            out.append((str(p), -1, -1))
             continue
         out.append((str(p), st.st_mtime_ns, st.st_size))
     return tuple(out)

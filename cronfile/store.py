@@ -24,6 +24,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import random
+import signal
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -36,7 +38,7 @@ from filelock import FileLock, Timeout
 from .errors import LockedError, StateError
 from .state import State
 
-__all__ = ["DaemonLock", "EngineLock", "Store", "Txn", "encode_state"]
+__all__ = ["DaemonLock", "EngineLock", "StateWriteError", "Store", "Txn", "encode_state", "fault"]
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -44,8 +46,62 @@ STATE_NAME = "state.json"
 HISTORY_NAME = "history.jsonl"
 # A checker (engine_alive) holds a dead engine's lock file for microseconds; a live
 # engine holds it for its lifetime. Waiting this long before calling an engine alive
-# keeps two concurrent checkers from mistaking each other for the engine.
-_ALIVE_PROBE_S = 0.2
+# keeps two concurrent checkers from mistaking each other for the engine. Short: the
+# engine's checkers probe under state.lock, once per live engine with runs in flight, and
+# at 0.2 s a daemon, three ticks and a `run` kept state.lock held for over a second per
+# claim, so an every-second job lost instants as `missed` (tests/faults, contention).
+# Erring is safe either way round: a dead engine taken for alive is reaped next time.
+_ALIVE_PROBE_S = 0.02
+_ALIVE_POLL_S = 0.002
+
+
+class StateWriteError(StateError):
+    """The state dir cannot be written or locked: a full disk, a read-only filesystem,
+    no permission. ``state.json`` is left as it was (every write is atomic). A daemon
+    waits and tries again; a command stops with this one line (exit 2) instead of an
+    internal error with a traceback (found by tests/faults)."""
+
+    def __init__(self, message: str, errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+
+def _write_error(what: str, path: Path, e: OSError) -> StateWriteError:
+    return StateWriteError(f"cannot {what} {path}: {e.strerror or e}", e.errno)
+
+
+def _parse_faults(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        point, _, prob = item.strip().partition(":")
+        if point:
+            out[point] = float(prob or 1.0)
+    return out
+
+
+# Test-only crash injection, for the fault suite (tests/faults): with
+# CRONFILE_FAULT="point:probability[,point:probability...]" in its environment, a process
+# SIGKILLs itself when it reaches a named point, with that probability, so the suite can
+# crash the real daemon at exact moments instead of hoping a timer lands there. Points:
+# mid-state-write (temp file written, before the rename), after-state-write (renamed, lock
+# still held), mid-history-write (half a line written: a torn line, as a power cut or a
+# full disk leaves), and in engine.py after-claim, after-spawn, after-history,
+# during-delivery, mid-recovery. Unset -- always, outside that suite -- a point costs one
+# dict lookup.
+_FAULTS = _parse_faults(os.environ.get("CRONFILE_FAULT", ""))
+
+
+def fault(point: str, before: Any = None) -> None:
+    """Die here by SIGKILL if CRONFILE_FAULT arms ``point`` (see above); ``before()`` runs
+    first (e.g. to write half a line)."""
+    prob = _FAULTS.get(point)
+    if prob is None or random.random() >= prob:
+        return
+    if before is not None:
+        before()
+    with suppress(OSError):
+        os.write(2, f"cronfile: fault injected at {point}\n".encode())
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def encode_state(state: State) -> bytes:
@@ -92,6 +148,7 @@ def _append_line(path: Path, record: dict[str, Any]) -> None:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             data = b"\n" + data
+        fault("mid-history-write", lambda: os.write(fd, data[: len(data) // 2]))
         while data:
             # A regular file takes the whole line in one write; the loop only guards
             # against a short write (disk full), where the rest must still follow.
@@ -213,6 +270,7 @@ class Store:
         self.audit_path = self.state_dir / "audit.jsonl"
         self.gitignore_path = self.state_dir / ".gitignore"
         self._ensured = False
+        self._swept = False
         self._local = threading.local()
         self._held_engines: set[str] = set()
 
@@ -224,6 +282,12 @@ class Store:
     def ensure(self) -> None:
         """Create the state dir (and missing parents) 0700, tighten a wider mode, and
         write the ``.gitignore`` holding ``*`` so it is never committed (DESIGN.md 1)."""
+        try:
+            self._ensure()
+        except OSError as e:
+            raise _write_error("set up the state dir", Path(e.filename or self.state_dir), e) from None
+
+    def _ensure(self) -> None:
         missing: list[Path] = []
         p = self.state_dir.absolute()
         while not p.exists():
@@ -297,15 +361,33 @@ class Store:
                 f"{self.lock_path} is held by another process for more than "
                 f"{self.lock_timeout:g}s (a stuck cronfile apply, tick or run?)"
             ) from None
+        except OSError as e:
+            raise _write_error("lock", self.lock_path, e) from None
         self._local.in_txn = True
         try:
+            if not self._swept:
+                self._sweep_temp_files()
             txn = Txn(self.read())
             yield txn
             if txn.changed:
-                self.write_bytes_atomic(self.state_path, encode_state(txn.state))
+                try:
+                    self.write_bytes_atomic(self.state_path, encode_state(txn.state))
+                except OSError as e:
+                    raise _write_error("write", self.state_path, e) from None
+                fault("after-state-write")
         finally:
             self._local.in_txn = False
             lock.release()
+
+    def _sweep_temp_files(self) -> None:
+        """Remove temp files of state.json left by a process killed between writing one
+        and renaming it (they piled up, one per such crash: tests/faults). Called under
+        state.lock, once per Store: every writer of state.json holds that lock, so no
+        temp file of a live writer can be among them."""
+        self._swept = True
+        for tmp in self.state_dir.glob(f".{STATE_NAME}.*.tmp"):
+            with suppress(OSError):
+                tmp.unlink()
 
     def write_bytes_atomic(self, path: Path, data: bytes) -> None:
         """Temp file in the same dir, write, fsync, rename over ``path``, fsync the dir.
@@ -318,6 +400,8 @@ class Store:
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600 already; be explicit
+            if path.name == STATE_NAME:
+                fault("mid-state-write")
             os.replace(tmp, path)
         except BaseException:
             with suppress(FileNotFoundError):
@@ -434,6 +518,8 @@ class Store:
             lock.acquire()
         except Timeout:
             raise LockedError(f"engine id {engine_id!r} is already in use ({path})") from None
+        except OSError as e:
+            raise _write_error("lock", path, e) from None
         self._held_engines.add(engine_id)
         return EngineLock(lock, path, engine_id, self)
 
@@ -450,7 +536,7 @@ class Store:
             return False
         lock = FileLock(path, mode=FILE_MODE, timeout=_ALIVE_PROBE_S)
         try:
-            lock.acquire()
+            lock.acquire(poll_interval=_ALIVE_POLL_S)
         except Timeout:
             return True
         except OSError as e:
@@ -499,8 +585,13 @@ class Store:
                 f"a cronfile daemon ({who}) is already running for {self.state_dir}"
                 f" (it holds {self.daemon_lock_path})"
             ) from None
+        except OSError as e:  # after Timeout, which is an OSError too
+            raise _write_error("lock", self.daemon_lock_path, e) from None
         try:
             self.write_bytes_atomic(self.daemon_pid_path, f"{os.getpid()}\n".encode())
+        except OSError as e:
+            lock.release(force=True)
+            raise _write_error("write", self.daemon_pid_path, e) from None
         except BaseException:
             lock.release(force=True)
             raise

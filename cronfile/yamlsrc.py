@@ -103,6 +103,7 @@ class _Builder:
         self.key_positions: dict[Path, tuple[int, int]] = {}
         self.problems: list[Problem] = []
         self.constructor = _Loader("")
+        self._merge_memo: dict[int, int] = {}
 
     def build(self, node: yaml.Node, fpath: Path, depth: int) -> Any:
         self.count += 1
@@ -114,6 +115,11 @@ class _Builder:
             raise _Limits(f"nested deeper than {MAX_DEPTH} levels; refused")
         self.positions[fpath] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
+            # Merge keys (`<<: [*a, *a]`) are copied out by flatten_mapping, before any
+            # value is counted: a chain of them doubling at each level took gigabytes
+            # (found by tests/faults). Count what the merge would make first.
+            if self._merged_size(node) > MAX_NODES:
+                raise _Limits(f"more than {MAX_NODES} values (merge keys expanding too far?); refused")
             self.constructor.flatten_mapping(node)
             out: dict[str, Any] = {}
             for knode, vnode in node.value:
@@ -138,6 +144,26 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(v, fpath + (i,), depth + 1) for i, v in enumerate(node.value)]
         return self.scalar(node, fpath)
+
+    def _merged_size(self, node: yaml.MappingNode) -> int:
+        """How many pairs ``node`` has once its merge keys are flattened (memoized by
+        node: an alias is one node however often it is used)."""
+        memo = self._merge_memo
+        if id(node) in memo:
+            return memo[id(node)]
+        total = 0
+        for knode, vnode in node.value:
+            if knode.tag != "tag:yaml.org,2002:merge":
+                total += 1
+                continue
+            subs = vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]
+            for sub in subs:
+                if isinstance(sub, yaml.MappingNode):
+                    total += self._merged_size(sub)
+            if total > MAX_NODES:
+                break
+        memo[id(node)] = total
+        return total
 
     def build_key(self, knode: yaml.Node, fpath: Path) -> str | None:
         if isinstance(knode, yaml.ScalarNode):

@@ -1,0 +1,321 @@
+"""Shared tools of the fault suite: jobs repos on disk, the real CLI and daemon as child
+processes (with their peak memory), and readers of what the runs left behind: the
+marks the jobs wrote themselves, the history lines, the state."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+FIGURES: list[str] = []  # printed at the end of the session (conftest)
+
+# Every run writes one line when it starts: its scheduled instant, run id and pid. The
+# suite judges "executed twice" from these, not only from cronfile's own records.
+MARK = 'echo "$CRONFILE_SCHEDULED_FOR $CRONFILE_RUN_ID $$ $CRONFILE_TRIGGER" >> "{marks}"'
+
+
+def figure(text: str) -> None:
+    """A line of figures, printed in the session's summary (conftest)."""
+    FIGURES.append(text)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRONFILE_")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env["NO_COLOR"] = "1"
+    env.update(extra)
+    return env
+
+
+def write_file(path: Path, text: str | bytes) -> Path:
+    """Write atomically (like an editor's save), so a watcher sees one complete file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(text.encode() if isinstance(text, str) else text)
+    os.replace(tmp, path)
+    return path
+
+
+def make_repo(root: Path, jobs: dict[str, str], config: str | None = None) -> Path:
+    (root / "jobs.d").mkdir(parents=True, exist_ok=True)
+    (root / "marks").mkdir(exist_ok=True)
+    for name, text in jobs.items():
+        write_file(root / "jobs.d" / f"{name}.yaml", text)
+    if config is not None:
+        write_file(root / "cronfile.yaml", config)
+    return root
+
+
+# -- child processes -----------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    code: int | None  # None: it hung and was killed at the timeout
+    out: str
+    err: str
+    seconds: float
+    max_rss_kb: int  # the child's own peak resident memory (wait4's rusage)
+
+    @property
+    def hung(self) -> bool:
+        return self.code is None
+
+
+def run(
+    args: Iterable[str],
+    *,
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    on_start: Callable[[subprocess.Popen[bytes]], None] | None = None,
+) -> Result:
+    """Run ``python -m cronfile ARGS`` and measure it: exit code, output, time and the
+    peak RSS of that child alone (os.wait4, not RUSAGE_CHILDREN's maximum over all)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cronfile", *args],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=env or child_env(),
+            cwd=cwd,
+            start_new_session=True,
+        )
+        if on_start is not None:
+            on_start(proc)
+        code: int | None = None
+        rss = 0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                code = os.waitstatus_to_exitcode(status)
+                rss = usage.ru_maxrss
+                proc.returncode = code  # reaped here; keep Popen from waiting again
+                break
+            if time.monotonic() - start > timeout:
+                os.killpg(proc.pid, signal.SIGKILL)
+                _, _, usage = os.wait4(proc.pid, 0)
+                proc.returncode = -9
+                rss = usage.ru_maxrss
+                break
+            time.sleep(0.005)
+        seconds = time.monotonic() - start
+        out.seek(0)
+        err.seek(0)
+        return Result(code, out.read().decode(errors="replace"), err.read().decode(errors="replace"), seconds, rss)
+
+
+def cli(root: Path, *args: str, timeout: float = 30.0, env: dict[str, str] | None = None, **kw: Any) -> Result:
+    return run(["-C", str(root), *args], timeout=timeout, env=env, **kw)
+
+
+class DaemonProc:
+    """`cronfile daemon` as a child process of its own session, its output in a file."""
+
+    def __init__(self, root: Path, *, env: dict[str, str] | None = None, tag: str = "") -> None:
+        self.root = root
+        self.log_path = root / f"daemon-{tag or time.monotonic_ns()}.log"
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cronfile", "-C", str(root), "daemon"],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env or child_env(),
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_log(self, needle: str, timeout: float = 15.0, count: int = 1) -> None:
+        def seen() -> bool:
+            n = self.text().count(needle)
+            if n < count and not self.alive():
+                raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.text()[-3000:]}")
+            return n >= count
+
+        wait_for(seen, timeout, what=f"{count}x {needle!r} in the daemon's log")
+
+    def kill9(self) -> int:
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGKILL)
+        code = self.proc.wait(15)
+        self._log.close()
+        return code
+
+    def stop(self, timeout: float = 40.0) -> int:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def __enter__(self) -> DaemonProc:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill9()
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (an orphan nobody reaped) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return True
+    return stat[stat.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
+
+
+# -- what the runs left behind ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mark:
+    job: str
+    scheduled_for: str
+    run_id: str
+    pid: int
+    trigger: str
+
+
+def read_marks(root: Path) -> list[Mark]:
+    out = []
+    for path in sorted((root / "marks").glob("*")):
+        for line in path.read_text(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) == 4:
+                out.append(Mark(path.name, parts[0], parts[1], int(parts[2]), parts[3]))
+    return out
+
+
+@dataclass
+class Records:
+    """Every history file of a state dir, read line by line."""
+
+    runs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # job -> run id -> merged
+    finals: Counter[tuple[str, str]] = field(default_factory=Counter)  # (job, run id) -> status lines
+    torn: int = 0  # lines that are not JSON (a torn write)
+    torn_last: int = 0  # of those, how many are the file's last line
+    conflicts: list[str] = field(default_factory=list)  # a run recorded with two statuses
+
+
+def read_records(state_dir: Path) -> Records:
+    rec = Records()
+    runs_dir = state_dir / "runs"
+    if not runs_dir.is_dir():
+        return rec
+    for hist in sorted(runs_dir.glob("*/history.jsonl")):
+        job = hist.parent.name
+        merged: dict[str, dict[str, Any]] = {}
+        statuses: dict[str, str] = {}
+        lines = [ln for ln in hist.read_bytes().split(b"\n") if ln.strip()]
+        for i, line in enumerate(lines):
+            try:
+                r = json.loads(line)
+            except (ValueError, UnicodeDecodeError):
+                rec.torn += 1
+                rec.torn_last += i == len(lines) - 1
+                continue
+            rid = r.get("run_id")
+            if not rid:
+                continue
+            if "status" in r:
+                rec.finals[(job, rid)] += 1
+                if rid in statuses and statuses[rid] != r["status"]:
+                    rec.conflicts.append(f"{job} {rid}: {statuses[rid]} then {r['status']}")
+                statuses[rid] = r["status"]
+            merged.setdefault(rid, {}).update(r)
+        rec.runs[job] = merged
+    return rec
+
+
+def read_state(state_dir: Path) -> dict[str, Any]:
+    """state.json, which must always be readable: JSON that State.decode accepts."""
+    from cronfile.state import State
+
+    data = json.loads((state_dir / "state.json").read_bytes())
+    State.decode(data)
+    return data
+
+
+def running_ids(state: dict[str, Any]) -> dict[str, str]:
+    """run id -> job of every run the state says is in flight (orphans included)."""
+    out = {r["run_id"]: name for name, js in state["jobs"].items() for r in js["running"]}
+    out.update({r["run_id"]: r.get("job", "?") for r in state.get("orphans", [])})
+    return out
+
+
+def duplicates(marks: list[Mark], records: Records) -> list[str]:
+    """Scheduled instants executed more than once, by the jobs' own marks and by the run
+    records (manual runs have no instant and are left out)."""
+    dups = []
+    by_mark = Counter((m.job, m.scheduled_for) for m in marks if m.trigger != "manual")
+    dups += [f"marks: {job} {when} x{n}" for (job, when), n in by_mark.items() if n > 1]
+    by_record: Counter[tuple[str, str]] = Counter()
+    for job, runs in records.runs.items():
+        for r in runs.values():
+            if r.get("status") in ("missed", "skipped") or r.get("trigger") == "manual":
+                continue
+            if r.get("scheduled_for"):
+                by_record[(job, r["scheduled_for"])] += 1
+    dups += [f"records: {job} {when} x{n}" for (job, when), n in by_record.items() if n > 1]
+    return dups
+
+
+def marks_by_run(marks: list[Mark]) -> dict[str, Mark]:
+    return {m.run_id: m for m in marks}
+
+
+def group(items: Iterable[tuple[str, Any]]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = defaultdict(list)
+    for k, v in items:
+        out[k].append(v)
+    return dict(out)
