@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,14 +308,3 @@ def duplicates(marks: list[Mark], records: Records) -> list[str]:
                 by_record[(job, r["scheduled_for"])] += 1
     dups += [f"records: {job} {when} x{n}" for (job, when), n in by_record.items() if n > 1]
     return dups
-
-
-def marks_by_run(marks: list[Mark]) -> dict[str, Mark]:
-    return {m.run_id: m for m in marks}
-
-
-def group(items: Iterable[tuple[str, Any]]) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = defaultdict(list)
-    for k, v in items:
-        out[k].append(v)
-    return dict(out)
