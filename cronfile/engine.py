@@ -582,7 +582,13 @@ class Engine:
 
     def _missed_record(self, job: str, d: Any) -> dict[str, Any]:
         n = d.missed
-        self.log(job, f"missed {n} run{'s' if n != 1 else ''} ({iso(d.missed_first)} .. {iso(d.missed_last)}): later than starting_deadline")
+        if d.run is not None and d.trigger == "schedule":
+            # The latest occurrence runs on time; the earlier ones were not late past the
+            # deadline, they were folded into it (at most one run per job per pass).
+            why = "folded into the run of a later occurrence (at most one run at a time on return)"
+        else:
+            why = "later than starting_deadline"
+        self.log(job, f"missed {n} run{'s' if n != 1 else ''} ({iso(d.missed_first)} .. {iso(d.missed_last)}): {why}")
         return {
             "job": job,
             "run_id": new_run_id(self.clock.now()),
@@ -597,6 +603,7 @@ class Engine:
             "deliveries": [],
             "missed_count": n,
             "missed_first": iso(d.missed_first),
+            "message": why,
             "host": self.host,
         }
 
@@ -764,7 +771,9 @@ class Engine:
             "claimed_at": iso(claim.claimed_at),
             **outcome.to_record(),
             "status": status,
-            "log_path": str(log_path),
+            # Absolute, so a webhook receiver or a script elsewhere can open it; None when
+            # the run ended before anything was spawned (refused, a failing gate...).
+            "log_path": str(log_path.resolve()) if log_path.exists() else None,
             "deliveries": [],
             "host": self.host,
             "engine": self.engine_id,
@@ -863,7 +872,28 @@ class Engine:
     # -- modes -------------------------------------------------------------------------
 
     def run_now(self, spec: JobSpec, *, stream: IO[bytes] | None) -> str:
-        """`cronfile run NAME`: claim a manual run, execute it in the foreground."""
+        """`cronfile run NAME`: claim a manual run, execute it in the foreground.
+
+        SIGTERM or SIGINT stops the run's process group and records it `interrupted`
+        (and delivers that): in a Kubernetes pod this process is PID 1, which the kernel
+        would otherwise not even let SIGTERM stop."""
+        cancel = threading.Event()
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            self.log(spec.name, f"received {signal.Signals(signum).name}: stopping the run")
+            self._stop.set()
+            cancel.set()
+
+        old: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            return self._run_now(spec, stream=stream, cancel=cancel)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def _run_now(self, spec: JobSpec, *, stream: IO[bytes] | None, cancel: threading.Event) -> str:
         now = self.clock.now()
         run_id = new_run_id(now)
         with self._txn() as txn:
@@ -874,7 +904,7 @@ class Engine:
                 running = js.running + (Running(run_id, None, now, "manual", self.engine_id),)
                 txn.state = txn.state.with_job(spec.name, js.with_(running=running))
         claim = self._claim(spec.name, run_id, spec, "manual", None, now)
-        return self.execute(claim, threading.Event(), stream=stream)
+        return self.execute(claim, cancel, stream=stream)
 
     def tick(self) -> int:
         """One pass: apply (if the files are valid), fire what is due, wait, exit."""

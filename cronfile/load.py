@@ -277,15 +277,20 @@ def warnings_for(specs: list[JobSpec], root: Path, now: datetime, environ: Mappi
         for msg in sched.dst_warnings(schedule, now):
             out.append(Problem(s.source, *s.where("schedule"), "schedule", msg, severity="warning"))
         if schedule.kind == "once" and schedule.next_after(now) is None:
-            out.append(Problem(s.source, s.line, 1, "schedule", f"{s.schedule} is in the past: this job will never fire", severity="warning"))
-        for var in s.env_refs():
-            if var not in environ:
+            out.append(Problem(s.source, *s.where("schedule"), "schedule", f"{s.schedule} is in the past: this job will never fire", severity="warning"))
+        from .yamlsrc import dotted
+
+        seen: set[tuple[str, tuple[str | int, ...]]] = set()
+        for var, fpath in s.env_ref_paths():
+            if var not in environ and (var, fpath) not in seen:
+                seen.add((var, fpath))
+                what = "the run will fail" if fpath[0] == "env" else "that delivery will fail"
                 out.append(
-                    Problem(s.source, s.line, 1, "env", f"${{{var}}} is not set in this environment (the run will fail if it is not set for the engine)", severity="warning")
+                    Problem(s.source, *s.where(*fpath), dotted(fpath), f"${{{var}}} is not set in this environment ({what} if it is not set for the engine)", severity="warning")
                 )
-        for f in s.context.files:
+        for i, f in enumerate(s.context.files):
             if not (root / f).exists():
-                out.append(Problem(s.source, s.line, 1, "context.files", f"{f} does not exist (yet)", severity="warning"))
+                out.append(Problem(s.source, *s.where("context", "files", i), f"context.files[{i}]", f"{f} does not exist (yet)", severity="warning"))
         if s.context.script and not (root / s.workdir / s.context.script).exists() and "/" in s.context.script:
-            out.append(Problem(s.source, s.line, 1, "context.script", f"{s.context.script} does not exist (yet)", severity="warning"))
+            out.append(Problem(s.source, *s.where("context", "script"), "context.script", f"{s.context.script} does not exist (yet)", severity="warning"))
     return out

@@ -23,7 +23,8 @@ from typing import Any
 from .errors import Problem
 from .yamlsrc import Document, dotted
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# \A...\Z, not ^...$: "$" also matches before a trailing newline ("backup\n").
+NAME_RE = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,63}\Z")
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -569,7 +570,15 @@ def job_from_document(
     P = doc.path
     if not isinstance(doc.data, dict):
         return None, [Problem(P, doc.line, doc.column, "", f"a job must be a mapping, got {_type_name(doc.data)}")]
-    data = merge_defaults(doc.data, config.defaults)
+    own = dict(doc.data)
+    for key in ("env", "labels"):
+        # Environment values and labels are text: pass `0022` or `1.10` as written.
+        if isinstance(own.get(key), dict):
+            own[key] = {
+                k: doc.raw.get((key, k), v) if isinstance(v, int | float) else v
+                for k, v in own[key].items()
+            }
+    data = merge_defaults(own, config.defaults)
     problems: list[Problem] = []
     if "name" not in data:
         if default_name is None:

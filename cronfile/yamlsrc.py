@@ -77,6 +77,7 @@ class Document:
     column: int
     positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
     key_positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    raw: dict[Path, str] = field(default_factory=dict)  # source text of non-string scalars
 
     def where(self, fpath: Path, *, key: bool = False) -> tuple[int, int]:
         """The best position for ``fpath``: the value (or key), else its nearest parent."""
@@ -101,6 +102,7 @@ class _Builder:
         self.count = 0
         self.positions: dict[Path, tuple[int, int]] = {}
         self.key_positions: dict[Path, tuple[int, int]] = {}
+        self.raw: dict[Path, str] = {}
         self.problems: list[Problem] = []
         self.constructor = _Loader("")
         self._merge_memo: dict[int, int] = {}
@@ -188,12 +190,21 @@ class _Builder:
         tag = node.tag
         if tag in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"):
             return node.value
-        if tag in (
-            "tag:yaml.org,2002:int",
-            "tag:yaml.org,2002:float",
-            "tag:yaml.org,2002:bool",
-            "tag:yaml.org,2002:null",
-        ):
+        if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"):
+            # Kept so that `env: {UMASK: 0022, VER: 1.10}` can pass the text as written.
+            self.raw[fpath] = node.value
+        if tag == "tag:yaml.org,2002:int":
+            # YAML 1.2 core: `0022` is 22 (PyYAML's 1.1 constructor would read octal 18);
+            # only `0o` and `0x` change the base.
+            text = node.value
+            sign = -1 if text.startswith("-") else 1
+            digits = text.lstrip("+-")
+            if digits.startswith("0o"):
+                return sign * int(digits[2:], 8)
+            if digits.startswith("0x"):
+                return sign * int(digits[2:], 16)
+            return sign * int(digits, 10)
+        if tag in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"):
             return self.constructor.construct_object(node, deep=True)
         # Any other tag (!!binary, !!python/..., custom) is not part of a job file.
         self.problems.append(
@@ -264,6 +275,7 @@ def load_documents(text: str | bytes, path: str) -> tuple[list[Document], list[P
                     column=node.start_mark.column + 1,
                     positions=b.positions,
                     key_positions=b.key_positions,
+                    raw=b.raw,
                 )
             )
     except yaml.MarkedYAMLError as e:

@@ -294,3 +294,15 @@ def test_a_bad_file_name_does_not_hide_the_files_other_problems(repo):
     got = messages(load_project(repo))
     assert any("the file name 'Bad_Name' is not a valid job name" in m for m in got)
     assert any("unknown agent profile 'nosuch'" in m for m in got)
+
+
+def test_numbers_are_yaml_1_2_and_env_values_keep_their_text(repo):
+    write(repo, "jobs.d/x.yaml", "schedule: '@daily'\nshell: a\nretries: 010\nrepeat: 0x10\nenv: {UMASK: 0022, VER: 1.10, ON: true}\n")
+    (spec,) = load_project(repo).specs
+    assert spec.retries == 10 and spec.repeat == 16
+    assert dict(spec.env) == {"UMASK": "0022", "VER": "1.10", "ON": "true"}
+
+
+def test_a_name_with_a_trailing_newline_is_refused(repo):
+    write(repo, "jobs.d/x.yaml", 'name: "backup\\n"\nschedule: "@daily"\nshell: a\n')
+    assert messages(load_project(repo))

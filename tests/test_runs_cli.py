@@ -72,3 +72,19 @@ def test_logs_follow_prints_a_run_in_flight_until_it_ends(tmp_path):
         assert lines == ["first\n", "second\n"]
     finally:
         runner.wait(30)
+
+
+def test_sigterm_stops_a_manual_run_and_records_it_interrupted(tmp_path):
+    import signal
+
+    (tmp_path / "jobs.d").mkdir()
+    (tmp_path / "jobs.d" / "long.yaml").write_text('schedule: "@daily"\nshell: "echo started; sleep 60"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRONFILE_")}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "cronfile", "run", "long"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "started\n"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 1
+    (run,) = json.loads(cronfile("history", "long", "--json", cwd=tmp_path).stdout)
+    assert run["status"] == "interrupted"
