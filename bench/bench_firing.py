@@ -15,7 +15,9 @@ Peers: `cronfile daemon` (6-field cron `*/P * * * * *`); APScheduler 3
 subprocess with shell=True); Debian's cron (minute-level: `* * * * *`, measured over M
 minutes, its lateness at the minute; skipped at --tiny). Only rounds that begin after a
 daemon is ready and end before it is stopped count; a job that did not start in such a
-round counts as missing.
+round counts as missing. The "floor" row is no scheduler at all: N threads, parked in
+advance, released at the instant, each starting the same command with subprocess; it
+is what this machine allows a Python scheduler at best, and is not counted as a peer.
 
 Goals (issue 7): p99 under 10 ms for 1 job and under 50 ms for 100 jobs, at or ahead of
 every peer.
@@ -126,19 +128,64 @@ def run_peer(start: Callable[[Path], tuple[Callable[[], None], float]], d: Path,
     return collect(out, n, period, ready, stopped, margin)
 
 
+FLOOR = "floor: Python spawning, no scheduler"
+
+
+def spawn_floor(d: Path, n: int, rounds: int) -> tuple[int, int, list[float], int, int]:
+    """What any Python scheduler pays at best: at each instant, ``n`` threads parked
+    beforehand are released together and each starts the job's command with
+    subprocess (Popen releases the GIL while it forks, so they overlap). Returns
+    (period, rounds, lateness ms, missing, extra) like the peers."""
+    import subprocess
+    import threading
+
+    period = 1 if n <= 10 else 2
+    out = d / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    instants: list[float] = []
+    for _ in range(rounds):
+        go = threading.Event()
+
+        def job(i: int, go: threading.Event = go) -> None:
+            go.wait()
+            subprocess.run(f"date +%s.%N >> {out}/job-{i:05d}", shell=True, check=False)
+
+        threads = [threading.Thread(target=job, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        instant = (math.floor(time.time() / period) + 1) * period
+        time.sleep(max(0.0, instant - time.time() - 0.002))
+        while time.time() < instant:
+            pass  # the last two milliseconds spun, so the release itself is on time
+        go.set()
+        instants.append(instant)
+        for t in threads:
+            t.join()
+    late: list[float] = []
+    extra = 0
+    for i in range(n):
+        path = out / f"job-{i:05d}"
+        starts = sorted(float(x) for x in path.read_text().split()) if path.exists() else []
+        extra += max(0, len(starts) - len(instants))
+        late += [(t - slot) * 1000 for t, slot in zip(starts, instants, strict=False)]
+    return period, len(instants), late, len(instants) * n - len(late), extra
+
+
 def main() -> None:
     p = parser(__doc__.split("\n\n")[0], "jobs due at once (default 1 100; tiny 1 5)")
     p.add_argument("--seconds", type=float, help="how long each seconds-level run lasts (default 120; tiny 2)")
     p.add_argument("--cron-minutes", type=int, default=3, help="minutes Debian cron is measured per size (default 3)")
     p.add_argument("--period", type=int, help="seconds between fires (divides 60; default 1 for up to 10 jobs, else 10)")
-    p.add_argument("--peers", default="cronfile,apscheduler,cron", help="comma-separated subset to run")
+    p.add_argument("--peers", default="cronfile,apscheduler,cron,floor", help="comma-separated subset to run")
+    p.add_argument("--floor-rounds", type=int, help="rounds of the spawn floor (default 20; tiny 1)")
     args = p.parse_args()
     header("firing precision", args)
     sizes = args.sizes or ([1, 5] if args.tiny else [1, 100])
     seconds = args.seconds or (2.0 if args.tiny else 120.0)
     wanted = set(args.peers.split(","))
-    aps_why = apscheduler_missing() if "apscheduler" in wanted else "not asked for (--peers)"
-    cron_why = cron_missing(args.tiny) if "cron" in wanted else "not asked for (--peers)"
+    aps_why = apscheduler_missing() if "apscheduler" in wanted else "APScheduler 3 not asked for (--peers)"
+    cron_why = cron_missing(args.tiny) if "cron" in wanted else "Debian cron not asked for (--peers)"
     for why in (aps_why, cron_why):
         if why:
             note(f"peer skipped: {why}")
@@ -164,6 +211,9 @@ def main() -> None:
                     return daemon.stop, time.time()
 
                 results.append(Result("APScheduler 3", n, period, *run_peer(start_aps, d, n, period, seconds, margin)))
+            if "floor" in wanted:
+                fp, *rest = spawn_floor(d, n, args.floor_rounds or (1 if args.tiny else 20))
+                results.append(Result(FLOOR, n, fp, *rest))
             if cron_why is None:
 
                 def start_cron(out: Path, n: int = n) -> tuple[Callable[[], None], float]:
@@ -176,7 +226,7 @@ def main() -> None:
                 results.append(Result("Debian cron (minute-level)", n, 60, *run_peer(start_cron, d, n, 60, wait, 20)))
     rows = []
     for r in results:
-        peers = [x.late_ms for x in results if x.n == r.n and not x.peer.startswith("cronfile") and x.late_ms]
+        peers = [x.late_ms for x in results if x.n == r.n and not x.peer.startswith("cronfile") and x.peer != FLOOR and x.late_ms]
         best50 = min((quantile(v, 0.5) or 0 for v in peers), default=None)
         best99 = min((quantile(v, 0.99) or 0 for v in peers), default=None)
         rows.append(r.row(best50, best99))
