@@ -521,6 +521,8 @@ class Engine:
                 js = state.jobs[name]
                 if js.state != JobStatus.scheduled:
                     continue
+                if js.queued is None and (js.next_run is None or js.next_run > now):
+                    continue  # not due: skip building its spec (10,000 jobs, every pass)
                 spec = self.spec_for(js)
                 if js.queued is not None and not js.running:
                     # concurrency: queue -- the buffered occurrence runs right after.
