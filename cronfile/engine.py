@@ -18,7 +18,6 @@ section 5:
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import secrets
 import signal
@@ -175,28 +174,6 @@ def _release(lock: Any) -> None:
             except Exception:  # noqa: BLE001 - best effort on a lock we are dropping
                 pass
             return
-
-
-def follow_log(store: Store, job: str, run_id: str, path: Path, out: IO[bytes]) -> int:
-    """`cronfile logs -f`: print the log as it grows until the run is no longer in flight."""
-    pos = 0
-    while True:
-        try:
-            with path.open("rb") as f:
-                f.seek(pos)
-                chunk = f.read()
-        except FileNotFoundError:
-            chunk = b""
-        if chunk:
-            out.write(chunk)
-            out.flush()
-            pos += len(chunk)
-        state = store.read()
-        js = state.jobs.get(job)
-        in_flight = js is not None and any(r.run_id == run_id for r in js.running)
-        if not in_flight and not chunk:
-            return 0
-        time.sleep(0.2)
 
 
 @dataclass(order=True)
@@ -1151,10 +1128,3 @@ def _boot_time() -> datetime | None:
         return datetime.fromtimestamp(sec, UTC)
     except (OSError, IndexError, ValueError, Exception):  # noqa: BLE001
         return None
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
-Callback = Callable[[set[str]], None]
