@@ -377,7 +377,7 @@ class Engine:
                         "status": status,
                         "exit_code": None,
                         "attempts": 0,
-                        "log_path": str(self.store.log_path(job, r.run_id)),
+                        "log_path": _existing(self.store.log_path(job, r.run_id)),
                         "deliveries": [],
                         "message": "the engine that ran it stopped"
                         + (" (its leftover processes were stopped)" if pgid is not None else ""),
@@ -752,7 +752,7 @@ class Engine:
             "status": status,
             # Absolute, so a webhook receiver or a script elsewhere can open it; None when
             # the run ended before anything was spawned (refused, a failing gate...).
-            "log_path": str(log_path.resolve()) if log_path.exists() else None,
+            "log_path": _existing(log_path),
             "deliveries": [],
             "host": self.host,
             "engine": self.engine_id,
@@ -1023,6 +1023,12 @@ class Engine:
                     ev.set()
             self.wait_idle(15.0)
         self.log("", "stopped")
+
+
+def _existing(log_path: Path) -> str | None:
+    """A history line's log_path: absolute, so a webhook receiver or a script elsewhere can
+    open it; None when the run ended before it wrote anything."""
+    return str(log_path.resolve()) if log_path.exists() else None
 
 
 def _read_output(path: Path, limit: int) -> tuple[str, bool]:
