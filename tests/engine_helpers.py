@@ -24,16 +24,35 @@ from cronfile.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
-    """Poll ``cond`` until it returns something truthy; fail after ``timeout`` seconds."""
+def wait_for(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll ``cond`` until it returns something truthy; fail after ``timeout`` seconds.
+    The pause starts at 2 ms and doubles up to ``interval``."""
     deadline = time.monotonic() + timeout
+    pause = 0.002
     while True:
         value = cond()
         if value:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+        time.sleep(pause)
+        pause = min(pause * 2, interval)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs. os.kill(pid, 0) also reaches zombies, and a sandbox whose
+    PID 1 does not reap leaves killed orphans as zombies for ever: those count as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): a reaped orphan is gone, so kill(0) is enough
+    return stat[stat.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
 
 
 def write_job(root: Path, name: str, text: str) -> Path:

@@ -4,10 +4,7 @@ conditions (never fixed sleeps), tell whether a pid still runs, write a fake age
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,33 +16,7 @@ from cronfile.spec import AgentProfile, Config, JobSpec
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
-
-def wait_for(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    pause = 0.002
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs. os.kill(pid, 0) also reaches zombies, and a sandbox whose
-    PID 1 does not reap leaves killed orphans as zombies for ever: those count as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return True  # no /proc (macOS): a reaped orphan is gone, so kill(0) is enough
-    return stat[stat.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
+from engine_helpers import alive, wait_for  # noqa: E402,F401  (re-exported for the executor tests)
 
 
 def make_spec(**fields: Any) -> JobSpec:

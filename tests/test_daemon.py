@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 from cli_helpers import cronfile
-from engine_helpers import Daemon, history, read_state, wait_for, write_job
+from engine_helpers import Daemon, alive, history, read_state, wait_for, write_job
 
 pytestmark = pytest.mark.slow
 
@@ -76,17 +76,7 @@ def test_sigkill_with_runs_in_flight_never_runs_an_instant_twice(repo):
     first = [int(pid) for rid, pid in (ln.split() for ln in pids.read_text().splitlines()) if rid in in_flight]
     assert first
     for pid in first:
-        wait_for(lambda pid=pid: not _alive(pid), timeout=15, what=f"leftover {pid} stopped")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
+        wait_for(lambda pid=pid: not alive(pid), timeout=15, what=f"leftover {pid} stopped")
 
 
 def test_tick_beside_a_daemon_never_doubles_a_run(repo):

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine_helpers import alive, wait_for  # noqa: F401  (one copy for all tests)
+
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES: list[str] = []  # printed at the end of the session (conftest)
 
@@ -185,33 +187,6 @@ class DaemonProc:
     def __exit__(self, *exc: object) -> None:
         self.kill9()
 
-
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    pause = 0.005
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs; a zombie (an orphan nobody reaped) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return True
-    return stat[stat.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
 
 
 # -- what the runs left behind ---------------------------------------------------------
