@@ -137,33 +137,6 @@ def load_checked(args: argparse.Namespace, out: Out, **kw: Any) -> Project:
     return project
 
 
-def git_revision(root: Path) -> str | None:
-    """The commit of the jobs repo if it is a git checkout (read from .git, no subprocess)."""
-    import subprocess
-
-    try:
-        res = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if res.returncode != 0:
-        return None
-    rev = res.stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(root), "status", "--porcelain", "--", "jobs.d", "cronfile.yaml"],
-        capture_output=True,
-        text=True,
-        timeout=5,
-    )
-    if dirty.returncode == 0 and dirty.stdout.strip():
-        rev += "-dirty"
-    return rev
-
-
 # -- commands ------------------------------------------------------------------------
 
 
@@ -383,6 +356,7 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
     if write:
         refuse_inside_run("apply")
         from .engine import apply_project
+        from .load import git_revision
 
         plan = apply_project(store, project, now=now, revision=git_revision(project.root), source="apply")
     else:

@@ -420,8 +420,8 @@ class Engine:
     # -- applying ----------------------------------------------------------------------
 
     def apply(self, project: Project, source: str) -> None:
-        from .cli import git_revision
         from .errors import SpecError, StateError
+        from .load import git_revision
 
         def reloaded(fresh: Project) -> None:
             nonlocal project
@@ -750,8 +750,6 @@ class Engine:
             "claimed_at": iso(claim.claimed_at),
             **outcome.to_record(),
             "status": status,
-            # Absolute, so a webhook receiver or a script elsewhere can open it; None when
-            # the run ended before anything was spawned (refused, a failing gate...).
             "log_path": _existing(log_path),
             "deliveries": [],
             "host": self.host,

@@ -294,3 +294,31 @@ def warnings_for(specs: list[JobSpec], root: Path, now: datetime, environ: Mappi
         if s.context.script and not (root / s.workdir / s.context.script).exists() and "/" in s.context.script:
             out.append(Problem(s.source, *s.where("context", "script"), "context.script", f"{s.context.script} does not exist (yet)", severity="warning"))
     return out
+
+
+def git_revision(root: Path) -> str | None:
+    """The commit of the jobs repo if it is a git checkout (``-dirty`` when jobs.d or
+    cronfile.yaml have uncommitted changes); None otherwise."""
+    import subprocess
+
+    try:
+        res = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if res.returncode != 0:
+        return None
+    rev = res.stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--", "jobs.d", "cronfile.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+    )
+    if dirty.returncode == 0 and dirty.stdout.strip():
+        rev += "-dirty"
+    return rev
