@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import Problem
+from .parsecache import Entry, ParseCache, config_fingerprint, file_key
 from .spec import Config, JobSpec, config_from_document, cross_problems, job_from_document
 from .yamlsrc import MAX_FILE_BYTES, Document, load_documents
 
@@ -37,8 +38,12 @@ class Project:
     config: Config
     specs: list[JobSpec] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
+    file_names: list[str] = field(default_factory=list)  # the job files read, as walked
     signature: tuple[tuple[str, int, int], ...] = ()  # (path, mtime_ns, size) of what was read
+
+    @property
+    def files(self) -> list[Path]:
+        return [Path(f) for f in self.file_names]
 
     @property
     def errors(self) -> list[Problem]:
@@ -77,66 +82,131 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
-def find_job_files(jobs_dir: Path, root: Path) -> tuple[list[Path], list[Problem]]:
-    """Every ``*.yaml``/``*.yml`` below ``jobs_dir``, sorted; symlinks that lead outside
-    the repo are refused, hidden files and folders skipped."""
-    files: list[Path] = []
-    problems: list[Problem] = []
+@dataclass
+class _Scan:
+    """One walk of the repo: the job files to read, the problems of the walk, and the
+    signature of everything the loader would read. Paths are strings: at 10,000 files,
+    building Path objects cost more than the walk."""
+
+    files: list[tuple[str, str, os.stat_result, str]] = field(default_factory=list)  # path, shown, stat, absolute
+    problems: list[Problem] = field(default_factory=list)
+    signature: tuple[tuple[str, int, int], ...] = ()
+
+
+def _scan(root: Path, jobs_dir: Path) -> _Scan:
+    """Walk ``jobs_dir`` once: every ``*.yaml``/``*.yml`` below it, sorted; symlinks that
+    lead outside the repo are refused, hidden files and folders skipped, each real folder
+    visited once (two symlinks back to jobs.d made a walk branch 2^40 ways before the
+    kernel's ELOOP: tests/faults)."""
+    scan = _Scan()
+    sig: list[tuple[str, int, int]] = []
+    config = str(root / CONFIG_NAME)
+    try:
+        st = os.stat(config)
+        sig.append((config, st.st_mtime_ns, st.st_size))
+    except FileNotFoundError:
+        if os.path.islink(config):
+            sig.append((config, -1, -1))
+    except OSError:
+        sig.append((config, -1, -1))
     if not jobs_dir.is_dir():
-        return files, problems
+        scan.signature = tuple(sig)
+        return scan
     real_root = root.resolve()
-    seen: set[Path] = set()
+    seen: set[str] = set()
+    found: list[tuple[tuple[str, ...], tuple[str, str, os.stat_result, str]]] = []
     for dirpath, dirnames, filenames in os.walk(jobs_dir, followlinks=True):
-        d = Path(dirpath)
-        real = d.resolve()
+        real = os.path.realpath(dirpath)
         if real in seen:
             dirnames[:] = []
             continue
         seen.add(real)
-        if not _inside(real, real_root):
-            problems.append(
-                Problem(display_path(d), message="symlinked folder leads outside the repo; refused")
-            )
+        if not _inside(Path(real), real_root):
+            scan.problems.append(Problem(display_path(Path(dirpath)), message="symlinked folder leads outside the repo; refused"))
             dirnames[:] = []
             continue
         dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+        rel = _display_dir(dirpath)
+        absdir = os.path.abspath(dirpath)
+        parts = tuple(Path(dirpath).parts)
         for name in sorted(filenames):
             if name.startswith(".") or not name.endswith(SUFFIXES):
                 continue
-            p = d / name
-            if p.is_symlink() and not _inside(p.resolve(), real_root):
-                problems.append(Problem(display_path(p), message="symlink leads outside the repo; refused"))
+            full = os.path.join(dirpath, name)
+            shown = full if rel is None else (name if rel == "." else os.path.join(rel, name))
+            try:
+                st = os.stat(full)
+            except OSError:
+                # A dangling symlink is still a file the loader reports: let its
+                # appearance change the signature, or the daemon never re-reads and never
+                # says so (found by tests/faults).
+                sig.append((full, -1, -1))
+                if os.path.islink(full) and not _inside(Path(full).resolve(), real_root):
+                    scan.problems.append(Problem(shown, message="symlink leads outside the repo; refused"))
+                elif os.path.lexists(full):
+                    scan.problems.append(Problem(shown, message="not a regular file"))
                 continue
-            if not p.is_file():
-                problems.append(Problem(display_path(p), message="not a regular file"))
+            sig.append((full, st.st_mtime_ns, st.st_size))
+            if os.path.islink(full) and not _inside(Path(full).resolve(), real_root):
+                scan.problems.append(Problem(shown, message="symlink leads outside the repo; refused"))
                 continue
-            files.append(p)
-    return sorted(files), problems
+            if not stat.S_ISREG(st.st_mode):
+                scan.problems.append(Problem(shown, message="not a regular file"))
+                continue
+            found.append(((*parts, name), (full, shown, st, os.path.join(absdir, name))))
+    found.sort(key=lambda t: t[0])  # the order of sorted Paths: by component
+    scan.files = [f for _, f in found]
+    scan.signature = tuple(sig)
+    return scan
 
 
-def read_documents(path: Path) -> tuple[list[Document], list[Problem]]:
-    shown = display_path(path)
+def _display_dir(dirpath: str) -> str | None:
+    """display_path of a folder, for joining its file names to: None when files in it
+    are shown by their full path (the folder is not below the cwd)."""
     try:
-        raw = _read_capped(path)
+        rel = os.path.relpath(dirpath)
+    except ValueError:
+        return None
+    return None if rel.startswith("..") else rel
+
+
+def find_job_files(jobs_dir: Path, root: Path) -> tuple[list[Path], list[Problem]]:
+    """Every ``*.yaml``/``*.yml`` below ``jobs_dir``, sorted; symlinks that lead outside
+    the repo are refused, hidden files and folders skipped."""
+    scan = _scan(root, jobs_dir)
+    return [Path(p) for p, _, _, _ in scan.files], scan.problems
+
+
+def read_documents(path: Path | str, shown: str | None = None) -> tuple[list[Document], list[Problem]]:
+    docs, problems, _ = _read_documents(path, shown)
+    return docs, problems
+
+
+def _read_documents(path: Path | str, shown: str | None = None) -> tuple[list[Document], list[Problem], os.stat_result | None]:
+    shown = display_path(Path(path)) if shown is None else shown
+    try:
+        raw, st = _read_capped(path)
     except _NotRegular:
-        return [], [Problem(shown, message="not a regular file")]
+        return [], [Problem(shown, message="not a regular file")], None
     except OSError as e:
-        return [], [Problem(shown, message=f"cannot read: {e.strerror or e}")]
-    return load_documents(raw, shown)
+        return [], [Problem(shown, message=f"cannot read: {e.strerror or e}")], None
+    docs, problems = load_documents(raw, shown)
+    return docs, problems, st
 
 
 class _NotRegular(Exception):
     pass
 
 
-def _read_capped(path: Path) -> bytes:
+def _read_capped(path: Path | str) -> tuple[bytes, os.stat_result]:
     """The file's bytes, at most MAX_FILE_BYTES + 1 of them (enough for load_documents
-    to refuse it as too large). Reading it whole first took a sparse 4 GiB file into
-    memory; a FIFO named cronfile.yaml blocked for ever (both found by tests/faults):
-    so open without blocking, and read only a regular file."""
+    to refuse it as too large), and its stat. Reading it whole first took a sparse 4 GiB
+    file into memory; a FIFO named cronfile.yaml blocked for ever (both found by
+    tests/faults): so open without blocking, and read only a regular file."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise _NotRegular
         chunks: list[bytes] = []
         left = MAX_FILE_BYTES + 1
@@ -146,7 +216,7 @@ def _read_capped(path: Path) -> bytes:
                 break
             chunks.append(chunk)
             left -= len(chunk)
-        return b"".join(chunks)
+        return b"".join(chunks), st
     finally:
         os.close(fd)
 
@@ -164,6 +234,25 @@ def load_config(root: Path) -> tuple[Config, list[Problem]]:
     return cfg, problems + more
 
 
+def parse_file(path: str, shown: str, config: Config, now: datetime) -> tuple[list[JobSpec], list[Problem], os.stat_result | None]:
+    """One job file -> its valid jobs (in file order) and its problems, and the stat of
+    what was read. Checks across files (names, references) come after."""
+    docs, problems, st = _read_documents(path, shown)
+    if not docs and not problems:
+        # Not an error: commenting a whole file out is a way to switch its jobs off.
+        # But a file truncated by a bad save looks the same, so say so.
+        problems.append(Problem(shown, 1, 1, message="holds no job (empty, or only comments)", severity="warning"))
+    single = len(docs) == 1
+    specs: list[JobSpec] = []
+    for doc in docs:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        spec, more = job_from_document(doc, config, default_name=stem if single else None, now=now)
+        problems += more
+        if spec is not None:
+            specs.append(spec)
+    return specs, problems, st
+
+
 def load_project(
     root: Path | str,
     *,
@@ -171,33 +260,46 @@ def load_project(
     jobs_dir: Path | None = None,
     now: datetime | None = None,
     environ: Mapping[str, str] | None = None,
+    cache: ParseCache | None = None,
+    warnings: bool = True,
 ) -> Project:
     """Load and check the jobs repo at ``root``. ``files`` limits the jobs read to those
-    files; ``jobs_dir`` reads another folder than ``root/jobs.d``."""
+    files; ``jobs_dir`` reads another folder than ``root/jobs.d``. ``cache`` skips
+    files that did not change since it saw them (see ``parsecache``); ``warnings=False``
+    leaves out the per-job warnings (``warnings_for``), which depend on the clock, the
+    environment and other files, and are never cached."""
     root = Path(root)
     now = now or datetime.now(UTC)
-    sig = files_signature(root, jobs_dir)
+    scan = _scan(root, jobs_dir or root / JOBS_DIR)
     config, problems = load_config(root)
     if files is None:
-        found, more = find_job_files(jobs_dir or root / JOBS_DIR, root)
-        problems += more
+        problems += scan.problems
+        todo = scan.files
     else:
-        found = list(files)
+        todo = []
+        for p in files:
+            try:
+                st = os.stat(p)
+            except OSError:
+                st = None
+            todo.append((str(p), display_path(Path(p)), st, os.path.abspath(p)))
+    context = config_fingerprint(config) if cache is not None else ""
     specs: list[JobSpec] = []
     where: dict[str, tuple[str, int]] = {}
-    for path in found:
-        docs, more = read_documents(path)
+    for path, shown, st, key in todo:
+        entry = None
+        if cache is not None and st is not None:
+            entry = cache.get(key, file_key(st), shown, context)
+        if entry is not None:
+            found, more = list(entry.specs), list(entry.problems)
+        else:
+            found, more, read_st = parse_file(path, shown, config, now)
+            if cache is not None and read_st is not None:
+                for s in found:
+                    s.spec_hash, s.schedule_sig  # noqa: B018 - computed once, kept in the cache
+                cache.put(key, Entry(file_key(read_st), shown, context, tuple(found), tuple(more)))
         problems += more
-        if not docs and not more:
-            # Not an error: commenting a whole file out is a way to switch its jobs off.
-            # But a file truncated by a bad save looks the same, so say so.
-            problems.append(Problem(display_path(path), 1, 1, message="holds no job (empty, or only comments)", severity="warning"))
-        single = len(docs) == 1
-        for doc in docs:
-            spec, more = job_from_document(doc, config, default_name=path.stem if single else None, now=now)
-            problems += more
-            if spec is None:
-                continue
+        for spec in found:
             if not SAFE_NAME.match(spec.name) or ".." in spec.name:
                 problems.append(
                     Problem(
@@ -223,45 +325,20 @@ def load_project(
                 continue
             where[spec.name] = (spec.source, spec.line)
             specs.append(spec)
+    if cache is not None and files is None:
+        cache.forget_unseen()
     problems += cross_problems(specs)
-    problems += warnings_for(specs, root, now, os.environ if environ is None else environ)
+    if warnings:
+        problems += warnings_for(specs, root, now, os.environ if environ is None else environ)
     specs.sort(key=lambda s: s.name)
-    return Project(root=root, config=config, specs=specs, problems=problems, files=found, signature=sig)
+    return Project(root=root, config=config, specs=specs, problems=problems, file_names=[p for p, _, _, _ in todo], signature=scan.signature)
 
 
 def files_signature(root: Path, jobs_dir: Path | None = None) -> tuple[tuple[str, int, int], ...]:
     """(path, mtime_ns, size) of cronfile.yaml and every job file: equal signatures mean
     nothing to re-read. Taken before reading, so a change made meanwhile shows as a
     difference the next time."""
-    out = []
-    paths = [root / CONFIG_NAME]
-    # Each real folder once, as find_job_files does: two symlinks back to jobs.d made
-    # this walk branch 2^40 ways before the kernel's ELOOP (found by tests/faults).
-    seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(jobs_dir or root / JOBS_DIR, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
-        paths.extend(Path(dirpath) / n for n in sorted(filenames) if n.endswith(SUFFIXES) and not n.startswith("."))
-    for p in paths:
-        try:
-            st = p.stat()
-        except FileNotFoundError:
-            if not p.is_symlink():
-                continue  # cronfile.yaml need not exist
-            # A dangling symlink is still a file the loader reports: let its appearance
-            # change the signature, or the daemon never re-reads and never says so
-            # (found by tests/faults).
-            out.append((str(p), -1, -1))
-            continue
-        except OSError:
-            out.append((str(p), -1, -1))
-            continue
-        out.append((str(p), st.st_mtime_ns, st.st_size))
-    return tuple(out)
+    return _scan(root, jobs_dir or root / JOBS_DIR).signature
 
 
 def warnings_for(specs: list[JobSpec], root: Path, now: datetime, environ: Mapping[str, str]) -> list[Problem]:

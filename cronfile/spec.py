@@ -221,6 +221,10 @@ class JobSpec:
     source: str = field(default="", compare=False)
     line: int = field(default=0, compare=False)
     positions: Mapping[tuple[str | int, ...], tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
+    # spec_hash and schedule_sig, computed once: reconcile compares them for every job on
+    # every apply (10,000 jobs: 0.15 s of JSON encoding each time), and the parse cache
+    # keeps them with the spec.
+    _memo: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def where(self, *fpath: str | int) -> tuple[int, int]:
         """Line and column of a field in the job's file (the job's start if unknown)."""
@@ -228,11 +232,17 @@ class JobSpec:
 
     @property
     def spec_hash(self) -> str:
-        return _hash(self.data)
+        h = self._memo.get("spec_hash")
+        if h is None:
+            h = self._memo["spec_hash"] = _hash(self.data)
+        return h
 
     @property
     def schedule_sig(self) -> str:
-        return schedule_signature(self.data)
+        h = self._memo.get("schedule_sig")
+        if h is None:
+            h = self._memo["schedule_sig"] = schedule_signature(self.data)
+        return h
 
     def build_schedule(self, created_at: datetime | None = None) -> Any:
         """The job's Schedule (cronfile.schedule); ``created_at`` anchors `in 2h` forms."""

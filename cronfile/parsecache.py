@@ -1,0 +1,174 @@
+"""What each job file parsed to, kept between commands so unchanged files are not read again.
+
+Reading and checking a job file (YAML, JSON schema, cron fields) costs about 0.5 ms; at
+10,000 files every ``diff`` paid 4-5 s for it though one file changed. The loader asks
+this cache first: an entry is reused when the file's identity is the same (device,
+inode, size, mtime and ctime in nanoseconds, taken from the descriptor the file was read
+through) *and* so is everything else that decides the result: the path as shown, the
+``cronfile.yaml`` in force, and cronfile's own code.
+
+Correctness before speed:
+
+- A file changed within ``RACY_NS`` of being read is not cached (git's "racily clean"
+  rule): a filesystem whose clock ticks coarsely can give two writes in one tick the
+  same mtime, and the second would otherwise be served from the first's entry.
+- The cache is a hint. A missing, unreadable, foreign or corrupt cache file is ignored
+  (and rewritten); writing it is best effort (a full disk or a read-only state dir
+  only costs speed) and atomic (temp file and rename), so two commands at once cannot
+  tear it; the last writer wins, and either version is valid.
+- It is a pickle, in the state dir, which is the user's own and 0700 (state.json there
+  holds the commands the engine runs, so whoever can write that dir can already run
+  code as the user). It is loaded only if it is a regular file owned by this user and
+  writable by no one else.
+
+The daemon keeps one in memory for its whole life (``persist=False``): a file edit then
+costs the one file, not all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import stat
+import tempfile
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import Problem
+
+CACHE_NAME = "parse-cache.pickle"
+FORMAT = 1
+RACY_NS = 2_000_000_000  # a file changed less than 2 s before it was read is not cached
+
+FileKey = tuple[int, int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
+
+
+def file_key(st: os.stat_result) -> FileKey:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file's parse: its jobs (valid ones, in file order) and its problems."""
+
+    key: FileKey
+    shown: str  # the path as problems and specs name it (relative to the cwd)
+    context: str  # config_fingerprint() at the time
+    specs: tuple[Any, ...]  # JobSpec
+    problems: tuple[Problem, ...]
+
+
+def _code_fingerprint() -> str:
+    """cronfile's version and the files that decide what a job file parses to: an
+    upgrade, or an edit to the code in a development checkout, empties the cache."""
+    from . import __version__
+
+    here = Path(__file__).parent
+    parts = [__version__, str(FORMAT)]
+    for name in ("spec.py", "yamlsrc.py", "schedule.py", "durations.py", "load.py", "parsecache.py", "schemas/job.schema.json"):
+        try:
+            st = (here / name).stat()
+        except OSError:
+            parts.append(f"{name}:-")
+            continue
+        parts.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
+    return "|".join(parts)
+
+
+def config_fingerprint(config: Any) -> str:
+    """A digest of the Config a file was checked against (defaults, timezone, agents)."""
+    return hashlib.sha256(repr(config).encode()).hexdigest()[:24]
+
+
+class ParseCache:
+    """path -> Entry, optionally loaded from and saved to ``path`` in the state dir."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.entries: dict[str, Entry] = {}
+        self.code = _code_fingerprint()
+        self.hits = 0
+        self.misses = 0
+        self._dirty = False
+        self._seen: set[str] = set()
+        if path is not None:
+            self._load(path)
+
+    @classmethod
+    def in_state_dir(cls, state_dir: Path) -> ParseCache | None:
+        """The state dir's cache, or None when there is no state dir yet: a ``validate``
+        or ``diff`` in a fresh checkout must not create one."""
+        if not state_dir.is_dir():
+            return None
+        return cls(state_dir / CACHE_NAME)
+
+    def _load(self, path: Path) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+                return
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                data = pickle.load(f)  # noqa: S301 - see the module docstring
+        except Exception:  # noqa: BLE001 - a cache that cannot be read is an empty cache
+            return
+        finally:
+            os.close(fd)
+        if isinstance(data, dict) and data.get("code") == self.code and isinstance(data.get("entries"), dict):
+            self.entries = data["entries"]
+
+    def get(self, path: str, key: FileKey, shown: str, context: str) -> Entry | None:
+        self._seen.add(path)
+        e = self.entries.get(path)
+        if e is not None and e.key == key and e.shown == shown and e.context == context:
+            self.hits += 1
+            return e
+        self.misses += 1
+        return None
+
+    def put(self, path: str, entry: Entry) -> None:
+        """Keep ``entry`` unless the file changed too recently to trust its timestamps."""
+        self._seen.add(path)
+        newest = max(entry.key[3], entry.key[4])
+        if time.time_ns() - newest < RACY_NS:
+            if self.entries.pop(path, None) is not None:
+                self._dirty = True
+            return
+        self.entries[path] = entry
+        self._dirty = True
+
+    def forget_unseen(self) -> None:
+        """Drop the entries of files not looked up since the last call (deleted files)."""
+        gone = set(self.entries) - self._seen
+        for p in gone:
+            del self.entries[p]
+        self._dirty = self._dirty or bool(gone)
+        self._seen = set()
+
+    def save(self) -> None:
+        """Write the cache if it changed; best effort, atomic."""
+        if self.path is None or not self._dirty:
+            return
+        blob = pickle.dumps({"code": self.code, "entries": self.entries}, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+            tmp = None
+            self._dirty = False
+        except OSError:
+            pass
+        finally:
+            if tmp is not None:
+                with suppress(OSError):
+                    os.unlink(tmp)
