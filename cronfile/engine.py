@@ -34,6 +34,7 @@ from typing import IO, Any
 from .clock import Clock, SystemClock, iso
 from .errors import CronfileError, LockedError
 from .load import Project, files_signature, load_project
+from .parsecache import ParseCache
 from .spec import Config, JobSpec, Status, spec_from_data
 from .state import JobState, JobStatus, LastRun, Running, State
 from .store import StateWriteError, Store, fault
@@ -96,7 +97,7 @@ def apply_project(
                     txn.state = new_state
         if not stale:
             break
-        project = load_project(project.root, now=now)
+        project = load_project(project.root, now=now, cache=project.cache, warnings=False)
         if project.errors:
             raise SpecError(project.errors)
         if on_reload is not None:
@@ -228,6 +229,9 @@ class Engine:
         self._failed = 0
         self._locks: list[Any] = []
         self._spec_cache: dict[str, JobSpec] = {}
+        # The daemon re-reads only the files that changed (cronfile/parsecache.py): the
+        # cache the command loaded the project with, kept in memory from here on.
+        self._parse_cache = project.cache if project.cache is not None else ParseCache()
         self._sched_cache: dict[tuple[str, str], Any] = {}
         self._finished: list[str] = []
 
@@ -458,6 +462,12 @@ class Engine:
             return
         self.project = project
         self.config = project.config
+        self._remember_specs(project)
+        if self._parse_cache.path is not None:
+            # Saved once, now that the state dir exists; from here on it lives in memory
+            # (a save per edit would cost more than the edit).
+            self._parse_cache.save()
+            self._parse_cache.path = None
         if plan.has_changes:
             for c in plan.changes:
                 action = str(c.action)
@@ -469,12 +479,17 @@ class Engine:
             self.log("", f"applied: {plan.summary()}")
             self._wake.set()
 
+    def _remember_specs(self, project: Project) -> None:
+        """Runs use the specs the files were just parsed to (spec_for would otherwise
+        build a second copy of each from state.json), and only the current ones."""
+        self._spec_cache = {s.spec_hash: s for s in project.specs}
+
     def reload(self) -> None:
-        """Re-read the files (daemon, on a file event). An invalid change keeps the last
-        good set running, and says why."""
-        if files_signature(self.root) == self.project.signature:
-            return
-        project = load_project(self.root, now=self.clock.now())
+        """Re-read the files that changed (daemon, on a file event). An invalid change
+        keeps the last good set running, and says why."""
+        project = load_project(self.root, now=self.clock.now(), cache=self._parse_cache, warnings=False)
+        if project.signature == self.project.signature:
+            return  # nothing changed (the event was state.json, or a temp file)
         if project.errors:
             self.log("", f"jobs.d has {len(project.errors)} problem(s); keeping the last good set:")
             for p in project.errors:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +40,7 @@ class Project:
     problems: list[Problem] = field(default_factory=list)
     file_names: list[str] = field(default_factory=list)  # the job files read, as walked
     signature: tuple[tuple[str, int, int], ...] = ()  # (path, mtime_ns, size) of what was read
+    cache: ParseCache | None = field(default=None, repr=False, compare=False)  # what it was loaded with
 
     @property
     def files(self) -> list[Path]:
@@ -93,7 +94,32 @@ class _Scan:
     signature: tuple[tuple[str, int, int], ...] = ()
 
 
-def _scan(root: Path, jobs_dir: Path) -> _Scan:
+def _walk(top: str) -> Iterator[tuple[str, list[str], list[os.DirEntry[str]]]]:
+    """``os.walk(top, followlinks=True)`` on ``os.scandir``, yielding the file entries
+    themselves: their type comes free with the listing, and their path is joined in C
+    (at 10,000 files os.walk's pure-Python joins and a second stat per file were most
+    of a reload). The caller prunes ``dirs`` in place, as with os.walk."""
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        dirs: list[str] = []
+        files: list[os.DirEntry[str]] = []
+        with it:
+            for e in it:
+                try:
+                    is_dir = e.is_dir()
+                except OSError:
+                    is_dir = False
+                (dirs.append(e.name) if is_dir else files.append(e))  # type: ignore[func-returns-value]
+        yield d, dirs, files
+        stack.extend(d + "/" + n for n in reversed(dirs))
+
+
+def _scan(root: Path, jobs_dir: Path, *, signature_only: bool = False) -> _Scan:
     """Walk ``jobs_dir`` once: every ``*.yaml``/``*.yml`` below it, sorted; symlinks that
     lead outside the repo are refused, hidden files and folders skipped, each real folder
     visited once (two symlinks back to jobs.d made a walk branch 2^40 ways before the
@@ -115,7 +141,7 @@ def _scan(root: Path, jobs_dir: Path) -> _Scan:
     real_root = root.resolve()
     seen: set[str] = set()
     found: list[tuple[tuple[str, ...], tuple[str, str, os.stat_result, str]]] = []
-    for dirpath, dirnames, filenames in os.walk(jobs_dir, followlinks=True):
+    for dirpath, dirnames, entries in _walk(str(jobs_dir)):
         real = os.path.realpath(dirpath)
         if real in seen:
             dirnames[:] = []
@@ -126,37 +152,43 @@ def _scan(root: Path, jobs_dir: Path) -> _Scan:
             dirnames[:] = []
             continue
         dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
-        rel = _display_dir(dirpath)
-        absdir = os.path.abspath(dirpath)
-        parts = tuple(Path(dirpath).parts)
-        for name in sorted(filenames):
+        if not signature_only:
+            rel = _display_dir(dirpath)
+            absdir = os.path.abspath(dirpath)
+            parts = tuple(Path(dirpath).parts)
+        for e in entries:
+            name = e.name
             if name.startswith(".") or not name.endswith(SUFFIXES):
                 continue
-            full = os.path.join(dirpath, name)
-            shown = full if rel is None else (name if rel == "." else os.path.join(rel, name))
+            full = e.path
             try:
-                st = os.stat(full)
+                st = e.stat()
             except OSError:
                 # A dangling symlink is still a file the loader reports: let its
                 # appearance change the signature, or the daemon never re-reads and never
                 # says so (found by tests/faults).
                 sig.append((full, -1, -1))
-                if os.path.islink(full) and not _inside(Path(full).resolve(), real_root):
-                    scan.problems.append(Problem(shown, message="symlink leads outside the repo; refused"))
-                elif os.path.lexists(full):
-                    scan.problems.append(Problem(shown, message="not a regular file"))
+                if not signature_only:
+                    shown = full if rel is None else (name if rel == "." else rel + "/" + name)
+                    if e.is_symlink() and not _inside(Path(full).resolve(), real_root):
+                        scan.problems.append(Problem(shown, message="symlink leads outside the repo; refused"))
+                    elif os.path.lexists(full):
+                        scan.problems.append(Problem(shown, message="not a regular file"))
                 continue
             sig.append((full, st.st_mtime_ns, st.st_size))
-            if os.path.islink(full) and not _inside(Path(full).resolve(), real_root):
+            if signature_only:
+                continue
+            shown = full if rel is None else (name if rel == "." else rel + "/" + name)
+            if e.is_symlink() and not _inside(Path(full).resolve(), real_root):
                 scan.problems.append(Problem(shown, message="symlink leads outside the repo; refused"))
                 continue
             if not stat.S_ISREG(st.st_mode):
                 scan.problems.append(Problem(shown, message="not a regular file"))
                 continue
-            found.append(((*parts, name), (full, shown, st, os.path.join(absdir, name))))
+            found.append(((*parts, name), (full, shown, st, absdir + "/" + name)))
     found.sort(key=lambda t: t[0])  # the order of sorted Paths: by component
     scan.files = [f for _, f in found]
-    scan.signature = tuple(sig)
+    scan.signature = tuple(sorted(sig))
     return scan
 
 
@@ -331,14 +363,14 @@ def load_project(
     if warnings:
         problems += warnings_for(specs, root, now, os.environ if environ is None else environ)
     specs.sort(key=lambda s: s.name)
-    return Project(root=root, config=config, specs=specs, problems=problems, file_names=[p for p, _, _, _ in todo], signature=scan.signature)
+    return Project(root=root, config=config, specs=specs, problems=problems, file_names=[p for p, _, _, _ in todo], signature=scan.signature, cache=cache)
 
 
 def files_signature(root: Path, jobs_dir: Path | None = None) -> tuple[tuple[str, int, int], ...]:
     """(path, mtime_ns, size) of cronfile.yaml and every job file: equal signatures mean
     nothing to re-read. Taken before reading, so a change made meanwhile shows as a
     difference the next time."""
-    return _scan(root, jobs_dir or root / JOBS_DIR).signature
+    return _scan(root, jobs_dir or root / JOBS_DIR, signature_only=True).signature
 
 
 def warnings_for(specs: list[JobSpec], root: Path, now: datetime, environ: Mapping[str, str]) -> list[Problem]:

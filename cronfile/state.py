@@ -155,14 +155,14 @@ class State:
     orphans: tuple[Running, ...] = ()  # runs in flight of jobs deleted since they started
     version: int = STATE_VERSION
 
-    def encode(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "revision": self.revision,
-            "applied_at": iso(self.applied_at),
-            "jobs": {name: self.jobs[name].encode() for name in sorted(self.jobs)},
-            "orphans": [r.encode() for r in self.orphans],
-        }
+    def encode(self, *, jobs: bool = True) -> dict[str, Any]:
+        """The JSON of state.json (``jobs=False``: all but the jobs, for an encoder that
+        writes them itself)."""
+        out: dict[str, Any] = {"version": self.version, "revision": self.revision, "applied_at": iso(self.applied_at)}
+        if jobs:
+            out["jobs"] = {name: self.jobs[name].encode() for name in sorted(self.jobs)}
+        out["orphans"] = [r.encode() for r in self.orphans]
+        return out
 
     @classmethod
     def decode(cls, d: Any) -> State:

@@ -25,6 +25,7 @@ import errno
 import json
 import os
 import random
+import secrets
 import signal
 import tempfile
 import threading
@@ -104,22 +105,56 @@ def fault(point: str, before: Any = None) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def encode_state(state: State) -> bytes:
+def encode_state(state: State, lines: dict[str, tuple[Any, str]] | None = None) -> bytes:
     """The bytes of ``state.json``: stable (jobs sorted by State.encode, keys in a fixed
     order), so an apply that changes nothing writes nothing; one job per line, so diffs
     of the file read well. (Not ``indent=2``: that forces json's pure-Python encoder,
-    about 3x slower, and this runs on every claim.)"""
-    enc = state.encode()
-    jobs = enc.pop("jobs")
-    lines = ["{"]
-    lines += [f" {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}," for k, v in enc.items()]
-    body = ",\n".join(
-        f"  {json.dumps(name, ensure_ascii=False)}: {json.dumps(js, ensure_ascii=False)}"
-        for name, js in jobs.items()
-    )
-    lines.append(' "jobs": {' + ("\n" + body + "\n " if body else "") + "}")
-    lines.append("}")
-    return ("\n".join(lines) + "\n").encode()
+    about 3x slower, and this runs on every claim.)
+
+    ``lines`` (name -> (JobState, its line)) is a cache a Store keeps between writes:
+    JobStates are immutable, so a job whose object is the one encoded last time is not
+    encoded again (at 10,000 jobs, 160 ms per write became the one changed job). It is
+    updated in place to the jobs of ``state``."""
+    out = ["{"]
+    out += [f" {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}," for k, v in state.encode(jobs=False).items()]
+    body = []
+    fresh: dict[str, tuple[Any, str]] = {}
+    for name in sorted(state.jobs):
+        js = state.jobs[name]
+        hit = lines.get(name) if lines is not None else None
+        if hit is not None and hit[0] is js:
+            line = hit[1]
+        else:
+            line = f"  {json.dumps(name, ensure_ascii=False)}: {json.dumps(js.encode(), ensure_ascii=False)}"
+        fresh[name] = (js, line)
+        body.append(line)
+    if lines is not None:
+        lines.clear()
+        lines.update(fresh)
+    joined = ",\n".join(body)
+    out.append(' "jobs": {' + ("\n" + joined + "\n " if body else "") + "}")
+    out.append("}")
+    return ("\n".join(out) + "\n").encode()
+
+
+# state.json's first line after "{" names the write that made it: a random id. A Store
+# keeps the State it last read or wrote and reuses it while the file is the same write:
+# same inode, size, mtime *and* id (inode numbers are reused at once after a rename, and
+# two writes within one tick of a coarse filesystem clock share an mtime). Decoding
+# 10,000 jobs took 0.2 s on every claim of a daemon.
+_WRITE_ID_PREFIX = b'{\n "write_id": "'
+_WRITE_ID_LINE = len(_WRITE_ID_PREFIX) + 16 + 3  # prefix, 16 hex digits, '",\n'
+
+
+def _with_write_id(body: bytes, write_id: str) -> bytes:
+    return _WRITE_ID_PREFIX + write_id.encode() + b'",\n' + body[2:]
+
+
+def _split_write_id(raw: bytes) -> tuple[str | None, bytes]:
+    """(write id, the bytes without it) of state.json's contents."""
+    if raw.startswith(_WRITE_ID_PREFIX) and raw[_WRITE_ID_LINE - 3 : _WRITE_ID_LINE] == b'",\n':
+        return raw[len(_WRITE_ID_PREFIX) : _WRITE_ID_LINE - 3].decode("ascii", "replace"), b"{\n" + raw[_WRITE_ID_LINE:]
+    return None, raw
 
 
 def _check_component(what: str, value: str) -> str:
@@ -283,6 +318,10 @@ class Store:
         self._swept = False
         self._local = threading.local()
         self._held_engines: set[str] = set()
+        # The last state.json this Store read or wrote: ((inode, size, mtime_ns),
+        # write id, State, the bytes without the id); and the encoded line of each job.
+        self._memo: tuple[tuple[int, int, int], str, State, bytes] | None = None
+        self._lines: dict[str, tuple[Any, str]] = {}
 
     def __repr__(self) -> str:
         return f"Store({str(self.state_dir)!r})"
@@ -332,12 +371,27 @@ class Store:
         return self._read()[0]
 
     def _read(self) -> tuple[State, bytes | None]:
+        """The state and the file's bytes without its write id (None: no file)."""
         try:
-            raw = self.state_path.read_bytes()
+            fd = os.open(self.state_path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return State(), None
         except OSError as e:
             raise StateError(f"{self.state_path}: cannot read it ({e.strerror})") from None
+        try:
+            st = os.fstat(fd)
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+            memo = self._memo
+            if memo is not None and memo[0] == key:
+                head = os.pread(fd, _WRITE_ID_LINE, 0)
+                if _split_write_id(head)[0] == memo[1]:
+                    return memo[2], memo[3]
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                raw = f.read()
+        except OSError as e:
+            raise StateError(f"{self.state_path}: cannot read it ({e.strerror})") from None
+        finally:
+            os.close(fd)
         remedy = (
             "restore it from a backup or move it aside to start afresh; "
             "cronfile never replaces it silently"
@@ -351,9 +405,12 @@ class Store:
                 f"{self.state_path} is not valid JSON (line {e.lineno}): {remedy}"
             ) from None
         try:
-            return State.decode(data), raw
+            state = State.decode(data)
         except StateError as e:
             raise StateError(f"{self.state_path}: {e}: {remedy}") from None
+        write_id, body = _split_write_id(raw)
+        self._memo = (key, write_id, state, body) if write_id is not None else None
+        return state, body
 
     @contextmanager
     def transaction(self) -> Iterator[Txn]:
@@ -384,12 +441,16 @@ class Store:
             txn = Txn(state)
             yield txn
             # Encode once, and write only if the bytes differ from what is on disk.
-            data = encode_state(txn.state) if txn.changed else raw
-            if data is not None and data != raw:
+            body = encode_state(txn.state, self._lines) if txn.changed else raw
+            if body is not None and body != raw:
+                write_id = secrets.token_hex(8)
+                self._memo = None
                 try:
-                    self.write_bytes_atomic(self.state_path, data)
+                    self.write_bytes_atomic(self.state_path, _with_write_id(body, write_id))
+                    st = os.stat(self.state_path)  # ours: every writer holds state.lock
                 except OSError as e:
                     raise _write_error("write", self.state_path, e) from None
+                self._memo = ((st.st_ino, st.st_size, st.st_mtime_ns), write_id, txn.state, body)
                 fault("after-state-write")
         finally:
             self._local.in_txn = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import stat
@@ -19,7 +20,7 @@ import pytest
 
 from cronfile.errors import LockedError, StateError
 from cronfile.state import JobState, LastRun, Running, State
-from cronfile.store import Store, encode_state
+from cronfile.store import Store, _split_write_id, encode_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -114,7 +115,65 @@ def test_a_transaction_writes_the_new_state_and_it_reads_back_equal(store: Store
         txn.state = sample_state()
     assert store.exists()
     assert store.read() == sample_state()
-    assert store.state_path.read_bytes() == encode_state(sample_state())
+    raw = store.state_path.read_bytes()
+    write_id, body = _split_write_id(raw)
+    assert write_id is not None and len(write_id) == 16
+    assert body == encode_state(sample_state())
+    assert json.loads(raw)["write_id"] == write_id  # still one JSON object
+
+
+def _other_store_write(store: Store, state: State) -> None:
+    """What another process's write looks like to ``store``: a Store of its own."""
+    with Store(store.state_dir).transaction() as txn:
+        txn.state = state
+
+
+def test_every_write_has_a_new_write_id_and_a_write_of_nothing_keeps_the_file(store: Store) -> None:
+    with store.transaction() as txn:
+        txn.state = sample_state()
+    first = store.state_path.read_bytes()
+    before = store.state_path.stat()
+    with store.transaction() as txn:
+        txn.state = State.decode(json.loads(first))  # equal, another object: same bytes
+    assert store.state_path.stat().st_ino == before.st_ino  # nothing written
+    with store.transaction() as txn:
+        txn.state = txn.state.with_(revision="abc123")
+    assert _split_write_id(store.state_path.read_bytes())[0] != _split_write_id(first)[0]
+
+
+def test_a_store_sees_another_writers_state_even_when_size_inode_and_mtime_match(store: Store) -> None:
+    """The kept State is reused only while the file is the same write. Inode numbers are
+    reused right after a rename and a coarse clock gives two writes one mtime: make the
+    new file look identical to the kept one on all three, and the write id still tells."""
+    with store.transaction() as txn:
+        txn.state = sample_state()
+    assert store.read() == sample_state()
+    kept = store._memo
+    assert kept is not None
+    changed = sample_state().with_(revision="r-other")  # same size? make it so below
+    _other_store_write(store, changed)
+    st = store.state_path.stat()
+    store._memo = ((st.st_ino, st.st_size, st.st_mtime_ns), kept[1], kept[2], kept[3])
+    assert store.read() == changed
+
+
+def test_a_hand_edited_state_file_is_read_again(store: Store) -> None:
+    with store.transaction() as txn:
+        txn.state = sample_state()
+    assert store.read() == sample_state()
+    raw = re.sub(r'"revision": [^,]*,', '"revision": "by-hand",', store.state_path.read_text(), count=1)
+    store.state_path.write_text(raw)  # in place: the same write id and inode, another size
+    assert store.read().revision == "by-hand"
+
+
+def test_the_encoders_line_cache_gives_the_same_bytes_as_a_fresh_encode() -> None:
+    lines: dict = {}
+    s1 = sample_state().with_job("other", sample_state().jobs["backup"])
+    assert encode_state(s1, lines) == encode_state(s1)
+    js = s1.jobs["other"].with_(run_count=99)
+    s2 = s1.with_job("other", js).with_job("backup", None)
+    assert encode_state(s2, lines) == encode_state(s2)
+    assert set(lines) == {"other"} and lines["other"][0] is js
 
 
 def test_state_encodes_and_decodes_to_an_equal_state() -> None:
