@@ -207,9 +207,17 @@ def run_timed(argv: Sequence[str], *, cwd: Path | None = None, env: dict[str, st
 @contextlib.contextmanager
 def workdir(prefix: str, keep: bool) -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix=f"cronfile-bench-{prefix}-"))
+    # cronfile's parse cache (cronfile/parsecache.py) for this run only: each run starts
+    # cold, and ~/.cache is left alone.
+    old = os.environ.get("CRONFILE_CACHE_DIR")
+    os.environ["CRONFILE_CACHE_DIR"] = str(d / "parse-cache")
     try:
         yield d
     finally:
+        if old is None:
+            os.environ.pop("CRONFILE_CACHE_DIR", None)
+        else:
+            os.environ["CRONFILE_CACHE_DIR"] = old
         if keep:
             note(f"kept {d}")
         else:

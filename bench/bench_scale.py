@@ -18,6 +18,7 @@ applied by the daemon within 300 ms, daemon memory under 150 MB.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -87,10 +88,16 @@ def main() -> None:
             note(f"generated {n} job files in {time.perf_counter() - t0:.1f}s")
             base = [*cf, "-C", str(d)]
 
-            def times(*argv: str, ok: tuple[int, ...] = (0,), state: Path | None = None, base: list[str] = base) -> list[Timed]:
+            def times(*argv: str, ok: tuple[int, ...] = (0,), state: Path | None = None, base: list[str] = base, env: dict[str, str] | None = None) -> list[Timed]:
                 extra = ["--state-dir", str(state)] if state else []
-                return [run_timed([*base, *argv, *extra], ok=ok) for _ in range(reps)]
+                return [run_timed([*base, *argv, *extra], ok=ok, env=env) for _ in range(reps)]
 
+            # Cold: every file read and checked (the parse cache off), as on a fresh
+            # machine or after an upgrade. Every later row has the cache the first
+            # `validate` below fills.
+            cold = {**os.environ, "CRONFILE_NO_CACHE": "1"}
+            rows.append(_row("validate (cold: no parse cache)", times("validate", "-q", env=cold), n))
+            rows.append(_row("diff (cold, empty state: all create)", times("diff", "-q", ok=(1,), state=d / "empty", env=cold), n))
             rows.append(_row("validate", times("validate", "-q"), n))
             rows.append(_row("diff (empty state: all create)", times("diff", "-q", ok=(1,), state=d / "empty"), n, GOALS["diff"]))
             firsts = [run_timed([*base, "apply", "-q", "--state-dir", str(d / f"state-{k}")]) for k in range(reps)]

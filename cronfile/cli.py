@@ -125,21 +125,16 @@ def print_problems(out: Out, problems: list[Any], *, warnings: bool = True) -> N
             out.warn(str(p))
 
 
-def load_repo(args: argparse.Namespace, *, writes: bool = False, **kw: Any) -> Project:
-    """load_project with the state dir's parse cache: files unchanged since the last
-    command are not read again (cronfile/parsecache.py). Only where a state dir exists,
-    or the command will make one (``writes``): a `validate` or `diff` in a fresh
-    checkout creates nothing. The cache is saved here if it can be, and again by
-    whoever creates the state dir (``project.cache.save()``)."""
+def load_repo(args: argparse.Namespace, **kw: Any) -> Project:
+    """load_project with the repo's parse cache: files unchanged since the last command
+    are not read again (cronfile/parsecache.py)."""
     from .load import load_project
-    from .parsecache import CACHE_NAME, ParseCache
+    from .parsecache import ParseCache
 
-    cache = None
-    if "files" not in kw and "jobs_dir" not in kw:
-        state_dir = state_dir_of(args)
-        cache = ParseCache(state_dir / CACHE_NAME) if writes else ParseCache.in_state_dir(state_dir)
-    project = load_project(root_of(args), cache=cache, **kw)
-    if cache is not None and cache.path is not None and cache.path.parent.is_dir():
+    root = root_of(args)
+    cache = None if "files" in kw or "jobs_dir" in kw else ParseCache.for_repo(root)
+    project = load_project(root, cache=cache, **kw)
+    if cache is not None:
         cache.save()
     return project
 
@@ -362,7 +357,7 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
     # Warnings are for the jobs this change creates or updates (`validate` lists them
     # all): at 10,000 jobs, checking every unchanged job's DST hours and variables on
     # every diff cost 0.7 s, to repeat what the last apply already said.
-    project = load_repo(args, writes=write, warnings=False)
+    project = load_repo(args, warnings=False)
     if project.errors:
         if out.json:
             out.json_data({"changes": [], "errors": [p.to_json() for p in project.errors]})
@@ -376,8 +371,6 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
         from .load import git_revision
 
         plan = apply_project(store, project, now=now, revision=git_revision(project.root), source="apply")
-        if project.cache is not None:
-            project.cache.save()  # the state dir exists now
     else:
         state = store.read()
         _, plan = reconcile(project.specs, state, now, revision=None)
@@ -595,7 +588,7 @@ def cmd_tick(args: argparse.Namespace, out: Out) -> int:
     from .engine import Engine
 
     refuse_inside_run("tick")
-    project = load_repo(args, writes=True, warnings=False)
+    project = load_repo(args, warnings=False)
     if project.errors:
         print_problems(out, project.errors)
         out.warn("jobs.d is invalid: firing from the last applied set")
@@ -611,7 +604,7 @@ def cmd_daemon(args: argparse.Namespace, out: Out) -> int:
     from .engine import Engine
 
     refuse_inside_run("start a daemon")
-    project = load_repo(args, writes=True, warnings=False)
+    project = load_repo(args, warnings=False)
     if project.errors:
         raise SpecError(project.errors)
     engine = Engine(project.root, store_of(args, project), project=project, mode="daemon", quiet=out.quiet)

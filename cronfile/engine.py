@@ -231,7 +231,10 @@ class Engine:
         self._spec_cache: dict[str, JobSpec] = {}
         # The daemon re-reads only the files that changed (cronfile/parsecache.py): the
         # cache the command loaded the project with, kept in memory from here on.
+        # (It was saved by the command; from here on it lives in memory: a save per edit
+        # would cost more than the edit.)
         self._parse_cache = project.cache if project.cache is not None else ParseCache()
+        self._parse_cache.path = None
         self._sched_cache: dict[tuple[str, str], Any] = {}
         self._finished: list[str] = []
 
@@ -463,11 +466,6 @@ class Engine:
         self.project = project
         self.config = project.config
         self._remember_specs(project)
-        if self._parse_cache.path is not None:
-            # Saved once, now that the state dir exists; from here on it lives in memory
-            # (a save per edit would cost more than the edit).
-            self._parse_cache.save()
-            self._parse_cache.path = None
         if plan.has_changes:
             for c in plan.changes:
                 action = str(c.action)

@@ -13,13 +13,17 @@ Correctness before speed:
   rule): a filesystem whose clock ticks coarsely can give two writes in one tick the
   same mtime, and the second would otherwise be served from the first's entry.
 - The cache is a hint. A missing, unreadable, foreign or corrupt cache file is ignored
-  (and rewritten); writing it is best effort (a full disk or a read-only state dir
-  only costs speed) and atomic (temp file and rename), so two commands at once cannot
-  tear it; the last writer wins, and either version is valid.
-- It is a pickle, in the state dir, which is the user's own and 0700 (state.json there
-  holds the commands the engine runs, so whoever can write that dir can already run
-  code as the user). It is loaded only if it is a regular file owned by this user and
-  writable by no one else.
+  (and rewritten); writing it is best effort (a full disk or a read-only home only
+  costs speed) and atomic (temp file and rename), so two commands at once cannot tear
+  it; the last writer wins, and either version is valid.
+- Where: one file per jobs repo (named by a hash of its absolute path) in
+  ``CRONFILE_CACHE_DIR``, else ``$XDG_CACHE_HOME/cronfile``, else ``~/.cache/cronfile``
+  (as ruff, mypy and pre-commit keep theirs), so a `validate` in a pre-commit hook and a
+  `diff` in a checkout with no state dir are fast too. ``CRONFILE_NO_CACHE=1`` turns
+  it off.
+- It is a pickle. It is loaded only if it and its folder are owned by this user and
+  writable by no one else: whoever can write there can already run code as the user
+  (their shell's startup files are no better guarded). The folder is made 0700.
 
 The daemon keeps one in memory for its whole life (``persist=False``): a file edit then
 costs the one file, not all of them.
@@ -33,6 +37,7 @@ import pickle
 import stat
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +45,14 @@ from typing import Any
 
 from .errors import Problem
 
-CACHE_NAME = "parse-cache.pickle"
+
+def cache_dir(environ: Mapping[str, str]) -> Path:
+    """``CRONFILE_CACHE_DIR``, else ``$XDG_CACHE_HOME/cronfile``, else ``~/.cache/cronfile``."""
+    if environ.get("CRONFILE_CACHE_DIR"):
+        return Path(environ["CRONFILE_CACHE_DIR"]).expanduser()
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cronfile"
+
 FORMAT = 1
 RACY_NS = 2_000_000_000  # a file changed less than 2 s before it was read is not cached
 
@@ -79,16 +91,21 @@ def _code_fingerprint() -> str:
     return "|".join(parts)
 
 
+def _private(st: os.stat_result) -> bool:
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
 def config_fingerprint(config: Any) -> str:
     """A digest of the Config a file was checked against (defaults, timezone, agents)."""
     return hashlib.sha256(repr(config).encode()).hexdigest()[:24]
 
 
 class ParseCache:
-    """path -> Entry, optionally loaded from and saved to ``path`` in the state dir."""
+    """path -> Entry, optionally loaded from and saved to the file ``path``."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, now_ns: Callable[[], int] = time.time_ns) -> None:
         self.path = path
+        self.now_ns = now_ns
         self.entries: dict[str, Entry] = {}
         self.code = _code_fingerprint()
         self.hits = 0
@@ -99,12 +116,14 @@ class ParseCache:
             self._load(path)
 
     @classmethod
-    def in_state_dir(cls, state_dir: Path) -> ParseCache | None:
-        """The state dir's cache, or None when there is no state dir yet: a ``validate``
-        or ``diff`` in a fresh checkout must not create one."""
-        if not state_dir.is_dir():
+    def for_repo(cls, root: Path, environ: Mapping[str, str] | None = None) -> ParseCache | None:
+        """The cache of the jobs repo at ``root``: one file per repo in the user's cache
+        dir, so `validate` in a pre-commit hook and `diff` in a checkout with no state
+        dir benefit too. None when ``CRONFILE_NO_CACHE=1``."""
+        env = os.environ if environ is None else environ
+        if env.get("CRONFILE_NO_CACHE") == "1":
             return None
-        return cls(state_dir / CACHE_NAME)
+        return cls(cache_dir(env) / f"{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:20]}.pickle")
 
     def _load(self, path: Path) -> None:
         try:
@@ -113,7 +132,7 @@ class ParseCache:
             return
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+            if not stat.S_ISREG(st.st_mode) or not _private(st) or not _private(os.stat(path.parent)):
                 return
             with os.fdopen(fd, "rb", closefd=False) as f:
                 data = pickle.load(f)  # noqa: S301 - see the module docstring
@@ -137,7 +156,7 @@ class ParseCache:
         """Keep ``entry`` unless the file changed too recently to trust its timestamps."""
         self._seen.add(path)
         newest = max(entry.key[3], entry.key[4])
-        if time.time_ns() - newest < RACY_NS:
+        if self.now_ns() - newest < RACY_NS:
             if self.entries.pop(path, None) is not None:
                 self._dirty = True
             return
@@ -159,6 +178,7 @@ class ParseCache:
         blob = pickle.dumps({"code": self.code, "entries": self.entries}, protocol=pickle.HIGHEST_PROTOCOL)
         tmp = None
         try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
             with os.fdopen(fd, "wb") as f:
                 f.write(blob)

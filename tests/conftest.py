@@ -39,6 +39,21 @@ def build_spec(**fields: Any) -> JobSpec:
     return spec_from_data(json.loads(json.dumps(data, sort_keys=True)))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_parse_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Every cronfile the tests run (in-process or spawned: they inherit the
+    environment) keeps its parse cache in a temporary folder, not in ~/.cache."""
+    import os
+
+    old = os.environ.get("CRONFILE_CACHE_DIR")
+    os.environ["CRONFILE_CACHE_DIR"] = str(tmp_path_factory.mktemp("parse-cache"))
+    yield
+    if old is None:
+        os.environ.pop("CRONFILE_CACHE_DIR", None)
+    else:
+        os.environ["CRONFILE_CACHE_DIR"] = old
+
+
 @pytest.fixture
 def make_spec() -> Callable[..., JobSpec]:
     """``make_spec(name="backup", schedule="every 30m")`` -> JobSpec."""

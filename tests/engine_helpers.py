@@ -108,7 +108,7 @@ class Daemon:
     def __init__(self, root: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         self.root = root
         self.log_path = root / f"daemon-{time.monotonic_ns()}.log"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("CRONFILE_")}
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("CRONFILE_") or k == "CRONFILE_CACHE_DIR"}
         full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
         full_env["PYTHONUNBUFFERED"] = "1"
         if env:

@@ -51,7 +51,7 @@ def test_logs_follow_prints_a_run_in_flight_until_it_ends(tmp_path):
     (tmp_path / "jobs.d" / "slow.yaml").write_text(
         'schedule: "@daily"\nshell: |\n  echo first\n  while [ ! -f go ]; do sleep 0.02; done\n  echo second\n'
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRONFILE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRONFILE_") or k == "CRONFILE_CACHE_DIR"}
     env["PYTHONPATH"] = str(ROOT)
     runner = subprocess.Popen([sys.executable, "-m", "cronfile", "run", "slow", "-q"], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -79,7 +79,7 @@ def test_sigterm_stops_a_manual_run_and_records_it_interrupted(tmp_path):
 
     (tmp_path / "jobs.d").mkdir()
     (tmp_path / "jobs.d" / "long.yaml").write_text('schedule: "@daily"\nshell: "echo started; sleep 60"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRONFILE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRONFILE_") or k == "CRONFILE_CACHE_DIR"}
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen([sys.executable, "-m", "cronfile", "run", "long"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -1,0 +1,209 @@
+"""The parse cache: unchanged files are not read again, and a changed one always is.
+
+Every test loads the same repo twice, the second time through a cache the first filled,
+and checks the second load equals a load with no cache at all: the cache may only make
+loading faster, never different.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from pathlib import Path
+
+import pytest
+from cli_helpers import cronfile
+
+from cronfile import load as load_mod
+from cronfile.load import load_project
+from cronfile.parsecache import RACY_NS, ParseCache
+
+JOB = 'schedule: "0 3 * * *"\nshell: echo {n}\n'
+
+
+def write(root: Path, rel: str, text: str, *, age_s: float = 10.0) -> Path:
+    """Write a file and date it ``age_s`` seconds back (older than the racy window)."""
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+    old = time.time() - age_s
+    os.utime(p, (old, old))
+    return p
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for i in range(5):
+        write(tmp_path, f"jobs.d/team/job{i}.yaml", JOB.format(n=i))
+    return tmp_path
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The job files parse_file actually read."""
+    seen: list[str] = []
+    real = load_mod.parse_file
+
+    def spy(path, *a, **kw):
+        seen.append(os.path.basename(path))
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(load_mod, "parse_file", spy)
+    return seen
+
+
+def same(a, b) -> None:
+    assert [s.data for s in a.specs] == [s.data for s in b.specs]
+    assert [str(p) for p in a.problems] == [str(p) for p in b.problems]
+    assert [s.source for s in a.specs] == [s.source for s in b.specs]
+    assert [s.where("schedule") for s in a.specs] == [s.where("schedule") for s in b.specs]
+
+
+def later() -> int:
+    """A clock 10 s ahead: files just written count as settled (ctime cannot be dated
+    back); the racy window has a test of its own."""
+    return time.time_ns() + 10 * 10**9
+
+
+def cached_load(repo: Path, tmp: Path, now_ns=later):
+    cache = ParseCache(tmp / "c.pickle", now_ns=now_ns)
+    project = load_project(repo, cache=cache)
+    cache.save()
+    return project, cache
+
+
+def test_a_second_load_reads_no_file_and_gives_the_same_project(repo, tmp_path, reads):
+    first, _ = cached_load(repo, tmp_path)
+    assert len(reads) == 5
+    reads.clear()
+    second, cache = cached_load(repo, tmp_path)
+    assert reads == [] and cache.hits == 5
+    same(second, first)
+    same(second, load_project(repo))
+
+
+def test_an_edited_file_is_read_again_and_only_it(repo, tmp_path, reads):
+    cached_load(repo, tmp_path)
+    reads.clear()
+    write(repo, "jobs.d/team/job2.yaml", 'schedule: "0 4 * * *"\nshell: echo changed\n')
+    second, _ = cached_load(repo, tmp_path)
+    assert reads == ["job2.yaml"]
+    assert second.job("job2").data["schedule"] == "0 4 * * *"
+    same(second, load_project(repo))
+
+
+def test_an_edit_of_the_same_size_and_mtime_is_still_seen(repo, tmp_path, reads):
+    """In place, same length, mtime put back: the ctime still differs (and an editor's
+    save by rename changes the inode)."""
+    p = repo / "jobs.d/team/job1.yaml"
+    cached_load(repo, tmp_path)
+    st = p.stat()
+    deadline = time.monotonic() + 5
+    while p.stat().st_ctime_ns == st.st_ctime_ns and time.monotonic() < deadline:
+        p.write_text(JOB.format(n=7))  # "echo 1" -> "echo 7": same size
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (p.stat().st_size, p.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    reads.clear()
+    second, _ = cached_load(repo, tmp_path)
+    assert reads == ["job1.yaml"]
+    assert second.job("job1").data["shell"] == "echo 7"
+    q = repo / "jobs.d/team/job3.yaml"
+    tmp = q.with_suffix(".tmp")
+    tmp.write_text(JOB.format(n=8))
+    os.utime(tmp, ns=(q.stat().st_atime_ns, q.stat().st_mtime_ns))
+    os.replace(tmp, q)
+    reads.clear()
+    third, _ = cached_load(repo, tmp_path)
+    assert reads == ["job3.yaml"] and third.job("job3").data["shell"] == "echo 8"
+
+
+def test_a_file_changed_within_the_racy_window_is_not_cached(repo, tmp_path, reads):
+    write(repo, "jobs.d/team/fresh.yaml", JOB.format(n=9), age_s=0)
+    cached_load(repo, tmp_path, now_ns=time.time_ns)
+    reads.clear()
+    cached_load(repo, tmp_path, now_ns=time.time_ns)
+    assert "fresh.yaml" in reads  # read again: its timestamps cannot be trusted yet
+    assert RACY_NS >= 1_000_000_000
+
+
+def test_a_new_and_a_deleted_file(repo, tmp_path, reads):
+    cached_load(repo, tmp_path)
+    reads.clear()
+    (repo / "jobs.d/team/job0.yaml").unlink()
+    write(repo, "jobs.d/new.yaml", JOB.format(n=5))
+    second, cache = cached_load(repo, tmp_path)
+    assert reads == ["new.yaml"]
+    assert {s.name for s in second.specs} == {"job1", "job2", "job3", "job4", "new"}
+    assert not any(k.endswith("job0.yaml") for k in cache.entries)  # forgotten
+    same(second, load_project(repo))
+
+
+def test_a_changed_cronfile_yaml_reads_every_file_again(repo, tmp_path, reads):
+    cached_load(repo, tmp_path)
+    reads.clear()
+    write(repo, "cronfile.yaml", "defaults:\n  timezone: Europe/Berlin\n")
+    second, _ = cached_load(repo, tmp_path)
+    assert len(reads) == 5
+    assert {s.timezone for s in second.specs} == {"Europe/Berlin"}
+
+
+def test_problems_come_back_from_the_cache_with_their_positions(repo, tmp_path, reads):
+    write(repo, "jobs.d/bad.yaml", 'schedule: "61 * * * *"\nshell: x\n')
+    first, _ = cached_load(repo, tmp_path)
+    reads.clear()
+    second, _ = cached_load(repo, tmp_path)
+    assert reads == []
+    assert [str(p) for p in second.errors] == [str(p) for p in first.errors]
+    assert any("bad.yaml:1:" in str(p) for p in second.errors)
+
+
+def test_a_corrupt_foreign_or_unsafe_cache_file_is_ignored(repo, tmp_path, reads):
+    path = tmp_path / "c.pickle"
+    path.write_bytes(b"\x80\x05garbage")
+    project, _ = cached_load(repo, tmp_path)
+    same(project, load_project(repo))
+    assert pickle.loads(path.read_bytes())["entries"]  # rewritten, valid
+    os.chmod(path, 0o666)  # writable by others: not loaded
+    assert ParseCache(path).entries == {}
+    os.chmod(path, 0o600)
+    assert ParseCache(path).entries
+
+
+def test_cronfiles_own_code_changing_empties_the_cache(repo, tmp_path, monkeypatch):
+    cached_load(repo, tmp_path)
+    monkeypatch.setattr("cronfile.parsecache._code_fingerprint", lambda: "another build")
+    assert ParseCache(tmp_path / "c.pickle").entries == {}
+
+
+def test_the_command_line_keeps_one_cache_per_repo_in_cronfile_cache_dir(repo, tmp_path):
+    cache_dir = tmp_path / "cache"
+    env = {"CRONFILE_CACHE_DIR": str(cache_dir)}
+    # A process cannot date a file's ctime back: wait until the files are settled.
+    newest = max(p.stat().st_ctime_ns for p in repo.rglob("*.yaml"))
+    while time.time_ns() - newest < RACY_NS:
+        time.sleep(0.05)
+    first = cronfile("validate", cwd=repo, env=env)
+    assert first.returncode == 0, first.stderr
+    files = list(cache_dir.iterdir())
+    assert len(files) == 1 and oct(files[0].stat().st_mode & 0o777) == "0o600"
+    assert oct(cache_dir.stat().st_mode & 0o777) == "0o700"
+    again = cronfile("validate", cwd=repo, env=env)
+    assert again.stdout == first.stdout and again.stderr == first.stderr
+    off = cronfile("validate", cwd=repo, env={"CRONFILE_CACHE_DIR": str(tmp_path / "none"), "CRONFILE_NO_CACHE": "1"})
+    assert off.returncode == 0 and not (tmp_path / "none").exists()
+
+
+def test_diff_warns_only_about_the_jobs_it_creates_or_updates(repo, tmp_path):
+    env = {"CRONFILE_CACHE_DIR": str(tmp_path / "cache"), "MISSING_VAR_X": ""}
+    write(repo, "jobs.d/a.yaml", 'schedule: "0 3 * * *"\nshell: "true"\nenv:\n  T: ${NOT_SET_A}\n')
+    write(repo, "jobs.d/b.yaml", 'schedule: "0 3 * * *"\nshell: "true"\nenv:\n  T: ${NOT_SET_B}\n')
+    first = cronfile("apply", cwd=repo, env=env)
+    assert "NOT_SET_A" in first.stderr and "NOT_SET_B" in first.stderr
+    write(repo, "jobs.d/b.yaml", 'schedule: "0 4 * * *"\nshell: "true"\nenv:\n  T: ${NOT_SET_B}\n')
+    diff = cronfile("diff", cwd=repo, env=env)
+    assert diff.returncode == 1
+    assert "NOT_SET_B" in diff.stderr and "NOT_SET_A" not in diff.stderr
+    val = cronfile("validate", cwd=repo, env=env)
+    assert "NOT_SET_A" in val.stderr and "NOT_SET_B" in val.stderr
