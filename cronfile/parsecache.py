@@ -35,6 +35,7 @@ import hashlib
 import os
 import pickle
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -75,12 +76,12 @@ class Entry:
 
 
 def _code_fingerprint() -> str:
-    """cronfile's version and the files that decide what a job file parses to: an
-    upgrade, or an edit to the code in a development checkout, empties the cache."""
+    """cronfile's version, Python's, and the files that decide what a job file parses
+    to: an upgrade, or an edit to the code in a development checkout, empties the cache."""
     from . import __version__
 
     here = Path(__file__).parent
-    parts = [__version__, str(FORMAT)]
+    parts = [__version__, str(FORMAT), sys.version]
     for name in ("spec.py", "yamlsrc.py", "schedule.py", "durations.py", "load.py", "parsecache.py", "schemas/job.schema.json"):
         try:
             st = (here / name).stat()

@@ -202,7 +202,7 @@ def _create(spec: JobSpec, now: datetime) -> tuple[JobState, Change]:
             status = JobStatus.completed
             notes.append(_never_fires_note(schedule, now))
     js = JobState(
-        spec=dict(spec.data),
+        spec=spec.data,  # shared, never mutated: one copy per job in memory
         spec_hash=spec.spec_hash,
         schedule_sig=spec.schedule_sig,
         created_at=now,
@@ -279,7 +279,7 @@ def _update(spec: JobSpec, old: JobState, now: datetime) -> tuple[JobState, Chan
             notes.append(CATCHUP_NONE)
 
     js = old.with_(
-        spec=dict(spec.data),
+        spec=spec.data,  # shared, never mutated: one copy per job in memory
         spec_hash=spec.spec_hash,
         schedule_sig=spec.schedule_sig,
         state=status,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import marshal
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -179,14 +180,14 @@ class Target:
         return f"{self.kind}:{self.dest}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Context:
     files: tuple[str, ...] = ()
     from_job: str | None = None
     script: str | None = None
 
 
-@dataclass(frozen=True, eq=True)
+@dataclass(frozen=True, eq=True, slots=True)
 class JobSpec:
     """One job as declared, with defaults merged. ``data`` is the normalized mapping that
     is stored in state and hashed; everything else is derived from it."""
@@ -220,7 +221,10 @@ class JobSpec:
     allow_injection_risk: bool = False
     source: str = field(default="", compare=False)
     line: int = field(default=0, compare=False)
-    positions: Mapping[tuple[str | int, ...], tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
+    # Where each field is in the file, for messages: {("deliver", 0, "on"): (line, col)}
+    # packed with marshal (a dict of tuples cost 1.6 KB a job, the largest part of a
+    # 10,000-job daemon's memory; it is read only to word a problem).
+    positions: bytes = field(default=b"", compare=False, repr=False)
     # spec_hash and schedule_sig, computed once: reconcile compares them for every job on
     # every apply (10,000 jobs: 0.15 s of JSON encoding each time), and the parse cache
     # keeps them with the spec.
@@ -228,7 +232,9 @@ class JobSpec:
 
     def where(self, *fpath: str | int) -> tuple[int, int]:
         """Line and column of a field in the job's file (the job's start if unknown)."""
-        return self.positions.get(tuple(fpath), (self.line, 1))
+        if not self.positions:
+            return (self.line, 1)
+        return marshal.loads(self.positions).get(tuple(fpath), (self.line, 1))
 
     @property
     def spec_hash(self) -> str:
@@ -699,7 +705,7 @@ def job_from_document(
         norm["agent"] = agent
     norm = json.loads(json.dumps(norm, sort_keys=True))
     spec = spec_from_data(norm, source=P, line=doc.line)
-    return replace(spec, positions=doc.positions), problems
+    return replace(spec, positions=marshal.dumps(dict(doc.positions))), problems
 
 
 def config_problems_for_defaults(config: Config) -> list[Problem]:
