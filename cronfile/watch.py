@@ -71,8 +71,10 @@ _READ_SIZE = 64 * 1024  # about 2,000 events a read; the kernel queues 16,384 be
 
 
 class InotifyUnavailable(Exception):
-    """inotify cannot be had here; ``polling`` when watchfiles' native watcher (inotify
-    too, on Linux) would fail the same way, so only its polling can work."""
+    """inotify cannot be had here. ``polling`` when the reason is one of inotify's limits:
+    watchfiles' native watcher is inotify too on Linux, and out of watches it leaves
+    folders unwatched without a word (tried with max_user_watches=1: an edit in
+    jobs.d/a/b went unseen), so only its polling can be trusted."""
 
     def __init__(self, reason: str, polling: bool = False) -> None:
         super().__init__(reason)
@@ -118,7 +120,7 @@ class Watcher:
                 impl = _Inotify(self)
             except InotifyUnavailable as e:
                 polling = e.polling
-                how = "polling every 300 ms" if polling else f"watchfiles, which wakes every {STEP_MS} ms"
+                how = "watchfiles, polling every 300 ms" if polling else f"watchfiles, which wakes every {STEP_MS} ms"
                 print(f"cronfile: inotify unavailable ({e}); watching with {how}", flush=True)
             else:
                 self._begin(impl, "inotify")
@@ -419,8 +421,7 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
 class _Watchfiles:
     """watchfiles' RustNotify (the notifier under ``watchfiles.watch``), two watches on
     two threads: jobs.d recursively, the root and the state dir not. A jobs.d made after
-    start is not watched. ``polling`` when inotify is out of watches or instances, which
-    watchfiles' native watcher on Linux would run out of too."""
+    start is not watched. ``polling``: see InotifyUnavailable."""
 
     def __init__(self, w: Watcher, polling: bool) -> None:
         self.w = w

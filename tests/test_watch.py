@@ -432,7 +432,7 @@ class _OutOfWatches(watch._Libc):
 
 @linux_only
 def test_out_of_inotify_watches_falls_back_to_polling(monkeypatch, repo, capsys):
-    # watchfiles' native watcher is inotify too, and would run out the same way.
+    # watchfiles' native watcher is inotify too, and would run out the same way (silently).
     monkeypatch.setattr(watch, "_libc", _OutOfWatches)
     calls = Calls()
     w = Watcher(repo, repo / ".cronfile", calls)
