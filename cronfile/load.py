@@ -268,7 +268,7 @@ def load_config(root: Path) -> tuple[Config, list[Problem]]:
 
 def parse_file(path: str, shown: str, config: Config, now: datetime) -> tuple[list[JobSpec], list[Problem], os.stat_result | None]:
     """One job file -> its valid jobs (in file order) and its problems, and the stat of
-    what was read. Checks across files (names, references) come after."""
+    what was read. Checks across files (duplicate names, references) come after."""
     docs, problems, st = _read_documents(path, shown)
     if not docs and not problems:
         # Not an error: commenting a whole file out is a way to switch its jobs off.
@@ -280,8 +280,20 @@ def parse_file(path: str, shown: str, config: Config, now: datetime) -> tuple[li
         stem = os.path.splitext(os.path.basename(path))[0]
         spec, more = job_from_document(doc, config, default_name=stem if single else None, now=now)
         problems += more
-        if spec is not None:
-            specs.append(spec)
+        if spec is None:
+            continue
+        if not SAFE_NAME.match(spec.name) or ".." in spec.name:
+            problems.append(
+                Problem(
+                    spec.source,
+                    *spec.where("name"),
+                    "name",
+                    f"{spec.name!r} is not a valid job name (lower-case letters, digits, '.', '_', '-', "
+                    "but not '..'; 1-64 characters, starting with a letter or digit)",
+                )
+            )
+            continue
+        specs.append(spec)
     return specs, problems, st
 
 
@@ -332,17 +344,6 @@ def load_project(
                 cache.put(key, Entry(file_key(read_st), shown, context, tuple(found), tuple(more)))
         problems += more
         for spec in found:
-            if not SAFE_NAME.match(spec.name) or ".." in spec.name:
-                problems.append(
-                    Problem(
-                        spec.source,
-                        *spec.where("name"),
-                        "name",
-                        f"{spec.name!r} is not a valid job name (lower-case letters, digits, '.', '_', '-', "
-                        "but not '..'; 1-64 characters, starting with a letter or digit)",
-                    )
-                )
-                continue
             if spec.name in where:
                 fpath, fline = where[spec.name]
                 problems.append(
