@@ -89,7 +89,7 @@ class _Scan:
     signature of everything the loader would read. Paths are strings: at 10,000 files,
     building Path objects cost more than the walk."""
 
-    files: list[tuple[str, str, os.stat_result, str]] = field(default_factory=list)  # path, shown, stat, absolute
+    files: list[tuple[str, str, os.stat_result | None, str]] = field(default_factory=list)  # path, shown, stat, absolute
     problems: list[Problem] = field(default_factory=list)
     signature: tuple[tuple[str, int, int], ...] = ()
 

@@ -35,7 +35,7 @@ class Concurrency(StrEnum):
     forbid = "forbid"  # Like Kubernetes CronJob's Forbid / Temporal Skip: record skipped.
     queue = "queue"  # Like Temporal BufferOne: run one more right after the current one.
     allow = "allow"  # Start another run beside it.
-    replace = "replace"  # Like Kubernetes Replace: stop the old run, start the new one.
+    replace = "replace"  # type: ignore[assignment]  # Like Kubernetes Replace: stop the old run, start the new one.
 
 
 class Catchup(StrEnum):
@@ -297,6 +297,7 @@ def schedule_signature(data: Mapping[str, Any]) -> str:
     from .durations import parse_duration
 
     jitter = data.get("jitter")
+    jitter_s: Any
     try:
         jitter_s = parse_duration(jitter).total_seconds() if jitter is not None else 0.0
     except ValueError:

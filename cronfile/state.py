@@ -6,6 +6,7 @@ error, never a guess (apscheduler's ``require_state_version`` habit).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -98,7 +99,7 @@ class LastRun:
 class JobState:
     """One applied job."""
 
-    spec: dict[str, Any]  # the normalized spec (JobSpec.data); ${VAR} kept as references
+    spec: Mapping[str, Any]  # the normalized spec (JobSpec.data, shared); ${VAR} kept as references
     spec_hash: str
     schedule_sig: str
     created_at: datetime  # first apply; anchors once-relative schedules (`in 2h`)

@@ -450,8 +450,7 @@ class Store:
             yield txn
             # Encode once, and write only if the bytes differ from what is on disk.
             body = encode_state(txn.state, self._lines) if txn.changed else None
-            digest = _digest(body) if body is not None else raw
-            if body is not None and digest != raw:
+            if body is not None and (digest := _digest(body)) != raw:
                 write_id = secrets.token_hex(8)
                 self._memo = None
                 try:
