@@ -140,7 +140,7 @@ def _scan(root: Path, jobs_dir: Path, *, signature_only: bool = False) -> _Scan:
         return scan
     real_root = root.resolve()
     seen: set[str] = set()
-    found: list[tuple[tuple[str, ...], tuple[str, str, os.stat_result, str]]] = []
+    found: list[tuple[str, tuple[str, str, os.stat_result | None, str]]] = []
     for dirpath, dirnames, entries in _walk(str(jobs_dir)):
         real = os.path.realpath(dirpath)
         if real in seen:
@@ -155,7 +155,8 @@ def _scan(root: Path, jobs_dir: Path, *, signature_only: bool = False) -> _Scan:
         if not signature_only:
             rel = _display_dir(dirpath)
             absdir = os.path.abspath(dirpath)
-            parts = tuple(Path(dirpath).parts)
+            # Sorted as Paths sort, by component: with "/" as the lowest character.
+            order = dirpath.replace("/", "\0") + "\0"
         for e in entries:
             name = e.name
             if name.startswith(".") or not name.endswith(SUFFIXES):
@@ -185,10 +186,13 @@ def _scan(root: Path, jobs_dir: Path, *, signature_only: bool = False) -> _Scan:
             if not stat.S_ISREG(st.st_mode):
                 scan.problems.append(Problem(shown, message="not a regular file"))
                 continue
-            found.append(((*parts, name), (full, shown, st, absdir + "/" + name)))
-    found.sort(key=lambda t: t[0])  # the order of sorted Paths: by component
+            found.append((order + name, (full, shown, st, absdir + "/" + name)))
+    found.sort(key=lambda t: t[0])
     scan.files = [f for _, f in found]
-    scan.signature = tuple(sorted(sig))
+    # In walk order: two walks of the same files give the same order, and any change
+    # makes the signatures differ (at worst a reordered folder costs one needless
+    # re-check).
+    scan.signature = tuple(sig)
     return scan
 
 
