@@ -246,12 +246,17 @@ def _read_capped(path: Path | str) -> tuple[bytes, os.stat_result]:
             raise _NotRegular
         chunks: list[bytes] = []
         left = MAX_FILE_BYTES + 1
+        # Ask for the size fstat gave (+1 to see growth), then small reads to EOF: each
+        # os.read allocates the size it is asked for, and 1 MiB per call (twice per
+        # file) cost 0.13 s over 10,000 job files.
+        want = st.st_size + 1
         while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
+            chunk = os.read(fd, min(left, want))
             if not chunk:
                 break
             chunks.append(chunk)
             left -= len(chunk)
+            want = 1 << 16
         return b"".join(chunks), st
     finally:
         os.close(fd)
