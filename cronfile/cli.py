@@ -370,7 +370,11 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
         from .engine import apply_project
         from .load import git_revision
 
-        plan = apply_project(store, project, now=now, revision=git_revision(project.root), source="apply")
+        def reloaded(fresh: Project) -> None:
+            nonlocal project
+            project = fresh  # the files changed meanwhile: warn about what was applied
+
+        plan = apply_project(store, project, now=now, revision=git_revision(project.root), source="apply", on_reload=reloaded)
     else:
         state = store.read()
         _, plan = reconcile(project.specs, state, now, revision=None)

@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from .clock import Clock, SystemClock, iso
 from .errors import CronfileError, LockedError
-from .load import Project, files_signature, load_project
+from .load import Project, files_signature, load_project, racy
 from .parsecache import ParseCache
 from .spec import Config, JobSpec, Status, spec_from_data
 from .state import JobState, JobStatus, LastRun, Running, State
@@ -71,7 +71,10 @@ def apply_project(
       for state.lock while `cronfile apply` recorded a newer edit, reverted that edit (a
       lost update). So, under the lock, the files' signature is compared with the one
       taken when they were read; if they changed, they are read again (``on_reload``
-      hears of it) and the apply is retried.
+      hears of it) and the apply is retried, and the last try reads them under the
+      lock (safe: whoever applies after us reads after we release). An equal signature
+      taken within a clock tick of a write proves nothing (``load.racy``): those files
+      are read again under the lock too.
     - A stale clock. ``now`` was read before waiting for the lock; meanwhile another
       engine may have claimed a run at a later instant. A schedule change recomputes
       next_run "from now", and from a ``now`` older than that claim it could hand the
@@ -80,30 +83,36 @@ def apply_project(
       this also covers a wall clock that jumped back."""
     import getpass
 
-    from .errors import CronfileError, SpecError
+    from .errors import SpecError
     from .reconcile import reconcile
+
+    def read_again() -> Project:
+        fresh = load_project(project.root, now=now, cache=project.cache, warnings=False)
+        if fresh.errors:
+            raise SpecError(fresh.errors)
+        if on_reload is not None:
+            on_reload(fresh)
+        return fresh
 
     store.ensure()
     guard = lock or threading.Lock()
-    for _attempt in range(_STALE_RETRIES):
+    for attempt in range(_STALE_RETRIES):
         stale = False
         with guard, store.transaction() as txn:
-            if project.signature and files_signature(project.root) != project.signature:
-                stale = True
-            else:
+            if project.signature:
+                changed = files_signature(project.root) != project.signature
+                if changed and attempt < _STALE_RETRIES - 1:
+                    stale = True  # read them again without holding the lock, and retry
+                elif changed or racy(project.signature, project.scanned_ns):
+                    project = read_again()
+            if not stale:
                 at = max(now, _latest_activity(txn.state) or now)
                 new_state, plan = reconcile(project.specs, txn.state, at, revision=revision)
                 if plan.has_changes:
                     txn.state = new_state
         if not stale:
             break
-        project = load_project(project.root, now=now, cache=project.cache, warnings=False)
-        if project.errors:
-            raise SpecError(project.errors)
-        if on_reload is not None:
-            on_reload(project)
-    else:
-        raise CronfileError(f"{project.jobs_dir} kept changing while it was applied; nothing was applied, try again")
+        project = read_again()
     if plan.has_changes:
         try:
             user = getpass.getuser()
@@ -486,8 +495,8 @@ class Engine:
         """Re-read the files that changed (daemon, on a file event). An invalid change
         keeps the last good set running, and says why."""
         project = load_project(self.root, now=self.clock.now(), cache=self._parse_cache, warnings=False)
-        if project.signature == self.project.signature:
-            return  # nothing changed (the event was state.json, or a temp file)
+        if project.signature == self.project.signature and not racy(self.project.signature, self.project.scanned_ns):
+            return  # nothing changed (the event was a temp file, or a folder)
         if project.errors:
             self.log("", f"jobs.d has {len(project.errors)} problem(s); keeping the last good set:")
             for p in project.errors:

@@ -8,9 +8,11 @@ refuses to touch state, the daemon keeps its last good set).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +32,7 @@ SAFE_NAME = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,63}\Z")
 CONFIG_NAME = "cronfile.yaml"
 JOBS_DIR = "jobs.d"
 SUFFIXES = (".yaml", ".yml")
+Signature = tuple[tuple[str, int, int, int, int], ...]
 
 
 @dataclass
@@ -39,8 +42,9 @@ class Project:
     specs: list[JobSpec] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     file_names: list[str] = field(default_factory=list)  # the job files read, as walked
-    signature: tuple[tuple[str, int, int], ...] = ()  # (path, mtime_ns, size) of what was read
+    signature: Signature = ()  # (path, inode, size, mtime_ns, ctime_ns) of what was read
     cache: ParseCache | None = field(default=None, repr=False, compare=False)  # what it was loaded with
+    scanned_ns: int = 0  # time.time_ns() when the signature was taken
 
     @property
     def files(self) -> list[Path]:
@@ -91,7 +95,7 @@ class _Scan:
 
     files: list[tuple[str, str, os.stat_result | None, str]] = field(default_factory=list)  # path, shown, stat, absolute
     problems: list[Problem] = field(default_factory=list)
-    signature: tuple[tuple[str, int, int], ...] = ()
+    signature: Signature = ()
 
 
 def _walk(top: str) -> Iterator[tuple[str, list[str], list[os.DirEntry[str]]]]:
@@ -125,16 +129,16 @@ def _scan(root: Path, jobs_dir: Path, *, signature_only: bool = False) -> _Scan:
     visited once (two symlinks back to jobs.d made a walk branch 2^40 ways before the
     kernel's ELOOP: tests/faults)."""
     scan = _Scan()
-    sig: list[tuple[str, int, int]] = []
+    sig: list[tuple[str, int, int, int, int]] = []
     config = str(root / CONFIG_NAME)
     try:
         st = os.stat(config)
-        sig.append((config, st.st_mtime_ns, st.st_size))
+        sig.append((config, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
     except FileNotFoundError:
         if os.path.islink(config):
-            sig.append((config, -1, -1))
+            sig.append((config, -1, -1, -1, -1))
     except OSError:
-        sig.append((config, -1, -1))
+        sig.append((config, -1, -1, -1, -1))
     if not jobs_dir.is_dir():
         scan.signature = tuple(sig)
         return scan
@@ -157,30 +161,32 @@ def _scan(root: Path, jobs_dir: Path, *, signature_only: bool = False) -> _Scan:
             absdir = os.path.abspath(dirpath)
             # Sorted as Paths sort, by component: with "/" as the lowest character.
             order = dirpath.replace("/", "\0") + "\0"
-        for e in entries:
+        for e in sorted(entries, key=lambda e: e.name):
             name = e.name
             if name.startswith(".") or not name.endswith(SUFFIXES):
                 continue
             full = e.path
             try:
                 st = e.stat()
-            except OSError:
+            except OSError as err:
                 # A dangling symlink is still a file the loader reports: let its
                 # appearance change the signature, or the daemon never re-reads and never
                 # says so (found by tests/faults).
-                sig.append((full, -1, -1))
+                sig.append((full, -1, -1, -1, -1))
                 if not signature_only:
                     shown = full if rel is None else (name if rel == "." else rel + "/" + name)
-                    if e.is_symlink() and not _inside(Path(full).resolve(), real_root):
+                    if err.errno == errno.ELOOP:
+                        scan.problems.append(Problem(shown, message="symlink loop; refused"))
+                    elif e.is_symlink() and not _inside(Path(os.path.realpath(full)), real_root):
                         scan.problems.append(Problem(shown, message="symlink leads outside the repo; refused"))
                     elif os.path.lexists(full):
                         scan.problems.append(Problem(shown, message="not a regular file"))
                 continue
-            sig.append((full, st.st_mtime_ns, st.st_size))
+            sig.append((full, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
             if signature_only:
                 continue
             shown = full if rel is None else (name if rel == "." else rel + "/" + name)
-            if e.is_symlink() and not _inside(Path(full).resolve(), real_root):
+            if e.is_symlink() and not _inside(Path(os.path.realpath(full)), real_root):
                 scan.problems.append(Problem(shown, message="symlink leads outside the repo; refused"))
                 continue
             if not stat.S_ISREG(st.st_mode):
@@ -323,6 +329,7 @@ def load_project(
     environment and other files, and are never cached."""
     root = Path(root)
     now = now or datetime.now(UTC)
+    scanned_ns = time.time_ns()
     scan = _scan(root, jobs_dir or root / JOBS_DIR)
     config, problems = load_config(root)
     if files is None:
@@ -373,12 +380,24 @@ def load_project(
     if warnings:
         problems += warnings_for(specs, root, now, os.environ if environ is None else environ)
     specs.sort(key=lambda s: s.name)
-    return Project(root=root, config=config, specs=specs, problems=problems, file_names=[p for p, _, _, _ in todo], signature=scan.signature, cache=cache)
+    return Project(root=root, config=config, specs=specs, problems=problems, file_names=[p for p, _, _, _ in todo], signature=scan.signature, cache=cache, scanned_ns=scanned_ns)
 
 
-def files_signature(root: Path, jobs_dir: Path | None = None) -> tuple[tuple[str, int, int], ...]:
-    """(path, mtime_ns, size) of cronfile.yaml and every job file: equal signatures mean
-    nothing to re-read. Taken before reading, so a change made meanwhile shows as a
+def racy(signature: Signature, taken_ns: int) -> bool:
+    """Whether a file in ``signature`` (taken at ``taken_ns``) had changed so shortly
+    before (parsecache.RACY_NS) that another write in the same tick of a coarse
+    filesystem clock could leave every field as it was: an equal signature then proves
+    nothing (git's "racily clean" entries)."""
+    from .parsecache import RACY_NS
+
+    newest = max((max(t[3], t[4]) for t in signature), default=0)
+    return taken_ns - newest < RACY_NS
+
+
+def files_signature(root: Path, jobs_dir: Path | None = None) -> Signature:
+    """(path, inode, size, mtime_ns, ctime_ns) of cronfile.yaml and every job file:
+    different signatures mean something to re-read (equal ones may not mean the
+    opposite, see ``racy``). Taken before reading, so a change made meanwhile shows as a
     difference the next time."""
     return _scan(root, jobs_dir or root / JOBS_DIR, signature_only=True).signature
 

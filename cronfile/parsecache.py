@@ -82,18 +82,35 @@ def _code_fingerprint() -> str:
 
     here = Path(__file__).parent
     parts = [__version__, str(FORMAT), sys.version]
-    for name in ("spec.py", "yamlsrc.py", "schedule.py", "durations.py", "load.py", "parsecache.py", "schemas/job.schema.json"):
+    for name in ("spec.py", "yamlsrc.py", "schedule.py", "durations.py", "load.py", "errors.py", "parsecache.py", "schemas/job.schema.json"):
         try:
             st = (here / name).stat()
         except OSError:
             parts.append(f"{name}:-")
             continue
         parts.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
+    # The validator's version decides what is valid too (found without importing it).
+    import importlib.util
+
+    spec = importlib.util.find_spec("jsonschema")
+    origin = Path(spec.origin).parent if spec and spec.origin else None
+    try:
+        st = os.stat(origin / "_keywords.py") if origin else None
+        parts.append(f"jsonschema:{st.st_mtime_ns}:{st.st_size}" if st else "jsonschema:-")
+    except OSError:
+        parts.append("jsonschema:-")
     return "|".join(parts)
 
 
 def _private(st: os.stat_result) -> bool:
     return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def _ours_to_fix(file: os.stat_result, folder: os.stat_result) -> bool:
+    """A cache refused only for its modes, in a folder of ours: save() tightens and
+    rewrites it. Anything owned by someone else is left alone."""
+    uid = os.getuid()
+    return file.st_uid == uid and folder.st_uid == uid
 
 
 def config_fingerprint(config: Any) -> str:
@@ -112,6 +129,7 @@ class ParseCache:
         self.hits = 0
         self.misses = 0
         self._dirty = False
+        self._refused = False  # a cache file we may not trust: never overwrite it either
         self._seen: set[str] = set()
         if path is not None:
             self._load(path)
@@ -134,6 +152,7 @@ class ParseCache:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or not _private(st) or not _private(os.stat(path.parent)):
+                self._refused = not _ours_to_fix(st, os.stat(path.parent))
                 return
             with os.fdopen(fd, "rb", closefd=False) as f:
                 data = pickle.load(f)  # noqa: S301 - see the module docstring
@@ -154,10 +173,12 @@ class ParseCache:
         return None
 
     def put(self, path: str, entry: Entry) -> None:
-        """Keep ``entry`` unless the file changed too recently to trust its timestamps."""
+        """Keep ``entry`` unless the file changed too recently to trust its timestamps,
+        or has errors: a broken file is read again each time, so its messages never
+        outlive what decides them (a timezone database upgrade, say)."""
         self._seen.add(path)
         newest = max(entry.key[3], entry.key[4])
-        if self.now_ns() - newest < RACY_NS:
+        if self.now_ns() - newest < RACY_NS or any(p.severity == "error" for p in entry.problems):
             if self.entries.pop(path, None) is not None:
                 self._dirty = True
             return
@@ -174,12 +195,17 @@ class ParseCache:
 
     def save(self) -> None:
         """Write the cache if it changed; best effort, atomic."""
-        if self.path is None or not self._dirty:
+        if self.path is None or not self._dirty or self._refused:
             return
         blob = pickle.dumps({"code": self.code, "entries": self.entries}, protocol=pickle.HIGHEST_PROTOCOL)
         tmp = None
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            dst = os.stat(self.path.parent)
+            if dst.st_uid != os.getuid():
+                return  # someone else's folder: never write a pickle there
+            if dst.st_mode & 0o077:
+                os.chmod(self.path.parent, 0o700)  # made wider by a umask, or by hand
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
             with os.fdopen(fd, "wb") as f:
                 f.write(blob)

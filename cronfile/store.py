@@ -323,10 +323,11 @@ class Store:
         self._swept = False
         self._local = threading.local()
         self._held_engines: set[str] = set()
-        # The last state.json this Store read or wrote: ((inode, size, mtime_ns),
+        # The last state.json this Store read or wrote: ((dev, inode, size, mtime_ns,
+        # ctime_ns),
         # write id, State, a digest of the bytes without the id); and the encoded line
         # of each job.
-        self._memo: tuple[tuple[int, int, int], str, State, bytes] | None = None
+        self._memo: tuple[tuple[int, int, int, int, int], str, State, bytes] | None = None
         self._lines: dict[str, tuple[Any, str]] = {}
 
     def __repr__(self) -> str:
@@ -387,7 +388,7 @@ class Store:
             raise StateError(f"{self.state_path}: cannot read it ({e.strerror})") from None
         try:
             st = os.fstat(fd)
-            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             memo = self._memo
             if memo is not None and memo[0] == key:
                 head = os.pread(fd, _WRITE_ID_LINE, 0)
@@ -458,7 +459,7 @@ class Store:
                     st = os.stat(self.state_path)  # ours: every writer holds state.lock
                 except OSError as e:
                     raise _write_error("write", self.state_path, e) from None
-                self._memo = ((st.st_ino, st.st_size, st.st_mtime_ns), write_id, txn.state, digest)
+                self._memo = ((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns), write_id, txn.state, digest)
                 fault("after-state-write")
         finally:
             self._local.in_txn = False

@@ -149,14 +149,18 @@ def test_a_changed_cronfile_yaml_reads_every_file_again(repo, tmp_path, reads):
     assert {s.timezone for s in second.specs} == {"Europe/Berlin"}
 
 
-def test_problems_come_back_from_the_cache_with_their_positions(repo, tmp_path, reads):
+def test_a_file_with_errors_is_read_again_each_time_and_warnings_come_back(repo, tmp_path, reads):
+    """Errors are never cached (what decides them, like the timezone database, may
+    change without the file changing); a file's own warnings are."""
     write(repo, "jobs.d/bad.yaml", 'schedule: "61 * * * *"\nshell: x\n')
+    write(repo, "jobs.d/empty.yaml", "# switched off\n")
     first, _ = cached_load(repo, tmp_path)
     reads.clear()
     second, _ = cached_load(repo, tmp_path)
-    assert reads == []
-    assert [str(p) for p in second.errors] == [str(p) for p in first.errors]
+    assert reads == ["bad.yaml"]
+    assert [str(p) for p in second.problems] == [str(p) for p in first.problems]
     assert any("bad.yaml:1:" in str(p) for p in second.errors)
+    assert any("empty.yaml" in str(p) and p.severity == "warning" for p in second.problems)
 
 
 def test_a_corrupt_foreign_or_unsafe_cache_file_is_ignored(repo, tmp_path, reads):
@@ -169,6 +173,23 @@ def test_a_corrupt_foreign_or_unsafe_cache_file_is_ignored(repo, tmp_path, reads
     assert ParseCache(path).entries == {}
     os.chmod(path, 0o600)
     assert ParseCache(path).entries
+
+
+def test_a_cache_folder_made_group_writable_is_tightened_and_someone_elses_file_is_left(repo, tmp_path):
+    path = tmp_path / "cache" / "c.pickle"
+    path.parent.mkdir(mode=0o775)
+    os.chmod(path.parent, 0o775)
+    cache = ParseCache(path, now_ns=later)
+    load_project(repo, cache=cache)
+    cache.save()
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    assert ParseCache(path).entries  # trusted now
+    os.chmod(path, 0o620)  # group-writable file: refused, then rewritten 0600 by us
+    again = ParseCache(path, now_ns=later)
+    assert again.entries == {}
+    load_project(repo, cache=again)
+    again.save()
+    assert oct(path.stat().st_mode & 0o777) == "0o600" and ParseCache(path).entries
 
 
 def test_cronfiles_own_code_changing_empties_the_cache(repo, tmp_path, monkeypatch):
@@ -207,3 +228,40 @@ def test_diff_warns_only_about_the_jobs_it_creates_or_updates(repo, tmp_path):
     assert "NOT_SET_B" in diff.stderr and "NOT_SET_A" not in diff.stderr
     val = cronfile("validate", cwd=repo, env=env)
     assert "NOT_SET_A" in val.stderr and "NOT_SET_B" in val.stderr
+
+
+def test_a_symlink_loop_named_like_a_job_file_is_a_clear_problem(repo):
+    os.symlink("loop.yaml", repo / "jobs.d/loop.yaml")
+    project = load_project(repo)
+    assert [str(p) for p in project.errors] == ["jobs.d/loop.yaml: symlink loop; refused"]
+
+
+def test_problems_of_one_folder_come_in_name_order(repo):
+    for n in ("o3", "o1", "o2"):
+        os.mkfifo(repo / f"jobs.d/{n}.yaml")
+    msgs = [str(p) for p in load_project(repo).errors if "not a regular file" in str(p)]
+    assert msgs == sorted(msgs) and len(msgs) == 3
+
+
+def test_a_daemon_reload_sees_an_edit_that_keeps_size_and_mtime(repo, tmp_path):
+    """Same size, mtime put back: the signature still differs by ctime (or the files
+    are racy and read again), so the edit is applied, not skipped."""
+    from datetime import UTC, datetime
+
+    from cronfile.clock import FakeClock
+    from cronfile.engine import Engine
+    from cronfile.store import Store
+
+    a = repo / "jobs.d/team/job1.yaml"
+    cache = ParseCache(now_ns=later)
+    project = load_project(repo, cache=cache, warnings=False)
+    store = Store(tmp_path / "state")
+    engine = Engine(repo, store, project=project, mode="daemon", clock=FakeClock(datetime(2026, 3, 2, tzinfo=UTC)), quiet=True)
+    engine.apply(project, "daemon")
+    st = a.stat()
+    deadline = time.monotonic() + 5
+    while a.stat().st_ctime_ns == st.st_ctime_ns and time.monotonic() < deadline:
+        a.write_text(JOB.format(n=7))
+        os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
+    engine.reload()
+    assert store.read().jobs["job1"].spec["shell"] == "echo 7"
