@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from .clock import Clock, SystemClock, iso
 from .errors import CronfileError, LockedError
-from .load import Project, files_signature, load_project, racy
+from .load import Project, files_signature, load_project, racy_changed
 from .parsecache import ParseCache
 from .spec import Config, JobSpec, Status, spec_from_data
 from .state import JobState, JobStatus, LastRun, Running, State
@@ -73,8 +73,8 @@ def apply_project(
       taken when they were read; if they changed, they are read again (``on_reload``
       hears of it) and the apply is retried, and the last try reads them under the
       lock (safe: whoever applies after us reads after we release). An equal signature
-      taken within a clock tick of a write proves nothing (``load.racy``): those files
-      are read again under the lock too.
+      proves nothing for a file read within a clock tick of a write: those files' bytes
+      are compared too (``load.racy_changed``).
     - A stale clock. ``now`` was read before waiting for the lock; meanwhile another
       engine may have claimed a run at a later instant. A schedule change recomputes
       next_run "from now", and from a ``now`` older than that claim it could hand the
@@ -103,7 +103,7 @@ def apply_project(
                 changed = files_signature(project.root) != project.signature
                 if changed and attempt < _STALE_RETRIES - 1:
                     stale = True  # read them again without holding the lock, and retry
-                elif changed or racy(project.signature, project.scanned_ns):
+                elif changed or racy_changed(project):
                     project = read_again()
             if not stale:
                 at = max(now, _latest_activity(txn.state) or now)
@@ -495,7 +495,7 @@ class Engine:
         """Re-read the files that changed (daemon, on a file event). An invalid change
         keeps the last good set running, and says why."""
         project = load_project(self.root, now=self.clock.now(), cache=self._parse_cache, warnings=False)
-        if project.signature == self.project.signature and not racy(self.project.signature, self.project.scanned_ns):
+        if project.signature == self.project.signature and not racy_changed(self.project):
             return  # nothing changed (the event was a temp file, or a folder)
         if project.errors:
             self.log("", f"jobs.d has {len(project.errors)} problem(s); keeping the last good set:")

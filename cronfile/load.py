@@ -9,6 +9,7 @@ refuses to touch state, the daemon keeps its last good set).
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import stat
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import Problem
-from .parsecache import Entry, ParseCache, config_fingerprint, file_key
+from .parsecache import RACY_NS, Entry, ParseCache, config_fingerprint, file_key
 from .spec import Config, JobSpec, config_from_document, cross_problems, job_from_document
 from .yamlsrc import MAX_FILE_BYTES, Document, load_documents
 
@@ -44,7 +45,9 @@ class Project:
     file_names: list[str] = field(default_factory=list)  # the job files read, as walked
     signature: Signature = ()  # (path, inode, size, mtime_ns, ctime_ns) of what was read
     cache: ParseCache | None = field(default=None, repr=False, compare=False)  # what it was loaded with
-    scanned_ns: int = 0  # time.time_ns() when the signature was taken
+    # Files read within a clock tick of being written, with a digest of what was read:
+    # an equal signature does not prove they are unchanged (see racy_changed).
+    racy: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def files(self) -> list[Path]:
@@ -224,7 +227,9 @@ def read_documents(path: Path | str, shown: str | None = None) -> tuple[list[Doc
     return docs, problems
 
 
-def _read_documents(path: Path | str, shown: str | None = None) -> tuple[list[Document], list[Problem], os.stat_result | None]:
+def _read_documents(path: Path | str, shown: str | None = None, racy_out: dict[str, bytes] | None = None) -> tuple[list[Document], list[Problem], os.stat_result | None]:
+    """``racy_out`` collects a digest of each file read that changed within RACY_NS of
+    being read (see ``racy_changed``)."""
     shown = display_path(Path(path)) if shown is None else shown
     try:
         raw, st = _read_capped(path)
@@ -232,6 +237,8 @@ def _read_documents(path: Path | str, shown: str | None = None) -> tuple[list[Do
         return [], [Problem(shown, message="not a regular file")], None
     except OSError as e:
         return [], [Problem(shown, message=f"cannot read: {e.strerror or e}")], None
+    if racy_out is not None and time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS:
+        racy_out[str(path)] = _digest(raw)
     docs, problems = load_documents(raw, shown)
     return docs, problems, st
 
@@ -268,11 +275,11 @@ def _read_capped(path: Path | str) -> tuple[bytes, os.stat_result]:
         os.close(fd)
 
 
-def load_config(root: Path) -> tuple[Config, list[Problem]]:
+def load_config(root: Path, racy_out: dict[str, bytes] | None = None) -> tuple[Config, list[Problem]]:
     path = root / CONFIG_NAME
     if not path.exists():
         return config_from_document(None)
-    docs, problems = read_documents(path)
+    docs, problems, _ = _read_documents(path, racy_out=racy_out)
     if len(docs) > 1:
         problems.append(Problem(display_path(path), docs[1].line, 1, message="holds more than one YAML document"))
     cfg, more = config_from_document(docs[0] if docs else None)
@@ -281,10 +288,10 @@ def load_config(root: Path) -> tuple[Config, list[Problem]]:
     return cfg, problems + more
 
 
-def parse_file(path: str, shown: str, config: Config, now: datetime) -> tuple[list[JobSpec], list[Problem], os.stat_result | None]:
+def parse_file(path: str, shown: str, config: Config, now: datetime, racy_out: dict[str, bytes] | None = None) -> tuple[list[JobSpec], list[Problem], os.stat_result | None]:
     """One job file -> its valid jobs (in file order) and its problems, and the stat of
     what was read. Checks across files (duplicate names, references) come after."""
-    docs, problems, st = _read_documents(path, shown)
+    docs, problems, st = _read_documents(path, shown, racy_out)
     if not docs and not problems:
         # Not an error: commenting a whole file out is a way to switch its jobs off.
         # But a file truncated by a bad save looks the same, so say so.
@@ -329,9 +336,9 @@ def load_project(
     environment and other files, and are never cached."""
     root = Path(root)
     now = now or datetime.now(UTC)
-    scanned_ns = time.time_ns()
     scan = _scan(root, jobs_dir or root / JOBS_DIR)
-    config, problems = load_config(root)
+    fresh: dict[str, bytes] = {}
+    config, problems = load_config(root, fresh)
     if files is None:
         problems += scan.problems
         todo = scan.files
@@ -353,7 +360,7 @@ def load_project(
         if entry is not None:
             found, more = list(entry.specs), list(entry.problems)
         else:
-            found, more, read_st = parse_file(path, shown, config, now)
+            found, more, read_st = parse_file(path, shown, config, now, fresh)
             if cache is not None and read_st is not None:
                 for s in found:
                     s.spec_hash, s.schedule_sig  # noqa: B018 - computed once, kept in the cache
@@ -380,24 +387,32 @@ def load_project(
     if warnings:
         problems += warnings_for(specs, root, now, os.environ if environ is None else environ)
     specs.sort(key=lambda s: s.name)
-    return Project(root=root, config=config, specs=specs, problems=problems, file_names=[p for p, _, _, _ in todo], signature=scan.signature, cache=cache, scanned_ns=scanned_ns)
+    return Project(root=root, config=config, specs=specs, problems=problems, file_names=[p for p, _, _, _ in todo], signature=scan.signature, cache=cache, racy=fresh)
 
 
-def racy(signature: Signature, taken_ns: int) -> bool:
-    """Whether a file in ``signature`` (taken at ``taken_ns``) had changed so shortly
-    before (parsecache.RACY_NS) that another write in the same tick of a coarse
-    filesystem clock could leave every field as it was: an equal signature then proves
-    nothing (git's "racily clean" entries)."""
-    from .parsecache import RACY_NS
+def racy_changed(project: Project) -> bool:
+    """Whether a file the project read within a clock tick of its last write now holds
+    something else. A filesystem whose clock ticks coarsely can give a second write in
+    the same tick the same mtime and ctime (and the same size), so for those files an
+    equal signature proves nothing (git's "racily clean" entries); their bytes do."""
+    for path, digest in project.racy.items():
+        try:
+            raw, _ = _read_capped(path)
+        except (OSError, _NotRegular):
+            return True
+        if _digest(raw) != digest:
+            return True
+    return False
 
-    newest = max((max(t[3], t[4]) for t in signature), default=0)
-    return taken_ns - newest < RACY_NS
+
+def _digest(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=16).digest()
 
 
 def files_signature(root: Path, jobs_dir: Path | None = None) -> Signature:
     """(path, inode, size, mtime_ns, ctime_ns) of cronfile.yaml and every job file:
     different signatures mean something to re-read (equal ones may not mean the
-    opposite, see ``racy``). Taken before reading, so a change made meanwhile shows as a
+    opposite, see ``racy_changed``). Taken before reading, so a change made meanwhile shows as a
     difference the next time."""
     return _scan(root, jobs_dir or root / JOBS_DIR, signature_only=True).signature
 

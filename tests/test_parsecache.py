@@ -265,3 +265,26 @@ def test_a_daemon_reload_sees_an_edit_that_keeps_size_and_mtime(repo, tmp_path):
         os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
     engine.reload()
     assert store.read().jobs["job1"].spec["shell"] == "echo 7"
+
+
+def test_files_read_within_a_tick_of_a_write_are_checked_by_their_bytes(repo, tmp_path, monkeypatch):
+    """A coarse filesystem clock can give two writes in one tick the same mtime, ctime
+    and size: for a file read that soon after a write an equal signature proves
+    nothing. Simulate the worst case (the signature cannot tell) and check that apply
+    still applies what the file holds now."""
+    from datetime import UTC, datetime
+
+    import cronfile.engine as engine_mod
+    from cronfile.engine import apply_project
+    from cronfile.load import racy_changed
+    from cronfile.store import Store
+
+    fresh = write(repo, "jobs.d/fresh.yaml", JOB.format(n=1), age_s=0)
+    project = load_project(repo, cache=ParseCache(now_ns=time.time_ns))
+    assert str(fresh) in project.racy and not racy_changed(project)
+    fresh.write_text(JOB.format(n=2))  # same size
+    assert racy_changed(project)
+    monkeypatch.setattr(engine_mod, "files_signature", lambda root, jobs_dir=None: project.signature)
+    store = Store(tmp_path / "state")
+    apply_project(store, project, now=datetime(2026, 3, 2, tzinfo=UTC), revision=None, source="test")
+    assert store.read().jobs["fresh"].spec["shell"] == "echo 2"
