@@ -27,7 +27,7 @@ from typing import Any
 from .spec import Catchup, Concurrency, JobSpec
 from .state import JobState, JobStatus, State
 
-__all__ = ["MISSED_COUNT_LIMIT", "Due", "decide", "next_wake"]
+__all__ = ["MISSED_COUNT_LIMIT", "Due", "decide", "due_by", "next_wake"]
 
 # Counting missed occurrences walks the schedule; an every-second job down for a week
 # has 604,800 of them. The walk stops here and reports this many ("10000+" shown as
@@ -51,10 +51,12 @@ class Due:
     cancel: tuple[str, ...] = ()  # concurrency replace: run ids to stop
     next_run: datetime | None = None  # first fire strictly after now; None: no more
     completes: bool = False  # the job is done (repeat reached, once-only instant passed)
-    lateness: float = 0.0  # seconds from the occurrence to now
+    lateness: float = 0.0  # seconds from the occurrence to now (negative: decided ahead)
 
 
-def decide(spec: JobSpec, js: JobState, schedule: Any, now: datetime) -> Due | None:
+def decide(
+    spec: JobSpec, js: JobState, schedule: Any, now: datetime, horizon: datetime | None = None
+) -> Due | None:
     """What to do with ``spec`` at ``now``; None when it is not due.
 
     ``schedule`` is ``spec.build_schedule(js.created_at)`` (passed in so tests can use a
@@ -63,9 +65,22 @@ def decide(spec: JobSpec, js: JobState, schedule: Any, now: datetime) -> Due | N
 
     A buffered occurrence (``js.queued``, concurrency: queue) whose blocker has finished
     comes back as ``trigger="queued"`` with ``next_run`` unchanged; the caller clears
-    ``js.queued`` when it claims the run."""
+    ``js.queued`` when it claims the run.
+
+    ``horizon`` (later than ``now``) decides ahead: the occurrences due by ``horizon``
+    are decided as at ``horizon``, and ``next_run`` is the first fire strictly after it.
+    The daemon does this a few milliseconds before an instant, so that persisting the
+    claim is not on the path from the instant to the start; the caller must not start
+    ``run`` before it comes. Lateness (and so ``starting_deadline``) is still measured
+    at ``now``, the time of the decision. A job with a run in flight is not decided
+    ahead unless it allows concurrent runs: by the instant that run may have ended
+    (``forbid`` would skip, ``queue`` buffer, an occurrence that should run), and
+    ``replace`` would stop it before its successor is due."""
     if js.state is not JobStatus.scheduled or schedule.kind == "reboot":
         return None
+    at = now if horizon is None or horizon <= now else horizon
+    if js.running and spec.concurrency is not Concurrency.allow:
+        at = now  # decided at the instant, when the run in flight may be over
     repeat_left = None if spec.repeat is None else spec.repeat - js.run_count
 
     if js.queued is not None and not js.running:
@@ -80,15 +95,15 @@ def decide(spec: JobSpec, js: JobState, schedule: Any, now: datetime) -> Due | N
             lateness=(now - js.queued).total_seconds(),
         )
 
-    if js.next_run is None or js.next_run > now:
+    if js.next_run is None or js.next_run > at:
         return None
     if repeat_left is not None and repeat_left <= 0:
         # Already used up (e.g. the last run came from the queue): finish, start nothing.
         return Due(next_run=None, completes=True)
 
-    # The latest occurrence at or before now. next_run may be off the current schedule
+    # The latest occurrence at or before `at`. next_run may be off the current schedule
     # (computed under an older jitter or anchor); it was promised, so it counts too.
-    latest = schedule.prev_at_or_before(now)
+    latest = schedule.prev_at_or_before(at)
     if latest is None or latest < js.next_run:
         latest = js.next_run
     lateness = (now - latest).total_seconds()
@@ -121,7 +136,7 @@ def decide(spec: JobSpec, js: JobState, schedule: Any, now: datetime) -> Due | N
         elif spec.concurrency is Concurrency.replace:
             cancel = tuple(r.run_id for r in js.running)
 
-    next_run = schedule.next_after(now)
+    next_run = schedule.next_after(at)
     if run is not None and repeat_left == 1:
         next_run = None  # this run is the last `repeat` allows
     # A buffered occurrence still has to run, so the job is not done yet.
@@ -160,6 +175,22 @@ def _occurrences(
         last = when
         when = schedule.next_after(when)
     return count, first, last
+
+
+def due_by(states: State | Mapping[str, JobState] | Iterable[JobState], when: datetime) -> int:
+    """How many scheduled jobs have their ``next_run`` at or before ``when``: the runs the
+    daemon is about to claim at once (it claims earlier for more of them)."""
+    if isinstance(states, State):
+        items: Iterable[JobState] = states.jobs.values()
+    elif isinstance(states, Mapping):
+        items = states.values()
+    else:
+        items = states
+    return sum(
+        1
+        for js in items
+        if js.state is JobStatus.scheduled and js.next_run is not None and js.next_run <= when
+    )
 
 
 def next_wake(

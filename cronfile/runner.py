@@ -18,15 +18,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from .clock import iso
 from .durations import format_duration
 from .executors.base import Early, Prepared, RunContext, executor_for
-from .executors.process import Proc, spawn
-from .spec import Status
+from .executors.process import Proc, Staged, can_park, spawn
+from .spec import JobSpec, Kind, Status
 
-__all__ = ["Outcome", "backoff_delay", "event_sleep", "execute"]
+__all__ = ["Outcome", "Start", "backoff_delay", "event_sleep", "execute", "prepares_ahead"]
 
 STOP_GRACE = 10.0  # SIGTERM, then SIGKILL this many seconds later (DESIGN.md section 5)
 NO_RETRIES_ENV = "CRONFILE_NO_RETRIES"  # "1": one attempt whatever `retries` says
@@ -61,6 +61,30 @@ class Outcome:
             "message": self.message,
             "detail": dict(self.detail),
         }
+
+
+class Start(Protocol):
+    """When a run claimed ahead of its instant may start (the engine's ``Volley``)."""
+
+    def may_park(self) -> bool:
+        """Whether this run may start its process parked before the instant (if it can:
+        executors.process.can_park)."""
+        ...
+
+    def wait(self, cancel: threading.Event | None) -> bool:
+        """Block until the instant; False if ``cancel`` was set first."""
+        ...
+
+    def park(self, proc: Proc, cancel: threading.Event | None) -> bool:
+        """``proc`` was started parked: block until it was released at the instant
+        (True), or until ``cancel`` (False: still parked, the caller aborts it)."""
+        ...
+
+
+def prepares_ahead(spec: JobSpec) -> bool:
+    """Whether a run of ``spec`` can be prepared before its instant: preparing must not
+    act, and an agent job's context script is a program with effects of its own."""
+    return not (spec.kind is Kind.prompt and spec.context.script)
 
 
 def event_sleep(seconds: float, cancel: threading.Event | None) -> bool:
@@ -144,37 +168,49 @@ def execute(
     on_spawn: Callable[[int], None] = lambda pid: None,
     cancel: threading.Event | None = None,
     sleep: Callable[[float, threading.Event | None], bool] = event_sleep,
+    start: Start | None = None,
 ) -> Outcome:
     """Run ``ctx``'s job to an outcome.
 
     ``on_spawn(pid)`` is called for each process group as soon as it exists (the
-    engine records it before waiting, for crash recovery). ``cancel``, when set, stops
-    the run (process group and any backoff wait) and gives ``cancelled``. ``sleep(s,
-    cancel)`` waits between attempts and returns True if cancelled."""
-    started = now()
-    tally = _Tally()
-    try:
-        prepared = executor_for(ctx.spec).prepare(ctx, cancel=cancel, on_spawn=on_spawn)
-    except OSError as e:
-        prepared = Early(Status.failed, f"could not prepare the run: {e}", {"error": str(e)})
-    if isinstance(prepared, Early):
-        result = _Attempt(prepared.status, None, prepared.message, dict(prepared.detail))
-    elif cancel is not None and cancel.is_set():
-        result = _Attempt(Status.cancelled, None, "cancelled before it started")
-    else:
+    engine records it before waiting, for crash recovery); for a parked process, once
+    it is released. ``cancel``, when set, stops the run (process group and any backoff
+    wait) and gives ``cancelled``. ``sleep(s, cancel)`` waits between attempts and
+    returns True if cancelled. ``start``: the run was claimed ahead of its instant
+    (module docstring)."""
+    tally = _Tally(started=now())
+    result: _Attempt | None = None
+    if start is not None and not prepares_ahead(ctx.spec):
+        result = _await(start, cancel, tally, now)
+        start = None
+    if result is None:
         try:
-            log = _open_log(ctx)
+            prepared = executor_for(ctx.spec).prepare(ctx, cancel=cancel, on_spawn=on_spawn)
         except OSError as e:
-            msg = f"cannot open the run's log {ctx.log_path}: {e.strerror or e}"
-            result = _Attempt(Status.failed, None, msg, {"error": msg})
+            prepared = Early(Status.failed, f"could not prepare the run: {e}", {"error": str(e)})
+        if isinstance(prepared, Early):
+            # Even an outcome decided before spawning is the run's, at its instant.
+            result = _await(start, cancel, tally, now) or _Attempt(
+                prepared.status, None, prepared.message, dict(prepared.detail)
+            )
+        elif cancel is not None and cancel.is_set():
+            result = _Attempt(Status.cancelled, None, "cancelled before it started")
         else:
-            with log:
-                result = _attempts(ctx, prepared, log, tally, on_spawn, cancel, sleep)
+            try:
+                log = _open_log(ctx)
+            except OSError as e:
+                msg = f"cannot open the run's log {ctx.log_path}: {e.strerror or e}"
+                result = _await(start, cancel, tally, now) or _Attempt(
+                    Status.failed, None, msg, {"error": msg}
+                )
+            else:
+                with log:
+                    result = _attempts(ctx, prepared, log, tally, on_spawn, cancel, sleep, start, now)
     return Outcome(
         result.status,
         result.exit_code,
         tally.attempts,
-        started,
+        tally.started,
         now(),
         tally.output_bytes,
         tally.truncated,
@@ -183,10 +219,24 @@ def execute(
     )
 
 
+def _await(
+    start: Start | None, cancel: threading.Event | None, tally: _Tally, now: Callable[[], datetime]
+) -> _Attempt | None:
+    """Wait for the instant (if the run has one ahead); None once it came, else the
+    cancelled attempt."""
+    if start is None:
+        return None
+    if not start.wait(cancel):
+        return _Attempt(Status.cancelled, None, "cancelled before its instant")
+    tally.started = now()
+    return None
+
+
 @dataclass
 class _Tally:
     """What the attempts of one run add up to."""
 
+    started: datetime
     attempts: int = 0
     output_bytes: int = 0  # produced, kept or dropped
     kept: int = 0  # in the log: the output cap is for the whole run, not each attempt
@@ -214,6 +264,8 @@ def _attempts(
     on_spawn: Callable[[int], None],
     cancel: threading.Event | None,
     sleep: Callable[[float, threading.Event | None], bool],
+    start: Start | None,
+    now: Callable[[], datetime],
 ) -> _Attempt:
     spec = ctx.spec
     retries = max(spec.retries, 0)
@@ -230,11 +282,36 @@ def _attempts(
                 return _Attempt(Status.cancelled, None, "cancelled while waiting to retry")
             header = f"--- attempt {attempt} of {total} (after {_fmt_seconds(delay)} backoff) ---"
             _write(log, ctx, tally.line(header))
+        proc: Proc | None = None
+        staged: Staged | None = None
+        if attempt == 1 and start is not None:
+            # Before the instant: the output pipe and its reader, and the process itself
+            # if it may wait parked; at the instant, only what is left.
+            try:
+                staged = Staged(prepared, log, output_limit=ctx.output_limit, stream=ctx.stream)
+                if can_park(prepared) and start.may_park():
+                    proc, staged = staged.spawn(gate=True), None
+            except OSError:
+                proc = staged = None  # spawned at the instant, where the error is judged
+            if proc is not None:
+                if not start.park(proc, cancel):
+                    proc.abort()
+                    return _Attempt(Status.cancelled, None, "cancelled before its instant")
+                tally.started = now()
+            else:
+                cancelled = _await(start, cancel, tally, now)
+                if cancelled is not None:
+                    if staged is not None:
+                        staged.discard()
+                    return cancelled
         tally.attempts = attempt
         try:
-            proc = spawn(
-                prepared, log, output_limit=ctx.output_limit - tally.kept, stream=ctx.stream
-            )
+            if proc is None and staged is not None:
+                proc = staged.spawn()
+            elif proc is None:
+                proc = spawn(
+                    prepared, log, output_limit=ctx.output_limit - tally.kept, stream=ctx.stream
+                )
         except OSError as e:
             # Treated as a failure (retried too): ENOENT, EACCES, E2BIG, EMFILE...
             msg = f"could not start {prepared.argv[0]}: {e.strerror or e}"

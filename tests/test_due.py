@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conftest import build_spec
 
-from cronfile.due import MISSED_COUNT_LIMIT, Due, decide, next_wake
+from cronfile.due import MISSED_COUNT_LIMIT, Due, decide, due_by, next_wake
 from cronfile.state import JobState, JobStatus, Running, State
 
 
@@ -28,10 +28,13 @@ class Case:
     expect: dict[str, Any] | None  # Due fields to check; None: not due
     spec: dict[str, Any] = field(default_factory=dict)
     js: dict[str, Any] = field(default_factory=dict)
+    horizon: datetime | None = None  # decided ahead, for the occurrences due by then
 
 
 DAILY = {"schedule": "0 9 * * *"}
 EVERY_10M = {"schedule": "*/10 * * * *"}
+EVERY_S = {"schedule": "* * * * * *"}
+AHEAD = t(8, 59, 59, 970_000)  # 30 ms before 09:00
 
 CASES = [
     Case(
@@ -222,6 +225,111 @@ CASES = [
     Case("completed", t(9), None, DAILY, dict(next_run=None, state=JobStatus.completed)),
     Case("no next run", t(9), None, DAILY, dict(next_run=None)),
     Case("@reboot", t(9), None, {"schedule": "@reboot"}, dict(next_run=None)),
+    # Decided ahead (the daemon claims a few ms before an instant): the run is for the
+    # instant, next_run is the one after it, lateness is negative.
+    Case(
+        "ahead of the instant",
+        AHEAD,
+        dict(run=t(9), trigger="schedule", missed=0, next_run=t(9, day=3), lateness=-0.03),
+        DAILY,
+        dict(next_run=t(9)),
+        t(9),
+    ),
+    Case(
+        "ahead, every second: next_run is the second after the instant",
+        AHEAD,
+        dict(run=t(9), trigger="schedule", next_run=t(9, 0, 1)),
+        EVERY_S,
+        dict(next_run=t(9)),
+        t(9),
+    ),
+    Case(
+        "ahead, but the horizon is before next_run",
+        AHEAD,
+        None,
+        DAILY,
+        dict(next_run=t(9)),
+        t(8, 59, 59, 990_000),
+    ),
+    Case(
+        "a horizon in the past is now",
+        t(9),
+        dict(run=t(9), next_run=t(9, day=3), lateness=0.0),
+        DAILY,
+        dict(next_run=t(9)),
+        t(8, 59),
+    ),
+    Case(
+        "ahead, forbid with a run in flight: decided at the instant",
+        AHEAD,
+        None,
+        {**DAILY, "concurrency": "forbid"},
+        dict(next_run=t(9), running=IN_FLIGHT),
+        t(9),
+    ),
+    Case(
+        "ahead, queue with a run in flight: decided at the instant",
+        AHEAD,
+        None,
+        {**DAILY, "concurrency": "queue"},
+        dict(next_run=t(9), running=IN_FLIGHT),
+        t(9),
+    ),
+    Case(
+        "ahead, replace with a run in flight: not stopped early",
+        AHEAD,
+        None,
+        {**DAILY, "concurrency": "replace"},
+        dict(next_run=t(9), running=IN_FLIGHT),
+        t(9),
+    ),
+    Case(
+        "ahead, allow with a run in flight",
+        AHEAD,
+        dict(run=t(9), trigger="schedule", skipped=None, cancel=()),
+        {**DAILY, "concurrency": "allow"},
+        dict(next_run=t(9), running=IN_FLIGHT),
+        t(9),
+    ),
+    Case(
+        "forbid with a run in flight and an overdue occurrence: decided at now, not ahead",
+        t(9, 0, 0, 500_000),
+        dict(run=None, skipped=t(9), next_run=t(9, 0, 1)),
+        {**EVERY_S, "concurrency": "forbid"},
+        dict(next_run=t(9), running=IN_FLIGHT),
+        t(9, 0, 1),
+    ),
+    Case(
+        "ahead, overdue occurrences fold into the run at the horizon",
+        AHEAD,
+        dict(
+            run=t(9),
+            trigger="schedule",
+            missed=2,
+            missed_first=t(8, 59, 58),
+            missed_last=t(8, 59, 59),
+            next_run=t(9, 0, 1),
+        ),
+        EVERY_S,
+        dict(next_run=t(8, 59, 58)),
+        t(9),
+    ),
+    Case(
+        "ahead, a once-only job completes",
+        AHEAD,
+        dict(run=t(9), trigger="schedule", completes=True, next_run=None),
+        {"schedule": "in 1h"},
+        dict(next_run=t(9)),
+        t(9),
+    ),
+    Case(
+        "ahead, repeat reaches its limit",
+        AHEAD,
+        dict(run=t(9), completes=True, next_run=None),
+        {**DAILY, "repeat": 3},
+        dict(next_run=t(9), run_count=2),
+        t(9),
+    ),
 ]
 
 
@@ -239,7 +347,7 @@ def job_state(s: Any, **kw: Any) -> JobState:
 def test_decide(case: Case) -> None:
     spec = build_spec(**case.spec)
     js = job_state(spec, **case.js)
-    due = decide(spec, js, spec.build_schedule(js.created_at), case.now)
+    due = decide(spec, js, spec.build_schedule(js.created_at), case.now, case.horizon)
     if case.expect is None:
         assert due is None
         return
@@ -280,6 +388,41 @@ def test_counting_missed_occurrences_stops_at_the_limit_with_an_exact_last() -> 
     assert due.run == t(9, 0, 1, day=3)
     assert due.missed == MISSED_COUNT_LIMIT
     assert (due.missed_first, due.missed_last) == (t(9), t(9, day=3))
+
+
+@pytest.mark.parametrize(
+    "schedule", ["* * * * * *", "*/10 * * * * *", "*/5 * * * *", "0 9 * * *", "every 90s"]
+)
+@pytest.mark.parametrize("lead_ms", [1, 30, 400, 999])
+def test_an_instant_decided_ahead_is_not_due_again_at_the_instant(
+    schedule: str, lead_ms: int
+) -> None:
+    spec = build_spec(schedule=schedule)
+    sched = spec.build_schedule(CREATED)
+    instant = sched.next_after(t(8, 59, 59))
+    js = job_state(spec, next_run=instant)
+    due = decide(spec, js, sched, instant - timedelta(milliseconds=lead_ms), instant)
+    assert due is not None and due.run == instant and due.next_run is not None
+    assert due.next_run > instant
+    after = job_state(spec, next_run=due.next_run, run_count=1)
+    for later in (instant, instant + timedelta(milliseconds=lead_ms)):
+        again = decide(spec, after, sched, later)
+        assert again is None or again.run != instant
+
+
+def test_due_by_counts_the_scheduled_jobs_due_at_or_before_a_time() -> None:
+    s = build_spec()
+    jobs = [
+        job_state(s, next_run=t(9)),
+        job_state(s, next_run=t(9)),
+        job_state(s, next_run=t(8, 59)),
+        job_state(s, next_run=t(9, 0, 1)),
+        job_state(s, next_run=t(8), state=JobStatus.paused),
+        job_state(s),
+    ]
+    assert due_by(jobs, t(9)) == 3
+    assert due_by({str(i): js for i, js in enumerate(jobs)}, t(8, 59)) == 1
+    assert due_by(State(), t(9)) == 0
 
 
 def test_next_wake_is_the_earliest_next_run_of_a_scheduled_job() -> None:

@@ -16,6 +16,18 @@ mails the output, a background process that still holds the pipe keeps the run g
 up to its timeout. A process that left the group (setsid, a daemon) cannot be stopped
 with the group, so once the group is empty the pipe is closed on our side instead of
 waiting for it.
+
+A run claimed ahead of its instant can be started *parked* (``spawn(..., gate=True)``):
+its process group exists before the instant, held by a gate, and ``Proc.release()`` lets
+it go at the instant with one write. The gate is ``/bin/sh`` reading one line from a pipe
+on its stdin, then exec'ing the job's own argv with stdin on /dev/null, so the job keeps
+the gate's pid, process group and session. Only jobs that are themselves
+``/bin/sh -c TEXT`` are parked (``can_park``): whatever the gate's shell does to the
+environment at its start (drop names that are not identifiers, reset IFS, OPTIND and
+PPID, set PWD) the job's shell does to the same environment anyway, so the job sees
+exactly what an unparked run sees (tests/test_firing.py compares them). If cronfile dies
+before the release, the pipe's write end closes with it and the gate reads EOF and exits
+111 without running anything: a parked run never starts without its engine.
 """
 
 from __future__ import annotations
@@ -33,14 +45,41 @@ from typing import IO, BinaryIO
 
 from ..secrets import Masker
 from .base import Prepared
+from .shell import SHELL
 
-__all__ = ["Captured", "Proc", "group_alive", "kill_group", "run_capture", "spawn"]
+__all__ = [
+    "GATE_EXIT",
+    "Captured",
+    "Proc",
+    "Staged",
+    "can_park",
+    "group_alive",
+    "kill_group",
+    "run_capture",
+    "spawn",
+]
 
 _CHUNK = 64 * 1024
 _HEAD = 256  # bytes of (masked) output kept to check the first line for [SILENT]
 # After a forced stop, how much of what is already in the pipe is still copied. Bounded:
 # a process outside the group may go on writing for ever.
 _DRAIN_LIMIT = 4 * 1024 * 1024
+
+# The gate of a parked run (module docstring). `read` needs a variable: one no job uses,
+# unset before the exec. `0<>/dev/null` is what subprocess.DEVNULL opens (read-write).
+_GATE_VAR = "__cronfile_gate"
+_GATE = f'read -r {_GATE_VAR} || exit 111; unset {_GATE_VAR}; exec 0<>/dev/null; exec "$@"'
+GATE_EXIT = 111  # a gate that read EOF: its engine went away before the instant
+
+
+def can_park(prepared: Prepared) -> bool:
+    """Whether ``prepared`` can be started parked behind the gate without the job seeing
+    any difference: a ``/bin/sh -c`` job with nothing to read on stdin."""
+    return (
+        prepared.stdin is None
+        and prepared.argv[:2] == [SHELL, "-c"]
+        and _GATE_VAR not in prepared.env
+    )
 
 
 class _Reader(threading.Thread):
@@ -252,13 +291,54 @@ class Proc:
     """A running process group. ``pid`` is the leader's pid, which is also the group id."""
 
     def __init__(
-        self, popen: subprocess.Popen[bytes], readers: list[_Reader], output: _Output | None
+        self,
+        popen: subprocess.Popen[bytes],
+        readers: list[_Reader],
+        output: _Output | None,
+        gate: int | None = None,
     ) -> None:
         self._popen = popen
         self._readers = readers
         self._output = output
         self.pid: int = popen.pid
         self.killed_by: str | None = None  # the signal stop() had to use, if any
+        self._gate = gate  # write end of a parked process's gate; None once let go
+        self._gate_lock = threading.Lock()
+
+    @property
+    def parked(self) -> bool:
+        """Started parked (``spawn(gate=True)``) and neither released nor aborted yet."""
+        return self._gate is not None
+
+    def release(self) -> bool:
+        """Let a parked process run: one line down its gate. False if it was not parked
+        any more or its gate is gone (killed while parked: ``wait`` then says how)."""
+        with self._gate_lock:
+            fd, self._gate = self._gate, None
+        if fd is None:
+            return False
+        try:
+            os.write(fd, b"\n")
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
+    def abort(self) -> None:
+        """A parked process never runs its job: its gate reads EOF and exits GATE_EXIT.
+        Waits for that (a gate has nothing to stop: it exits at once)."""
+        with self._gate_lock:
+            fd, self._gate = self._gate, None
+        if fd is None:
+            return
+        os.close(fd)
+        try:
+            self._popen.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            self.stop(1.0)
+            return
+        self._close_output()
 
     @property
     def returncode(self) -> int | None:
@@ -327,6 +407,10 @@ class Proc:
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM to the group, SIGKILL to the group after ``grace`` seconds if any of
         it is left; then close the output."""
+        with self._gate_lock:
+            fd, self._gate = self._gate, None
+        if fd is not None:
+            os.close(fd)  # a parked process is not let go by stopping it
         if self._popen.poll() is None or group_alive(self.pid):
             self.killed_by = "SIGTERM"
             _signal_group(self.pid, signal.SIGTERM)
@@ -348,45 +432,73 @@ class Proc:
             r.join(5.0)
 
 
+class _Pipes:
+    """Output pipes with their readers already running, for a process to write into."""
+
+    def __init__(self, sinks: list[tuple[Callable[[bytes], None], Callable[[], None]]]) -> None:
+        self.ends: list[tuple[int, int]] = []
+        readers: list[_Reader] = []
+        try:
+            for sink, done in sinks:
+                r, w = os.pipe()
+                self.ends.append((r, w))
+                readers.append(_Reader(r, sink, done))
+        except BaseException:
+            for reader in readers:
+                reader.discard()
+            for r, w in self.ends[len(readers) :]:
+                os.close(r)
+                os.close(w)
+            for _, w in self.ends[: len(readers)]:
+                os.close(w)
+            raise
+        self.readers = readers
+        for reader in readers:
+            reader.start()
+        self._open = True
+
+    def close_writers(self) -> None:
+        """Our copies of the write ends: once the child has its own, or if it never
+        comes (the readers then see EOF and end)."""
+        if self._open:
+            self._open = False
+            for _, w in self.ends:
+                os.close(w)
+
+
 def _start(
-    prepared: Prepared, sinks: list[tuple[Callable[[bytes], None], Callable[[], None]]]
-) -> tuple[subprocess.Popen[bytes], list[_Reader]]:
-    """Start ``prepared`` in a new session with one reader per sink: one sink gets
-    stdout and stderr merged (in order, one pipe), two get them apart."""
-    pipes = [os.pipe() for _ in sinks]
-    # Readers first, so that once the child runs nothing can fail before it is watched.
-    readers: list[_Reader] = []
+    prepared: Prepared, pipes: _Pipes, gate: tuple[int, int] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``prepared`` in a new session writing into ``pipes``: one pipe gets stdout
+    and stderr merged (in order), two get them apart. With ``gate`` (a pipe: read end,
+    write end), parked behind the gate reading that pipe."""
+    argv, stdin = prepared.argv, subprocess.DEVNULL if prepared.stdin is None else subprocess.PIPE
+    if gate is not None:
+        argv, stdin = [SHELL, "-c", _GATE, "cronfile-gate", *argv], gate[0]
+    # The readers run already, so that once the child runs nothing can fail before it
+    # is watched.
     try:
-        for (r, _), (sink, done) in zip(pipes, sinks, strict=True):
-            readers.append(_Reader(r, sink, done))
         popen = subprocess.Popen(
-            prepared.argv,
+            argv,
             cwd=prepared.cwd,
             env=prepared.env,
-            stdin=subprocess.DEVNULL if prepared.stdin is None else subprocess.PIPE,
-            stdout=pipes[0][1],
-            stderr=pipes[-1][1],
+            stdin=stdin,
+            stdout=pipes.ends[0][1],
+            stderr=pipes.ends[-1][1],
             start_new_session=True,
             close_fds=True,
         )
-    except BaseException:
-        for reader in readers:
-            reader.discard()
-        for r, _ in pipes[len(readers) :]:
-            os.close(r)
-        raise
     finally:
-        for _, w in pipes:
-            os.close(w)  # the child has its copy; ours would keep the pipe open for ever
-    for reader in readers:
-        reader.start()
+        pipes.close_writers()  # the child has its copy; ours would keep the pipe open for ever
+        if gate is not None:
+            os.close(gate[0])  # the same for the gate's read end
     if prepared.stdin is not None:
         # A thread, so a child that reads its stdin late (or never) cannot block us on
         # a full pipe.
         threading.Thread(
             target=_feed_stdin, args=(popen.stdin, prepared.stdin), daemon=True
         ).start()
-    return popen, readers
+    return popen
 
 
 def _feed_stdin(pipe: IO[bytes] | None, data: bytes) -> None:
@@ -403,14 +515,56 @@ def _feed_stdin(pipe: IO[bytes] | None, data: bytes) -> None:
             pass
 
 
+class Staged:
+    """A run's process to be: its output pipe and the reader copying it into the log
+    are set up already, so that spawning is all that is left to do (a run claimed ahead
+    of its instant stages before it). ``spawn`` once, or ``discard``."""
+
+    def __init__(
+        self,
+        prepared: Prepared,
+        log: BinaryIO,
+        *,
+        output_limit: int,
+        stream: IO[bytes] | None = None,
+    ) -> None:
+        self.prepared = prepared
+        self._output = _Output(log, output_limit, stream, prepared.masker)
+        self._pipes = _Pipes([(self._output.feed, self._output.close)])
+
+    def spawn(self, *, gate: bool = False) -> Proc:
+        """Start the process in its own session and process group. Raises OSError when
+        the program cannot be started. ``gate``: parked until ``Proc.release()`` (only
+        if ``can_park``: ValueError otherwise)."""
+        if gate and not can_park(self.prepared):
+            self.discard()
+            raise ValueError(f"{self.prepared.argv[0]} cannot be started parked")
+        pipe = os.pipe() if gate else None
+        try:
+            popen = _start(self.prepared, self._pipes, pipe)
+        except BaseException:
+            if pipe is not None:
+                os.close(pipe[1])
+            raise
+        return Proc(popen, self._pipes.readers, self._output, pipe[1] if pipe is not None else None)
+
+    def discard(self) -> None:
+        """Never spawned: the reader sees EOF and ends."""
+        self._pipes.close_writers()
+
+
 def spawn(
-    prepared: Prepared, log: BinaryIO, *, output_limit: int, stream: IO[bytes] | None = None
+    prepared: Prepared,
+    log: BinaryIO,
+    *,
+    output_limit: int,
+    stream: IO[bytes] | None = None,
+    gate: bool = False,
 ) -> Proc:
     """Start ``prepared`` in its own session and process group, its output going to
-    ``log``. Raises OSError when the program cannot be started."""
-    output = _Output(log, output_limit, stream, prepared.masker)
-    popen, readers = _start(prepared, [(output.feed, output.close)])
-    return Proc(popen, readers, output)
+    ``log``. Raises OSError when the program cannot be started. ``gate``: parked until
+    ``Proc.release()`` (only if ``can_park(prepared)``: ValueError otherwise)."""
+    return Staged(prepared, log, output_limit=output_limit, stream=stream).spawn(gate=gate)
 
 
 @dataclass(frozen=True)
@@ -443,8 +597,13 @@ def run_capture(
 
         return sink
 
-    popen, readers = _start(prepared, [(keep(out), lambda: None), (keep(err), lambda: None)])
-    proc = Proc(popen, readers, None)
+    pipes = _Pipes([(keep(out), lambda: None), (keep(err), lambda: None)])
+    try:
+        popen = _start(prepared, pipes)
+    except BaseException:
+        pipes.close_writers()
+        raise
+    proc = Proc(popen, pipes.readers, None)
     if on_spawn is not None:
         on_spawn(proc.pid)
     code = proc.wait(timeout, cancel)

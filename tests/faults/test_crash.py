@@ -43,6 +43,9 @@ pytestmark = pytest.mark.slow
 # round usually ends within a second or two.
 POINTS = {
     "after-claim": 0.35,
+    # Runs claimed ahead of their instant, parked, not released yet: the gates must
+    # exit unrun, the runs be recovered interrupted.
+    "after-park": 0.35,
     "after-spawn": 0.25,
     "after-history": 0.5,
     "during-delivery": 0.5,
