@@ -1017,7 +1017,7 @@ class Engine:
             output_limit=self.config.output_limit,
             stream=stream,
         )
-        report_base = dict(job=claim.job, run_id=claim.run_id, trigger=claim.trigger, scheduled_for=claim.scheduled_for, log_path=str(log_path), host=self.host, description=spec.description)
+        report_base: dict[str, Any] = dict(job=claim.job, run_id=claim.run_id, trigger=claim.trigger, scheduled_for=claim.scheduled_for, log_path=str(log_path), host=self.host, description=spec.description)
         spawned_at: list[datetime] = []
 
         def on_spawn(pid: int) -> None:
@@ -1278,8 +1278,13 @@ class Engine:
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()
+                # Wall and monotonic readings taken together and kept as a pair: a jump
+                # is wall time minus monotonic time between two passes, however long a
+                # pass took, so a jump during a pass is logged by the next one (reading
+                # the clock again before sleeping lost it: tests/faults/test_clock.py).
                 now = self.clock.now()
-                jump = (now - last_wall).total_seconds() - (time.monotonic() - last_mono)
+                now_mono = time.monotonic()
+                jump = (now - last_wall).total_seconds() - (now_mono - last_mono)
                 if jump > 5:
                     self.log("", f"the wall clock jumped {jump:+.0f}s (forward): occurrences in between are missed, not run in a burst (catchup: once runs the latest)")
                 elif jump < -5:
@@ -1298,8 +1303,8 @@ class Engine:
                     backoff = min(backoff * 2, 30.0) if backoff else 2.0
                     self.log("", f"cannot claim runs: {_why(e)}; nothing fired; trying again in {backoff:g}s")
                     self._wake.clear()
+                    last_wall, last_mono = now, now_mono
                     self.clock.sleep_until(now + timedelta(seconds=backoff), self._wake)
-                    last_wall, last_mono = self.clock.now(), time.monotonic()
                     continue
                 if backoff:
                     self.log("", "claiming works again")
@@ -1317,7 +1322,7 @@ class Engine:
                     lead = self._lead(state, wake)
                     planned = (wake, lead)
                     wake -= timedelta(seconds=lead)
-                last_wall, last_mono = self.clock.now(), time.monotonic()
+                last_wall, last_mono = now, now_mono
                 self._wake.clear()
                 if self._reload.is_set() or self._stop.is_set():
                     continue

@@ -95,8 +95,8 @@ def _code_fingerprint() -> str:
     spec = importlib.util.find_spec("jsonschema")
     origin = Path(spec.origin).parent if spec and spec.origin else None
     try:
-        st = os.stat(origin / "_keywords.py") if origin else None
-        parts.append(f"jsonschema:{st.st_mtime_ns}:{st.st_size}" if st else "jsonschema:-")
+        js = os.stat(origin / "_keywords.py") if origin else None
+        parts.append(f"jsonschema:{js.st_mtime_ns}:{js.st_size}" if js else "jsonschema:-")
     except OSError:
         parts.append("jsonschema:-")
     return "|".join(parts)

@@ -299,11 +299,11 @@ def _attempts(
                     return _Attempt(Status.cancelled, None, "cancelled before its instant")
                 tally.started = now()
             else:
-                cancelled = _await(start, cancel, tally, now)
-                if cancelled is not None:
+                early = _await(start, cancel, tally, now)
+                if early is not None:
                     if staged is not None:
                         staged.discard()
-                    return cancelled
+                    return early
         tally.attempts = attempt
         try:
             if proc is None and staged is not None:

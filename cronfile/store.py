@@ -87,7 +87,8 @@ def _parse_faults(text: str) -> dict[str, float]:
 # crash the real daemon at exact moments instead of hoping a timer lands there. Points:
 # mid-state-write (temp file written, before the rename), after-state-write (renamed, lock
 # still held), mid-history-write (half a line written: a torn line, as a power cut or a
-# full disk leaves), and in engine.py after-claim, after-spawn, after-history,
+# full disk leaves), and in engine.py after-claim, after-park (runs parked before their
+# instant), after-spawn, after-history,
 # during-delivery, mid-recovery. Unset -- always, outside that suite -- a point costs one
 # dict lookup.
 _FAULTS = _parse_faults(os.environ.get("CRONFILE_FAULT", ""))
