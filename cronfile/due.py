@@ -177,15 +177,18 @@ def _occurrences(
     return count, first, last
 
 
+def _job_states(states: State | Mapping[str, JobState] | Iterable[JobState]) -> Iterable[JobState]:
+    if isinstance(states, State):
+        return states.jobs.values()
+    if isinstance(states, Mapping):
+        return states.values()
+    return states
+
+
 def due_by(states: State | Mapping[str, JobState] | Iterable[JobState], when: datetime) -> int:
     """How many scheduled jobs have their ``next_run`` at or before ``when``: the runs the
     daemon is about to claim at once (it claims earlier for more of them)."""
-    if isinstance(states, State):
-        items: Iterable[JobState] = states.jobs.values()
-    elif isinstance(states, Mapping):
-        items = states.values()
-    else:
-        items = states
+    items = _job_states(states)
     return sum(
         1
         for js in items
@@ -199,12 +202,7 @@ def next_wake(
     """When the daemon should next wake: the earliest ``next_run`` of a scheduled job
     (``now`` if a queued run is ready or a next_run is already past); None: nothing to
     wake for."""
-    if isinstance(states, State):
-        items: Iterable[JobState] = states.jobs.values()
-    elif isinstance(states, Mapping):
-        items = states.values()
-    else:
-        items = states
+    items = _job_states(states)
     best: datetime | None = None
     for js in items:
         if js.state is not JobStatus.scheduled:

@@ -215,13 +215,6 @@ def _display_dir(dirpath: str) -> str | None:
     return None if rel.startswith("..") else rel
 
 
-def find_job_files(jobs_dir: Path, root: Path) -> tuple[list[Path], list[Problem]]:
-    """Every ``*.yaml``/``*.yml`` below ``jobs_dir``, sorted; symlinks that lead outside
-    the repo are refused, hidden files and folders skipped."""
-    scan = _scan(root, jobs_dir)
-    return [Path(p) for p, _, _, _ in scan.files], scan.problems
-
-
 def read_documents(path: Path | str, shown: str | None = None) -> tuple[list[Document], list[Problem]]:
     docs, problems, _ = _read_documents(path, shown)
     return docs, problems

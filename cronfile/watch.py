@@ -101,7 +101,7 @@ class Watcher:
             rel = p.relative_to(self.jobs_dir)
         except ValueError:
             return None
-        # Hidden names are never read (load.find_job_files skips them): vim's .swp,
+        # Hidden names are never read (load._scan skips them): vim's .swp,
         # emacs' .#lock. A file hidden or unhidden by a rename shows under its other name.
         if any(part.startswith(".") for part in rel.parts):
             return None
@@ -267,7 +267,7 @@ class _Inotify:
         if state_wd is not None:
             paths.setdefault(state_wd, self._state)
         tree: set[int] = set()
-        # As the loader walks (load.find_job_files): symlinked folders followed, each
+        # As the loader walks (load._scan): symlinked folders followed, each
         # real folder once (the kernel gives a folder watched twice its first wd, so two
         # symlinks back to jobs.d end here instead of looping), hidden folders and
         # folders outside the repo skipped, since the loader reads nothing in them.

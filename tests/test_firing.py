@@ -276,6 +276,17 @@ def held(eng: LocalEngine) -> HeldClock:
     return clock
 
 
+def waiting_at_the_instant(eng: LocalEngine) -> tuple[HeldClock, list, object]:
+    """Claim the runs due at H ahead of it, dispatch them, and return once their volley
+    waits for H (its runs parked or waiting): (held clock, claims, state)."""
+    clock = held(eng)
+    clock.set(AHEAD)
+    claims, state = eng.engine.claim_due(clock.now(), H)
+    eng.engine.dispatch(claims)
+    wait_for(clock.sleeping.is_set, what="the volley to wait for its instant")
+    return clock, claims, state
+
+
 def test_runs_claimed_ahead_start_at_their_instant_never_before(repo):
     with LocalEngine(repo, T0) as eng:
         eng.clock.set(AHEAD)
@@ -317,12 +328,8 @@ def test_a_job_with_a_run_in_flight_is_left_to_its_instant(repo):
 
 def test_a_run_cancelled_before_its_instant_never_starts_its_job(repo):
     with LocalEngine(repo, T0) as eng:
-        clock = held(eng)
-        clock.set(AHEAD)
-        claims, state = eng.engine.claim_due(clock.now(), H)
-        eng.engine.dispatch(claims)
+        clock, claims, state = waiting_at_the_instant(eng)
         # Parked (pids recorded before the instant) or waiting: cancel them all.
-        wait_for(clock.sleeping.is_set, what="the volley to wait for its instant")
         for c in claims:
             eng.engine._cancel(c.run_id, state)
         assert eng.engine.wait_idle(30)
@@ -335,11 +342,7 @@ def test_a_run_cancelled_before_its_instant_never_starts_its_job(repo):
 
 def test_the_wall_clock_going_back_before_the_instant_holds_the_start_until_it_comes_again(repo):
     with LocalEngine(repo, T0) as eng:
-        clock = held(eng)
-        clock.set(AHEAD)
-        claims, _ = eng.engine.claim_due(clock.now(), H)
-        eng.engine.dispatch(claims)
-        wait_for(clock.sleeping.is_set, what="the volley to wait for its instant")
+        clock, claims, _ = waiting_at_the_instant(eng)
         clock.set(H - timedelta(hours=1))  # back an hour
         clock.go()
         wait_for(clock.sleeping.is_set, what="the volley to wait again")
@@ -353,11 +356,7 @@ def test_the_wall_clock_going_back_before_the_instant_holds_the_start_until_it_c
 
 def test_shutdown_before_the_instant_still_starts_the_claimed_runs_within_the_grace(repo):
     with LocalEngine(repo, T0, mode="daemon") as eng:
-        clock = held(eng)
-        clock.set(AHEAD)
-        claims, _ = eng.engine.claim_due(clock.now(), H)
-        eng.engine.dispatch(claims)
-        wait_for(clock.sleeping.is_set, what="the volley to wait for its instant")
+        clock, claims, _ = waiting_at_the_instant(eng)
         stopping = threading.Thread(target=eng.engine._shutdown)
         stopping.start()
         wait_for(lambda: eng.engine._stop.is_set(), what="the shutdown to begin")

@@ -32,6 +32,18 @@ def write(root: Path, rel: str, text: str, *, age_s: float = 10.0) -> Path:
     return p
 
 
+def rewrite_keeping_size_and_mtime(p: Path, text: str) -> None:
+    """Write ``text`` (the same length as what ``p`` holds) and put the mtime back, until
+    the ctime shows the write (a coarse clock may need a tick)."""
+    st = p.stat()
+    assert len(text.encode()) == st.st_size
+    deadline = time.monotonic() + 5
+    while p.stat().st_ctime_ns == st.st_ctime_ns and time.monotonic() < deadline:
+        p.write_text(text)
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (p.stat().st_size, p.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -99,12 +111,7 @@ def test_an_edit_of_the_same_size_and_mtime_is_still_seen(repo, tmp_path, reads)
     save by rename changes the inode)."""
     p = repo / "jobs.d/team/job1.yaml"
     cached_load(repo, tmp_path)
-    st = p.stat()
-    deadline = time.monotonic() + 5
-    while p.stat().st_ctime_ns == st.st_ctime_ns and time.monotonic() < deadline:
-        p.write_text(JOB.format(n=7))  # "echo 1" -> "echo 7": same size
-        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert (p.stat().st_size, p.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    rewrite_keeping_size_and_mtime(p, JOB.format(n=7))  # "echo 1" -> "echo 7"
     reads.clear()
     second, _ = cached_load(repo, tmp_path)
     assert reads == ["job1.yaml"]
@@ -258,11 +265,7 @@ def test_a_daemon_reload_sees_an_edit_that_keeps_size_and_mtime(repo, tmp_path):
     store = Store(tmp_path / "state")
     engine = Engine(repo, store, project=project, mode="daemon", clock=FakeClock(datetime(2026, 3, 2, tzinfo=UTC)), quiet=True)
     engine.apply(project, "daemon")
-    st = a.stat()
-    deadline = time.monotonic() + 5
-    while a.stat().st_ctime_ns == st.st_ctime_ns and time.monotonic() < deadline:
-        a.write_text(JOB.format(n=7))
-        os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
+    rewrite_keeping_size_and_mtime(a, JOB.format(n=7))
     engine.reload()
     assert store.read().jobs["job1"].spec["shell"] == "echo 7"
 

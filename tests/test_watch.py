@@ -307,7 +307,7 @@ def test_a_symlinked_folder_is_watched_at_its_target_once(watching, repo):
     shared.mkdir()
     os.symlink("../shared", repo / "jobs.d" / "one")
     os.symlink("../shared", repo / "jobs.d" / "two")
-    # Two links back to jobs.d: load.find_job_files walks each real folder once; so do we.
+    # Two links back to jobs.d: load._scan walks each real folder once; so do we.
     os.symlink(".", repo / "jobs.d" / "loop1")
     os.symlink(".", repo / "jobs.d" / "loop2")
     w, calls = watching()

@@ -24,6 +24,9 @@ FIGURES: list[str] = []  # printed at the end of the session (conftest)
 
 # Every run writes one line when it starts: its scheduled instant, run id and pid. The
 # suite judges "executed twice" from these, not only from cronfile's own records.
+# The statuses a run that started (or was claimed) ends with: every one but skipped
+# and missed, which are recorded for runs that never were.
+FINAL = ("success", "failed", "timeout", "silent", "refused", "interrupted", "cancelled")
 MARK = 'echo "$CRONFILE_SCHEDULED_FOR $CRONFILE_RUN_ID $$ $CRONFILE_TRIGGER" >> "{marks}"'
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from .harness import (
+    FINAL,
     MARK,
     DaemonProc,
     child_env,
@@ -40,7 +41,6 @@ from .harness import (
 
 pytestmark = pytest.mark.slow
 
-COUNTED = ("success", "failed", "timeout", "silent", "refused", "interrupted", "cancelled")
 
 
 def edited(marks: Path, version: int) -> str:
@@ -230,10 +230,10 @@ def test_daemon_ticks_runs_and_applies_at_once_never_double_lose_or_deadlock(tmp
     applied = state["jobs"]["edited"]["spec"].get("description")
     # ... every claim counted in run_count has its record (claims of `every` never
     # overlap an edit or a deletion: run_count is only ever incremented) ...
-    every_runs = [r for r in records.runs.get("every", {}).values() if r.get("status") in COUNTED and r.get("trigger") != "manual"]
+    every_runs = [r for r in records.runs.get("every", {}).values() if r.get("status") in FINAL and r.get("trigger") != "manual"]
     # ... and every manual run that reported its status has its record.
     manual_runs = [r for r in records.runs.get("manual", {}).values() if r.get("trigger") == "manual" and r.get("status") == "success"]
-    lost = [m for m in marks if records.runs.get(m.job, {}).get(m.run_id, {}).get("status") not in COUNTED]
+    lost = [m for m in marks if records.runs.get(m.job, {}).get(m.run_id, {}).get("status") not in FINAL]
     stamps = sorted(m.scheduled_for for m in marks if m.job == "every")
     gaps = _max_gap(stamps)
     figure(

@@ -23,6 +23,7 @@ from collections import Counter
 import pytest
 
 from .harness import (
+    FINAL,
     MARK,
     DaemonProc,
     alive,
@@ -56,7 +57,6 @@ POINTS = {
 }
 # Every record is kept (history_limit), so every claimed run can be looked up.
 CONFIG = "max_concurrent: 64\nshutdown_grace: 1s\nhistory_limit: 1000000\n"
-FINAL = ("success", "failed", "timeout", "silent", "refused", "interrupted", "cancelled")
 
 
 def jobs(marks) -> dict[str, str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from .harness import (
+    FINAL,
     MARK,
     DaemonProc,
     child_env,
@@ -31,7 +32,6 @@ from .harness import (
 
 pytestmark = pytest.mark.slow
 
-FINAL = ("success", "failed", "timeout", "silent", "refused", "interrupted", "cancelled")
 
 
 def beat(root: Path) -> dict[str, str]:
