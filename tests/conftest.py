@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,6 +21,20 @@ if str(REPO_ROOT) not in sys.path:
 
 from cronfile.clock import FakeClock  # noqa: E402
 from cronfile.spec import JobSpec, spec_from_data  # noqa: E402
+
+
+def require_program(name: str, install: str) -> str:
+    """The path of program `name`, which a test drives for real. Missing: in CI
+    (`CI` set, as .ci/run runs) the test fails with the command that installs it, since
+    .ci/run is meant to have installed it; elsewhere it is skipped with that command."""
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    message = f"{name} is not installed; install it with: {install}"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
 
 # A Monday, well clear of any daylight-saving change in Europe or the US.
 EPOCH = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

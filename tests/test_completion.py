@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cli_helpers import ROOT, cronfile
+from conftest import require_program
 
 from cronfile import cli, completion
 
@@ -181,8 +181,7 @@ def test_bash_completes_folders_after_C(bash_script, repo):
 
 @pytest.mark.parametrize("shell", ["zsh", "fish"])
 def test_the_script_parses(shell, tmp_path):
-    if shutil.which(shell) is None:
-        pytest.skip(f"{shell} is not installed")
+    require_program(shell, f"apt-get install -y {shell}")
     path = tmp_path / f"cronfile.{shell}"
     path.write_text(completion.script(shell))
     res = subprocess.run([shell, "-n", str(path)], capture_output=True, text=True, timeout=60)
@@ -197,7 +196,6 @@ def test_the_script_names_every_command(shell):
             assert re.search(rf"\b{command}\b", text), command
 
 
-@pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
@@ -209,6 +207,7 @@ def test_the_script_names_every_command(shell):
     ids=["command", "job-names", "after-an-option-value", "choices"],
 )
 def test_fish_completes(repo, line, expected):
+    require_program("fish", "apt-get install -y fish")
     script = repo.parent / "cronfile.fish"
     script.write_text(completion.script("fish"))
     res = subprocess.run(

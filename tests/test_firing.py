@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,9 +47,15 @@ AHEAD = H - timedelta(milliseconds=30)
 # What a job can see of how it was started: environment, open descriptors, ignored and
 # blocked signals (as its children inherit them: the shell's own mask changes while it
 # forks), umask, $0 and arguments, process group and session, cwd, stdin.
+# The shell's descriptors are listed by a lone `ls` and trimmed here (fds_of): in a
+# pipeline (`ls /proc/$$/fd | awk`) the shell still holds the pipeline's pipe ends for a
+# moment after it forks `ls`, and with a redirection dash parks its stdout on fd 10; on a
+# loaded machine `ls` saw those in one run and not in the other, so the test failed under
+# load. A lone `ls` runs while the shell only waits for it.
 INTROSPECT = r"""
 env -0 | tr '\0' '\n' | LC_ALL=C sort
-echo "--- fds"; ls -l /proc/$$/fd | awk 'NR > 1 {print $1, $9, $10, $11}' | sed 's/pipe:\[[0-9]*\]/pipe/'
+echo "--- fds"; ls -l /proc/$$/fd
+echo "--- end of fds"
 echo "--- status"; grep -E '^(SigIgn|SigBlk|Umask|NoNewPrivs)' /proc/self/status
 echo "--- shell"; echo "0=$0 #=$# umask=$(umask) cwd=$(pwd) PWD=$PWD"
 echo "--- group"; ps -o pid=,pgid=,sid= -p $$ | awk '{print ($1 == $2), ($2 == $3)}'
@@ -76,6 +83,21 @@ def sh(tmp_path: Path, script: str, env: dict[str, str] | None = None, stdin: by
     return Prepared(["/bin/sh", "-c", script], tmp_path, dict(ODD_ENV if env is None else env), stdin, Masker())
 
 
+def fds_of(out: str) -> str:
+    """INTROSPECT's `ls -l` of the shell's descriptors as "mode fd -> target" lines, with
+    pipe inodes dropped (they differ between any two runs)."""
+    head, sep, rest = out.partition("--- fds\n")
+    if not sep:
+        return out
+    listing, sep, tail = rest.partition("--- end of fds\n")
+    lines = []
+    for line in listing.splitlines()[1:]:  # the first is ls's "total 0"
+        fields = line.split()
+        lines.append(" ".join([fields[0], *fields[8:]]))
+    text = re.sub(r"pipe:\[[0-9]+\]", "pipe", "\n".join(lines))
+    return head + "--- fds\n" + text + "\n" + tail
+
+
 def run_to_end(prepared: Prepared, *, park: bool) -> tuple[int | None, str]:
     log = io.BytesIO()
     proc = spawn(prepared, log, output_limit=1_000_000, gate=park)
@@ -83,7 +105,7 @@ def run_to_end(prepared: Prepared, *, park: bool) -> tuple[int | None, str]:
         assert proc.parked
         assert proc.release()
     code = proc.wait(10)
-    return code, log.getvalue().decode()
+    return code, fds_of(log.getvalue().decode())
 
 
 @linux_only
@@ -95,6 +117,8 @@ def test_a_parked_shell_job_sees_exactly_what_an_unparked_one_sees(tmp_path):
     assert parked == plain
     assert "FOO-BAR" not in plain[1]  # sh drops it either way: the reason this holds
     assert "--- group\n1 1\n" in plain[1]  # its own process group and session
+    # stdin is /dev/null, stdout and stderr the log's pipe, and nothing else leaks in
+    assert "--- fds\nlrwx------ 0 -> /dev/null\nl-wx------ 1 -> pipe\nl-wx------ 2 -> pipe\n--- status" in plain[1]
 
 
 def test_a_released_process_ends_with_its_jobs_own_exit_code_and_output(tmp_path):
