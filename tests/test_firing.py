@@ -515,9 +515,21 @@ def test_sigkill_with_runs_parked_runs_none_of_them_and_recovers_them_interrupte
                 found.append(int(entry.name))
         return [p for p in found if alive(p)]
 
+    def stamped() -> set[tuple[str, datetime]]:
+        lines = out.read_text().splitlines() if out.exists() else []
+        return {(job, datetime.fromisoformat(sched)) for sched, _, job in (ln.split() for ln in lines)}
+
+    parked = {
+        (name, datetime.fromisoformat(r["scheduled_for"]))
+        for name, js in read_state(tmp_path)["jobs"].items()
+        for r in js["running"]
+    }
     if Path("/proc").is_dir():
         wait_for(lambda: not leftovers(), what="the parked gates to exit")
-    assert not out.exists(), "a parked run ran without its engine"
+    # An earlier instant's runs may have run: on a loaded machine a volley can reach its
+    # instant before its members have parked, and then it starts them at once, with no
+    # fault point on the way. What must hold is that no run parked at the crash ran.
+    assert not parked & stamped(), "a parked run ran without its engine"
     with Daemon(tmp_path) as d:
         d.wait_log(r"interrupted \(its engine \w+ is gone; not re-run\)", count=len(claimed))
         assert d.stop() == 0
