@@ -172,3 +172,22 @@ def test_a_state_without_pauses_is_encoded_as_before(clock: FakeClock) -> None:
     state = applied(clock, hourly())
     assert b'"pause"' not in encode_state(state)
     assert b'"pause"' in encode_state(paused(state, "report", clock.now()))
+
+
+def test_pause_of_a_job_not_applied_is_a_one_line_error_and_changes_nothing(tmp_path) -> None:
+    from cli_helpers import cronfile
+
+    (tmp_path / "jobs.d").mkdir()
+    (tmp_path / "jobs.d" / "report.yaml").write_text('schedule: "0 * * * *"\nshell: "true"\n')
+    r = cronfile("-C", str(tmp_path), "pause", "report")
+    assert r.returncode == 2
+    assert r.stderr.strip() == "cronfile: error: no applied job named 'report' (run `cronfile apply` first)"
+    assert cronfile("-C", str(tmp_path), "apply").returncode == 0
+    r = cronfile("-C", str(tmp_path), "pause", "reprot")
+    assert r.returncode == 2 and "did you mean report?" in r.stderr and "Traceback" not in r.stderr
+    state = json.loads((tmp_path / ".cronfile" / "state.json").read_text())
+    assert state["jobs"]["report"]["state"] == "scheduled"
+    r = cronfile("-C", str(tmp_path), "resume", "report", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["resumed"] is False
+    audit = (tmp_path / ".cronfile" / "audit.jsonl").read_text().splitlines()
+    assert len(audit) == 1  # the apply; a failed pause and a no-op resume write nothing
