@@ -250,15 +250,6 @@ class Tools:
             raise ToolRefused(f"job {name!r} is paused: {why}; not run")
         before = {r["run_id"] for r in merged_history(self.store, name, None)} | {r.run_id for r in (js.running if js else ())}
         cmd = [sys.executable, "-m", "cronfile", "-C", str(self.root), "--state-dir", str(self.store.state_dir), "-q", "run", name]
-        err = tempfile.TemporaryFile()
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,  # the run's output goes to its log; stdout is our wire
-            stderr=err,
-            start_new_session=True,  # not stopped with this server
-            env={k: v for k, v in self.environ.items() if k != "CRONFILE_RUN_ID"} | {"PYTHONPATH": _pythonpath(self.environ)},
-        )
 
         def new_run() -> str | None:
             st = self.store.read().jobs.get(name)
@@ -267,12 +258,24 @@ class Tools:
             fresh = sorted(ids - before)
             return fresh[-1] if fresh else None
 
-        run_id = _poll(new_run, RUN_START_TIMEOUT, lambda: proc.poll() is not None)
-        if run_id is None:
-            proc.wait(RUN_START_TIMEOUT) if proc.poll() is None else None
-            err.seek(0)
-            why = err.read().decode("utf-8", "replace").strip().splitlines()
-            raise ToolRefused(f"{name}: the run did not start: " + (why[-1] if why else f"exit {proc.returncode}"))
+        # The child's stderr goes to a file, not a pipe: it outlives this server, and
+        # a pipe with no reader would fail its last writes.
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # the run's output goes to its log; stdout is our wire
+                stderr=err,
+                start_new_session=True,  # not stopped with this server
+                env={k: v for k, v in self.environ.items() if k != "CRONFILE_RUN_ID"} | {"PYTHONPATH": _pythonpath(self.environ)},
+            )
+            run_id = _poll(new_run, RUN_START_TIMEOUT, lambda: proc.poll() is not None)
+            if run_id is None:
+                if proc.poll() is None:
+                    _reap(proc)
+                err.seek(0)
+                why = err.read().decode("utf-8", "replace").strip().splitlines()
+                raise ToolRefused(f"{name}: the run did not start: " + (why[-1] if why else f"exit {proc.returncode}"))
 
         def ended() -> dict[str, Any] | None:
             return next((r for r in merged_history(self.store, name, 10) if r["run_id"] == run_id and r.get("status")), None)
