@@ -267,7 +267,7 @@ class Tools:
                 stdout=subprocess.DEVNULL,  # the run's output goes to its log; stdout is our wire
                 stderr=err,
                 start_new_session=True,  # not stopped with this server
-                env={k: v for k, v in self.environ.items() if k != "CRONFILE_RUN_ID"} | {"PYTHONPATH": _pythonpath(self.environ)},
+                env=dict(self.environ),  # the same interpreter and import path as this server
             )
             run_id = _poll(new_run, RUN_START_TIMEOUT, lambda: proc.poll() is not None)
             if run_id is None:
@@ -343,13 +343,6 @@ class Tools:
             "applied": False,
             "next": "review the file (git diff), then `cronfile diff` and `cronfile apply`",
         }
-
-
-def _pythonpath(environ: Mapping[str, str]) -> str:
-    """This cronfile's import path first, so `python -m cronfile` runs the same code."""
-    here = str(Path(__file__).resolve().parent.parent)
-    rest = environ.get("PYTHONPATH", "")
-    return here + (os.pathsep + rest if rest else "")
 
 
 def _poll(found: Callable[[], Any], timeout: float, give_up: Callable[[], bool]) -> Any:
