@@ -274,8 +274,8 @@ class Tools:
                 if proc.poll() is None:
                     _reap(proc)
                 err.seek(0)
-                why = err.read().decode("utf-8", "replace").strip().splitlines()
-                raise ToolRefused(f"{name}: the run did not start: " + (why[-1] if why else f"exit {proc.returncode}"))
+                said = err.read().decode("utf-8", "replace").strip().splitlines()
+                raise ToolRefused(f"{name}: the run did not start: " + (said[-1] if said else f"exit {proc.returncode}"))
 
         def ended() -> dict[str, Any] | None:
             return next((r for r in merged_history(self.store, name, 10) if r["run_id"] == run_id and r.get("status")), None)
@@ -439,7 +439,7 @@ def build_server(tools: Tools) -> Any:
             fns[name],
             name=name,
             description=TOOL_DOCS[name],
-            annotations=ToolAnnotations(readOnlyHint=read_only, destructiveHint=False, openWorldHint=False),
+            annotations=ToolAnnotations(read_only_hint=read_only, destructive_hint=False, open_world_hint=False),
         )
     return server
 

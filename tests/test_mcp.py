@@ -87,13 +87,15 @@ async def refused(client: Any, tool: str, **args: Any) -> str:
 def test_by_default_only_the_read_only_tools_are_offered(repo, mode):
     async def body(client):
         names = await tool_names(client)
+        read_only = {t.name: t.annotations.read_only_hint for t in (await client.list_tools()).tools}
         jobs = await call(client, "list_jobs")
         status = await call(client, "job_status", name="report")
         no_pause = await refused(client, "pause_job", name="report", reason="x")
-        return names, jobs, status, no_pause
+        return names, read_only, jobs, status, no_pause
 
-    names, jobs, status, no_pause = session(repo, body, mode=mode)
+    names, read_only, jobs, status, no_pause = session(repo, body, mode=mode)
     assert names == list(READ_ONLY_TOOLS)
+    assert read_only == dict.fromkeys(READ_ONLY_TOOLS, True)
     assert [j["name"] for j in jobs] == ["other", "report"]
     assert status["state"] == "scheduled" and status["spec"]["schedule"] == "0 3 * * *"
     assert "pause_job" in no_pause
@@ -217,3 +219,22 @@ def test_without_the_sdk_mcp_is_a_one_line_error_naming_the_extra(repo):
     assert r.returncode == 2
     assert r.stderr == "cronfile: error: `cronfile mcp` needs the MCP SDK: pip install 'cronfile[mcp]'\n"
     assert r.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("config", "tools", "allowed", "refused"),
+    [
+        ({}, READ_ONLY_TOOLS, ["report", "x"], []),
+        ({"mcp": {}}, READ_ONLY_TOOLS, ["report"], []),
+        ({"mcp": {"tools": ["pause_job", "list_jobs", "pause_job"]}}, ("pause_job", "list_jobs"), ["report"], []),
+        ({"mcp": {"jobs": ["report-*", "inbox"]}}, READ_ONLY_TOOLS, ["report-daily", "inbox"], ["report", "inbox-2"]),
+        ({"mcp": {"tools": []}}, (), ["report"], []),
+    ],
+    ids=["no-mcp-key", "empty-mcp", "chosen-tools-deduplicated", "job-patterns", "no-tools"],
+)
+def test_settings_from_the_config(config, tools, allowed, refused):
+    from cronfile.mcp_server import settings_from
+
+    s = settings_from(config)
+    assert s.tools == tools
+    assert all(s.allows(n) for n in allowed) and not any(s.allows(n) for n in refused)
