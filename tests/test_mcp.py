@@ -238,3 +238,30 @@ def test_settings_from_the_config(config, tools, allowed, refused):
     s = settings_from(config)
     assert s.tools == tools
     assert all(s.allows(n) for n in allowed) and not any(s.allows(n) for n in refused)
+
+
+def test_run_job_returns_at_once_when_asked_and_the_run_outlives_the_server(repo):
+    from engine_helpers import history, wait_for
+
+    configure(repo, ALL)
+    gate = repo / "gate"
+    write_job(repo, "slow", f'schedule: "0 5 * * *"\nshell: while [ ! -e "{gate}" ]; do sleep 0.05; done; echo slow done\n')
+    assert cronfile("-C", str(repo), "apply", env={"TOKEN": SECRET}).returncode == 0
+    (repo / "jobs.d" / "ops.yaml").unlink()  # `other` is still applied, but not in the files
+
+    async def body(client):
+        started = await call(client, "run_job", name="slow", wait_seconds=0)
+        not_in_files = await refused(client, "run_job", name="other")
+        return started, not_in_files
+
+    started, not_in_files = session(repo, body)
+    assert started["status"] == "running" and started["run_id"]
+    assert "did not start" in not_in_files and "no job named 'other'" in not_in_files
+    # The server has exited; the run goes on, and ends recorded once it may.
+    gate.touch()
+    done = wait_for(
+        lambda: [h for h in history(repo, "slow") if h["run_id"] == started["run_id"] and h.get("status")],
+        30,
+        what="the run's record",
+    )
+    assert done[0]["status"] == "success" and done[0]["trigger"] == "manual"
