@@ -382,12 +382,22 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
         touched = {c.name for c in plan.changes if c.action in (Action.create, Action.update)}
         specs = [s for s in project.specs if s.name in touched]
         print_problems(out, project.warnings + warnings_for(specs, project.root, now, os.environ))
+    # Runtime pauses are drift from the repo that apply keeps (cronfile/pause.py): shown,
+    # not counted as changes (diff's exit status says whether apply would change anything).
+    from .pause import drift
+
+    overrides = drift(store.read())
     if out.json:
         data = plan.to_json()
         data.setdefault("errors", [])
+        data["drift"] = overrides
         out.json_data(data)
     else:
         out.data(render_plan(plan, color=use_color()))
+        if overrides:
+            out.data("\nNot in the repo (runtime overrides; apply keeps them):")
+            for d in overrides:
+                out.data(f"  ~ {d['name']}: {d['note']} (`cronfile resume {d['name']}`)")
         if write and plan.has_changes:
             out.msg(f"applied to {store.state_path}")
     if is_diff:
@@ -422,6 +432,35 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
         if project.errors:
             out.warn(f"warning: jobs.d has {len(project.errors)} problem(s); run `cronfile validate`")
         out.data(render_status(rows, color=use_color(), now=now))
+    return EXIT_OK
+
+
+def cmd_pause(args: argparse.Namespace, out: Out) -> int:
+    from datetime import UTC, datetime
+
+    from .control import pause_job
+    from .pause import pause_note
+
+    js = pause_job(store_of(args), args.name, reason=args.reason or "", now=datetime.now(UTC))
+    assert js.pause is not None
+    if out.json:
+        out.json_data({"name": args.name, "state": str(js.state), "pause": js.pause.encode()})
+    else:
+        out.msg(f"{args.name}: {pause_note(js.pause)}; it will not fire until `cronfile resume {args.name}`")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace, out: Out) -> int:
+    from datetime import UTC, datetime
+
+    from .clock import iso
+    from .control import resume_job
+
+    js, note, was = resume_job(store_of(args), args.name, now=datetime.now(UTC))
+    if out.json:
+        out.json_data({"name": args.name, "state": str(js.state), "next_run": iso(js.next_run), "resumed": was, "note": note})
+    else:
+        out.msg(f"{args.name}: {'resumed; ' if was else ''}{note}")
     return EXIT_OK
 
 
@@ -634,6 +673,8 @@ COMMANDS = {
     "diff": (cmd_diff, "show what apply would change (exit 1 if anything)", "cronfile diff\n  cronfile diff --json"),
     "apply": (cmd_apply, "record the job files into the state", "cronfile apply\n  cronfile apply --dry-run"),
     "status": (cmd_status, "every job: state, next run, recent outcomes", "cronfile status\n  cronfile status --json"),
+    "pause": (cmd_pause, "pause an applied job at runtime (kept until resume)", 'cronfile pause backup --reason "disk full, investigating"'),
+    "resume": (cmd_resume, "end a runtime pause; the next run is computed from now", "cronfile resume backup"),
     "history": (cmd_history, "past runs of a job", "cronfile history backup -n 20"),
     "logs": (cmd_logs, "the output of a run (latest by default)", "cronfile logs backup\n  cronfile logs backup 7f3a\n  cronfile logs backup -f"),
     "run": (cmd_run, "run one job now in the foreground (trigger: manual)", "cronfile run backup"),
@@ -642,6 +683,7 @@ COMMANDS = {
     "doctor": ("cronfile.doctor:cmd_doctor", "check config, files, agents, timezone data, state dir, locks, clock", "cronfile doctor\n  cronfile doctor --json"),
     "service": ("cronfile.service:cmd_service", "install a systemd user unit / launchd agent that runs the daemon", "cronfile service print\n  cronfile service install\n  cronfile service uninstall"),
     "completion": ("cronfile.completion:cmd_completion", "print a shell completion script (bash, zsh, fish)", 'eval "$(cronfile completion bash)"\n  cronfile completion fish > ~/.config/fish/completions/cronfile.fish'),
+    "mcp": ("cronfile.mcp_server:cmd_mcp", "serve the jobs to an agent over the Model Context Protocol (stdio; extra cronfile[mcp])", "cronfile -C /srv/jobs mcp   # started by the agent CLI, see README"),
     "render": ("cronfile.kubernetes:cmd_render", "render the jobs onto another scheduler (kubernetes)", "cronfile render kubernetes -o deploy/k8s --namespace jobs --image ghcr.io/acme/cronfile:1.0"),
 }
 
@@ -703,6 +745,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("run_id", nargs="?", metavar="RUN_ID", help="a run id or its last characters")
             p.add_argument("-f", "--follow", action="store_true", help="follow a run in flight")
         elif name == "run":
+            p.add_argument("name", metavar="NAME")
+        elif name == "pause":
+            p.add_argument("name", metavar="NAME")
+            p.add_argument("--reason", metavar="TEXT", help="why (kept in the state and the audit log)")
+        elif name == "resume":
             p.add_argument("name", metavar="NAME")
         elif name == "service":
             p.add_argument("action", choices=["install", "uninstall", "print"])

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from .clock import iso
+from .pause import keep_pause
 from .spec import JobSpec
 from .state import JobState, JobStatus, Running, State
 
@@ -135,6 +136,9 @@ def reconcile(
             )
         else:
             js, change = _update(spec, old, now)
+            if old.pause is not None:
+                # `cronfile pause` holds across applies (cronfile/pause.py).
+                js, change = keep_pause(old, js, change)
         jobs[name] = js
         changes.append(change)
 

@@ -283,6 +283,8 @@ def status_rows(
                 "overdue": overdue,
                 "drift": drift,
                 "running": len(js.running) if js is not None else 0,
+                # `cronfile pause`: {at, user, host, reason, via}, or null (cronfile/pause.py)
+                "pause": js.pause.encode() if js is not None and js.pause is not None else None,
             }
         )
     return rows
@@ -318,6 +320,8 @@ def render_status(rows: list[dict[str, Any]], *, color: bool, now: datetime) -> 
     table: list[list[tuple[str, str]]] = []  # (plain text, colour code)
     for r in rows:
         state = r["state"] or "not applied"
+        if r.get("pause"):
+            state += " (runtime)"
         if r.get("running"):
             state += f", {r['running']} running"
         next_run = parse_iso(r["next_run"])
@@ -377,6 +381,15 @@ def render_status(rows: list[dict[str, Any]], *, color: bool, now: datetime) -> 
             warnings.append(
                 f"! {name} is overdue since {shown} and no engine is running: "
                 "start `cronfile daemon` or run `cronfile tick`"
+            )
+        pause = r.get("pause")
+        if pause:
+            why = f": {pause['reason']}" if pause.get("reason") else ""
+            since = parse_iso(pause.get("at"))
+            shown = local_time(since, r["timezone"]) if since is not None else "?"
+            warnings.append(
+                f"! {name} is paused at runtime by {pause.get('user')}@{pause.get('host')} since {shown}{why}"
+                f" (`cronfile resume {name}`)"
             )
         drift = r.get("drift")
         if drift == "not applied":

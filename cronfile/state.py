@@ -22,7 +22,7 @@ class JobStatus(StrEnum):
     """Where a job stands in the applied set."""
 
     scheduled = "scheduled"  # Fires at next_run.
-    paused = "paused"  # enabled: false; never fires; next_run is None.
+    paused = "paused"  # enabled: false, or `cronfile pause` (JobState.pause); never fires; next_run is None.
     completed = "completed"  # Once-only job done, `repeat` used up, or an instant in the past.
 
 
@@ -96,6 +96,31 @@ class LastRun:
 
 
 @dataclass(frozen=True)
+class Pause:
+    """A runtime pause (`cronfile pause NAME`): who, from where, when and why. Kept in the
+    state, not the repo: applies and restarts keep it, `cronfile resume NAME` ends it."""
+
+    at: datetime
+    user: str
+    host: str
+    reason: str = ""
+    via: str = "cli"  # "cli" | "mcp"
+
+    def encode(self) -> dict[str, Any]:
+        return {"at": iso(self.at), "user": self.user, "host": self.host, "reason": self.reason, "via": self.via}
+
+    @classmethod
+    def decode(cls, d: dict[str, Any]) -> Pause:
+        return cls(
+            at=_dt(d["at"]),
+            user=str(d.get("user", "")),
+            host=str(d.get("host", "")),
+            reason=str(d.get("reason") or ""),
+            via=str(d.get("via") or "cli"),
+        )
+
+
+@dataclass(frozen=True)
 class JobState:
     """One applied job."""
 
@@ -110,9 +135,10 @@ class JobState:
     running: tuple[Running, ...] = ()
     queued: datetime | None = None  # concurrency: queue buffers one occurrence here
     updated_at: datetime | None = None
+    pause: Pause | None = None  # a runtime pause (state is then `paused`); see cronfile/pause.py
 
     def encode(self) -> dict[str, Any]:
-        return {
+        out = {
             "spec": self.spec,
             "spec_hash": self.spec_hash,
             "schedule_sig": self.schedule_sig,
@@ -125,6 +151,10 @@ class JobState:
             "running": [r.encode() for r in self.running],
             "queued": iso(self.queued),
         }
+        if self.pause is not None:
+            # Only when set: a state without pauses is byte for byte what it was before.
+            out["pause"] = self.pause.encode()
+        return out
 
     @classmethod
     def decode(cls, d: dict[str, Any]) -> JobState:
@@ -140,6 +170,7 @@ class JobState:
             run_count=int(d.get("run_count", 0)),
             running=tuple(Running.decode(r) for r in d.get("running", ())),
             queued=parse_iso(d.get("queued")),
+            pause=Pause.decode(d["pause"]) if d.get("pause") else None,
         )
 
     def with_(self, **changes: Any) -> JobState:

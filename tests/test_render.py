@@ -228,7 +228,9 @@ def test_status_rows_have_the_documented_keys_and_the_extras() -> None:
         "overdue",
         "drift",
         "running",
+        "pause",
     ]
+    assert row["pause"] is None
     assert row["schedule"] == "0 3 * * *"
     assert row["timezone"] == "UTC"
     assert row["state"] == "scheduled"
