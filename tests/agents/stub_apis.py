@@ -169,8 +169,10 @@ class ModelStub:
 
     def model_requests(self) -> list[Seen]:
         """The requests that asked a model for an answer (not HEAD probes)."""
-        marks = ("/responses", "/chat/completions", "/messages", "generateContent")
-        return [s for s in self.seen if s.method == "POST" and any(m in s.path for m in marks)]
+        marks = ("/responses", "/chat/completions", "/messages", "generatecontent")
+        return [
+            s for s in self.seen if s.method == "POST" and any(m in s.path.lower() for m in marks)
+        ]
 
     def received(self, text: str) -> bool:
         """Whether ``text`` arrived verbatim inside one string of one model request."""
