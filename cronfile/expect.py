@@ -22,5 +22,5 @@ def check_expect(expect: Mapping[str, Any], answer: str) -> str | None:
         return f"expect: contains {contains!r}, but the answer does not"
     regex = expect.get("regex")
     if isinstance(regex, str) and re.search(regex, answer, re.M) is None:
-        return f"expect: regex {regex!r} did not match the answer"
+        return f"expect: regex '{regex}' did not match the answer"
     return None
