@@ -302,7 +302,7 @@ def status_rows(
 def _usage_line(r: Mapping[str, Any]) -> str | None:
     """``brief: 1234 in + 56 out tokens, 0.0031 USD; budget left: 18710 of 20000 tokens``."""
     u = r.get("usage_24h")
-    if u is None:
+    if u is None or not (u["input_tokens"] or u["output_tokens"] or r.get("budget")):
         return None
     text = f"  {r['name']}: {u['input_tokens']} in + {u['output_tokens']} out tokens"
     if u.get("cost_usd") is not None:
