@@ -201,3 +201,21 @@ def test_a_missing_cli_fails_with_the_install_command(tmp_path, monkeypatch):
     with pytest.raises(AssertionError, match=r"run `sh tests/agents/install-clis.sh`"):
         cli_bin("codex")
     assert "install-clis.sh" in INSTALL
+
+
+def test_a_failed_check_is_retried_and_the_usage_of_every_attempt_counts(tmp_path):
+    with ModelStub("", input_tokens=100, output_tokens=7) as stub:
+        job = {
+            "agent": "codex",
+            "prompt": "Write the report.",
+            "expect": {"non_empty": True},
+            "retries": 1,
+            "retry_backoff": "1s",
+        }
+        repo = _repo(tmp_path, job)
+        env = cli_env("codex", tmp_path / "home", stub.url)
+        assert cronfile("run", "agent", cwd=repo, env=env, timeout=120).returncode == 1
+        assert len(stub.model_requests()) == 2
+    run = _history(repo, env)[-1]
+    assert (run["status"], run["attempts"]) == ("failed", 2)
+    assert run["usage"] == {"input_tokens": 200, "output_tokens": 14, "cost_usd": None}
