@@ -78,7 +78,12 @@ def cli_env(name: str, home: Path, stub_url: str) -> dict[str, str]:
     elif name == "gemini":
         gem = home / ".gemini"
         gem.mkdir(exist_ok=True)
-        settings = {"security": {"auth": {"selectedType": "gemini-api-key"}}}
+        settings = {
+            "security": {"auth": {"selectedType": "gemini-api-key"}},
+            # Nothing but the stub: no update check, no usage statistics.
+            "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
+            "privacy": {"usageStatisticsEnabled": False},
+        }
         (gem / "settings.json").write_text(json.dumps(settings))
         env.update(GOOGLE_GEMINI_BASE_URL=stub_url, GEMINI_API_KEY="stub-key")
     elif name == "llm":
