@@ -425,7 +425,7 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     now = datetime.now(UTC)
     names = set(state.jobs) | {s.name for s in project.specs}
     histories = {n: merged_history(store, n, 10) for n in names}
-    rows = status_rows(project.specs if project.ok else None, state, histories, now, engine_running=engine_running(store))
+    rows = status_rows(project.specs if project.ok else None, state, histories, now, engine_running=engine_running(store), usage=agent_usage(store, project, state, names, now))
     if out.json:
         out.json_data(rows)
     else:
@@ -462,6 +462,22 @@ def cmd_resume(args: argparse.Namespace, out: Out) -> int:
     else:
         out.msg(f"{args.name}: {'resumed; ' if was else ''}{note}")
     return EXIT_OK
+
+
+def agent_usage(store: Store, project: Any, state: Any, names: set[str], now: Any) -> dict[str, Any]:
+    """Each agent job's usage over the last 24 hours (what its budget counts)."""
+    from datetime import timedelta
+
+    from .engine import merged_history
+    from .usage import usage_since
+
+    declared = {s.name: s.data for s in project.specs}
+    out = {}
+    for n in names:
+        data = state.jobs[n].spec if n in state.jobs else declared.get(n, {})
+        if "prompt" in data:
+            out[n] = usage_since(merged_history(store, n, None), now - timedelta(hours=24))
+    return out
 
 
 def check_job_name(args: argparse.Namespace, store: Store) -> None:
@@ -508,7 +524,8 @@ def render_history(runs: list[dict[str, Any]]) -> str:
     """One line per run, newest last: id, trigger, times, status, exit, deliveries."""
     from datetime import datetime
 
-    rows = [("RUN", "TRIGGER", "SCHEDULED", "STARTED", "DURATION", "STATUS", "EXIT", "TRIES", "DELIVERIES")]
+    tokens = any(r.get("usage") or r.get("usage_error") for r in runs)
+    rows = [("RUN", "TRIGGER", "SCHEDULED", "STARTED", "DURATION", "STATUS", "EXIT", "TRIES", *(("TOKENS", "COST") if tokens else ()), "DELIVERIES")]
     for r in runs:
         start = r.get("started_at")
         dur = r.get("duration_s")
@@ -527,6 +544,7 @@ def render_history(runs: list[dict[str, Any]]) -> str:
                 status,
                 "" if r.get("exit_code") is None else str(r["exit_code"]),
                 str(r.get("attempts") or ""),
+                *(_usage_cells(r) if tokens else ()),
                 dl,
             )
         )
@@ -534,7 +552,18 @@ def render_history(runs: list[dict[str, Any]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     messages = [f"  {r['run_id']}: {r['message']}" for r in runs if r.get("message") and r.get("status") not in ("success",)]
+    messages += [f"  {r['run_id']}: usage unknown: {r['usage_error']}" for r in runs if r.get("usage_error")]
     return "\n".join(lines + (["", "notes:"] + messages[-5:] if messages else []))
+
+
+def _usage_cells(run: dict[str, Any]) -> tuple[str, str]:
+    """TOKENS (``1234+56``: input + output) and COST of an agent run; ``?`` when the
+    CLI's usage report could not be read."""
+    u = run.get("usage")
+    if not isinstance(u, dict):
+        return ("?" if run.get("usage_error") else "-", "-")
+    cost = u.get("cost_usd")
+    return (f"{u.get('input_tokens', 0)}+{u.get('output_tokens', 0)}", "-" if cost is None else f"${cost:.4f}")
 
 
 def _short_time(text: str | None) -> str:

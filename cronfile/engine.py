@@ -986,6 +986,14 @@ class Engine:
                     return None
         return None
 
+    def _budget_used(self, job: str, spec: JobSpec) -> Any:
+        """The job's usage over the last 24 hours, if it has a ``budget:``."""
+        if not spec.budget:
+            return None
+        from .usage import usage_since
+
+        return usage_since(merged_history(self.store, job, None), self.clock.now() - timedelta(hours=24))
+
     def _record_pid(self, claim: Claim, pid: int) -> None:
         self._record_pids({claim.run_id: (claim.job, pid)})
 
@@ -1016,6 +1024,7 @@ class Engine:
             from_job_output=self._from_job_output(spec),
             output_limit=self.config.output_limit,
             stream=stream,
+            budget_used=self._budget_used(claim.job, spec),
         )
         report_base: dict[str, Any] = dict(job=claim.job, run_id=claim.run_id, trigger=claim.trigger, scheduled_for=claim.scheduled_for, log_path=str(log_path), host=self.host, description=spec.description)
         spawned_at: list[datetime] = []

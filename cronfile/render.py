@@ -19,6 +19,7 @@ from .durations import humanize_delta, parse_duration
 from .reconcile import Action, Change, Plan
 from .spec import JobSpec
 from .state import JobState, JobStatus, State
+from .usage import Usage, budget_left
 
 __all__ = ["render_plan", "render_status", "status_rows"]
 
@@ -241,9 +242,12 @@ def status_rows(
     now: datetime,
     *,
     engine_running: bool,
+    usage: Mapping[str, Usage] | None = None,
 ) -> list[dict[str, Any]]:
     """One dict per job (DESIGN.md 7's ``status --json`` keys, plus recent, overdue,
-    drift, running), sorted by name: the applied jobs and the jobs in the files.
+    drift, running; for agent jobs whose ``usage`` over the last 24 hours is given,
+    usage_24h, and budget and budget_left when the job has a budget), sorted by name:
+    the applied jobs and the jobs in the files.
 
     ``project_specs=None`` means the files could not be read: no drift is reported then
     (an unreadable jobs.d is not "every job deleted")."""
@@ -287,7 +291,36 @@ def status_rows(
                 "pause": js.pause.encode() if js is not None and js.pause is not None else None,
             }
         )
+        used = (usage or {}).get(name)
+        if used is not None:
+            rows[-1]["usage_24h"] = used.to_json()
+            budget = data.get("budget")
+            if isinstance(budget, Mapping) and budget:
+                rows[-1]["budget"] = dict(budget)
+                rows[-1]["budget_left"] = budget_left(budget, used)
     return rows
+
+
+def _usage_line(r: Mapping[str, Any]) -> str | None:
+    """``brief: 1234 in + 56 out tokens, 0.0031 USD; budget left: 18710 of 20000 tokens``."""
+    u = r.get("usage_24h")
+    if u is None or not (u["input_tokens"] or u["output_tokens"] or r.get("budget")):
+        return None
+    text = f"  {r['name']}: {u['input_tokens']} in + {u['output_tokens']} out tokens"
+    if u.get("cost_usd") is not None:
+        text += f", {u['cost_usd']:.4f} USD"
+    left = r.get("budget_left")
+    if left:
+        budget = r.get("budget") or {}
+        parts = []
+        if "tokens" in left:
+            parts.append(f"{max(left['tokens'], 0)} of {budget.get('tokens_per_day')} tokens")
+        if "cost_usd" in left:
+            parts.append(f"{max(left['cost_usd'], 0):.4f} of {budget.get('cost_per_day')} USD")
+        text += "; budget left: " + ", ".join(parts)
+        if any(v <= 0 for v in left.values()):
+            text += " (used up: runs are refused)"
+    return text
 
 
 def _mark(status: str) -> tuple[str, str]:
@@ -402,6 +435,11 @@ def render_status(rows: list[dict[str, Any]], *, color: bool, now: datetime) -> 
             warnings.append(
                 f"! {name} has changes in jobs.d that are not applied: run `cronfile apply`"
             )
+    usage_lines = [u for u in map(_usage_line, rows) if u is not None]
+    if usage_lines:
+        out.append("")
+        out.append("agent usage, last 24 hours:")
+        out.extend(usage_lines)
     if warnings:
         out.append("")
         out.extend(_paint(w, YELLOW, color) for w in warnings)

@@ -24,7 +24,9 @@ from .clock import iso
 from .durations import format_duration
 from .executors.base import Early, Prepared, RunContext, executor_for
 from .executors.process import Proc, Staged, can_park, spawn
+from .expect import check_expect
 from .spec import JobSpec, Kind, Status
+from .usage import Decoder, Usage
 
 __all__ = ["Outcome", "Start", "backoff_delay", "event_sleep", "execute", "prepares_ahead"]
 
@@ -46,6 +48,8 @@ class Outcome:
     truncated: bool
     message: str = ""
     detail: dict[str, Any] = field(default_factory=dict)  # refused phrase/source, error, signal
+    usage: Usage | None = None  # tokens (and cost) the agent reported, summed over attempts
+    usage_error: str | None = None  # why usage is None although the profile reports it
 
     def to_record(self) -> dict[str, Any]:
         """The fields of the run's history line that the runner owns."""
@@ -60,6 +64,8 @@ class Outcome:
             "output_truncated": self.truncated,
             "message": self.message,
             "detail": dict(self.detail),
+            "usage": self.usage.to_json() if self.usage is not None else None,
+            **({"usage_error": self.usage_error} if self.usage_error else {}),
         }
 
 
@@ -161,6 +167,28 @@ def _judge(
     return _Attempt(Status.success, 0)
 
 
+def _decoded(
+    ctx: RunContext,
+    prepared: Prepared,
+    dec: Decoder,
+    result: _Attempt,
+    log: BinaryIO,
+    tally: _Tally,
+) -> _Attempt:
+    """An agent attempt read through its profile's decoder: its usage counted, its
+    answer checked against ``expect:``, and the stderr it held back shown if it failed."""
+    tally.add_usage(dec)
+    if result.status is Status.success and ctx.spec.expect:
+        why = check_expect(ctx.spec.expect, dec.answer)
+        if why is not None:
+            result = _Attempt(Status.failed, 0, why, {"expect": why})
+    if result.status not in (Status.success, Status.silent) and dec.stderr.strip():
+        text = prepared.masker.mask(dec.stderr.decode("utf-8", "replace")).strip()
+        name = os.path.basename(prepared.argv[0])
+        _write(log, ctx, tally.line(f"[cronfile: stderr of {name}]") + text.encode() + b"\n")
+    return result
+
+
 def execute(
     ctx: RunContext,
     *,
@@ -216,6 +244,8 @@ def execute(
         tally.truncated,
         result.message,
         result.detail,
+        tally.usage,
+        tally.usage_error if tally.usage is None else None,
     )
 
 
@@ -242,6 +272,14 @@ class _Tally:
     kept: int = 0  # in the log: the output cap is for the whole run, not each attempt
     truncated: bool = False
     ends_with_newline: bool = True
+    usage: Usage | None = None
+    usage_error: str | None = None
+
+    def add_usage(self, dec: Decoder) -> None:
+        if dec.usage is not None:
+            self.usage = dec.usage if self.usage is None else self.usage + dec.usage
+        elif dec.problem:
+            self.usage_error = dec.problem
 
     def add(self, proc: Proc, limit: int) -> None:
         self.output_bytes += proc.output_bytes
@@ -326,6 +364,8 @@ def _attempts(
         cancelled = code is None and cancel is not None and cancel.is_set()
         tally.add(proc, ctx.output_limit)
         result = _judge(ctx, proc, code, cancelled, leader_code)
+        if proc.decoder is not None:
+            result = _decoded(ctx, prepared, proc.decoder, result, log, tally)
         if result.status in (Status.success, Status.silent, Status.cancelled):
             break
     return result

@@ -82,12 +82,38 @@ class Trigger(StrEnum):
 
 
 # Built-in agent profiles (DESIGN.md section 6). `model_args` go before the prompt
-# when the job sets a model.
+# when the job sets a model (at the end when the prompt goes on stdin). Every built-in
+# reads the prompt on stdin: an argv element cannot begin with a dash (each CLI takes it
+# for an option) or exceed 128 KiB (Linux's limit on one argument). `output` names how
+# the answer and the token usage are read (cronfile.usage). Tested with codex-cli
+# 0.171.0, Claude Code 2.1.332, gemini-cli 0.61.0 and llm 0.36 (README, Agent CLIs).
 BUILTIN_AGENTS: dict[str, dict[str, Any]] = {
-    "codex": {"command": ["codex", "exec", "{prompt}"], "model_args": ["--model", "{model}"]},
-    "claude": {"command": ["claude", "-p", "{prompt}"], "model_args": ["--model", "{model}"]},
-    "gemini": {"command": ["gemini", "-p", "{prompt}"], "model_args": ["-m", "{model}"]},
-    "llm": {"command": ["llm", "{prompt}"], "model_args": ["-m", "{model}"]},
+    "codex": {
+        # Outside a git checkout codex exec refuses to start without the check skipped.
+        "command": ["codex", "exec", "--skip-git-repo-check", "--json"],
+        "model_args": ["--model", "{model}"],
+        "stdin": True,
+        "output": "codex-json",
+    },
+    "claude": {
+        "command": ["claude", "-p", "--output-format", "json"],
+        "model_args": ["--model", "{model}"],
+        "stdin": True,
+        "output": "claude-json",
+    },
+    "gemini": {
+        # Headless gemini refuses an untrusted folder; the job's workdir is the user's.
+        "command": ["gemini", "--skip-trust", "--output-format", "json"],
+        "model_args": ["-m", "{model}"],
+        "stdin": True,
+        "output": "gemini-json",
+    },
+    "llm": {
+        "command": ["llm", "-u"],
+        "model_args": ["-m", "{model}"],
+        "stdin": True,
+        "output": "llm-usage",
+    },
 }
 
 TARGET_KEYS = ("webhook", "healthchecks", "telegram", "email", "stdout")
@@ -128,6 +154,7 @@ class AgentProfile:
     command: tuple[str, ...]
     model_args: tuple[str, ...] = ()
     stdin: bool = False
+    output: str = "text"  # how the answer and usage are read: cronfile.usage.OUTPUT_FORMATS
 
     def argv(self, prompt: str, model: str | None) -> list[str]:
         """The argv for this prompt; the prompt is one element, never shell-parsed.
@@ -219,6 +246,8 @@ class JobSpec:
     labels: tuple[tuple[str, str], ...] = ()
     deliver: tuple[Target, ...] = ()
     allow_injection_risk: bool = False
+    budget: Mapping[str, float] = field(default_factory=dict)  # tokens_per_day, cost_per_day
+    expect: Mapping[str, Any] = field(default_factory=dict)  # contains, regex, non_empty
     source: str = field(default="", compare=False)
     line: int = field(default=0, compare=False)
     # Where each field is in the file, for messages: {("deliver", 0, "on"): (line, col)}
@@ -354,7 +383,13 @@ class Config:
 
 def _builtin_profiles() -> dict[str, AgentProfile]:
     return {
-        n: AgentProfile(n, tuple(p["command"]), tuple(p.get("model_args", ())), bool(p.get("stdin")))
+        n: AgentProfile(
+            n,
+            tuple(p["command"]),
+            tuple(p.get("model_args", ())),
+            bool(p.get("stdin")),
+            p.get("output", "text"),
+        )
         for n, p in BUILTIN_AGENTS.items()
     }
 
@@ -492,7 +527,11 @@ def config_from_document(doc: Document | None) -> tuple[Config, list[Problem]]:
                     )
                 )
             agents[name] = AgentProfile(
-                name, cmd, tuple(str(a) for a in prof.get("model_args", ())), bool(prof.get("stdin"))
+                name,
+                cmd,
+                tuple(str(a) for a in prof.get("model_args", ())),
+                bool(prof.get("stdin")),
+                str(prof.get("output", "text")),
             )
     defaults = data.get("defaults") or {}
     if isinstance(defaults, dict):
@@ -686,9 +725,16 @@ def job_from_document(
                 )
             )
     else:
-        for key in ("agent", "model", "context", "allow_injection_risk"):
+        for key in ("agent", "model", "context", "allow_injection_risk", "budget", "expect"):
             if key in doc.data:
                 problems.append(Problem(P, *doc.where((key,), key=True), key, "only applies to prompt jobs"))
+
+    expect = data.get("expect")
+    if isinstance(expect, dict) and isinstance(expect.get("regex"), str):
+        try:
+            re.compile(expect["regex"])
+        except re.error as e:
+            problems.append(Problem(P, *where("expect", "regex"), "expect.regex", f"{expect['regex']!r} is not a valid regular expression: {e}"))
 
     inherited = set(config.defaults) - set(doc.data)
     if inherited:
@@ -857,6 +903,8 @@ def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0) 
         labels=tuple(sorted((str(k), str(v)) for k, v in (data.get("labels") or {}).items())),
         deliver=tuple(targets),
         allow_injection_risk=bool(data.get("allow_injection_risk", False)),
+        budget=dict(data.get("budget") or {}),
+        expect=dict(data.get("expect") or {}),
         source=source,
         line=line,
     )

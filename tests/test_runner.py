@@ -76,6 +76,7 @@ def test_to_record_has_the_history_fields(tmp_path):
         "output_truncated": False,
         "message": "exit code 2",
         "detail": {},
+        "usage": None,
     }
 
 

@@ -3,8 +3,9 @@
 The prompt is built in a fixed order (DESIGN.md section 2): each ``context.files`` entry
 under a header naming its path, then the latest successful output of
 ``context.from_job``, then the stdout of ``context.script``, then the job's prompt.
-Before any agent starts, every section is scanned by the injection guard. The prompt
-reaches the agent as one argv element (or on stdin), never through a shell.
+Before any agent starts, every context section is scanned by the injection guard (the
+job's own prompt was reviewed with its file and is not). The prompt reaches the agent on
+stdin (every built-in profile) or as one argv element, never through a shell.
 
 The context script is the hermes-agent style gate: if the first line of its stdout is
 ``{"wakeAgent": false}`` there is nothing to do, the agent is not started and the run
@@ -24,6 +25,7 @@ from .. import guard
 from ..durations import format_duration
 from ..secrets import Masker
 from ..spec import Status
+from ..usage import budget_refusal
 from .base import Early, Prepared, RunContext, prepare_common, resolve_program
 from .process import run_capture
 
@@ -74,6 +76,16 @@ class AgentExecutor:
             return common
         cwd, env, masker = common
 
+        # A budget used up refuses the run before anything else happens.
+        if spec.budget and ctx.budget_used is not None:
+            why = budget_refusal(spec.budget, ctx.budget_used)
+            if why is not None:
+                return Early(
+                    Status.refused,
+                    why,
+                    {"budget": dict(spec.budget), "used": ctx.budget_used.to_json()},
+                )
+
         # The profile and its program come first: a run that cannot reach its agent
         # must not run the context script (and its side effects) for nothing.
         name = spec.agent or ctx.config.default_agent
@@ -113,7 +125,10 @@ class AgentExecutor:
 
         # Guard what is known before running the script, so a poisoned file refuses the
         # run before anything is spawned; the script's output is guarded once it exists.
-        refused = self._guard(ctx, masker, [*sections, ("prompt", "prompt", spec.prompt or "")])
+        # The job's own prompt was reviewed with its file and is not scanned; what came
+        # from elsewhere (files other programs may write, another job's output, a
+        # script's stdout) is.
+        refused = self._guard(ctx, masker, sections)
         if refused is not None:
             return refused
         if spec.context.script:
@@ -131,7 +146,9 @@ class AgentExecutor:
         argv = profile.argv(prompt, spec.model)
         program = resolve_program(argv[0], cwd, env) or argv[0]
         stdin = prompt.encode() if profile.stdin else None
-        return Prepared([program, *argv[1:]], cwd, env, stdin, masker)
+        return Prepared(
+            [program, *argv[1:]], cwd, env, stdin, masker, output_format=profile.output
+        )
 
     def _guard(
         self, ctx: RunContext, masker: Masker, sections: list[tuple[str, str, str]]

@@ -20,6 +20,7 @@ from typing import IO, Any, Protocol
 
 from ..secrets import Masker, MissingVariable, expand_env
 from ..spec import Config, JobSpec, Kind, Status
+from ..usage import Usage
 
 __all__ = [
     "Early",
@@ -49,6 +50,7 @@ class RunContext:
     from_job_output: str | None = None  # latest successful output of context.from_job
     output_limit: int = 1024 * 1024
     stream: IO[bytes] | None = None  # `cronfile run NAME` mirrors output here as it comes
+    budget_used: Usage | None = None  # the job's usage over the last 24 hours, if it has a budget
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ class Prepared:
     env: dict[str, str]
     stdin: bytes | None
     masker: Masker = field(default_factory=Masker)
+    # An agent profile's output format (cronfile.usage): the output is read through a
+    # decoder that keeps the answer and the usage. None: the output is copied as it is.
+    output_format: str | None = None
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import IO, BinaryIO
 
 from ..secrets import Masker
+from ..usage import Decoder, decoder_for
 from .base import Prepared
 from .shell import SHELL
 
@@ -302,6 +303,7 @@ class Proc:
         self._output = output
         self.pid: int = popen.pid
         self.killed_by: str | None = None  # the signal stop() had to use, if any
+        self.decoder: Decoder | None = None  # what read the output (Prepared.output_format)
         self._gate = gate  # write end of a parked process's gate; None once let go
         self._gate_lock = threading.Lock()
 
@@ -530,7 +532,12 @@ class Staged:
     ) -> None:
         self.prepared = prepared
         self._output = _Output(log, output_limit, stream, prepared.masker)
-        self._pipes = _Pipes([(self._output.feed, self._output.close)])
+        self.decoder: Decoder | None = None
+        if prepared.output_format is None:
+            self._pipes = _Pipes([(self._output.feed, self._output.close)])
+        else:
+            self.decoder = decoder_for(prepared.output_format)
+            self._pipes = _Pipes(_decoded(self.decoder, self._output))
 
     def spawn(self, *, gate: bool = False) -> Proc:
         """Start the process in its own session and process group. Raises OSError when
@@ -546,11 +553,41 @@ class Staged:
             if pipe is not None:
                 os.close(pipe[1])
             raise
-        return Proc(popen, self._pipes.readers, self._output, pipe[1] if pipe is not None else None)
+        proc = Proc(popen, self._pipes.readers, self._output, pipe[1] if pipe is not None else None)
+        proc.decoder = self.decoder
+        return proc
 
     def discard(self) -> None:
         """Never spawned: the reader sees EOF and ends."""
         self._pipes.close_writers()
+
+
+def _decoded(
+    decoder: Decoder, output: _Output
+) -> list[tuple[Callable[[bytes], None], Callable[[], None]]]:
+    """The sinks of a run whose output goes through ``decoder``: one merged pipe, or
+    stdout and stderr apart (``decoder.split``); the log gets what the decoder returns,
+    and its ``end`` once every pipe is closed."""
+    lock = threading.Lock()
+    open_pipes = [2 if decoder.split else 1]
+
+    def sink(read: Callable[[bytes], bytes]) -> Callable[[bytes], None]:
+        def feed(chunk: bytes) -> None:
+            with lock:
+                output.feed(read(chunk))
+
+        return feed
+
+    def done() -> None:
+        with lock:
+            open_pipes[0] -= 1
+            if open_pipes[0] == 0:
+                output.feed(decoder.end())
+                output.close()
+
+    if not decoder.split:
+        return [(sink(decoder.out), done)]
+    return [(sink(decoder.out), done), (sink(decoder.err), done)]
 
 
 def spawn(
