@@ -30,6 +30,7 @@ examples:
   cronfile next "0 9 * * 1-5" --tz Europe/Berlin -n 3
   cronfile diff                 what `apply` would change (exit 1 if anything)
   cronfile apply                record the files into the state
+  cronfile import crontab -     turn `crontab -l` output into job files
   cronfile daemon               run the engine until stopped
   cronfile run backup           run one job now, in the foreground
   cronfile status               every job, its next run and recent outcomes
@@ -642,6 +643,7 @@ COMMANDS = {
     "doctor": ("cronfile.doctor:cmd_doctor", "check config, files, agents, timezone data, state dir, locks, clock", "cronfile doctor\n  cronfile doctor --json"),
     "service": ("cronfile.service:cmd_service", "install a systemd user unit / launchd agent that runs the daemon", "cronfile service print\n  cronfile service install\n  cronfile service uninstall"),
     "completion": ("cronfile.completion:cmd_completion", "print a shell completion script (bash, zsh, fish)", 'eval "$(cronfile completion bash)"\n  cronfile completion fish > ~/.config/fish/completions/cronfile.fish'),
+    "import": ("cronfile.crontab:cmd_import", "turn a crontab (user or system format) into job files", "crontab -l | cronfile import crontab -\n  cronfile import crontab /etc/cron.d/certbot --out jobs.d"),
     "render": ("cronfile.kubernetes:cmd_render", "render the jobs onto another scheduler (kubernetes)", "cronfile render kubernetes -o deploy/k8s --namespace jobs --image ghcr.io/acme/cronfile:1.0"),
 }
 
@@ -710,6 +712,14 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "completion":
             p.add_argument("shell", nargs="?", choices=["bash", "zsh", "fish"])
             p.add_argument("--jobs", action="store_true", help="print the job names (used by the scripts)")
+        elif name == "import":
+            p.add_argument("kind", choices=["crontab"])
+            p.add_argument("file", nargs="?", metavar="FILE|-", help="a crontab file, or - for stdin (default: `crontab -l`)")
+            p.add_argument("--out", metavar="DIR", help="where the job files go (default: jobs.d)")
+            p.add_argument("--tz", metavar="TZ", help="timezone of entries with no CRON_TZ line above them (default: this host's)")
+            fmt = p.add_mutually_exclusive_group()
+            fmt.add_argument("--system", action="store_true", default=None, help="system format, with a user field (default for /etc/crontab and cron.d files)")
+            fmt.add_argument("--user", dest="system", action="store_false", help="user format, no user field")
         elif name == "render":
             p.add_argument("target", choices=["kubernetes"])
             p.add_argument("-o", "--output", metavar="DIR", help="output folder (default: print a summary, write deploy/kubernetes)")
