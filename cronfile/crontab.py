@@ -157,7 +157,13 @@ def derive_name(command: str) -> str:
     'run-parts-cron.daily'
     """
     segments: list[list[str]] = [[]]
-    for w in _words(command):
+    # Redirections (`>> log 2>&1`) name no program: drop each with its target.
+    words = _words(re.sub(r"\d*(?:>>|>|<)(?:&\d+|&-)?", " > ", command))
+    skip = False
+    for w in words:
+        if skip or w == ">":
+            skip = w == ">"
+            continue
         if w in _SEPARATORS or all(c in ";&|()" for c in w):
             segments.append([])
         else:
