@@ -366,6 +366,7 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
         raise SpecError(project.errors)
     store = store_of(args, project)
     now = datetime.now(UTC)
+    saved = _saved_plan(args)
     if write:
         refuse_inside_run("apply")
         from .engine import apply_project
@@ -375,10 +376,29 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
             nonlocal project
             project = fresh  # the files changed meanwhile: warn about what was applied
 
-        plan = apply_project(store, project, now=now, revision=git_revision(project.root), source="apply", on_reload=reloaded)
+        def check(proj: Project, state: Any, plan: Any) -> None:
+            from .planfile import verify
+
+            verify(saved, proj, state, plan, shown=args.plan)
+
+        plan = apply_project(
+            store,
+            project,
+            now=now,
+            revision=git_revision(project.root),
+            source="apply --plan" if saved is not None else "apply",
+            on_reload=reloaded,
+            check=check if saved is not None else None,
+        )
     else:
         state = store.read()
         _, plan = reconcile(project.specs, state, now, revision=None)
+        if saved is not None:  # apply --plan --dry-run: would it apply?
+            from .planfile import verify
+
+            verify(saved, project, state, plan, shown=args.plan)
+        if getattr(args, "out", None):
+            _write_plan_file(Path(args.out), project, state, plan, now)
     if not out.json and not out.quiet:
         touched = {c.name for c in plan.changes if c.action in (Action.create, Action.update)}
         specs = [s for s in project.specs if s.name in touched]
@@ -394,6 +414,25 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
     if is_diff:
         return EXIT_FAILED if plan.has_changes else EXIT_OK
     return EXIT_OK
+
+
+def _saved_plan(args: argparse.Namespace) -> Any:
+    if not getattr(args, "plan", None):
+        return None
+    from .planfile import read_plan_file
+
+    return read_plan_file(Path(args.plan))
+
+
+def _write_plan_file(path: Path, project: Project, state: Any, plan: Any, now: Any) -> None:
+    from .load import git_revision
+    from .planfile import make_plan_file
+
+    data = make_plan_file(project, state, plan, now=now, revision=git_revision(project.root))
+    try:
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"--out {path}: {e.strerror or e}") from None
 
 
 def cmd_diff(args: argparse.Namespace, out: Out) -> int:
@@ -632,8 +671,8 @@ COMMANDS = {
     "next": (cmd_next, "upcoming fire times of an expression or a job", 'cronfile next "0 2 * * *" --tz Europe/Berlin -n 5\n  cronfile next daily-briefing --json'),
     "schema": (cmd_schema, "print the JSON schema of a job or of cronfile.yaml", "cronfile schema job > job.schema.json"),
     "init": (cmd_init, "scaffold cronfile.yaml and jobs.d/ in a folder", "cronfile init my-jobs"),
-    "diff": (cmd_diff, "show what apply would change (exit 1 if anything)", "cronfile diff\n  cronfile diff --json"),
-    "apply": (cmd_apply, "record the job files into the state", "cronfile apply\n  cronfile apply --dry-run"),
+    "diff": (cmd_diff, "show what apply would change (exit 1 if anything)", "cronfile diff\n  cronfile diff --out plan.json   # review it, then: cronfile apply --plan plan.json"),
+    "apply": (cmd_apply, "record the job files into the state", "cronfile apply\n  cronfile apply --dry-run\n  cronfile apply --plan plan.json"),
     "status": (cmd_status, "every job: state, next run, recent outcomes", "cronfile status\n  cronfile status --json"),
     "history": (cmd_history, "past runs of a job", "cronfile history backup -n 20"),
     "logs": (cmd_logs, "the output of a run (latest by default)", "cronfile logs backup\n  cronfile logs backup 7f3a\n  cronfile logs backup -f"),
@@ -697,6 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("dir", nargs="?", default=".", metavar="DIR")
         elif name == "apply":
             p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+            p.add_argument("--plan", metavar="PLAN", help="apply exactly this saved plan (from diff --out), or exit 2 if the files or the state moved")
+        elif name == "diff":
+            p.add_argument("--out", metavar="PLAN", help="also save the plan, with digests of the files and state it was computed from")
         elif name == "history":
             p.add_argument("name", metavar="NAME")
             p.add_argument("-n", type=int, default=20, help="how many runs (default 20)")

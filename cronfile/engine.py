@@ -79,9 +79,11 @@ def apply_project(
     source: str,
     lock: threading.Lock | None = None,
     on_reload: Callable[[Project], None] | None = None,
+    check: Callable[[Project, State, Any], None] | None = None,
 ) -> Any:
     """Reconcile the files into the state in one transaction; one audit line if anything
-    changed. Returns the Plan.
+    changed. Returns the Plan. ``check(project, state, plan)`` runs under the lock before
+    anything is written; if it raises, nothing is (`apply --plan`: planfile.verify).
 
     Two guards, both found by tests/faults (a daemon, ticks and `apply` on one state dir):
 
@@ -127,6 +129,8 @@ def apply_project(
             if not stale:
                 at = max(now, _latest_activity(txn.state) or now)
                 new_state, plan = reconcile(project.specs, txn.state, at, revision=revision)
+                if check is not None:
+                    check(project, txn.state, plan)
                 if plan.has_changes:
                     txn.state = new_state
         if not stale:
