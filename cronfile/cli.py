@@ -75,11 +75,33 @@ def use_color(stream: Any = None) -> bool:
     return hasattr(stream, "isatty") and stream.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def root_of(args: argparse.Namespace) -> Path:
-    root = Path(args.C).expanduser()
-    if not root.is_dir():
+def root_of(args: argparse.Namespace, *, required: bool = True) -> Path:
+    """The jobs repo: -C DIR (default .) or the nearest folder above it that holds
+    jobs.d/ or cronfile.yaml, as git finds .git. None found is an error (exit 2) that
+    says where it looked, unless ``required`` is false (then DIR itself)."""
+    start = Path(args.C).expanduser()
+    if not start.is_dir():
         raise UsageError(f"-C {args.C}: no such folder")
-    return root
+    found = find_root(start)
+    if found is not None:
+        return found
+    if not required:
+        return start
+    where = start.resolve()
+    raise UsageError(
+        f"no jobs repo: neither jobs.d/ nor cronfile.yaml in {where} or any folder above it "
+        "(create one with `cronfile init`, or point at one with -C DIR)"
+    )
+
+
+def find_root(start: Path) -> Path | None:
+    """``start`` (as given) or its nearest ancestor holding jobs.d/ or cronfile.yaml."""
+    from .load import CONFIG_NAME, JOBS_DIR
+
+    for d in (start, *start.resolve().parents):
+        if (d / JOBS_DIR).is_dir() or (d / CONFIG_NAME).is_file():
+            return d
+    return None
 
 
 def state_dir_of(args: argparse.Namespace, project: Project | None = None) -> Path:
@@ -132,7 +154,7 @@ def load_repo(args: argparse.Namespace, **kw: Any) -> Project:
     from .load import load_project
     from .parsecache import ParseCache
 
-    root = root_of(args)
+    root = root_of(args, required=kw.pop("required", True))
     cache = None if "files" in kw or "jobs_dir" in kw else ParseCache.for_repo(root)
     project = load_project(root, cache=cache, **kw)
     if cache is not None:
@@ -156,7 +178,7 @@ def load_checked(args: argparse.Namespace, out: Out, **kw: Any) -> Project:
 def cmd_validate(args: argparse.Namespace, out: Out) -> int:
     from .load import CONFIG_NAME, JOBS_DIR, load_project
 
-    root = root_of(args)
+    root = root_of(args, required=not args.paths)
     projects = []
     files: list[Path] = []
     # A changed cronfile.yaml (as pre-commit passes it) can affect every job: validate
@@ -180,7 +202,7 @@ def cmd_validate(args: argparse.Namespace, out: Out) -> int:
     if files:
         # Load the whole repo so `from_job` can name a job in another file, then report
         # only the named files (pre-commit passes just the changed ones).
-        full = load_repo(args)
+        full = load_repo(args, required=False)
         wanted = {os.path.relpath(f) for f in files}
         inside = {os.path.relpath(f) for f in full.files}
         outside = [f for f in files if os.path.relpath(f) not in inside]
@@ -230,7 +252,7 @@ def cmd_next(args: argparse.Namespace, out: Out) -> int:
     schedule = None
     tz = args.tz
     if " " not in target.strip() and not target.startswith("@"):
-        root = root_of(args)
+        root = root_of(args, required=False)
         if (root / "jobs.d").is_dir():
             project = load_repo(args, now=now, warnings=False)
             spec = project.job(target)
@@ -246,7 +268,7 @@ def cmd_next(args: argparse.Namespace, out: Out) -> int:
                 target = spec.schedule
     tz = tz or "UTC"
     if schedule is None and " " not in target.strip() and not target.startswith("@"):
-        root = root_of(args)
+        root = root_of(args, required=False)
         stems = {p.stem for p in (root / "jobs.d").rglob("*.y*ml")} if (root / "jobs.d").is_dir() else set()
         if target in stems:
             raise UsageError(f"job {target} is invalid: run `cronfile validate` to see why")
@@ -479,7 +501,8 @@ def check_job_name(args: argparse.Namespace, store: Store) -> None:
         known |= set(store.read().jobs) if store.exists() else set()
     except CronfileError:
         pass
-    known |= {s.name for s in load_repo(args, warnings=False).specs}
+    if not (getattr(args, "state_dir", None) or os.environ.get("CRONFILE_STATE_DIR")) or find_root(Path(args.C)):
+        known |= {s.name for s in load_repo(args, warnings=False).specs}
     if args.name not in known:
         import difflib
 
