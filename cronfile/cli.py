@@ -328,7 +328,7 @@ def cmd_schema(args: argparse.Namespace, out: Out) -> int:
 
 INIT_CONFIG = """\
 # cronfile project config. Every key: `cronfile schema config`.
-# yaml-language-server: $schema=https://cronfile.dev/schema/config.schema.json
+# yaml-language-server: $schema=./schema/config.schema.json
 timezone: UTC
 max_concurrent: 4
 # default_agent: claude
@@ -338,7 +338,7 @@ defaults:
 """
 
 INIT_JOB = """\
-# yaml-language-server: $schema=https://cronfile.dev/schema/job.schema.json
+# yaml-language-server: $schema=../schema/job.schema.json
 description: Say hello every minute, to see cronfile fire.
 schedule: "* * * * *"
 shell: echo "hello from cronfile at $(date)"
@@ -348,8 +348,14 @@ shell: echo "hello from cronfile at $(date)"
 def cmd_init(args: argparse.Namespace, out: Out) -> int:
     target = Path(args.dir)
     target.mkdir(parents=True, exist_ok=True)
+    from importlib import resources
+
     made = []
-    for rel, text in (("cronfile.yaml", INIT_CONFIG), ("jobs.d/hello.yaml", INIT_JOB)):
+    # The schemas go into the repo, so editors validate offline: the `$schema` comments
+    # point at them by relative paths (refresh with `cronfile schema job > schema/job.schema.json`).
+    shipped = resources.files("cronfile").joinpath("schemas")
+    schemas = [(f"schema/{k}.schema.json", shipped.joinpath(f"{k}.schema.json").read_text()) for k in ("job", "config")]
+    for rel, text in (("cronfile.yaml", INIT_CONFIG), ("jobs.d/hello.yaml", INIT_JOB), *schemas):
         path = target / rel
         if path.exists():
             out.msg(f"kept {path} (exists)")
