@@ -273,3 +273,21 @@ def test_without_a_file_it_reads_crontab_l(tmp_path):
     tool.write_text("#!/bin/sh\necho 'no crontab for me' >&2\nexit 1\n")
     res = cronfile("import", "crontab", cwd=tmp_path / "bin", env=env)
     assert res.returncode == 2 and "no crontab for me" in res.stderr
+
+
+def test_the_readme_example_is_what_import_writes(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Coming from crontab", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    steps = [s for s in block.split("$ ") if s]
+    crontab = steps[0].split("\n", 1)[1]
+    assert steps[1].startswith("crontab -l | cronfile import crontab - --tz Europe/Berlin\n")
+    assert cronfile("init", "-q", ".", cwd=tmp_path).returncode == 0
+    (tmp_path / "jobs.d" / "hello.yaml").unlink()
+    res = cronfile("import", "crontab", "-", "--tz", "Europe/Berlin", cwd=tmp_path, input=crontab)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout + res.stderr == steps[1].split("\n", 1)[1]
+    for step in steps[2:]:
+        command, shown = step.split("\n", 1)
+        assert command.startswith("cat ")
+        assert (tmp_path / command[4:]).read_text() == shown
