@@ -30,6 +30,7 @@ examples:
   cronfile next "0 9 * * 1-5" --tz Europe/Berlin -n 3
   cronfile diff                 what `apply` would change (exit 1 if anything)
   cronfile apply                record the files into the state
+  cronfile diff --out plan.json  save the plan; `apply --plan plan.json` applies exactly it
   cronfile import crontab -     turn `crontab -l` output into job files
   cronfile daemon               run the engine until stopped
   cronfile run backup           run one job now, in the foreground
@@ -728,7 +729,7 @@ def _resolve(func: Any) -> Any:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-C", metavar="DIR", default=argparse.SUPPRESS, help="jobs repo root (default .; jobs in DIR/jobs.d)")
+    common.add_argument("-C", metavar="DIR", default=argparse.SUPPRESS, help="jobs repo root (default: . or the nearest folder above it with jobs.d/ or cronfile.yaml)")
     common.add_argument("--state-dir", metavar="DIR", default=argparse.SUPPRESS, help="state directory (default .cronfile; env CRONFILE_STATE_DIR)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output where output is data")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print only data and errors")
