@@ -475,7 +475,8 @@ def cmd_import(args: argparse.Namespace, out: Out) -> int:
         get_zone(tz)
     except ScheduleError as e:
         raise UsageError(f"--tz: {e}") from None
-    root = root_of(args) if args.out is None else None
+    # The way in: with no repo here or above, jobs.d/ is created here.
+    root = root_of(args, required=False) if args.out is None else None
     out_dir = Path(args.out) if args.out is not None else root / JOBS_DIR  # type: ignore[operator]
     taken: set[str] = set()
     if out_dir.is_dir():
