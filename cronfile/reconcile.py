@@ -55,7 +55,7 @@ class Change:
     def to_json(self) -> dict[str, Any]:
         """DESIGN.md section 7's ``diff --json`` entry (keys stable; ``notes`` added, and
         for an update ``values``: each changed field's old and new value)."""
-        out = {
+        out: dict[str, Any] = {
             "name": self.name,
             "action": str(self.action),
             "fields": list(self.fields),
