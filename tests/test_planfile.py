@@ -126,3 +126,20 @@ def test_diff_json_updates_carry_old_and_new_values_with_secrets_as_references(r
     (repo / "jobs.d" / "report.yaml").unlink()
     (delete,) = [c for c in json.loads(cronfile("diff", "--json", cwd=repo).stdout)["changes"] if c["action"] == "delete"]
     assert "values" not in delete
+
+
+def test_a_plan_made_in_another_checkout_with_a_copy_of_the_state_applies_here(repo, tmp_path_factory):
+    # CI: a clone of the same files and a copy of production's state.json.
+    ci = tmp_path_factory.mktemp("ci")
+    (ci / "jobs.d").mkdir()
+    edited = BACKUP.replace("0 3", "30 4")
+    (ci / "jobs.d" / "backup.yaml").write_text(edited)
+    (ci / "jobs.d" / "report.yaml").write_text((repo / "jobs.d" / "report.yaml").read_text())
+    (ci / "deploy-state").mkdir()
+    (ci / "deploy-state" / "state.json").write_bytes(state_bytes(repo))
+    assert cronfile("diff", "--state-dir", "deploy-state", "--out", "plan.json", cwd=ci).returncode == 1
+    # The host pulls the same commit and applies the reviewed plan.
+    (repo / "jobs.d" / "backup.yaml").write_text(edited)
+    res = cronfile("apply", "--plan", str(ci / "plan.json"), cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert applied_spec(repo, "backup")["schedule"] == "30 4 * * *"
