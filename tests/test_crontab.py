@@ -291,3 +291,19 @@ def test_the_readme_example_is_what_import_writes(tmp_path):
         command, shown = step.split("\n", 1)
         assert command.startswith("cat ")
         assert (tmp_path / command[4:]).read_text() == shown
+
+
+def test_sysstats_example_user_crontab_keeps_its_two_live_entries(tmp_path):
+    path = DATA / "usr/share/doc/sysstat/examples/crontab"
+    res = cronfile("import", "crontab", str(path), "--tz", "UTC", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    made = json.loads(res.stdout)
+    assert [(m["name"], m["line"]) for m in made] == [("sa1", 6), ("sa2", 16)]
+    sa1 = yaml.safe_load((tmp_path / "jobs.d" / "sa1.yaml").read_text())
+    sa2 = yaml.safe_load((tmp_path / "jobs.d" / "sa2.yaml").read_text())
+    assert (sa1["schedule"], sa1["shell"]) == ("0 * * * *", "/usr/lib/sysstat/sa1 600 6")
+    assert sa1["description"] == "activity reports every 10 minutes everyday."
+    assert "labels" not in sa1  # the user format has no user field
+    # Just above sa2 is a commented-out entry, not a description.
+    assert (sa2["schedule"], sa2["shell"]) == ("7 0 * * *", "/usr/lib/sysstat/sa2 -A")
+    assert "description" not in sa2
