@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -259,10 +259,13 @@ def convert(
     system: bool,
     timezone: str,
     taken: Iterable[str] = (),
+    home: Callable[[str | None], str | None] = lambda user: None,
 ) -> tuple[list[ImportedJob], list[Problem]]:
     """The jobs of a crontab and the lines that cannot be converted (with their line
     numbers). ``timezone`` is the zone of entries with no ``CRON_TZ``/``TZ`` above them:
-    cron reads schedules on the host's local clock. ``taken`` are names already used."""
+    cron reads schedules on the host's local clock. ``taken`` are names already used.
+    ``home(user)`` is a user's home folder (None: the importing user), where cron runs
+    the command unless a ``HOME=`` line says otherwise."""
     from . import schedule as sched
 
     used = set(taken)
@@ -364,6 +367,13 @@ def convert(
             data["shell"] = script
         else:
             data["command"] = [env.shell, "-c", script]
+        # Debian cron: chdir(env_get("HOME", envp)) before the command, so relative paths
+        # in a command are relative to the user's home (or a HOME= line).
+        workdir = env.env.get("HOME") or home(user)
+        if workdir:
+            data["workdir"] = workdir
+        elif user is not None:
+            notes.append(f"no user {user} here: runs in the jobs repo root, not {user}'s home")
         if env.env:
             data["env"] = dict(env.env)
         # Like cron: a run may start while the previous one is still going, and no run
@@ -434,6 +444,20 @@ def local_timezone(environ: Mapping[str, str] | None = None) -> str:
     return "UTC"
 
 
+def home_folder(user: str | None) -> str | None:
+    """The home folder of ``user`` on this host (None: of the user importing), or None
+    if there is no such user."""
+    if user is None:
+        home = os.path.expanduser("~")
+        return None if home == "~" else home
+    import pwd
+
+    try:
+        return pwd.getpwnam(user).pw_dir
+    except KeyError:
+        return None
+
+
 def _read_source(file: str | None) -> tuple[str, str]:
     """(text, name shown in messages) of FILE, of stdin for '-', or of `crontab -l`."""
     import subprocess
@@ -484,7 +508,7 @@ def cmd_import(args: argparse.Namespace, out: Out) -> int:
         base = out_dir.parent if out_dir.name == JOBS_DIR else out_dir
         if (base / CONFIG_NAME).exists() or out_dir.name == JOBS_DIR:
             taken |= {s.name for s in load_project(base, jobs_dir=out_dir, warnings=False).specs}
-    jobs, problems = convert(text, source=source, system=system, timezone=tz, taken=taken)
+    jobs, problems = convert(text, source=source, system=system, timezone=tz, taken=taken, home=home_folder)
     if problems:
         raise SpecError(problems)
     if not jobs:
@@ -513,6 +537,8 @@ def cmd_import(args: argparse.Namespace, out: Out) -> int:
     users = sorted({str(j.data["labels"]["cron-user"]) for j in jobs if "labels" in j.data})
     if users:
         out.msg(f"note: cron ran these as {', '.join(users)}; cronfile runs them as the user of its engine (label cron-user)")
+    for note in sorted({n for j in jobs for n in j.notes if not n.startswith("ran as ")}):
+        out.msg(f"note: {note}")
     out.msg(f"imported {len(jobs)} job{'s' if len(jobs) != 1 else ''} from {source} (timezone {tz} where no CRON_TZ/TZ line says otherwise)")
     out.msg("next: cronfile validate && cronfile diff; then remove the entries from the crontab and cronfile apply")
     return EXIT_OK

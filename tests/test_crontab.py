@@ -140,6 +140,21 @@ def test_unconvertible_lines_are_listed_with_their_line_numbers():
     assert "Mars/Base" in problems[5]
 
 
+def test_commands_run_in_the_users_home_or_a_home_line():
+    homes = {None: "/home/me", "root": "/root"}
+    jobs, _ = convert(
+        "0 1 * * * first\nHOME=/srv/app\n0 2 * * * second\n",
+        source="crontab", system=False, timezone="UTC", home=homes.get,
+    )
+    assert [j.data["workdir"] for j in jobs] == ["/home/me", "/srv/app"]
+    jobs, _ = convert(
+        "0 1 * * * root first\n0 2 * * * nobody-here second\n",
+        source="crontab", system=True, timezone="UTC", home=homes.get,
+    )
+    assert jobs[0].data["workdir"] == "/root"
+    assert "workdir" not in jobs[1].data and "no user nobody-here here" in jobs[1].notes[0]
+
+
 def test_the_system_format_reads_a_user_field():
     jobs, problems = jobs_of("17 * * * * root cd / && run-parts /etc/cron.hourly\n@reboot www-data warm\n", system=True)
     assert problems == []
@@ -213,11 +228,14 @@ def test_imported_jobs_run_with_crons_stdin_shell_and_env(tmp_path):
         "* * * * * echo \"$GREETING\" 100\\%\n"
         "SHELL=/bin/bash\n"
         "* * * * * echo \"bash=${BASH_VERSION:+yes}\"\n"
+        "* * * * * pwd\n"
     )
-    res = cronfile("import", "crontab", str(crontab), "--tz", "UTC", cwd=tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    res = cronfile("import", "crontab", str(crontab), "--tz", "UTC", cwd=tmp_path, env={"HOME": str(home)})
     assert res.returncode == 0, res.stderr
     names = sorted(p.stem for p in (tmp_path / "jobs.d").glob("*.yaml"))
-    assert names == ["echo", "echo-2", "tr-a-z"]
+    assert names == ["echo", "echo-2", "pwd", "tr-a-z"]
     outputs = {}
     for name in names:
         run = cronfile("run", name, cwd=tmp_path)
@@ -226,6 +244,7 @@ def test_imported_jobs_run_with_crons_stdin_shell_and_env(tmp_path):
     assert outputs["tr-a-z"] == "FIRST LINE\nSECOND % LINE\n"
     assert outputs["echo"] == "hello from cron 100%\n"
     assert outputs["echo-2"] == "bash=yes\n"
+    assert outputs["pwd"] == f"{home}\n"
 
 
 def test_unconvertible_lines_write_nothing_and_exit_2(tmp_path):
@@ -258,7 +277,7 @@ def test_without_a_file_it_reads_crontab_l(tmp_path):
     tool = bin_dir / "crontab"
     tool.write_text('#!/bin/sh\n[ "$1" = -l ] || exit 2\nprintf "# Nightly dump\\n30 2 * * * pg_dump app\\n"\n')
     tool.chmod(0o755)
-    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path)}
     res = cronfile("import", "crontab", "--tz", "UTC", cwd=tmp_path, env=env)
     assert res.returncode == 0, res.stderr
     job = yaml.safe_load((tmp_path / "jobs.d" / "pg-dump-app.yaml").read_text())
@@ -267,6 +286,7 @@ def test_without_a_file_it_reads_crontab_l(tmp_path):
         "schedule": "30 2 * * *",
         "timezone": "UTC",
         "shell": "pg_dump app",
+        "workdir": str(tmp_path),  # cron runs a command in the user's home
         "concurrency": "allow",
         "timeout": "1w",
     }
@@ -284,7 +304,7 @@ def test_the_readme_example_is_what_import_writes(tmp_path):
     assert steps[1].startswith("crontab -l | cronfile import crontab - --tz Europe/Berlin\n")
     assert cronfile("init", "-q", ".", cwd=tmp_path).returncode == 0
     (tmp_path / "jobs.d" / "hello.yaml").unlink()
-    res = cronfile("import", "crontab", "-", "--tz", "Europe/Berlin", cwd=tmp_path, input=crontab)
+    res = cronfile("import", "crontab", "-", "--tz", "Europe/Berlin", cwd=tmp_path, input=crontab, env={"HOME": "/home/me"})
     assert res.returncode == 0, res.stderr
     assert res.stdout + res.stderr == steps[1].split("\n", 1)[1]
     for step in steps[2:]:
