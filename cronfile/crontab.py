@@ -353,6 +353,9 @@ def convert(
                 problem(lineno, f"schedule {expr!r} never fires")
                 continue
         cmd, stdin = split_percent(command)
+        if not cmd.strip():
+            problem(lineno, "no command before the first % (what follows it is the command's input)")
+            continue
         script = with_stdin(cmd, stdin) if stdin is not None else cmd
         name = _unique(derive_name(cmd), used)
         used.add(name)
@@ -517,15 +520,22 @@ def cmd_import(args: argparse.Namespace, out: Out) -> int:
     schema = _schema_ref(out_dir)
     now = datetime.now(UTC)
     files: list[tuple[Path, str]] = []
+    invalid: list[Problem] = []
     for job in jobs:
         path = out_dir / f"{job.name}.yaml"
         body = render_job(job, source=source, schema_ref=schema)
-        # What is written must load as the job it was made from (and nothing else).
+        # What is written must load as the job it was made from (and nothing else);
+        # what would not is one more line that cannot be converted.
         docs, bad = load_documents(body, str(path))
         spec, more = job_from_document(docs[0], Config(), default_name=job.name, now=now) if docs else (None, [])
-        if bad or more or spec is None or docs[0].data != dict(job.data):
-            raise RuntimeError(f"import produced an invalid job file for line {job.line}: {[str(p) for p in bad + more]}")
+        reasons = [p.message if not p.field else f"{p.field}: {p.message}" for p in bad + more if p.severity == "error"]
+        if not reasons and (spec is None or docs[0].data != dict(job.data)):
+            reasons = ["the job file would not read back as written"]
+        if reasons:
+            invalid.append(Problem(source, job.line, 1, "", "; ".join(reasons)))
         files.append((path, body))
+    if invalid:
+        raise SpecError(invalid)
     if any(p.exists() for p, _ in files):  # raced with another writer: refuse, write nothing
         raise UsageError(f"{out_dir}: a job file appeared while importing; run again")
     write_all(out_dir, files)

@@ -12,8 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 from cli_helpers import ROOT, cronfile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from cronfile.crontab import convert, derive_name, is_system_path, split_percent
+from cronfile.crontab import convert, derive_name, is_system_path, render_job, split_percent
+from cronfile.load import SAFE_NAME
+from cronfile.spec import Config, job_from_document
+from cronfile.yamlsrc import load_documents
 
 DATA = ROOT / "tests" / "data" / "crontab"
 DEBIAN = sorted([DATA / "etc" / "crontab", *(DATA / "etc" / "cron.d").iterdir()])
@@ -130,11 +135,12 @@ def test_unconvertible_lines_are_listed_with_their_line_numbers():
                 "CRON_TZ=UTC",  # 7
                 "0 9 * * * fine",  # 8
                 "KEY=${SECRET}",  # 9
+                "* * * * * %only input",  # 10
             ]
         )
     )
     lines = [p.split(":")[1] for p in problems]
-    assert lines == ["1", "2", "3", "4", "5", "6", "9"]
+    assert lines == ["1", "2", "3", "4", "5", "6", "9", "10"]
     assert "minute" in problems[0] and "61" in problems[0]
     assert "never fire" in problems[3]
     assert "Mars/Base" in problems[5]
@@ -327,3 +333,24 @@ def test_sysstats_example_user_crontab_keeps_its_two_live_entries(tmp_path):
     # Just above sa2 is a commented-out entry, not a description.
     assert (sa2["schedule"], sa2["shell"]) == ("7 0 * * *", "/usr/lib/sysstat/sa2 -A")
     assert "description" not in sa2
+
+
+_PIECES = st.sampled_from(
+    ["* ", "0 ", "*/5 ", "@daily ", "@reboot ", "root ", "%", "\\%", "'", '"', "&&", "|", ";", "$(", ")",
+     "FOO=", "MAILTO=", "SHELL=/bin/bash\n", "#", "\n", " ", "-", ": ", "- ", "{", "!", "é", "\t", "x", "9"]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_PIECES, max_size=30).map("".join), st.booleans())
+def test_any_crontab_text_converts_or_is_listed_and_every_job_file_reads_back(tail, system):
+    text = "* * * * * " + tail
+    jobs, problems = convert(text, source="crontab", system=system, timezone="UTC")
+    for p in problems:
+        assert p.line >= 1 and p.message
+    for job in jobs:
+        assert SAFE_NAME.match(job.name) and ".." not in job.name
+        docs, bad = load_documents(render_job(job, source="crontab", schema_ref=None), "f.yaml")
+        spec, more = job_from_document(docs[0], Config(), default_name=job.name)
+        assert not [p for p in bad + more if p.severity == "error"]
+        assert spec is not None and docs[0].data == dict(job.data)
