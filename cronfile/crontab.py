@@ -235,7 +235,8 @@ def _looks_like_entry(text: str) -> bool:
     fields = text.split()
     if fields and fields[0].startswith("@") and fields[0].lower() in MACROS:
         return True
-    return len(fields) >= 6 and all(re.fullmatch(r"[0-9*/,\-A-Za-z]+", f) and not f.isalpha() or f == "*" for f in fields[:5])
+    # Five time fields (digits, *, lists, ranges, steps; a bare word is prose) and more.
+    return len(fields) >= 6 and all(f == "*" or (re.fullmatch(r"[0-9*/,\-A-Za-z]+", f) is not None and not f.isalpha()) for f in fields[:5])
 
 
 def _split_fields(line: str, n: int) -> list[str] | None:
