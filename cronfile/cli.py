@@ -428,6 +428,7 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
             verify(saved, project, state, plan, shown=args.plan)
         if getattr(args, "out", None):
             _write_plan_file(Path(args.out), project, state, plan, now)
+            out.msg(f"plan saved to {args.out}; apply exactly it with `cronfile apply --plan {args.out}`")
     if not out.json and not out.quiet:
         touched = {c.name for c in plan.changes if c.action in (Action.create, Action.update)}
         specs = [s for s in project.specs if s.name in touched]
