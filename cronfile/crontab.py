@@ -323,7 +323,11 @@ def convert(
                 continue
             expr = parts[0]
             if expr.lower() not in MACROS:
-                problem(lineno, f"unknown macro {expr!r} (cron knows {', '.join(MACROS)})")
+                hint = ""
+                if expr.lower() == "@every":
+                    interval = parts[1].split(None, 1)[0] if parts[1].strip() else "5m"
+                    hint = f"; for supercronic's @every write `schedule: every {interval}` by hand (cronfile's intervals count from the epoch, not from the start)"
+                problem(lineno, f"unknown macro {expr!r} (cron knows {', '.join(MACROS)}){hint}")
                 continue
             expr = expr.lower()
         else:

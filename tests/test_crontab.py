@@ -143,6 +143,7 @@ def test_unconvertible_lines_are_listed_with_their_line_numbers():
     assert lines == ["1", "2", "3", "4", "5", "6", "9", "10"]
     assert "minute" in problems[0] and "61" in problems[0]
     assert "never fire" in problems[3]
+    assert "schedule: every 5m" in problems[2]
     assert "Mars/Base" in problems[5]
 
 
