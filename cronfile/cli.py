@@ -30,6 +30,8 @@ examples:
   cronfile next "0 9 * * 1-5" --tz Europe/Berlin -n 3
   cronfile diff                 what `apply` would change (exit 1 if anything)
   cronfile apply                record the files into the state
+  cronfile diff --out plan.json  save the plan; `apply --plan plan.json` applies exactly it
+  cronfile import crontab -     turn `crontab -l` output into job files
   cronfile daemon               run the engine until stopped
   cronfile run backup           run one job now, in the foreground
   cronfile status               every job, its next run and recent outcomes
@@ -74,11 +76,33 @@ def use_color(stream: Any = None) -> bool:
     return hasattr(stream, "isatty") and stream.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def root_of(args: argparse.Namespace) -> Path:
-    root = Path(args.C).expanduser()
-    if not root.is_dir():
+def root_of(args: argparse.Namespace, *, required: bool = True) -> Path:
+    """The jobs repo: -C DIR (default .) or the nearest folder above it that holds
+    jobs.d/ or cronfile.yaml, as git finds .git. None found is an error (exit 2) that
+    says where it looked, unless ``required`` is false (then DIR itself)."""
+    start = Path(args.C).expanduser()
+    if not start.is_dir():
         raise UsageError(f"-C {args.C}: no such folder")
-    return root
+    found = find_root(start)
+    if found is not None:
+        return found
+    if not required:
+        return start
+    where = start.resolve()
+    raise UsageError(
+        f"no jobs repo: neither jobs.d/ nor cronfile.yaml in {where} or any folder above it "
+        "(create one with `cronfile init`, or point at one with -C DIR)"
+    )
+
+
+def find_root(start: Path) -> Path | None:
+    """``start`` (as given) or its nearest ancestor holding jobs.d/ or cronfile.yaml."""
+    from .load import CONFIG_NAME, JOBS_DIR
+
+    for d in (start, *start.resolve().parents):
+        if (d / JOBS_DIR).is_dir() or (d / CONFIG_NAME).is_file():
+            return d
+    return None
 
 
 def state_dir_of(args: argparse.Namespace, project: Project | None = None) -> Path:
@@ -131,7 +155,7 @@ def load_repo(args: argparse.Namespace, **kw: Any) -> Project:
     from .load import load_project
     from .parsecache import ParseCache
 
-    root = root_of(args)
+    root = root_of(args, required=kw.pop("required", True))
     cache = None if "files" in kw or "jobs_dir" in kw else ParseCache.for_repo(root)
     project = load_project(root, cache=cache, **kw)
     if cache is not None:
@@ -155,7 +179,7 @@ def load_checked(args: argparse.Namespace, out: Out, **kw: Any) -> Project:
 def cmd_validate(args: argparse.Namespace, out: Out) -> int:
     from .load import CONFIG_NAME, JOBS_DIR, load_project
 
-    root = root_of(args)
+    root = root_of(args, required=not args.paths)
     projects = []
     files: list[Path] = []
     # A changed cronfile.yaml (as pre-commit passes it) can affect every job: validate
@@ -179,7 +203,7 @@ def cmd_validate(args: argparse.Namespace, out: Out) -> int:
     if files:
         # Load the whole repo so `from_job` can name a job in another file, then report
         # only the named files (pre-commit passes just the changed ones).
-        full = load_repo(args)
+        full = load_repo(args, required=False)
         wanted = {os.path.relpath(f) for f in files}
         inside = {os.path.relpath(f) for f in full.files}
         outside = [f for f in files if os.path.relpath(f) not in inside]
@@ -229,7 +253,7 @@ def cmd_next(args: argparse.Namespace, out: Out) -> int:
     schedule = None
     tz = args.tz
     if " " not in target.strip() and not target.startswith("@"):
-        root = root_of(args)
+        root = root_of(args, required=False)
         if (root / "jobs.d").is_dir():
             project = load_repo(args, now=now, warnings=False)
             spec = project.job(target)
@@ -245,7 +269,7 @@ def cmd_next(args: argparse.Namespace, out: Out) -> int:
                 target = spec.schedule
     tz = tz or "UTC"
     if schedule is None and " " not in target.strip() and not target.startswith("@"):
-        root = root_of(args)
+        root = root_of(args, required=False)
         stems = {p.stem for p in (root / "jobs.d").rglob("*.y*ml")} if (root / "jobs.d").is_dir() else set()
         if target in stems:
             raise UsageError(f"job {target} is invalid: run `cronfile validate` to see why")
@@ -305,7 +329,7 @@ def cmd_schema(args: argparse.Namespace, out: Out) -> int:
 
 INIT_CONFIG = """\
 # cronfile project config. Every key: `cronfile schema config`.
-# yaml-language-server: $schema=https://cronfile.dev/schema/config.schema.json
+# yaml-language-server: $schema=./schema/config.schema.json
 timezone: UTC
 max_concurrent: 4
 # default_agent: claude
@@ -315,7 +339,7 @@ defaults:
 """
 
 INIT_JOB = """\
-# yaml-language-server: $schema=https://cronfile.dev/schema/job.schema.json
+# yaml-language-server: $schema=../schema/job.schema.json
 description: Say hello every minute, to see cronfile fire.
 schedule: "* * * * *"
 shell: echo "hello from cronfile at $(date)"
@@ -325,8 +349,14 @@ shell: echo "hello from cronfile at $(date)"
 def cmd_init(args: argparse.Namespace, out: Out) -> int:
     target = Path(args.dir)
     target.mkdir(parents=True, exist_ok=True)
+    from importlib import resources
+
     made = []
-    for rel, text in (("cronfile.yaml", INIT_CONFIG), ("jobs.d/hello.yaml", INIT_JOB)):
+    # The schemas go into the repo, so editors validate offline: the `$schema` comments
+    # point at them by relative paths (refresh with `cronfile schema job > schema/job.schema.json`).
+    shipped = resources.files("cronfile").joinpath("schemas")
+    schemas = [(f"schema/{k}.schema.json", shipped.joinpath(f"{k}.schema.json").read_text()) for k in ("job", "config")]
+    for rel, text in (("cronfile.yaml", INIT_CONFIG), ("jobs.d/hello.yaml", INIT_JOB), *schemas):
         path = target / rel
         if path.exists():
             out.msg(f"kept {path} (exists)")
@@ -365,6 +395,7 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
         raise SpecError(project.errors)
     store = store_of(args, project)
     now = datetime.now(UTC)
+    saved = _saved_plan(args)
     if write:
         refuse_inside_run("apply")
         from .engine import apply_project
@@ -374,10 +405,30 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
             nonlocal project
             project = fresh  # the files changed meanwhile: warn about what was applied
 
-        plan = apply_project(store, project, now=now, revision=git_revision(project.root), source="apply", on_reload=reloaded)
+        def check(proj: Project, state: Any, plan: Any) -> None:
+            from .planfile import verify
+
+            verify(saved, proj, state, plan, shown=args.plan)
+
+        plan = apply_project(
+            store,
+            project,
+            now=now,
+            revision=git_revision(project.root),
+            source="apply --plan" if saved is not None else "apply",
+            on_reload=reloaded,
+            check=check if saved is not None else None,
+        )
     else:
         state = store.read()
         _, plan = reconcile(project.specs, state, now, revision=None)
+        if saved is not None:  # apply --plan --dry-run: would it apply?
+            from .planfile import verify
+
+            verify(saved, project, state, plan, shown=args.plan)
+        if getattr(args, "out", None):
+            _write_plan_file(Path(args.out), project, state, plan, now)
+            out.msg(f"plan saved to {args.out}; apply exactly it with `cronfile apply --plan {args.out}`")
     if not out.json and not out.quiet:
         touched = {c.name for c in plan.changes if c.action in (Action.create, Action.update)}
         specs = [s for s in project.specs if s.name in touched]
@@ -403,6 +454,25 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
     if is_diff:
         return EXIT_FAILED if plan.has_changes else EXIT_OK
     return EXIT_OK
+
+
+def _saved_plan(args: argparse.Namespace) -> Any:
+    if not getattr(args, "plan", None):
+        return None
+    from .planfile import read_plan_file
+
+    return read_plan_file(Path(args.plan))
+
+
+def _write_plan_file(path: Path, project: Project, state: Any, plan: Any, now: Any) -> None:
+    from .load import git_revision
+    from .planfile import make_plan_file
+
+    data = make_plan_file(project, state, plan, now=now, revision=git_revision(project.root))
+    try:
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"--out {path}: {e.strerror or e}") from None
 
 
 def cmd_diff(args: argparse.Namespace, out: Out) -> int:
@@ -494,7 +564,8 @@ def check_job_name(args: argparse.Namespace, store: Store) -> None:
         known |= set(store.read().jobs) if store.exists() else set()
     except CronfileError:
         pass
-    known |= {s.name for s in load_repo(args, warnings=False).specs}
+    if not (getattr(args, "state_dir", None) or os.environ.get("CRONFILE_STATE_DIR")) or find_root(Path(args.C)):
+        known |= {s.name for s in load_repo(args, warnings=False).specs}
     if args.name not in known:
         import difflib
 
@@ -699,8 +770,8 @@ COMMANDS = {
     "next": (cmd_next, "upcoming fire times of an expression or a job", 'cronfile next "0 2 * * *" --tz Europe/Berlin -n 5\n  cronfile next daily-briefing --json'),
     "schema": (cmd_schema, "print the JSON schema of a job or of cronfile.yaml", "cronfile schema job > job.schema.json"),
     "init": (cmd_init, "scaffold cronfile.yaml and jobs.d/ in a folder", "cronfile init my-jobs"),
-    "diff": (cmd_diff, "show what apply would change (exit 1 if anything)", "cronfile diff\n  cronfile diff --json"),
-    "apply": (cmd_apply, "record the job files into the state", "cronfile apply\n  cronfile apply --dry-run"),
+    "diff": (cmd_diff, "show what apply would change (exit 1 if anything)", "cronfile diff\n  cronfile diff --out plan.json   # review it, then: cronfile apply --plan plan.json"),
+    "apply": (cmd_apply, "record the job files into the state", "cronfile apply\n  cronfile apply --dry-run\n  cronfile apply --plan plan.json"),
     "status": (cmd_status, "every job: state, next run, recent outcomes", "cronfile status\n  cronfile status --json"),
     "pause": (cmd_pause, "pause an applied job at runtime (kept until resume)", 'cronfile pause backup --reason "disk full, investigating"'),
     "resume": (cmd_resume, "end a runtime pause; the next run is computed from now", "cronfile resume backup"),
@@ -713,7 +784,8 @@ COMMANDS = {
     "service": ("cronfile.service:cmd_service", "install a systemd user unit / launchd agent that runs the daemon", "cronfile service print\n  cronfile service install\n  cronfile service uninstall"),
     "completion": ("cronfile.completion:cmd_completion", "print a shell completion script (bash, zsh, fish)", 'eval "$(cronfile completion bash)"\n  cronfile completion fish > ~/.config/fish/completions/cronfile.fish'),
     "mcp": ("cronfile.mcp_server:cmd_mcp", "serve the jobs to an agent over the Model Context Protocol (stdio; extra cronfile[mcp])", "cronfile -C /srv/jobs mcp   # started by the agent CLI, see README"),
-    "render": ("cronfile.kubernetes:cmd_render", "render the jobs onto another scheduler (kubernetes)", "cronfile render kubernetes -o deploy/k8s --namespace jobs --image ghcr.io/acme/cronfile:1.0"),
+    "import": ("cronfile.crontab:cmd_import", "turn a crontab (user or system format) into job files", "crontab -l | cronfile import crontab -\n  cronfile import crontab /etc/cron.d/certbot --out jobs.d"),
+    "render": ("cronfile.kubernetes:cmd_render", "render the jobs onto another scheduler (kubernetes)", "cronfile render kubernetes -o deploy/k8s --namespace jobs --image ghcr.io/acme/cronfile:1.0\n  cronfile render kubernetes -o - | kubectl apply -f -"),
 }
 
 
@@ -729,7 +801,7 @@ def _resolve(func: Any) -> Any:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-C", metavar="DIR", default=argparse.SUPPRESS, help="jobs repo root (default .; jobs in DIR/jobs.d)")
+    common.add_argument("-C", metavar="DIR", default=argparse.SUPPRESS, help="jobs repo root (default: . or the nearest folder above it with jobs.d/ or cronfile.yaml)")
     common.add_argument("--state-dir", metavar="DIR", default=argparse.SUPPRESS, help="state directory (default .cronfile; env CRONFILE_STATE_DIR)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output where output is data")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print only data and errors")
@@ -766,6 +838,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("dir", nargs="?", default=".", metavar="DIR")
         elif name == "apply":
             p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+            p.add_argument("--plan", metavar="PLAN", help="apply exactly this saved plan (from diff --out), or exit 2 if the files or the state moved")
+        elif name == "diff":
+            p.add_argument("--out", metavar="PLAN", help="also save the plan, with digests of the files and state it was computed from")
         elif name == "history":
             p.add_argument("name", metavar="NAME")
             p.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
@@ -786,9 +861,17 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "completion":
             p.add_argument("shell", nargs="?", choices=["bash", "zsh", "fish"])
             p.add_argument("--jobs", action="store_true", help="print the job names (used by the scripts)")
+        elif name == "import":
+            p.add_argument("kind", choices=["crontab"])
+            p.add_argument("file", nargs="?", metavar="FILE|-", help="a crontab file, or - for stdin (default: `crontab -l`)")
+            p.add_argument("--out", metavar="DIR", help="where the job files go (default: jobs.d)")
+            p.add_argument("--tz", metavar="TZ", help="timezone of entries with no CRON_TZ line above them (default: this host's)")
+            fmt = p.add_mutually_exclusive_group()
+            fmt.add_argument("--system", action="store_true", default=None, help="system format, with a user field (default for /etc/crontab and cron.d files)")
+            fmt.add_argument("--user", dest="system", action="store_false", help="user format, no user field")
         elif name == "render":
             p.add_argument("target", choices=["kubernetes"])
-            p.add_argument("-o", "--output", metavar="DIR", help="output folder (default: print a summary, write deploy/kubernetes)")
+            p.add_argument("-o", "--output", metavar="DIR", help="output folder (default: deploy/kubernetes), or - to print the manifests as one YAML stream")
             p.add_argument("--namespace", metavar="NS")
             p.add_argument("--image", metavar="IMAGE")
             p.add_argument("--skip-unsupported", action="store_true", help="render the other jobs and list the ones skipped (default: refuse, exit 2)")

@@ -61,9 +61,11 @@ LEAD_MAX = 2.0
 PARK = os.cpu_count() or 1
 
 
-def new_run_id(now: datetime) -> str:
-    """Sortable and unique: UTC time, then 4 random hex digits (`cronfile logs` takes a suffix)."""
-    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
+def new_run_id(when: datetime) -> str:
+    """Sortable and unique: UTC time, then 4 random hex digits (`cronfile logs` takes a
+    suffix). ``when`` is the run's scheduled instant (a run claimed a few ms ahead of
+    05:08:00 is 20261206T050800-...), or its start for a manual or @reboot run."""
+    return when.astimezone(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
 
 
 def short_id(run_id: str) -> str:
@@ -79,9 +81,11 @@ def apply_project(
     source: str,
     lock: threading.Lock | None = None,
     on_reload: Callable[[Project], None] | None = None,
+    check: Callable[[Project, State, Any], None] | None = None,
 ) -> Any:
     """Reconcile the files into the state in one transaction; one audit line if anything
-    changed. Returns the Plan.
+    changed. Returns the Plan. ``check(project, state, plan)`` runs under the lock before
+    anything is written; if it raises, nothing is (`apply --plan`: planfile.verify).
 
     Two guards, both found by tests/faults (a daemon, ticks and `apply` on one state dir):
 
@@ -127,6 +131,8 @@ def apply_project(
             if not stale:
                 at = max(now, _latest_activity(txn.state) or now)
                 new_state, plan = reconcile(project.specs, txn.state, at, revision=revision)
+                if check is not None:
+                    check(project, txn.state, plan)
                 if plan.has_changes:
                     txn.state = new_state
         if not stale:
@@ -798,7 +804,7 @@ class Engine:
                 spec = self.spec_for(js)
                 if js.queued is not None and not js.running:
                     # concurrency: queue -- the buffered occurrence runs right after.
-                    run_id = new_run_id(now)
+                    run_id = new_run_id(js.queued)
                     claims.append(self._claim(name, run_id, spec, "queued", js.queued, now))
                     js = js.with_(
                         queued=None,
@@ -822,7 +828,7 @@ class Engine:
                 running = js.running
                 run_count = js.run_count
                 if d.run is not None:
-                    run_id = new_run_id(now)
+                    run_id = new_run_id(d.run)
                     claims.append(self._claim(name, run_id, spec, d.trigger or "schedule", d.run, now))
                     running = running + (Running(run_id, d.run, now, d.trigger or "schedule", self.engine_id),)
                     run_count += 1
@@ -865,7 +871,7 @@ class Engine:
         self.log(job, f"missed {n} run{'s' if n != 1 else ''} ({iso(d.missed_first)} .. {iso(d.missed_last)}): {why}")
         return {
             "job": job,
-            "run_id": new_run_id(self.clock.now()),
+            "run_id": new_run_id(d.missed_last),
             "trigger": "schedule",
             "scheduled_for": iso(d.missed_last),
             "started_at": None,
@@ -884,7 +890,7 @@ class Engine:
     def _skipped_record(self, job: str, when: datetime, now: datetime) -> dict[str, Any]:
         return {
             "job": job,
-            "run_id": new_run_id(now),
+            "run_id": new_run_id(when),
             "trigger": "schedule",
             "scheduled_for": iso(when),
             "started_at": None,

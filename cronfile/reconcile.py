@@ -54,8 +54,9 @@ class Change:
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """DESIGN.md section 7's ``diff --json`` entry (keys stable; ``notes`` added)."""
-        return {
+        """DESIGN.md section 7's ``diff --json`` entry (keys stable; ``notes`` added, and
+        for an update ``values``: each changed field's old and new value)."""
+        out: dict[str, Any] = {
             "name": self.name,
             "action": str(self.action),
             "fields": list(self.fields),
@@ -63,6 +64,16 @@ class Change:
             "next_run_after": iso(self.next_run_after),
             "notes": list(self.notes),
         }
+        if self.action is Action.update:
+            out["values"] = self.values()
+        return out
+
+    def values(self) -> dict[str, dict[str, Any]]:
+        """``{field: {"old": ..., "new": ...}}`` for each changed field (null when absent).
+        Values are the normalized specs as written: a secret stays its ``${VAR}``
+        reference, since expansion happens only at run time."""
+        before, after = self.before or {}, self.after or {}
+        return {f: {"old": _plain(before.get(f)), "new": _plain(after.get(f))} for f in self.fields}
 
 
 @dataclass(frozen=True)
@@ -175,6 +186,15 @@ def reconcile(
         applied_at=now,
     )
     return new_state, plan
+
+
+def _plain(value: Any) -> Any:
+    """A spec value as JSON data (mappings and sequences copied as dicts and lists)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _with_job(run: Running, job: str) -> Running:

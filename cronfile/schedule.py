@@ -97,6 +97,11 @@ def get_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
+        from .suggest import timezone_hints
+
+        hints = timezone_hints(name)
+        if hints:
+            raise ScheduleError(f"unknown timezone {name!r} (did you mean {' or '.join(hints)}?)") from None
         raise ScheduleError(f"unknown timezone {name!r}") from None
 
 
@@ -998,7 +1003,31 @@ def parse(
     ``anchor`` is the first fire of an interval (default: the Unix epoch);
     ``created_at`` is when a job was first applied, the start of `30m`/`in 2h`;
     ``jitter`` shifts every fire time by ``jitter_offset(jitter_key, jitter)``.
+    A schedule written for another tool (`@every 5m`, a systemd calendar) fails with
+    the cronfile form in the message (suggest.schedule_hint).
     """
+    try:
+        return _parse(expr, timezone, anchor=anchor, created_at=created_at, jitter=jitter, jitter_key=jitter_key)
+    except ScheduleError as e:
+        if "timezone" in str(e):
+            raise
+        from .suggest import schedule_hint
+
+        hint = schedule_hint(expr)
+        if hint is None:
+            raise
+        raise ScheduleError(f"{e} ({hint})") from None
+
+
+def _parse(
+    expr: str,
+    timezone: str,
+    *,
+    anchor: datetime | None,
+    created_at: datetime | None,
+    jitter: timedelta,
+    jitter_key: str,
+) -> Schedule:
     if not isinstance(expr, str):
         raise ScheduleError(f"a schedule is a string, not {type(expr).__name__}")
     tz = get_zone(timezone)

@@ -29,6 +29,8 @@ def test_version_and_help_work_without_a_jobs_repo(tmp_path):
         "run",
         "tick",
         "daemon",
+        "import",
+        "render",
     ],
 )
 def test_every_command_has_help_with_an_example(command, tmp_path):

@@ -302,6 +302,7 @@ def test_plan_json_has_the_documented_keys(clock: FakeClock) -> None:
             "next_run_before": "2026-03-03T03:00:00+00:00",
             "next_run_after": "2026-03-03T03:00:00+00:00",
             "notes": ["catch-up: none"],
+            "values": {"shell": {"old": "backup.sh", "new": "other.sh"}},
         },
     ]
 
