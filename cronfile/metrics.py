@@ -21,9 +21,16 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    exposition,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from . import __version__
@@ -34,7 +41,10 @@ disable_created_metrics()
 
 __all__ = ["CONTENT_TYPE", "DURATION_BUCKETS", "LATENESS_BUCKETS", "Metrics", "StateCollector"]
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The classic text format (0.0.4), which every Prometheus and agent reads; our names are
+# plain, so the newer 1.0.0 format would say nothing more. (Before prometheus-client
+# 0.22 the "latest" type was 0.0.4 itself.)
+CONTENT_TYPE = getattr(exposition, "CONTENT_TYPE_PLAIN_0_0_4", exposition.CONTENT_TYPE_LATEST)
 
 # From "on time" (a few ms: bench/bench_firing.py) to "the machine was asleep".
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
