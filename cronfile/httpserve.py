@@ -226,8 +226,9 @@ class StatusServer:
                 if sched is None:
                     sched = self._schedules[key] = spec.build_schedule(created_at=js.created_at)
                 start = max(now, js.next_run) if js.next_run is not None else now
-                first = [js.next_run] if js.next_run is not None and js.next_run >= now else []
-                fires[name] = first + next_fires(sched, start, now + HORIZON)
+                end = now + HORIZON
+                first = [js.next_run] if js.next_run is not None and now <= js.next_run <= end else []
+                fires[name] = first + next_fires(sched, start, end) if first else []
             masker = self._masker([*project.specs, *applied_specs])
             problems = []
             if project.errors:

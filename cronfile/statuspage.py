@@ -51,7 +51,7 @@ h1{font-size:20px;margin:0}
 .banner{padding:8px 12px;border-radius:6px;margin:8px 0;border:1px solid var(--bad);color:var(--bad)}
 .jobs{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,460px),1fr));gap:12px}
 .job{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px;min-width:0}
-.job h2{font-size:16px;margin:0 0 6px;display:flex;flex-wrap:wrap;gap:6px;align-items:center;word-break:break-all}
+.job h2{font-size:16px;margin:0 0 6px;display:flex;flex-wrap:wrap;gap:6px;align-items:center;overflow-wrap:anywhere}
 .badge{font-size:12px;font-weight:600;padding:1px 8px;border-radius:10px;border:1px solid currentColor}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:0 0 8px;font-size:14px}
 dt{color:var(--mut)}dd{margin:0;min-width:0;overflow-wrap:anywhere}
