@@ -27,7 +27,6 @@ from urllib.parse import unquote, urlsplit
 from . import __version__
 from .errors import CronfileError, UsageError
 from .health import Health
-from .metrics import CONTENT_TYPE, Metrics
 from .secrets import Masker
 
 __all__ = ["Listen", "StatusServer", "parse_listen"]
@@ -120,7 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         try:
             if path == "/metrics":
-                self._send(200, CONTENT_TYPE, app.metrics.render(), head=head)
+                self._send(200, app.content_type, app.metrics.render(), head=head)
             elif path in ("/healthz", "/health"):
                 ok, reasons = app.health.check()
                 body = ("ok\n" if ok else "".join(f"{r}\n" for r in reasons)).encode()
@@ -145,6 +144,7 @@ class StatusServer:
     """The HTTP side of one daemon: owns its Metrics; reads the Health it is given."""
 
     def __init__(self, listen: Listen, *, root: Path, state_dir: Path, environ: dict[str, str], health: Health) -> None:
+        from .metrics import CONTENT_TYPE, Metrics  # prometheus-client: only with --http
         from .parsecache import ParseCache
         from .store import Store
 
@@ -153,6 +153,7 @@ class StatusServer:
         self.environ = environ
         self.health = health
         self.metrics = Metrics(self._read_state, self._read_history)
+        self.content_type = CONTENT_TYPE
         self._cache = ParseCache()
         self._page_lock = threading.Lock()  # one page build at a time (its caches)
         self._schedules: dict[tuple[str, str], Any] = {}

@@ -53,6 +53,8 @@ DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 
 # Job states as state.json names them; every one is exported (0 included), so a
 # dashboard's series do not come and go.
 JOB_STATES = ("scheduled", "paused", "completed")
+# How many coming fires cronfile_job_period_seconds looks at.
+PERIOD_FIRES = 8
 
 
 def _ts(dt: datetime | None) -> float | None:
@@ -81,6 +83,7 @@ class StateCollector(Collector):
         self._lock = threading.Lock()
         self._success: dict[str, float] = {}
         self._scanned: set[str] = set()
+        self._periods: dict[tuple[str, str], float | None] = {}
 
     def saw_success(self, job: str, finished_at: datetime | None) -> None:
         ts = _ts(finished_at)
@@ -111,6 +114,32 @@ class StateCollector(Collector):
                 known = self._success.get(name)
         return known
 
+    def _period(self, js: Any) -> float | None:
+        """The longest gap between the job's next fires (up to PERIOD_FIRES of them): the
+        "period" an alert compares the last success with. The longest, so a weekday job
+        is not late over a weekend. Cached per schedule."""
+        if js.next_run is None:
+            return None
+        key = (js.schedule_sig, js.created_at.isoformat() if js.created_at else "")
+        if key not in self._periods:
+            from .spec import spec_from_data
+
+            period: float | None = None
+            try:
+                sched = spec_from_data(js.spec).build_schedule(created_at=js.created_at)
+                t, gaps = js.next_run, []
+                for _ in range(PERIOD_FIRES):
+                    nxt = sched.next_after(t)
+                    if nxt is None:
+                        break
+                    gaps.append((nxt - t).total_seconds())
+                    t = nxt
+                period = max(gaps) if gaps else None
+            except Exception:  # noqa: BLE001 - a schedule this version cannot build: no period
+                period = None
+            self._periods[key] = period
+        return self._periods[key]
+
     def collect(self) -> Iterator[Any]:
         state = self._read_state()
         nxt = GaugeMetricFamily(
@@ -124,12 +153,20 @@ class StateCollector(Collector):
             labels=["job"],
         )
         running = GaugeMetricFamily("cronfile_job_running", "Runs of the job in flight.", labels=["job"])
+        period = GaugeMetricFamily(
+            "cronfile_job_period_seconds",
+            "The longest gap between the job's next fires (for alerts: no success within 2 periods).",
+            labels=["job"],
+        )
         by_state = dict.fromkeys(JOB_STATES, 0)
         for name, js in sorted(state.jobs.items()):
             st = str(js.state)
             by_state[st] = by_state.get(st, 0) + 1
             if st == "scheduled" and js.next_run is not None:
                 nxt.add_metric([name], js.next_run.timestamp())
+                p = self._period(js)
+                if p is not None:
+                    period.add_metric([name], p)
             last_ok = self._last_success(name, js)
             if last_ok is not None:
                 ok.add_metric([name], last_ok)
@@ -140,6 +177,7 @@ class StateCollector(Collector):
         yield nxt
         yield ok
         yield running
+        yield period
         yield jobs
         rev = GaugeMetricFamily("cronfile_applied_timestamp_seconds", "When the state was last applied (Unix time).")
         if state.applied_at is not None:

@@ -74,6 +74,8 @@ def test_metrics_count_the_runs_a_daemon_made(repo):
     assert m["cronfile_job_next_run_timestamp_seconds"] == {(("job", "later"),): ts(state["later"]["next_run"])}
     last_ok = max(ts(r["finished_at"]) for r in ok_runs if r["status"] == "success")
     assert m["cronfile_job_last_success_timestamp_seconds"] == {(("job", "ok"),): pytest.approx(last_ok, abs=0.001)}
+    # The longest gap among the next fires: a leap year's 366 days for a yearly job.
+    assert m["cronfile_job_period_seconds"] == {(("job", "later"),): 366 * 86400}
     assert m["cronfile_jobs"] == {(("state", "completed"),): 2, (("state", "paused"),): 1, (("state", "scheduled"),): 1}
     # The engine's own.
     assert m["cronfile_up"][()] == 1
