@@ -653,24 +653,26 @@ class Engine:
                 finished = _parse_time(recorded.get("finished_at")) or now
             else:
                 status, finished = str(Status.interrupted), now
-                interrupted = {
-                    "job": job,
-                    "run_id": r.run_id,
-                    "trigger": r.trigger,
-                    "scheduled_for": iso(r.scheduled_for),
-                    "started_at": iso(r.started_at),
-                    "finished_at": iso(now),
-                    "status": status,
-                    "exit_code": None,
-                    "attempts": 0,
-                    "log_path": _existing(self.store.log_path(job, r.run_id)),
-                    "deliveries": [],
-                    "message": "the engine that ran it stopped"
-                    + (" (its leftover processes were stopped)" if pgid is not None else ""),
-                    "host": self.host,
-                }
-                self.store.append_history(job, interrupted)
-                self.observer.recorded(job, interrupted)
+                self.store.append_history(
+                    job,
+                    {
+                        "job": job,
+                        "run_id": r.run_id,
+                        "trigger": r.trigger,
+                        "scheduled_for": iso(r.scheduled_for),
+                        "started_at": iso(r.started_at),
+                        "finished_at": iso(now),
+                        "status": status,
+                        "exit_code": None,
+                        "attempts": 0,
+                        "log_path": _existing(self.store.log_path(job, r.run_id)),
+                        "deliveries": [],
+                        "message": "the engine that ran it stopped"
+                        + (" (its leftover processes were stopped)" if pgid is not None else ""),
+                        "host": self.host,
+                    },
+                )
+                self.observer.recorded(job, {"job": job, "run_id": r.run_id, "scheduled_for": iso(r.scheduled_for), "status": status})
                 self.log(job, f"run {short_id(r.run_id)} interrupted (its engine {r.engine[:6]} is gone; not re-run)", event="run.interrupted", level="warning", run_id=r.run_id, scheduled_for=iso(r.scheduled_for), status=status)
             js = new_state.jobs.get(job)
             if js is not None and not r.job:

@@ -19,7 +19,7 @@ __all__ = ["Observer", "Observers"]
 
 class Observer:
     """Every hook the engine calls, as no-ops. Times are aware datetimes (the engine's
-    clock); ``record`` is the history line as written (see Engine.execute)."""
+    clock). Hooks run on the engine's threads, some under state.lock: keep them quick."""
 
     def applied(self, plan: Any, revision: str | None, at: datetime) -> None:
         """The files were reconciled into the state (the plan may have no changes)."""
@@ -38,7 +38,8 @@ class Observer:
 
     def recorded(self, job: str, record: dict[str, Any]) -> None:
         """A run's final history line was written (any status: also missed, skipped and
-        interrupted occurrences, which never started)."""
+        interrupted occurrences). ``record`` is that line, or for a run recovered as
+        interrupted its ``job``, ``run_id``, ``scheduled_for`` and ``status``."""
 
     def delivered(self, job: str, run_id: str, results: list[Any]) -> None:
         """A run's deliveries were attempted (``delivery.Result`` each)."""
