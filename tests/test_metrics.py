@@ -3,6 +3,7 @@ parsed with prometheus-client's own parser."""
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -165,3 +166,44 @@ def test_a_stuck_loop_is_unhealthy_after_its_planned_wake():
     assert "stuck" in h.loop_problem()
     h.stopping()
     assert h.loop_problem() == "the daemon is stopping"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("9100", ("127.0.0.1", 9100)),
+        (9100, ("127.0.0.1", 9100)),
+        ("0.0.0.0:9100", ("0.0.0.0", 9100)),
+        ("localhost:0", ("localhost", 0)),
+        ("[::1]:9100", ("::1", 9100)),
+    ],
+    ids=["bare-port", "yaml-int", "all-interfaces", "any-port", "ipv6"],
+)
+def test_listen_addresses_parse_and_a_bare_port_is_loopback(text, expected):
+    from cronfile.httpserve import parse_listen
+
+    assert tuple(parse_listen(text)) == expected
+
+
+@pytest.mark.parametrize("text", [":9100", "host:", "9100:host", "1.2.3.4:99999", "a b:1"], ids=["no-host", "no-port", "reversed", "big-port", "space"])
+def test_bad_listen_addresses_are_refused(text):
+    from cronfile.errors import UsageError
+    from cronfile.httpserve import parse_listen
+
+    with pytest.raises(UsageError):
+        parse_listen(text)
+
+
+def test_an_ipv6_loopback_address_serves(repo):
+    import socket
+
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM).bind(("::1", 0))
+    except OSError as e:
+        raise AssertionError(f"this host has no IPv6 loopback: {e}") from None
+    write_job(repo, "idle", 'schedule: "0 0 1 1 *"\nshell: "true"\n')
+    with Daemon(repo, args=("--http", "[::1]:0", "--log-format", "json")) as d:
+        line = d.wait_log(r'"event": "http.listening"')[0]
+        url = json.loads(line)["url"]
+        assert url.startswith("http://[::1]:")
+        assert get(url + "healthz")[0] == 200
