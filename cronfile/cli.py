@@ -608,6 +608,8 @@ def cmd_tick(args: argparse.Namespace, out: Out) -> int:
 
 # The commands whose output is data and that have a --json form; any other refuses it.
 JSON_COMMANDS = frozenset({"validate", "next", "schema", "diff", "apply", "status", "history", "doctor", "render"})
+# The commands that never read the state: --state-dir given to them is refused.
+STATELESS_COMMANDS = frozenset({"validate", "schema", "init", "completion", "render"})
 
 COMMANDS = {
     "validate": (cmd_validate, "check job files and cronfile.yaml", "cronfile validate\n  cronfile validate jobs.d/backup.yaml examples/ops"),
@@ -722,6 +724,9 @@ def main(argv: list[str] | None = None) -> int:
         # Accepted and ignored, --json once left a daemon's operator waiting for JSON logs.
         hint = " (for JSON log lines: --log-format json)" if args.command == "daemon" else ""
         out.warn(f"cronfile {args.command}: error: --json is not supported by this command{hint}")
+        return EXIT_INVALID
+    if args.state_dir and args.command in STATELESS_COMMANDS:
+        out.warn(f"cronfile {args.command}: error: --state-dir is not used by this command (it reads no state)")
         return EXIT_INVALID
     try:
         func = _resolve(COMMANDS[args.command][0])

@@ -90,8 +90,10 @@ def test_a_bad_log_format_in_cronfile_yaml_is_an_error_with_its_place(repo):
         (["daemon", "--log-format", "xml"], "invalid choice: 'xml'"),
         (["daemon", "--http", "not a port"], "--http 'not a port': expected HOST:PORT or PORT"),
         (["daemon", "--http", "127.0.0.1:70000"], "port 70000 is out of range"),
+        (["validate", "--state-dir", "elsewhere"], "--state-dir is not used by this command"),
+        (["--state-dir", "elsewhere", "schema"], "--state-dir is not used by this command"),
     ],
-    ids=["daemon-json", "global-json", "tick-json", "run-json", "bad-format", "bad-http", "bad-port"],
+    ids=["daemon-json", "global-json", "tick-json", "run-json", "bad-format", "bad-http", "bad-port", "validate-state-dir", "schema-state-dir"],
 )
 def test_a_flag_the_command_does_not_take_is_refused(repo, argv, said):
     write_job(repo, "idle", 'schedule: "0 0 1 1 *"\nshell: "true"\n')
