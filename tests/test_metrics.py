@@ -207,3 +207,16 @@ def test_an_ipv6_loopback_address_serves(repo):
         url = json.loads(line)["url"]
         assert url.startswith("http://[::1]:")
         assert get(url + "healthz")[0] == 200
+
+
+def test_a_failed_delivery_is_counted_as_failed(repo):
+    from delivery_servers import closed_port
+
+    url = f"http://127.0.0.1:{closed_port()}/hook"
+    write_job(repo, "once", f'schedule: "every 1s"\nrepeat: 1\nshell: echo hi\ndeliver: [{{webhook: "{url}"}}]\n')
+    with HttpDaemon(repo) as d:
+        wait_for(lambda: any(r.get("deliveries") for r in history(repo, "once")), 30, what="the delivery's three tries")
+        m = scrape(d.url)
+        d.wait_log(r'"event": "delivery.failed"')
+    assert m["cronfile_deliveries_total"] == {(("job", "once"), ("outcome", "failed"), ("target", "webhook")): 1}
+    assert m["cronfile_runs_total"] == {(("job", "once"), ("status", "success")): 1}  # a delivery never changes the run
