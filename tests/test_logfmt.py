@@ -111,3 +111,14 @@ def test_format_functions_are_pure():
     assert " WARNING " in format_text(t, "warning", "", "clock jumped")
     obj = json.loads(format_json(t, "info", "run.started", "m", {"job": "backup", "run_id": None, "lateness_ms": 2.5}))
     assert obj["event"] == "run.started" and obj["lateness_ms"] == 2.5 and "run_id" not in obj
+
+
+def test_a_quiet_daemon_keeps_its_warnings_and_errors(repo):
+    write_job(repo, "broken", 'schedule: "every 1s"\nrepeat: 1\nshell: "exit 1"\n')
+    d = Daemon(repo, "-q")
+    try:
+        d.wait_log(r"WARNING broken run \w+ failed in")
+    finally:
+        assert d.stop() == 0
+    lines = d.text().splitlines()
+    assert lines and all(" WARNING " in ln or " ERROR " in ln for ln in lines), lines
