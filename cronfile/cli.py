@@ -743,27 +743,12 @@ def cmd_tick(args: argparse.Namespace, out: Out) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def cmd_daemon(args: argparse.Namespace, out: Out) -> int:
-    from .engine import Engine
-
-    refuse_inside_run("start a daemon")
-    project = load_repo(args, warnings=False)
-    if project.errors:
-        raise SpecError(project.errors)
-    engine = Engine(project.root, store_of(args, project), project=project, mode="daemon", quiet=out.quiet)
-    with engine:
-        # The jobs just loaded live as long as the daemon: move them out of the cyclic
-        # GC's sight. At 10,000 jobs a full collection walks millions of objects and
-        # landed, 0.1-0.3 s at a time, in the middle of reloads and claims.
-        import gc
-
-        gc.collect()
-        gc.freeze()
-        engine.serve()
-    return EXIT_OK
-
-
 # -- parser --------------------------------------------------------------------------
+
+# The commands whose output is data and that have a --json form; any other refuses it.
+JSON_COMMANDS = frozenset({"validate", "next", "schema", "diff", "apply", "status", "history", "doctor", "render"})
+# The commands that never read the state: --state-dir given to them is refused.
+STATELESS_COMMANDS = frozenset({"validate", "schema", "init", "completion", "render"})
 
 COMMANDS = {
     "validate": (cmd_validate, "check job files and cronfile.yaml", "cronfile validate\n  cronfile validate jobs.d/backup.yaml examples/ops"),
@@ -779,9 +764,9 @@ COMMANDS = {
     "logs": (cmd_logs, "the output of a run (latest by default)", "cronfile logs backup\n  cronfile logs backup 7f3a\n  cronfile logs backup -f"),
     "run": (cmd_run, "run one job now in the foreground (trigger: manual)", "cronfile run backup"),
     "tick": (cmd_tick, "one pass: recover, apply, fire what is due, wait, exit", "* * * * * cd /srv/jobs && cronfile tick   # from crontab"),
-    "daemon": (cmd_daemon, "the engine: apply, watch, fire, execute, deliver", "cronfile daemon\n  cronfile -C /srv/jobs daemon"),
+    "daemon": ("cronfile.daemon_cmd:cmd_daemon", "the engine: apply, watch, fire, execute, deliver", "cronfile daemon\n  cronfile -C /srv/jobs daemon --http 9100 --log-format json"),
     "doctor": ("cronfile.doctor:cmd_doctor", "check config, files, agents, timezone data, state dir, locks, clock", "cronfile doctor\n  cronfile doctor --json"),
-    "service": ("cronfile.service:cmd_service", "install a systemd user unit / launchd agent that runs the daemon", "cronfile service print\n  cronfile service install\n  cronfile service uninstall"),
+    "service": ("cronfile.service:cmd_service", "install a systemd user unit / launchd agent that runs the daemon", "cronfile service print\n  cronfile service install\n  sudo cronfile service install --system --run-as cron\n  cronfile service uninstall"),
     "completion": ("cronfile.completion:cmd_completion", "print a shell completion script (bash, zsh, fish)", 'eval "$(cronfile completion bash)"\n  cronfile completion fish > ~/.config/fish/completions/cronfile.fish'),
     "mcp": ("cronfile.mcp_server:cmd_mcp", "serve the jobs to an agent over the Model Context Protocol (stdio; extra cronfile[mcp])", "cronfile -C /srv/jobs mcp   # started by the agent CLI, see README"),
     "import": ("cronfile.crontab:cmd_import", "turn a crontab (user or system format) into job files", "crontab -l | cronfile import crontab -\n  cronfile import crontab /etc/cron.d/certbot --out jobs.d"),
@@ -855,9 +840,15 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--reason", metavar="TEXT", help="why (kept in the state and the audit log)")
         elif name == "resume":
             p.add_argument("name", metavar="NAME")
+        elif name == "daemon":
+            p.add_argument("--http", metavar="HOST:PORT", help="serve /metrics, /healthz and a status page at / (a bare PORT: 127.0.0.1; config: http)")
+            p.add_argument("--log-format", choices=["text", "json"], help="log lines as dated text (default) or one JSON object each (config: log_format)")
         elif name == "service":
             p.add_argument("action", choices=["install", "uninstall", "print"])
             p.add_argument("--name", help="unit name (default: cronfile-<folder>)")
+            p.add_argument("--system", action="store_true", help="a system unit in /etc/systemd/system (Type=notify, hardened; needs root to install)")
+            p.add_argument("--run-as", metavar="USER", help="--system: the user the daemon runs as (default: the repo's owner)")
+            p.add_argument("--http", metavar="HOST:PORT", help="the daemon serves /metrics, /healthz and the status page there")
         elif name == "completion":
             p.add_argument("shell", nargs="?", choices=["bash", "zsh", "fish"])
             p.add_argument("--jobs", action="store_true", help="print the job names (used by the scripts)")
@@ -888,6 +879,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_INVALID
     out = Out(args)
+    if args.json and args.command not in JSON_COMMANDS:
+        # Accepted and ignored, --json once left a daemon's operator waiting for JSON logs.
+        hint = " (for JSON log lines: --log-format json)" if args.command == "daemon" else ""
+        out.warn(f"cronfile {args.command}: error: --json is not supported by this command{hint}")
+        return EXIT_INVALID
+    if args.state_dir and args.command in STATELESS_COMMANDS:
+        out.warn(f"cronfile {args.command}: error: --state-dir is not used by this command (it reads no state)")
+        return EXIT_INVALID
     try:
         func = _resolve(COMMANDS[args.command][0])
         return func(args, out)

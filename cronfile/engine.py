@@ -40,6 +40,8 @@ from typing import IO, Any
 from .clock import Clock, SystemClock, iso
 from .errors import CronfileError, LockedError
 from .load import Project, files_signature, load_project, racy_changed
+from .logfmt import LogWriter
+from .observe import Observer
 from .parsecache import ParseCache
 from .spec import Config, JobSpec, Status, spec_from_data
 from .state import JobState, JobStatus, LastRun, Running, State
@@ -404,7 +406,7 @@ class Volley:
             self._engine._record_pids(pids)
         except (OSError, CronfileError) as e:
             # The runs go on; a recovery finds their groups by run id (see _run_group).
-            self._engine.log("", f"could not record the pids of {len(pids)} runs: {_why(e)}")
+            self._engine.log("", f"could not record the pids of {len(pids)} runs: {_why(e)}", event="state.write_failed", level="warning")
             return
         with self._cv:
             self._recorded.update(pids)
@@ -450,6 +452,8 @@ class Engine:
         environ: dict[str, str] | None = None,
         quiet: bool = False,
         log_stream: IO[str] | None = None,
+        log_format: str = "text",
+        observer: Observer | None = None,
     ) -> None:
         self.root = Path(root)
         self.store = store
@@ -460,6 +464,9 @@ class Engine:
         self.environ = dict(os.environ if environ is None else environ)
         self.quiet = quiet
         self.log_stream = log_stream or (sys.stderr if mode == "run" else sys.stdout)
+        self._logw = LogWriter(self.log_stream, log_format)
+        # Metrics, the health check, the status page, systemd (cronfile/observe.py).
+        self.observer: Observer = observer or Observer()
         self.engine_id = secrets.token_hex(8)
         self.host = socket.gethostname()
         self._txn_lock = threading.Lock()
@@ -507,16 +514,12 @@ class Engine:
             _release(lock)
         self._locks.clear()
 
-    def log(self, job: str, text: str) -> None:
-        if self.quiet and self.mode != "daemon":
-            return
-        now = datetime.now().astimezone()
-        stamp = now.strftime("%H:%M:%S.") + f"{now.microsecond // 1000:03d}"
-        line = f"{stamp} {job} {text}" if job else f"{stamp} {text}"
-        try:
-            print(line, file=self.log_stream, flush=True)
-        except (BrokenPipeError, ValueError):
-            pass
+    def log(self, job: str, text: str, *, event: str = "log", level: str = "info", **fields: Any) -> None:
+        """One log line (cronfile/logfmt.py: dated text or JSON); ``fields`` are the JSON
+        keys that apply (run_id, scheduled_for, lateness_ms, status, ...)."""
+        if self.quiet and (self.mode != "daemon" or level in ("debug", "info")):
+            return  # a daemon's -q keeps its warnings and errors
+        self._logw.write(datetime.now(UTC), level=level, event=event, msg=text, job=job, **fields)
 
     # -- state helpers -----------------------------------------------------------------
 
@@ -675,7 +678,8 @@ class Engine:
                         "host": self.host,
                     },
                 )
-                self.log(job, f"run {short_id(r.run_id)} interrupted (its engine {r.engine[:6]} is gone; not re-run)")
+                self.observer.recorded(job, {"job": job, "run_id": r.run_id, "scheduled_for": iso(r.scheduled_for), "status": status})
+                self.log(job, f"run {short_id(r.run_id)} interrupted (its engine {r.engine[:6]} is gone; not re-run)", event="run.interrupted", level="warning", run_id=r.run_id, scheduled_for=iso(r.scheduled_for), status=status)
             js = new_state.jobs.get(job)
             if js is not None and not r.job:
                 last = LastRun(r.run_id, status, r.trigger, r.scheduled_for, r.started_at, finished)
@@ -720,11 +724,12 @@ class Engine:
             self.log("", "the files changed while they were applied: applying them as they are now")
 
         try:
+            revision = git_revision(project.root)
             plan = apply_project(
                 self.store,
                 project,
                 now=self.clock.now(),
-                revision=git_revision(project.root),
+                revision=revision,
                 source=source,
                 lock=self._txn_lock,
                 on_reload=reloaded,
@@ -732,24 +737,25 @@ class Engine:
         except SpecError as e:
             # Read again because they changed, the files are now invalid: the applied
             # set stays, as for any invalid change.
-            self.log("", f"jobs.d has {len(e.problems)} problem(s); keeping the last good set:")
+            self.log("", f"jobs.d has {len(e.problems)} problem(s); keeping the last good set:", event="reload.invalid", level="error")
             for p in e.problems:
-                self.log("", f"  {p}")
+                self.log("", f"  {p}", event="reload.invalid", level="error")
             return
         except StateWriteError as e:
             # A full disk: the applied set stays as it was (the write is atomic).
-            self.log("", f"not applied: {_why(e)}")
+            self.log("", f"not applied: {_why(e)}", event="apply.failed", level="error")
             return
         except (LockedError, StateError):
             raise
         except (OSError, CronfileError) as e:
             # The files kept changing while they were applied, or the audit line could
             # not be written: say so; the applied set is whatever the state holds.
-            self.log("", f"not applied: {_why(e)}")
+            self.log("", f"not applied: {_why(e)}", event="apply.failed", level="error")
             return
         self.project = project
         self.config = project.config
         self._remember_specs(project)
+        self.observer.applied(plan, revision, self.clock.now())
         if plan.has_changes:
             for c in plan.changes:
                 action = str(c.action)
@@ -757,8 +763,8 @@ class Engine:
                     continue
                 detail = f" ({', '.join(c.fields)})" if c.fields else ""
                 nxt = f"; next run {iso(c.next_run_after)}" if c.next_run_after else ""
-                self.log(c.name, f"{action}{detail}{nxt}")
-            self.log("", f"applied: {plan.summary()}")
+                self.log(c.name, f"{action}{detail}{nxt}", event=f"job.{action}")
+            self.log("", f"applied: {plan.summary()}", event="apply")
             self._wake.set()
 
     def _remember_specs(self, project: Project) -> None:
@@ -773,9 +779,9 @@ class Engine:
         if project.signature == self.project.signature and not racy_changed(self.project):
             return  # nothing changed (the event was a temp file, or a folder)
         if project.errors:
-            self.log("", f"jobs.d has {len(project.errors)} problem(s); keeping the last good set:")
+            self.log("", f"jobs.d has {len(project.errors)} problem(s); keeping the last good set:", event="reload.invalid", level="error")
             for p in project.errors:
-                self.log("", f"  {p}")
+                self.log("", f"  {p}", event="reload.invalid", level="error")
             return
         self.apply(project, "daemon")
 
@@ -824,7 +830,7 @@ class Engine:
                     records.append((name, self._missed_record(name, d)))
                 if d.skipped is not None:
                     records.append((name, self._skipped_record(name, d.skipped, now)))
-                    self.log(name, f"skipped {iso(d.skipped)}: the previous run is still going (concurrency: forbid)")
+                    self.log(name, f"skipped {iso(d.skipped)}: the previous run is still going (concurrency: forbid)", event="run.skipped", level="warning", scheduled_for=iso(d.skipped), status="skipped")
                 running = js.running
                 run_count = js.run_count
                 if d.run is not None:
@@ -851,7 +857,9 @@ class Engine:
                 self.store.append_history(job, rec)
             except OSError as e:
                 # The claims are persisted: they must still be dispatched.
-                self.log(job, f"could not record a {rec.get('status')} occurrence: {_why(e)}")
+                self.log(job, f"could not record a {rec.get('status')} occurrence: {_why(e)}", event="state.write_failed", level="error")
+            else:
+                self.observer.recorded(job, rec)
         for run_id in cancel:
             self._cancel(run_id, state)
         return claims, state
@@ -868,7 +876,7 @@ class Engine:
             why = "folded into the run of a later occurrence (at most one run at a time on return)"
         else:
             why = "later than starting_deadline"
-        self.log(job, f"missed {n} run{'s' if n != 1 else ''} ({iso(d.missed_first)} .. {iso(d.missed_last)}): {why}")
+        self.log(job, f"missed {n} run{'s' if n != 1 else ''} ({iso(d.missed_first)} .. {iso(d.missed_last)}): {why}", event="run.missed", level="warning", scheduled_for=iso(d.missed_last), status="missed", missed_count=n)
         return {
             "job": job,
             "run_id": new_run_id(d.missed_last),
@@ -1046,13 +1054,15 @@ class Engine:
             except (OSError, CronfileError) as e:
                 # The run goes on; without its pid, a recovery finds its process group by
                 # the run id in its environment. Raising here left the process unwatched.
-                self.log(claim.job, f"run {short_id(claim.run_id)}: could not record its pid: {_why(e)}")
+                self.log(claim.job, f"run {short_id(claim.run_id)}: could not record its pid: {_why(e)}", event="state.write_failed", level="warning", run_id=claim.run_id)
             if first:
+                self.observer.run_started(claim.job, claim.run_id, claim.trigger, claim.scheduled_for, now)
+                fields: dict[str, Any] = {"run_id": claim.run_id, "trigger": claim.trigger, "scheduled_for": iso(claim.scheduled_for), "status": "running"}
                 if claim.scheduled_for is not None and claim.trigger in ("schedule", "catchup"):
                     late = (now - claim.scheduled_for).total_seconds() * 1000
-                    self.log(claim.job, f"run {short_id(claim.run_id)} started ({claim.trigger}, {late:.0f} ms late)")
+                    self.log(claim.job, f"run {short_id(claim.run_id)} started ({claim.trigger}, {late:.0f} ms late)", event="run.started", lateness_ms=round(late, 1), **fields)
                 else:
-                    self.log(claim.job, f"run {short_id(claim.run_id)} started ({claim.trigger})")
+                    self.log(claim.job, f"run {short_id(claim.run_id)} started ({claim.trigger})", event="run.started", **fields)
 
         hc = [t for t in spec.deliver if t.kind == "healthchecks"]
         start_ping: threading.Thread | None = None
@@ -1097,6 +1107,8 @@ class Engine:
         recorded = self._persist(claim, "its record", lambda: self.store.append_history(claim.job, record))
         fault("after-history")
         if recorded:
+            self.observer.recorded(claim.job, record)
+        if recorded:
             # Without its record the run keeps its `running` entry, so that the next
             # recovery records it `interrupted` instead of it vanishing.
             self._persist(claim, "its end in state.json", lambda: self._finish_state(claim, outcome, status))
@@ -1104,7 +1116,18 @@ class Engine:
         extra = f" (exit {outcome.exit_code})" if outcome.exit_code not in (None, 0) else ""
         if outcome.message and status not in ("success",):
             extra += f": {outcome.message}"
-        self.log(claim.job, f"run {short_id(claim.run_id)} {status} in {dur:.1f}s{extra}")
+        self.log(
+            claim.job,
+            f"run {short_id(claim.run_id)} {status} in {dur:.1f}s{extra}",
+            event="run.finished",
+            level="info" if status in ("success", "silent") else "warning",
+            run_id=claim.run_id,
+            scheduled_for=iso(claim.scheduled_for),
+            lateness_ms=record.get("lateness_ms"),
+            status=status,
+            duration_ms=round(dur * 1000, 1),
+            exit_code=outcome.exit_code,
+        )
         if status in ("failed", "timeout", "refused", "interrupted"):
             self._failed += 1
         # Delivery happens after the run is recorded, and never changes its status.
@@ -1130,13 +1153,14 @@ class Engine:
             fault("during-delivery")
             results = deliver_all(targets, report, self.config, self.environ) if targets else []
             if results:
+                self.observer.delivered(claim.job, claim.run_id, results)
                 line = {"run_id": claim.run_id, "deliveries": [r.to_json() for r in results]}
                 self._persist(claim, "its deliveries", lambda: self.store.append_history(claim.job, line))
                 for r in results:
                     if r.ok:
                         continue
                     why = r.skipped if r.skipped else f"failed after {r.attempts} tries: {r.error}"
-                    self.log(claim.job, f"run {short_id(claim.run_id)} delivery to {r.target} {why}")
+                    self.log(claim.job, f"run {short_id(claim.run_id)} delivery to {r.target} {why}", event="delivery.failed", level="warning", run_id=claim.run_id, target=r.target, status=status)
         try:
             self.store.prune(claim.job, self.config.history_limit)
         except OSError as e:
@@ -1160,7 +1184,7 @@ class Engine:
             except (OSError, CronfileError) as e:
                 if not said:
                     again = "; retrying" if self.mode == "daemon" else ""
-                    self.log(claim.job, f"run {short_id(claim.run_id)}: could not write {what}: {_why(e)}{again}")
+                    self.log(claim.job, f"run {short_id(claim.run_id)}: could not write {what}: {_why(e)}{again}", event="state.write_failed", level="error", run_id=claim.run_id)
                     said = True
             if self.mode != "daemon" or self._stop.wait(delay):
                 return False
@@ -1268,7 +1292,7 @@ class Engine:
         from .watch import Watcher
 
         def on_signal(signum: int, _frame: Any) -> None:
-            self.log("", f"received {signal.Signals(signum).name}: no new runs; waiting up to {self.config.shutdown_grace:g}s for {len(self._active)} in flight")
+            self.log("", f"received {signal.Signals(signum).name}: no new runs; waiting up to {self.config.shutdown_grace:g}s for {len(self._active)} in flight", event="daemon.stopping")
             self._stop.set()
             self._wake.set()
 
@@ -1283,7 +1307,8 @@ class Engine:
             if files_signature(self.root) != self.project.signature:
                 self._reload.set()  # changed while we were starting: the watch came too late
             # Printed once applied and watching: from here on every edit is seen.
-            self.log("", f"cronfile daemon {os.getpid()} on {self.root.resolve()} (state {self.store.state_dir}); engine {self.engine_id[:6]}; {len(self.project.specs)} jobs")
+            self.log("", f"cronfile daemon {os.getpid()} on {self.root.resolve()} (state {self.store.state_dir}); engine {self.engine_id[:6]}; {len(self.project.specs)} jobs", event="daemon.started")
+            self.observer.ready(self.store.read(), self.clock.now())
             self._fire_reboot(only_after_boot=False)
             last_wall = self.clock.now()
             last_mono = time.monotonic()
@@ -1301,9 +1326,9 @@ class Engine:
                 now_mono = time.monotonic()
                 jump = (now - last_wall).total_seconds() - (now_mono - last_mono)
                 if jump > 5:
-                    self.log("", f"the wall clock jumped {jump:+.0f}s (forward): occurrences in between are missed, not run in a burst (catchup: once runs the latest)")
+                    self.log("", f"the wall clock jumped {jump:+.0f}s (forward): occurrences in between are missed, not run in a burst (catchup: once runs the latest)", event="clock.jump", level="warning")
                 elif jump < -5:
-                    self.log("", f"the wall clock jumped {jump:+.0f}s (back): runs already done are not repeated; nothing fires before the next runs already planned")
+                    self.log("", f"the wall clock jumped {jump:+.0f}s (back): runs already done are not repeated; nothing fires before the next runs already planned", event="clock.jump", level="warning")
                 # Woken `lead` before an instant: claim the runs due at it now.
                 horizon = None
                 if planned is not None and now < planned[0] and (planned[0] - now).total_seconds() <= planned[1]:
@@ -1316,13 +1341,14 @@ class Engine:
                     # fires; say why and try again soon. A full disk used to end the
                     # daemon with an internal error (found by tests/faults).
                     backoff = min(backoff * 2, 30.0) if backoff else 2.0
-                    self.log("", f"cannot claim runs: {_why(e)}; nothing fired; trying again in {backoff:g}s")
+                    self.log("", f"cannot claim runs: {_why(e)}; nothing fired; trying again in {backoff:g}s", event="claim.failed", level="error")
+                    self.observer.pass_failed(_why(e), now, now + timedelta(seconds=backoff))
                     self._wake.clear()
                     last_wall, last_mono = now, now_mono
                     self.clock.sleep_until(now + timedelta(seconds=backoff), self._wake)
                     continue
                 if backoff:
-                    self.log("", "claiming works again")
+                    self.log("", "claiming works again", event="claim.recovered")
                     backoff = 0.0
                 if horizon is not None and (self._claimed_to is None or horizon > self._claimed_to):
                     self._claimed_to = horizon
@@ -1338,11 +1364,13 @@ class Engine:
                     planned = (wake, lead)
                     wake -= timedelta(seconds=lead)
                 last_wall, last_mono = now, now_mono
+                self.observer.pass_done(state, now, wake)
                 self._wake.clear()
                 if self._reload.is_set() or self._stop.is_set():
                     continue
                 self.clock.sleep_until(wake, self._wake)
         finally:
+            self.observer.stopping()
             watcher.stop()
             self._shutdown()
             for s, h in old.items():
@@ -1386,7 +1414,7 @@ class Engine:
                     ev.set()
             self._poke_volleys()
             self.wait_idle(15.0)
-        self.log("", "stopped")
+        self.log("", "stopped", event="daemon.stopped")
 
 
 def _with_pids(state: State, pids: dict[str, tuple[str, int]]) -> State:

@@ -1,5 +1,10 @@
 """`cronfile service install|uninstall|print`: run the daemon under the OS's service
-manager, a systemd user unit on Linux and a launchd agent on macOS.
+manager, a systemd user unit on Linux and a launchd agent on macOS; with ``--system`` a
+hardened systemd system unit (``/etc/systemd/system``) that runs as ``--run-as USER``.
+
+Both systemd units are ``Type=notify`` with ``WatchdogSec=``: the daemon says READY=1
+once it applied the files, pings the watchdog while its loop is alive, and STOPPING=1
+on SIGTERM (cronfile/sdnotify.py).
 
 The unit runs ``<cronfile> -C <repo> daemon`` with the PATH of the shell that installed
 it (agent CLIs live in ~/.local/bin, /opt/homebrew/bin, nvm folders: a service manager's
@@ -29,6 +34,9 @@ if TYPE_CHECKING:
     from .cli import Out
 
 __all__ = [
+    "AGENT_HOME_PATHS",
+    "SYSTEM_UNIT_DIR",
+    "WATCHDOG_SEC",
     "Service",
     "cmd_service",
     "cronfile_command",
@@ -46,6 +54,17 @@ __all__ = [
 # before the service manager sends SIGKILL.
 STOP_MARGIN_S = 15
 RESTART_SEC = 5
+# The daemon pings every WATCHDOG_SEC / 2 while its loop is alive (health.py allows a
+# loop 60 s past its planned wake before it counts as stuck): a stuck daemon is
+# restarted within about two minutes.
+WATCHDOG_SEC = 60
+SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
+# What agent CLIs write in their user's home (sessions, tokens, caches): writable in the
+# system unit, whose ProtectSystem=strict makes everything else read-only. A leading
+# "-" in ReadWritePaths= lets a missing one pass.
+AGENT_HOME_PATHS = (".claude", ".claude.json", ".codex", ".gemini", ".config", ".cache", ".local/share", ".local/state")
+# The system unit's PATH ends with these, after the venv's folder and the agents' folders.
+BASE_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 TOOL_TIMEOUT_S = 60
 
@@ -60,6 +79,9 @@ class Service:
     path_env: str
     stop_timeout_s: int
     env_file: Path | None = None  # systemd only: optional, for the ${VAR}s of jobs
+    system: bool = False  # a system unit (root's manager), not a user unit
+    user: str | None = None  # system unit: User=
+    writable: tuple[str, ...] = ()  # system unit: ReadWritePaths= (repo, state dir, agents' home dirs)
 
     @property
     def description(self) -> str:
@@ -105,28 +127,81 @@ def service_for(
     shutdown_grace: float = 30.0,
     environ: Mapping[str, str] | None = None,
     command: list[str] | None = None,
+    system: bool = False,
+    run_as: str | None = None,
+    home: Path | None = None,
+    writable_state: Path | None = None,
+    agents: tuple[str, ...] = (),
+    http: str | None = None,
 ) -> Service:
     """The service for the jobs repo at ``root``. ``state_dir`` is passed on only when
     the user chose one on the command line or in the environment (cronfile.yaml's is read
-    by the daemon itself)."""
+    by the daemon itself).
+
+    ``system``: a system unit running as ``run_as`` (whose ``home`` holds the agents'
+    files), with a minimal PATH (the folder of cronfile's command, the folders of the
+    ``agents`` programs found on PATH, then /usr/local/bin:/usr/bin:/bin) instead of the
+    installing shell's, and ``writable_state`` (the state dir, wherever cronfile.yaml
+    puts it) writable beside the repo."""
     environ = os.environ if environ is None else environ
     root = Path(root).resolve()
     name = _checked_name(name) if name else default_name(root)
-    argv = [*(command or cronfile_command()), "-C", str(root)]
+    command = command or cronfile_command()
+    argv = [*command, "-C", str(root)]
     if state_dir is not None:
         argv += ["--state-dir", str(Path(state_dir).resolve())]
     argv.append("daemon")
+    if http:
+        argv += ["--http", http]
     for arg in argv:
         if "\n" in arg or "\r" in arg or "\x00" in arg:
             raise UsageError(f"{arg!r}: a path with a line break cannot go into a unit file")
+    if not system:
+        return Service(
+            name=name,
+            argv=tuple(argv),
+            root=root,
+            path_env=environ.get("PATH") or os.defpath,
+            stop_timeout_s=math.ceil(shutdown_grace) + STOP_MARGIN_S,
+            env_file=_config_home(environ) / "cronfile" / f"{name}.env",
+        )
+    writable = [str(root)]
+    state = Path(writable_state or state_dir or root / ".cronfile").resolve()
+    if not state.is_relative_to(root):
+        writable.append(str(state))
+    if home is not None:
+        writable += [f"-{home / p}" for p in AGENT_HOME_PATHS]
     return Service(
         name=name,
         argv=tuple(argv),
         root=root,
-        path_env=environ.get("PATH") or os.defpath,
+        path_env=minimal_path(command, agents, environ),
         stop_timeout_s=math.ceil(shutdown_grace) + STOP_MARGIN_S,
-        env_file=_config_home(environ) / "cronfile" / f"{name}.env",
+        env_file=Path("/etc/cronfile") / f"{name}.env",
+        system=True,
+        user=run_as,
+        writable=tuple(writable),
     )
+
+
+def minimal_path(command: list[str], agents: tuple[str, ...], environ: Mapping[str, str]) -> str:
+    """The folder of cronfile's command (a venv's bin), the folders of the agent CLIs
+    found on the installing shell's PATH, then the system's own: nothing else of the
+    installing shell's PATH."""
+    dirs: list[str] = []
+
+    def add(d: str) -> None:
+        if d and d not in dirs:
+            dirs.append(d)
+
+    add(os.path.dirname(command[0]) if os.path.isabs(command[0]) else "")
+    for program in agents:
+        found = shutil.which(program, path=environ.get("PATH") or os.defpath)
+        if found:
+            add(os.path.dirname(os.path.abspath(found)))
+    for d in BASE_PATH:
+        add(d)
+    return ":".join(dirs)
 
 
 # -- systemd -------------------------------------------------------------------------
@@ -158,20 +233,32 @@ def _sd_env(pairs: dict[str, str]) -> str:
 
 
 def render_systemd(svc: Service) -> str:
-    """The systemd user unit."""
+    """The systemd unit: a user unit, or with ``svc.system`` a hardened system unit."""
+    scope = "" if svc.system else "--user "
     lines = [
-        "# Generated by `cronfile service install`; regenerate rather than edit",
-        f"# (local additions: `systemctl --user edit {svc.name}`).",
+        f"# Generated by `cronfile service install{' --system' if svc.system else ''}`; regenerate rather than edit",
+        f"# (local additions: `systemctl {scope}edit {svc.name}`).",
         "[Unit]",
         f"Description={_sd_escape(svc.description)}",
+    ]
+    if svc.system:
+        lines += ["Wants=network-online.target", "After=network-online.target"]
+    lines += [
         "",
         "[Service]",
-        "Type=simple",
+        # The daemon speaks the notify protocol itself (cronfile/sdnotify.py): started
+        # means applied and watching; a loop that stops pinging is restarted.
+        "Type=notify",
+        "NotifyAccess=main",
+        f"WatchdogSec={WATCHDOG_SEC}",
         "ExecStart=" + " ".join(_sd_quote(a) for a in svc.argv),
         f"WorkingDirectory={_sd_escape(str(svc.root))}",
-        # Agent CLIs are found on the installing shell's PATH, not systemd's default.
+        # User unit: agent CLIs are found on the installing shell's PATH, not systemd's
+        # default. System unit: only the venv's and the agents' folders (minimal_path).
         _sd_env({"PATH": svc.path_env, "PYTHONUNBUFFERED": "1"}),
     ]
+    if svc.system and svc.user:
+        lines.append(f"User={_sd_escape(svc.user)}")
     if svc.env_file is not None:
         # Optional (the leading -): where the ${VAR}s the jobs reference can live,
         # outside the jobs repo and out of git.
@@ -189,9 +276,30 @@ def render_systemd(svc: Service) -> str:
         "StandardOutput=journal",
         "StandardError=journal",
         f"SyslogIdentifier={svc.name}",
+    ]
+    if svc.system:
+        lines += [
+            # Hardening (systemd.exec(5)): the whole file system read-only but the repo,
+            # the state dir and the agents' files; no privilege gain through setuid.
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "ReadWritePaths=" + " ".join(_sd_quote(p) for p in svc.writable),
+        ]
+        # A private /tmp would hide a repo or state dir that lives in /tmp.
+        if not any(p.lstrip("-").startswith(("/tmp/", "/var/tmp/")) for p in svc.writable):
+            lines.append("PrivateTmp=yes")
+        lines += [
+            "PrivateDevices=yes",
+            "ProtectKernelTunables=yes",
+            "ProtectKernelModules=yes",
+            "ProtectControlGroups=yes",
+            "RestrictSUIDSGID=yes",
+            "LockPersonality=yes",
+        ]
+    lines += [
         "",
         "[Install]",
-        "WantedBy=default.target",
+        f"WantedBy={'multi-user.target' if svc.system else 'default.target'}",
         "",
     ]
     return "\n".join(lines)
@@ -244,11 +352,19 @@ def _is_macos(platform: str | None) -> bool:
 
 
 def unit_path(
-    name: str, *, platform: str | None = None, environ: Mapping[str, str] | None = None
+    name: str,
+    *,
+    platform: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    system: bool = False,
+    unit_dir: Path | None = None,
 ) -> Path:
     """~/.config/systemd/user/<name>.service (XDG_CONFIG_HOME respected), or
-    ~/Library/LaunchAgents/<name>.plist on macOS."""
+    ~/Library/LaunchAgents/<name>.plist on macOS; ``system``: /etc/systemd/system
+    (``unit_dir`` instead, for a chroot or an image being built)."""
     environ = os.environ if environ is None else environ
+    if system:
+        return (unit_dir or SYSTEM_UNIT_DIR) / f"{name}.service"
     if _is_macos(platform):
         return _home(environ) / "Library" / "LaunchAgents" / f"{name}.plist"
     return _config_home(environ) / "systemd" / "user" / f"{name}.service"
@@ -308,15 +424,22 @@ def _write(path: Path, data: bytes) -> str:
 
 
 def install(
-    svc: Service, out: Out, *, platform: str | None = None, environ: Mapping[str, str] | None = None
+    svc: Service,
+    out: Out,
+    *,
+    platform: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    unit_dir: Path | None = None,
 ) -> int:
     """Write the unit and start it (enable it for every login/boot). 0 when running,
     1 when the unit is written but the service manager refused to start it."""
     environ = os.environ if environ is None else environ
-    path = unit_path(svc.name, platform=platform, environ=environ)
-    data = render(svc, platform=platform, environ=environ)
+    path = unit_path(svc.name, platform=platform, environ=environ, system=svc.system, unit_dir=unit_dir)
+    data = render_systemd(svc).encode() if svc.system else render(svc, platform=platform, environ=environ)
     change = _write(path, data)
     out.msg(f"{change} {path}")
+    if svc.system:
+        return _install_systemd(svc, change, out, environ)
     if _is_macos(platform):
         return _install_launchd(svc, path, out, environ)
     return _install_systemd(svc, change, out, environ)
@@ -324,29 +447,32 @@ def install(
 
 def _install_systemd(svc: Service, change: str, out: Out, environ: Mapping[str, str]) -> int:
     unit = f"{svc.name}.service"
-    start = f"systemctl --user daemon-reload && systemctl --user enable --now {unit}"
+    scope = [] if svc.system else ["--user"]
+    ctl = " ".join(["systemctl", *scope])
+    start = f"{ctl} daemon-reload && {ctl} enable --now {unit}"
     if shutil.which("systemctl") is None:
         out.msg(
             f"systemctl not found: the unit is written, not started. On a systemd host: `{start}`; "
             f"elsewhere run `{' '.join(svc.argv)}` under your process supervisor"
         )
         return 0
-    steps = [["systemctl", "--user", "daemon-reload"]]
+    steps = [["systemctl", *scope, "daemon-reload"]]
     if change == "updated":
         # enable --now leaves a running daemon on its old command line; restart it.
-        steps += [["systemctl", "--user", "enable", unit], ["systemctl", "--user", "restart", unit]]
+        steps += [["systemctl", *scope, "enable", unit], ["systemctl", *scope, "restart", unit]]
     else:
-        steps += [["systemctl", "--user", "enable", "--now", unit]]
+        steps += [["systemctl", *scope, "enable", "--now", unit]]
     ok, why = _steps(steps)
     if not ok:
-        out.warn(
-            f"{why}\nthe unit is written; start it with `{start}` once a user manager runs (log in, or see `loginctl enable-linger`)"
-        )
+        where = "" if svc.system else " once a user manager runs (log in, or see `loginctl enable-linger`)"
+        out.warn(f"{why}\nthe unit is written; start it with `{start}`{where}")
         return 1
+    jctl = "journalctl" if svc.system else "journalctl --user"
     out.msg(
-        f"{'restarted' if change == 'updated' else 'started'} {unit}; log: `journalctl --user -u {svc.name} -f`, state: `systemctl --user status {svc.name}`"
+        f"{'restarted' if change == 'updated' else 'started'} {unit}; log: `{jctl} -u {svc.name} -f`, state: `{ctl} status {svc.name}`"
     )
-    _linger_note(out, environ)
+    if not svc.system:
+        _linger_note(out, environ)
     return 0
 
 
@@ -392,11 +518,18 @@ def _install_launchd(svc: Service, path: Path, out: Out, environ: Mapping[str, s
 
 
 def uninstall(
-    name: str, out: Out, *, platform: str | None = None, environ: Mapping[str, str] | None = None
+    name: str,
+    out: Out,
+    *,
+    platform: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    system: bool = False,
+    unit_dir: Path | None = None,
 ) -> int:
     """Stop, disable and remove the unit. Nothing installed is not an error (0)."""
     environ = os.environ if environ is None else environ
-    path = unit_path(name, platform=platform, environ=environ)
+    path = unit_path(name, platform=platform, environ=environ, system=system, unit_dir=unit_dir)
+    scope = [] if system else ["--user"]
     if not path.exists():
         out.msg(
             f"nothing to uninstall: no {path} (a unit installed under another name? pass --name)"
@@ -414,14 +547,14 @@ def uninstall(
     unit = f"{name}.service"
     failed = ""
     if shutil.which("systemctl"):
-        ok, failed = _steps([["systemctl", "--user", "disable", "--now", unit]])
+        ok, failed = _steps([["systemctl", *scope, "disable", "--now", unit]])
     path.unlink()
     if shutil.which("systemctl"):
-        _steps([["systemctl", "--user", "daemon-reload"]])
-        _run(["systemctl", "--user", "reset-failed", unit])  # forget a failed state, if any
+        _steps([["systemctl", *scope, "daemon-reload"]])
+        _run(["systemctl", *scope, "reset-failed", unit])  # forget a failed state, if any
     if failed:
         out.warn(
-            f"{failed}\nremoved {path}; if the daemon still runs, stop it with `systemctl --user stop {unit}`"
+            f"{failed}\nremoved {path}; if the daemon still runs, stop it with `{' '.join(['systemctl', *scope])} stop {unit}`"
         )
         return 1
     out.msg(f"stopped, disabled and removed {path}")
@@ -438,8 +571,14 @@ def cmd_service(args: argparse.Namespace, out: Out) -> int:
     from .store import Store
 
     root = root_of(args).resolve()
+    system = bool(getattr(args, "system", False))
+    run_as = getattr(args, "run_as", None)
+    if run_as and not system:
+        raise UsageError("--run-as is for --system units (a user unit runs as its user)")
+    if system and args.action != "print" and os.geteuid() != 0:
+        raise UsageError(f"--system writes to {SYSTEM_UNIT_DIR}: run it as root (sudo cronfile service {args.action} --system)")
     if args.action == "uninstall":
-        return uninstall(_checked_name(args.name) if args.name else default_name(root), out)
+        return uninstall(_checked_name(args.name) if args.name else default_name(root), out, system=system)
     project = load_project(root)
     if args.action == "install":
         refuse_inside_run("install a service")
@@ -453,17 +592,31 @@ def cmd_service(args: argparse.Namespace, out: Out) -> int:
         )
     # Passed on only when chosen explicitly; cronfile.yaml's state_dir the daemon reads itself.
     explicit = getattr(args, "state_dir", None) or os.environ.get("CRONFILE_STATE_DIR")
+    http = getattr(args, "http", None)
+    if http:
+        from .httpserve import parse_listen
+
+        parse_listen(http)  # refused now, not by a daemon restarting every 5 s
+    extra: dict[str, object] = {}
+    if system:
+        from .cli import state_dir_of
+
+        user, home = _run_as(run_as, root, out)
+        agents = tuple(sorted({p.command[0] for p in project.config.agents.values() if p.command}))
+        extra = dict(system=True, run_as=user, home=home, writable_state=state_dir_of(args, project), agents=agents)
     svc = service_for(
         root,
         name=args.name,
         state_dir=Path(explicit).expanduser() if explicit else None,
         shutdown_grace=project.config.shutdown_grace,
+        http=http,
+        **extra,  # type: ignore[arg-type]
     )
     if args.action == "print":
-        sys.stdout.buffer.write(render(svc))
+        sys.stdout.buffer.write(render_systemd(svc).encode() if system else render(svc))
         sys.stdout.flush()
         return 0
-    path = unit_path(svc.name)
+    path = unit_path(svc.name, system=system)
     if not path.exists():
         from .cli import state_dir_of
 
@@ -475,3 +628,19 @@ def cmd_service(args: argparse.Namespace, out: Out) -> int:
                 "cannot start until it stops (one daemon per state dir)"
             )
     return install(svc, out)
+
+
+def _run_as(user: str | None, root: Path, out: Out) -> tuple[str, Path | None]:
+    """The system unit's User= and that user's home: ``--run-as``, else the owner of
+    the repo (who can write it), never root by default."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(user) if user else pwd.getpwuid(root.stat().st_uid)
+    except KeyError:
+        raise UsageError(f"--run-as {user}: no such user on this host") from None
+    if entry.pw_uid == 0:
+        if not user:
+            raise UsageError(f"{root} belongs to root: name the user the daemon runs as with --run-as USER (running agents as root is refused by default)")
+        out.warn("warning: the daemon will run as root; jobs and agents get root's rights")
+    return entry.pw_name, Path(entry.pw_dir) if entry.pw_dir else None

@@ -105,7 +105,7 @@ class LocalEngine:
 class Daemon:
     """`cronfile daemon` as a real child process, its log in a file."""
 
-    def __init__(self, root: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, *extra: str, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
         self.root = root
         self.log_path = root / f"daemon-{time.monotonic_ns()}.log"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("CRONFILE_") or k == "CRONFILE_CACHE_DIR"}
@@ -115,7 +115,7 @@ class Daemon:
             full_env.update(env)
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cronfile", "-C", str(root), *extra, "daemon"],
+            [sys.executable, "-m", "cronfile", "-C", str(root), *extra, "daemon", *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=full_env,

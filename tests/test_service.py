@@ -392,3 +392,120 @@ def test_the_unit_shown_in_the_operations_doc_matches_the_generated_one(tmp_path
 
 def test_the_public_names_exist():
     assert all(hasattr(service, name) for name in service.__all__)
+
+
+# -- notify support and the system unit ---------------------------------------------
+
+
+def test_the_user_unit_is_type_notify_with_a_watchdog(tmp_path):
+    root = make_repo(tmp_path / "ops")
+    svc = parse_unit(cronfile("service", "print", cwd=root).stdout)["Service"]
+    assert svc["Type"] == "notify"
+    assert svc["NotifyAccess"] == "main"
+    assert svc["WatchdogSec"] == str(service.WATCHDOG_SEC)
+    assert "User" not in svc and "ProtectSystem" not in svc
+
+
+def system_env(tmp_path: Path) -> dict[str, str]:
+    """A shell PATH with junk and one agent CLI in it."""
+    agents = tmp_path / "agents-bin"
+    agents.mkdir()
+    (agents / "claude").write_text("#!/bin/sh\n")
+    (agents / "claude").chmod(0o755)
+    return {"PATH": f"/opt/junk/bin:{agents}:/usr/bin:/bin"}
+
+
+def test_print_system_writes_a_hardened_notify_unit(tmp_path):
+    root = make_repo(tmp_path / "ops")
+    state = tmp_path / "elsewhere-state"
+    res = cronfile(
+        "--state-dir", str(state), "service", "print", "--system", "--run-as", "nobody", "--http", "9100",
+        cwd=root, env=system_env(tmp_path),
+    )
+    assert res.returncode == 0, res.stderr
+    unit = parse_unit(res.stdout)
+    svc = unit["Service"]
+    assert svc["Type"] == "notify" and svc["NotifyAccess"] == "main"
+    assert svc["WatchdogSec"] == str(service.WATCHDOG_SEC)
+    assert svc["User"] == "nobody"
+    argv = svc["ExecStart"].split()
+    assert argv[-3:] == ["daemon", "--http", "9100"]
+    # A minimal PATH: cronfile's own folder, the agents' folder, the system's; no junk.
+    path = svc["Environment"].split('"PATH=')[1].split('"')[0].split(":")
+    assert path == [os.path.dirname(argv[0]), str(tmp_path / "agents-bin"), "/usr/local/bin", "/usr/bin", "/bin"]
+    assert svc["NoNewPrivileges"] == "yes"
+    assert svc["ProtectSystem"] == "strict"
+    writable = svc["ReadWritePaths"].split()
+    assert writable[:2] == [str(root.resolve()), str(state.resolve())]
+    assert "-/nonexistent/.claude" in writable  # nobody's home, optional
+    assert "PrivateTmp" not in svc or not str(root).startswith("/tmp/")
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+    assert svc["EnvironmentFile"] == "-/etc/cronfile/cronfile-ops.env"
+
+
+def test_the_system_unit_runs_as_the_repos_owner_and_never_root_by_default(tmp_path):
+    import pwd
+
+    root = make_repo(tmp_path / "ops")
+    owner = pwd.getpwuid(root.stat().st_uid)
+    res = cronfile("service", "print", "--system", cwd=root)
+    if owner.pw_uid == 0:
+        assert res.returncode == 2
+        assert "belongs to root: name the user the daemon runs as with --run-as USER" in res.stderr
+    else:
+        assert parse_unit(res.stdout)["Service"]["User"] == owner.pw_name
+    res = cronfile("service", "print", "--run-as", "nobody", cwd=root)
+    assert res.returncode == 2 and "--run-as is for --system units" in res.stderr
+    res = cronfile("service", "print", "--system", "--run-as", "no-such-user-xyz", cwd=root)
+    assert res.returncode == 2 and "no such user" in res.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+@pytest.mark.parametrize("folder", ["ops", "my jobs 100% $HOME"], ids=["plain", "odd-characters"])
+def test_systemd_analyze_verifies_the_system_unit(tmp_path, folder):
+    root = make_repo(tmp_path / folder)
+    svc = service.service_for(
+        root, command=[sys.executable, "-m", "cronfile"], system=True, run_as="nobody",
+        home=Path("/nonexistent"), writable_state=tmp_path / "state", agents=("claude",), http="127.0.0.1:9100",
+    )
+    unit_file = tmp_path / f"{svc.name}.service"
+    unit_file.write_text(service.render_systemd(svc))
+    res = _verify(unit_file)
+    if res.returncode != 0 and "Failed to initialize manager" in res.stderr:
+        pytest.skip(f"systemd-analyze cannot run here: {res.stderr.strip()}")
+    assert res.returncode == 0, res.stderr
+    complaints = [
+        line for line in res.stderr.splitlines()
+        if unit_file.name in line and "Special user nobody configured" not in line
+    ]
+    assert complaints == []
+
+
+def test_install_system_writes_the_unit_and_uses_the_system_manager(tmp_path, host, monkeypatch, capsys):
+    root = make_repo(tmp_path / "ops")
+    monkeypatch.setenv("PATH", host.env["PATH"])
+    svc = service.service_for(root, command=["/srv/venv/bin/cronfile"], system=True, run_as="nobody")
+    out = cli.Out(argparse.Namespace(quiet=False, json=False))
+    units = tmp_path / "etc-systemd-system"
+    assert service.install(svc, out, environ=host.env, unit_dir=units) == 0
+    text = (units / "cronfile-ops.service").read_text()
+    assert "Type=notify" in text and "User=nobody" in text
+    assert calls(host) == ["systemctl daemon-reload", "systemctl enable --now cronfile-ops.service"]
+    assert "journalctl -u cronfile-ops -f" in capsys.readouterr().err
+    host.log.unlink()
+    assert service.uninstall("cronfile-ops", out, environ=host.env, system=True, unit_dir=units) == 0
+    assert not (units / "cronfile-ops.service").exists()
+    assert calls(host)[0] == "systemctl disable --now cronfile-ops.service"
+
+
+def test_the_system_unit_shown_in_the_operations_doc_matches_the_generated_one():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    shown = parse_unit(doc.split("```ini\n", 2)[2].split("```", 1)[0])
+    # /srv/jobs as in the doc (a repo under /tmp would drop PrivateTmp=); only rendered.
+    svc = service.service_for(Path("/srv/jobs"), command=["/srv/venv/bin/cronfile"], system=True, run_as="cron", home=Path("/home/cron"))
+    real = parse_unit(service.render_systemd(svc))
+    for section in shown.sections():
+        assert set(shown[section]) == set(real[section]), section
+    for key in ("Type", "NotifyAccess", "WatchdogSec", "NoNewPrivileges", "ProtectSystem", "KillMode", "PrivateTmp"):
+        assert shown["Service"][key] == real["Service"][key], key
+    assert shown["Install"]["WantedBy"] == real["Install"]["WantedBy"]
