@@ -746,7 +746,7 @@ def cmd_tick(args: argparse.Namespace, out: Out) -> int:
 # -- parser --------------------------------------------------------------------------
 
 # The commands whose output is data and that have a --json form; any other refuses it.
-JSON_COMMANDS = frozenset({"validate", "next", "schema", "diff", "apply", "status", "history", "doctor", "render"})
+JSON_COMMANDS = frozenset({"validate", "next", "schema", "diff", "apply", "status", "pause", "resume", "history", "doctor", "import", "render"})
 # The commands that never read the state: --state-dir given to them is refused.
 STATELESS_COMMANDS = frozenset({"validate", "schema", "init", "completion", "render"})
 
