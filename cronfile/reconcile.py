@@ -19,6 +19,7 @@ from typing import Any
 
 from .clock import iso
 from .pause import keep_pause
+from .permissions import widening
 from .spec import JobSpec
 from .state import JobState, JobStatus, Running, State
 
@@ -62,6 +63,8 @@ class Change:
             "next_run_before": iso(self.next_run_before),
             "next_run_after": iso(self.next_run_after),
             "notes": list(self.notes),
+            # {"from": "read-only", "to": "full"} when the agent may do more than before.
+            "permissions_widened": widening(self.before, self.after) if self.action is not Action.delete else None,
         }
 
 
