@@ -169,3 +169,54 @@ def test_an_unattended_run_answers_a_tool_call_itself_and_ends(tmp_path, case):
     assert logs.stdout.strip() == "finished"
     hist = json.loads(cronfile("history", "job", "--json", cwd=repo, env=env).stdout)
     assert hist[-1]["status"] == "success"
+
+
+def test_doctor_checks_that_each_installed_cli_takes_the_flags_its_jobs_need(tmp_path):
+    gemini = cli_bin("gemini") / "gemini"
+    config = (
+        "agents:\n"
+        # A profile for an older or newer CLI, with flags this one does not take.
+        "  old-codex:\n"
+        f"    command: [{cli_bin('codex') / 'codex'}, exec, --skip-git-repo-check]\n"
+        "    stdin: true\n"
+        "    permissions: {full: [--sandbox-mode, everything]}\n"
+        "  old-gemini:\n"
+        f"    command: [{gemini}, --skip-trust]\n"
+        "    stdin: true\n"
+        "    permissions: {full: [--approval-mode, unattended]}\n"
+    )
+    repo = tmp_path / "repo"
+    (repo / "jobs.d").mkdir(parents=True)
+    (repo / "cronfile.yaml").write_text(config)
+    jobs = {
+        "ro": {"agent": "codex", "prompt": "hi"},
+        "wide": {"agent": "codex", "prompt": "hi", "permissions": "full"},
+        "edits": {"agent": "gemini", "prompt": "hi", "permissions": "workspace-write"},
+        "claude-ro": {"agent": "claude", "prompt": "hi"},
+        "legacy": {"agent": "old-codex", "prompt": "hi", "permissions": "full"},
+        "legacy-g": {"agent": "old-gemini", "prompt": "hi", "permissions": "full"},
+    }
+    for name, job in jobs.items():
+        (repo / "jobs.d" / f"{name}.yaml").write_text(json.dumps({"schedule": "@daily", **job}))
+    env = cli_env("codex", tmp_path / "home", "http://127.0.0.1:9")
+    env["PATH"] = os.pathsep.join(str(cli_bin(c)) for c in CLIS) + os.pathsep + env["PATH"]
+    res = cronfile("doctor", "--json", cwd=repo, env=env, timeout=120)
+    checks = {c["check"]: c for c in json.loads(res.stdout)}
+    assert res.returncode == 1
+    for label in (
+        "agent codex permissions read-only",
+        "agent codex permissions full",
+        "agent gemini permissions workspace-write",
+        "agent claude permissions read-only",
+    ):
+        assert checks[label]["status"] == "ok", checks.get(label)
+    assert "-s danger-full-access" in checks["agent codex permissions full"]["message"]
+    bad = checks["agent old-codex permissions full"]
+    assert bad["status"] == "fail"
+    assert "--sandbox-mode" in bad["message"] and "1 job (legacy) will fail" in bad["message"]
+    assert "agents.old-codex.permissions.full" in bad["fix"]
+    bad = checks["agent old-gemini permissions full"]
+    assert bad["status"] == "fail"
+    assert "unattended: not among the choices" in bad["message"]
+    # llm's jobs need no flags: nothing to check.
+    assert not any(k.startswith("agent llm permissions") for k in checks)
