@@ -63,8 +63,6 @@ class Change:
             "next_run_before": iso(self.next_run_before),
             "next_run_after": iso(self.next_run_after),
             "notes": list(self.notes),
-            # {"from": "read-only", "to": "full"} when the agent may do more than before.
-            "permissions_widened": widening(self.before, self.after) if self.action is not Action.delete else None,
         }
 
 
@@ -95,10 +93,20 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "changes": [c.to_json() for c in self.changes if c.action is not Action.unchanged],
+            "changes": [_marked(c) for c in self.changes if c.action is not Action.unchanged],
             "unchanged": [c.name for c in self.changes if c.action is Action.unchanged],
             "summary": self.counts,
         }
+
+
+def _marked(change: Change) -> dict[str, Any]:
+    """A change's JSON, with ``permissions_widened: {"from", "to"}`` added when it lets an
+    agent do more unattended than before (README, Unattended safety)."""
+    out = change.to_json()
+    wider = widening(change.before, change.after) if change.action is not Action.delete else None
+    if wider:
+        out["permissions_widened"] = wider
+    return out
 
 
 def reconcile(

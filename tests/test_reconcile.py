@@ -294,7 +294,6 @@ def test_plan_json_has_the_documented_keys(clock: FakeClock) -> None:
             "next_run_before": "2026-03-02T09:00:00+00:00",
             "next_run_after": None,
             "notes": ["history kept in runs/briefing/"],
-            "permissions_widened": None,
         },
         {
             "name": "backup",
@@ -303,7 +302,6 @@ def test_plan_json_has_the_documented_keys(clock: FakeClock) -> None:
             "next_run_before": "2026-03-03T03:00:00+00:00",
             "next_run_after": "2026-03-03T03:00:00+00:00",
             "notes": ["catch-up: none"],
-            "permissions_widened": None,
         },
     ]
 
