@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -38,6 +39,7 @@ __all__ = [
     "Check",
     "Mark",
     "ToolResult",
+    "check_agent_permissions",
     "check_agents",
     "check_clock",
     "check_files",
@@ -284,6 +286,98 @@ def check_agents(
                 f"{_names(idle)}: not installed; no job uses {'it' if len(idle) == 1 else 'them'}",
             )
         )
+    return checks
+
+
+HELP_TIMEOUT_S = 20.0  # `claude --help` and `gemini --help` start a whole runtime
+
+
+def _flags_refused(args: tuple[str, ...], res: ToolResult | None, listing: ToolResult | None) -> str | None:
+    """Why ``<cli> <args> --help`` (``res``) and ``<cli> --help`` (``listing``) say the
+    CLI does not take ``args``; None if it does. Some CLIs validate values before
+    printing help (codex, claude: a non-zero exit); others print help whatever follows
+    (gemini, which also leaves the options given out of it), so each long flag must be in
+    the plain listing, and a value among the choices it lists for its flag."""
+    for r in (res, listing):
+        if r is None:
+            return "it did not start"
+        if r.code is None:
+            return f"`--help` gave no answer in {HELP_TIMEOUT_S:g} s"
+        if r.code != 0:
+            said = (r.stderr.strip() or r.stdout.strip()).splitlines()
+            return said[0][:200] if said else f"exit code {r.code}"
+    assert listing is not None
+    text = listing.stdout + listing.stderr
+    for i, arg in enumerate(args):
+        if not arg.startswith("--"):
+            continue
+        at = text.find(arg)
+        if at < 0:
+            return f"its --help does not list {arg}"
+        value = args[i + 1] if i + 1 < len(args) and not args[i + 1].startswith("-") else None
+        window = text[at : at + 400]
+        listed = re.search(rf"(?<![\w-]){re.escape(value)}(?![\w-])", window) if value else None
+        if value is not None and "choices" in window and listed is None:
+            return f"{arg} {value}: not among the choices its --help lists"
+    return None
+
+
+def check_agent_permissions(
+    project: Project,
+    environ: Mapping[str, str] | None = None,
+    run: Runner = run_tool,
+) -> list[Check]:
+    """For each installed agent CLI, whether it takes the flags of the permissions
+    levels its jobs use (README, Unattended safety): a CLI upgrade that drops or renames
+    a sandbox flag would otherwise fail every run of those jobs."""
+    from .executors.base import resolve_program
+    from .spec import Kind
+
+    environ = os.environ if environ is None else environ
+    config = project.config
+    needs: dict[tuple[str, str], list[str]] = {}
+    for s in project.specs:
+        name = s.agent or config.default_agent
+        if s.kind is Kind.prompt and name and config.agent(name) is not None:
+            needs.setdefault((name, s.permissions), []).append(s.name)
+    probes: dict[tuple[str, str], tuple[list[str], tuple[str, ...]]] = {}
+    for (name, level), _jobs in sorted(needs.items()):
+        profile = config.agents[name]
+        args = profile.permission_args(level)
+        program = profile.command[0] if profile.command else ""
+        path = resolve_program(program, project.root, environ) if program else None
+        if not args or path is None:
+            continue  # nothing to pass, or not installed (check_agents says so)
+        base = [a for a in profile.command[1:] if "{prompt}" not in a and "{model}" not in a]
+        probes[(name, level)] = ([path, *base, *args, "--help"], args)
+        probes[(name, "")] = ([path, *base, "--help"], ())
+    with ThreadPoolExecutor(max_workers=max(1, len(probes))) as pool:
+        results = dict(
+            zip(
+                probes,
+                pool.map(lambda k: run(probes[k][0], HELP_TIMEOUT_S), probes),
+                strict=True,
+            )
+        )
+    checks = []
+    for (name, level), argv_args in probes.items():
+        if not level:
+            continue
+        argv, args = argv_args
+        jobs = needs[(name, level)]
+        label = f"agent {name} permissions {level}"
+        why = _flags_refused(args, results[(name, level)], results[(name, "")])
+        if why is None:
+            checks.append(Check(label, Mark.ok, f"{' '.join(args)} accepted; {_plural(len(jobs), 'job')} ({_names(jobs)})"))
+        else:
+            checks.append(
+                Check(
+                    label,
+                    Mark.fail,
+                    f"{argv[0]} does not take {' '.join(args)} ({why}); {_plural(len(jobs), 'job')} ({_names(jobs)}) will fail",
+                    f"install the tested version (README, Agent CLIs), or set agents.{name}.permissions.{level} in cronfile.yaml to the flags it takes",
+                )
+            )
     return checks
 
 
@@ -745,6 +839,7 @@ def diagnose(
     ]
     checks += check_files(project)
     checks += check_agents(project, environ, run)
+    checks += check_agent_permissions(project, environ, run)
     checks += check_timezones(project, load_zone)
     checks += check_state_dir(state_dir)
     more, state = check_state_json(store)

@@ -19,6 +19,7 @@ from typing import Any
 
 from .clock import iso
 from .pause import keep_pause
+from .permissions import widening
 from .spec import JobSpec
 from .state import JobState, JobStatus, Running, State
 
@@ -103,10 +104,20 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "changes": [c.to_json() for c in self.changes if c.action is not Action.unchanged],
+            "changes": [_marked(c) for c in self.changes if c.action is not Action.unchanged],
             "unchanged": [c.name for c in self.changes if c.action is Action.unchanged],
             "summary": self.counts,
         }
+
+
+def _marked(change: Change) -> dict[str, Any]:
+    """A change's JSON, with ``permissions_widened: {"from", "to"}`` added when it lets an
+    agent do more unattended than before (README, Unattended safety)."""
+    out = change.to_json()
+    wider = widening(change.before, change.after) if change.action is not Action.delete else None
+    if wider:
+        out["permissions_widened"] = wider
+    return out
 
 
 def reconcile(

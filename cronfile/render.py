@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from .clock import iso, parse_iso
 from .durations import humanize_delta, parse_duration
+from .permissions import widening
 from .reconcile import Action, Change, Plan
 from .spec import JobSpec
 from .state import JobState, JobStatus, State
@@ -114,6 +115,9 @@ def _field_lines(change: Change, field: str, color: bool) -> list[str]:
     after = change.after or {}
     old = before.get(field, _UNSET)
     new = after.get(field, _UNSET)
+    if field == "permissions":  # unset is the read-only floor: say so
+        old = "read-only (default)" if old is _UNSET and "prompt" in before else old
+        new = "read-only (default)" if new is _UNSET and "prompt" in after else new
     if _is_multiline(old, new):
         return _text_diff(change.name, field, old, new, color)
     if isinstance(old, Mapping) or isinstance(new, Mapping):
@@ -158,6 +162,12 @@ def _guard_off(change: Change) -> bool:
     return change.action is Action.create or before.get("allow_injection_risk") is not True
 
 
+_WIDER = {
+    "workspace-write": "it may now edit files in its workdir",
+    "full": "no sandbox and no approvals: anything the user running cronfile may do",
+}
+
+
 def render_plan(plan: Plan, *, color: bool, tz_of: Callable[[str], str] | None = None) -> str:
     """The plan as ``diff`` and ``apply`` print it: one block per changed job, then the
     summary line. ``tz_of(name)`` overrides the zone times are shown in (default: the
@@ -199,6 +209,17 @@ def render_plan(plan: Plan, *, color: bool, tz_of: Callable[[str], str] | None =
                 + _paint(
                     "! injection guard OFF (allow_injection_risk: true): this prompt is not "
                     "scanned for injection phrases",
+                    BOLD + RED,
+                    color,
+                )
+            )
+        wider = widening(c.before, c.after) if c.action is not Action.delete else None
+        if wider:
+            lines.append(
+                _INDENT
+                + _paint(
+                    f"! permissions WIDENED: {wider['from']} -> {wider['to']}: this agent may "
+                    f"do more unattended ({_WIDER[wider['to']]})",
                     BOLD + RED,
                     color,
                 )

@@ -87,6 +87,12 @@ class Trigger(StrEnum):
 # for an option) or exceed 128 KiB (Linux's limit on one argument). `output` names how
 # the answer and the token usage are read (cronfile.usage). Tested with codex-cli
 # 0.171.0, Claude Code 2.1.332, gemini-cli 0.61.0 and llm 0.36 (README, Agent CLIs).
+# `permissions` maps each level of a job's `permissions:` (cronfile.permissions) onto the
+# CLI's own sandbox and approval flags; every level also keeps the CLI from waiting for
+# an approval nobody is there to give (README, Unattended safety).
+_CODEX_NEVER_ASK = ["-c", 'approval_policy="never"']  # `codex exec` takes no -a
+# Claude Code in --print: with nobody to answer, anything that would prompt is denied.
+_CLAUDE_NO_PROMPTS = ["--permission-prompts", "none"]
 BUILTIN_AGENTS: dict[str, dict[str, Any]] = {
     "codex": {
         # Outside a git checkout codex exec refuses to start without the check skipped.
@@ -94,12 +100,29 @@ BUILTIN_AGENTS: dict[str, dict[str, Any]] = {
         "model_args": ["--model", "{model}"],
         "stdin": True,
         "output": "codex-json",
+        "permissions": {
+            "read-only": ["-s", "read-only", *_CODEX_NEVER_ASK],
+            "workspace-write": ["-s", "workspace-write", *_CODEX_NEVER_ASK],
+            "full": ["-s", "danger-full-access", *_CODEX_NEVER_ASK],
+        },
     },
     "claude": {
         "command": ["claude", "-p", "--output-format", "json"],
         "model_args": ["--model", "{model}"],
         "stdin": True,
         "output": "claude-json",
+        "permissions": {
+            # dontAsk: only the allowed (read) tools run, every other tool is denied.
+            "read-only": [
+                "--permission-mode", "dontAsk", *_CLAUDE_NO_PROMPTS,
+                "--allowedTools", "Read,Glob,Grep",
+                "--disallowedTools", "Bash,Edit,Write,NotebookEdit",
+            ],
+            # acceptEdits: file edits in the working directory go through; a command
+            # (Bash) would ask, and is denied.
+            "workspace-write": ["--permission-mode", "acceptEdits", *_CLAUDE_NO_PROMPTS],
+            "full": ["--permission-mode", "bypassPermissions", *_CLAUDE_NO_PROMPTS],
+        },
     },
     "gemini": {
         # Headless gemini refuses an untrusted folder; the job's workdir is the user's.
@@ -107,12 +130,22 @@ BUILTIN_AGENTS: dict[str, dict[str, Any]] = {
         "model_args": ["-m", "{model}"],
         "stdin": True,
         "output": "gemini-json",
+        "permissions": {
+            # Headless gemini never prompts: a tool its approval mode does not approve
+            # is not offered to the model (default: only the read tools).
+            "read-only": ["--approval-mode", "default"],
+            "workspace-write": ["--approval-mode", "auto_edit"],
+            "full": ["--approval-mode", "yolo"],
+        },
     },
     "llm": {
         "command": ["llm", "-u"],
         "model_args": ["-m", "{model}"],
         "stdin": True,
         "output": "llm-usage",
+        # The llm profile gives the model no tools (no -T / --functions): it can read
+        # only the prompt and change nothing, whatever the level.
+        "permissions": {"read-only": [], "workspace-write": [], "full": []},
     },
 }
 
@@ -155,16 +188,29 @@ class AgentProfile:
     model_args: tuple[str, ...] = ()
     stdin: bool = False
     output: str = "text"  # how the answer and usage are read: cronfile.usage.OUTPUT_FORMATS
+    # (level, extra argv) for each permissions level the profile supports; empty: the
+    # profile declares no mapping and runs only at the default level, adding nothing.
+    permissions: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
-    def argv(self, prompt: str, model: str | None) -> list[str]:
+    def permission_args(self, level: str) -> tuple[str, ...] | None:
+        """The extra argv for a permissions level; None if this profile refuses it."""
+        for name, args in self.permissions:
+            if name == level:
+                return args
+        return () if level == "read-only" else None
+
+    def argv(self, prompt: str, model: str | None, permissions: str = "read-only") -> list[str]:
         """The argv for this prompt; the prompt is one element, never shell-parsed.
-        With ``stdin: true`` the {prompt} element is dropped (the prompt goes on stdin)."""
+        With ``stdin: true`` the {prompt} element is dropped (the prompt goes on stdin).
+        The permissions level's argv goes before the model arguments (and the prompt)."""
         out: list[str] = []
         model_done = False
-        margs = [a.replace("{model}", model) for a in self.model_args] if model else []
+        perm = list(self.permission_args(permissions) or ())
+        margs = perm + ([a.replace("{model}", model) for a in self.model_args] if model else [])
+        want = bool(margs)
         for part in self.command:
             if "{prompt}" in part:
-                if model and not model_done:
+                if want and not model_done:
                     out.extend(margs)
                     model_done = True
                 if self.stdin:
@@ -172,7 +218,7 @@ class AgentProfile:
             if "{model}" in part and not model:
                 continue
             out.append(part.replace("{model}", model or "").replace("{prompt}", prompt))
-        if model and not model_done:
+        if want and not model_done:
             out.extend(margs)
         return out
 
@@ -231,6 +277,7 @@ class JobSpec:
     command: tuple[str, ...] = ()
     agent: str | None = None
     model: str | None = None
+    permissions: str = "read-only"  # cronfile.permissions.Level
     context: Context = Context()
     workdir: str = "."
     env: tuple[tuple[str, str], ...] = ()
@@ -389,6 +436,7 @@ def _builtin_profiles() -> dict[str, AgentProfile]:
             tuple(p.get("model_args", ())),
             bool(p.get("stdin")),
             p.get("output", "text"),
+            tuple((lvl, tuple(a)) for lvl, a in p.get("permissions", {}).items()),
         )
         for n, p in BUILTIN_AGENTS.items()
     }
@@ -532,6 +580,11 @@ def config_from_document(doc: Document | None) -> tuple[Config, list[Problem]]:
                 tuple(str(a) for a in prof.get("model_args", ())),
                 bool(prof.get("stdin")),
                 str(prof.get("output", "text")),
+                tuple(
+                    (str(lvl), tuple(str(a) for a in args))
+                    for lvl, args in (prof.get("permissions") or {}).items()
+                    if isinstance(args, list)
+                ),
             )
     defaults = data.get("defaults") or {}
     if isinstance(defaults, dict):
@@ -725,7 +778,7 @@ def job_from_document(
                 )
             )
     else:
-        for key in ("agent", "model", "context", "allow_injection_risk", "budget", "expect"):
+        for key in ("agent", "model", "permissions", "context", "allow_injection_risk", "budget", "expect"):
             if key in doc.data:
                 problems.append(Problem(P, *doc.where((key,), key=True), key, "only applies to prompt jobs"))
 
@@ -742,6 +795,7 @@ def job_from_document(
         problems = [p for p in problems if p.field.split(".")[0].split("[")[0] not in inherited]
         if any(p.severity == "error" for p in config_problems_for_defaults(config)):
             problems.append(Problem(P, doc.line, doc.column, "", f"inherits invalid defaults from {config.path}"))
+    problems += _permission_problems(doc, data, agent if kind is Kind.prompt else None, config)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         return None, problems
@@ -750,9 +804,35 @@ def job_from_document(
     norm["timezone"] = tz
     if kind is Kind.prompt:
         norm["agent"] = agent
+    else:
+        norm.pop("permissions", None)  # a default for agent jobs; nothing to a shell job
     norm = json.loads(json.dumps(norm, sort_keys=True))
     spec = spec_from_data(norm, source=P, line=doc.line)
     return replace(spec, positions=marshal.dumps(dict(doc.positions))), problems
+
+
+def _permission_problems(doc: Document, data: Mapping[str, Any], agent: Any, config: Config) -> list[Problem]:
+    """A level the job's profile has no flags for is refused: cronfile cannot know what a
+    custom program needs to stay inside it (README, Unattended safety)."""
+    level = data.get("permissions", "read-only")
+    profile = config.agent(agent) if isinstance(agent, str) else None
+    if profile is None or not isinstance(level, str) or profile.permission_args(level) is not None:
+        return []
+    if level not in ("read-only", "workspace-write", "full"):
+        return []  # the schema said so already
+    if "permissions" in doc.data:
+        line, col = doc.where(("permissions",))
+        origin = ""
+    else:
+        line, col = doc.where(("agent",)) if "agent" in doc.data else (doc.line, doc.column)
+        origin = f" (from defaults in {config.path})"
+    known = [lvl for lvl, _ in profile.permissions] or ["read-only"]
+    msg = (
+        f"{level}{origin} is not declared by agent profile {profile.name!r} "
+        f"(it declares: {', '.join(known)}); add agents.{profile.name}.permissions.{level} "
+        f"to {config.path} with the flags that give that level"
+    )
+    return [Problem(doc.path, line, col, "permissions", msg)]
 
 
 def config_problems_for_defaults(config: Config) -> list[Problem]:
@@ -888,6 +968,7 @@ def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0) 
         command=tuple(data.get("command") or ()),
         agent=data.get("agent"),
         model=data.get("model"),
+        permissions=str(data.get("permissions", "read-only")),
         context=Context(tuple(ctx.get("files") or ()), ctx.get("from_job"), ctx.get("script")),
         workdir=data.get("workdir", "."),
         env=tuple((str(k), str(v) if not isinstance(v, bool) else str(v).lower()) for k, v in (data.get("env") or {}).items()),

@@ -97,7 +97,15 @@ class AgentExecutor:
                 else "no agent profile (set agent: or default_agent)"
             )
             return Early(Status.failed, msg, {"error": msg})
-        probe = profile.argv("", spec.model)
+        # The permission floor (cronfile.permissions): validation refuses a level the
+        # profile has no flags for; a profile changed since must not run it either.
+        if profile.permission_args(spec.permissions) is None:
+            msg = (
+                f"agent profile {profile.name!r} declares no flags for permissions "
+                f"{spec.permissions}: the run was not started"
+            )
+            return Early(Status.refused, msg, {"error": msg, "permissions": spec.permissions})
+        probe = profile.argv("", spec.model, spec.permissions)
         if not probe or resolve_program(probe[0], cwd, env) is None:
             program = probe[0] if probe else ""
             msg = (
@@ -143,7 +151,7 @@ class AgentExecutor:
                 sections.append(section)
 
         prompt = assemble_prompt(sections, spec.prompt or "")
-        argv = profile.argv(prompt, spec.model)
+        argv = profile.argv(prompt, spec.model, spec.permissions)
         program = resolve_program(argv[0], cwd, env) or argv[0]
         stdin = prompt.encode() if profile.stdin else None
         return Prepared(

@@ -10,6 +10,12 @@ reached the model verbatim.
 - Anthropic Messages (claude): ``HEAD /``, ``POST /v1/messages`` streaming or not.
 - Gemini (gemini): ``POST .../models/M:streamGenerateContent?alt=sse`` and
   ``:generateContent``.
+
+With ``tool_call=(name, arguments)`` the stub first answers a request that offers a tool
+of that name with a call to it (the way each API asks for a tool), and answers with the
+text once the request carries the tool's result, which :meth:`ModelStub.tool_results`
+then lists. A request that does not offer the tool gets the text straight away, unless
+``force_call`` is set (a model asking for a tool it was not given).
 """
 
 from __future__ import annotations
@@ -57,9 +63,18 @@ class ModelStub:
     point a CLI at ``stub.url``; ``stub.seen`` lists the requests."""
 
     def __init__(
-        self, answer: str = "stub answer", *, input_tokens: int = 1200, output_tokens: int = 34
+        self,
+        answer: str = "stub answer",
+        *,
+        input_tokens: int = 1200,
+        output_tokens: int = 34,
+        tool_call: tuple[str, dict[str, Any]] | None = None,
+        force_call: bool = False,
     ) -> None:
         self.answer = answer
+        self.tool_call = tool_call
+        self.force_call = force_call  # ask for the tool even if the request does not offer it
+        self.tool_calls_sent = 0
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
         self.seen: list[Seen] = []
@@ -105,7 +120,24 @@ class ModelStub:
                     req = seen.json() or {}
                 except ValueError:
                     req = {}
-                if path.endswith("/responses"):
+                call = stub._wants_call(path, req)
+                if call:
+                    with stub._lock:
+                        stub.tool_calls_sent += 1
+                if call and path.endswith("/responses"):
+                    self._sse(stub._responses_call_events(req))
+                elif call and path.endswith("/messages"):
+                    if req.get("stream"):
+                        self._sse(stub._anthropic_call_events(req), named=True)
+                    else:
+                        self._json(200, stub._anthropic_call_body(req))
+                elif call and "generatecontent" in path.lower():
+                    body = stub._gemini_call_body()
+                    if ":streamGenerateContent" in path:
+                        self._sse([body])
+                    else:
+                        self._json(200, body)
+                elif path.endswith("/responses"):
                     self._sse(stub._responses_events(req))
                 elif path.endswith("/chat/completions"):
                     if req.get("stream"):
@@ -184,6 +216,126 @@ class ModelStub:
             if any(text in piece for piece in strings_in(body)):
                 return True
         return False
+
+    # -- tool calls ----------------------------------------------------------------------
+
+    @staticmethod
+    def offered_tools(req: dict[str, Any]) -> list[str]:
+        """The names of the tools a model request offers (any of the three APIs)."""
+        names = []
+        for tool in req.get("tools") or ():
+            if not isinstance(tool, dict):
+                continue
+            if "name" in tool:  # Anthropic, OpenAI Responses
+                names.append(tool["name"])
+            elif isinstance(tool.get("function"), dict):  # Chat Completions
+                names.append(tool["function"].get("name"))
+            for decl in tool.get("functionDeclarations") or ():  # Gemini
+                names.append(decl.get("name"))
+        return [n for n in names if isinstance(n, str)]
+
+    @staticmethod
+    def _results_in(req: dict[str, Any]) -> list[Any]:
+        out: list[Any] = []
+        for msg in req.get("messages") or ():  # Anthropic
+            content = msg.get("content") if isinstance(msg, dict) else None
+            for block in content if isinstance(content, list) else ():
+                if isinstance(block, dict) and block.get("type") == "tool_result":
+                    out.append(block.get("content"))
+        for item in req.get("input") or () if isinstance(req.get("input"), list) else ():
+            if isinstance(item, dict) and item.get("type") == "function_call_output":
+                out.append(item.get("output"))
+        for content in req.get("contents") or ():  # Gemini
+            for part in content.get("parts") or () if isinstance(content, dict) else ():
+                if isinstance(part, dict) and "functionResponse" in part:
+                    out.append(part["functionResponse"])
+        return out
+
+    def _wants_call(self, path: str, req: dict[str, Any]) -> bool:
+        if self.tool_call is None or self._results_in(req):
+            return False
+        if self.force_call:
+            return bool(req.get("tools") or req.get("contents") or req.get("input"))
+        return self.tool_call[0] in self.offered_tools(req)
+
+    def tool_results(self) -> list[str]:
+        """Every tool result the CLIs sent back, each as JSON text."""
+        out = []
+        for s in self.model_requests():
+            try:
+                req = s.json() or {}
+            except ValueError:
+                continue
+            out.extend(json.dumps(r, ensure_ascii=False) for r in self._results_in(req))
+        return out
+
+    def _responses_call_events(self, req: dict[str, Any]) -> list[dict[str, Any]]:
+        assert self.tool_call is not None
+        name, args = self.tool_call
+        item = {
+            "type": "function_call",
+            "id": "fc_stub",
+            "call_id": "call_stub",
+            "name": name,
+            "arguments": json.dumps(args),
+            "status": "completed",
+        }
+        base = {"id": "resp_call", "object": "response", "model": req.get("model", "stub")}
+        usage = {
+            "input_tokens": self.input_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 1,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": self.input_tokens + 1,
+        }
+        return [
+            {"type": "response.created", "response": {**base, "status": "in_progress", "output": []}},
+            {"type": "response.output_item.added", "output_index": 0, "item": {**item, "arguments": ""}},
+            {"type": "response.output_item.done", "output_index": 0, "item": item},
+            {
+                "type": "response.completed",
+                "response": {**base, "status": "completed", "output": [item], "usage": usage},
+            },
+        ]
+
+    def _anthropic_call_body(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.tool_call is not None
+        name, args = self.tool_call
+        return {
+            **self._anthropic_body(req),
+            "content": [{"type": "tool_use", "id": "toolu_stub", "name": name, "input": args}],
+            "stop_reason": "tool_use",
+        }
+
+    def _anthropic_call_events(self, req: dict[str, Any]) -> list[dict[str, Any]]:
+        assert self.tool_call is not None
+        name, args = self.tool_call
+        start = {**self._anthropic_body(req), "content": [], "stop_reason": None}
+        start["usage"] = {"input_tokens": self.input_tokens, "output_tokens": 1}
+        block = {"type": "tool_use", "id": "toolu_stub", "name": name, "input": {}}
+        return [
+            {"type": "message_start", "message": start},
+            {"type": "content_block_start", "index": 0, "content_block": block},
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "input_json_delta", "partial_json": json.dumps(args)},
+            },
+            {"type": "content_block_stop", "index": 0},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                "usage": {"output_tokens": 1},
+            },
+            {"type": "message_stop"},
+        ]
+
+    def _gemini_call_body(self) -> dict[str, Any]:
+        assert self.tool_call is not None
+        name, args = self.tool_call
+        body = self._gemini_body()
+        body["candidates"][0]["content"]["parts"] = [{"functionCall": {"name": name, "args": args}}]
+        return body
 
     # -- answers -------------------------------------------------------------------------
 
