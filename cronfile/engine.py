@@ -486,6 +486,13 @@ class Engine:
     # -- lifecycle ---------------------------------------------------------------------
 
     def __enter__(self) -> Engine:
+        from .executors.contain import ContainmentError, containment
+
+        try:
+            # Detected once, before any run: a run must not wait for the probe.
+            containment(self.environ)
+        except ContainmentError as e:
+            raise CronfileError(str(e)) from None
         self.store.ensure()
         if self.mode == "daemon":
             self._locks.append(self.store.daemon_lock())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -167,10 +168,16 @@ class AgentExecutor:
         try:
             done = run_capture(
                 prepared,
-                timeout=ctx.spec.timeout,
+                # The run's one deadline covers the script and the agent together.
+                timeout=(
+                    max(ctx.deadline - time.monotonic(), 0.0)
+                    if ctx.deadline is not None
+                    else ctx.spec.timeout
+                ),
                 limit=ctx.output_limit,
                 cancel=cancel,
                 on_spawn=on_spawn,
+                box=ctx.box,
             )
         except OSError as e:
             msg = f"context script {script} could not start: {e}"

@@ -49,6 +49,8 @@ class RunContext:
     from_job_output: str | None = None  # latest successful output of context.from_job
     output_limit: int = 1024 * 1024
     stream: IO[bytes] | None = None  # `cronfile run NAME` mirrors output here as it comes
+    box: Any = None  # executors.contain.Box: where every process of the run goes
+    deadline: float | None = None  # time.monotonic() by which the first attempt must end
 
 
 @dataclass(frozen=True)
