@@ -219,6 +219,7 @@ class Claim:
     scheduled_for: datetime | None = field(compare=False)
     claimed_at: datetime = field(compare=False)
     volley: Volley | None = field(default=None, compare=False)  # claimed ahead of its instant
+    after: tuple[str, ...] = field(default=(), compare=False)  # replace: runs to be gone first
 
     @property
     def ahead(self) -> bool:
@@ -482,6 +483,8 @@ class Engine:
         self._updates_lock = threading.Lock()
         self._committer = threading.Lock()
         self._claimed_to: datetime | None = None  # the latest instant claimed ahead
+        self._replaced: dict[str, str] = {}  # run id -> the run that replaces it
+        self._killers: dict[str, threading.Thread] = {}  # another engine's runs being stopped
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -622,7 +625,7 @@ class Engine:
             state = state.with_(orphans=tuple(orphans))
         return state, dead
 
-    def _reap(self, state: State) -> tuple[State, list[tuple[str, Running, int]]]:
+    def _reap(self, state: State) -> tuple[State, list[tuple[str, Running, int | None]]]:
         """Inside a state transaction: the runs whose engine is gone are recorded in their
         history, then dropped from ``state``. Returns the new state and the leftover process
         groups to stop, which the caller stops after the transaction (that can take 10 s:
@@ -639,18 +642,21 @@ class Engine:
             return state, []
         fault("mid-recovery")
         now = self.clock.now()
-        stops: list[tuple[str, Running, int]] = []
+        stops: list[tuple[str, Running, int | None]] = []
         for job, r in dead:
             # Leftover processes are stopped whether or not the run is recorded: a
             # recovery that wrote the line and died before it could stop them left
             # them running for ever (found by tests/faults).
             pgid = _run_group(r.pid, r.run_id)
-            if pgid is not None:
+            boxed = run_box_alive(r.run_id)
+            if pgid is not None or boxed:
                 stops.append((job, r, pgid))
                 # SIGTERM now, before the entry leaves the state: if this engine dies
                 # before _stop_leftovers, nothing would be left to remember the group.
-                # The wait and the SIGKILL come after the transaction.
-                _terminate(pgid)
+                # The wait and the SIGKILL come after the transaction. (A run's cgroup
+                # outlives any engine: it is found again by name.)
+                if pgid is not None:
+                    _terminate(pgid)
             recorded = self._final_record(job, r.run_id)
             if recorded is not None:
                 status = str(recorded.get("status"))
@@ -672,7 +678,7 @@ class Engine:
                         "log_path": _existing(self.store.log_path(job, r.run_id)),
                         "deliveries": [],
                         "message": "the engine that ran it stopped"
-                        + (" (its leftover processes were stopped)" if pgid is not None else ""),
+                        + (" (its leftover processes were stopped)" if pgid is not None or boxed else ""),
                         "host": self.host,
                     },
                 )
@@ -694,14 +700,17 @@ class Engine:
                 return line
         return None
 
-    def _stop_leftovers(self, stops: list[tuple[str, Running, int]]) -> None:
+    def _stop_leftovers(self, stops: list[tuple[str, Running, int | None]]) -> None:
+        from .executors.contain import recover_run
         from .executors.process import kill_group
 
-        for _job, _r, pgid in stops:
+        for _job, r, pgid in stops:
             try:
-                kill_group(pgid, grace=10.0)
+                if pgid is not None:
+                    kill_group(pgid, grace=10.0)
             except ValueError:
                 pass  # our own group, or 0/1: never signal those
+            recover_run(r.run_id)
 
     def recover(self) -> None:
         """Runs left `running` by a dead engine become `interrupted`, never re-run."""
@@ -831,6 +840,12 @@ class Engine:
                 if d.run is not None:
                     run_id = new_run_id(now)
                     claims.append(self._claim(name, run_id, spec, d.trigger or "schedule", d.run, now))
+                    if d.cancel:
+                        # concurrency: replace. The new run starts once the old one's
+                        # processes are gone (Engine._wait_replaced), not beside them.
+                        claims[-1].after = tuple(d.cancel)
+                        for old in d.cancel:
+                            self._replaced[old] = run_id
                     running = running + (Running(run_id, d.run, now, d.trigger or "schedule", self.engine_id),)
                     run_count += 1
                 cancel.extend(d.cancel)
@@ -912,12 +927,21 @@ class Engine:
             ev.set()
             self._poke_volleys()
             return
+        from .executors.contain import recover_run
         from .executors.process import kill_group
+
+        def stop(pgid: int | None) -> None:
+            if pgid is not None:
+                kill_group(pgid, 10.0)
+            recover_run(run_id)  # its cgroup, if runs get one here
 
         for js in state.jobs.values():
             for r in js.running:
-                if r.run_id == run_id and r.pid and _group_belongs_to(r.pid, run_id):
-                    threading.Thread(target=kill_group, args=(r.pid, 10.0), daemon=True).start()
+                if r.run_id == run_id:
+                    pgid = r.pid if r.pid and _group_belongs_to(r.pid, run_id) else None
+                    t = threading.Thread(target=stop, args=(pgid,), daemon=True)
+                    self._killers[run_id] = t
+                    t.start()
 
     def _poke_volleys(self) -> None:
         """Cancel events were set: runs waiting for their instant look at theirs."""
@@ -993,6 +1017,25 @@ class Engine:
                     return None
         return None
 
+    def _wait_replaced(self, claim: Claim) -> list[dict[str, Any]]:
+        """concurrency: replace -- wait until the runs this one replaces are over, their
+        processes gone (bounded: their stop takes at most the kill grace, then SIGKILL)."""
+        from .runner import STOP_GRACE
+
+        waited = []
+        for rid in claim.after:
+            t0 = time.monotonic()
+            with self._cv:
+                threads = [self._active.get(rid), self._killers.get(rid)]
+            for t in threads:
+                if t is not None and t is not threading.current_thread():
+                    t.join(STOP_GRACE + 10.0)
+            self._killers.pop(rid, None)
+            took = round(time.monotonic() - t0, 3)
+            waited.append({"run_id": rid, "waited_s": took})
+            self.log(claim.job, f"run {short_id(claim.run_id)} waited {took:.1f}s for run {short_id(rid)} it replaces to stop")
+        return waited
+
     def _record_pid(self, claim: Claim, pid: int) -> None:
         self._record_pids({claim.run_id: (claim.job, pid)})
 
@@ -1063,6 +1106,7 @@ class Engine:
             start_ping = threading.Thread(target=ping, daemon=True)
             start_ping.start()
         start = volley.member(claim) if volley is not None else None
+        waited = self._wait_replaced(claim)
         try:
             outcome = execute(ctx, now=self.clock.now, on_spawn=on_spawn, cancel=cancel, start=start)
         finally:
@@ -1084,6 +1128,12 @@ class Engine:
             "host": self.host,
             "engine": self.engine_id,
         }
+        if waited:
+            record["replaced"] = waited
+        replaced_by = self._replaced.pop(claim.run_id, None)
+        if replaced_by is not None and status == Status.cancelled:
+            record["replaced_by"] = replaced_by
+            record["message"] = f"{record['message']}; replaced by run {replaced_by} (concurrency: replace)"
         if spawned_at and claim.scheduled_for is not None:
             record["lateness_ms"] = round((spawned_at[0] - claim.scheduled_for).total_seconds() * 1000, 1)
         recorded = self._persist(claim, "its record", lambda: self.store.append_history(claim.job, record))
@@ -1463,6 +1513,28 @@ def _run_group(pid: int | None, run_id: str) -> int | None:
         if pgid > 1 and pgid != own:
             return pgid
     return None
+
+
+def run_box_alive(run_id: str) -> bool:
+    """Whether a run's cgroup (if runs get one here) still has processes; SIGTERM to
+    them if so (the wait and the SIGKILL come later: contain.recover_run)."""
+    from .executors.contain import containment
+
+    c = containment()
+    if c.cgroup_base is None:
+        return False
+    box = c.cgroup_base / f"cronfile-run.{run_id}"
+    try:
+        pids = [int(p) for p in (box / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return False
+    for pid in pids:
+        for sig in (signal.SIGTERM, signal.SIGCONT):
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+    return bool(pids)
 
 
 def _terminate(pgid: int) -> None:
