@@ -209,6 +209,7 @@ def test_a_crashed_daemons_runs_are_stopped_by_the_next_one(tmp_path, daemon_env
     pids = tmp_path / "pids"
     # The escaped process has no CRONFILE_RUN_ID and no process group of the run's.
     write_job(tmp_path, "bg", f'schedule: "@reboot"\nshell: "env -i setsid sh -c \'echo $$ >> {pids}; exec sleep 300\' </dev/null >/dev/null 2>&1 & sleep 300"\n')
+    (tmp_path / "cronfile.yaml").write_text("shutdown_grace: 1s\n")
     with Daemon(tmp_path, env=daemon_env) as d:
         (escaped,) = pid_file_appears(pids)
         d.kill9()
@@ -234,6 +235,7 @@ def test_replace_starts_the_new_run_only_after_the_old_runs_processes_are_gone(t
         f"shell: \"trap 'sleep 1; echo end $$ >> {marks}; exit 0' TERM; echo start $$ >> {marks}; "
         "while :; do sleep 0.05; done\"\n",
     )
+    (tmp_path / "cronfile.yaml").write_text("shutdown_grace: 1s\n")
     with Daemon(tmp_path) as d:
         d.wait_log(r"rep run \w+ waited [\d.]+s for run \w+ it replaces to stop", count=3, timeout=30)
         assert d.stop() == 0
