@@ -181,7 +181,14 @@ def merged_history(store: Store, job: str, n: int | None) -> list[dict[str, Any]
         if not rid:
             continue
         if rid in merged:
+            old = merged[rid].get("deliveries") or []
             merged[rid].update(line)
+            if "status" not in line and old:
+                # The outbox records each delivery on a line of its own; a resend after a
+                # crash replaces the earlier result of the same key.
+                new = line.get("deliveries") or []
+                keys = {d.get("key") for d in new if d.get("key")}
+                merged[rid]["deliveries"] = [d for d in old if not d.get("key") or d.get("key") not in keys] + new
         else:
             merged[rid] = dict(line)
     runs = list(merged.values())
@@ -484,6 +491,11 @@ class Engine:
         self._committer = threading.Lock()
         self._claimed_to: datetime | None = None  # the latest instant claimed ahead
         self._replaced: dict[str, str] = {}  # run id -> the run that replaces it
+        self._start_pings: dict[str, threading.Thread] = {}  # healthchecks /start in flight
+        self._redeliver: list[tuple[str, dict[str, Any]]] = []  # recovered runs' records
+        from .outbox import Outbox
+
+        self.outbox = Outbox(store.state_dir, self.engine_id, send=self._send_delivery, record=self._record_delivery, log=self.log)
         self._killers: dict[str, threading.Thread] = {}  # another engine's runs being stopped
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -507,6 +519,7 @@ class Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.outbox.stop()
         for lock in reversed(self._locks):
             _release(lock)
         self._locks.clear()
@@ -661,6 +674,9 @@ class Engine:
             if recorded is not None:
                 status = str(recorded.get("status"))
                 finished = _parse_time(recorded.get("finished_at")) or now
+                # Its engine died between the record and its end in state.json: maybe
+                # before its deliveries reached the outbox.
+                self._redeliver.append((job, recorded))
             else:
                 status, finished = str(Status.interrupted), now
                 self.store.append_history(
@@ -717,6 +733,32 @@ class Engine:
         with self._txn() as txn:
             txn.state, stops = self._reap(txn.state)
         self._stop_leftovers(stops)
+        self._recover_deliveries()
+
+    def _recover_deliveries(self) -> None:
+        """Dead engines' deliveries: their outbox entries are taken over, and a run
+        recorded whose deliveries never reached the outbox gets them now."""
+        if self.mode in ("daemon", "tick"):
+            # (`run NAME` leaves them to the daemon or the next tick: not its business.)
+            self.outbox.adopt(self.store.engine_alive)
+        todo, self._redeliver = self._redeliver, []
+        for job, record in todo:
+            js = self.project_state_spec(job)
+            if js is None or not js.deliver:
+                continue
+            if self.outbox.pending_keys(record["run_id"]) or self._delivery_recorded(job, record["run_id"]):
+                continue
+            try:
+                self._queue_deliveries(job, js, record)
+                self.log(job, f"run {short_id(record['run_id'])}: its deliveries were queued again (its engine died before)")
+            except (OSError, CronfileError) as e:
+                self.log(job, f"run {short_id(record['run_id'])}: could not queue its deliveries: {_why(e)}")
+
+    def project_state_spec(self, job: str) -> JobSpec | None:
+        for spec in self.project.specs:
+            if spec.name == job:
+                return spec
+        return None
 
     # -- applying ----------------------------------------------------------------------
 
@@ -862,6 +904,8 @@ class Engine:
         if claims:
             fault("after-claim")
         self._stop_leftovers(stops)
+        if self._redeliver:
+            self._recover_deliveries()
         for job, rec in records:
             try:
                 self.store.append_history(job, rec)
@@ -1046,7 +1090,7 @@ class Engine:
 
     def execute(self, claim: Claim, cancel: threading.Event, *, stream: IO[bytes] | None = None) -> str:
         """Run one claimed run to its end: spawn, wait, record, deliver. Returns the status."""
-        from .delivery import Report, deliver_all, notify_start
+        from .delivery import Report, notify_start
         from .executors.base import RunContext
         from .runner import execute
 
@@ -1138,10 +1182,8 @@ class Engine:
             record["lateness_ms"] = round((spawned_at[0] - claim.scheduled_for).total_seconds() * 1000, 1)
         recorded = self._persist(claim, "its record", lambda: self.store.append_history(claim.job, record))
         fault("after-history")
-        if recorded:
-            # Without its record the run keeps its `running` entry, so that the next
-            # recovery records it `interrupted` instead of it vanishing.
-            self._persist(claim, "its end in state.json", lambda: self._finish_state(claim, outcome, status))
+        # Without its record the run keeps its `running` entry, so that the next recovery
+        # records it `interrupted` instead of it vanishing.
         dur = (outcome.finished_at - outcome.started_at).total_seconds()
         extra = f" (exit {outcome.exit_code})" if outcome.exit_code not in (None, 0) else ""
         if outcome.message and status not in ("success",):
@@ -1149,41 +1191,58 @@ class Engine:
         self.log(claim.job, f"run {short_id(claim.run_id)} {status} in {dur:.1f}s{extra}")
         if status in ("failed", "timeout", "refused", "interrupted"):
             self._failed += 1
-        # Delivery happens after the run is recorded, and never changes its status.
-        if start_ping is not None:
-            start_ping.join(timeout=40)
-        if spec.deliver:
-            output, truncated = _read_output(log_path, self.config.output_limit)
-            report = Report(
-                status=status,
-                started_at=outcome.started_at,
-                finished_at=outcome.finished_at,
-                exit_code=outcome.exit_code,
-                output=output,
-                output_truncated=truncated or outcome.truncated,
-                message=outcome.message,
-                **report_base,
-            )
-            targets = spec.deliver
-            if stream is not None:
-                # `run NAME` already streamed the output to the terminal: printing it again
-                # through the stdout target would show it twice.
-                targets = tuple(t for t in targets if t.kind != "stdout")
-            fault("during-delivery")
-            results = deliver_all(targets, report, self.config, self.environ) if targets else []
-            if results:
-                line = {"run_id": claim.run_id, "deliveries": [r.to_json() for r in results]}
-                self._persist(claim, "its deliveries", lambda: self.store.append_history(claim.job, line))
-                for r in results:
-                    if r.ok:
-                        continue
-                    why = r.skipped if r.skipped else f"failed after {r.attempts} tries: {r.error}"
-                    self.log(claim.job, f"run {short_id(claim.run_id)} delivery to {r.target} {why}")
+        # Delivery happens after the run is recorded, and never changes its status. The
+        # run only puts its deliveries in the outbox (persisted) and frees its slot; the
+        # outbox's workers send them (cronfile/outbox.py).
+        if spec.deliver and recorded:
+            if start_ping is not None:
+                self._start_pings[claim.run_id] = start_ping
+            self._persist(claim, "its deliveries to the outbox", lambda: self._queue_deliveries(claim.job, spec, record, skip_stdout=stream is not None))
+        if recorded:
+            # Its end in state.json only now: a crash before it leaves the run to the
+            # recovery, which finds the record and queues the deliveries if they are not
+            # in the outbox yet (at least once).
+            self._persist(claim, "its end in state.json", lambda: self._finish_state(claim, outcome, status))
         try:
             self.store.prune(claim.job, self.config.history_limit)
         except OSError as e:
             self.log(claim.job, f"could not prune history: {e}")
         return status
+
+    def _queue_deliveries(self, job: str, spec: JobSpec, record: dict[str, Any], *, skip_stdout: bool = False) -> None:
+        """A recorded run's deliveries into the outbox; the targets its ``on:`` filters
+        out are recorded at once."""
+        from .outbox import entries_for
+
+        entries, skipped = entries_for(record, spec, self.config, engine_id=self.engine_id, now=iso(self.clock.now()) or "", skip_stdout=skip_stdout, host=self.host)
+        if skipped and not self._delivery_recorded(job, record["run_id"]):
+            self.store.append_history(job, {"run_id": record["run_id"], "deliveries": [r.to_json() for r in skipped]})
+        self.outbox.put(entries)
+        fault("after-outbox")
+
+    def _delivery_recorded(self, job: str, run_id: str) -> bool:
+        try:
+            lines = self.store.read_history(job)
+        except ValueError:
+            return False
+        return any(ln.get("run_id") == run_id and "status" not in ln and ln.get("deliveries") for ln in lines)
+
+    def _send_delivery(self, entry: Any, stop: threading.Event) -> Any:
+        from .outbox import send
+
+        if entry.target.get("kind") == "healthchecks":
+            ping = self._start_pings.pop(entry.run_id, None)
+            if ping is not None:
+                ping.join(timeout=40)  # its /start must not arrive after the finish ping
+        fault("during-delivery")
+        return send(entry, self.config, self.environ, stop, output_limit=self.config.output_limit)
+
+    def _record_delivery(self, entry: Any, result: Any) -> None:
+        result = replace(result, key=entry.key)
+        self.store.append_history(entry.job, {"run_id": entry.run_id, "deliveries": [result.to_json()]})
+        if not result.ok:
+            why = result.skipped if result.skipped else f"failed after {result.attempts} tries: {result.error}"
+            self.log(entry.job, f"run {short_id(entry.run_id)} delivery to {result.target} {why}")
 
     def _persist(self, claim: Claim, what: str, write: Callable[[], None]) -> bool:
         """A write a finished run depends on: its history line, its end in state.json.
@@ -1261,7 +1320,12 @@ class Engine:
                 running = js.running + (Running(run_id, None, now, "manual", self.engine_id),)
                 txn.state = txn.state.with_job(spec.name, js.with_(running=running))
         claim = self._claim(spec.name, run_id, spec, "manual", None, now)
-        return self.execute(claim, cancel, stream=stream)
+        status = self.execute(claim, cancel, stream=stream)
+        # Its deliveries, before the command returns; a SIGTERM cuts them short (they
+        # stay in the outbox for the daemon or the next tick).
+        threading.Thread(target=lambda: (cancel.wait(), self.outbox.stop()), daemon=True).start()
+        self.outbox.drain()
+        return status
 
     def tick(self) -> int:
         """One pass: apply (if the files are valid), fire what is due, wait, exit."""
@@ -1271,6 +1335,7 @@ class Engine:
         claims, _ = self.claim_due(self.clock.now())
         self.dispatch(claims)
         self.wait_idle()
+        self.outbox.drain()  # bounded: every delivery has its tries and a timeout each
         return self._failed
 
     def _fire_reboot(self, *, only_after_boot: bool) -> None:
@@ -1422,12 +1487,19 @@ class Engine:
                 txn.state = state
             for c in pending:
                 self.store.append_history(c.job, {**self._skipped_record(c.job, c.scheduled_for or now, now), "run_id": c.run_id, "status": str(Status.interrupted), "message": "the daemon stopped before a slot was free"})
+        t0 = time.monotonic()
         if not self.wait_idle(self.config.shutdown_grace):
             with self._cv:
                 for ev in self._cancels.values():
                     ev.set()
             self._poke_volleys()
             self.wait_idle(15.0)
+        # Deliveries get what is left of the grace (at least 2 s); whatever a target
+        # does, what is not sent by then stays in the outbox for the next start.
+        deadline = max(t0 + self.config.shutdown_grace, time.monotonic() + 2.0)
+        if not self.outbox.drain(deadline):
+            self.log("", "deliveries not made yet stay in the outbox; they go out after the restart")
+        self.outbox.stop()
         self.log("", "stopped")
 
 

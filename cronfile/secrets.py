@@ -20,6 +20,7 @@ __all__ = [
     "StreamMasker",
     "expand_env",
     "expand_text",
+    "var_names",
 ]
 
 MASK = "***"
@@ -62,6 +63,21 @@ def expand_text(text: str, environ: Mapping[str, str], *, where: str = "") -> tu
         return value
 
     return _VAR_RE.sub(sub, text), secrets
+
+
+def var_names(value: object) -> set[str]:
+    """The names of every ``${VAR}`` in ``value`` (strings in nested mappings and lists)."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            found.update(_VAR_RE.findall(v))
+        elif isinstance(v, Mapping):
+            stack.extend(v.values())
+        elif isinstance(v, list | tuple):
+            stack.extend(v)
+    return found
 
 
 def expand_env(

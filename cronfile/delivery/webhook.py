@@ -368,4 +368,8 @@ class WebhookDeliverer(BaseDeliverer):
         headers.update(extra)
         if secret is not None:
             headers["X-Cronfile-Signature"] = sign(secret, body)
+        if report.delivery_key:
+            # The same on every try and every resend after a crash: a receiver that has
+            # seen it drops the copy (deliveries are at least once).
+            headers["X-Cronfile-Delivery"] = report.delivery_key
         return outcome_result(self, self.http.post(url, content=body, headers=headers))

@@ -167,6 +167,11 @@ class _Output:
         self.write_error: str | None = None
 
     def feed(self, raw: bytes) -> None:
+        if self.written >= self._limit:
+            # Past the cap: counted and dropped, never scanned (masking is the costly
+            # part, and nothing of it would be kept).
+            self.dropped += len(raw)
+            return
         self._emit(self._masker.feed(raw))
 
     def close(self) -> None:
