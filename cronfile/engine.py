@@ -227,6 +227,8 @@ class Claim:
     claimed_at: datetime = field(compare=False)
     volley: Volley | None = field(default=None, compare=False)  # claimed ahead of its instant
     after: tuple[str, ...] = field(default=(), compare=False)  # replace: runs to be gone first
+    queued_at: float = field(default=0.0, compare=False)  # monotonic: dispatched
+    slot_wait: float = field(default=0.0, compare=False)  # seconds it waited for a free slot
 
     @property
     def ahead(self) -> bool:
@@ -875,8 +877,12 @@ class Engine:
                 if d.missed:
                     records.append((name, self._missed_record(name, d)))
                 if d.skipped is not None:
-                    records.append((name, self._skipped_record(name, d.skipped, now)))
-                    self.log(name, f"skipped {iso(d.skipped)}: the previous run is still going (concurrency: forbid)")
+                    rec = self._skipped_record(name, d.skipped, now)
+                    if self._waiting_for_slot(js):
+                        # It never ran: it is still waiting for a slot (max_concurrent).
+                        rec["message"] = f"the previous run was still waiting for a free slot (max_concurrent: {self.config.max_concurrent}; concurrency: forbid)"
+                    records.append((name, rec))
+                    self.log(name, f"skipped {iso(d.skipped)}: {rec['message']}")
                 running = js.running
                 run_count = js.run_count
                 if d.run is not None:
@@ -915,6 +921,11 @@ class Engine:
         for run_id in cancel:
             self._cancel(run_id, state)
         return claims, state
+
+    def _waiting_for_slot(self, js: JobState) -> bool:
+        with self._cv:
+            pending = {c.run_id for c in self._pending}
+        return bool(js.running) and all(r.run_id in pending for r in js.running)
 
     def _claim(self, job: str, run_id: str, spec: JobSpec, trigger: str, scheduled_for: datetime | None, now: datetime) -> Claim:
         self._seq += 1
@@ -1009,6 +1020,7 @@ class Engine:
         with self._cv:
             self._volleys.update(volleys.values())
             for c in claims:
+                c.queued_at = time.monotonic()
                 heapq.heappush(self._pending, c)
             self._start_pending()
         for v in volleys.values():
@@ -1018,6 +1030,7 @@ class Engine:
         # caller holds self._cv. max_concurrent across jobs; more wait in due order.
         while self._pending and len(self._active) < max(1, self.config.max_concurrent):
             claim = heapq.heappop(self._pending)
+            claim.slot_wait = time.monotonic() - claim.queued_at
             cancel = threading.Event()
             self._cancels[claim.run_id] = cancel
             if claim.volley is not None:
@@ -1174,6 +1187,10 @@ class Engine:
         }
         if waited:
             record["replaced"] = waited
+        if claim.slot_wait >= 0.5 and (claim.volley is None or claim.slot_wait > 2.0):
+            record["slot_wait_s"] = round(claim.slot_wait, 3)
+            note = f"waited {claim.slot_wait:.1f}s for a free slot (max_concurrent: {self.config.max_concurrent})"
+            record["message"] = f"{note}; {record['message']}" if record["message"] else note
         replaced_by = self._replaced.pop(claim.run_id, None)
         if replaced_by is not None and status == Status.cancelled:
             record["replaced_by"] = replaced_by
