@@ -8,7 +8,15 @@ from __future__ import annotations
 import pytest
 from delivery_servers import RecordingServer
 
-from .harness import DaemonProc, child_env, make_repo, read_records, read_state, running_ids, wait_for
+from .harness import (
+    DaemonProc,
+    child_env,
+    make_repo,
+    read_records,
+    read_state,
+    running_ids,
+    wait_for,
+)
 
 POINTS = ["after-history", "after-outbox", "during-delivery"]
 
