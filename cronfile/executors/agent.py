@@ -23,6 +23,7 @@ from typing import Any
 
 from .. import guard
 from ..durations import format_duration
+from ..paths import PathRefused, read_context_files
 from ..secrets import Masker
 from ..spec import Status
 from .base import Early, Prepared, RunContext, prepare_common, resolve_program
@@ -98,13 +99,21 @@ class AgentExecutor:
             )
 
         sections: list[tuple[str, str, str]] = []
-        for i, rel in enumerate(spec.context.files):
-            path = ctx.root / rel
-            try:
-                text = path.read_text(encoding="utf-8", errors="replace")
-            except OSError as e:
-                msg = f"context file {rel} cannot be read: {e.strerror or e}"
-                return Early(Status.failed, msg, {"error": msg, "file": rel})
+        try:
+            # Inside the repo, regular files, capped (paths.py): a FIFO or /dev/zero put
+            # there since validate is refused, never waited on or read for ever.
+            texts = read_context_files(
+                ctx.root,
+                spec.context.files,
+                ctx.config.context_file_limit,
+                ctx.config.context_total_limit,
+            )
+        except PathRefused as e:
+            return Early(Status.refused, str(e), {"reason": str(e)})
+        except OSError as e:
+            msg = f"context file cannot be read: {e.strerror or e} ({e.filename})"
+            return Early(Status.failed, msg, {"error": msg})
+        for i, (rel, text) in enumerate(texts):
             sections.append((f"context.files[{i}]: {rel}", rel, text))
         if spec.context.from_job and ctx.from_job_output:
             job = spec.context.from_job

@@ -136,6 +136,12 @@ def prepare_common(ctx: RunContext) -> tuple[Path, dict[str, str], Masker] | Ear
         env, masker = job_env(ctx)
     except MissingVariable as e:
         return Early(Status.failed, str(e), {"error": str(e), "variable": e.name})
+    from ..paths import run_paths_reason
+
+    refused = run_paths_reason(ctx.root, ctx.spec)
+    if refused is not None:
+        # Validate refuses it too; here the repo changed since (a symlink swapped).
+        return Early(Status.refused, refused, {"reason": refused})
     cwd = ctx.root / ctx.spec.workdir
     if not cwd.is_dir():
         msg = f"workdir {ctx.spec.workdir!r} does not exist ({cwd})"
