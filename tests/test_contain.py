@@ -253,3 +253,35 @@ def test_replace_starts_the_new_run_only_after_the_old_runs_processes_are_gone(t
     replaced = [r for r in runs if r.get("replaced_by")]
     assert replaced and all("replaced by run" in r["message"] for r in replaced)
     assert any(r.get("replaced") for r in runs)
+
+
+# -- the recursion guard -------------------------------------------------------------------
+
+
+def test_a_job_that_clears_its_marker_still_cannot_apply(tmp_path, daemon_env):
+    from engine_helpers import ROOT
+
+    out = tmp_path / "out"
+    py = f"PYTHONPATH={ROOT} {sys.executable} -m cronfile -C {tmp_path}"
+    # The issue's case, then the same from a daemonized, environment-cleared orphan.
+    write_job(
+        tmp_path,
+        "rec",
+        'schedule: "@reboot"\n'
+        f"shell: \"CRONFILE_RUN_ID= {py} apply > {out}.1 2>&1; echo $? >> {out}.1; "
+        f"(setsid env -i {py} apply > {out}.2 2>&1; echo $? >> {out}.2) & wait\"\n",
+    )
+    with Daemon(tmp_path, env=daemon_env) as d:
+        d.wait_log(r"rec run \w+ ")
+        assert d.stop() == 0
+    for n in (1, 2):
+        text = Path(f"{out}.{n}").read_text()
+        assert "refusing to apply from inside a cronfile run" in text and text.split()[-1] == "2", text
+
+
+def test_cronfile_outside_any_run_is_not_refused(tmp_path):
+    (tmp_path / "jobs.d").mkdir()
+    write_job(tmp_path, "j", 'schedule: "@daily"\nshell: "true"\n')
+    r = cronfile("-C", str(tmp_path), "apply")
+    assert r.returncode == 0, r.stderr
+    assert contain.inside_run() is None
