@@ -1234,6 +1234,8 @@ class Engine:
         entries, skipped = entries_for(record, spec, self.config, engine_id=self.engine_id, now=iso(self.clock.now()) or "", skip_stdout=skip_stdout, host=self.host)
         if skipped and not self._delivery_recorded(job, record["run_id"]):
             self.store.append_history(job, {"run_id": record["run_id"], "deliveries": [r.to_json() for r in skipped]})
+        if not any(e.target.get("kind") == "healthchecks" for e in entries):
+            self._start_pings.pop(record["run_id"], None)  # no finish ping will wait for it
         self.outbox.put(entries)
         fault("after-outbox")
 
