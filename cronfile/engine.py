@@ -982,6 +982,12 @@ class Engine:
             ev.set()
             self._poke_volleys()
             return
+        with self._cv:
+            if any(c.run_id == run_id for c in self._pending):
+                # Still waiting for a slot: it starts cancelled, and spawns nothing.
+                ev = self._cancels[run_id] = threading.Event()
+                ev.set()
+                return
         from .executors.contain import recover_run
         from .executors.process import kill_group
 
@@ -1031,7 +1037,7 @@ class Engine:
         while self._pending and len(self._active) < max(1, self.config.max_concurrent):
             claim = heapq.heappop(self._pending)
             claim.slot_wait = time.monotonic() - claim.queued_at
-            cancel = threading.Event()
+            cancel = self._cancels.get(claim.run_id) or threading.Event()
             self._cancels[claim.run_id] = cancel
             if claim.volley is not None:
                 claim.volley.enlist()

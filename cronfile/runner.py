@@ -240,6 +240,8 @@ def _execute(
                     Status.failed, None, msg, {"error": msg}
                 )
             else:
+                if box.note:
+                    _write(log, ctx, f"[cronfile: {box.note}]\n".encode())
                 with log:
                     result = _attempts(ctx, prepared, log, tally, on_spawn, cancel, sleep, start, now, box)
     return result

@@ -72,7 +72,14 @@ class Containment:
 
     def box(self, run_id: str) -> Box:
         if self.mechanism == "cgroup2" and self.cgroup_base is not None:
-            return _CgroupBox(run_id, self.cgroup_base)
+            try:
+                return _CgroupBox(run_id, self.cgroup_base)
+            except OSError as e:
+                # (cgroup.max.descendants reached, the tree changed under us): the run
+                # still runs, and its log says what it lacks.
+                box = Box(run_id)
+                box.note = f"no cgroup for this run ({e.strerror or e}): its process group only"
+                return box
         if self.mechanism == "subreaper":
             return _TrackedBox(run_id)
         return Box(run_id)
@@ -291,6 +298,7 @@ class Box:
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
+        self.note = ""  # why this run has less containment than the engine's mechanism
 
     def preexec(self) -> Callable[[], None] | None:
         """Run in each child between fork and exec (None: nothing to do)."""

@@ -534,6 +534,9 @@ def _start(
             # is inside (executors/contain.py).
             preexec_fn=box.preexec() if box is not None else None,
         )
+    except subprocess.SubprocessError as e:
+        # The move into the run's cgroup failed in the child: it never ran.
+        raise OSError(f"could not start it inside the run's cgroup ({e})") from None
     finally:
         pipes.close_writers()  # the child has its copy; ours would keep the pipe open for ever
         if gate is not None:
