@@ -495,6 +495,7 @@ class Engine:
         self._replaced: dict[str, str] = {}  # run id -> the run that replaces it
         self._start_pings: dict[str, threading.Thread] = {}  # healthchecks /start in flight
         self._redeliver: list[tuple[str, dict[str, Any]]] = []  # recovered runs' records
+        self._adopted_at = time.monotonic()  # the last look for dead engines' outbox entries
         from .outbox import Outbox
 
         self.outbox = Outbox(store.state_dir, self.engine_id, send=self._send_delivery, record=self._record_delivery, log=self.log)
@@ -655,6 +656,8 @@ class Engine:
         new_state, dead = self._dead_runs(state)
         if not dead:
             return state, []
+        from .executors.contain import terminate_run_box
+
         fault("mid-recovery")
         now = self.clock.now()
         stops: list[tuple[str, Running, int | None]] = []
@@ -663,7 +666,7 @@ class Engine:
             # recovery that wrote the line and died before it could stop them left
             # them running for ever (found by tests/faults).
             pgid = _run_group(r.pid, r.run_id)
-            boxed = run_box_alive(r.run_id)
+            boxed = terminate_run_box(r.run_id)
             if pgid is not None or boxed:
                 stops.append((job, r, pgid))
                 # SIGTERM now, before the entry leaves the state: if this engine dies
@@ -912,6 +915,10 @@ class Engine:
         self._stop_leftovers(stops)
         if self._redeliver:
             self._recover_deliveries()
+        elif self.mode == "daemon" and time.monotonic() - self._adopted_at > 60:
+            # Entries of a `run NAME` or `tick` that died since (cheap: one listdir).
+            self._adopted_at = time.monotonic()
+            self.outbox.adopt(self.store.engine_alive)
         for job, rec in records:
             try:
                 self.store.append_history(job, rec)
@@ -1233,17 +1240,18 @@ class Engine:
         return status
 
     def _queue_deliveries(self, job: str, spec: JobSpec, record: dict[str, Any], *, skip_stdout: bool = False) -> None:
-        """A recorded run's deliveries into the outbox; the targets its ``on:`` filters
-        out are recorded at once."""
+        """A recorded run's deliveries into the outbox; then the targets its ``on:``
+        filters out are recorded (after: a recovery takes any deliveries line as proof
+        that the outbox got the rest)."""
         from .outbox import entries_for
 
         entries, skipped = entries_for(record, spec, self.config, engine_id=self.engine_id, now=iso(self.clock.now()) or "", skip_stdout=skip_stdout, host=self.host)
-        if skipped and not self._delivery_recorded(job, record["run_id"]):
-            self.store.append_history(job, {"run_id": record["run_id"], "deliveries": [r.to_json() for r in skipped]})
         if not any(e.target.get("kind") == "healthchecks" for e in entries):
             self._start_pings.pop(record["run_id"], None)  # no finish ping will wait for it
         self.outbox.put(entries)
         fault("after-outbox")
+        if skipped:
+            self.store.append_history(job, {"run_id": record["run_id"], "deliveries": [r.to_json() for r in skipped]})
 
     def _delivery_recorded(self, job: str, run_id: str) -> bool:
         try:
@@ -1548,15 +1556,6 @@ def _existing(log_path: Path) -> str | None:
     return str(log_path.resolve()) if log_path.exists() else None
 
 
-def _read_output(path: Path, limit: int) -> tuple[str, bool]:
-    try:
-        with path.open("rb") as f:
-            data = f.read(limit + 1)
-    except OSError:
-        return "", False
-    return data[:limit].decode("utf-8", errors="replace"), len(data) > limit
-
-
 def _group_belongs_to(pgid: int, run_id: str) -> bool:
     """Whether process group ``pgid`` still runs our run (guards against PID reuse). On
     Linux a member's environment must hold CRONFILE_RUN_ID=<run_id>; elsewhere we can
@@ -1610,28 +1609,6 @@ def _run_group(pid: int | None, run_id: str) -> int | None:
         if pgid > 1 and pgid != own:
             return pgid
     return None
-
-
-def run_box_alive(run_id: str) -> bool:
-    """Whether a run's cgroup (if runs get one here) still has processes; SIGTERM to
-    them if so (the wait and the SIGKILL come later: contain.recover_run)."""
-    from .executors.contain import containment
-
-    c = containment()
-    if c.cgroup_base is None:
-        return False
-    box = c.cgroup_base / f"cronfile-run.{run_id}"
-    try:
-        pids = [int(p) for p in (box / "cgroup.procs").read_text().split()]
-    except (OSError, ValueError):
-        return False
-    for pid in pids:
-        for sig in (signal.SIGTERM, signal.SIGCONT):
-            try:
-                os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-    return bool(pids)
 
 
 def _terminate(pgid: int) -> None:

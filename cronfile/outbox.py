@@ -177,7 +177,9 @@ class Outbox:
         if not items:
             return
         with self._cv:
-            self._queue.extend(items)
+            # Put again after a partial failure: not queued twice.
+            known = {p.name for p, _ in self._queue} | self._flight
+            self._queue.extend(item for item in items if item[0].name not in known)
             self._threads = [t for t in self._threads if t.is_alive()]
             while len(self._threads) < min(self._workers, len(self._queue) + self._busy):
                 t = threading.Thread(target=self._work, name="cronfile-delivery", daemon=True)

@@ -170,3 +170,49 @@ def test_an_entry_from_a_newer_version_is_set_aside_not_guessed(tmp_path):
     o = Outbox(tmp_path, "me", send=lambda e, s: None, record=lambda e, r: None, log=lambda j, t: logs.append(t))
     assert o.adopt(lambda engine: False) == 0
     assert (box / "r1.0@me.json.bad").exists() and "unreadable" in logs[0]
+
+
+class TrickleServer:
+    """Answers one header line every 0.3 s, for ever: httpx's per-operation timeout never
+    trips on it."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.conns = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns += 1
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _drip(conn: socket.socket) -> None:
+        try:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            while True:
+                conn.sendall(b"X-Drip: 1\r\n")
+                time.sleep(0.3)
+        except OSError:
+            conn.close()
+
+
+def test_each_try_of_a_webhook_ends_within_its_timeout_even_if_the_target_trickles():
+    from cronfile.delivery.webhook import Http
+    from cronfile.spec import Config
+
+    srv = TrickleServer()
+    http = Http(config=Config(allow_private_webhooks=True), sleep=lambda s: None, timeout=1.0, tries=2)
+    t0 = time.monotonic()
+    out = http.post(f"http://127.0.0.1:{srv.sock.getsockname()[1]}/h", content=b"{}", headers={}, guard=False)
+    took = time.monotonic() - t0
+    srv.sock.close()
+    assert not out.ok and out.attempts == 2 and "timed out after 1s" in (out.error or ""), out
+    assert took < 5, f"two tries of 1 s took {took:.1f}s"

@@ -48,6 +48,7 @@ __all__ = [
     "describe",
     "inside_run",
     "recover_run",
+    "terminate_run_box",
 ]
 
 ENV = "CRONFILE_CONTAINMENT"
@@ -586,6 +587,24 @@ def recover_run(run_id: str, grace: float = 10.0) -> bool:
         box.stop(grace)
     box.close()
     return had
+
+
+def terminate_run_box(run_id: str) -> bool:
+    """Whether a dead engine's run still has processes in its cgroup (if runs get one
+    here); SIGTERM to them if so. The wait and the SIGKILL come later (recover_run):
+    this runs under state.lock."""
+    c = containment()
+    if c.cgroup_base is None:
+        return False
+    try:
+        text = (c.cgroup_base / f"{_PREFIX}{run_id}" / "cgroup.procs").read_text()
+        pids = [int(p) for p in text.split()]
+    except (OSError, ValueError):
+        return False
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+        _signal(pid, signal.SIGCONT)
+    return bool(pids)
 
 
 def inside_run(pid: int | None = None, marker: Iterable[str] = ("engines",)) -> str | None:
