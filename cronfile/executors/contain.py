@@ -248,6 +248,7 @@ class _Stat:
     ppid: int
     state: bytes
     start: int  # clock ticks after boot: with the pid, who a process is
+    sid: int = 0
 
 
 def _stat(pid: int) -> _Stat | None:
@@ -258,7 +259,7 @@ def _stat(pid: int) -> _Stat | None:
         return None
     fields = data[data.rfind(b")") + 2 :].split()
     try:
-        return _Stat(pid, int(fields[1]), fields[0], int(fields[19]))
+        return _Stat(pid, int(fields[1]), fields[0], int(fields[19]), int(fields[3]))
     except (IndexError, ValueError):
         return None
 
@@ -505,9 +506,12 @@ class _Tracker:
             for st in stats.values():
                 children.setdefault(st.ppid, []).append(st)
             new: dict[int, list[_TrackedBox]] = {}
-            # Orphans the engine adopted that no walk saw being born.
+            # Orphans the engine adopted that no walk saw being born. Not the engine's own
+            # helpers (git, a probe): those share its session; a run's processes never
+            # do (each run starts a session of its own).
+            own_sid = os.getsid(0)
             for st in children.get(me, []):
-                if (st.pid, st.start) in owner:
+                if (st.pid, st.start) in owner or st.sid == own_sid:
                     continue
                 if not any(st.pid in b.roots for b in boxes):
                     found = self._claimants(st, boxes)
