@@ -5,12 +5,16 @@ double-forks) leaves the group, and ``killpg`` no longer reaches it. So each run
 a *box* that the job cannot leave by accident:
 
 - ``cgroup2`` (Linux, where the engine can create a cgroup v2 beside its own: as root, or
-  in a subtree systemd delegated). Each run gets ``<our cgroup>/cronfile-run.<run id>``; every
-  process of the run is moved into it between fork and exec (``preexec``), so even its
-  first fork is inside. A forked, setsid'd, double-forked process stays a member; the
-  run is over when the cgroup is empty, and ending it is ``cgroup.kill`` (or SIGKILL to
-  each member on kernels older than 5.14). A crashed engine's runs are found again by
-  their cgroup's name.
+  in a subtree systemd delegated). Each run gets ``<our cgroup>/cronfile-run.<run id>``;
+  the engine moves each process of the run into it the moment it is spawned, and with
+  it whatever that process forked in the microseconds before (its children, found
+  through /proc and moved too); everything it forks later is born inside. (A move in the
+  child between fork and exec would close even that window, but it needs fork() instead
+  of vfork(), which cost 60 ms of lateness with 20 runs due at once: the runs of an
+  instant are spawned one after another, and each fork copied the daemon.) A forked,
+  setsid'd, double-forked process stays a member; the run is over when the cgroup is
+  empty, and ending it is ``cgroup.kill`` (or SIGKILL to each member on kernels older
+  than 5.14). A crashed engine's runs are found again by their cgroup's name.
 - ``subreaper`` (Linux otherwise): the engine is a child subreaper
   (``PR_SET_CHILD_SUBREAPER``), so an orphaned descendant of a run is re-parented to the
   engine instead of to init and never leaves the engine's process tree. A tracker thread
@@ -29,6 +33,7 @@ error, never a silent downgrade. ``cronfile doctor`` says which mechanism is in 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import secrets
 import signal
@@ -181,18 +186,31 @@ def _cgroup_base() -> tuple[Path | None, str]:
     except OSError as e:
         return None, f"cannot create a cgroup under {base}: {e.strerror or e}"
     try:
+        # A child that waits for a line, is moved meanwhile, then says where it is.
         try:
-            out = subprocess.run(
-                ["/bin/cat", "/proc/self/cgroup"],
-                preexec_fn=_mover(probe),
-                capture_output=True,
-                timeout=10,
+            child = subprocess.Popen(
+                ["/bin/sh", "-c", "read _ && cat /proc/self/cgroup"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
                 close_fds=True,
             )
-        except (OSError, subprocess.SubprocessError) as e:
-            return None, f"cannot move a process into a cgroup under {base} ({e})"
+        except OSError as e:
+            return None, f"cannot start a probe process ({e})"
+        try:
+            _move_tree(probe, child.pid)
+            moved = ""
+        except OSError as e:
+            moved = f"cannot move a process into a cgroup under {base} ({e.strerror or e})"
+        try:
+            out, _ = child.communicate(b"\n", timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            out, _ = child.communicate()
+        if moved:
+            return None, moved
         rel = "0::" + (own.rstrip("/") + "/" + probe.name)
-        if rel.encode() not in out.stdout.split(b"\n"):
+        if rel.encode() not in out.split(b"\n"):
             return None, f"a process moved into {probe} did not land there"
         return base, ""
     finally:
@@ -207,19 +225,47 @@ def _set_subreaper() -> bool:
         return False
 
 
-def _mover(cgroup: Path) -> Callable[[], None]:
-    """A preexec function: the child moves itself into ``cgroup`` before it execs. It
-    only writes to a path prepared here (no allocation to speak of, no locks)."""
-    path = str(cgroup / "cgroup.procs")
-
-    def move() -> None:
-        fd = os.open(path, os.O_WRONLY)
+def _children(pid: int) -> list[int]:
+    """The children of ``pid`` (every thread's), from /proc."""
+    out: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
         try:
-            os.write(fd, b"0")
-        finally:
-            os.close(fd)
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            # No CONFIG_PROC_CHILDREN: look for them the long way.
+            return [st.pid for st in _all_stats() if st.ppid == pid]
+    return out
 
-    return move
+
+def _move_tree(cgroup: Path, pid: int) -> None:
+    """Move ``pid`` into ``cgroup``, then whatever it had forked before the move (its
+    descendants, moved parent first: anything forked after its parent moved is born
+    inside). A process that already exited is no error; anything else is OSError."""
+    procs = str(cgroup / "cgroup.procs")
+    todo, seen = [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            fd = os.open(procs, os.O_WRONLY)
+            try:
+                os.write(fd, str(p).encode())
+            finally:
+                os.close(fd)
+        except ProcessLookupError:
+            continue
+        except OSError as e:
+            if p != pid and e.errno in (errno.ESRCH, errno.EINVAL):
+                continue  # exited meanwhile (EINVAL: a zombie)
+            raise
+        todo += _children(p)
 
 
 def _rmdir(path: Path, timeout: float) -> bool:
@@ -302,10 +348,6 @@ class Box:
         self.run_id = run_id
         self.note = ""  # why this run has less containment than the engine's mechanism
 
-    def preexec(self) -> Callable[[], None] | None:
-        """Run in each child between fork and exec (None: nothing to do)."""
-        return None
-
     def started(self, pid: int) -> None:
         """A process of the run was spawned."""
 
@@ -362,8 +404,8 @@ class _CgroupBox(Box):
         except FileExistsError:
             pass  # left by an engine that died: the same run's
 
-    def preexec(self) -> Callable[[], None] | None:
-        return _mover(self.path)
+    def started(self, pid: int) -> None:
+        _move_tree(self.path, pid)
 
     def _procs(self) -> list[int]:
         try:

@@ -530,19 +530,19 @@ def _start(
             stderr=pipes.ends[-1][1],
             start_new_session=True,
             close_fds=True,
-            # Into the run's box (a cgroup) between fork and exec: even its first fork
-            # is inside (executors/contain.py).
-            preexec_fn=box.preexec() if box is not None else None,
         )
-    except subprocess.SubprocessError as e:
-        # The move into the run's cgroup failed in the child: it never ran.
-        raise OSError(f"could not start it inside the run's cgroup ({e})") from None
     finally:
         pipes.close_writers()  # the child has its copy; ours would keep the pipe open for ever
         if gate is not None:
             os.close(gate[0])  # the same for the gate's read end
     if box is not None:
-        box.started(popen.pid)
+        # Into the run's box at once (a cgroup: executors/contain.py).
+        try:
+            box.started(popen.pid)
+        except OSError as e:
+            _signal_group(popen.pid, signal.SIGKILL)
+            popen.wait()
+            raise OSError(f"could not put it in the run's cgroup: {e.strerror or e}") from None
     if prepared.stdin is not None:
         # A thread, so a child that reads its stdin late (or never) cannot block us on
         # a full pipe.
