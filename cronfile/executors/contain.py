@@ -50,7 +50,6 @@ __all__ = [
     "Containment",
     "ContainmentError",
     "containment",
-    "describe",
     "inside_run",
     "recover_run",
     "terminate_run_box",
@@ -104,12 +103,6 @@ def containment(environ: dict[str, str] | None = None) -> Containment:
         if _current is None:
             _current = _detect(dict(os.environ if environ is None else environ))
         return _current
-
-
-def describe() -> str:
-    """One line for `cronfile doctor`: which mechanism and why."""
-    c = containment()
-    return f"{c.mechanism}: {c.detail}"
 
 
 def _detect(environ: dict[str, str]) -> Containment:
