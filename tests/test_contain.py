@@ -285,3 +285,20 @@ def test_cronfile_outside_any_run_is_not_refused(tmp_path):
     r = cronfile("-C", str(tmp_path), "apply")
     assert r.returncode == 0, r.stderr
     assert contain.inside_run() is None
+
+
+def test_a_run_replaced_while_it_waits_for_a_slot_never_starts(tmp_path):
+    marks = tmp_path / "marks"
+    (tmp_path / "cronfile.yaml").write_text("max_concurrent: 1\nshutdown_grace: 1s\n")
+    write_job(tmp_path, "hog", 'schedule: "@reboot"\nshell: "sleep 3"\n')
+    write_job(tmp_path, "rep", f'schedule: "* * * * * *"\nconcurrency: replace\nshell: "echo $CRONFILE_RUN_ID >> {marks}"\n')
+    with Daemon(tmp_path) as d:
+        d.wait_log(r"rep run \w+ success", timeout=20)
+        assert d.stop() == 0
+    runs = history(tmp_path, "rep")
+    replaced = [r for r in runs if r.get("replaced_by")]
+    assert replaced, runs
+    for r in replaced:
+        assert r["status"] == "cancelled" and r["attempts"] == 0 and "before it started" in r["message"], r
+    ran = set(marks.read_text().split())
+    assert not ran & {r["run_id"] for r in replaced}
