@@ -504,13 +504,14 @@ class Engine:
     # -- lifecycle ---------------------------------------------------------------------
 
     def __enter__(self) -> Engine:
-        from .executors.contain import ContainmentError, containment
+        from .executors.contain import ContainmentError, containment, sweep_empty
 
         try:
             # Detected once, before any run: a run must not wait for the probe.
             containment(self.environ)
         except ContainmentError as e:
             raise CronfileError(str(e)) from None
+        sweep_empty()  # run cgroups that dead engines (of any state dir) left empty
         self.store.ensure()
         if self.mode == "daemon":
             self._locks.append(self.store.daemon_lock())
@@ -667,14 +668,15 @@ class Engine:
             # them running for ever (found by tests/faults).
             pgid = _run_group(r.pid, r.run_id)
             boxed = terminate_run_box(r.run_id)
-            if pgid is not None or boxed:
-                stops.append((job, r, pgid))
+            # Every dead run: its cgroup, empty or not, is removed after the transaction.
+            stops.append((job, r, pgid))
+            if pgid is not None:
                 # SIGTERM now, before the entry leaves the state: if this engine dies
                 # before _stop_leftovers, nothing would be left to remember the group.
                 # The wait and the SIGKILL come after the transaction. (A run's cgroup
-                # outlives any engine: it is found again by name.)
-                if pgid is not None:
-                    _terminate(pgid)
+                # outlives any engine: it is found again by name; terminate_run_box
+                # signalled its members already.)
+                _terminate(pgid)
             recorded = self._final_record(job, r.run_id)
             if recorded is not None:
                 status = str(recorded.get("status"))

@@ -223,6 +223,10 @@ def test_a_crashed_daemons_runs_are_stopped_by_the_next_one(tmp_path, daemon_env
         d.wait_log(r"interrupted \(its engine \w+ is gone")
         wait_for(lambda: not alive(escaped), timeout=15, what="the crashed run's process to stop")
         assert d.stop() == 0
+    # And its cgroup is gone with it.
+    base = contain._detect(daemon_env).cgroup_base
+    crashed = [r for r in history(tmp_path, "bg") if r["status"] == "interrupted"]
+    assert crashed and all(not (base / f"cronfile-run.{r['run_id']}").exists() for r in crashed)
 
 
 def test_replace_starts_the_new_run_only_after_the_old_runs_processes_are_gone(tmp_path):
@@ -302,3 +306,25 @@ def test_a_run_replaced_while_it_waits_for_a_slot_never_starts(tmp_path):
         assert r["status"] == "cancelled" and r["attempts"] == 0 and "before it started" in r["message"], r
     ran = set(marks.read_text().split())
     assert not ran & {r["run_id"] for r in replaced}
+
+
+def test_empty_run_cgroups_left_behind_are_swept_and_a_swept_box_is_made_again(tmp_path, mechanism):
+    if mechanism.mechanism != "cgroup2":
+        pytest.skip("cgroup2 only")
+    base = mechanism.cgroup_base
+    (base / "cronfile-run.left-by-a-dead-engine").mkdir()
+    box = mechanism.box("swept-then-used")
+    assert contain.sweep_empty() >= 2 and not box.path.exists()
+    pids = tmp_path / "pids"
+    spec = make_spec(shell=f"setsid sh -c 'echo $$ >> {pids}; exec sleep 300' </dev/null >/dev/null 2>&1 & sleep 100", timeout=1.0)
+    from cronfile.executors.process import spawn
+
+    with open(tmp_path / "log", "wb") as log:
+        from cronfile.executors.base import Prepared
+
+        proc = spawn(Prepared(["/bin/sh", "-c", spec.shell], tmp_path, dict(os.environ), None), log, output_limit=1000, box=box)
+        (escaped,) = pid_file_appears(pids)
+        assert escaped in box.pids()  # in the cgroup made again at the spawn
+        proc.stop(1.0)
+    box.close()
+    assert not alive(escaped) and not box.path.exists()

@@ -52,6 +52,7 @@ __all__ = [
     "containment",
     "inside_run",
     "recover_run",
+    "sweep_empty",
     "terminate_run_box",
 ]
 
@@ -398,7 +399,12 @@ class _CgroupBox(Box):
             pass  # left by an engine that died: the same run's
 
     def started(self, pid: int) -> None:
-        _move_tree(self.path, pid)
+        try:
+            _move_tree(self.path, pid)
+        except FileNotFoundError:
+            # Swept while empty (sweep_empty, by another engine's start): made again.
+            self.path.mkdir(exist_ok=True)
+            _move_tree(self.path, pid)
 
     def _procs(self) -> list[int]:
         try:
@@ -626,6 +632,29 @@ def recover_run(run_id: str, grace: float = 10.0) -> bool:
         box.stop(grace)
     box.close()
     return had
+
+
+def sweep_empty() -> int:
+    """Remove the empty run cgroups under our base: those of runs whose engine died
+    (their processes all gone) or whose state dir is gone. A cgroup with a process in it
+    cannot be removed (EBUSY) and stays; an empty one of a run in flight elsewhere (between
+    two attempts) is made again at its next spawn. Returns how many were removed."""
+    c = containment()
+    if c.cgroup_base is None:
+        return 0
+    removed = 0
+    try:
+        names = os.listdir(c.cgroup_base)
+    except OSError:
+        return 0
+    for name in names:
+        if name.startswith((_PREFIX, _PROBE)):
+            try:
+                os.rmdir(c.cgroup_base / name)
+                removed += 1
+            except OSError:
+                pass
+    return removed
 
 
 def terminate_run_box(run_id: str) -> bool:
