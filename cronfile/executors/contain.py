@@ -6,12 +6,13 @@ a *box* that the job cannot leave by accident:
 
 - ``cgroup2`` (Linux, where the engine can create a cgroup v2 beside its own: as root, or
   in a subtree systemd delegated). Each run gets ``<our cgroup>/cronfile-run.<run id>``;
-  the engine moves each process of the run into it the moment it is spawned, and with
-  it whatever that process forked in the microseconds before (its children, found
-  through /proc and moved too); everything it forks later is born inside. (A move in the
-  child between fork and exec would close even that window, but it needs fork() instead
-  of vfork(), which cost 60 ms of lateness with 20 runs due at once: the runs of an
-  instant are spawned one after another, and each fork copied the daemon.) A forked,
+  no process of the run executes a single instruction of the job outside it: a
+  ``/bin/sh`` job is held behind the gate (process.py, as a parked run is) while the
+  engine moves it in, then let go; any other program moves itself between fork and exec
+  (``mover``, a preexec function: fork() instead of vfork(), which copies the daemon
+  and cost 60 ms of lateness with 20 runs due at once, so only where the gate cannot
+  be used). A move after the spawn without holding the child lost a double fork made in
+  its first milliseconds on a loaded machine (tests/test_contain.py). A forked,
   setsid'd, double-forked process stays a member; the run is over when the cgroup is
   empty, and ending it is ``cgroup.kill`` (or SIGKILL to each member on kernels older
   than 5.14). A crashed engine's runs are found again by their cgroup's name.
@@ -337,6 +338,7 @@ class Box:
     it holds nothing, and the process group is all that is stopped."""
 
     mechanism = "process-group"
+    holds = False  # whether a child must be held until started() (cgroup2)
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
@@ -344,6 +346,10 @@ class Box:
 
     def started(self, pid: int) -> None:
         """A process of the run was spawned."""
+
+    def mover(self) -> Callable[[], None] | None:
+        """For a child that cannot be held: a function it runs between fork and exec."""
+        return None
 
     def pids(self) -> list[int]:
         """The live processes of the run."""
@@ -389,6 +395,7 @@ class Box:
 
 class _CgroupBox(Box):
     mechanism = "cgroup2"
+    holds = True
 
     def __init__(self, run_id: str, base: Path) -> None:
         super().__init__(run_id)
@@ -397,6 +404,19 @@ class _CgroupBox(Box):
             self.path.mkdir()
         except FileExistsError:
             pass  # left by an engine that died: the same run's
+
+    def mover(self) -> Callable[[], None] | None:
+        procs = str(self.path / "cgroup.procs")
+
+        def move() -> None:  # in the child: a write to a path prepared here, no locks
+            fd = os.open(procs, os.O_WRONLY)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+
+        self.path.mkdir(exist_ok=True)  # swept while empty: made again
+        return move
 
     def started(self, pid: int) -> None:
         try:

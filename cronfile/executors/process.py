@@ -516,6 +516,18 @@ def _start(
     and stderr merged (in order), two get them apart. With ``gate`` (a pipe: read end,
     write end), parked behind the gate reading that pipe."""
     argv, stdin = prepared.argv, subprocess.DEVNULL if prepared.stdin is None else subprocess.PIPE
+    # A run's cgroup must hold the child before it runs a single instruction of the job
+    # (a fork in its first milliseconds would escape): a /bin/sh job is held behind the
+    # gate (as a parked run is) while the engine moves it, then let go at once; any other
+    # program moves itself between fork and exec (preexec: a fork() instead of a
+    # vfork(), which costs more, so only where the gate cannot be used).
+    hold: tuple[int, int] | None = None
+    preexec = None
+    if box is not None and box.holds and gate is None:
+        if can_park(prepared):
+            gate = hold = os.pipe()
+        else:
+            preexec = box.mover()
     if gate is not None:
         argv, stdin = [SHELL, "-c", _GATE, "cronfile-gate", *argv], gate[0]
     # The readers run already, so that once the child runs nothing can fail before it
@@ -530,19 +542,32 @@ def _start(
             stderr=pipes.ends[-1][1],
             start_new_session=True,
             close_fds=True,
+            preexec_fn=preexec,
         )
+    except subprocess.SubprocessError as e:
+        # The child could not move itself into the run's cgroup: it never ran.
+        raise OSError(f"could not start it in the run's cgroup ({e})") from None
     finally:
         pipes.close_writers()  # the child has its copy; ours would keep the pipe open for ever
         if gate is not None:
             os.close(gate[0])  # the same for the gate's read end
+        if hold is not None and "popen" not in locals():
+            os.close(hold[1])
     if box is not None:
-        # Into the run's box at once (a cgroup: executors/contain.py).
+        # Into the run's box (executors/contain.py), before the held job is let go.
         try:
             box.started(popen.pid)
         except OSError as e:
+            if hold is not None:
+                os.close(hold[1])  # the gate reads EOF: the job never runs
             _signal_group(popen.pid, signal.SIGKILL)
             popen.wait()
             raise OSError(f"could not put it in the run's cgroup: {e.strerror or e}") from None
+    if hold is not None:
+        try:
+            os.write(hold[1], b"\n")
+        finally:
+            os.close(hold[1])
     if prepared.stdin is not None:
         # A thread, so a child that reads its stdin late (or never) cannot block us on
         # a full pipe.
