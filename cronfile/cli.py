@@ -131,11 +131,21 @@ def store_of(args: argparse.Namespace, project: Project | None = None) -> Store:
 
 
 def refuse_inside_run(what: str) -> None:
-    """A process started by cronfile must not reconfigure or start cronfile (DESIGN.md 5)."""
-    if os.environ.get("CRONFILE_RUN_ID"):
+    """A process started by cronfile must not reconfigure or start cronfile (DESIGN.md 5).
+
+    Judged by what a job cannot clear (executors/contain.py, ``inside_run``): its cgroup
+    is a run's, or an ancestor process holds a cronfile engine's lock. CRONFILE_RUN_ID
+    is only the fallback for systems without /proc; `CRONFILE_RUN_ID= cronfile apply`
+    no longer gets past."""
+    from .executors.contain import inside_run
+
+    evidence = inside_run()
+    if evidence is None and os.environ.get("CRONFILE_RUN_ID"):
+        evidence = f"CRONFILE_RUN_ID={os.environ['CRONFILE_RUN_ID']}"
+    if evidence is not None:
         raise UsageError(
-            f"refusing to {what} from inside a cronfile run "
-            f"(CRONFILE_RUN_ID={os.environ['CRONFILE_RUN_ID']}): a job cannot change the schedule it runs under"
+            f"refusing to {what} from inside a cronfile run ({evidence}): "
+            "a job cannot change the schedule it runs under"
         )
 
 

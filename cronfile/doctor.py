@@ -842,6 +842,7 @@ def diagnose(
     checks += check_agent_permissions(project, environ, run)
     checks += check_timezones(project, load_zone)
     checks += check_state_dir(state_dir)
+    checks += check_containment(environ)
     more, state = check_state_json(store)
     checks += more
     checks += check_locks(store, state, now)
@@ -853,6 +854,19 @@ def diagnose(
         run=run,
     )
     return checks
+
+
+def check_containment(environ: Mapping[str, str] | None = None) -> list[Check]:
+    """Which mechanism keeps a run's processes from outliving it (executors/contain.py)."""
+    from .executors.contain import ContainmentError, _detect
+
+    try:
+        c = _detect(dict(os.environ if environ is None else environ))
+    except ContainmentError as e:
+        return [Check("containment", Mark.fail, str(e), "unset CRONFILE_CONTAINMENT to let cronfile detect it")]
+    if c.mechanism == "process-group":
+        return [Check("containment", Mark.warn, f"{c.mechanism}: {c.detail}", "run as root or in a systemd unit with Delegate=yes for a cgroup per run")]
+    return [Check("containment", Mark.ok, f"{c.mechanism}: {c.detail}")]
 
 
 def exit_code(checks: list[Check]) -> int:

@@ -189,7 +189,14 @@ def merged_history(store: Store, job: str, n: int | None) -> list[dict[str, Any]
         if not rid:
             continue
         if rid in merged:
+            old = merged[rid].get("deliveries") or []
             merged[rid].update(line)
+            if "status" not in line and old:
+                # The outbox records each delivery on a line of its own; a resend after a
+                # crash replaces the earlier result of the same key.
+                new = line.get("deliveries") or []
+                keys = {d.get("key") for d in new if d.get("key")}
+                merged[rid]["deliveries"] = [d for d in old if not d.get("key") or d.get("key") not in keys] + new
         else:
             merged[rid] = dict(line)
     runs = list(merged.values())
@@ -227,6 +234,9 @@ class Claim:
     scheduled_for: datetime | None = field(compare=False)
     claimed_at: datetime = field(compare=False)
     volley: Volley | None = field(default=None, compare=False)  # claimed ahead of its instant
+    after: tuple[str, ...] = field(default=(), compare=False)  # replace: runs to be gone first
+    queued_at: float = field(default=0.0, compare=False)  # monotonic: dispatched
+    slot_wait: float = field(default=0.0, compare=False)  # seconds it waited for a free slot
 
     @property
     def ahead(self) -> bool:
@@ -495,10 +505,26 @@ class Engine:
         self._updates_lock = threading.Lock()
         self._committer = threading.Lock()
         self._claimed_to: datetime | None = None  # the latest instant claimed ahead
+        self._replaced: dict[str, str] = {}  # run id -> the run that replaces it
+        self._start_pings: dict[str, threading.Thread] = {}  # healthchecks /start in flight
+        self._redeliver: list[tuple[str, dict[str, Any]]] = []  # recovered runs' records
+        self._adopted_at = time.monotonic()  # the last look for dead engines' outbox entries
+        from .outbox import Outbox
+
+        self.outbox = Outbox(store.state_dir, self.engine_id, send=self._send_delivery, record=self._record_delivery, log=self.log)
+        self._killers: dict[str, threading.Thread] = {}  # another engine's runs being stopped
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def __enter__(self) -> Engine:
+        from .executors.contain import ContainmentError, containment, sweep_empty
+
+        try:
+            # Detected once, before any run: a run must not wait for the probe.
+            containment(self.environ)
+        except ContainmentError as e:
+            raise CronfileError(str(e)) from None
+        sweep_empty()  # run cgroups that dead engines (of any state dir) left empty
         self.store.ensure()
         if self.mode == "daemon":
             self._locks.append(self.store.daemon_lock())
@@ -510,6 +536,7 @@ class Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.outbox.stop()
         for lock in reversed(self._locks):
             _release(lock)
         self._locks.clear()
@@ -624,7 +651,7 @@ class Engine:
             state = state.with_(orphans=tuple(orphans))
         return state, dead
 
-    def _reap(self, state: State) -> tuple[State, list[tuple[str, Running, int]]]:
+    def _reap(self, state: State) -> tuple[State, list[tuple[str, Running, int | None]]]:
         """Inside a state transaction: the runs whose engine is gone are recorded in their
         history, then dropped from ``state``. Returns the new state and the leftover process
         groups to stop, which the caller stops after the transaction (that can take 10 s:
@@ -639,24 +666,33 @@ class Engine:
         new_state, dead = self._dead_runs(state)
         if not dead:
             return state, []
+        from .executors.contain import terminate_run_box
+
         fault("mid-recovery")
         now = self.clock.now()
-        stops: list[tuple[str, Running, int]] = []
+        stops: list[tuple[str, Running, int | None]] = []
         for job, r in dead:
             # Leftover processes are stopped whether or not the run is recorded: a
             # recovery that wrote the line and died before it could stop them left
             # them running for ever (found by tests/faults).
             pgid = _run_group(r.pid, r.run_id)
+            boxed = terminate_run_box(r.run_id)
+            # Every dead run: its cgroup, empty or not, is removed after the transaction.
+            stops.append((job, r, pgid))
             if pgid is not None:
-                stops.append((job, r, pgid))
                 # SIGTERM now, before the entry leaves the state: if this engine dies
                 # before _stop_leftovers, nothing would be left to remember the group.
-                # The wait and the SIGKILL come after the transaction.
+                # The wait and the SIGKILL come after the transaction. (A run's cgroup
+                # outlives any engine: it is found again by name; terminate_run_box
+                # signalled its members already.)
                 _terminate(pgid)
             recorded = self._final_record(job, r.run_id)
             if recorded is not None:
                 status = str(recorded.get("status"))
                 finished = _parse_time(recorded.get("finished_at")) or now
+                # Its engine died between the record and its end in state.json: maybe
+                # before its deliveries reached the outbox.
+                self._redeliver.append((job, recorded))
             else:
                 status, finished = str(Status.interrupted), now
                 self.store.append_history(
@@ -674,7 +710,7 @@ class Engine:
                         "log_path": _existing(self.store.log_path(job, r.run_id)),
                         "deliveries": [],
                         "message": "the engine that ran it stopped"
-                        + (" (its leftover processes were stopped)" if pgid is not None else ""),
+                        + (" (its leftover processes were stopped)" if pgid is not None or boxed else ""),
                         "host": self.host,
                     },
                 )
@@ -697,20 +733,49 @@ class Engine:
                 return line
         return None
 
-    def _stop_leftovers(self, stops: list[tuple[str, Running, int]]) -> None:
+    def _stop_leftovers(self, stops: list[tuple[str, Running, int | None]]) -> None:
+        from .executors.contain import recover_run
         from .executors.process import kill_group
 
-        for _job, _r, pgid in stops:
+        for _job, r, pgid in stops:
             try:
-                kill_group(pgid, grace=10.0)
+                if pgid is not None:
+                    kill_group(pgid, grace=10.0)
             except ValueError:
                 pass  # our own group, or 0/1: never signal those
+            recover_run(r.run_id)
 
     def recover(self) -> None:
         """Runs left `running` by a dead engine become `interrupted`, never re-run."""
         with self._txn() as txn:
             txn.state, stops = self._reap(txn.state)
         self._stop_leftovers(stops)
+        self._recover_deliveries()
+
+    def _recover_deliveries(self) -> None:
+        """Dead engines' deliveries: their outbox entries are taken over, and a run
+        recorded whose deliveries never reached the outbox gets them now."""
+        if self.mode in ("daemon", "tick"):
+            # (`run NAME` leaves them to the daemon or the next tick: not its business.)
+            self.outbox.adopt(self.store.engine_alive)
+        todo, self._redeliver = self._redeliver, []
+        for job, record in todo:
+            js = self.project_state_spec(job)
+            if js is None or not js.deliver:
+                continue
+            if self.outbox.pending_keys(record["run_id"]) or self._delivery_recorded(job, record["run_id"]):
+                continue
+            try:
+                self._queue_deliveries(job, js, record)
+                self.log(job, f"run {short_id(record['run_id'])}: its deliveries were queued again (its engine died before)")
+            except (OSError, CronfileError) as e:
+                self.log(job, f"run {short_id(record['run_id'])}: could not queue its deliveries: {_why(e)}")
+
+    def project_state_spec(self, job: str) -> JobSpec | None:
+        for spec in self.project.specs:
+            if spec.name == job:
+                return spec
+        return None
 
     # -- applying ----------------------------------------------------------------------
 
@@ -829,13 +894,23 @@ class Engine:
                 if d.missed:
                     records.append((name, self._missed_record(name, d)))
                 if d.skipped is not None:
-                    records.append((name, self._skipped_record(name, d.skipped, now)))
-                    self.log(name, f"skipped {iso(d.skipped)}: the previous run is still going (concurrency: forbid)", event="run.skipped", level="warning", scheduled_for=iso(d.skipped), status="skipped")
+                    rec = self._skipped_record(name, d.skipped, now)
+                    if self._waiting_for_slot(js):
+                        # It never ran: it is still waiting for a slot (max_concurrent).
+                        rec["message"] = f"the previous run was still waiting for a free slot (max_concurrent: {self.config.max_concurrent}; concurrency: forbid)"
+                    records.append((name, rec))
+                    self.log(name, f"skipped {iso(d.skipped)}: {rec['message']}", event="run.skipped", level="warning", scheduled_for=iso(d.skipped), status="skipped")
                 running = js.running
                 run_count = js.run_count
                 if d.run is not None:
                     run_id = new_run_id(d.run)
                     claims.append(self._claim(name, run_id, spec, d.trigger or "schedule", d.run, now))
+                    if d.cancel:
+                        # concurrency: replace. The new run starts once the old one's
+                        # processes are gone (Engine._wait_replaced), not beside them.
+                        claims[-1].after = tuple(d.cancel)
+                        for old in d.cancel:
+                            self._replaced[old] = run_id
                     running = running + (Running(run_id, d.run, now, d.trigger or "schedule", self.engine_id),)
                     run_count += 1
                 cancel.extend(d.cancel)
@@ -852,6 +927,12 @@ class Engine:
         if claims:
             fault("after-claim")
         self._stop_leftovers(stops)
+        if self._redeliver:
+            self._recover_deliveries()
+        elif self.mode == "daemon" and time.monotonic() - self._adopted_at > 60:
+            # Entries of a `run NAME` or `tick` that died since (cheap: one listdir).
+            self._adopted_at = time.monotonic()
+            self.outbox.adopt(self.store.engine_alive)
         for job, rec in records:
             try:
                 self.store.append_history(job, rec)
@@ -863,6 +944,11 @@ class Engine:
         for run_id in cancel:
             self._cancel(run_id, state)
         return claims, state
+
+    def _waiting_for_slot(self, js: JobState) -> bool:
+        with self._cv:
+            pending = {c.run_id for c in self._pending}
+        return bool(js.running) and all(r.run_id in pending for r in js.running)
 
     def _claim(self, job: str, run_id: str, spec: JobSpec, trigger: str, scheduled_for: datetime | None, now: datetime) -> Claim:
         self._seq += 1
@@ -919,12 +1005,27 @@ class Engine:
             ev.set()
             self._poke_volleys()
             return
+        with self._cv:
+            if any(c.run_id == run_id for c in self._pending):
+                # Still waiting for a slot: it starts cancelled, and spawns nothing.
+                ev = self._cancels[run_id] = threading.Event()
+                ev.set()
+                return
+        from .executors.contain import recover_run
         from .executors.process import kill_group
+
+        def stop(pgid: int | None) -> None:
+            if pgid is not None:
+                kill_group(pgid, 10.0)
+            recover_run(run_id)  # its cgroup, if runs get one here
 
         for js in state.jobs.values():
             for r in js.running:
-                if r.run_id == run_id and r.pid and _group_belongs_to(r.pid, run_id):
-                    threading.Thread(target=kill_group, args=(r.pid, 10.0), daemon=True).start()
+                if r.run_id == run_id:
+                    pgid = r.pid if r.pid and _group_belongs_to(r.pid, run_id) else None
+                    t = threading.Thread(target=stop, args=(pgid,), daemon=True)
+                    self._killers[run_id] = t
+                    t.start()
 
     def _poke_volleys(self) -> None:
         """Cancel events were set: runs waiting for their instant look at theirs."""
@@ -948,6 +1049,7 @@ class Engine:
         with self._cv:
             self._volleys.update(volleys.values())
             for c in claims:
+                c.queued_at = time.monotonic()
                 heapq.heappush(self._pending, c)
             self._start_pending()
         for v in volleys.values():
@@ -957,7 +1059,8 @@ class Engine:
         # caller holds self._cv. max_concurrent across jobs; more wait in due order.
         while self._pending and len(self._active) < max(1, self.config.max_concurrent):
             claim = heapq.heappop(self._pending)
-            cancel = threading.Event()
+            claim.slot_wait = time.monotonic() - claim.queued_at
+            cancel = self._cancels.get(claim.run_id) or threading.Event()
             self._cancels[claim.run_id] = cancel
             if claim.volley is not None:
                 claim.volley.enlist()
@@ -1008,6 +1111,25 @@ class Engine:
 
         return usage_since(merged_history(self.store, job, None), self.clock.now() - timedelta(hours=24))
 
+    def _wait_replaced(self, claim: Claim) -> list[dict[str, Any]]:
+        """concurrency: replace -- wait until the runs this one replaces are over, their
+        processes gone (bounded: their stop takes at most the kill grace, then SIGKILL)."""
+        from .runner import STOP_GRACE
+
+        waited = []
+        for rid in claim.after:
+            t0 = time.monotonic()
+            with self._cv:
+                threads = [self._active.get(rid), self._killers.get(rid)]
+            for t in threads:
+                if t is not None and t is not threading.current_thread():
+                    t.join(STOP_GRACE + 10.0)
+            self._killers.pop(rid, None)
+            took = round(time.monotonic() - t0, 3)
+            waited.append({"run_id": rid, "waited_s": took})
+            self.log(claim.job, f"run {short_id(claim.run_id)} waited {took:.1f}s for run {short_id(rid)} it replaces to stop")
+        return waited
+
     def _record_pid(self, claim: Claim, pid: int) -> None:
         self._record_pids({claim.run_id: (claim.job, pid)})
 
@@ -1018,7 +1140,7 @@ class Engine:
 
     def execute(self, claim: Claim, cancel: threading.Event, *, stream: IO[bytes] | None = None) -> str:
         """Run one claimed run to its end: spawn, wait, record, deliver. Returns the status."""
-        from .delivery import Report, deliver_all, notify_start
+        from .delivery import Report, notify_start
         from .executors.base import RunContext
         from .runner import execute
 
@@ -1081,6 +1203,7 @@ class Engine:
             start_ping = threading.Thread(target=ping, daemon=True)
             start_ping.start()
         start = volley.member(claim) if volley is not None else None
+        waited = self._wait_replaced(claim)
         try:
             outcome = execute(ctx, now=self.clock.now, on_spawn=on_spawn, cancel=cancel, start=start)
         finally:
@@ -1102,16 +1225,24 @@ class Engine:
             "host": self.host,
             "engine": self.engine_id,
         }
+        if waited:
+            record["replaced"] = waited
+        if claim.slot_wait >= 0.5 and (claim.volley is None or claim.slot_wait > 2.0):
+            record["slot_wait_s"] = round(claim.slot_wait, 3)
+            note = f"waited {claim.slot_wait:.1f}s for a free slot (max_concurrent: {self.config.max_concurrent})"
+            record["message"] = f"{note}; {record['message']}" if record["message"] else note
+        replaced_by = self._replaced.pop(claim.run_id, None)
+        if replaced_by is not None and status == Status.cancelled:
+            record["replaced_by"] = replaced_by
+            record["message"] = f"{record['message']}; replaced by run {replaced_by} (concurrency: replace)"
         if spawned_at and claim.scheduled_for is not None:
             record["lateness_ms"] = round((spawned_at[0] - claim.scheduled_for).total_seconds() * 1000, 1)
         recorded = self._persist(claim, "its record", lambda: self.store.append_history(claim.job, record))
         fault("after-history")
         if recorded:
             self.observer.recorded(claim.job, record)
-        if recorded:
-            # Without its record the run keeps its `running` entry, so that the next
-            # recovery records it `interrupted` instead of it vanishing.
-            self._persist(claim, "its end in state.json", lambda: self._finish_state(claim, outcome, status))
+        # Without its record the run keeps its `running` entry, so that the next recovery
+        # records it `interrupted` instead of it vanishing.
         dur = (outcome.finished_at - outcome.started_at).total_seconds()
         extra = f" (exit {outcome.exit_code})" if outcome.exit_code not in (None, 0) else ""
         if outcome.message and status not in ("success",):
@@ -1130,42 +1261,62 @@ class Engine:
         )
         if status in ("failed", "timeout", "refused", "interrupted"):
             self._failed += 1
-        # Delivery happens after the run is recorded, and never changes its status.
-        if start_ping is not None:
-            start_ping.join(timeout=40)
-        if spec.deliver:
-            output, truncated = _read_output(log_path, self.config.output_limit)
-            report = Report(
-                status=status,
-                started_at=outcome.started_at,
-                finished_at=outcome.finished_at,
-                exit_code=outcome.exit_code,
-                output=output,
-                output_truncated=truncated or outcome.truncated,
-                message=outcome.message,
-                **report_base,
-            )
-            targets = spec.deliver
-            if stream is not None:
-                # `run NAME` already streamed the output to the terminal: printing it again
-                # through the stdout target would show it twice.
-                targets = tuple(t for t in targets if t.kind != "stdout")
-            fault("during-delivery")
-            results = deliver_all(targets, report, self.config, self.environ) if targets else []
-            if results:
-                self.observer.delivered(claim.job, claim.run_id, results)
-                line = {"run_id": claim.run_id, "deliveries": [r.to_json() for r in results]}
-                self._persist(claim, "its deliveries", lambda: self.store.append_history(claim.job, line))
-                for r in results:
-                    if r.ok:
-                        continue
-                    why = r.skipped if r.skipped else f"failed after {r.attempts} tries: {r.error}"
-                    self.log(claim.job, f"run {short_id(claim.run_id)} delivery to {r.target} {why}", event="delivery.failed", level="warning", run_id=claim.run_id, target=r.target, status=status)
+        # Delivery happens after the run is recorded, and never changes its status. The
+        # run only puts its deliveries in the outbox (persisted) and frees its slot; the
+        # outbox's workers send them (cronfile/outbox.py).
+        if spec.deliver and recorded:
+            if start_ping is not None:
+                self._start_pings[claim.run_id] = start_ping
+            self._persist(claim, "its deliveries to the outbox", lambda: self._queue_deliveries(claim.job, spec, record, skip_stdout=stream is not None))
+        if recorded:
+            # Its end in state.json only now: a crash before it leaves the run to the
+            # recovery, which finds the record and queues the deliveries if they are not
+            # in the outbox yet (at least once).
+            self._persist(claim, "its end in state.json", lambda: self._finish_state(claim, outcome, status))
         try:
             self.store.prune(claim.job, self.config.history_limit)
         except OSError as e:
             self.log(claim.job, f"could not prune history: {e}")
         return status
+
+    def _queue_deliveries(self, job: str, spec: JobSpec, record: dict[str, Any], *, skip_stdout: bool = False) -> None:
+        """A recorded run's deliveries into the outbox; then the targets its ``on:``
+        filters out are recorded (after: a recovery takes any deliveries line as proof
+        that the outbox got the rest)."""
+        from .outbox import entries_for
+
+        entries, skipped = entries_for(record, spec, self.config, engine_id=self.engine_id, now=iso(self.clock.now()) or "", skip_stdout=skip_stdout, host=self.host)
+        if not any(e.target.get("kind") == "healthchecks" for e in entries):
+            self._start_pings.pop(record["run_id"], None)  # no finish ping will wait for it
+        self.outbox.put(entries)
+        fault("after-outbox")
+        if skipped:
+            self.store.append_history(job, {"run_id": record["run_id"], "deliveries": [r.to_json() for r in skipped]})
+
+    def _delivery_recorded(self, job: str, run_id: str) -> bool:
+        try:
+            lines = self.store.read_history(job)
+        except ValueError:
+            return False
+        return any(ln.get("run_id") == run_id and "status" not in ln and ln.get("deliveries") for ln in lines)
+
+    def _send_delivery(self, entry: Any, stop: threading.Event) -> Any:
+        from .outbox import send
+
+        if entry.target.get("kind") == "healthchecks":
+            ping = self._start_pings.pop(entry.run_id, None)
+            if ping is not None:
+                ping.join(timeout=40)  # its /start must not arrive after the finish ping
+        fault("during-delivery")
+        return send(entry, self.config, self.environ, stop, output_limit=self.config.output_limit)
+
+    def _record_delivery(self, entry: Any, result: Any) -> None:
+        result = replace(result, key=entry.key)
+        self.store.append_history(entry.job, {"run_id": entry.run_id, "deliveries": [result.to_json()]})
+        self.observer.delivered(entry.job, entry.run_id, [result])
+        if not result.ok:
+            why = result.skipped if result.skipped else f"failed after {result.attempts} tries: {result.error}"
+            self.log(entry.job, f"run {short_id(entry.run_id)} delivery to {result.target} {why}", event="delivery.failed", level="warning", run_id=entry.run_id, target=result.target)
 
     def _persist(self, claim: Claim, what: str, write: Callable[[], None]) -> bool:
         """A write a finished run depends on: its history line, its end in state.json.
@@ -1243,7 +1394,12 @@ class Engine:
                 running = js.running + (Running(run_id, None, now, "manual", self.engine_id),)
                 txn.state = txn.state.with_job(spec.name, js.with_(running=running))
         claim = self._claim(spec.name, run_id, spec, "manual", None, now)
-        return self.execute(claim, cancel, stream=stream)
+        status = self.execute(claim, cancel, stream=stream)
+        # Its deliveries, before the command returns; a SIGTERM cuts them short (they
+        # stay in the outbox for the daemon or the next tick).
+        threading.Thread(target=lambda: (cancel.wait(), self.outbox.stop()), daemon=True).start()
+        self.outbox.drain()
+        return status
 
     def tick(self) -> int:
         """One pass: apply (if the files are valid), fire what is due, wait, exit."""
@@ -1253,6 +1409,7 @@ class Engine:
         claims, _ = self.claim_due(self.clock.now())
         self.dispatch(claims)
         self.wait_idle()
+        self.outbox.drain()  # bounded: every delivery has its tries and a timeout each
         return self._failed
 
     def _fire_reboot(self, *, only_after_boot: bool) -> None:
@@ -1408,12 +1565,19 @@ class Engine:
                 txn.state = state
             for c in pending:
                 self.store.append_history(c.job, {**self._skipped_record(c.job, c.scheduled_for or now, now), "run_id": c.run_id, "status": str(Status.interrupted), "message": "the daemon stopped before a slot was free"})
+        t0 = time.monotonic()
         if not self.wait_idle(self.config.shutdown_grace):
             with self._cv:
                 for ev in self._cancels.values():
                     ev.set()
             self._poke_volleys()
             self.wait_idle(15.0)
+        # Deliveries get what is left of the grace (at least 2 s); whatever a target
+        # does, what is not sent by then stays in the outbox for the next start.
+        deadline = max(t0 + self.config.shutdown_grace, time.monotonic() + 2.0)
+        if not self.outbox.drain(deadline):
+            self.log("", "deliveries not made yet stay in the outbox; they go out after the restart", event="delivery.deferred", level="warning")
+        self.outbox.stop()
         self.log("", "stopped", event="daemon.stopped")
 
 
@@ -1435,15 +1599,6 @@ def _existing(log_path: Path) -> str | None:
     """A history line's log_path: absolute, so a webhook receiver or a script elsewhere can
     open it; None when the run ended before it wrote anything."""
     return str(log_path.resolve()) if log_path.exists() else None
-
-
-def _read_output(path: Path, limit: int) -> tuple[str, bool]:
-    try:
-        with path.open("rb") as f:
-            data = f.read(limit + 1)
-    except OSError:
-        return "", False
-    return data[:limit].decode("utf-8", errors="replace"), len(data) > limit
 
 
 def _group_belongs_to(pgid: int, run_id: str) -> bool:

@@ -377,6 +377,11 @@ def load_project(
     if cache is not None and files is None:
         cache.forget_unseen()
     problems += cross_problems(specs)
+    from .paths import path_problems
+
+    for spec in specs:  # the files a job reads and where it runs: inside the repo only
+        if spec.workdir != "." or spec.context.files or spec.context.script:
+            problems += path_problems(spec, root, config)
     if warnings:
         problems += warnings_for(specs, root, now, os.environ if environ is None else environ)
     specs.sort(key=lambda s: s.name)

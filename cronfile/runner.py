@@ -12,9 +12,11 @@ attempts write to the same log, each after the first under a header line.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +25,7 @@ from typing import Any, BinaryIO, Protocol
 from .clock import iso
 from .durations import format_duration
 from .executors.base import Early, Prepared, RunContext, executor_for
+from .executors.contain import Box, containment
 from .executors.process import Proc, Staged, can_park, spawn
 from .expect import check_expect
 from .spec import JobSpec, Kind, Status
@@ -208,10 +211,45 @@ def execute(
     (module docstring)."""
     tally = _Tally(started=now())
     result: _Attempt | None = None
+    # Every process of the run, context script included, goes into one box, emptied
+    # after each attempt and closed at the end: nothing the run started outlives it.
+    box = containment().box(ctx.run_id)
+    try:
+        result = _execute(ctx, tally, box, now, on_spawn, cancel, sleep, start)
+    finally:
+        box.close()
+    return Outcome(
+        result.status,
+        result.exit_code,
+        tally.attempts,
+        tally.started,
+        now(),
+        tally.output_bytes,
+        tally.truncated,
+        result.message,
+        result.detail,
+        tally.usage,
+        tally.usage_error if tally.usage is None else None,
+    )
+
+
+def _execute(
+    ctx: RunContext,
+    tally: _Tally,
+    box: Box,
+    now: Callable[[], datetime],
+    on_spawn: Callable[[int], None],
+    cancel: threading.Event | None,
+    sleep: Callable[[float, threading.Event | None], bool],
+    start: Start | None,
+) -> _Attempt:
+    result: _Attempt | None = None
     if start is not None and not prepares_ahead(ctx.spec):
         result = _await(start, cancel, tally, now)
         start = None
     if result is None:
+        # One deadline for the first attempt: the context script and the agent together.
+        ctx = dataclasses.replace(ctx, box=box, deadline=time.monotonic() + ctx.spec.timeout)
         try:
             prepared = executor_for(ctx.spec).prepare(ctx, cancel=cancel, on_spawn=on_spawn)
         except OSError as e:
@@ -232,21 +270,11 @@ def execute(
                     Status.failed, None, msg, {"error": msg}
                 )
             else:
+                if box.note:
+                    _write(log, ctx, f"[cronfile: {box.note}]\n".encode())
                 with log:
-                    result = _attempts(ctx, prepared, log, tally, on_spawn, cancel, sleep, start, now)
-    return Outcome(
-        result.status,
-        result.exit_code,
-        tally.attempts,
-        tally.started,
-        now(),
-        tally.output_bytes,
-        tally.truncated,
-        result.message,
-        result.detail,
-        tally.usage,
-        tally.usage_error if tally.usage is None else None,
-    )
+                    result = _attempts(ctx, prepared, log, tally, on_spawn, cancel, sleep, start, now, box)
+    return result
 
 
 def _await(
@@ -304,6 +332,7 @@ def _attempts(
     sleep: Callable[[float, threading.Event | None], bool],
     start: Start | None,
     now: Callable[[], datetime],
+    box: Box,
 ) -> _Attempt:
     spec = ctx.spec
     retries = max(spec.retries, 0)
@@ -326,7 +355,9 @@ def _attempts(
             # Before the instant: the output pipe and its reader, and the process itself
             # if it may wait parked; at the instant, only what is left.
             try:
-                staged = Staged(prepared, log, output_limit=ctx.output_limit, stream=ctx.stream)
+                staged = Staged(
+                    prepared, log, output_limit=ctx.output_limit, stream=ctx.stream, box=box
+                )
                 if can_park(prepared) and start.may_park():
                     proc, staged = staged.spawn(gate=True), None
             except OSError:
@@ -348,7 +379,11 @@ def _attempts(
                 proc = staged.spawn()
             elif proc is None:
                 proc = spawn(
-                    prepared, log, output_limit=ctx.output_limit - tally.kept, stream=ctx.stream
+                    prepared,
+                    log,
+                    output_limit=ctx.output_limit - tally.kept,
+                    stream=ctx.stream,
+                    box=box,
                 )
         except OSError as e:
             # Treated as a failure (retried too): ENOENT, EACCES, E2BIG, EMFILE...
@@ -357,10 +392,19 @@ def _attempts(
             _write(log, ctx, tally.line(f"[cronfile: {msg}]"))
             continue
         on_spawn(proc.pid)
-        code = proc.wait(spec.timeout, cancel)
+        # The first attempt's deadline began before its context script ran.
+        deadline = time.monotonic() + spec.timeout
+        if attempt == 1 and ctx.deadline is not None and not prepares_ahead(spec):
+            deadline = ctx.deadline
+        code = proc.wait(max(deadline - time.monotonic(), 0.0), cancel)
         leader_code = proc.returncode
         if code is None:
             proc.stop(STOP_GRACE)
+        else:
+            # Ended, output closed: what it left running in the background goes too.
+            left = proc.finish(STOP_GRACE)
+            if left:
+                _write(log, ctx, tally.line(f"[cronfile: processes the run left running were stopped ({left})]"))
         cancelled = code is None and cancel is not None and cancel.is_set()
         tally.add(proc, ctx.output_limit)
         result = _judge(ctx, proc, code, cancelled, leader_code)

@@ -272,6 +272,9 @@ def render_systemd(svc: Service) -> str:
         # every job's process at once and leave nothing to wait for. What is left at
         # TimeoutStopSec gets SIGKILL, the whole group.
         "KillMode=mixed",
+        # The unit's cgroup is cronfile's to subdivide: each run gets a cgroup of its
+        # own, so nothing a job starts outlives its run (executors/contain.py).
+        "Delegate=yes",
         f"TimeoutStopSec={svc.stop_timeout_s}",
         "StandardOutput=journal",
         "StandardError=journal",

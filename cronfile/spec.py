@@ -418,6 +418,8 @@ class Config:
     injection_patterns: tuple[str, ...] = ()
     shutdown_grace: float = 30.0
     output_limit: int = 1024 * 1024
+    context_file_limit: int = 1024 * 1024  # bytes a context file may have
+    context_total_limit: int = 4 * 1024 * 1024  # bytes all of a job's context files may have
     smtp: Mapping[str, Any] = field(default_factory=dict)
     telegram_api: str = "https://api.telegram.org"
     defaults: Mapping[str, Any] = field(default_factory=dict)
@@ -640,6 +642,8 @@ def config_from_document(doc: Document | None) -> tuple[Config, list[Problem]]:
         injection_patterns=tuple(str(p) for p in data.get("injection_patterns") or ()),
         shutdown_grace=grace,
         output_limit=int(data.get("output_limit", 1024 * 1024)) if isinstance(data.get("output_limit", 0), int) else 1024 * 1024,
+        context_file_limit=_int_or(data.get("context_file_limit"), 1024 * 1024),
+        context_total_limit=_int_or(data.get("context_total_limit"), 4 * 1024 * 1024),
         smtp=dict(data.get("smtp") or {}),
         telegram_api=str(data.get("telegram_api", "https://api.telegram.org")).rstrip("/"),
         defaults=dict(defaults) if isinstance(defaults, dict) else {},
@@ -989,6 +993,10 @@ def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0) 
         source=source,
         line=line,
     )
+
+
+def _int_or(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def cross_problems(specs: Iterable[JobSpec]) -> list[Problem]:

@@ -122,6 +122,7 @@ def test_only_the_webhook_module_imports_httpx():
 
 def test_a_result_serializes_with_every_key_present():
     assert DeliveryResult("stdout", True, 1).to_json() == {
+        "key": None,
         "target": "stdout",
         "ok": True,
         "attempts": 1,

@@ -216,4 +216,5 @@ def test_deliveries_are_recorded_in_the_runs_history_line(repo):
     with LocalEngine(repo, T0) as eng:
         eng.step(at(10, 1))
         (h,) = eng.history("d")
-        assert h["deliveries"] == [{"target": "stdout", "ok": True, "attempts": 1, "status_code": None, "error": None, "skipped": None}]
+        # The key: the outbox entry's idempotency key, <run id>.<target index>.
+        assert h["deliveries"] == [{"key": f"{h['run_id']}.0", "target": "stdout", "ok": True, "attempts": 1, "status_code": None, "error": None, "skipped": None}]

@@ -59,6 +59,7 @@ class Report:
     host: str
     description: str = ""
     message: str = ""  # why, when the output cannot say: a refusal, a missing program
+    delivery_key: str = ""  # <run id>.<n>: the same for every try and every resend
 
     @property
     def duration_s(self) -> float | None:
@@ -78,10 +79,12 @@ class DeliveryResult:
     status_code: int | None = None
     error: str | None = None
     skipped: str | None = None
+    key: str | None = None  # the outbox entry's idempotency key
 
     def to_json(self) -> dict[str, Any]:
         # Every key always present: history lines keep one shape (DESIGN.md section 7).
         return {
+            "key": self.key,
             "target": self.target,
             "ok": self.ok,
             "attempts": self.attempts,

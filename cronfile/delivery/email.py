@@ -42,7 +42,12 @@ def build_message(
     msg["To"] = ", ".join(recipients)
     msg["Date"] = formatdate(localtime=True)
     # A domain given: make_msgid() would otherwise ask DNS for this host's FQDN.
-    msg["Message-ID"] = make_msgid(domain=report.host or socket.gethostname())
+    if report.delivery_key:
+        # Stable across resends (deliveries are at least once): mail systems and
+        # clients drop a second message with the same Message-ID.
+        msg["Message-ID"] = f"<{report.delivery_key}.cronfile@{report.host or socket.gethostname()}>"
+    else:
+        msg["Message-ID"] = make_msgid(domain=report.host or socket.gethostname())
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Cronfile-Job"] = report.job
     msg["X-Cronfile-Run-Id"] = report.run_id

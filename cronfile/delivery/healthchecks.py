@@ -100,4 +100,6 @@ class HealthchecksDeliverer(BaseDeliverer):
             return self.result(False, 0, error=str(e))
         url = ping_url(base, suffix, run_uuid(report.job, report.run_id))
         headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if report.delivery_key:
+            headers["X-Cronfile-Delivery"] = report.delivery_key  # as webhooks (outbox.py)
         return outcome_result(self, self.http.post(url, content=body, headers=headers))

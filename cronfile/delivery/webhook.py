@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import json
 import ssl
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -176,22 +177,41 @@ class Http:
             follow_redirects=False,  # a redirect could lead past the guard
             trust_env=False,
         ) as client:
-            request = client.build_request(
-                "POST", target, content=content, headers=hdrs, extensions=extensions
-            )
-            response = client.send(request, stream=True)
+            # httpx's timeout is per operation: an endpoint that trickles a header byte
+            # every few seconds never trips it. The whole try gets `timeout` seconds;
+            # then its connection is closed under it (the read fails at once).
+            expired = threading.Event()
+
+            def expire() -> None:
+                expired.set()
+                client.close()
+
+            timer = threading.Timer(self.timeout, expire)
+            timer.daemon = True
+            timer.start()
             try:
-                # Read only the start: a hostile endpoint could answer with gigabytes.
-                got = b""
+                request = client.build_request(
+                    "POST", target, content=content, headers=hdrs, extensions=extensions
+                )
+                response = client.send(request, stream=True)
                 try:
-                    for chunk in response.iter_raw():
-                        got += chunk
-                        if len(got) >= 4096:
-                            break
-                except httpx.StreamConsumed:  # a transport that answered with a read body
-                    got = response.content
+                    # Read only the start: a hostile endpoint could answer with gigabytes.
+                    got = b""
+                    try:
+                        for chunk in response.iter_raw():
+                            got += chunk
+                            if len(got) >= 4096:
+                                break
+                    except httpx.StreamConsumed:  # a transport that answered with a read body
+                        got = response.content
+                finally:
+                    response.close()
+            except (httpx.TransportError, RuntimeError):
+                if expired.is_set():
+                    raise httpx.ReadTimeout(f"no complete answer within {self.timeout:g}s") from None
+                raise
             finally:
-                response.close()
+                timer.cancel()
             return response.status_code, got[:4096].decode("utf-8", "replace")
 
 
@@ -368,4 +388,8 @@ class WebhookDeliverer(BaseDeliverer):
         headers.update(extra)
         if secret is not None:
             headers["X-Cronfile-Signature"] = sign(secret, body)
+        if report.delivery_key:
+            # The same on every try and every resend after a crash: a receiver that has
+            # seen it drops the copy (deliveries are at least once).
+            headers["X-Cronfile-Delivery"] = report.delivery_key
         return outcome_result(self, self.http.post(url, content=body, headers=headers))

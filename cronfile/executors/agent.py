@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 from .. import guard
 from ..durations import format_duration
+from ..paths import PathRefused, read_context_files
 from ..secrets import Masker
 from ..spec import Status
 from ..usage import budget_refusal
@@ -117,13 +119,21 @@ class AgentExecutor:
             )
 
         sections: list[tuple[str, str, str]] = []
-        for i, rel in enumerate(spec.context.files):
-            path = ctx.root / rel
-            try:
-                text = path.read_text(encoding="utf-8", errors="replace")
-            except OSError as e:
-                msg = f"context file {rel} cannot be read: {e.strerror or e}"
-                return Early(Status.failed, msg, {"error": msg, "file": rel})
+        try:
+            # Inside the repo, regular files, capped (paths.py): a FIFO or /dev/zero put
+            # there since validate is refused, never waited on or read for ever.
+            texts = read_context_files(
+                ctx.root,
+                spec.context.files,
+                ctx.config.context_file_limit,
+                ctx.config.context_total_limit,
+            )
+        except PathRefused as e:
+            return Early(Status.refused, str(e), {"reason": str(e)})
+        except OSError as e:
+            msg = f"context file cannot be read: {e.strerror or e} ({e.filename})"
+            return Early(Status.failed, msg, {"error": msg})
+        for i, (rel, text) in enumerate(texts):
             sections.append((f"context.files[{i}]: {rel}", rel, text))
         if spec.context.from_job and ctx.from_job_output:
             job = spec.context.from_job
@@ -192,10 +202,16 @@ class AgentExecutor:
         try:
             done = run_capture(
                 prepared,
-                timeout=ctx.spec.timeout,
+                # The run's one deadline covers the script and the agent together.
+                timeout=(
+                    max(ctx.deadline - time.monotonic(), 0.0)
+                    if ctx.deadline is not None
+                    else ctx.spec.timeout
+                ),
                 limit=ctx.output_limit,
                 cancel=cancel,
                 on_spawn=on_spawn,
+                box=ctx.box,
             )
         except OSError as e:
             msg = f"context script {script} could not start: {e}"

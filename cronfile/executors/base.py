@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from ..secrets import Masker, MissingVariable, expand_env
+from ..secrets import Masker, MissingVariable, expand_env, var_names
 from ..spec import Config, JobSpec, Kind, Status
 from ..usage import Usage
 
@@ -31,6 +31,7 @@ __all__ = [
     "job_env",
     "prepare_common",
     "resolve_program",
+    "secret_values",
 ]
 
 
@@ -51,6 +52,8 @@ class RunContext:
     output_limit: int = 1024 * 1024
     stream: IO[bytes] | None = None  # `cronfile run NAME` mirrors output here as it comes
     budget_used: Usage | None = None  # the job's usage over the last 24 hours, if it has a budget
+    box: Any = None  # executors.contain.Box: where every process of the run goes
+    deadline: float | None = None  # time.monotonic() by which the first attempt must end
 
 
 @dataclass(frozen=True)
@@ -90,14 +93,38 @@ class Executor(Protocol):
         ...
 
 
+def secret_values(spec: JobSpec, config: Config, environ: Mapping[str, str]) -> list[str]:
+    """Every value a ``${VAR}`` of this job brings in, wherever it is (the job's env, its
+    delivery URLs, secrets, headers and tokens, the smtp settings), and the literal smtp
+    password and telegram tokens: what the masker hides in the run's output and in what
+    is delivered."""
+    names = var_names(spec.data.get("env") or {}) | var_names(spec.data.get("deliver") or [])
+    names |= var_names(dict(config.smtp))
+    values = [environ[n] for n in names if n in environ]
+    if config.smtp.get("password"):
+        values.append(str(config.smtp["password"]))
+    values += [str(t.options["token"]) for t in spec.deliver if t.options.get("token")]
+    return values
+
+
+def delivery_only_names(spec: JobSpec, config: Config) -> set[str]:
+    """Variables only deliveries or smtp use: the job's processes never get them."""
+    used_by_job = var_names(spec.data.get("env") or {})
+    return (var_names(spec.data.get("deliver") or []) | var_names(dict(config.smtp))) - used_by_job
+
+
 def job_env(ctx: RunContext) -> tuple[dict[str, str], Masker]:
     """The child's environment and the masker for its output. Raises MissingVariable.
 
-    The engine's environment, then the job's ``env`` with ``${VAR}`` expanded from it,
-    then the CRONFILE_* variables, which a job cannot override (a process that sees
-    CRONFILE_RUN_ID knows it runs under cronfile, DESIGN.md section 5)."""
+    The engine's environment less the variables only deliveries and smtp use, then the
+    job's ``env`` with ``${VAR}`` expanded from it, then the CRONFILE_* variables, which
+    a job cannot override (a process that sees CRONFILE_RUN_ID knows it runs under
+    cronfile, DESIGN.md section 5). The masker hides every ``${VAR}`` value of the job
+    (secret_values), not only those of its env."""
     expanded, secrets = expand_env(ctx.spec.env, ctx.environ)
-    env = dict(ctx.environ)
+    secrets += secret_values(ctx.spec, ctx.config, ctx.environ)
+    hidden = delivery_only_names(ctx.spec, ctx.config)
+    env = {k: v for k, v in ctx.environ.items() if k not in hidden}
     env.update(expanded)
     env.update(
         CRONFILE_JOB=ctx.job,
@@ -114,6 +141,12 @@ def prepare_common(ctx: RunContext) -> tuple[Path, dict[str, str], Masker] | Ear
         env, masker = job_env(ctx)
     except MissingVariable as e:
         return Early(Status.failed, str(e), {"error": str(e), "variable": e.name})
+    from ..paths import run_paths_reason
+
+    refused = run_paths_reason(ctx.root, ctx.spec)
+    if refused is not None:
+        # Validate refuses it too; here the repo changed since (a symlink swapped).
+        return Early(Status.refused, refused, {"reason": refused})
     cwd = ctx.root / ctx.spec.workdir
     if not cwd.is_dir():
         msg = f"workdir {ctx.spec.workdir!r} does not exist ({cwd})"

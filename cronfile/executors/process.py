@@ -46,6 +46,7 @@ from typing import IO, BinaryIO
 from ..secrets import Masker
 from ..usage import Decoder, decoder_for
 from .base import Prepared
+from .contain import Box
 from .shell import SHELL
 
 __all__ = [
@@ -167,6 +168,11 @@ class _Output:
         self.write_error: str | None = None
 
     def feed(self, raw: bytes) -> None:
+        if self.written >= self._limit:
+            # Past the cap: counted and dropped, never scanned (masking is the costly
+            # part, and nothing of it would be kept).
+            self.dropped += len(raw)
+            return
         self._emit(self._masker.feed(raw))
 
     def close(self) -> None:
@@ -297,8 +303,10 @@ class Proc:
         readers: list[_Reader],
         output: _Output | None,
         gate: int | None = None,
+        box: Box | None = None,
     ) -> None:
         self._popen = popen
+        self.box = box
         self._readers = readers
         self._output = output
         self.pid: int = popen.pid
@@ -398,7 +406,7 @@ class Proc:
                 r.join(pause)
             if self._output_done():
                 break
-            if not group_alive(self.pid):
+            if not self._anything_alive():
                 self._close_output()
                 break
             if interrupted():
@@ -406,21 +414,53 @@ class Proc:
             pause = min(pause * 2, 0.25)
         return self._popen.returncode
 
+    def _anything_alive(self) -> bool:
+        return group_alive(self.pid) or (self.box is not None and self.box.alive())
+
+    def _signal_all(self, sig: int) -> None:
+        _signal_group(self.pid, sig)
+        if self.box is not None:
+            self.box.signal(sig)
+
+    def _wait_all_gone(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            self._popen.poll()  # our own exited leader must not linger as a zombie
+            if not self._anything_alive():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.1)
+
+    def finish(self, grace: float = 10.0) -> str | None:
+        """The run's main process ended and its output closed: stop whatever it left
+        behind in its box (a background process, a daemon that called setsid). Returns
+        the signal that had to be used, if anything was left."""
+        if self.box is None:
+            return None
+        _signal_group(self.pid, signal.SIGTERM)  # harmless if the group is empty
+        return self.box.stop(grace)
+
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM to the group, SIGKILL to the group after ``grace`` seconds if any of
-        it is left; then close the output."""
+        """SIGTERM to the group and everything in the run's box, SIGKILL after ``grace``
+        seconds to whatever is left; then close the output."""
         with self._gate_lock:
             fd, self._gate = self._gate, None
         if fd is not None:
             os.close(fd)  # a parked process is not let go by stopping it
-        if self._popen.poll() is None or group_alive(self.pid):
+        if self._popen.poll() is None or self._anything_alive():
             self.killed_by = "SIGTERM"
-            _signal_group(self.pid, signal.SIGTERM)
-            _signal_group(self.pid, signal.SIGCONT)
-            if not _wait_group_gone(self.pid, grace, self._popen.poll):
+            self._signal_all(signal.SIGTERM)
+            self._signal_all(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+            if not self._wait_all_gone(grace):
                 self.killed_by = "SIGKILL"
                 _signal_group(self.pid, signal.SIGKILL)
-                _wait_group_gone(self.pid, 1.0, self._popen.poll)
+                if self.box is not None:
+                    self.box.kill()
+                self._wait_all_gone(5.0)
         try:
             self._popen.wait(timeout=5.0)
         except subprocess.TimeoutExpired:
@@ -469,12 +509,27 @@ class _Pipes:
 
 
 def _start(
-    prepared: Prepared, pipes: _Pipes, gate: tuple[int, int] | None = None
+    prepared: Prepared,
+    pipes: _Pipes,
+    gate: tuple[int, int] | None = None,
+    box: Box | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``prepared`` in a new session writing into ``pipes``: one pipe gets stdout
     and stderr merged (in order), two get them apart. With ``gate`` (a pipe: read end,
     write end), parked behind the gate reading that pipe."""
     argv, stdin = prepared.argv, subprocess.DEVNULL if prepared.stdin is None else subprocess.PIPE
+    # A run's cgroup must hold the child before it runs a single instruction of the job
+    # (a fork in its first milliseconds would escape): a /bin/sh job is held behind the
+    # gate (as a parked run is) while the engine moves it, then let go at once; any other
+    # program moves itself between fork and exec (preexec: a fork() instead of a
+    # vfork(), which costs more, so only where the gate cannot be used).
+    hold: tuple[int, int] | None = None
+    preexec = None
+    if box is not None and box.holds and gate is None:
+        if can_park(prepared):
+            gate = hold = os.pipe()
+        else:
+            preexec = box.mover()
     if gate is not None:
         argv, stdin = [SHELL, "-c", _GATE, "cronfile-gate", *argv], gate[0]
     # The readers run already, so that once the child runs nothing can fail before it
@@ -489,11 +544,32 @@ def _start(
             stderr=pipes.ends[-1][1],
             start_new_session=True,
             close_fds=True,
+            preexec_fn=preexec,
         )
+    except subprocess.SubprocessError as e:
+        # The child could not move itself into the run's cgroup: it never ran.
+        raise OSError(f"could not start it in the run's cgroup ({e})") from None
     finally:
         pipes.close_writers()  # the child has its copy; ours would keep the pipe open for ever
         if gate is not None:
             os.close(gate[0])  # the same for the gate's read end
+        if hold is not None and "popen" not in locals():
+            os.close(hold[1])
+    if box is not None:
+        # Into the run's box (executors/contain.py), before the held job is let go.
+        try:
+            box.started(popen.pid)
+        except OSError as e:
+            if hold is not None:
+                os.close(hold[1])  # the gate reads EOF: the job never runs
+            _signal_group(popen.pid, signal.SIGKILL)
+            popen.wait()
+            raise OSError(f"could not put it in the run's cgroup: {e.strerror or e}") from None
+    if hold is not None:
+        try:
+            os.write(hold[1], b"\n")
+        finally:
+            os.close(hold[1])
     if prepared.stdin is not None:
         # A thread, so a child that reads its stdin late (or never) cannot block us on
         # a full pipe.
@@ -529,8 +605,10 @@ class Staged:
         *,
         output_limit: int,
         stream: IO[bytes] | None = None,
+        box: Box | None = None,
     ) -> None:
         self.prepared = prepared
+        self.box = box
         self._output = _Output(log, output_limit, stream, prepared.masker)
         self.decoder: Decoder | None = None
         if prepared.output_format is None:
@@ -548,12 +626,14 @@ class Staged:
             raise ValueError(f"{self.prepared.argv[0]} cannot be started parked")
         pipe = os.pipe() if gate else None
         try:
-            popen = _start(self.prepared, self._pipes, pipe)
+            popen = _start(self.prepared, self._pipes, pipe, self.box)
         except BaseException:
             if pipe is not None:
                 os.close(pipe[1])
             raise
-        proc = Proc(popen, self._pipes.readers, self._output, pipe[1] if pipe is not None else None)
+        proc = Proc(
+            popen, self._pipes.readers, self._output, pipe[1] if pipe is not None else None, self.box
+        )
         proc.decoder = self.decoder
         return proc
 
@@ -597,11 +677,12 @@ def spawn(
     output_limit: int,
     stream: IO[bytes] | None = None,
     gate: bool = False,
+    box: Box | None = None,
 ) -> Proc:
     """Start ``prepared`` in its own session and process group, its output going to
     ``log``. Raises OSError when the program cannot be started. ``gate``: parked until
     ``Proc.release()`` (only if ``can_park(prepared)``: ValueError otherwise)."""
-    return Staged(prepared, log, output_limit=output_limit, stream=stream).spawn(gate=gate)
+    return Staged(prepared, log, output_limit=output_limit, stream=stream, box=box).spawn(gate=gate)
 
 
 @dataclass(frozen=True)
@@ -622,6 +703,7 @@ def run_capture(
     limit: int = 1024 * 1024,
     cancel: threading.Event | None = None,
     on_spawn: Callable[[int], None] | None = None,
+    box: Box | None = None,
 ) -> Captured:
     """Run ``prepared`` to the end in its own process group, stdout and stderr kept
     apart (each up to ``limit`` bytes), with the same timeout handling as a run.
@@ -636,14 +718,16 @@ def run_capture(
 
     pipes = _Pipes([(keep(out), lambda: None), (keep(err), lambda: None)])
     try:
-        popen = _start(prepared, pipes)
+        popen = _start(prepared, pipes, box=box)
     except BaseException:
         pipes.close_writers()
         raise
-    proc = Proc(popen, pipes.readers, None)
+    proc = Proc(popen, pipes.readers, None, box=box)
     if on_spawn is not None:
         on_spawn(proc.pid)
     code = proc.wait(timeout, cancel)
+    if code is not None:
+        proc.finish()  # what the script left running does not outlive it
     if code is None:
         proc.stop()
         cancelled = cancel is not None and cancel.is_set()

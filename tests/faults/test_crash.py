@@ -50,6 +50,8 @@ POINTS = {
     "after-spawn": 0.25,
     "after-history": 0.5,
     "during-delivery": 0.5,
+    # The run's deliveries persisted in the outbox, not sent yet.
+    "after-outbox": 0.5,
     "mid-state-write": 0.12,
     "after-state-write": 0.12,
     "mid-history-write": 0.3,
