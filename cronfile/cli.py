@@ -1,7 +1,7 @@
 """The command line: argument parsing and output only; one function per command.
 
 Heavy modules are imported inside the commands, so `cronfile --version` stays fast.
-Exit codes (DESIGN.md section 7): 0 ok, 1 a job failed or `diff` found changes,
+Exit codes (docs/design.md section 7): 0 ok, 1 a job failed or `diff` found changes,
 2 invalid input or usage.
 """
 
@@ -131,7 +131,7 @@ def store_of(args: argparse.Namespace, project: Project | None = None) -> Store:
 
 
 def refuse_inside_run(what: str) -> None:
-    """A process started by cronfile must not reconfigure or start cronfile (DESIGN.md 5).
+    """A process started by cronfile must not reconfigure or start cronfile (docs/design.md 5).
 
     Judged by what a job cannot clear (executors/contain.py, ``inside_run``): its cgroup
     is a run's, or an ancestor process holds a cronfile engine's lock. CRONFILE_RUN_ID

@@ -459,7 +459,7 @@ def check_timezones(project: Project, load_zone: Callable[[str], Any] | None = N
 
 
 def check_state_dir(state_dir: Path) -> list[Check]:
-    """DESIGN.md 1: the dir (and its subdirs) 0700, every file 0600, all ours. Bits that
+    """docs/design.md 1: the dir (and its subdirs) 0700, every file 0600, all ours. Bits that
     let others write are a FAIL (they could plant runs in state.json); bits that let them
     read are a warning (run output can hold what a job printed); a file owned by another
     user is a FAIL (the engine cannot rewrite it: typically `sudo cronfile ...`)."""

@@ -4,7 +4,7 @@ Pure: (spec, job state, schedule, now) -> Due. apscheduler decides misfires insi
 run loop with ``datetime.now()``; here the decision is a function, so every catch-up,
 deadline and concurrency case is one row of a table test (STYLE.md).
 
-The rules are DESIGN.md section 5's:
+The rules are docs/design.md section 5's:
 
 - No thundering herd: however long no engine ran, a job starts at most one run per call,
   for the latest occurrence that is due (like Kubernetes CronJob, which starts only the

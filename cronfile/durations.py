@@ -1,6 +1,6 @@
 """Durations as users write them: ``15m``, ``1h30m``, ``1h 30m``, ``2 days``.
 
-Pure functions, no I/O. The unit names are DESIGN.md section 3's: ``s``/``sec``,
+Pure functions, no I/O. The unit names are docs/design.md section 3's: ``s``/``sec``,
 ``m``/``min``, ``h``/``hour``, ``d``/``day``, ``w``/``week``, their plurals, and sums of
 them. ``ms`` is accepted too, so that whatever :func:`format_duration` prints reads back.
 Long English words that are not in that list (``15 minutes``) are rejected rather than

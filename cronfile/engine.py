@@ -1,7 +1,7 @@
 """The engine: clock -> due -> claim -> execute -> record -> deliver.
 
 The decisions are pure (``reconcile``, ``due``); this module sequences them with the
-effects (``store``, ``runner``, ``delivery``, ``watch``). Its guarantees, DESIGN.md
+effects (``store``, ``runner``, ``delivery``, ``watch``). Its guarantees, docs/design.md
 section 5:
 
 - At most once. A due run is claimed under ``state.lock`` by persisting the next

@@ -3,7 +3,7 @@
 Pure: sections of text in, the first match (or None) out. A job's prompt is assembled
 from files, another job's output and a script's stdout, any of which may carry text
 written by someone other than the job's author (an alert body, a web page, an issue
-comment). A match makes the run ``refused`` before the agent starts (DESIGN.md
+comment). A match makes the run ``refused`` before the agent starts (docs/design.md
 section 5, Safety); ``allow_injection_risk: true`` on a job turns the scan off.
 
 The phrases are matched on a normalized copy of the text, so the usual evasions do not

@@ -24,7 +24,7 @@ from .parsecache import RACY_NS, Entry, ParseCache, config_fingerprint, file_key
 from .spec import Config, JobSpec, config_from_document, cross_problems, job_from_document
 from .yamlsrc import MAX_FILE_BYTES, Document, load_documents
 
-# DESIGN.md 2's name rule, anchored with \A and \Z: the schema's `$` (and Python's) also
+# docs/design.md 2's name rule, anchored with \A and \Z: the schema's `$` (and Python's) also
 # matches before a trailing newline, so "backup\n" passed; and the store refuses ".."
 # anywhere in a path component, so "a..b" passed validation, then failed every run with
 # an internal error and stayed "running" (both found by tests/faults).

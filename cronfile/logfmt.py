@@ -5,7 +5,7 @@ Text (the default)::
     2026-12-06T05:07:00.650+01:00 backup run 7f3a started (schedule, 2 ms late)
 
 JSON (``--log-format json`` or ``log_format: json`` in cronfile.yaml), one object a line,
-the keys DESIGN.md section 8 names (``job``, ``run_id``, ``scheduled_for``,
+the keys docs/design.md section 8 names (``job``, ``run_id``, ``scheduled_for``,
 ``lateness_ms``, ``status`` only where they apply)::
 
     {"ts": "2026-12-06T05:07:00.650+01:00", "level": "info", "event": "run.started",

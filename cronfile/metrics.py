@@ -10,7 +10,7 @@ Two kinds, and why:
   last success, jobs by state. These also see runs made by ``cronfile tick`` or
   ``cronfile run NAME`` beside the daemon, and they are right after a restart.
 
-The names are the contract of DESIGN.md section 8; docs/observability.md lists them all.
+The names are the contract of docs/design.md section 8; docs/observability.md lists them all.
 """
 
 from __future__ import annotations

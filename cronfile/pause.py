@@ -9,7 +9,7 @@ While paused a job's ``state`` is ``paused`` and its ``next_run`` is None, so ``
 the claim and the daemon's wake-up skip it with no rule of their own. A buffered
 occurrence (``concurrency: queue``) is dropped; a run already started finishes.
 Resuming computes the next run from the time of the resume, like re-enabling a job in
-the files (DESIGN.md 4): no catch-up burst for the occurrences the pause skipped.
+the files (docs/design.md 4): no catch-up burst for the occurrences the pause skipped.
 """
 
 from __future__ import annotations

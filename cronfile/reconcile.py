@@ -1,7 +1,7 @@
 """Reconcile: (declared specs, applied state, now) -> (new state, plan).
 
 Pure: no I/O, no clock; ``now`` is an argument (STYLE.md habit 1). The rules are
-DESIGN.md section 4's table. The point of keeping per-job timing across a reload, unlike
+docs/design.md section 4's table. The point of keeping per-job timing across a reload, unlike
 supercronic (which cancels everything and re-reads), is that editing a prompt must not
 move, repeat or drop the next run.
 
@@ -55,7 +55,7 @@ class Change:
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """DESIGN.md section 7's ``diff --json`` entry (keys stable; ``notes`` added, and
+        """docs/design.md section 7's ``diff --json`` entry (keys stable; ``notes`` added, and
         for an update ``values``: each changed field's old and new value)."""
         out: dict[str, Any] = {
             "name": self.name,
@@ -232,7 +232,7 @@ def _create(spec: JobSpec, now: datetime) -> tuple[JobState, Change]:
     else:
         next_run = schedule.next_after(now)
         if next_run is None:
-            # DESIGN.md 4: a once-only job whose instant is already past at first apply is
+            # docs/design.md 4: a once-only job whose instant is already past at first apply is
             # reported as never firing (and kept, completed, so status shows it).
             status = JobStatus.completed
             notes.append(_never_fires_note(schedule, now))

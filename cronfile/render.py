@@ -265,7 +265,7 @@ def status_rows(
     engine_running: bool,
     usage: Mapping[str, Usage] | None = None,
 ) -> list[dict[str, Any]]:
-    """One dict per job (DESIGN.md 7's ``status --json`` keys, plus recent, overdue,
+    """One dict per job (docs/design.md 7's ``status --json`` keys, plus recent, overdue,
     drift, running; for agent jobs whose ``usage`` over the last 24 hours is given,
     usage_24h, and budget and budget_left when the job has a budget), sorted by name:
     the applied jobs and the jobs in the files.

@@ -5,7 +5,7 @@ the returned :class:`Outcome` and hands it to delivery. ``execute`` never raises
 anything a job does (a failing program, a missing variable, a refused prompt): those are
 outcomes. Time is an argument (``now``, ``sleep``), so tests and the engine decide it.
 
-Retries happen inside the run (DESIGN.md section 5): a failure or a timeout is tried
+Retries happen inside the run (docs/design.md section 5): a failure or a timeout is tried
 again up to ``retries`` times, waiting ``retry_backoff`` and doubling, capped at 10x. All
 attempts write to the same log, each after the first under a header line.
 """
@@ -33,7 +33,7 @@ from .usage import Decoder, Usage
 
 __all__ = ["Outcome", "Start", "backoff_delay", "event_sleep", "execute", "prepares_ahead"]
 
-STOP_GRACE = 10.0  # SIGTERM, then SIGKILL this many seconds later (DESIGN.md section 5)
+STOP_GRACE = 10.0  # SIGTERM, then SIGKILL this many seconds later (docs/design.md section 5)
 NO_RETRIES_ENV = "CRONFILE_NO_RETRIES"  # "1": one attempt whatever `retries` says
 SILENT_MARK = b"[SILENT]"
 
@@ -115,7 +115,7 @@ def _fmt_seconds(s: float) -> str:
 
 
 def _open_log(ctx: RunContext) -> BinaryIO:
-    # The state dir is 0700 and every file in it 0600 (DESIGN.md section 1).
+    # The state dir is 0700 and every file in it 0600 (docs/design.md section 1).
     ctx.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(ctx.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     return os.fdopen(fd, "ab")

@@ -1,4 +1,4 @@
-"""Schedules: when a job fires (DESIGN.md section 3).
+"""Schedules: when a job fires (docs/design.md section 3).
 
 ``parse(expr, timezone)`` returns a :class:`Schedule` whose ``next_after(dt)`` is the
 first fire time strictly after ``dt``. Pure: no I/O, no clock; every instant is an
@@ -998,7 +998,7 @@ def parse(
     jitter: timedelta = timedelta(0),
     jitter_key: str = "",
 ) -> Schedule:
-    """Read a schedule (DESIGN.md section 3). Raises :class:`ScheduleError`.
+    """Read a schedule (docs/design.md section 3). Raises :class:`ScheduleError`.
 
     ``anchor`` is the first fire of an interval (default: the Unix epoch);
     ``created_at`` is when a job was first applied, the start of `30m`/`in 2h`;

@@ -3,7 +3,7 @@
 Pure: the environment is an argument. A value that came from ``${VAR}`` is treated as a
 secret: it is handed to the child process but never stored, so every byte of captured
 output passes through a :class:`Masker` (or, while streaming, a :class:`StreamMasker`)
-that replaces it with ``***`` (DESIGN.md section 5, Safety).
+that replaces it with ``***`` (docs/design.md section 5, Safety).
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ class Trigger(StrEnum):
     queued = "queued"  # concurrency: queue, after the previous run finished.
 
 
-# Built-in agent profiles (DESIGN.md section 6). `model_args` go before the prompt
+# Built-in agent profiles (docs/design.md section 6). `model_args` go before the prompt
 # when the job sets a model (at the end when the prompt goes on stdin). Every built-in
 # reads the prompt on stdin: an argv element cannot begin with a dash (each CLI takes it
 # for an option) or exceed 128 KiB (Linux's limit on one argument). `output` names how
@@ -369,7 +369,7 @@ def _hash(data: Any) -> str:
 
 
 def schedule_signature(data: Mapping[str, Any]) -> str:
-    """Hash of exactly the fields that decide fire times (DESIGN.md section 4)."""
+    """Hash of exactly the fields that decide fire times (docs/design.md section 4)."""
     from .durations import parse_duration
 
     jitter = data.get("jitter")

@@ -338,7 +338,7 @@ class Store:
 
     def ensure(self) -> None:
         """Create the state dir (and missing parents) 0700, tighten a wider mode, and
-        write the ``.gitignore`` holding ``*`` so it is never committed (DESIGN.md 1)."""
+        write the ``.gitignore`` holding ``*`` so it is never committed (docs/design.md 1)."""
         try:
             self._ensure()
         except OSError as e:
@@ -537,7 +537,7 @@ class Store:
         return self.job_dir(job, create=True) / f"{_check_component('run id', run_id)}.log"
 
     def open_log(self, job: str, run_id: str) -> Any:
-        """A run's log opened for binary writing, created 0600 (DESIGN.md 1: every file
+        """A run's log opened for binary writing, created 0600 (docs/design.md 1: every file
         in the state dir is 0600, whatever the umask)."""
         path = self.log_path(job, run_id)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
@@ -581,7 +581,7 @@ class Store:
                 log.unlink()
 
     def append_audit(self, record: dict[str, Any]) -> None:
-        """One line per apply in ``audit.jsonl`` (DESIGN.md 1)."""
+        """One line per apply in ``audit.jsonl`` (docs/design.md 1)."""
         self._ready()
         _append_line(self.audit_path, record)
 

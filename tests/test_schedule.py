@@ -419,7 +419,7 @@ def upstream_changed(disagreement: str, now: str, todo: str) -> None:
 
 def test_15W_is_ours_cronsim_rejects_it() -> None:
     """Disagreement 'W on a numbered day': `15W` (the weekday nearest the 15th) is
-    DESIGN.md's; cronsim only reads `LW`."""
+    docs/design.md's; cronsim only reads `LW`."""
     assert isinstance(parse("0 0 15W * *"), CronSchedule)
     try:
         CronSim("0 0 15W * *", datetime(2026, 1, 1, tzinfo=UTC))
@@ -660,7 +660,7 @@ def _is_fixed_time(expr: str) -> bool:
 
 def _brute_force(expr: str, zone: str, start: datetime, end: datetime) -> Iterator[datetime]:
     """Fire times in (start, end], by walking every minute: cronsim's field sets and day
-    matching (the reference semantics) with zoneinfo's wall clock, and DESIGN.md's DST
+    matching (the reference semantics) with zoneinfo's wall clock, and docs/design.md's DST
     rules written out the slow way."""
     tz = ZoneInfo(zone)
     ref = CronSim(expr, start)

@@ -1,4 +1,4 @@
-"""Delivery: after a run is recorded, tell its targets (DESIGN.md section 5).
+"""Delivery: after a run is recorded, tell its targets (docs/design.md section 5).
 
 One module per target (stdout, webhook, healthchecks, telegram, email), the interface in
 ``base.py``, the pure retry policy in ``retry.py`` and the webhook network guard in

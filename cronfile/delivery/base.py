@@ -3,7 +3,7 @@
 The engine records a run first, then hands a :class:`Report` to :func:`deliver_all`,
 which applies each target's ``on:`` filter and returns one :class:`DeliveryResult` per
 target for the run's history line. A delivery never changes the run's status and never
-raises (DESIGN.md section 5).
+raises (docs/design.md section 5).
 
 Filtered-out targets get a result too (``ok=True, attempts=0, skipped="on: [failure]"``)
 so that ``cronfile history`` can say why a target heard nothing; a caller that wants
@@ -82,7 +82,7 @@ class DeliveryResult:
     key: str | None = None  # the outbox entry's idempotency key
 
     def to_json(self) -> dict[str, Any]:
-        # Every key always present: history lines keep one shape (DESIGN.md section 7).
+        # Every key always present: history lines keep one shape (docs/design.md section 7).
         return {
             "key": self.key,
             "target": self.target,

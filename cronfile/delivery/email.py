@@ -96,7 +96,7 @@ class EmailDeliverer(BaseDeliverer):
                 smtp.get("from") or f"cronfile@{socket.gethostname()}", "smtp.from"
             )
             subject = self.target.options.get("subject")
-            # ${VAR} values never reach a delivery (DESIGN.md section 5): a subject is
+            # ${VAR} values never reach a delivery (docs/design.md section 5): a subject is
             # sent as written, references and all.
             subject = str(subject) if subject else None
         except MissingVariable as e:

@@ -7,7 +7,7 @@ checked, not just the first, and the caller connects to an address that was chec
 (``webhook.py`` pins the connection to it) so that a DNS answer that changes between the
 check and the connect (DNS rebinding) cannot slip through.
 
-Rules (DESIGN.md section 5, config ``webhook_allowlist`` and ``allow_private_webhooks``):
+Rules (docs/design.md section 5, config ``webhook_allowlist`` and ``allow_private_webhooks``):
 
 - the scheme is http or https;
 - with a non-empty allowlist, the host must match one entry: ``hooks.example.com``

@@ -12,7 +12,7 @@ import ssl
 
 __all__ = ["BASE", "CAP", "TRIES", "backoff", "should_retry"]
 
-TRIES = 3  # DESIGN.md section 5: "webhooks: 3 tries".
+TRIES = 3  # docs/design.md section 5: "webhooks: 3 tries".
 BASE = 1.0  # Seconds before the second try; the third waits 2 s.
 CAP = 30.0  # Never wait longer than this between tries, whatever TRIES becomes.
 

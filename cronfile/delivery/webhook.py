@@ -55,7 +55,7 @@ from .retry import TRIES, backoff, should_retry
 __all__ = ["FORMATS", "Http", "HttpOutcome", "WebhookDeliverer", "render", "sign"]
 
 USER_AGENT = f"cronfile/{__version__}"
-TIMEOUT = 10.0  # seconds, per connect / read / write (DESIGN.md section 5)
+TIMEOUT = 10.0  # seconds, per connect / read / write (docs/design.md section 5)
 JSON_OUTPUT_LIMIT = 64 * 1024  # bytes of output in json and text bodies
 SLACK_SECTION_LIMIT = 3000  # Slack: a section block's text
 DISCORD_CONTENT_LIMIT = 2000  # Discord: a message's content

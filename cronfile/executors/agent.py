@@ -1,6 +1,6 @@
 """``prompt:`` jobs: assemble the prompt, guard it, and hand it to an agent profile.
 
-The prompt is built in a fixed order (DESIGN.md section 2): each ``context.files`` entry
+The prompt is built in a fixed order (docs/design.md section 2): each ``context.files`` entry
 under a header naming its path, then the latest successful output of
 ``context.from_job``, then the stdout of ``context.script``, then the job's prompt.
 Before any agent starts, every context section is scanned by the injection guard (the

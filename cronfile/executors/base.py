@@ -119,7 +119,7 @@ def job_env(ctx: RunContext) -> tuple[dict[str, str], Masker]:
     The engine's environment less the variables only deliveries and smtp use, then the
     job's ``env`` with ``${VAR}`` expanded from it, then the CRONFILE_* variables, which
     a job cannot override (a process that sees CRONFILE_RUN_ID knows it runs under
-    cronfile, DESIGN.md section 5). The masker hides every ``${VAR}`` value of the job
+    cronfile, docs/design.md section 5). The masker hides every ``${VAR}`` value of the job
     (secret_values), not only those of its env."""
     expanded, secrets = expand_env(ctx.spec.env, ctx.environ)
     secrets += secret_values(ctx.spec, ctx.config, ctx.environ)

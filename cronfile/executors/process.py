@@ -4,7 +4,7 @@ Every run gets its own session and process group (``start_new_session=True``), a
 supercronic does: "Run in a separate process group so that in interactive usage, CTRL+C
 stops supercronic, not the children". It also lets a timeout stop the whole tree the
 job started, not only its first process: SIGTERM to the group, then SIGKILL to the
-group after a grace period if anything in it is left (DESIGN.md section 5).
+group after a grace period if anything in it is left (docs/design.md section 5).
 
 Output (stdout and stderr merged into one pipe, so the log keeps their order) is copied
 by a reader thread into the run's log: masked (secrets.StreamMasker), capped, and
