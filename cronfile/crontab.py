@@ -362,6 +362,16 @@ def convert(
             problem(lineno, "no command before the first % (what follows it is the command's input)")
             continue
         script = with_stdin(cmd, stdin) if stdin is not None else cmd
+        # Debian cron: chdir(env_get("HOME", envp)) before the command, and no run when
+        # that fails, so relative paths are relative to the user's home (or a HOME=
+        # line). A job's workdir stays inside the jobs repo (docs/design.md section 12),
+        # so the change of folder is the command's own first step.
+        notes: list[str] = []
+        workdir = env.env.get("HOME") or home(user)
+        if workdir:
+            script = f"cd {shlex.quote(workdir)} && {script}"
+        elif user is not None:
+            notes.append(f"no user {user} here: runs in the jobs repo root, not {user}'s home")
         name = _unique(derive_name(cmd), used)
         used.add(name)
         data: dict[str, Any] = {}
@@ -370,18 +380,10 @@ def convert(
             data["description"] = desc
         data["schedule"] = expr
         data["timezone"] = tz
-        notes: list[str] = []
         if env.shell is None or env.shell in _DEFAULT_SHELLS:
             data["shell"] = script
         else:
             data["command"] = [env.shell, "-c", script]
-        # Debian cron: chdir(env_get("HOME", envp)) before the command, so relative paths
-        # in a command are relative to the user's home (or a HOME= line).
-        workdir = env.env.get("HOME") or home(user)
-        if workdir:
-            data["workdir"] = workdir
-        elif user is not None:
-            notes.append(f"no user {user} here: runs in the jobs repo root, not {user}'s home")
         if env.env:
             data["env"] = dict(env.env)
         # Like cron: a run may start while the previous one is still going, and no run

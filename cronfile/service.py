@@ -295,7 +295,8 @@ def render_systemd(svc: Service) -> str:
             "PrivateDevices=yes",
             "ProtectKernelTunables=yes",
             "ProtectKernelModules=yes",
-            "ProtectControlGroups=yes",
+            # No ProtectControlGroups=: it makes /sys/fs/cgroup read-only, and with it the
+            # delegated subtree where each run gets its cgroup (docs/design.md section 12).
             "RestrictSUIDSGID=yes",
             "LockPersonality=yes",
         ]

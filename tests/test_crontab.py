@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 from pathlib import Path
 
@@ -153,13 +154,15 @@ def test_commands_run_in_the_users_home_or_a_home_line():
         "0 1 * * * first\nHOME=/srv/app\n0 2 * * * second\n",
         source="crontab", system=False, timezone="UTC", home=homes.get,
     )
-    assert [j.data["workdir"] for j in jobs] == ["/home/me", "/srv/app"]
+    # cron changes into the home before the command; a workdir must stay in the repo
+    assert [j.data["shell"] for j in jobs] == ["cd /home/me && first", "cd /srv/app && second"]
+    assert all("workdir" not in j.data for j in jobs)
     jobs, _ = convert(
         "0 1 * * * root first\n0 2 * * * nobody-here second\n",
         source="crontab", system=True, timezone="UTC", home=homes.get,
     )
-    assert jobs[0].data["workdir"] == "/root"
-    assert "workdir" not in jobs[1].data and "no user nobody-here here" in jobs[1].notes[0]
+    assert jobs[0].data["shell"] == "cd /root && first"
+    assert jobs[1].data["shell"] == "second" and "no user nobody-here here" in jobs[1].notes[0]
 
 
 def test_the_system_format_reads_a_user_field():
@@ -204,7 +207,10 @@ def test_debian_cron_files_import_into_a_valid_repo_that_keeps_each_entry(path, 
         user, command = (fields[5], fields[6]) if not line.startswith("@") else (fields[1], fields[2])
         assert job["schedule"] == schedule
         assert job["labels"] == {"cron-user": user}
-        assert job["shell"] == command.replace("\\%", "%")
+        # cron runs the command in the user's home: `cd HOME && ` where that user exists here
+        home = os.path.expanduser(f"~{user}")
+        prefix = f"cd {shlex.quote(home)} && " if not home.startswith("~") else ""
+        assert job["shell"] == prefix + command.replace("\\%", "%")
         assert job["timezone"] == "Europe/Berlin"
     check = cronfile("validate", cwd=tmp_path)
     assert check.returncode == 0, check.stderr
@@ -292,8 +298,7 @@ def test_without_a_file_it_reads_crontab_l(tmp_path):
         "description": "Nightly dump",
         "schedule": "30 2 * * *",
         "timezone": "UTC",
-        "shell": "pg_dump app",
-        "workdir": str(tmp_path),  # cron runs a command in the user's home
+        "shell": f"cd {tmp_path} && pg_dump app",  # cron runs a command in the user's home
         "concurrency": "allow",
         "timeout": "1w",
     }
@@ -328,11 +333,12 @@ def test_sysstats_example_user_crontab_keeps_its_two_live_entries(tmp_path):
     assert [(m["name"], m["line"]) for m in made] == [("sa1", 6), ("sa2", 16)]
     sa1 = yaml.safe_load((tmp_path / "jobs.d" / "sa1.yaml").read_text())
     sa2 = yaml.safe_load((tmp_path / "jobs.d" / "sa2.yaml").read_text())
-    assert (sa1["schedule"], sa1["shell"]) == ("0 * * * *", "/usr/lib/sysstat/sa1 600 6")
+    cd = f"cd {shlex.quote(os.path.expanduser('~'))} && "  # the importing user's home
+    assert (sa1["schedule"], sa1["shell"]) == ("0 * * * *", cd + "/usr/lib/sysstat/sa1 600 6")
     assert sa1["description"] == "activity reports every 10 minutes everyday."
     assert "labels" not in sa1  # the user format has no user field
     # Just above sa2 is a commented-out entry, not a description.
-    assert (sa2["schedule"], sa2["shell"]) == ("7 0 * * *", "/usr/lib/sysstat/sa2 -A")
+    assert (sa2["schedule"], sa2["shell"]) == ("7 0 * * *", cd + "/usr/lib/sysstat/sa2 -A")
     assert "description" not in sa2
 
 
