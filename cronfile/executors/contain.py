@@ -497,11 +497,17 @@ class _TrackedBox(Box):
         _tracker.reap(self)
 
 
-def _wait(done: Callable[[], bool], timeout: float) -> bool:
+def poll_until(
+    done: Callable[[], bool], timeout: float, each: Callable[[], object] = lambda: None
+) -> bool:
+    """Look at ``done`` until it holds (True) or ``timeout`` seconds pass (False),
+    backing off from 5 ms to 0.1 s; ``each`` runs before every look (a reap, so that an
+    exited child of ours does not linger as a zombie). For what cannot be waited for:
+    processes that are not our children."""
     deadline = time.monotonic() + timeout
     pause = 0.005
     while True:
-        _tracker.reap_all()
+        each()
         if done():
             return True
         left = deadline - time.monotonic()
@@ -509,6 +515,10 @@ def _wait(done: Callable[[], bool], timeout: float) -> bool:
             return False
         time.sleep(min(pause, left))
         pause = min(pause * 2, 0.1)
+
+
+def _wait(done: Callable[[], bool], timeout: float) -> bool:
+    return poll_until(done, timeout, _tracker.reap_all)
 
 
 def _boot_ticks() -> int:

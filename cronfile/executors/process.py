@@ -46,7 +46,7 @@ from typing import IO, BinaryIO
 from ..secrets import Masker
 from ..usage import Decoder, decoder_for
 from .base import Prepared
-from .contain import Box
+from .contain import Box, poll_until
 from .shell import SHELL
 
 __all__ = [
@@ -261,17 +261,8 @@ def _signal_group(pgid: int, sig: int) -> None:
 def _wait_group_gone(pgid: int, timeout: float, reap: Callable[[], object] = lambda: None) -> bool:
     """Wait up to ``timeout`` for group ``pgid`` to be empty. Members that are not our
     children cannot be waited for, so this polls, backing off to 0.1 s."""
-    deadline = time.monotonic() + timeout
-    pause = 0.005
-    while True:
-        reap()  # our own exited leader must not linger as a zombie member
-        if not group_alive(pgid):
-            return True
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        time.sleep(min(pause, left))
-        pause = min(pause * 2, 0.1)
+    # reap: our own exited leader must not linger as a zombie member
+    return poll_until(lambda: not group_alive(pgid), timeout, reap)
 
 
 def _check_pgid(pgid: int) -> None:
@@ -423,17 +414,8 @@ class Proc:
             self.box.signal(sig)
 
     def _wait_all_gone(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        pause = 0.005
-        while True:
-            self._popen.poll()  # our own exited leader must not linger as a zombie
-            if not self._anything_alive():
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 0.1)
+        # poll: our own exited leader must not linger as a zombie
+        return poll_until(lambda: not self._anything_alive(), timeout, self._popen.poll)
 
     def finish(self, grace: float = 10.0) -> str | None:
         """The run's main process ended and its output closed: stop whatever it left
