@@ -78,6 +78,9 @@ def is_system_path(path: str) -> bool:
     return p.parent.name == "cron.d" or (p.name == "crontab" and p.parent.name == "etc")
 
 
+_UNESCAPED_PERCENT = re.compile(r"(?<!\\)%")
+
+
 def split_percent(command: str) -> tuple[str, str | None]:
     """(command, standard input or None), as Debian cron's do_command.c reads ``%``.
 
@@ -86,37 +89,17 @@ def split_percent(command: str) -> tuple[str, str | None]:
     >>> split_percent(r"date +\\%d")
     ('date +%d', None)
     """
-    out: list[str] = []
-    i = 0
-    while i < len(command):
-        ch = command[i]
-        if ch == "\\" and i + 1 < len(command) and command[i + 1] == "%":
-            out.append("%")
-            i += 2
-            continue
-        if ch == "%":
-            break
-        out.append(ch)
-        i += 1
-    else:
-        return "".join(out), None
-    rest = command[i + 1 :]
-    data: list[str] = []
-    j = 0
-    while j < len(rest):
-        ch = rest[j]
-        if ch == "\\" and j + 1 < len(rest) and rest[j + 1] == "%":
-            data.append("%")
-            j += 2
-            continue
-        data.append("\n" if ch == "%" else ch)
-        j += 1
-    text = "".join(data)
+    # Every % not preceded by a backslash splits; `\%` is a literal % on both sides.
+    cmd, *rest = _UNESCAPED_PERCENT.split(command)
+    cmd = cmd.replace("\\%", "%")
+    if not rest:
+        return cmd, None
+    text = "\n".join(part.replace("\\%", "%") for part in rest)
     if not text:
-        return "".join(out), None  # cron writes nothing to the child's stdin
+        return cmd, None  # cron writes nothing to the child's stdin
     if not text.endswith("\n"):
         text += "\n"  # cron adds the missing final newline
-    return "".join(out), text
+    return cmd, text
 
 
 def with_stdin(command: str, data: str) -> str:
