@@ -1,0 +1,1 @@
+"""Stores: where cronfile keeps state between processes (``base`` is the interface)."""
