@@ -1456,7 +1456,7 @@ class Engine:
         # Import what a run needs now, so the first run is not late by an import.
         from . import delivery, runner  # noqa: F401
         from .executors import agent, command, process, shell  # noqa: F401
-        watcher = Watcher(self.root, self.store.local_dir, on_change=self._on_change)
+        watcher = Watcher(self.root, self.store.watch_file(), on_change=self._on_change)
         try:
             self.apply(self.project, "daemon")
             watcher.start()

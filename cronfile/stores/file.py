@@ -295,6 +295,9 @@ class FileStore:
     def local_dir(self) -> Path:
         return self.state_dir
 
+    def watch_file(self) -> Path:
+        return self.state_path
+
     def child_env(self) -> dict[str, str]:
         return {"CRONFILE_STATE_DIR": str(self.state_dir.absolute())}
 
