@@ -15,7 +15,7 @@ Recipes, and why:
 - ``state.json`` is rewritten as temp file in the same directory, write, fsync,
   ``os.replace``, fsync of the directory. A reader sees the old file or the new one, never
   a torn one, so reads need no lock (the same recipe as git's lock-and-rename of refs).
-- Read-modify-write of ``state.json`` holds ``state.lock`` (``Store.transaction``), for
+- Read-modify-write of ``state.json`` holds ``state.lock`` (``FileStore.transaction``), for
   milliseconds: never while a job runs.
 - History and audit lines are appended with one ``write`` of a whole line on an
   ``O_APPEND`` descriptor, then fsync. A crash can leave at most a torn last line, which
@@ -224,7 +224,7 @@ class _HeldLock:
 
 
 class EngineLock(_HeldLock):
-    """Held by an engine for its lifetime; ``Store.engine_alive(id)`` tests it."""
+    """Held by an engine for its lifetime; ``FileStore.engine_alive(id)`` tests it."""
 
     def __init__(self, lock: FileLock, path: Path, engine_id: str, store: FileStore) -> None:
         super().__init__(lock, path)
