@@ -107,9 +107,13 @@ class PgServer:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+SERVER: PgServer | None = None  # the session's, while it runs (tests/stores/backends.py)
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """One PostgreSQL server for the session."""
+    global SERVER
     bindir = pg_bin()
     try:
         import psycopg  # noqa: F401
@@ -117,9 +121,11 @@ def pg_server() -> Iterator[PgServer]:
         _missing("psycopg (the cronfile[postgres] extra)")
     server = PgServer(bindir)
     server.start()
+    SERVER = server
     try:
         yield server
     finally:
+        SERVER = None
         server.stop()
 
 

@@ -191,6 +191,14 @@ def _first_line(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
+def _check(what: str, value: str) -> str:
+    """Job names and run ids name this host's spool folders too: one that would climb
+    out of them is refused, as by the file store."""
+    if not isinstance(value, str) or not value or "/" in value or "\\" in value or "\x00" in value or ".." in value or value.startswith("."):
+        raise ValueError(f"{what} {value!r} cannot be used in a path")
+    return value
+
+
 def _pid_alive(pid: int | None) -> bool:
     if not pid or pid <= 0:
         return False
@@ -593,6 +601,7 @@ class PostgresStore:
     # -- history -----------------------------------------------------------------------
 
     def append_history(self, job: str, record: dict[str, Any]) -> None:
+        _check("job name", job)  # as the file store: a name is also a folder of a host
         self._ready()
         run_id = record.get("run_id")
         host = record.get("host") if isinstance(record.get("host"), str) else None
@@ -666,9 +675,8 @@ class PostgresStore:
     # -- logs --------------------------------------------------------------------------
 
     def _spool(self, job: str, run_id: str) -> Path:
-        for what, value in (("job name", job), ("run id", run_id)):
-            if not value or "/" in value or "\x00" in value or ".." in value or value.startswith("."):
-                raise ValueError(f"{what} {value!r} cannot be used in a path")
+        _check("job name", job)
+        _check("run id", run_id)
         return self._local_dir / "runs" / job / f"{run_id}.log"
 
     def log_file(self, job: str, run_id: str) -> Path:
@@ -750,18 +758,20 @@ class PostgresStore:
     def engine_lock(self, engine_id: str) -> EngineLease:
         """A lease row for this engine, renewed by a thread until ``release``."""
         self._ready()
-        with self._conn() as conn:
+        with self._conn() as conn, conn.transaction():
             row = conn.execute(
+                "SELECT host, pid, expires_at > now() FROM cronfile_engines WHERE engine_id = %s FOR UPDATE",
+                (engine_id,),
+            ).fetchone()
+            if row is not None and row[2] and not (row[0] == self.host and not _pid_alive(row[1])):
+                raise LockedError(f"engine id {engine_id!r} is already in use ({self.location})")
+            conn.execute(
                 "INSERT INTO cronfile_engines (engine_id, host, pid, expires_at)"
                 " VALUES (%s, %s, %s, now() + make_interval(secs => %s))"
                 " ON CONFLICT (engine_id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid,"
-                "   started_at = now(), renewed_at = now(), expires_at = EXCLUDED.expires_at"
-                "   WHERE cronfile_engines.expires_at < now()"
-                " RETURNING 1",
+                "   started_at = now(), renewed_at = now(), expires_at = EXCLUDED.expires_at",
                 (engine_id, self.host, os.getpid(), LEASE_S),
-            ).fetchone()
-        if row is None:
-            raise LockedError(f"engine id {engine_id!r} is already in use ({self.location})")
+            )
         lease = EngineLease(self, engine_id)
         self._held_engines[engine_id] = lease
         lease.start()
