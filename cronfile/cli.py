@@ -126,8 +126,17 @@ def state_dir_of(args: argparse.Namespace, project: Project | None = None) -> Pa
 
 def store_of(args: argparse.Namespace, project: Project | None = None) -> Store:
     from .stores import open_store
+    from .stores.url import resolve
 
-    return open_store(state_dir=state_dir_of(args, project))
+    # --state-url > CRONFILE_STATE_URL > cronfile.yaml's state_url > the state dir.
+    flag, cfg = getattr(args, "state_url", None), project.config if project is not None else None
+    if cfg is None and not (flag or os.environ.get("CRONFILE_STATE_URL")):
+        from .load import load_config
+
+        root = root_of(args, required=False)
+        cfg = load_config(root)[0] if root is not None else None
+    url = resolve(flag, os.environ, cfg.state_url if cfg else None, cfg.path if cfg else "cronfile.yaml")
+    return open_store(state_dir=state_dir_of(args, project), url=url)
 
 
 def refuse_inside_run(what: str) -> None:
@@ -774,6 +783,7 @@ COMMANDS = {
     "completion": ("cronfile.completion:cmd_completion", "print a shell completion script (bash, zsh, fish)", 'eval "$(cronfile completion bash)"\n  cronfile completion fish > ~/.config/fish/completions/cronfile.fish'),
     "mcp": ("cronfile.mcp_server:cmd_mcp", "serve the jobs to an agent over the Model Context Protocol (stdio; extra cronfile[mcp])", "cronfile -C /srv/jobs mcp   # started by the agent CLI, see README"),
     "import": ("cronfile.crontab:cmd_import", "turn a crontab (user or system format) into job files", "crontab -l | cronfile import crontab -\n  cronfile import crontab /etc/cron.d/certbot --out jobs.d"),
+    "state": ("cronfile.migrate:cmd_state", "copy the state into another store (a database, or back to a state dir)", "cronfile state migrate --to 'postgresql://cronfile:${PGPASSWORD}@db/cronfile'\n  cronfile --state-url postgresql://db/cronfile state migrate --to .cronfile"),
     "render": ("cronfile.kubernetes:cmd_render", "render the jobs onto another scheduler (kubernetes)", "cronfile render kubernetes -o deploy/k8s --namespace jobs --image ghcr.io/acme/cronfile:1.0\n  cronfile render kubernetes -o - | kubectl apply -f -"),
 }
 
@@ -792,6 +802,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-C", metavar="DIR", default=argparse.SUPPRESS, help="jobs repo root (default: . or the nearest folder above it with jobs.d/ or cronfile.yaml)")
     common.add_argument("--state-dir", metavar="DIR", default=argparse.SUPPRESS, help="state directory (default .cronfile; env CRONFILE_STATE_DIR)")
+    common.add_argument("--state-url", metavar="URL", default=argparse.SUPPRESS, help="a shared state: postgresql://user:${PASSWORD}@host/db (env CRONFILE_STATE_URL; config state_url)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output where output is data")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print only data and errors")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of internal errors")
@@ -864,6 +875,9 @@ def build_parser() -> argparse.ArgumentParser:
             fmt = p.add_mutually_exclusive_group()
             fmt.add_argument("--system", action="store_true", default=None, help="system format, with a user field (default for /etc/crontab and cron.d files)")
             fmt.add_argument("--user", dest="system", action="store_false", help="user format, no user field")
+        elif name == "state":
+            p.add_argument("action", choices=["migrate"])
+            p.add_argument("--to", required=True, metavar="URL|DIR", help="an empty store: postgresql://..., file:///path or a folder")
         elif name == "render":
             p.add_argument("target", choices=["kubernetes"])
             p.add_argument("-o", "--output", metavar="DIR", help="output folder (default: deploy/kubernetes), or - to print the manifests as one YAML stream")

@@ -15,10 +15,24 @@ __all__ = ["EngineInfo", "Finding", "HeldLock", "Store", "Txn", "open_store"]
 
 
 def open_store(*, state_dir: Path, url: str | None = None) -> Store:
-    """The store for ``url`` when one is given, else the file store at ``state_dir``.
-    Cheap: touches nothing until a method is called."""
+    """The store for ``url`` when one is given (``stores.url.resolve``: postgresql://,
+    or file:///path for a state dir), else the file store at ``state_dir``; for a shared
+    store ``state_dir`` is this host's own folder (``Store.local_dir``). Cheap: touches
+    nothing until a method is called, but a missing driver is an error here, never a
+    fall-back to the state dir."""
     if url:
-        raise UsageError(f"state store {url.split('://', 1)[0]}:// is not supported (only a state dir)")
+        from .url import PG_SCHEMES, file_url_dir
+
+        folder = file_url_dir(url)
+        if folder is not None:
+            state_dir = folder
+        elif url.split("://", 1)[0].lower() in PG_SCHEMES:
+            from .postgres import PostgresStore, require_driver
+
+            require_driver()
+            return PostgresStore(url, state_dir)
+        else:
+            raise UsageError(f"state store {url.split('://', 1)[0]}:// is not supported (postgresql://, or a state dir)")
     from .file import FileStore
 
     return FileStore(state_dir)

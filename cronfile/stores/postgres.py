@@ -66,6 +66,7 @@ __all__ = [
     "PostgresStore",
     "StoreUnavailable",
     "redact",
+    "require_driver",
 ]
 
 # The lease constants, in one place (docs/design.md 11.3). A lease is renewed every
@@ -149,6 +150,11 @@ CREATE TABLE IF NOT EXISTS cronfile_outbox (
 );
 CREATE INDEX IF NOT EXISTS cronfile_outbox_run ON cronfile_outbox (run_id);
 """
+
+
+def require_driver() -> None:
+    """A StateError (exit 2) naming the install command when psycopg is missing."""
+    _psycopg()
 
 
 def _psycopg() -> Any:
@@ -338,6 +344,15 @@ class PostgresStore:
     @property
     def local_dir(self) -> Path:
         return self._local_dir
+
+    def watch_file(self) -> None:
+        """No file changes when another process writes the state (the daemon polls)."""
+        return None
+
+    def child_env(self) -> dict[str, str]:
+        """What a cronfile started by this one (the MCP server's `run`) needs to open
+        this store: the URL (as expanded) and this host's folder."""
+        return {"CRONFILE_STATE_URL": self.url, "CRONFILE_STATE_DIR": str(self._local_dir.absolute())}
 
     # -- connections -------------------------------------------------------------------
 
