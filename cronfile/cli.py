@@ -521,6 +521,10 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
         if project.errors:
             out.warn(f"warning: jobs.d has {len(project.errors)} problem(s); run `cronfile validate`")
         out.data(render_status(rows, color=use_color(), now=now))
+        if getattr(store, "shared", False):  # several hosts: whose daemons hold a lease
+            from .shared import render_daemons
+
+            out.data(render_daemons(store.daemons(), now))  # type: ignore[attr-defined]
     return EXIT_OK
 
 

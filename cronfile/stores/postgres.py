@@ -319,6 +319,8 @@ class PostgresStore:
     """A PostgreSQL database as the store (see the module docstring). Cheap to build;
     connects on first use."""
 
+    shared = True  # several hosts use it: applies check the git revision (cronfile/shared.py)
+
     def __init__(self, url: str, local_dir: Path, *, lock_timeout: float = 10.0) -> None:
         self.url = url
         self._local_dir = Path(local_dir)
