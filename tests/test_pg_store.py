@@ -305,7 +305,7 @@ def test_history_logs_audit_across_stores(pg_url: str, tmp_path: Path) -> None:
     # prune: runs, not lines; dropped runs lose their logs (here and in the database).
     a.prune("j", 2)
     assert [r["run_id"] for r in b.read_history("j")] == ["r3", "r4", "r4"]
-    assert b.read_log("j", "r0") is None and not (tmp_path / "a" / "runs" / "j" / "r0.log").exists()
+    assert b.read_log("j", "r0") is None and not (tmp_path / "a" / "spool" / "j" / "r0.log").exists()
     a.append_audit({"at": "now", "revision": "abc", "changes": ["created j"]})
     assert b.read_audit() == [{"at": "now", "revision": "abc", "changes": ["created j"]}]
 

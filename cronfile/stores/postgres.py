@@ -79,7 +79,10 @@ CONNECT_TIMEOUT_S = 5
 SCHEMA_VERSION = 1
 _POOL_IDLE = 4  # connections kept open per store for the next call
 _CLAIM_TRIGGERS = ("schedule", "catchup", "queued")  # runs of a scheduled instant
-_CLAIMS_KEEP_DAYS = 35  # claim rows older than this are pruned (an instant never recurs)
+_CLAIMS_KEEP_DAYS = 35
+# Logs of runs in flight on this host: <local dir>/spool/<job>/<run id>.log (not runs/,
+# which is the file store's: a repo's .cronfile/ may hold both, before a migration).
+SPOOL = "spool"  # claim rows older than this are pruned (an instant never recurs)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cronfile_schema (version int NOT NULL);
@@ -661,7 +664,7 @@ class PostgresStore:
                 "SELECT job FROM cronfile_history UNION SELECT job FROM cronfile_logs ORDER BY 1"
             ).fetchall()
         names = {r[0] for r in rows}
-        runs = self._local_dir / "runs"
+        runs = self._local_dir / SPOOL
         with suppress(OSError):
             names |= {p.name for p in runs.iterdir() if p.is_dir() and any(p.glob("*.log"))}
         return sorted(names)
@@ -694,10 +697,10 @@ class PostgresStore:
     def _spool(self, job: str, run_id: str) -> Path:
         _check("job name", job)
         _check("run id", run_id)
-        return self._local_dir / "runs" / job / f"{run_id}.log"
+        return self._local_dir / SPOOL / job / f"{run_id}.log"
 
     def log_file(self, job: str, run_id: str) -> Path:
-        """This host's spool file of a run in flight (``<local dir>/runs/<job>/``)."""
+        """This host's spool file of a run in flight (``<local dir>/spool/<job>/``)."""
         path = self._spool(job, run_id)
         for d in (self._local_dir, path.parent.parent, path.parent):
             with suppress(FileExistsError):
@@ -750,7 +753,7 @@ class PostgresStore:
             with self._conn() as conn:
                 ids = {r[0] for r in conn.execute("SELECT run_id FROM cronfile_logs WHERE job = %s", (job,))}
         with suppress(OSError, ValueError):
-            ids |= {p.name[: -len(".log")] for p in (self._local_dir / "runs" / job).glob("*.log")}
+            ids |= {p.name[: -len(".log")] for p in (self._local_dir / SPOOL / job).glob("*.log")}
         return sorted(ids)
 
     # -- audit -------------------------------------------------------------------------
