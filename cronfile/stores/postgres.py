@@ -328,7 +328,9 @@ class PostgresStore:
         self.url = url
         self._local_dir = Path(local_dir)
         self.lock_timeout = lock_timeout
-        self.host = socket.gethostname()
+        # The name this host goes by among the database's hosts (one daemon per host):
+        # CRONFILE_HOST where two hosts share a hostname (containers), else the hostname.
+        self.host = os.environ.get("CRONFILE_HOST") or socket.gethostname()
         self._pool: list[Any] = []
         self._pool_lock = threading.Lock()
         self._ready_done = False
