@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from engine_helpers import wait_for
-from pg import PgServer
+from pg import PgServer, TcpProxy
 
 from cronfile.errors import LockedError, StateError
 from cronfile.state import JobState, Running, State
@@ -186,73 +186,10 @@ def test_lease_liveness_from_this_host_and_from_another(pg_url: str, tmp_path: P
             child.wait()
 
 
-class _Proxy:
-    """A TCP proxy on 127.0.0.1 to the server, that can be cut (a network partition)."""
-
-    def __init__(self, port: int) -> None:
-        self.target = port
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(50)
-        self.port = self.sock.getsockname()[1]
-        self.up = threading.Event()
-        self.up.set()
-        self.conns: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            if not self.up.is_set():
-                c.close()
-                continue
-            try:
-                u = socket.create_connection(("127.0.0.1", self.target))
-            except OSError:
-                c.close()
-                continue
-            with self.lock:
-                self.conns += [c, u]
-            for x, y in ((c, u), (u, c)):
-                threading.Thread(target=self._pipe, args=(x, y), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.close()
-            except OSError:
-                pass
-
-    def cut(self) -> None:
-        self.up.clear()
-        with self.lock:
-            conns, self.conns = self.conns, []
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-                c.close()
-            except OSError:
-                pass
-
-    def restore(self) -> None:
-        self.up.set()
-
-
 @pytest.mark.slow
 def test_a_partitioned_engine_stops_claiming_before_its_lease_lapses_and_resumes(pg_server: PgServer, pg_url: str, tmp_path: Path) -> None:
     db = pg_url.rsplit("/", 1)[1]
-    proxy = _Proxy(pg_server.port)
+    proxy = TcpProxy(pg_server.port)
     url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{db}"
     s = PostgresStore(url, tmp_path / "p")
     peer = store(pg_url, tmp_path, "peer")

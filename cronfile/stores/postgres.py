@@ -261,8 +261,11 @@ class _Lease:
         return True
 
     def _run(self) -> None:
-        while not self._stop.wait(RENEW_S if self.held else 1.0):
-            self._renew_once()
+        ok = True
+        # Every RENEW_S; after a failed renewal every second, so that a short outage
+        # costs the engine a second of claiming, not the rest of a renewal period.
+        while not self._stop.wait(RENEW_S if ok else 1.0):
+            ok = self._renew_once()
 
     def release(self) -> None:
         if self._released:
@@ -339,6 +342,7 @@ class PostgresStore:
         self._counter = -1  # the change counter of the jobs cached (-1: none)
         self._jobs: dict[str, JobState] = {}
         self._held_engines: dict[str, EngineLease] = {}
+        self._unsent: set[tuple[str, str]] = set()  # logs kept while the database was away
         self._claims_pruned = 0.0
 
     def __repr__(self) -> str:
@@ -628,7 +632,10 @@ class PostgresStore:
         run_id = record.get("run_id")
         host = record.get("host") if isinstance(record.get("host"), str) else None
         engine = record.get("engine") if isinstance(record.get("engine"), str) else None
-        with self._conn() as conn:
+        pending = (job, run_id) in self._unsent if isinstance(run_id, str) else False
+        with self._conn() as conn, conn.transaction():
+            if pending:
+                self._upload(conn, job, str(run_id))
             conn.execute(
                 "INSERT INTO cronfile_history (job, run_id, record, host, engine) VALUES (%s, %s, %s::json, %s, %s)",
                 (
@@ -639,6 +646,9 @@ class PostgresStore:
                     engine,
                 ),
             )
+        if pending:
+            with self._cache_lock:
+                self._unsent.discard((job, str(run_id)))
 
     def read_history(self, job: str, n: int | None = None) -> list[dict[str, Any]]:
         if n is not None and n <= 0:
@@ -712,25 +722,37 @@ class PostgresStore:
     def keep_log(self, job: str, run_id: str, *, limit: int | None = None) -> str | None:
         """Upload the spool file (its first ``limit`` bytes) into ``cronfile_logs``; the
         local copy stays until the run is pruned, so this host's deliveries still read it.
-        Returns the spool file's path (what the history records as ``log_path``)."""
+        Returns the spool file's path (what the history records as ``log_path``).
+
+        Never raises for an unreachable database: the upload is then left for the run's
+        history record, which the engine writes next and retries until it lands
+        (``append_history`` uploads a pending log in the same transaction)."""
         path = self._spool(job, run_id)
-        try:
-            with path.open("rb") as f:
-                data = f.read() if limit is None else f.read(limit)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        if not path.exists():
             return None
-        self._ready()
-        with self._conn() as conn:
-            conn.execute(
-                "INSERT INTO cronfile_logs (job, run_id, data) VALUES (%s, %s, %s)"
-                " ON CONFLICT (job, run_id) DO UPDATE SET data = EXCLUDED.data",
-                (job, run_id, data),
-            )
         if limit is not None:
             with suppress(OSError):
                 if path.stat().st_size > limit:
                     os.truncate(path, limit)
+        try:
+            self._ready()
+            with self._conn() as conn:
+                self._upload(conn, job, run_id)
+        except StateError:
+            with self._cache_lock:
+                self._unsent.add((job, run_id))
         return str(path.resolve())
+
+    def _upload(self, conn: Any, job: str, run_id: str) -> None:
+        try:
+            data = self._spool(job, run_id).read_bytes()
+        except OSError:
+            return
+        conn.execute(
+            "INSERT INTO cronfile_logs (job, run_id, data) VALUES (%s, %s, %s)"
+            " ON CONFLICT (job, run_id) DO UPDATE SET data = EXCLUDED.data",
+            (job, run_id, data),
+        )
 
     def read_log(self, job: str, run_id: str, *, offset: int = 0, limit: int | None = None) -> bytes | None:
         if self.created():
