@@ -1,4 +1,4 @@
-"""Rules for a state shared by the hosts of one database (docs/design.md 11).
+"""Rules for a state shared by the hosts of one database (docs/design.md 14).
 
 Every host has its own copy of the jobs repo, and every daemon applies its copy when it
 starts and when a file changes. On one host that is the truth; across hosts a copy that

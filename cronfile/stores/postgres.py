@@ -1,7 +1,7 @@
 """The PostgreSQL store: one database shared by the daemons of several hosts.
 
 ``state_url: postgresql://user:${PGPASSWORD}@db.example/cronfile`` selects it
-(docs/design.md 11). The only module that imports ``psycopg`` (STYLE.md habit 7: one seam
+(docs/design.md 14). The only module that imports ``psycopg`` (STYLE.md habit 7: one seam
 per library); the driver is the optional extra ``cronfile[postgres]``.
 
 What lives where, and why:
@@ -69,7 +69,7 @@ __all__ = [
     "require_driver",
 ]
 
-# The lease constants, in one place (docs/design.md 11.3). A lease is renewed every
+# The lease constants, in one place (docs/design.md 14.3). A lease is renewed every
 # RENEW_S and lapses LEASE_S after the last renewal; an engine stops claiming HELD_S after
 # its last successful renewal began, well before any peer can see its lease expired.
 RENEW_S = 5.0

@@ -1,5 +1,5 @@
 """Which store a command uses: ``--state-url`` > ``CRONFILE_STATE_URL`` > cronfile.yaml's
-``state_url`` > the state dir (docs/design.md 11.1).
+``state_url`` > the state dir (docs/design.md 14.1).
 
 A URL may hold ``${VAR}`` references (a password kept out of the repo), expanded from
 the environment here. A URL that cannot be used -- an unknown scheme, a ``${VAR}`` that is
