@@ -154,3 +154,18 @@ def test_migrate_to_the_database_and_back(pg_url: str, tmp_path: Path) -> None:
     assert got == before
     assert cronfile("--state-dir", str(back), "logs", "m", cwd=repo).stdout.strip() == "migrated output"
 
+
+
+def test_a_job_never_sees_the_state_url_or_its_password(pg_url: str, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"peek": 'name: peek\nschedule: 0 0 1 1 *\nshell: echo "url=${CRONFILE_STATE_URL:-unset} pw=${PG_PW:-unset}"\n'})
+    rest = pg_url.split("@", 1)[1]
+    (repo / "cronfile.yaml").write_text(f"state_url: postgresql://postgres:${{PG_PW}}@{rest}\n")
+    env = {"PG_PW": "not-checked-by-trust-auth"}
+    assert cronfile("apply", cwd=repo, env=env).returncode == 0
+    r = cronfile("run", "peek", cwd=repo, env=env)
+    assert r.returncode == 0, r.stderr
+    assert cronfile("logs", "peek", cwd=repo, env=env).stdout.strip() == "url=unset pw=unset"
+    r = cronfile("--state-url", pg_url, "run", "peek", cwd=repo, env={**env, "CRONFILE_STATE_URL": pg_url})
+    assert r.returncode == 0
+    out = cronfile("logs", "peek", cwd=repo, env=env).stdout
+    assert "not-checked" not in out and "postgresql" not in out
