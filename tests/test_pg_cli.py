@@ -100,6 +100,33 @@ def test_every_command_from_two_hosts_sees_one_state(pg_url: str, tmp_path: Path
     assert not (a / ".cronfile" / "state.json").exists() and not (b / ".cronfile" / "state.json").exists()
 
 
+def test_of_two_concurrent_applies_from_diverged_checkouts_one_wins_and_the_other_changes_nothing(pg_url: str, tmp_path: Path) -> None:
+    a = make_repo(tmp_path / "host-a", {"one": "name: one\nschedule: 0 9 * * *\nshell: 'true'\n"})
+    b = tmp_path / "host-b"
+    subprocess.run(["git", "clone", "-q", str(a), str(b)], check=True)
+    (a / "jobs.d" / "two.yaml").write_text("name: two\nschedule: 0 10 * * *\nshell: 'true'\n")
+    commit_all(a, "two")
+    (b / "jobs.d" / "three.yaml").write_text("name: three\nschedule: 0 11 * * *\nshell: 'true'\n")
+    commit_all(b, "three")
+    env = {"CRONFILE_STATE_URL": pg_url}
+    results: dict[str, subprocess.CompletedProcess[str]] = {}
+    threads = [threading.Thread(target=lambda n=n, root=root: results.__setitem__(n, cronfile("apply", cwd=root, env=env))) for n, root in (("a", a), ("b", b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted((results[n].returncode, n) for n in "ab")
+    assert [c for c, _ in codes] == [0, 2], {n: r.stderr for n, r in results.items()}
+    winner, loser = codes[0][1], codes[1][1]
+    assert "does not contain" in results[loser].stderr and results[loser].stderr.count("\n") == 1
+    state = PostgresStore(pg_url, tmp_path / "x").read()
+    root = a if winner == "a" else b
+    assert sorted(state.jobs) == sorted(["one", "two"] if winner == "a" else ["one", "three"])
+    assert state.revision == git(root, "rev-parse", "HEAD")
+    audit = PostgresStore(pg_url, tmp_path / "z").read_audit()
+    assert [x["revision"] for x in audit] == [state.revision]  # the loser wrote no audit line
+
+
 def test_an_apply_from_a_checkout_behind_the_applied_revision_changes_nothing(pg_url: str, tmp_path: Path) -> None:
     a = make_repo(tmp_path / "host-a", {"one": "name: one\nschedule: 0 9 * * *\nshell: 'true'\n"})
     b = tmp_path / "host-b"
@@ -107,26 +134,17 @@ def test_an_apply_from_a_checkout_behind_the_applied_revision_changes_nothing(pg
     (a / "jobs.d" / "two.yaml").write_text("name: two\nschedule: 0 10 * * *\nshell: 'true'\n")
     commit_all(a, "two")
     env = {"CRONFILE_STATE_URL": pg_url}
-    # Both at once: whichever goes first, host a's newer set is what stays applied.
-    results: dict[str, subprocess.CompletedProcess[str]] = {}
-    threads = [threading.Thread(target=lambda n=n, root=root: results.__setitem__(n, cronfile("apply", cwd=root, env=env))) for n, root in (("a", a), ("b", b))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results["a"].returncode == 0, results["a"].stderr
-    state = PostgresStore(pg_url, tmp_path / "x").read()
-    assert sorted(state.jobs) == ["one", "two"]
-    assert state.revision == git(a, "rev-parse", "HEAD")
-    # Now b, behind, applies again: refused, nothing changed.
-    r = cronfile("apply", cwd=b, env=env)
+    assert cronfile("apply", cwd=a, env=env).returncode == 0
+    before = PostgresStore(pg_url, tmp_path / "x").read()
+    r = cronfile("apply", cwd=b, env=env)  # b is behind: it would remove `two`
     assert r.returncode == 2
     assert "does not contain" in r.stderr and r.stderr.count("\n") == 1
-    again = PostgresStore(pg_url, tmp_path / "y").read()
-    assert sorted(again.jobs) == ["one", "two"] and again.revision == state.revision
-    audit = PostgresStore(pg_url, tmp_path / "z").read_audit()
-    assert [x["revision"] for x in audit] == [state.revision] or len(audit) == 2
-    # b pulls, and applies.
+    after = PostgresStore(pg_url, tmp_path / "y").read()
+    assert after == before
+    # A daemon on b says so and keeps the applied set; after a pull, b applies.
+    with Daemon(b, env=env) as d:
+        d.wait_log("does not contain", timeout=30)
+    assert sorted(PostgresStore(pg_url, tmp_path / "z").read().jobs) == ["one", "two"]
     git(b, "pull", "-q")
     assert cronfile("apply", cwd=b, env=env).returncode == 0
 
