@@ -187,3 +187,19 @@ def test_a_job_never_sees_the_state_url_or_its_password(pg_url: str, tmp_path: P
     assert r.returncode == 0
     out = cronfile("logs", "peek", cwd=repo, env=env).stdout
     assert "not-checked" not in out and "postgresql" not in out
+
+
+def test_every_command_against_an_unreachable_database_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    import socket
+
+    repo = make_repo(tmp_path / "repo", {"a": "name: a\nschedule: 0 9 * * *\nshell: 'true'\n"})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"CRONFILE_STATE_URL": f"postgresql://u:hunter2@127.0.0.1:{port}/db"}
+    for argv in (["apply"], ["diff"], ["status"], ["history", "a"], ["logs", "a"], ["run", "a"], ["tick"], ["daemon"]):
+        r = cronfile(*argv, cwd=repo, env=env, timeout=60)
+        assert r.returncode == 2, (argv, r.stdout, r.stderr)
+        assert r.stderr.startswith("cronfile: error: cannot reach the state database"), (argv, r.stderr)
+        assert r.stderr.count("\n") == 1 and "hunter2" not in r.stderr + r.stdout, (argv, r.stderr)
+    assert not (repo / ".cronfile" / "state.json").exists()

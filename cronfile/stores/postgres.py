@@ -452,11 +452,12 @@ class PostgresStore:
         self._ready_done = True
 
     def created(self) -> bool:
-        try:
-            with self._conn() as conn:
-                return bool(conn.execute("SELECT to_regclass('cronfile_schema') IS NOT NULL").fetchone()[0])
-        except StoreUnavailable:
-            return False
+        if self._ready_done:
+            return True  # tables are never dropped under a running cronfile
+        # An unreachable database raises (StoreUnavailable): "no tables" would read as an
+        # empty history, and a command would print nothing instead of the error.
+        with self._conn() as conn:
+            return bool(conn.execute("SELECT to_regclass('cronfile_schema') IS NOT NULL").fetchone()[0])
 
     def exists(self) -> bool:
         if not self.created():
