@@ -73,7 +73,8 @@ class Txn:
 
 
 class HeldLock(Protocol):
-    """Something this process holds until ``release`` (or the end of a ``with``)."""
+    """Something this process holds until ``release`` (or the end of a ``with``). Keep a
+    reference: a lock object dropped may be released when it is garbage-collected."""
 
     @property
     def held(self) -> bool: ...

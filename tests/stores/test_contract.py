@@ -5,12 +5,16 @@ store; nothing here knows how an implementation keeps its data."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -83,6 +87,7 @@ def holders() -> Iterator[list[Holder]]:
 
 
 def test_a_fresh_store_is_empty_everywhere(store: Store) -> None:
+    assert isinstance(store, Store)  # every method of the protocol is there
     assert store.read() == State()
     assert not store.exists()
     assert store.read_history(JOB) == []
@@ -247,6 +252,22 @@ def test_a_name_that_would_leave_the_store_is_refused(store: Store) -> None:
             store.log_file(JOB, bad)
         with pytest.raises(ValueError):
             store.append_history(bad, _run("r1"))
+
+
+def test_a_child_cronfile_given_child_env_reads_this_store(store: Store, tmp_path: Path) -> None:
+    store.append_history(JOB, _run("r1"))
+    elsewhere = tmp_path / "no-repo-here"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRONFILE_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cronfile", "-C", str(elsewhere), "history", JOB, "--json"],
+        env={**env, **store.child_env()},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert [r["run_id"] for r in json.loads(proc.stdout)] == ["r1"]
 
 
 # -- audit -----------------------------------------------------------------------------
