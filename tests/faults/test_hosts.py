@@ -65,10 +65,17 @@ def test_three_daemons_on_one_database_killed_in_turn(pg_url: str, tmp_path: Pat
         t0 = datetime.now(UTC)
         start = time.monotonic()
         for k in range(SECONDS // KILL_EVERY):
-            i = k % 3
             time.sleep(max(0.0, start + KILL_EVERY * (k + 1) - 1.5 - time.monotonic()))
-            # Kill it while it runs something (up to 3 s of waiting for that).
-            flight = wait_for(lambda i=i: _in_flight(store, engines[i]) or None, 3.0, what="a run in flight")
+            # In turn, and while it runs something: the next daemon in turn that has a run
+            # in flight (whichever wakes first wins most claims, so one may have none).
+            def victim(k: int = k) -> tuple[int, list[Running]] | None:
+                for j in range(3):
+                    i = (k + j) % 3
+                    if flight := _in_flight(store, engines[i]):
+                        return i, flight
+                return None
+
+            i, flight = wait_for(victim, 10.0, what="a daemon with a run in flight")
             daemons[i].kill9()
             killed.append((datetime.now(UTC), engines[i], [r.run_id for r in flight], True))
             old.append(daemons[i])
@@ -78,9 +85,9 @@ def test_three_daemons_on_one_database_killed_in_turn(pg_url: str, tmp_path: Pat
         time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()))
         # One more killed and left dead: only its peers (other hosts) can recover its run,
         # once its lease has lapsed.
-        flight = wait_for(lambda: _in_flight(store, engines[0]) or None, 5.0, what="a run in flight")
-        daemons[0].kill9()
-        killed.append((datetime.now(UTC), engines[0], [r.run_id for r in flight], False))
+        i, flight = wait_for(lambda: next(((i, f) for i in range(3) if (f := _in_flight(store, engines[i]))), None), 10.0, what="a daemon with a run in flight")
+        daemons[i].kill9()
+        killed.append((datetime.now(UTC), engines[i], [r.run_id for r in flight], False))
         every_killed = {rid for _, _, ids, _ in killed for rid in ids}
         wait_for(lambda: len(_final(store, every_killed)) == len(every_killed), LEASE_S + 15, what="the killed daemons' runs recorded")
         last = datetime.now(UTC)
