@@ -1140,7 +1140,8 @@ class Engine:
 
     def execute(self, claim: Claim, cancel: threading.Event, *, stream: IO[bytes] | None = None) -> str:
         """Run one claimed run to its end: spawn, wait, record, deliver. Returns the status."""
-        from .delivery import Report, notify_start
+        from .delivery.base import Report
+        from .delivery.dispatch import notify_start, pings_start
         from .executors.base import RunContext
         from .runner import execute
 
@@ -1186,7 +1187,7 @@ class Engine:
                 else:
                     self.log(claim.job, f"run {short_id(claim.run_id)} started ({claim.trigger})", event="run.started", **fields)
 
-        hc = [t for t in spec.deliver if t.kind == "healthchecks"]
+        hc = [t for t in spec.deliver if pings_start(t.kind)]
         start_ping: threading.Thread | None = None
         volley = claim.volley
         if hc:
@@ -1283,10 +1284,11 @@ class Engine:
         """A recorded run's deliveries into the outbox; then the targets its ``on:``
         filters out are recorded (after: a recovery takes any deliveries line as proof
         that the outbox got the rest)."""
+        from .delivery.dispatch import pings_start
         from .outbox import entries_for
 
         entries, skipped = entries_for(record, spec, self.config, engine_id=self.engine_id, now=iso(self.clock.now()) or "", skip_stdout=skip_stdout, host=self.host)
-        if not any(e.target.get("kind") == "healthchecks" for e in entries):
+        if not any(pings_start(e.target.get("kind", "")) for e in entries):
             self._start_pings.pop(record["run_id"], None)  # no finish ping will wait for it
         self.outbox.put(entries)
         fault("after-outbox")

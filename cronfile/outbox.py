@@ -285,7 +285,8 @@ def entries_for(
     """The outbox entries of a recorded run (``record``: its history line), one per
     target that wants its status; and the results of the targets its ``on:`` filters
     out (recorded at once: nothing to send)."""
-    from .delivery.base import DeliveryResult, target_wants
+    from .delivery.base import DeliveryResult
+    from .delivery.dispatch import streams, target_wants
     from .executors.base import delivery_only_names
     from .secrets import var_names
 
@@ -303,7 +304,7 @@ def entries_for(
     entries: list[Entry] = []
     skipped: list[Any] = []
     for n, t in enumerate(spec.deliver):
-        if skip_stdout and t.kind == "stdout":
+        if skip_stdout and streams(t.kind):
             continue  # `run NAME` streamed the output to the terminal already
         if not target_wants(t, str(record.get("status"))):
             skipped.append(DeliveryResult(t.label(), True, 0, skipped=f"on: [{', '.join(t.on)}]"))
@@ -329,7 +330,8 @@ def send(
     key, waits between tries cut short by ``stop`` (then Abandoned)."""
     from datetime import datetime
 
-    from .delivery.base import Report, _crashed, deliverer_for
+    from .delivery.base import Report
+    from .delivery.dispatch import _crashed, deliverer_for
     from .secrets import Masker
     from .spec import Target
 

@@ -20,10 +20,10 @@ from email.message import Message
 import httpx
 import pytest
 
-import cronfile.delivery as delivery
-from cronfile.delivery import DeliveryResult, Report, deliver_all, deliverer_for, notify_start
+import cronfile.delivery.dispatch as delivery
 from cronfile.delivery import webhook as webhook_mod
-from cronfile.delivery.base import format_duration, status_line, utf16_len
+from cronfile.delivery.base import DeliveryResult, Report, format_duration, status_line, utf16_len
+from cronfile.delivery.dispatch import deliver_all, deliverer_for, notify_start
 from cronfile.delivery.email import EmailDeliverer
 from cronfile.delivery.healthchecks import ping_url, run_uuid
 from cronfile.delivery.telegram import MAX_MESSAGES, MESSAGE_LIMIT
@@ -92,21 +92,31 @@ def send(
 # -- the package surface ---------------------------------------------------------------
 
 
-def test_the_package_exports_exactly_its_public_api():
-    assert sorted(delivery.__all__) == [
+def test_the_delivery_modules_export_exactly_their_public_api():
+    import cronfile.delivery.base as base
+
+    assert sorted(base.__all__) == [
+        "BaseDeliverer",
         "Deliverer",
         "DeliveryResult",
         "Report",
-        "deliver_all",
-        "deliverer_for",
-        "notify_start",
         "status_line",
     ]
-    for name in delivery.__all__:
-        assert hasattr(delivery, name)
+    assert sorted(delivery.__all__) == [
+        "deliver_all",
+        "deliverer_class",
+        "deliverer_for",
+        "notify_start",
+        "pings_start",
+        "streams",
+        "target_wants",
+    ]
+    for module in (base, delivery):
+        for name in module.__all__:
+            assert hasattr(module, name)
 
 
-def test_only_the_webhook_module_imports_httpx():
+def test_only_the_http_module_imports_httpx():
     from pathlib import Path
 
     package = Path(delivery.__file__).parent
@@ -117,7 +127,7 @@ def test_only_the_webhook_module_imports_httpx():
             line.startswith(("import httpx", "from httpx")) for line in p.read_text().splitlines()
         )
     )
-    assert importers == ["webhook.py"]
+    assert importers == ["http.py"]
 
 
 def test_a_result_serializes_with_every_key_present():

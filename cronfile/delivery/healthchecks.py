@@ -33,10 +33,10 @@ from .base import (
     Report,
     status_line,
     tail_bytes,
-    target_wants,
     with_marker,
 )
-from .webhook import Http, outcome_result
+from .dispatch import target_wants
+from .http import Http, outcome_result
 
 __all__ = ["BODY_LIMIT", "HealthchecksDeliverer", "ping_url", "run_uuid"]
 
