@@ -21,6 +21,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from .delivery import kinds as delivery_kinds
 from .errors import Problem
 from .yamlsrc import Document, dotted
 
@@ -149,14 +150,9 @@ BUILTIN_AGENTS: dict[str, dict[str, Any]] = {
     },
 }
 
-TARGET_KEYS = ("webhook", "healthchecks", "telegram", "email", "stdout")
-TARGET_OPTIONS = {
-    "webhook": {"format", "secret", "headers", "on"},
-    "healthchecks": {"on"},
-    "telegram": {"token", "on"},
-    "email": {"subject", "on"},
-    "stdout": {"on"},
-}
+# Derived from the declarations in cronfile/delivery/kinds.py (each kind declared once).
+TARGET_KEYS = delivery_kinds.names()
+TARGET_OPTIONS = {k.name: set(k.option_names() - {k.name}) for k in delivery_kinds.KINDS.values()}
 DURATION_FIELDS = ("timeout", "retry_backoff", "starting_deadline", "jitter")
 DEFAULTS = {
     "timeout": 15 * 60.0,
@@ -227,7 +223,7 @@ class AgentProfile:
 class Target:
     """One delivery target of a job."""
 
-    kind: str  # webhook | healthchecks | telegram | email | stdout
+    kind: str  # a name in cronfile.delivery.kinds.KINDS
     dest: Any  # URL, chat id, address(es), or True for stdout
     on: tuple[str, ...] = ("always",)
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -248,8 +244,9 @@ class Target:
         )
 
     def label(self) -> str:
-        if self.kind == "stdout":
-            return "stdout"
+        decl = delivery_kinds.kind_of(self.kind)
+        if decl is not None and not decl.label_dest:
+            return self.kind
         return f"{self.kind}:{self.dest}"
 
 
@@ -865,17 +862,18 @@ def _deliver_problems(items: Any, doc: Document) -> list[Problem]:
         fp: tuple[str | int, ...] = ("deliver", i)
         line, col = doc.where(fp)
         name = dotted(fp)
+        bare = " or ".join(delivery_kinds.BARE)
         if isinstance(item, str):
-            if item != "stdout":
+            if item not in delivery_kinds.BARE:
                 out.append(
                     Problem(
                         P, line, col, name,
-                        f"unknown target {item!r}: expected stdout or a mapping with one of {', '.join(TARGET_KEYS)}",
+                        f"unknown target {item!r}: expected {bare} or a mapping with one of {', '.join(TARGET_KEYS)}",
                     )
                 )
             continue
         if not isinstance(item, dict):
-            out.append(Problem(P, line, col, name, f"expected stdout or a mapping, got {_type_name(item)}"))
+            out.append(Problem(P, line, col, name, f"expected {bare} or a mapping, got {_type_name(item)}"))
             continue
         targets = [k for k in TARGET_KEYS if k in item]
         if len(targets) != 1:
@@ -887,7 +885,8 @@ def _deliver_problems(items: Any, doc: Document) -> list[Problem]:
             out.append(Problem(P, line, col, name, msg))
             continue
         kind = targets[0]
-        allowed = TARGET_OPTIONS[kind] | {kind}
+        decl = delivery_kinds.KINDS[kind]
+        allowed = set(decl.option_names())
         for key in item:
             if key not in allowed:
                 known = {o for opts in TARGET_OPTIONS.values() for o in opts} | set(TARGET_KEYS)
@@ -902,26 +901,37 @@ def _deliver_problems(items: Any, doc: Document) -> list[Problem]:
         sub.key_positions = {("deliver", 0) + k[2:]: v for k, v in doc.key_positions.items() if k[:2] == fp}
         for p in _item_schema_problems(item, sub):
             out.append(Problem(p.path, p.line, p.column, p.field.replace("deliver[0]", name, 1), p.message))
-        if kind == "telegram" and "token" not in item:
-            out.append(Problem(P, line, col, name + ".token", "missing (required for telegram; use ${VAR})"))
-        if kind in ("webhook", "healthchecks") and isinstance(item[kind], str):
+        for option in decl.options:
+            if option.required is not None and option.name not in item:
+                why = f"missing (required for {kind}; {option.required})"
+                out.append(Problem(P, line, col, f"{name}.{option.name}", why))
+        if decl.url and isinstance(item[kind], str):
             url = item[kind]
             if not re.match(r"^https?://[^/\s]+", url) and not VAR_RE.fullmatch(url):
                 out.append(Problem(P, *doc.where(fp + (kind,)), f"{name}.{kind}", f"{url!r} is not an http(s) URL"))
     return out
 
 
-def _item_schema_problems(item: dict[str, Any], sub: Document) -> list[Problem]:
+@cache
+def _option_validators() -> dict[str, tuple[Any, str | None]]:
+    """Each delivery option's schema validator and its message for a oneOf mismatch,
+    from the declarations (cronfile.delivery.kinds)."""
     import jsonschema
 
-    schema = load_schema("job")
-    target_schema = schema["$defs"]["target"]["oneOf"][1]["properties"]
+    out: dict[str, tuple[Any, str | None]] = {}
+    for decl in delivery_kinds.KINDS.values():
+        for option in (decl.dest, *decl.options, delivery_kinds.ON):
+            out[option.name] = (jsonschema.Draft202012Validator(dict(option.schema)), option.mismatch)
+    return out
+
+
+def _item_schema_problems(item: dict[str, Any], sub: Document) -> list[Problem]:
+    validators = _option_validators()
     out = []
     for key, value in item.items():
-        prop = target_schema.get(key)
-        if prop is None:
+        if key not in validators:
             continue
-        v = jsonschema.Draft202012Validator({**prop, "$defs": schema["$defs"]})
+        v, mismatch = validators[key]
         for err in v.iter_errors(value):
             fp = ("deliver", 0, key) + tuple(err.absolute_path)
             line, col = sub.where(fp)
@@ -931,8 +941,8 @@ def _item_schema_problems(item: dict[str, Any], sub: Document) -> list[Problem]:
                 msg = f"expected {' or '.join(_EXPECT.get(w, w) for w in wants)}, got {_type_name(err.instance)}"
             elif err.validator == "enum":
                 msg = f"{json.dumps(err.instance)} is not one of {', '.join(map(str, err.validator_value))}"
-            elif err.validator == "oneOf" and key == "email":
-                msg = "expected an address or a list of addresses"
+            elif err.validator == "oneOf" and mismatch is not None:
+                msg = mismatch
             else:
                 msg = err.message
             out.append(Problem(sub.path, line, col, dotted(fp), msg))
@@ -954,7 +964,7 @@ def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0) 
     targets = []
     for item in data.get("deliver") or ():
         if isinstance(item, str):
-            targets.append(Target("stdout", True))
+            targets.append(Target(item, True))  # a bare kind (validated: stdout)
             continue
         tkind = next(k for k in TARGET_KEYS if k in item)
         opts = {k: v for k, v in item.items() if k not in (tkind, "on")}
