@@ -1457,7 +1457,8 @@ class Engine:
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         # Import what a run needs now, so the first run is not late by an import.
-        from . import delivery, runner  # noqa: F401
+        from . import runner  # noqa: F401
+        from .delivery import base, dispatch  # noqa: F401
         from .executors import agent, command, process, shell  # noqa: F401
         watcher = Watcher(self.root, self.store.state_dir, on_change=self._on_change)
         try:

@@ -24,9 +24,10 @@ from typing import Any, BinaryIO, Protocol
 
 from .clock import iso
 from .durations import format_duration
-from .executors.base import Early, Prepared, RunContext, executor_for
+from .executors.base import Early, Prepared, RunContext
 from .executors.contain import Box, containment
 from .executors.process import Proc, Staged, can_park, spawn
+from .executors.registry import executor_for
 from .expect import check_expect
 from .spec import JobSpec, Kind, Status
 from .usage import Decoder, Usage

@@ -23,6 +23,8 @@ from typing import Any
 
 from .delivery import kinds as delivery_kinds
 from .errors import Problem
+from .executors import registry as executor_kinds
+from .executors.registry import Kind
 from .yamlsrc import Document, dotted
 
 # \A...\Z, not ^...$: "$" also matches before a trailing newline ("backup\n").
@@ -44,14 +46,6 @@ class Catchup(StrEnum):
 
     skip = "skip"  # Record them as missed; wait for the next occurrence.
     once = "once"  # Run the most recent missed occurrence once (no burst).
-
-
-class Kind(StrEnum):
-    """What a job runs."""
-
-    prompt = "prompt"  # An agent profile with the assembled prompt.
-    shell = "shell"  # /bin/sh -c with the text.
-    command = "command"  # An argv, no shell.
 
 
 class Status(StrEnum):
@@ -497,13 +491,13 @@ def _schema_problems(kind: str, data: Any, doc: Document, skip: tuple[str, ...] 
             problems.append(Problem(doc.path, line, col, dotted(fpath + (missing,)), "missing (required)"))
             continue
         if v == "oneOf" and not fpath and isinstance(inst, dict):
-            present = [k for k in ("prompt", "shell", "command") if k in inst]
+            present = [k.value for k in executor_kinds.KINDS if k.value in inst]
             if not present:
-                msg = "a job needs one of prompt, shell or command"
+                msg = f"a job needs one of {executor_kinds.keys_phrase()}"
                 problems.append(Problem(doc.path, line, col, "", msg))
             else:
                 l2, c2 = doc.where((present[1],), key=True)
-                msg = f"only one of prompt, shell or command (found {', '.join(present)})"
+                msg = f"only one of {executor_kinds.keys_phrase()} (found {', '.join(present)})"
                 problems.append(Problem(doc.path, l2, c2, present[1], msg))
             continue
         if v == "type":
@@ -760,7 +754,7 @@ def job_from_document(
             problems.append(Problem(P, *where("schedule"), "schedule", str(e)))
 
     # Agent profile.
-    kind = next((Kind(k) for k in ("prompt", "shell", "command") if k in data), Kind.shell)
+    kind = executor_kinds.job_kind(data) or Kind.shell
     agent = data.get("agent")
     if kind is Kind.prompt:
         if agent is None:
@@ -778,10 +772,12 @@ def job_from_document(
                     f"unknown agent profile {agent!r} (known: {', '.join(sorted(config.agents))})",
                 )
             )
-    else:
-        for key in ("agent", "model", "permissions", "context", "allow_injection_risk", "budget", "expect"):
+    for other in executor_kinds.KINDS.values():
+        if other.kind is kind:
+            continue
+        for key in other.only:
             if key in doc.data:
-                problems.append(Problem(P, *doc.where((key,), key=True), key, "only applies to prompt jobs"))
+                problems.append(Problem(P, *doc.where((key,), key=True), key, f"only applies to {other.kind} jobs"))
 
     expect = data.get("expect")
     if isinstance(expect, dict) and isinstance(expect.get("regex"), str):
@@ -959,7 +955,8 @@ def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0) 
             return parse_duration(data[key]).total_seconds()
         return float(DEFAULTS[key])
 
-    kind = next(Kind(k) for k in ("prompt", "shell", "command") if k in data)
+    kind = executor_kinds.job_kind(data)
+    assert kind is not None, "validated data names its kind"
     ctx = data.get("context") or {}
     targets = []
     for item in data.get("deliver") or ():

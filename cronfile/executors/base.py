@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from ..secrets import Masker, MissingVariable, expand_env, var_names
-from ..spec import Config, JobSpec, Kind, Status
+from ..spec import Config, JobSpec, Status
 from ..usage import Usage
 
 __all__ = [
@@ -27,7 +27,6 @@ __all__ = [
     "Executor",
     "Prepared",
     "RunContext",
-    "executor_for",
     "job_env",
     "prepare_common",
     "resolve_program",
@@ -162,18 +161,3 @@ def resolve_program(program: str, cwd: Path, env: Mapping[str, str]) -> str | No
         path = cwd / program
         return str(path) if path.is_file() and os.access(path, os.X_OK) else None
     return shutil.which(program, path=env.get("PATH", os.defpath))
-
-
-def executor_for(spec: JobSpec) -> Executor:
-    """The executor for a job's kind."""
-    # Imported here: each executor module imports this one.
-    from .agent import AgentExecutor
-    from .command import CommandExecutor
-    from .shell import ShellExecutor
-
-    executors: dict[Kind, Executor] = {
-        Kind.shell: ShellExecutor(),
-        Kind.command: CommandExecutor(),
-        Kind.prompt: AgentExecutor(),
-    }
-    return executors[spec.kind]
