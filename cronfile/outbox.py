@@ -332,6 +332,7 @@ def send(
 
     from .delivery.base import Report
     from .delivery.dispatch import _crashed, deliverer_for
+    from .delivery.kinds import literal_secrets
     from .secrets import Masker
     from .spec import Target
 
@@ -340,8 +341,7 @@ def send(
     secrets = [environ[n] for n in entry.mask_vars if n in environ]
     if config.smtp.get("password"):
         secrets.append(str(config.smtp["password"]))
-    if target.options.get("token"):
-        secrets.append(str(target.options["token"]))
+    secrets += literal_secrets(target.kind, target.options)
     masker = Masker(secrets)
     r = entry.report
     output, cut = _read_output(r.get("log_path"), output_limit)

@@ -216,3 +216,26 @@ def test_fields_of_another_kind_of_job_are_refused(tmp_path, kind):
     only = [str(p) for p in problems if "only applies to" in p.message]
     assert only == [f"x.yaml:{3 + i + (kind is Kind.prompt)}:1: {f}: only applies to prompt jobs" for i, f in enumerate(foreign)]
 
+
+
+def test_an_option_declared_secret_is_masked_in_the_runs_output_even_written_literally(tmp_path):
+    from datetime import UTC, datetime
+
+    from helpers_proc import make_ctx, make_spec
+
+    from cronfile.executors.base import Prepared
+    from cronfile.runner import execute
+
+    spec = make_spec(
+        shell="echo sent with literal-tok-5521 and literal-hook-77",
+        deliver=[{"telegram": "-100", "token": "literal-tok-5521"}, {"webhook": "https://h/x", "secret": "literal-hook-77"}],
+    )
+    assert [o.name for d in kinds.KINDS.values() for o in d.options if o.secret] == ["token"]
+    ctx = make_ctx(tmp_path, spec)
+    prepared = registry.executor_for(spec).prepare(ctx)
+    assert isinstance(prepared, Prepared)
+    outcome = execute(ctx, now=lambda: datetime.now(UTC))
+    assert outcome.status == Status.success
+    # The token is declared secret; a webhook's HMAC key is not (it never reaches a
+    # job's output by cronfile's doing), so it is left as written.
+    assert ctx.log_path.read_text() == "sent with *** and literal-hook-77\n"

@@ -28,6 +28,7 @@ __all__ = [
     "DeliveryKind",
     "Option",
     "kind_of",
+    "literal_secrets",
     "names",
     "target_schema",
 ]
@@ -43,6 +44,9 @@ class Option:
     schema: Mapping[str, Any]
     required: str | None = None  # when set: required, and this is the hint when missing
     mismatch: str | None = None  # the message when a value matches no branch of a oneOf
+    # Its value is a secret even when written literally (not as ${VAR}): masked in the
+    # run's output and in what deliveries report.
+    secret: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,7 @@ _KINDS = (
                 "token",
                 _string("Telegram bot token, normally ${VAR}.", "${TELEGRAM_BOT_TOKEN}"),
                 required="use ${VAR}",
+                secret=True,
             ),
         ),
         wiring=("http",),
@@ -206,6 +211,14 @@ def names() -> tuple[str, ...]:
 
 def kind_of(name: str) -> DeliveryKind | None:
     return KINDS.get(name)
+
+
+def literal_secrets(kind: str, options: Mapping[str, Any]) -> list[str]:
+    """The values of a target's options declared secret (a telegram token), as written."""
+    decl = KINDS.get(kind)
+    if decl is None:
+        return []
+    return [str(options[o.name]) for o in decl.options if o.secret and options.get(o.name)]
 
 
 def target_schema() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from ..delivery.kinds import literal_secrets
 from ..secrets import Masker, MissingVariable, expand_env, var_names
 from ..spec import Config, JobSpec, Status
 from ..usage import Usage
@@ -102,7 +103,8 @@ def secret_values(spec: JobSpec, config: Config, environ: Mapping[str, str]) -> 
     values = [environ[n] for n in names if n in environ]
     if config.smtp.get("password"):
         values.append(str(config.smtp["password"]))
-    values += [str(t.options["token"]) for t in spec.deliver if t.options.get("token")]
+    for t in spec.deliver:
+        values += literal_secrets(t.kind, t.options)
     return values
 
 
