@@ -14,7 +14,6 @@ the files (docs/design.md 4): no catch-up burst for the occurrences the pause sk
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +21,9 @@ from .clock import iso
 from .state import JobState, JobStatus, Pause, State
 
 if TYPE_CHECKING:
-    from .reconcile import Change
     from .spec import JobSpec
 
-__all__ = ["drift", "keep_pause", "pause", "pause_note", "resume"]
+__all__ = ["drift", "pause", "pause_note", "resume"]
 
 
 def pause(js: JobState, p: Pause) -> JobState:
@@ -69,17 +67,6 @@ def pause_note(p: Pause) -> str:
     via = f" ({p.via})" if p.via and p.via != "cli" else ""
     why = f": {p.reason}" if p.reason else ""
     return f"paused at runtime by {p.user}@{p.host}{via} since {iso(p.at)}{why}"
-
-
-def keep_pause(old: JobState, js: JobState, change: Change) -> tuple[JobState, Change]:
-    """Reconcile's update of a job paused at runtime: the new spec is recorded, the pause
-    stays (an apply never resumes a job; `cronfile resume` does)."""
-    assert old.pause is not None
-    kept = js.with_(state=JobStatus.paused, next_run=None, queued=None, pause=old.pause)
-    notes = [pause_note(old.pause) + f"; kept (`cronfile resume {change.name}` to resume)"]
-    if not (change.after or {}).get("enabled", True):
-        notes.append("and `enabled: false` in the files")
-    return kept, replace(change, next_run_after=None, notes=tuple(notes))
 
 
 def drift(state: State) -> list[dict[str, Any]]:

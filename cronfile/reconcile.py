@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from .clock import iso
-from .pause import keep_pause
+from .pause import pause_note
 from .permissions import widening
 from .spec import JobSpec
 from .state import JobState, JobStatus, Running, State
@@ -160,7 +160,7 @@ def reconcile(
             js, change = _update(spec, old, now)
             if old.pause is not None:
                 # `cronfile pause` holds across applies (cronfile/pause.py).
-                js, change = keep_pause(old, js, change)
+                js, change = _keep_pause(old, js, change)
         jobs[name] = js
         changes.append(change)
 
@@ -333,3 +333,14 @@ def _update(spec: JobSpec, old: JobState, now: datetime) -> tuple[JobState, Chan
         notes=tuple(notes),
     )
     return js, change
+
+
+def _keep_pause(old: JobState, js: JobState, change: Change) -> tuple[JobState, Change]:
+    """The update of a job paused at runtime (cronfile/pause.py): the new spec is
+    recorded, the pause stays (an apply never resumes a job; `cronfile resume` does)."""
+    assert old.pause is not None
+    kept = js.with_(state=JobStatus.paused, next_run=None, queued=None, pause=old.pause)
+    notes = [pause_note(old.pause) + f"; kept (`cronfile resume {change.name}` to resume)"]
+    if not (change.after or {}).get("enabled", True):
+        notes.append("and `enabled: false` in the files")
+    return kept, replace(change, next_run_after=None, notes=tuple(notes))
