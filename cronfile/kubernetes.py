@@ -47,7 +47,7 @@ from .spec import VAR_RE, Catchup, Concurrency, JobSpec, Kind
 if TYPE_CHECKING:
     import argparse
 
-    from .cli import Out
+    from .console import Out
     from .load import Project
 
 __all__ = [
@@ -963,7 +963,7 @@ class _EveryVariable(dict[str, str]):
 
 
 def cmd_render(args: argparse.Namespace, out: Out) -> int:
-    from .cli import print_problems, root_of
+    from .console import print_problems, root_of
     from .load import load_project
 
     if args.target != "kubernetes":  # pragma: no cover - argparse's choices decide

@@ -446,7 +446,7 @@ def build_server(tools: Tools) -> Any:
 
 def cmd_mcp(args: Any, out: Any) -> int:
     """`cronfile mcp`: serve the tools on stdin/stdout until the client closes them."""
-    from .cli import EXIT_INVALID, EXIT_OK, load_repo, store_of
+    from .console import EXIT_INVALID, EXIT_OK, load_repo, store_of
     from .errors import SpecError
 
     try:
