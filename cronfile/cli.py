@@ -160,7 +160,7 @@ def cmd_next(args: argparse.Namespace, out: Out) -> int:
     if out.json:
         out.json_data({"expr": target, "timezone": tz, "next": [x.isoformat() for x in local]})
         return EXIT_OK
-    if schedule.kind == "reboot":
+    if schedule.at_boot:
         out.data(f"{target}: fires once each time an engine starts")
         return EXIT_OK
     if not local:

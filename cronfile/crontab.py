@@ -334,7 +334,7 @@ def convert(
         except sched.ScheduleError as e:
             problem(lineno, f"schedule {expr!r}: {e}")
             continue
-        if schedule.kind != "reboot":
+        if not schedule.at_boot:
             from datetime import UTC, datetime
 
             if schedule.next_after(datetime(2000, 1, 1, tzinfo=UTC)) is None:

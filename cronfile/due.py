@@ -76,7 +76,7 @@ def decide(
     ahead unless it allows concurrent runs: by the instant that run may have ended
     (``forbid`` would skip, ``queue`` buffer, an occurrence that should run), and
     ``replace`` would stop it before its successor is due."""
-    if js.state is not JobStatus.scheduled or schedule.kind == "reboot":
+    if js.state is not JobStatus.scheduled or schedule.at_boot:
         return None
     at = now if horizon is None or horizon <= now else horizon
     if js.running and spec.concurrency is not Concurrency.allow:

@@ -344,7 +344,7 @@ def _interval_text(expr: str, interval_s: float, anchor: datetime) -> str:
 def k8s_schedule(spec: JobSpec) -> tuple[str, str]:
     """(spec.schedule, spec.timeZone) of the job's CronJob, or :class:`Refused`."""
     schedule = spec.build_schedule()
-    if schedule.kind == "reboot":
+    if schedule.at_boot:
         raise Refused(
             "@reboot fires when an engine starts; a Kubernetes cluster has no such moment "
             "(keep this job on the cronfile daemon)"

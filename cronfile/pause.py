@@ -54,7 +54,7 @@ def _timing(
         return JobStatus.paused, None, "still paused: `enabled: false` in the files"
     if spec.repeat is not None and js.run_count >= spec.repeat:
         return JobStatus.completed, None, f"completed: repeat {spec.repeat} reached"
-    if schedule.kind == "reboot":
+    if schedule.at_boot:
         return JobStatus.scheduled, None, "runs each time an engine starts"
     next_run = schedule.next_after(now)
     if next_run is None:

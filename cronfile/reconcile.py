@@ -227,7 +227,7 @@ def _create(spec: JobSpec, now: datetime) -> tuple[JobState, Change]:
     if not spec.enabled:
         status = JobStatus.paused
         notes.append("paused")
-    elif schedule.kind == "reboot":
+    elif schedule.at_boot:
         notes.append("runs each time an engine starts")
     else:
         next_run = schedule.next_after(now)
@@ -277,7 +277,7 @@ def _update(spec: JobSpec, old: JobState, now: datetime) -> tuple[JobState, Chan
     elif spec.repeat is not None and old.run_count >= spec.repeat:
         status, next_run, queued = JobStatus.completed, None, None
         notes.append(f"completed: repeat {spec.repeat} reached ({old.run_count} runs)")
-    elif schedule.kind == "reboot":
+    elif schedule.at_boot:
         status, next_run = JobStatus.scheduled, None
         if old.state is JobStatus.paused:
             notes.append("resumed")
