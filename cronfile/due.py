@@ -22,10 +22,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .spec import Catchup, Concurrency, JobSpec
 from .state import JobState, JobStatus, State
+
+if TYPE_CHECKING:
+    from .schedule import Schedule
 
 __all__ = ["MISSED_COUNT_LIMIT", "Due", "decide", "due_by", "next_wake"]
 
@@ -55,7 +58,7 @@ class Due:
 
 
 def decide(
-    spec: JobSpec, js: JobState, schedule: Any, now: datetime, horizon: datetime | None = None
+    spec: JobSpec, js: JobState, schedule: Schedule, now: datetime, horizon: datetime | None = None
 ) -> Due | None:
     """What to do with ``spec`` at ``now``; None when it is not due.
 
@@ -157,7 +160,7 @@ def decide(
 
 
 def _occurrences(
-    schedule: Any, start: datetime, end: datetime
+    schedule: Schedule, start: datetime, end: datetime
 ) -> tuple[int, datetime | None, datetime | None]:
     """How many occurrences fall in [start, end) (start counts as one: it was next_run),
     the first and the last; the walk stops at MISSED_COUNT_LIMIT."""

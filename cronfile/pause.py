@@ -21,6 +21,7 @@ from .clock import iso
 from .state import JobState, JobStatus, Pause, State
 
 if TYPE_CHECKING:
+    from .schedule import Schedule
     from .spec import JobSpec
 
 __all__ = ["drift", "pause", "pause_note", "resume"]
@@ -31,7 +32,7 @@ def pause(js: JobState, p: Pause) -> JobState:
     return js.with_(state=JobStatus.paused, next_run=None, queued=None, pause=p)
 
 
-def resume(js: JobState, spec: JobSpec, schedule: Any, now: datetime) -> tuple[JobState, str]:
+def resume(js: JobState, spec: JobSpec, schedule: Schedule, now: datetime) -> tuple[JobState, str]:
     """``js`` without its runtime pause, timed from ``now``, and a line saying what follows.
 
     ``spec`` is the applied spec (``spec_from_data(js.spec)``) and ``schedule`` its
@@ -46,7 +47,7 @@ def resume(js: JobState, spec: JobSpec, schedule: Any, now: datetime) -> tuple[J
 
 
 def _timing(
-    spec: JobSpec, js: JobState, schedule: Any, now: datetime
+    spec: JobSpec, js: JobState, schedule: Schedule, now: datetime
 ) -> tuple[JobStatus, datetime | None, str]:
     """Where a job stands once nothing holds it back at runtime: reconcile's rules for a
     job re-enabled in the files (next run from now, no catch-up)."""

@@ -15,13 +15,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .clock import iso
 from .pause import pause_note
 from .permissions import widening
 from .spec import JobSpec
 from .state import JobState, JobStatus, Running, State
+
+if TYPE_CHECKING:
+    from .schedule import Schedule
 
 __all__ = ["Action", "Change", "Plan", "reconcile"]
 
@@ -212,7 +215,7 @@ def _with_job(run: Running, job: str) -> Running:
     return replace(run, job=job)
 
 
-def _never_fires_note(schedule: Any, now: datetime) -> str:
+def _never_fires_note(schedule: Schedule, now: datetime) -> str:
     past = schedule.prev_at_or_before(now)
     if past is not None:
         return f"never fires: {iso(past)} is in the past"

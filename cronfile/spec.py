@@ -19,10 +19,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import Problem
 from .yamlsrc import Document, dotted
+
+if TYPE_CHECKING:
+    from .schedule import Schedule
 
 # \A...\Z, not ^...$: "$" also matches before a trailing newline ("backup\n").
 NAME_RE = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,63}\Z")
@@ -326,7 +329,7 @@ class JobSpec:
             h = self._memo["schedule_sig"] = schedule_signature(self.data)
         return h
 
-    def build_schedule(self, created_at: datetime | None = None) -> Any:
+    def build_schedule(self, created_at: datetime | None = None) -> Schedule:
         """The job's Schedule (cronfile.schedule); ``created_at`` anchors `in 2h` forms."""
         from . import schedule as sched
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .secrets import Masker
+
+if TYPE_CHECKING:
+    from .schedule import Schedule
 
 __all__ = ["HORIZON", "MAX_MARKS", "REFRESH_S", "log_url", "next_fires", "render_log", "render_page"]
 
@@ -79,7 +82,7 @@ def log_url(job: str, run_id: str) -> str:
     return f"/jobs/{quote(job, safe='')}/runs/{quote(run_id, safe='')}/log"
 
 
-def next_fires(schedule: Any, after: datetime, end: datetime, limit: int = MAX_MARKS + 1) -> list[datetime]:
+def next_fires(schedule: Schedule, after: datetime, end: datetime, limit: int = MAX_MARKS + 1) -> list[datetime]:
     """The fires of ``schedule`` (schedule.Schedule) after ``after`` up to ``end``, at
     most ``limit`` of them (more means "too many to draw one by one")."""
     out: list[datetime] = []
