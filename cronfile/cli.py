@@ -461,6 +461,8 @@ def render_history(runs: list[dict[str, Any]]) -> str:
     """One line per run, newest last: id, trigger, times, status, exit, deliveries."""
     from datetime import datetime
 
+    from .spec import Status
+
     tokens = any(r.get("usage") or r.get("usage_error") for r in runs)
     rows = [("RUN", "TRIGGER", "SCHEDULED", "STARTED", "DURATION", "STATUS", "EXIT", "TRIES", *(("TOKENS", "COST") if tokens else ()), "DELIVERIES")]
     for r in runs:
@@ -488,7 +490,7 @@ def render_history(runs: list[dict[str, Any]]) -> str:
     del datetime
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    messages = [f"  {r['run_id']}: {r['message']}" for r in runs if r.get("message") and r.get("status") not in ("success",)]
+    messages = [f"  {r['run_id']}: {r['message']}" for r in runs if r.get("message") and r.get("status") != Status.success]
     messages += [f"  {r['run_id']}: usage unknown: {r['usage_error']}" for r in runs if r.get("usage_error")]
     return "\n".join(lines + (["", "notes:"] + messages[-5:] if messages else []))
 
@@ -576,6 +578,7 @@ def _follow(store: Store, job: str, run_id: str, path: Path) -> int:
 
 def cmd_run(args: argparse.Namespace, out: Out) -> int:
     from .engine import Engine
+    from .spec import Status
 
     project = load_checked(args, out)
     spec = project.job(args.name)
@@ -590,7 +593,7 @@ def cmd_run(args: argparse.Namespace, out: Out) -> int:
     with engine:
         # -q mutes cronfile's own lines, not the job's output (that is the data).
         status = engine.run_now(spec, stream=sys.stdout.buffer)
-    return EXIT_OK if status in ("success", "silent") else EXIT_FAILED
+    return EXIT_OK if status in (Status.success, Status.silent) else EXIT_FAILED
 
 
 def cmd_tick(args: argparse.Namespace, out: Out) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from .spec import Catchup, Concurrency, JobSpec
+from .spec import Catchup, Concurrency, JobSpec, Trigger
 from .state import JobState, JobStatus, State
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class Due:
     transaction: ``next_run``, the run (if any), the missed/skipped history lines."""
 
     run: datetime | None = None  # scheduled_for of the run to start now
-    trigger: str | None = None  # "schedule" | "catchup" | "queued"
+    trigger: Trigger | None = None  # schedule | catchup | queued
     missed: int = 0  # occurrences not run (capped at MISSED_COUNT_LIMIT)
     missed_first: datetime | None = None
     missed_last: datetime | None = None
@@ -92,7 +92,7 @@ def decide(
         last_run = repeat_left == 1
         return Due(
             run=js.queued,
-            trigger="queued",
+            trigger=Trigger.queued,
             next_run=None if last_run else js.next_run,
             completes=last_run or js.next_run is None,
             lateness=(now - js.queued).total_seconds(),
@@ -113,12 +113,12 @@ def decide(
     earlier, first, last = _occurrences(schedule, js.next_run, latest)
 
     run: datetime | None
-    trigger: str | None
+    trigger: Trigger | None
     if lateness <= spec.starting_deadline:
-        run, trigger = latest, "schedule"
+        run, trigger = latest, Trigger.schedule
         missed, missed_first, missed_last = earlier, first, last
     elif spec.catchup is Catchup.once:
-        run, trigger = latest, "catchup"
+        run, trigger = latest, Trigger.catchup
         missed, missed_first, missed_last = earlier, first, last
     else:
         run, trigger = None, None

@@ -241,6 +241,7 @@ class Tools:
         """Run a job now (`cronfile run NAME`, trigger: manual) in its own process, which
         outlives this server; wait up to ``wait_seconds`` for it to end."""
         from .engine import merged_history
+        from .spec import Trigger
         from .state import JobStatus
 
         self._known(name)
@@ -253,8 +254,8 @@ class Tools:
 
         def new_run() -> str | None:
             st = self.store.read().jobs.get(name)
-            ids = {r.run_id for r in (st.running if st else ()) if r.trigger == "manual"}
-            ids |= {r["run_id"] for r in merged_history(self.store, name, 5) if r.get("trigger") == "manual"}
+            ids = {r.run_id for r in (st.running if st else ()) if r.trigger == Trigger.manual}
+            ids |= {r["run_id"] for r in merged_history(self.store, name, 5) if r.get("trigger") == Trigger.manual}
             fresh = sorted(ids - before)
             return fresh[-1] if fresh else None
 

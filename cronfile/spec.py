@@ -71,7 +71,13 @@ class Status(StrEnum):
 
     @property
     def is_failure(self) -> bool:
-        return self in (Status.failed, Status.timeout, Status.refused, Status.interrupted)
+        return self in FAILURES
+
+
+# The outcomes that count as a failure: `on: failure` deliveries, healthchecks' /fail, the
+# red marks of `status` and of the status page. A history line's status text is in it
+# too ("timeout" in FAILURES), as a StrEnum member hashes and compares as its text.
+FAILURES: frozenset[Status] = frozenset({Status.failed, Status.timeout, Status.refused, Status.interrupted})
 
 
 class Trigger(StrEnum):
@@ -243,12 +249,7 @@ class Target:
             return True
         if status == Status.success:
             return "success" in self.on
-        return "failure" in self.on and status in (
-            Status.failed,
-            Status.timeout,
-            Status.refused,
-            Status.interrupted,
-        )
+        return "failure" in self.on and status in FAILURES
 
     def label(self) -> str:
         if self.kind == "stdout":
