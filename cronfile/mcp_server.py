@@ -294,9 +294,9 @@ class Tools:
         the change still goes through review and ``cronfile apply``."""
         from .engine import engine_running
         from .load import JOBS_DIR, parse_file
-        from .spec import NAME_RE, cross_problems
+        from .spec import cross_problems, is_job_name
 
-        if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        if not isinstance(name, str) or not is_job_name(name):
             raise ToolRefused(f"{name!r} is not a job name (lower-case letters, digits, '.', '_', '-')")
         if not self.settings.allows(name):
             raise ToolRefused(f"job {name!r} is not offered over MCP (cronfile.yaml: mcp.jobs)")

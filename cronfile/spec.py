@@ -27,8 +27,19 @@ from .yamlsrc import Document, dotted
 if TYPE_CHECKING:
     from .schedule import Schedule
 
-# \A...\Z, not ^...$: "$" also matches before a trailing newline ("backup\n").
+# docs/design.md 2's name rule, anchored with \A and \Z: the schema's `$` (and Python's)
+# also matches before a trailing newline, so "backup\n" passed; and the store refuses ".."
+# anywhere in a path component, so "a..b" passed validation, then failed every run with
+# an internal error and stayed "running" (both found by tests/faults). `is_job_name` is
+# the whole rule; NAME_RE is its pattern.
 NAME_RE = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,63}\Z")
+
+
+def is_job_name(name: str) -> bool:
+    """Lower-case letters, digits, '.', '_', '-', but not '..'; 1-64 characters,
+    starting with a letter or digit."""
+    return NAME_RE.match(name) is not None and ".." not in name
+
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
