@@ -23,10 +23,11 @@ import pytest
 import cronfile.delivery as delivery
 from cronfile.delivery import DeliveryResult, Report, deliver_all, deliverer_for, notify_start
 from cronfile.delivery import webhook as webhook_mod
-from cronfile.delivery.base import format_duration, status_line, utf16_len
+from cronfile.delivery.base import status_line, utf16_len
 from cronfile.delivery.email import EmailDeliverer
 from cronfile.delivery.healthchecks import ping_url, run_uuid
 from cronfile.delivery.telegram import MAX_MESSAGES, MESSAGE_LIMIT
+from cronfile.durations import format_duration
 from cronfile.spec import Config, Status, Target
 
 try:
@@ -175,7 +176,7 @@ def test_the_status_line_reads_as_a_sentence(kw, line):
 
 
 def test_durations_read_in_the_largest_sensible_unit():
-    assert [format_duration(s) for s in (3.04, 59.9, 60, 3599, 3600, 7325)] == [
+    assert [format_duration(s, rounded=True) for s in (3.04, 59.9, 60, 3599, 3600, 7325)] == [
         "3.0s",
         "59.9s",
         "1m00s",

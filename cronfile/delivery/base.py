@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from ..durations import format_duration
 from ..secrets import Masker, MissingVariable, expand_text
 from ..spec import Config, Status, Target
 from . import netguard
@@ -146,23 +147,13 @@ EMOJI: dict[str, str] = {
 }
 
 
-def format_duration(seconds: float) -> str:
-    """``41.2s`` under a minute, ``3m12s`` under an hour, ``1h02m`` beyond."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    whole = int(round(seconds))
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-
-
 def status_line(report: Report) -> str:
     """One line for a chat message or a subject: ``✅ daily-briefing succeeded in 41.2s``,
     ``❌ backup failed (exit 2) after 3.0s``."""
     name, st = report.job, report.status
     dur = report.duration_s
-    took = f" in {format_duration(dur)}" if dur is not None else ""
-    after = f" after {format_duration(dur)}" if dur is not None else ""
+    took = f" in {format_duration(dur, rounded=True)}" if dur is not None else ""
+    after = f" after {format_duration(dur, rounded=True)}" if dur is not None else ""
     exit_ = f" (exit {report.exit_code})" if report.exit_code is not None else ""
     sentences: dict[str, str] = {
         Status.success: f"{name} succeeded{took}",
