@@ -67,7 +67,7 @@ def decide(
     them at start.
 
     A buffered occurrence (``js.queued``, concurrency: queue) whose blocker has finished
-    comes back as ``trigger="queued"`` with ``next_run`` unchanged; the caller clears
+    comes back as ``trigger=Trigger.queued`` with ``next_run`` unchanged; the caller clears
     ``js.queued`` when it claims the run.
 
     ``horizon`` (later than ``now``) decides ahead: the occurrences due by ``horizon``

@@ -165,7 +165,7 @@ class JobState:
             schedule_sig=d["schedule_sig"],
             created_at=_dt(d["created_at"]),
             updated_at=parse_iso(d.get("updated_at")),
-            state=JobStatus(d.get("state", "scheduled")),
+            state=JobStatus(d.get("state", JobStatus.scheduled)),
             next_run=parse_iso(d.get("next_run")),
             last_run=LastRun.decode(d["last_run"]) if d.get("last_run") else None,
             run_count=int(d.get("run_count", 0)),
