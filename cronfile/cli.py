@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -660,7 +661,7 @@ def cmd_render(args: argparse.Namespace, out: Out) -> int:
 # -- dispatch ------------------------------------------------------------------------
 
 # The function that runs each command of commands.COMMANDS.
-HANDLERS = {
+HANDLERS: dict[str, Callable[[argparse.Namespace, Out], int]] = {
     "validate": cmd_validate,
     "next": cmd_next,
     "schema": cmd_schema,
