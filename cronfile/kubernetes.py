@@ -349,18 +349,19 @@ def k8s_schedule(spec: JobSpec) -> tuple[str, str]:
             "@reboot fires when an engine starts; a Kubernetes cluster has no such moment "
             "(keep this job on the cronfile daemon)"
         )
-    if schedule.kind == "once":
+    if isinstance(schedule, sched.OnceSchedule):
         raise Refused(
             f"{spec.schedule!r} fires once; a Kubernetes CronJob repeats (run it as a "
             "Kubernetes Job, or keep it on the cronfile daemon)"
         )
-    if schedule.kind == "interval":
+    if isinstance(schedule, sched.IntervalSchedule):
         # Elapsed time from the anchor, so the equivalent cron is on UTC's clock.
         return _interval_text(spec.schedule, schedule.interval.total_seconds(), schedule.anchor), "UTC"
     text = " ".join(spec.schedule.split())
     if text.startswith("@"):
         # Kubernetes reads Debian's macros (@hourly ... @yearly) with the same times.
         return text.lower(), spec.timezone
+    assert isinstance(schedule, sched.CronSchedule)
     return _cron_text(text, schedule.fields), spec.timezone
 
 
