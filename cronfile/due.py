@@ -22,10 +22,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
-from .spec import Catchup, Concurrency, JobSpec
+from .spec import Catchup, Concurrency, JobSpec, Trigger
 from .state import JobState, JobStatus, State
+
+if TYPE_CHECKING:
+    from .schedule import Schedule
 
 __all__ = ["MISSED_COUNT_LIMIT", "Due", "decide", "due_by", "next_wake"]
 
@@ -42,7 +45,7 @@ class Due:
     transaction: ``next_run``, the run (if any), the missed/skipped history lines."""
 
     run: datetime | None = None  # scheduled_for of the run to start now
-    trigger: str | None = None  # "schedule" | "catchup" | "queued"
+    trigger: Trigger | None = None  # schedule | catchup | queued
     missed: int = 0  # occurrences not run (capped at MISSED_COUNT_LIMIT)
     missed_first: datetime | None = None
     missed_last: datetime | None = None
@@ -55,7 +58,7 @@ class Due:
 
 
 def decide(
-    spec: JobSpec, js: JobState, schedule: Any, now: datetime, horizon: datetime | None = None
+    spec: JobSpec, js: JobState, schedule: Schedule, now: datetime, horizon: datetime | None = None
 ) -> Due | None:
     """What to do with ``spec`` at ``now``; None when it is not due.
 
@@ -64,7 +67,7 @@ def decide(
     them at start.
 
     A buffered occurrence (``js.queued``, concurrency: queue) whose blocker has finished
-    comes back as ``trigger="queued"`` with ``next_run`` unchanged; the caller clears
+    comes back as ``trigger=Trigger.queued`` with ``next_run`` unchanged; the caller clears
     ``js.queued`` when it claims the run.
 
     ``horizon`` (later than ``now``) decides ahead: the occurrences due by ``horizon``
@@ -76,7 +79,7 @@ def decide(
     ahead unless it allows concurrent runs: by the instant that run may have ended
     (``forbid`` would skip, ``queue`` buffer, an occurrence that should run), and
     ``replace`` would stop it before its successor is due."""
-    if js.state is not JobStatus.scheduled or schedule.kind == "reboot":
+    if js.state is not JobStatus.scheduled or schedule.at_boot:
         return None
     at = now if horizon is None or horizon <= now else horizon
     if js.running and spec.concurrency is not Concurrency.allow:
@@ -89,7 +92,7 @@ def decide(
         last_run = repeat_left == 1
         return Due(
             run=js.queued,
-            trigger="queued",
+            trigger=Trigger.queued,
             next_run=None if last_run else js.next_run,
             completes=last_run or js.next_run is None,
             lateness=(now - js.queued).total_seconds(),
@@ -110,12 +113,12 @@ def decide(
     earlier, first, last = _occurrences(schedule, js.next_run, latest)
 
     run: datetime | None
-    trigger: str | None
+    trigger: Trigger | None
     if lateness <= spec.starting_deadline:
-        run, trigger = latest, "schedule"
+        run, trigger = latest, Trigger.schedule
         missed, missed_first, missed_last = earlier, first, last
     elif spec.catchup is Catchup.once:
-        run, trigger = latest, "catchup"
+        run, trigger = latest, Trigger.catchup
         missed, missed_first, missed_last = earlier, first, last
     else:
         run, trigger = None, None
@@ -157,7 +160,7 @@ def decide(
 
 
 def _occurrences(
-    schedule: Any, start: datetime, end: datetime
+    schedule: Schedule, start: datetime, end: datetime
 ) -> tuple[int, datetime | None, datetime | None]:
     """How many occurrences fall in [start, end) (start counts as one: it was next_run),
     the first and the last; the walk stops at MISSED_COUNT_LIMIT."""

@@ -885,7 +885,7 @@ class Engine:
                     state = state.with_job(name, js)
                     changed = True
                     continue
-                if spec.schedule.strip() == "@reboot":
+                if self.schedule_for(spec, js).at_boot:
                     continue
                 d = decide(spec, js, self.schedule_for(spec, js), now, horizon)
                 if d is None:
@@ -1423,7 +1423,7 @@ class Engine:
         with self._txn() as txn:
             state = txn.state
             for name, js in sorted(state.jobs.items()):
-                if js.state != JobStatus.scheduled or js.spec.get("schedule", "").strip() != "@reboot":
+                if js.state != JobStatus.scheduled or not self.schedule_for(self.spec_for(js), js).at_boot:
                     continue
                 if only_after_boot:
                     last = js.last_run

@@ -241,6 +241,7 @@ class Tools:
         """Run a job now (`cronfile run NAME`, trigger: manual) in its own process, which
         outlives this server; wait up to ``wait_seconds`` for it to end."""
         from .engine import merged_history
+        from .spec import Trigger
         from .state import JobStatus
 
         self._known(name)
@@ -253,8 +254,8 @@ class Tools:
 
         def new_run() -> str | None:
             st = self.store.read().jobs.get(name)
-            ids = {r.run_id for r in (st.running if st else ()) if r.trigger == "manual"}
-            ids |= {r["run_id"] for r in merged_history(self.store, name, 5) if r.get("trigger") == "manual"}
+            ids = {r.run_id for r in (st.running if st else ()) if r.trigger == Trigger.manual}
+            ids |= {r["run_id"] for r in merged_history(self.store, name, 5) if r.get("trigger") == Trigger.manual}
             fresh = sorted(ids - before)
             return fresh[-1] if fresh else None
 
@@ -293,9 +294,9 @@ class Tools:
         the change still goes through review and ``cronfile apply``."""
         from .engine import engine_running
         from .load import JOBS_DIR, parse_file
-        from .spec import NAME_RE, cross_problems
+        from .spec import cross_problems, is_job_name
 
-        if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        if not isinstance(name, str) or not is_job_name(name):
             raise ToolRefused(f"{name!r} is not a job name (lower-case letters, digits, '.', '_', '-')")
         if not self.settings.allows(name):
             raise ToolRefused(f"job {name!r} is not offered over MCP (cronfile.yaml: mcp.jobs)")
@@ -446,7 +447,7 @@ def build_server(tools: Tools) -> Any:
 
 def cmd_mcp(args: Any, out: Any) -> int:
     """`cronfile mcp`: serve the tools on stdin/stdout until the client closes them."""
-    from .cli import EXIT_INVALID, EXIT_OK, load_repo, store_of
+    from .console import EXIT_INVALID, EXIT_OK, load_repo, store_of
     from .errors import SpecError
 
     try:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .delivery import kinds as delivery_kinds
 from .errors import Problem
@@ -27,8 +27,22 @@ from .executors import registry as executor_kinds
 from .executors.registry import Kind
 from .yamlsrc import Document, dotted
 
-# \A...\Z, not ^...$: "$" also matches before a trailing newline ("backup\n").
+if TYPE_CHECKING:
+    from .schedule import Schedule
+
+# docs/design.md 2's name rule, anchored with \A and \Z: the schema's `$` (and Python's)
+# also matches before a trailing newline, so "backup\n" passed; and the store refuses ".."
+# anywhere in a path component, so "a..b" passed validation, then failed every run with
+# an internal error and stayed "running" (both found by tests/faults). `is_job_name` is
+# the whole rule; NAME_RE is its pattern.
 NAME_RE = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,63}\Z")
+
+
+def is_job_name(name: str) -> bool:
+    """Lower-case letters, digits, '.', '_', '-', but not '..'; 1-64 characters,
+    starting with a letter or digit."""
+    return NAME_RE.match(name) is not None and ".." not in name
+
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -63,7 +77,13 @@ class Status(StrEnum):
 
     @property
     def is_failure(self) -> bool:
-        return self in (Status.failed, Status.timeout, Status.refused, Status.interrupted)
+        return self in FAILURES
+
+
+# The outcomes that count as a failure: `on: failure` deliveries, healthchecks' /fail, the
+# red marks of `status` and of the status page. A history line's status text is in it
+# too ("timeout" in FAILURES), as a StrEnum member hashes and compares as its text.
+FAILURES: frozenset[Status] = frozenset({Status.failed, Status.timeout, Status.refused, Status.interrupted})
 
 
 class Trigger(StrEnum):
@@ -230,12 +250,7 @@ class Target:
             return True
         if status == Status.success:
             return "success" in self.on
-        return "failure" in self.on and status in (
-            Status.failed,
-            Status.timeout,
-            Status.refused,
-            Status.interrupted,
-        )
+        return "failure" in self.on and status in FAILURES
 
     def label(self) -> str:
         decl = delivery_kinds.kind_of(self.kind)
@@ -317,7 +332,7 @@ class JobSpec:
             h = self._memo["schedule_sig"] = schedule_signature(self.data)
         return h
 
-    def build_schedule(self, created_at: datetime | None = None) -> Any:
+    def build_schedule(self, created_at: datetime | None = None) -> Schedule:
         """The job's Schedule (cronfile.schedule); ``created_at`` anchors `in 2h` forms."""
         from . import schedule as sched
 

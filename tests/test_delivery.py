@@ -22,11 +22,12 @@ import pytest
 
 import cronfile.delivery.dispatch as delivery
 from cronfile.delivery import webhook as webhook_mod
-from cronfile.delivery.base import DeliveryResult, Report, format_duration, status_line, utf16_len
+from cronfile.delivery.base import DeliveryResult, Report, status_line, utf16_len
 from cronfile.delivery.dispatch import deliver_all, deliverer_for, notify_start
 from cronfile.delivery.email import EmailDeliverer
 from cronfile.delivery.healthchecks import ping_url, run_uuid
 from cronfile.delivery.telegram import MAX_MESSAGES, MESSAGE_LIMIT
+from cronfile.durations import format_duration
 from cronfile.spec import Config, Status, Target
 
 try:
@@ -101,6 +102,7 @@ def test_the_delivery_modules_export_exactly_their_public_api():
         "DeliveryResult",
         "Report",
         "status_line",
+        "target_wants",
     ]
     assert sorted(delivery.__all__) == [
         "deliver_all",
@@ -185,7 +187,7 @@ def test_the_status_line_reads_as_a_sentence(kw, line):
 
 
 def test_durations_read_in_the_largest_sensible_unit():
-    assert [format_duration(s) for s in (3.04, 59.9, 60, 3599, 3600, 7325)] == [
+    assert [format_duration(s, rounded=True) for s in (3.04, 59.9, 60, 3599, 3600, 7325)] == [
         "3.0s",
         "59.9s",
         "1m00s",

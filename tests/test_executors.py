@@ -13,8 +13,8 @@ from helpers_proc import alive, make_ctx, make_spec, read_record, wait_for, writ
 from cronfile.executors.agent import AgentExecutor, assemble_prompt
 from cronfile.executors.base import Early, Prepared
 from cronfile.executors.command import CommandExecutor
+from cronfile.executors.dispatch import executor_for
 from cronfile.executors.process import group_alive, kill_group, run_capture, spawn
-from cronfile.executors.registry import executor_for
 from cronfile.executors.shell import ShellExecutor
 from cronfile.secrets import Masker
 from cronfile.spec import Kind, Status

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from ..durations import format_duration
 from ..secrets import Masker, expand_text
 from ..spec import Config, Status, Target
+from .kinds import kind_of
 
 __all__ = [
     "BaseDeliverer",
@@ -30,6 +32,7 @@ __all__ = [
     "DeliveryResult",
     "Report",
     "status_line",
+    "target_wants",
 ]
 
 TRUNCATED = "[…output truncated…]\n"  # put before a tail wherever a human reads it
@@ -140,23 +143,13 @@ EMOJI: dict[str, str] = {
 }
 
 
-def format_duration(seconds: float) -> str:
-    """``41.2s`` under a minute, ``3m12s`` under an hour, ``1h02m`` beyond."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    whole = int(round(seconds))
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-
-
 def status_line(report: Report) -> str:
     """One line for a chat message or a subject: ``✅ daily-briefing succeeded in 41.2s``,
     ``❌ backup failed (exit 2) after 3.0s``."""
     name, st = report.job, report.status
     dur = report.duration_s
-    took = f" in {format_duration(dur)}" if dur is not None else ""
-    after = f" after {format_duration(dur)}" if dur is not None else ""
+    took = f" in {format_duration(dur, rounded=True)}" if dur is not None else ""
+    after = f" after {format_duration(dur, rounded=True)}" if dur is not None else ""
     exit_ = f" (exit {report.exit_code})" if report.exit_code is not None else ""
     sentences: dict[str, str] = {
         Status.success: f"{name} succeeded{took}",
@@ -214,3 +207,19 @@ def tail_fit(
 
 def with_marker(tail: str, cut: bool) -> str:
     return TRUNCATED + tail if cut else tail
+
+
+def target_wants(target: Target, status: str) -> bool:
+    """The ``on:`` filter, with one exception: a liveness monitor (healthchecks) is not a
+    notification, so a silent run (which succeeded) pings it as a success wherever a
+    success would. Otherwise its /start would never be closed and it would report the
+    job as hung."""
+    if target.wants(status):
+        return True
+    decl = kind_of(target.kind)
+    return (
+        decl is not None
+        and decl.monitor
+        and status == Status.silent
+        and target.wants(Status.success)
+    )

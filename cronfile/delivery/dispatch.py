@@ -1,25 +1,27 @@
 """Dispatch: from a target to the deliverer that sends it, by the target's declaration in
 ``kinds.py``; and the loops the engine and the outbox call (docs/design.md section 5).
 
-A deliverer module is imported when its first delivery is made, not before: ``kinds``
-names it, so that validating a job file never imports httpx or smtplib.
+``kinds`` names each deliverer (``"module.Class"``) and imports none, so validating a
+job file never imports httpx or smtplib; this module, which only runs import, resolves
+the names.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..secrets import Masker, MissingVariable, expand_text
-from ..spec import Config, Status, Target
-from . import netguard
-from .base import Deliverer, DeliveryResult, Report
+from ..spec import Config, Target
+from . import email, healthchecks, netguard, stdout, telegram, webhook
+from .base import Deliverer, DeliveryResult, Report, target_wants
 from .kinds import DeliveryKind, kind_of, names
 
 if TYPE_CHECKING:  # the type only: httpx is imported by http.py alone (STYLE.md, 7)
     import httpx
+
+_MODULES = {m.__name__.rpartition(".")[2]: m for m in (email, healthchecks, stdout, telegram, webhook)}
 
 __all__ = [
     "deliver_all",
@@ -30,22 +32,6 @@ __all__ = [
     "streams",
     "target_wants",
 ]
-
-
-def target_wants(target: Target, status: str) -> bool:
-    """The ``on:`` filter, with one exception: a liveness monitor (healthchecks) is not a
-    notification, so a silent run (which succeeded) pings it as a success wherever a
-    success would. Otherwise its /start would never be closed and it would report the
-    job as hung."""
-    if target.wants(status):
-        return True
-    decl = kind_of(target.kind)
-    return (
-        decl is not None
-        and decl.monitor
-        and status == Status.silent
-        and target.wants(Status.success)
-    )
 
 
 def pings_start(kind: str) -> bool:
@@ -63,7 +49,7 @@ def streams(kind: str) -> bool:
 def deliverer_class(decl: DeliveryKind) -> type[Deliverer]:
     """The deliverer class a declaration names (its module imported now)."""
     module, _, cls = decl.deliverer.rpartition(".")
-    return getattr(importlib.import_module(f"{__package__}.{module}"), cls)
+    return getattr(_MODULES[module], cls)
 
 
 def deliverer_for(

@@ -1,6 +1,6 @@
 """Executors: how each kind of job (shell, command, prompt) becomes a process.
 
-``registry.executor_for(spec).prepare(ctx)`` gives a ``base.Prepared`` (what to spawn)
+``dispatch.executor_for(spec).prepare(ctx)`` gives a ``base.Prepared`` (what to spawn)
 or a ``base.Early`` outcome; ``cronfile.runner.execute`` does the spawning, waiting and
 retrying. Each kind is declared once, in ``registry.py``.
 

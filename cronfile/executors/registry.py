@@ -5,22 +5,22 @@ executor that turns it into a process (docs/design.md section 6).
 Derived from these declarations: the job schema's three keys and its "one of them"
 rule (``cronfile.schemagen`` writes both shipped copies), the checks that a job has
 exactly one and that prompt-only fields are not on other jobs (``cronfile.spec``), and
-:func:`executor_for`.
+``cronfile.executors.dispatch.executor_for``.
 
 This module imports nothing from cronfile: validation reads it, so an executor is
-named (``"module.Class"`` in this package) and imported when a run needs it.
+named here (``"module.Class"`` in this package), and ``executors/dispatch.py``, which
+runs import and validation does not, resolves the name.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
-__all__ = ["KINDS", "ExecutorKind", "Kind", "executor_for", "job_kind", "keys_phrase"]
+__all__ = ["KINDS", "ExecutorKind", "Kind", "job_kind", "keys_phrase"]
 
 
 class Kind(StrEnum):
@@ -86,14 +86,3 @@ def keys_phrase() -> str:
     """``prompt, shell or command``: the keys, as messages list them."""
     keys = [k.value for k in KINDS]
     return f"{', '.join(keys[:-1])} or {keys[-1]}"
-
-
-class _HasKind(Protocol):
-    @property
-    def kind(self) -> Kind: ...
-
-
-def executor_for(spec: _HasKind) -> Any:
-    """The executor (``cronfile.executors.base.Executor``) for a job's kind."""
-    module, _, cls = KINDS[spec.kind].executor.rpartition(".")
-    return getattr(importlib.import_module(f"{__package__}.{module}"), cls)()
