@@ -37,7 +37,7 @@ from .errors import CronfileError, SpecError, UsageError
 
 if TYPE_CHECKING:
     from .load import Project
-    from .store import Store
+    from .stores import Store
 
 
 # -- commands ------------------------------------------------------------------------
@@ -317,7 +317,7 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
             for d in overrides:
                 out.data(f"  ~ {d['name']}: {d['note']} (`cronfile resume {d['name']}`)")
         if write and plan.has_changes:
-            out.msg(f"applied to {store.state_path}")
+            out.msg(f"applied to {store.location}")
     if is_diff:
         return EXIT_FAILED if plan.has_changes else EXIT_OK
     return EXIT_OK
@@ -423,7 +423,7 @@ def check_job_name(args: argparse.Namespace, store: Store) -> None:
 
     if not NAME_RE.match(args.name):
         raise UsageError(f"{args.name!r} is not a job name")
-    if (store.runs_dir / args.name).is_dir():
+    if args.name in store.history_jobs():
         return
 
     known = set()
@@ -523,8 +523,7 @@ def cmd_logs(args: argparse.Namespace, out: Out) -> int:
     recorded = {r["run_id"]: r for r in merged_history(store, args.name, None) if r.get("status")}
     # A run in flight has a log but no history record yet (applied or not); run ids sort
     # by time, so the newest log is the latest run.
-    job_dir = store.runs_dir / args.name
-    ids = sorted({p.stem for p in job_dir.glob("*.log")} | {r for r, v in recorded.items() if v.get("started_at")}) if job_dir.is_dir() else []
+    ids = sorted(set(store.log_ids(args.name)) | {r for r, v in recorded.items() if v.get("started_at")})
     if not ids:
         raise UsageError(f"no logs for {args.name}: it has not run yet (see `cronfile history {args.name}`)")
     if args.run_id:
@@ -534,26 +533,26 @@ def cmd_logs(args: argparse.Namespace, out: Out) -> int:
         run_id = match[-1]
     else:
         run_id = ids[-1]
-    path = store.log_path(args.name, run_id)
     if args.follow:
-        return _follow(store, args.name, run_id, path)
-    try:
-        sys.stdout.buffer.write(path.read_bytes())
-    except FileNotFoundError:
+        return _follow(store, args.name, run_id)
+    data = store.read_log(args.name, run_id)
+    if data is not None:
+        sys.stdout.buffer.write(data)
+    else:
         rec = recorded.get(run_id)
         if rec is not None and not rec.get("attempts"):
             # Ended before anything was spawned (refused, a failing context script, a
             # missing ${VAR}): there is no output, only the reason.
             out.msg(f"run {run_id} produced no output: {rec.get('status')}: {rec.get('message') or 'nothing was started'}")
             return EXIT_OK
-        raise UsageError(f"{path}: log was pruned (history_limit)") from None
+        raise UsageError(f"run {run_id} of {args.name}: its log was pruned (history_limit)")
     sys.stdout.flush()
     return EXIT_OK
 
 
-def _follow(store: Store, job: str, run_id: str, path: Path) -> int:
+def _follow(store: Store, job: str, run_id: str) -> int:
     """`logs -f`: print the log as it grows until the run's record appears in history.
-    (Polls the file every 0.2 s: a terminal nicety, not the engine.)"""
+    (Polls the log every 0.2 s: a terminal nicety, not the engine.)"""
     import time
 
     from .engine import merged_history
@@ -561,12 +560,7 @@ def _follow(store: Store, job: str, run_id: str, path: Path) -> int:
     pos = 0
     while True:
         done = any(r.get("run_id") == run_id and r.get("status") for r in merged_history(store, job, 5))
-        try:
-            with path.open("rb") as f:
-                f.seek(pos)
-                chunk = f.read()
-        except FileNotFoundError:
-            chunk = b""
+        chunk = store.read_log(job, run_id, offset=pos) or b""
         if chunk:
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()

@@ -19,7 +19,7 @@ from .errors import SpecError, UsageError
 
 if TYPE_CHECKING:
     from .load import Project
-    from .store import Store
+    from .stores import Store
 
 # docs/design.md section 7: 0 ok, 1 a job failed or `diff` found changes, 2 invalid input.
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
@@ -123,9 +123,9 @@ def state_dir_of(args: argparse.Namespace, project: Project | None = None) -> Pa
 
 
 def store_of(args: argparse.Namespace, project: Project | None = None) -> Store:
-    from .store import Store
+    from .stores import open_store
 
-    return Store(state_dir_of(args, project))
+    return open_store(state_dir=state_dir_of(args, project))
 
 
 def refuse_inside_run(what: str) -> None:

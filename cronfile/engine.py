@@ -38,14 +38,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from .clock import Clock, SystemClock, iso
-from .errors import CronfileError, LockedError
+from .errors import CronfileError, LockedError, StateWriteError
+from .faults import fault
 from .load import Project, files_signature, load_project, racy_changed
 from .logfmt import LogWriter
 from .observe import Observer
 from .parsecache import ParseCache
 from .spec import Config, JobSpec, Status, spec_from_data
 from .state import JobState, JobStatus, LastRun, Running, State
-from .store import StateWriteError, Store, fault
+from .stores.base import Store
 
 FINISHED_KEYS = ("status", "finished_at")
 
@@ -204,9 +205,7 @@ def merged_history(store: Store, job: str, n: int | None) -> list[dict[str, Any]
 
 
 def engine_running(store: Store) -> bool:
-    """Whether a daemon holds this state dir's daemon.lock (checked without taking it)."""
-    if not store.state_dir.exists():
-        return False
+    """Whether a daemon runs for this store (checked without taking its lock)."""
     return store.daemon_running()
 
 
@@ -511,7 +510,7 @@ class Engine:
         self._adopted_at = time.monotonic()  # the last look for dead engines' outbox entries
         from .outbox import Outbox
 
-        self.outbox = Outbox(store.state_dir, self.engine_id, send=self._send_delivery, record=self._record_delivery, log=self.log)
+        self.outbox = Outbox(store, self.engine_id, send=self._send_delivery, record=self._record_delivery, log=self.log)
         self._killers: dict[str, threading.Thread] = {}  # another engine's runs being stopped
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -707,7 +706,7 @@ class Engine:
                         "status": status,
                         "exit_code": None,
                         "attempts": 0,
-                        "log_path": _existing(self.store.log_path(job, r.run_id)),
+                        "log_path": self.store.keep_log(job, r.run_id),
                         "deliveries": [],
                         "message": "the engine that ran it stopped"
                         + (" (its leftover processes were stopped)" if pgid is not None or boxed else ""),
@@ -1098,9 +1097,10 @@ class Engine:
         for run in reversed(merged_history(self.store, ref, None)):
             if run.get("status") == Status.success and run.get("log_path"):
                 try:
-                    return Path(run["log_path"]).read_text(errors="replace")
-                except OSError:
+                    data = self.store.read_log(ref, str(run["run_id"]))
+                except (OSError, ValueError):
                     return None
+                return None if data is None else data.decode("utf-8", errors="replace")
         return None
 
     def _budget_used(self, job: str, spec: JobSpec) -> Any:
@@ -1146,8 +1146,7 @@ class Engine:
         from .runner import execute
 
         spec = claim.spec
-        log_path = self.store.log_path(claim.job, claim.run_id)
-        log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_path = self.store.log_file(claim.job, claim.run_id)
         ctx = RunContext(
             spec=spec,
             config=self.config,
@@ -1221,7 +1220,7 @@ class Engine:
             "claimed_at": iso(claim.claimed_at),
             **outcome.to_record(),
             "status": status,
-            "log_path": _existing(log_path),
+            "log_path": self.store.keep_log(claim.job, claim.run_id),
             "deliveries": [],
             "host": self.host,
             "engine": self.engine_id,
@@ -1310,7 +1309,7 @@ class Engine:
             if ping is not None:
                 ping.join(timeout=40)  # its /start must not arrive after the finish ping
         fault("during-delivery")
-        return send(entry, self.config, self.environ, stop, output_limit=self.config.output_limit)
+        return send(entry, self.config, self.environ, stop, output_limit=self.config.output_limit, store=self.store)
 
     def _record_delivery(self, entry: Any, result: Any) -> None:
         result = replace(result, key=entry.key)
@@ -1460,14 +1459,14 @@ class Engine:
         from . import runner  # noqa: F401
         from .delivery import base, dispatch  # noqa: F401
         from .executors import agent, command, process, shell  # noqa: F401
-        watcher = Watcher(self.root, self.store.state_dir, on_change=self._on_change)
+        watcher = Watcher(self.root, self.store.watch_file(), on_change=self._on_change)
         try:
             self.apply(self.project, "daemon")
             watcher.start()
             if files_signature(self.root) != self.project.signature:
                 self._reload.set()  # changed while we were starting: the watch came too late
             # Printed once applied and watching: from here on every edit is seen.
-            self.log("", f"cronfile daemon {os.getpid()} on {self.root.resolve()} (state {self.store.state_dir}); engine {self.engine_id[:6]}; {len(self.project.specs)} jobs", event="daemon.started")
+            self.log("", f"cronfile daemon {os.getpid()} on {self.root.resolve()} (state {self.store.location}); engine {self.engine_id[:6]}; {len(self.project.specs)} jobs", event="daemon.started")
             self.observer.ready(self.store.read(), self.clock.now())
             self._fire_reboot(only_after_boot=False)
             last_wall = self.clock.now()
@@ -1596,12 +1595,6 @@ def _with_pids(state: State, pids: dict[str, tuple[str, int]]) -> State:
         orphans = tuple(replace(r, pid=pids[r.run_id][1]) if r.run_id in pids else r for r in state.orphans)
         state = state.with_(orphans=orphans)
     return state
-
-
-def _existing(log_path: Path) -> str | None:
-    """A history line's log_path: absolute, so a webhook receiver or a script elsewhere can
-    open it; None when the run ended before it wrote anything."""
-    return str(log_path.resolve()) if log_path.exists() else None
 
 
 def _group_belongs_to(pgid: int, run_id: str) -> bool:

@@ -102,7 +102,7 @@ class Tools:
         if not self.settings.allows(name):
             raise ToolRefused(f"job {name!r} is not offered over MCP (cronfile.yaml: mcp.jobs)")
         state = self.store.read()
-        if name in state.jobs or (self.store.runs_dir / name).is_dir():
+        if name in state.jobs or name in self.store.history_jobs():
             return
         if self._project().job(name) is None:
             raise ToolRefused(f"no job named {name!r}")
@@ -170,9 +170,8 @@ class Tools:
         from .engine import merged_history
 
         self._known(name)
-        job_dir = self.store.runs_dir / name
         recorded = {r["run_id"]: r for r in merged_history(self.store, name, None) if r.get("status")}
-        ids = sorted({p.stem for p in job_dir.glob("*.log")} | set(recorded)) if job_dir.is_dir() else []
+        ids = sorted(set(self.store.log_ids(name)) | set(recorded))
         if not ids:
             raise ToolRefused(f"no logs for {name}: it has not run yet")
         if run_id:
@@ -182,10 +181,7 @@ class Tools:
             ids = match
         chosen = ids[-1]
         rec = recorded.get(chosen, {})
-        try:
-            data = self.store.log_path(name, chosen).read_bytes()
-        except FileNotFoundError:
-            data = b""
+        data = self.store.read_log(name, chosen) or b""
         truncated = len(data) > LOG_LIMIT
         text = self._masker(name).mask(data[-LOG_LIMIT:].decode("utf-8", "replace"))
         return {
@@ -250,7 +246,7 @@ class Tools:
             why = "paused at runtime (resume_job)" if js.pause is not None else "`enabled: false` in the files"
             raise ToolRefused(f"job {name!r} is paused: {why}; not run")
         before = {r["run_id"] for r in merged_history(self.store, name, None)} | {r.run_id for r in (js.running if js else ())}
-        cmd = [sys.executable, "-m", "cronfile", "-C", str(self.root), "--state-dir", str(self.store.state_dir), "-q", "run", name]
+        cmd = [sys.executable, "-m", "cronfile", "-C", str(self.root), "-q", "run", name]
 
         def new_run() -> str | None:
             st = self.store.read().jobs.get(name)
@@ -268,7 +264,8 @@ class Tools:
                 stdout=subprocess.DEVNULL,  # the run's output goes to its log; stdout is our wire
                 stderr=err,
                 start_new_session=True,  # not stopped with this server
-                env=dict(self.environ),  # the same interpreter and import path as this server
+                # The same interpreter and import path as this server, and its store.
+                env={**self.environ, **self.store.child_env()},
             )
             run_id = _poll(new_run, RUN_START_TIMEOUT, lambda: proc.poll() is not None)
             if run_id is None:

@@ -572,7 +572,6 @@ def cmd_service(args: argparse.Namespace, out: Out) -> int:
     from .console import print_problems, refuse_inside_run, root_of
     from .errors import SpecError
     from .load import load_project
-    from .store import Store
 
     root = root_of(args).resolve()
     system = bool(getattr(args, "system", False))
@@ -622,13 +621,13 @@ def cmd_service(args: argparse.Namespace, out: Out) -> int:
         return 0
     path = unit_path(svc.name, system=system)
     if not path.exists():
-        from .console import state_dir_of
+        from .console import store_of
 
-        store = Store(state_dir_of(args, project))
-        if store.state_dir.is_dir() and store.daemon_running():
+        store = store_of(args, project)
+        if store.daemon_running():
             pid = store.daemon_pid()
             out.warn(
-                f"warning: a daemon (pid {pid or '?'}) already runs for {store.state_dir}; the service "
+                f"warning: a daemon (pid {pid or '?'}) already runs for {store.location}; the service "
                 "cannot start until it stops (one daemon per state dir)"
             )
     return install(svc, out)

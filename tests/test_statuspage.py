@@ -18,7 +18,7 @@ from cronfile.load import load_project
 from cronfile.render import status_rows
 from cronfile.schedule import get_zone
 from cronfile.statuspage import MAX_MARKS, REFRESH_S, next_fires, render_page
-from cronfile.store import Store
+from cronfile.stores.file import FileStore
 
 SECRET = "s3cret-token-4711"
 
@@ -98,7 +98,7 @@ def test_drift_between_the_files_and_the_applied_set_is_shown(repo, tmp_path):
     from cronfile.engine import apply_project
 
     now = datetime(2026, 6, 1, 12, tzinfo=UTC)
-    store = Store(repo / ".cronfile")
+    store = FileStore(repo / ".cronfile")
     apply_project(store, load_project(repo, now=now), now=now, revision=None, source="test")
     write_job(repo, "daily-berlin", 'schedule: "0 10 * * *"\ntimezone: Europe/Berlin\nshell: "true"\n')
     (repo / "jobs.d" / "paused.yaml").unlink()
