@@ -37,8 +37,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from .apply import apply_project
 from .clock import Clock, SystemClock, iso
 from .errors import CronfileError, LockedError
+from .history import merged_history
 from .load import Project, files_signature, load_project, racy_changed
 from .logfmt import LogWriter
 from .observe import Observer
@@ -72,142 +74,6 @@ def new_run_id(when: datetime) -> str:
 
 def short_id(run_id: str) -> str:
     return run_id.rsplit("-", 1)[-1]
-
-
-def apply_project(
-    store: Store,
-    project: Project,
-    *,
-    now: datetime,
-    revision: str | None,
-    source: str,
-    lock: threading.Lock | None = None,
-    on_reload: Callable[[Project], None] | None = None,
-    check: Callable[[Project, State, Any], None] | None = None,
-) -> Any:
-    """Reconcile the files into the state in one transaction; one audit line if anything
-    changed. Returns the Plan. ``check(project, state, plan)`` runs under the lock before
-    anything is written; if it raises, nothing is (`apply --plan`: planfile.verify).
-
-    Two guards, both found by tests/faults (a daemon, ticks and `apply` on one state dir):
-
-    - Stale files. The files are the truth, and an apply must not put back older files
-      than an apply before it: a `tick` (or the daemon) that read the files, then waited
-      for state.lock while `cronfile apply` recorded a newer edit, reverted that edit (a
-      lost update). So, under the lock, the files' signature is compared with the one
-      taken when they were read; if they changed, they are read again (``on_reload``
-      hears of it) and the apply is retried, and the last try reads them under the
-      lock (safe: whoever applies after us reads after we release). An equal signature
-      proves nothing for a file read within a clock tick of a write: those files' bytes
-      are compared too (``load.racy_changed``).
-    - A stale clock. ``now`` was read before waiting for the lock; meanwhile another
-      engine may have claimed a run at a later instant. A schedule change recomputes
-      next_run "from now", and from a ``now`` older than that claim it could hand the
-      claimed instant out again (a run twice). Reconcile therefore never plans from a
-      time earlier than the latest the state has recorded (a claim, a run, an apply);
-      this also covers a wall clock that jumped back."""
-    import getpass
-
-    from .errors import SpecError
-    from .reconcile import reconcile
-
-    def read_again() -> Project:
-        fresh = load_project(project.root, now=now, cache=project.cache, warnings=False)
-        if fresh.errors:
-            raise SpecError(fresh.errors)
-        if on_reload is not None:
-            on_reload(fresh)
-        return fresh
-
-    store.ensure()
-    guard = lock or threading.Lock()
-    for attempt in range(_STALE_RETRIES):
-        stale = False
-        with guard, store.transaction() as txn:
-            if project.signature:
-                changed = files_signature(project.root) != project.signature
-                if changed and attempt < _STALE_RETRIES - 1:
-                    stale = True  # read them again without holding the lock, and retry
-                elif changed or racy_changed(project):
-                    project = read_again()
-            if not stale:
-                at = max(now, _latest_activity(txn.state) or now)
-                new_state, plan = reconcile(project.specs, txn.state, at, revision=revision)
-                if check is not None:
-                    check(project, txn.state, plan)
-                if plan.has_changes:
-                    txn.state = new_state
-        if not stale:
-            break
-        project = read_again()
-    if plan.has_changes:
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):
-            user = str(os.getuid())
-        store.append_audit(
-            {
-                "time": iso(now),
-                "user": user,
-                "host": socket.gethostname(),
-                "source": source,
-                "revision": revision,
-                "summary": plan.summary(),
-                "changes": [{"name": c.name, "action": str(c.action), "fields": list(c.fields)} for c in plan.changes if str(c.action) != "unchanged"],
-            }
-        )
-    return plan
-
-
-_STALE_RETRIES = 5
-
-
-def _latest_activity(state: State) -> datetime | None:
-    """The latest time the state records anything happening: an apply, a claim, a run's
-    start or end, and the instant of a run claimed ahead of it (the daemon claims a few
-    ms early: an apply in between must not plan that instant again)."""
-    times: list[datetime | None] = [state.applied_at]
-    times += [t for r in state.orphans for t in (r.started_at, r.scheduled_for)]
-    for js in state.jobs.values():
-        times += [js.updated_at, js.created_at]
-        times += [t for r in js.running for t in (r.started_at, r.scheduled_for)]
-        if js.last_run is not None:
-            times += [js.last_run.started_at, js.last_run.finished_at]
-    return max((t for t in times if t is not None), default=None)
-
-
-def merged_history(store: Store, job: str, n: int | None) -> list[dict[str, Any]]:
-    """History lines merged by run id: a run's record and its later delivery line (written
-    after delivery, append-only) read as one entry. Oldest first; the last ``n``."""
-    try:
-        raw = store.read_history(job)
-    except ValueError:
-        return []
-    merged: dict[str, dict[str, Any]] = {}
-    for line in raw:
-        rid = line.get("run_id")
-        if not rid:
-            continue
-        if rid in merged:
-            old = merged[rid].get("deliveries") or []
-            merged[rid].update(line)
-            if "status" not in line and old:
-                # The outbox records each delivery on a line of its own; a resend after a
-                # crash replaces the earlier result of the same key.
-                new = line.get("deliveries") or []
-                keys = {d.get("key") for d in new if d.get("key")}
-                merged[rid]["deliveries"] = [d for d in old if not d.get("key") or d.get("key") not in keys] + new
-        else:
-            merged[rid] = dict(line)
-    runs = list(merged.values())
-    return runs[-n:] if n else runs
-
-
-def engine_running(store: Store) -> bool:
-    """Whether a daemon holds this state dir's daemon.lock (checked without taking it)."""
-    if not store.state_dir.exists():
-        return False
-    return store.daemon_running()
 
 
 def _release(lock: Any) -> None:
