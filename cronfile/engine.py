@@ -40,16 +40,14 @@ from typing import IO, Any
 from .apply import apply_project
 from .clock import Clock, SystemClock, iso
 from .errors import CronfileError, LockedError
-from .history import merged_history
+from .history import RunRecord, delivery_line, merged_history, new_run_id, short_id
 from .load import Project, files_signature, load_project, racy_changed
 from .logfmt import LogWriter
 from .observe import Observer
 from .parsecache import ParseCache
-from .spec import Config, JobSpec, Status, spec_from_data
+from .spec import Config, JobSpec, Status, Trigger, spec_from_data
 from .state import JobState, JobStatus, LastRun, Running, State
 from .store import StateWriteError, Store, fault
-
-FINISHED_KEYS = ("status", "finished_at")
 
 # How long before an instant the daemon wakes to claim and prepare the runs due at it:
 # a base, a share per run (a thread, the executor's prepare, the log, the output pipe and
@@ -63,17 +61,6 @@ LEAD_MAX = 2.0
 # How many runs of one instant may start parked (executors/process.py) rather than be
 # spawned at the instant: about as many as there are CPUs (see Volley).
 PARK = os.cpu_count() or 1
-
-
-def new_run_id(when: datetime) -> str:
-    """Sortable and unique: UTC time, then 4 random hex digits (`cronfile logs` takes a
-    suffix). ``when`` is the run's scheduled instant (a run claimed a few ms ahead of
-    05:08:00 is 20261206T050800-...), or its start for a manual or @reboot run."""
-    return when.astimezone(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
-
-
-def short_id(run_id: str) -> str:
-    return run_id.rsplit("-", 1)[-1]
 
 
 def _release(lock: Any) -> None:
@@ -96,7 +83,7 @@ class Claim:
     job: str = field(compare=False)
     run_id: str = field(compare=False)
     spec: JobSpec = field(compare=False)
-    trigger: str = field(compare=False)
+    trigger: Trigger = field(compare=False)
     scheduled_for: datetime | None = field(compare=False)
     claimed_at: datetime = field(compare=False)
     volley: Volley | None = field(default=None, compare=False)  # claimed ahead of its instant
@@ -561,25 +548,18 @@ class Engine:
                 self._redeliver.append((job, recorded))
             else:
                 status, finished = str(Status.interrupted), now
-                self.store.append_history(
-                    job,
-                    {
-                        "job": job,
-                        "run_id": r.run_id,
-                        "trigger": r.trigger,
-                        "scheduled_for": iso(r.scheduled_for),
-                        "started_at": iso(r.started_at),
-                        "finished_at": iso(now),
-                        "status": status,
-                        "exit_code": None,
-                        "attempts": 0,
-                        "log_path": _existing(self.store.log_path(job, r.run_id)),
-                        "deliveries": [],
-                        "message": "the engine that ran it stopped"
-                        + (" (its leftover processes were stopped)" if pgid is not None or boxed else ""),
-                        "host": self.host,
-                    },
+                rec = RunRecord.interrupted(
+                    job=job,
+                    run_id=r.run_id,
+                    trigger=Trigger(r.trigger),
+                    scheduled_for=r.scheduled_for,
+                    started_at=r.started_at,
+                    finished_at=now,
+                    log_path=_existing(self.store.log_path(job, r.run_id)),
+                    message="the engine that ran it stopped" + (" (its leftover processes were stopped)" if pgid is not None or boxed else ""),
+                    host=self.host,
                 )
+                self.store.append_history(job, rec.encode())
                 self.observer.recorded(job, {"job": job, "run_id": r.run_id, "scheduled_for": iso(r.scheduled_for), "status": status})
                 self.log(job, f"run {short_id(r.run_id)} interrupted (its engine {r.engine[:6]} is gone; not re-run)", event="run.interrupted", level="warning", run_id=r.run_id, scheduled_for=iso(r.scheduled_for), status=status)
             js = new_state.jobs.get(job)
@@ -723,73 +703,32 @@ class Engine:
 
         ``horizon`` (the daemon, just before an instant): also claim the runs due by
         then (due.decide); those claims are ``ahead`` and start at their instant."""
-        from .due import decide
+        from .due import claim
 
-        at = now if horizon is None or horizon < now else horizon
-        claims: list[Claim] = []
-        records: list[tuple[str, dict[str, Any]]] = []
-        cancel: list[str] = []
         with self._txn() as txn:
             state, stops = self._reap(txn.state)
-            changed = state is not txn.state
-            for name in sorted(state.jobs):
-                js = state.jobs[name]
-                if js.state != JobStatus.scheduled:
-                    continue
-                if js.queued is None and (js.next_run is None or js.next_run > at):
-                    continue  # not due: skip building its spec (10,000 jobs, every pass)
-                spec = self.spec_for(js)
-                if js.queued is not None and not js.running:
-                    # concurrency: queue -- the buffered occurrence runs right after.
-                    run_id = new_run_id(js.queued)
-                    claims.append(self._claim(name, run_id, spec, "queued", js.queued, now))
-                    js = js.with_(
-                        queued=None,
-                        running=(Running(run_id, js.queued, now, "queued", self.engine_id),),
-                        run_count=js.run_count + 1,
-                    )
-                    state = state.with_job(name, js)
-                    changed = True
-                    continue
-                if spec.schedule.strip() == "@reboot":
-                    continue
-                d = decide(spec, js, self.schedule_for(spec, js), now, horizon)
-                if d is None:
-                    continue
-                changed = True
-                if d.missed:
-                    records.append((name, self._missed_record(name, d)))
-                if d.skipped is not None:
-                    rec = self._skipped_record(name, d.skipped, now)
-                    if self._waiting_for_slot(js):
-                        # It never ran: it is still waiting for a slot (max_concurrent).
-                        rec["message"] = f"the previous run was still waiting for a free slot (max_concurrent: {self.config.max_concurrent}; concurrency: forbid)"
-                    records.append((name, rec))
-                    self.log(name, f"skipped {iso(d.skipped)}: {rec['message']}", event="run.skipped", level="warning", scheduled_for=iso(d.skipped), status="skipped")
-                running = js.running
-                run_count = js.run_count
-                if d.run is not None:
-                    run_id = new_run_id(d.run)
-                    claims.append(self._claim(name, run_id, spec, d.trigger or "schedule", d.run, now))
-                    if d.cancel:
-                        # concurrency: replace. The new run starts once the old one's
-                        # processes are gone (Engine._wait_replaced), not beside them.
-                        claims[-1].after = tuple(d.cancel)
-                        for old in d.cancel:
-                            self._replaced[old] = run_id
-                    running = running + (Running(run_id, d.run, now, d.trigger or "schedule", self.engine_id),)
-                    run_count += 1
-                cancel.extend(d.cancel)
-                js = js.with_(
-                    next_run=d.next_run,
-                    running=running,
-                    run_count=run_count,
-                    queued=d.queue if d.queue is not None else js.queued,
-                    state=JobStatus.completed if d.completes else js.state,
-                )
-                state = state.with_job(name, js)
-            if changed:
+            with self._cv:
+                waiting = {c.run_id for c in self._pending}
+            decided = claim(
+                state,
+                now,
+                spec_for=self.spec_for,
+                schedule_for=self.schedule_for,
+                engine=self.engine_id,
+                host=self.host,
+                horizon=horizon,
+                waiting=waiting,
+                max_concurrent=self.config.max_concurrent,
+            )
+            state = decided.state
+            if state is not txn.state:
                 txn.state = state
+        claims = []
+        for c in decided.runs:
+            claims.append(self._claim(c.job, c.run_id, c.spec, c.trigger, c.scheduled_for, now))
+            claims[-1].after = c.after
+            for old in c.after:
+                self._replaced[old] = c.run_id
         if claims:
             fault("after-claim")
         self._stop_leftovers(stops)
@@ -799,70 +738,31 @@ class Engine:
             # Entries of a `run NAME` or `tick` that died since (cheap: one listdir).
             self._adopted_at = time.monotonic()
             self.outbox.adopt(self.store.engine_alive)
-        for job, rec in records:
+        for rec in decided.records:
+            self._log_unrun(rec)
+            line = rec.encode()
             try:
-                self.store.append_history(job, rec)
+                self.store.append_history(rec.job, line)
             except OSError as e:
                 # The claims are persisted: they must still be dispatched.
-                self.log(job, f"could not record a {rec.get('status')} occurrence: {_why(e)}", event="state.write_failed", level="error")
+                self.log(rec.job, f"could not record a {rec.status} occurrence: {_why(e)}", event="state.write_failed", level="error")
             else:
-                self.observer.recorded(job, rec)
-        for run_id in cancel:
+                self.observer.recorded(rec.job, line)
+        for run_id in decided.cancel:
             self._cancel(run_id, state)
         return claims, state
 
-    def _waiting_for_slot(self, js: JobState) -> bool:
-        with self._cv:
-            pending = {c.run_id for c in self._pending}
-        return bool(js.running) and all(r.run_id in pending for r in js.running)
+    def _log_unrun(self, rec: RunRecord) -> None:
+        """The log line of an occurrence that was missed or skipped."""
+        if rec.status == Status.missed:
+            n = rec.missed_count or 0
+            self.log(rec.job, f"missed {n} run{'s' if n != 1 else ''} ({iso(rec.missed_first)} .. {iso(rec.scheduled_for)}): {rec.message}", event="run.missed", level="warning", scheduled_for=iso(rec.scheduled_for), status="missed", missed_count=n)
+        else:
+            self.log(rec.job, f"skipped {iso(rec.scheduled_for)}: {rec.message}", event="run.skipped", level="warning", scheduled_for=iso(rec.scheduled_for), status="skipped")
 
-    def _claim(self, job: str, run_id: str, spec: JobSpec, trigger: str, scheduled_for: datetime | None, now: datetime) -> Claim:
+    def _claim(self, job: str, run_id: str, spec: JobSpec, trigger: Trigger, scheduled_for: datetime | None, now: datetime) -> Claim:
         self._seq += 1
         return Claim(scheduled_for or now, self._seq, job, run_id, spec, trigger, scheduled_for, now)
-
-    def _missed_record(self, job: str, d: Any) -> dict[str, Any]:
-        n = d.missed
-        if d.run is not None and d.trigger == "schedule":
-            # The latest occurrence runs on time; the earlier ones were not late past the
-            # deadline, they were folded into it (at most one run per job per pass).
-            why = "folded into the run of a later occurrence (at most one run at a time on return)"
-        else:
-            why = "later than starting_deadline"
-        self.log(job, f"missed {n} run{'s' if n != 1 else ''} ({iso(d.missed_first)} .. {iso(d.missed_last)}): {why}", event="run.missed", level="warning", scheduled_for=iso(d.missed_last), status="missed", missed_count=n)
-        return {
-            "job": job,
-            "run_id": new_run_id(d.missed_last),
-            "trigger": "schedule",
-            "scheduled_for": iso(d.missed_last),
-            "started_at": None,
-            "finished_at": None,
-            "status": str(Status.missed),
-            "exit_code": None,
-            "attempts": 0,
-            "log_path": None,
-            "deliveries": [],
-            "missed_count": n,
-            "missed_first": iso(d.missed_first),
-            "message": why,
-            "host": self.host,
-        }
-
-    def _skipped_record(self, job: str, when: datetime, now: datetime) -> dict[str, Any]:
-        return {
-            "job": job,
-            "run_id": new_run_id(when),
-            "trigger": "schedule",
-            "scheduled_for": iso(when),
-            "started_at": None,
-            "finished_at": None,
-            "status": str(Status.skipped),
-            "exit_code": None,
-            "attempts": 0,
-            "log_path": None,
-            "deliveries": [],
-            "message": "the previous run was still going (concurrency: forbid)",
-            "host": self.host,
-        }
 
     def _cancel(self, run_id: str, state: State) -> None:
         """concurrency: replace -- stop a run (ours by its event, another engine's by signal)."""
@@ -1046,7 +946,7 @@ class Engine:
             if first:
                 self.observer.run_started(claim.job, claim.run_id, claim.trigger, claim.scheduled_for, now)
                 fields: dict[str, Any] = {"run_id": claim.run_id, "trigger": claim.trigger, "scheduled_for": iso(claim.scheduled_for), "status": "running"}
-                if claim.scheduled_for is not None and claim.trigger in ("schedule", "catchup"):
+                if claim.scheduled_for is not None and claim.trigger in (Trigger.schedule, Trigger.catchup):
                     late = (now - claim.scheduled_for).total_seconds() * 1000
                     self.log(claim.job, f"run {short_id(claim.run_id)} started ({claim.trigger}, {late:.0f} ms late)", event="run.started", lateness_ms=round(late, 1), **fields)
                 else:
@@ -1075,34 +975,32 @@ class Engine:
         finally:
             if volley is not None:
                 volley.ended(claim)
-        status = str(outcome.status)
+        status = Status(outcome.status)
         if status == Status.cancelled and self._stop.is_set():
-            status = str(Status.interrupted)
-        record = {
-            "job": claim.job,
-            "run_id": claim.run_id,
-            "trigger": claim.trigger,
-            "scheduled_for": iso(claim.scheduled_for),
-            "claimed_at": iso(claim.claimed_at),
-            **outcome.to_record(),
-            "status": status,
-            "log_path": _existing(log_path),
-            "deliveries": [],
-            "host": self.host,
-            "engine": self.engine_id,
-        }
+            status = Status.interrupted
+        run = RunRecord.finished(
+            job=claim.job,
+            run_id=claim.run_id,
+            trigger=Trigger(claim.trigger),
+            scheduled_for=claim.scheduled_for,
+            claimed_at=claim.claimed_at,
+            outcome=outcome,
+            status=status,
+            log_path=_existing(log_path),
+            host=self.host,
+            engine=self.engine_id,
+        )
         if waited:
-            record["replaced"] = waited
+            run = replace(run, replaced=tuple(waited))
         if claim.slot_wait >= 0.5 and (claim.volley is None or claim.slot_wait > 2.0):
-            record["slot_wait_s"] = round(claim.slot_wait, 3)
             note = f"waited {claim.slot_wait:.1f}s for a free slot (max_concurrent: {self.config.max_concurrent})"
-            record["message"] = f"{note}; {record['message']}" if record["message"] else note
+            run = replace(run, slot_wait_s=round(claim.slot_wait, 3), message=f"{note}; {run.message}" if run.message else note)
         replaced_by = self._replaced.pop(claim.run_id, None)
         if replaced_by is not None and status == Status.cancelled:
-            record["replaced_by"] = replaced_by
-            record["message"] = f"{record['message']}; replaced by run {replaced_by} (concurrency: replace)"
+            run = replace(run, replaced_by=replaced_by, message=f"{run.message}; replaced by run {replaced_by} (concurrency: replace)")
         if spawned_at and claim.scheduled_for is not None:
-            record["lateness_ms"] = round((spawned_at[0] - claim.scheduled_for).total_seconds() * 1000, 1)
+            run = replace(run, lateness_ms=round((spawned_at[0] - claim.scheduled_for).total_seconds() * 1000, 1))
+        record = run.encode()
         recorded = self._persist(claim, "its record", lambda: self.store.append_history(claim.job, record))
         fault("after-history")
         if recorded:
@@ -1111,21 +1009,21 @@ class Engine:
         # records it `interrupted` instead of it vanishing.
         dur = (outcome.finished_at - outcome.started_at).total_seconds()
         extra = f" (exit {outcome.exit_code})" if outcome.exit_code not in (None, 0) else ""
-        if outcome.message and status not in ("success",):
+        if outcome.message and status != Status.success:
             extra += f": {outcome.message}"
         self.log(
             claim.job,
             f"run {short_id(claim.run_id)} {status} in {dur:.1f}s{extra}",
             event="run.finished",
-            level="info" if status in ("success", "silent") else "warning",
+            level="info" if status in (Status.success, Status.silent) else "warning",
             run_id=claim.run_id,
             scheduled_for=iso(claim.scheduled_for),
-            lateness_ms=record.get("lateness_ms"),
-            status=status,
+            lateness_ms=run.lateness_ms,
+            status=str(status),
             duration_ms=round(dur * 1000, 1),
             exit_code=outcome.exit_code,
         )
-        if status in ("failed", "timeout", "refused", "interrupted"):
+        if status.is_failure:
             self._failed += 1
         # Delivery happens after the run is recorded, and never changes its status. The
         # run only puts its deliveries in the outbox (persisted) and frees its slot; the
@@ -1157,7 +1055,7 @@ class Engine:
         self.outbox.put(entries)
         fault("after-outbox")
         if skipped:
-            self.store.append_history(job, {"run_id": record["run_id"], "deliveries": [r.to_json() for r in skipped]})
+            self.store.append_history(job, delivery_line(record["run_id"], [r.to_json() for r in skipped]))
 
     def _delivery_recorded(self, job: str, run_id: str) -> bool:
         try:
@@ -1178,7 +1076,7 @@ class Engine:
 
     def _record_delivery(self, entry: Any, result: Any) -> None:
         result = replace(result, key=entry.key)
-        self.store.append_history(entry.job, {"run_id": entry.run_id, "deliveries": [result.to_json()]})
+        self.store.append_history(entry.job, delivery_line(entry.run_id, [result.to_json()]))
         self.observer.delivered(entry.job, entry.run_id, [result])
         if not result.ok:
             why = result.skipped if result.skipped else f"failed after {result.attempts} tries: {result.error}"
@@ -1219,7 +1117,7 @@ class Engine:
                 return state.with_job(claim.job, js)
             if any(r.run_id == claim.run_id for r in state.orphans):
                 return state.with_(orphans=tuple(r for r in state.orphans if r.run_id != claim.run_id))
-            if js is not None and claim.trigger == "manual":
+            if js is not None and claim.trigger == Trigger.manual:
                 return state.with_job(claim.job, js.with_(last_run=last))
             return state
 
@@ -1257,9 +1155,9 @@ class Engine:
             if js is not None:
                 if js.running:
                     self.log(spec.name, f"note: {len(js.running)} run(s) of {spec.name} already in flight")
-                running = js.running + (Running(run_id, None, now, "manual", self.engine_id),)
+                running = js.running + (Running(run_id, None, now, Trigger.manual, self.engine_id),)
                 txn.state = txn.state.with_job(spec.name, js.with_(running=running))
-        claim = self._claim(spec.name, run_id, spec, "manual", None, now)
+        claim = self._claim(spec.name, run_id, spec, Trigger.manual, None, now)
         status = self.execute(claim, cancel, stream=stream)
         # Its deliveries, before the command returns; a SIGTERM cuts them short (they
         # stay in the outbox for the daemon or the next tick).
@@ -1295,11 +1193,11 @@ class Engine:
                         continue
                 spec = self.spec_for(js)
                 run_id = new_run_id(now)
-                claims.append(self._claim(name, run_id, spec, "reboot", now, now))
+                claims.append(self._claim(name, run_id, spec, Trigger.reboot, now, now))
                 run_count = js.run_count + 1
                 done = spec.repeat is not None and run_count >= spec.repeat
                 js = js.with_(
-                    running=js.running + (Running(run_id, now, now, "reboot", self.engine_id),),
+                    running=js.running + (Running(run_id, now, now, Trigger.reboot, self.engine_id),),
                     run_count=run_count,
                     state=JobStatus.completed if done else js.state,
                 )
@@ -1430,7 +1328,8 @@ class Engine:
                         state = state.with_job(c.job, js.with_(running=tuple(r for r in js.running if r.run_id != c.run_id)))
                 txn.state = state
             for c in pending:
-                self.store.append_history(c.job, {**self._skipped_record(c.job, c.scheduled_for or now, now), "run_id": c.run_id, "status": str(Status.interrupted), "message": "the daemon stopped before a slot was free"})
+                rec = RunRecord.skipped(job=c.job, when=c.scheduled_for or now, message="the daemon stopped before a slot was free", host=self.host, run_id=c.run_id, status=Status.interrupted)
+                self.store.append_history(c.job, rec.encode())
         t0 = time.monotonic()
         if not self.wait_idle(self.config.shutdown_grace):
             with self._cv:
