@@ -40,6 +40,7 @@ from typing import IO, Any
 from .apply import apply_project
 from .clock import Clock, SystemClock, iso
 from .errors import CronfileError, LockedError
+from .executors.procfs import group_runs, run_group
 from .history import RunRecord, delivery_line, merged_history, new_run_id, short_id
 from .load import Project, files_signature, load_project, racy_changed
 from .logfmt import LogWriter
@@ -48,6 +49,7 @@ from .parsecache import ParseCache
 from .spec import Config, JobSpec, Status, Trigger, spec_from_data
 from .state import JobState, JobStatus, LastRun, Running, State
 from .store import StateWriteError, Store, fault
+from .volley import Volley
 
 # How long before an instant the daemon wakes to claim and prepare the runs due at it:
 # a base, a share per run (a thread, the executor's prepare, the log, the output pipe and
@@ -95,201 +97,6 @@ class Claim:
     def ahead(self) -> bool:
         """Claimed before its instant (due.decide's horizon): it must wait for it."""
         return self.scheduled_for is not None and self.scheduled_for > self.claimed_at
-
-
-class Volley:
-    """Runs claimed ahead of one instant, started together at it.
-
-    The daemon claims the runs due at an instant a little before it; each run's thread
-    then prepares its run (executor, log, environment) and joins here. The first
-    ``park`` runs that are ``/bin/sh`` jobs start their process group parked
-    (executors/process.py) before the instant; the others wait for it and spawn then.
-    This volley's thread waits for the instant by the wall clock, releases the parked
-    processes (one write each) and lets the runs' threads go on; then it records the
-    pids of all its runs in one state transaction (the parked ones before the instant
-    already, when there is time for it). A run that joins after the release starts at
-    once and records its own pid.
-
-    Why only a few parked: released together, 100 processes share 2 CPUs and each gets
-    through its start later than when they are spawned one after another (measured with
-    bench/bench_firing.py, p50 97-102 ms against 75-82 ms); a handful, up to the number
-    of CPUs, start sooner parked than spawned (1 job: p50 2.7 ms against 3.4 ms).
-
-    At most once holds as before: the claim was persisted before any process existed,
-    and a parked process runs its job only when released; if this process dies first,
-    the gates read EOF and exit (the runs are then recovered ``interrupted``, like runs
-    claimed and never spawned). A run cancelled before the instant (``replace``, the end
-    of ``shutdown_grace``) is never released. Pids not yet recorded when this process
-    dies are found by run id (``_run_group``)."""
-
-    def __init__(self, engine: Engine, at: datetime, *, park: int = 0) -> None:
-        self.at = at
-        self._engine = engine
-        self._cv = threading.Condition()
-        self._park = park  # how many more runs may start parked
-        self._expected = 0  # members with a thread
-        self._here: set[str] = set()  # run ids of the members waiting here
-        self._gone = 0  # members cancelled before the instant
-        self._parked: dict[str, tuple[str, Any]] = {}  # run id -> (job, its parked Proc)
-        self._pids: dict[str, tuple[str, int]] = {}  # run id -> (job, pid) to record
-        self._ended: set[str] = set()  # members whose spawning is over (or never came)
-        self._recorded: set[str] = set()
-        self._closed = False  # pids reported from now on are recorded by their runs
-        self.released = False
-        self.over = threading.Event()  # released, or given up
-        self._wake = threading.Event()
-
-    def __repr__(self) -> str:
-        return f"Volley({iso(self.at)}, {self._expected} runs)"
-
-    def enlist(self) -> None:
-        with self._cv:
-            self._expected += 1
-
-    def member(self, claim: Claim) -> _Member:
-        return _Member(self, claim)
-
-    def start(self) -> None:
-        threading.Thread(target=self._run, name=f"volley-{iso(self.at)}", daemon=True).start()
-
-    def poke(self) -> None:
-        """A cancel event was set: the members waiting here look at theirs."""
-        with self._cv:
-            self._cv.notify_all()
-        self._wake.set()
-
-    # -- what the members call -----------------------------------------------------------
-
-    def _may_park(self) -> bool:
-        with self._cv:
-            if self.released or self._park <= 0:
-                return False
-            self._park -= 1
-            return True
-
-    def _wait(self, claim: Claim, proc: Any, cancel: threading.Event | None) -> bool:
-        run_id = claim.run_id
-        with self._cv:
-            late = self.released
-            if not late:
-                if proc is not None:
-                    self._parked[run_id] = (claim.job, proc)
-                self._here.add(run_id)
-                self._cv.notify_all()
-                while not self.released:
-                    if cancel is not None and cancel.is_set():
-                        self._parked.pop(run_id, None)
-                        self._here.discard(run_id)
-                        self._gone += 1
-                        self._wake.set()
-                        return False
-                    self._cv.wait()
-        if late and proc is not None:
-            proc.release()
-        return True
-
-    def spawned(self, claim: Claim, pid: int) -> bool:
-        """A member's first process exists: True if this volley records its pid (in its
-        one transaction), False if the caller must (it came too late for that)."""
-        with self._cv:
-            if claim.run_id in self._recorded:
-                return True
-            if self._closed:
-                return False
-            self._pids[claim.run_id] = (claim.job, pid)
-            self._cv.notify_all()
-            return True
-
-    def ended(self, claim: Claim) -> None:
-        """A member's run is over: whatever it spawned was reported."""
-        with self._cv:
-            self._ended.add(claim.run_id)
-            self._cv.notify_all()
-
-    # -- the volley's thread ---------------------------------------------------------------
-
-    def _run(self) -> None:
-        clock = self._engine.clock
-        try:
-            # Until every member is here (parked or waiting), or the instant.
-            with self._cv:
-                while len(self._here) + self._gone < self._expected:
-                    left = (self.at - clock.now()).total_seconds()
-                    if left <= 0:
-                        break
-                    self._cv.wait(min(left, 1.0))
-                early = {rid: (job, proc.pid) for rid, (job, proc) in self._parked.items()}
-            # The parked runs' pids, before the instant if a transaction fits there.
-            if early and (self.at - clock.now()).total_seconds() > 2 * self._engine._txn_seconds:
-                self._record(early)
-            if early:
-                fault("after-park")  # test-only (store.fault): die with runs parked
-            while True:
-                with self._cv:
-                    if self._expected and self._gone >= self._expected:
-                        break  # every member was cancelled
-                if clock.now() >= self.at:
-                    break
-                # A wall clock that jumps back makes this wait longer: nothing of a run
-                # acts before its instant (tests/faults/test_clock.py).
-                clock.sleep_until(self.at, self._wake)
-                self._wake.clear()
-            with self._cv:
-                self.released = True
-                procs = [proc for _, proc in self._parked.values()]
-                self._cv.notify_all()
-            for proc in procs:
-                proc.release()
-            self.over.set()
-            # Then every other pid, once each member has spawned (or ended), in one go.
-            deadline = time.monotonic() + 5.0
-            with self._cv:
-                for rid, (job, proc) in self._parked.items():
-                    if rid not in self._recorded:
-                        self._pids[rid] = (job, proc.pid)
-                while not self._here <= set(self._pids) | self._recorded | self._ended:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cv.wait(left)
-                rest = {rid: v for rid, v in self._pids.items() if rid not in self._recorded}
-                self._closed = True
-            if rest:
-                self._record(rest)
-        finally:
-            with self._cv:
-                self.released = self._closed = True
-                self._cv.notify_all()
-            self.over.set()
-            with self._engine._cv:
-                self._engine._volleys.discard(self)
-
-    def _record(self, pids: dict[str, tuple[str, int]]) -> None:
-        try:
-            self._engine._record_pids(pids)
-        except (OSError, CronfileError) as e:
-            # The runs go on; a recovery finds their groups by run id (see _run_group).
-            self._engine.log("", f"could not record the pids of {len(pids)} runs: {_why(e)}", event="state.write_failed", level="warning")
-            return
-        with self._cv:
-            self._recorded.update(pids)
-
-
-class _Member:
-    """One run of a volley, as the runner sees it (runner.Start)."""
-
-    def __init__(self, volley: Volley, claim: Claim) -> None:
-        self._volley = volley
-        self._claim = claim
-
-    def may_park(self) -> bool:
-        return self._volley._may_park()
-
-    def wait(self, cancel: threading.Event | None) -> bool:
-        return self._volley._wait(self._claim, None, cancel)
-
-    def park(self, proc: Any, cancel: threading.Event | None) -> bool:
-        return self._volley._wait(self._claim, proc, cancel)
 
 
 @dataclass
@@ -528,7 +335,7 @@ class Engine:
             # Leftover processes are stopped whether or not the run is recorded: a
             # recovery that wrote the line and died before it could stop them left
             # them running for ever (found by tests/faults).
-            pgid = _run_group(r.pid, r.run_id)
+            pgid = run_group(r.pid, r.run_id)
             boxed = terminate_run_box(r.run_id)
             # Every dead run: its cgroup, empty or not, is removed after the transaction.
             stops.append((job, r, pgid))
@@ -788,7 +595,7 @@ class Engine:
         for js in state.jobs.values():
             for r in js.running:
                 if r.run_id == run_id:
-                    pgid = r.pid if r.pid and _group_belongs_to(r.pid, run_id) else None
+                    pgid = r.pid if r.pid and group_runs(r.pid, run_id) else None
                     t = threading.Thread(target=stop, args=(pgid,), daemon=True)
                     self._killers[run_id] = t
                     t.start()
@@ -810,7 +617,14 @@ class Engine:
             if c.ahead and c.volley is None and c.scheduled_for is not None:
                 v = volleys.get(c.scheduled_for)
                 if v is None:
-                    v = volleys[c.scheduled_for] = Volley(self, c.scheduled_for, park=PARK)
+                    v = volleys[c.scheduled_for] = Volley(
+                        c.scheduled_for,
+                        clock=self.clock,
+                        record_pids=self._record_volley_pids,
+                        txn_seconds=lambda: self._txn_seconds,
+                        done=self._volley_done,
+                        park=PARK,
+                    )
                 c.volley = v
         with self._cv:
             self._volleys.update(volleys.values())
@@ -903,6 +717,19 @@ class Engine:
         """The process groups of runs in flight (run id -> job, pid), in one shared
         transaction."""
         self._commit(lambda state: _with_pids(state, pids))
+
+    def _record_volley_pids(self, pids: dict[str, tuple[str, int]]) -> bool:
+        """A volley's pids; False (and a warning) if they could not be written."""
+        try:
+            self._record_pids(pids)
+        except (OSError, CronfileError) as e:
+            self.log("", f"could not record the pids of {len(pids)} runs: {_why(e)}", event="state.write_failed", level="warning")
+            return False
+        return True
+
+    def _volley_done(self, volley: Volley) -> None:
+        with self._cv:
+            self._volleys.discard(volley)
 
     def execute(self, claim: Claim, cancel: threading.Event, *, stream: IO[bytes] | None = None) -> str:
         """Run one claimed run to its end: spawn, wait, record, deliver. Returns the status."""
@@ -1364,61 +1191,6 @@ def _existing(log_path: Path) -> str | None:
     """A history line's log_path: absolute, so a webhook receiver or a script elsewhere can
     open it; None when the run ended before it wrote anything."""
     return str(log_path.resolve()) if log_path.exists() else None
-
-
-def _group_belongs_to(pgid: int, run_id: str) -> bool:
-    """Whether process group ``pgid`` still runs our run (guards against PID reuse). On
-    Linux a member's environment must hold CRONFILE_RUN_ID=<run_id>; elsewhere we can
-    only check that the group exists."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return True
-    needle = f"CRONFILE_RUN_ID={run_id}".encode()
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:
-                continue
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                return True
-        except (OSError, IndexError, ValueError):
-            continue
-    return False
-
-
-def _run_group(pid: int | None, run_id: str) -> int | None:
-    """The process group still running ``run_id``, if any. With no pid recorded (the
-    engine died between spawning the run and recording its pid: found by tests/faults)
-    the group is found by the run id in its members' environment (Linux /proc)."""
-    if pid:
-        return pid if _group_belongs_to(pid, run_id) else None
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return None
-    needle = f"CRONFILE_RUN_ID={run_id}".encode()
-    own = os.getpgrp()
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if needle not in (entry / "environ").read_bytes().split(b"\0"):
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            pgid = int(fields[2])
-        except (OSError, IndexError, ValueError):
-            continue
-        if pgid > 1 and pgid != own:
-            return pgid
-    return None
 
 
 def _terminate(pgid: int) -> None:
