@@ -119,3 +119,64 @@ def _latest_activity(state: State) -> datetime | None:
         if js.last_run is not None:
             times += [js.last_run.started_at, js.last_run.finished_at]
     return max((t for t in times if t is not None), default=None)
+
+
+def log_problems(log: Callable[..., None], problems: list[Any]) -> None:
+    """Invalid files in an engine's log: the applied set stays."""
+    log("", f"jobs.d has {len(problems)} problem(s); keeping the last good set:", event="reload.invalid", level="error")
+    for p in problems:
+        log("", f"  {p}", event="reload.invalid", level="error")
+
+
+def apply_logged(
+    store: Store,
+    project: Project,
+    *,
+    now: datetime,
+    source: str,
+    lock: threading.Lock | None,
+    log: Callable[..., None],
+) -> tuple[Project, Any, str | None] | None:
+    """An engine's apply (the daemon's start and file changes, each tick): ``apply_project``
+    with every outcome said in the engine's log (``log(job, text, event=, level=)``).
+    Returns the project applied (read again if the files changed meanwhile), the Plan and
+    the git revision; None when nothing was applied (the reason is logged). A locked or
+    unreadable state raises."""
+    from .errors import CronfileError, LockedError, SpecError, StateError, why
+    from .load import git_revision
+    from .store import StateWriteError
+
+    def reloaded(fresh: Project) -> None:
+        nonlocal project
+        project = fresh
+        log("", "the files changed while they were applied: applying them as they are now")
+
+    try:
+        revision = git_revision(project.root)
+        plan = apply_project(store, project, now=now, revision=revision, source=source, lock=lock, on_reload=reloaded)
+    except SpecError as e:
+        # Read again because they changed, the files are now invalid: the applied
+        # set stays, as for any invalid change.
+        log_problems(log, e.problems)
+        return None
+    except StateWriteError as e:
+        # A full disk: the applied set stays as it was (the write is atomic).
+        log("", f"not applied: {why(e)}", event="apply.failed", level="error")
+        return None
+    except (LockedError, StateError):
+        raise
+    except (OSError, CronfileError) as e:
+        # The files kept changing while they were applied, or the audit line could
+        # not be written: say so; the applied set is whatever the state holds.
+        log("", f"not applied: {why(e)}", event="apply.failed", level="error")
+        return None
+    if plan.has_changes:
+        for c in plan.changes:
+            action = str(c.action)
+            if action == "unchanged":
+                continue
+            detail = f" ({', '.join(c.fields)})" if c.fields else ""
+            nxt = f"; next run {iso(c.next_run_after)}" if c.next_run_after else ""
+            log(c.name, f"{action}{detail}{nxt}", event=f"job.{action}")
+        log("", f"applied: {plan.summary()}", event="apply")
+    return project, plan, revision

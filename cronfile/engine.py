@@ -37,15 +37,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from .apply import apply_project
+from .apply import apply_logged, log_problems
 from .clock import Clock, SystemClock, iso
-from .errors import CronfileError, LockedError
-from .executors.procfs import group_runs, run_group
-from .history import RunRecord, delivery_line, merged_history, new_run_id, short_id
+from .errors import CronfileError, LockedError, why
+from .executors.procfs import group_runs
+from .history import RunRecord, delivery_line, existing_log, merged_history, new_run_id, short_id
 from .load import Project, files_signature, load_project, racy_changed
 from .logfmt import LogWriter
 from .observe import Observer
 from .parsecache import ParseCache
+from .recovery import reap, stop_leftovers
 from .spec import Config, JobSpec, Status, Trigger, spec_from_data
 from .state import JobState, JobStatus, LastRun, Running, State
 from .store import StateWriteError, Store, fault
@@ -282,127 +283,18 @@ class Engine:
 
     # -- recovery ----------------------------------------------------------------------
 
-    def _dead_runs(self, state: State) -> tuple[State, list[tuple[str, Running]]]:
-        """Running entries whose engine is gone: removed from the state, returned."""
-        dead: list[tuple[str, Running]] = []
-        alive: dict[str, bool] = {self.engine_id: True}
-
-        def gone(r: Running) -> bool:
-            if r.engine not in alive:
-                alive[r.engine] = self.store.engine_alive(r.engine)
-            return not alive[r.engine]
-
-        for name, js in state.jobs.items():
-            keep = []
-            for r in js.running:
-                if gone(r):
-                    dead.append((name, r))
-                else:
-                    keep.append(r)
-            if len(keep) != len(js.running):
-                state = state.with_job(name, js.with_(running=tuple(keep)))
-        orphans = []
-        for r in state.orphans:
-            if gone(r):
-                dead.append((r.job, r))
-            else:
-                orphans.append(r)
-        if len(orphans) != len(state.orphans):
-            state = state.with_(orphans=tuple(orphans))
-        return state, dead
-
-    def _reap(self, state: State) -> tuple[State, list[tuple[str, Running, int | None]]]:
-        """Inside a state transaction: the runs whose engine is gone are recorded in their
-        history, then dropped from ``state``. Returns the new state and the leftover process
-        groups to stop, which the caller stops after the transaction (that can take 10 s:
-        not under state.lock).
-
-        History first, under state.lock, each line written once: a crash in between leaves
-        the entry for the next recovery, which finds the line and does not write it again.
-        The other order (state, then history) lost the record of a claimed run when the
-        engine died in between (found by tests/faults). A run whose own record is already
-        in the history finished: its engine died before it could drop the entry, and the
-        run stands as recorded instead of being called interrupted."""
-        new_state, dead = self._dead_runs(state)
-        if not dead:
-            return state, []
-        from .executors.contain import terminate_run_box
-
-        fault("mid-recovery")
-        now = self.clock.now()
-        stops: list[tuple[str, Running, int | None]] = []
-        for job, r in dead:
-            # Leftover processes are stopped whether or not the run is recorded: a
-            # recovery that wrote the line and died before it could stop them left
-            # them running for ever (found by tests/faults).
-            pgid = run_group(r.pid, r.run_id)
-            boxed = terminate_run_box(r.run_id)
-            # Every dead run: its cgroup, empty or not, is removed after the transaction.
-            stops.append((job, r, pgid))
-            if pgid is not None:
-                # SIGTERM now, before the entry leaves the state: if this engine dies
-                # before _stop_leftovers, nothing would be left to remember the group.
-                # The wait and the SIGKILL come after the transaction. (A run's cgroup
-                # outlives any engine: it is found again by name; terminate_run_box
-                # signalled its members already.)
-                _terminate(pgid)
-            recorded = self._final_record(job, r.run_id)
-            if recorded is not None:
-                status = str(recorded.get("status"))
-                finished = _parse_time(recorded.get("finished_at")) or now
-                # Its engine died between the record and its end in state.json: maybe
-                # before its deliveries reached the outbox.
-                self._redeliver.append((job, recorded))
-            else:
-                status, finished = str(Status.interrupted), now
-                rec = RunRecord.interrupted(
-                    job=job,
-                    run_id=r.run_id,
-                    trigger=Trigger(r.trigger),
-                    scheduled_for=r.scheduled_for,
-                    started_at=r.started_at,
-                    finished_at=now,
-                    log_path=_existing(self.store.log_path(job, r.run_id)),
-                    message="the engine that ran it stopped" + (" (its leftover processes were stopped)" if pgid is not None or boxed else ""),
-                    host=self.host,
-                )
-                self.store.append_history(job, rec.encode())
-                self.observer.recorded(job, {"job": job, "run_id": r.run_id, "scheduled_for": iso(r.scheduled_for), "status": status})
-                self.log(job, f"run {short_id(r.run_id)} interrupted (its engine {r.engine[:6]} is gone; not re-run)", event="run.interrupted", level="warning", run_id=r.run_id, scheduled_for=iso(r.scheduled_for), status=status)
-            js = new_state.jobs.get(job)
-            if js is not None and not r.job:
-                last = LastRun(r.run_id, status, r.trigger, r.scheduled_for, r.started_at, finished)
-                new_state = new_state.with_job(job, js.with_(last_run=last))
-        return new_state, stops
-
-    def _final_record(self, job: str, run_id: str) -> dict[str, Any] | None:
-        """The run's own record (the line with its status) if the history has it."""
-        try:
-            lines = self.store.read_history(job)
-        except ValueError:
-            return None
-        for line in reversed(lines):
-            if line.get("run_id") == run_id and line.get("status"):
-                return line
-        return None
-
-    def _stop_leftovers(self, stops: list[tuple[str, Running, int | None]]) -> None:
-        from .executors.contain import recover_run
-        from .executors.process import kill_group
-
-        for _job, r, pgid in stops:
-            try:
-                if pgid is not None:
-                    kill_group(pgid, grace=10.0)
-            except ValueError:
-                pass  # our own group, or 0/1: never signal those
-            recover_run(r.run_id)
+    def _reap(self, state: State) -> tuple[State, tuple[tuple[str, Running, int | None], ...]]:
+        """Inside a state transaction: dead engines' runs recorded and dropped
+        (recovery.reap); returns the state and the groups to stop after it."""
+        reaped = reap(state, store=self.store, engine_id=self.engine_id, now=self.clock.now(), host=self.host, observer=self.observer, log=self.log)
+        self._redeliver.extend(reaped.redeliver)
+        return reaped.state, reaped.stops
 
     def recover(self) -> None:
         """Runs left `running` by a dead engine become `interrupted`, never re-run."""
         with self._txn() as txn:
             txn.state, stops = self._reap(txn.state)
-        self._stop_leftovers(stops)
+        stop_leftovers(stops)
         self._recover_deliveries()
 
     def _recover_deliveries(self) -> None:
@@ -422,7 +314,7 @@ class Engine:
                 self._queue_deliveries(job, js, record)
                 self.log(job, f"run {short_id(record['run_id'])}: its deliveries were queued again (its engine died before)")
             except (OSError, CronfileError) as e:
-                self.log(job, f"run {short_id(record['run_id'])}: could not queue its deliveries: {_why(e)}")
+                self.log(job, f"run {short_id(record['run_id'])}: could not queue its deliveries: {why(e)}")
 
     def project_state_spec(self, job: str) -> JobSpec | None:
         for spec in self.project.specs:
@@ -433,56 +325,15 @@ class Engine:
     # -- applying ----------------------------------------------------------------------
 
     def apply(self, project: Project, source: str) -> None:
-        from .errors import SpecError, StateError
-        from .load import git_revision
-
-        def reloaded(fresh: Project) -> None:
-            nonlocal project
-            project = fresh
-            self.log("", "the files changed while they were applied: applying them as they are now")
-
-        try:
-            revision = git_revision(project.root)
-            plan = apply_project(
-                self.store,
-                project,
-                now=self.clock.now(),
-                revision=revision,
-                source=source,
-                lock=self._txn_lock,
-                on_reload=reloaded,
-            )
-        except SpecError as e:
-            # Read again because they changed, the files are now invalid: the applied
-            # set stays, as for any invalid change.
-            self.log("", f"jobs.d has {len(e.problems)} problem(s); keeping the last good set:", event="reload.invalid", level="error")
-            for p in e.problems:
-                self.log("", f"  {p}", event="reload.invalid", level="error")
+        """Apply the files (apply.apply_logged); the runs use what was applied."""
+        applied = apply_logged(self.store, project, now=self.clock.now(), source=source, lock=self._txn_lock, log=self.log)
+        if applied is None:
             return
-        except StateWriteError as e:
-            # A full disk: the applied set stays as it was (the write is atomic).
-            self.log("", f"not applied: {_why(e)}", event="apply.failed", level="error")
-            return
-        except (LockedError, StateError):
-            raise
-        except (OSError, CronfileError) as e:
-            # The files kept changing while they were applied, or the audit line could
-            # not be written: say so; the applied set is whatever the state holds.
-            self.log("", f"not applied: {_why(e)}", event="apply.failed", level="error")
-            return
-        self.project = project
-        self.config = project.config
-        self._remember_specs(project)
+        self.project, plan, revision = applied
+        self.config = self.project.config
+        self._remember_specs(self.project)
         self.observer.applied(plan, revision, self.clock.now())
         if plan.has_changes:
-            for c in plan.changes:
-                action = str(c.action)
-                if action == "unchanged":
-                    continue
-                detail = f" ({', '.join(c.fields)})" if c.fields else ""
-                nxt = f"; next run {iso(c.next_run_after)}" if c.next_run_after else ""
-                self.log(c.name, f"{action}{detail}{nxt}", event=f"job.{action}")
-            self.log("", f"applied: {plan.summary()}", event="apply")
             self._wake.set()
 
     def _remember_specs(self, project: Project) -> None:
@@ -497,9 +348,7 @@ class Engine:
         if project.signature == self.project.signature and not racy_changed(self.project):
             return  # nothing changed (the event was a temp file, or a folder)
         if project.errors:
-            self.log("", f"jobs.d has {len(project.errors)} problem(s); keeping the last good set:", event="reload.invalid", level="error")
-            for p in project.errors:
-                self.log("", f"  {p}", event="reload.invalid", level="error")
+            log_problems(self.log, project.errors)
             return
         self.apply(project, "daemon")
 
@@ -538,7 +387,7 @@ class Engine:
                 self._replaced[old] = c.run_id
         if claims:
             fault("after-claim")
-        self._stop_leftovers(stops)
+        stop_leftovers(stops)
         if self._redeliver:
             self._recover_deliveries()
         elif self.mode == "daemon" and time.monotonic() - self._adopted_at > 60:
@@ -552,7 +401,7 @@ class Engine:
                 self.store.append_history(rec.job, line)
             except OSError as e:
                 # The claims are persisted: they must still be dispatched.
-                self.log(rec.job, f"could not record a {rec.status} occurrence: {_why(e)}", event="state.write_failed", level="error")
+                self.log(rec.job, f"could not record a {rec.status} occurrence: {why(e)}", event="state.write_failed", level="error")
             else:
                 self.observer.recorded(rec.job, line)
         for run_id in decided.cancel:
@@ -723,7 +572,7 @@ class Engine:
         try:
             self._record_pids(pids)
         except (OSError, CronfileError) as e:
-            self.log("", f"could not record the pids of {len(pids)} runs: {_why(e)}", event="state.write_failed", level="warning")
+            self.log("", f"could not record the pids of {len(pids)} runs: {why(e)}", event="state.write_failed", level="warning")
             return False
         return True
 
@@ -769,7 +618,7 @@ class Engine:
             except (OSError, CronfileError) as e:
                 # The run goes on; without its pid, a recovery finds its process group by
                 # the run id in its environment. Raising here left the process unwatched.
-                self.log(claim.job, f"run {short_id(claim.run_id)}: could not record its pid: {_why(e)}", event="state.write_failed", level="warning", run_id=claim.run_id)
+                self.log(claim.job, f"run {short_id(claim.run_id)}: could not record its pid: {why(e)}", event="state.write_failed", level="warning", run_id=claim.run_id)
             if first:
                 self.observer.run_started(claim.job, claim.run_id, claim.trigger, claim.scheduled_for, now)
                 fields: dict[str, Any] = {"run_id": claim.run_id, "trigger": claim.trigger, "scheduled_for": iso(claim.scheduled_for), "status": "running"}
@@ -813,7 +662,7 @@ class Engine:
             claimed_at=claim.claimed_at,
             outcome=outcome,
             status=status,
-            log_path=_existing(log_path),
+            log_path=existing_log(log_path),
             host=self.host,
             engine=self.engine_id,
         )
@@ -926,7 +775,7 @@ class Engine:
             except (OSError, CronfileError) as e:
                 if not said:
                     again = "; retrying" if self.mode == "daemon" else ""
-                    self.log(claim.job, f"run {short_id(claim.run_id)}: could not write {what}: {_why(e)}{again}", event="state.write_failed", level="error", run_id=claim.run_id)
+                    self.log(claim.job, f"run {short_id(claim.run_id)}: could not write {what}: {why(e)}{again}", event="state.write_failed", level="error", run_id=claim.run_id)
                     said = True
             if self.mode != "daemon" or self._stop.wait(delay):
                 return False
@@ -1089,8 +938,8 @@ class Engine:
                     # fires; say why and try again soon. A full disk used to end the
                     # daemon with an internal error (found by tests/faults).
                     backoff = min(backoff * 2, 30.0) if backoff else 2.0
-                    self.log("", f"cannot claim runs: {_why(e)}; nothing fired; trying again in {backoff:g}s", event="claim.failed", level="error")
-                    self.observer.pass_failed(_why(e), now, now + timedelta(seconds=backoff))
+                    self.log("", f"cannot claim runs: {why(e)}; nothing fired; trying again in {backoff:g}s", event="claim.failed", level="error")
+                    self.observer.pass_failed(why(e), now, now + timedelta(seconds=backoff))
                     self._wake.clear()
                     last_wall, last_mono = now, now_mono
                     self.clock.sleep_until(now + timedelta(seconds=backoff), self._wake)
@@ -1185,36 +1034,6 @@ def _with_pids(state: State, pids: dict[str, tuple[str, int]]) -> State:
         orphans = tuple(replace(r, pid=pids[r.run_id][1]) if r.run_id in pids else r for r in state.orphans)
         state = state.with_(orphans=orphans)
     return state
-
-
-def _existing(log_path: Path) -> str | None:
-    """A history line's log_path: absolute, so a webhook receiver or a script elsewhere can
-    open it; None when the run ended before it wrote anything."""
-    return str(log_path.resolve()) if log_path.exists() else None
-
-
-def _terminate(pgid: int) -> None:
-    if pgid <= 1 or pgid == os.getpgrp():
-        return
-    for sig in (signal.SIGTERM, signal.SIGCONT):
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-
-
-def _why(e: BaseException) -> str:
-    """An error in a log line: the OS's words and the file, not a repr."""
-    if isinstance(e, OSError) and e.strerror:
-        return f"{e.strerror} ({e.filename})" if e.filename else e.strerror
-    return str(e)
-
-
-def _parse_time(text: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text) if isinstance(text, str) else None
-    except ValueError:
-        return None
 
 
 def _boot_time() -> datetime | None:

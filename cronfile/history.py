@@ -28,6 +28,7 @@ __all__ = [
     "RunOutput",
     "RunRecord",
     "delivery_line",
+    "existing_log",
     "engine_running",
     "merged_history",
     "new_run_id",
@@ -280,6 +281,12 @@ class RunRecord:
             )
         except (KeyError, TypeError) as e:
             raise ValueError(f"not a run record: {e}") from None
+
+
+def existing_log(log_path: Any) -> str | None:
+    """A history line's log_path: absolute, so a webhook receiver or a script elsewhere can
+    open it; None when the run ended before it wrote anything."""
+    return str(log_path.resolve()) if log_path.exists() else None
 
 
 def delivery_line(run_id: str, deliveries: list[dict[str, Any]]) -> dict[str, Any]:

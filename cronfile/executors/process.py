@@ -256,6 +256,15 @@ def _check_pgid(pgid: int) -> None:
         raise ValueError(f"refusing to signal process group {pgid}")
 
 
+def terminate_group(pgid: int) -> None:
+    """SIGTERM (and SIGCONT) to a leftover group, without waiting; never group 0, 1 or
+    our own."""
+    if pgid <= 1 or pgid == os.getpgrp():
+        return
+    _signal_group(pgid, signal.SIGTERM)
+    _signal_group(pgid, signal.SIGCONT)
+
+
 def kill_group(pgid: int, grace: float = 10.0) -> bool:
     """Stop a leftover process group (the engine's crash recovery): SIGTERM, then SIGKILL
     after ``grace`` seconds if anything is left. True if there was anything to stop."""
