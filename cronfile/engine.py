@@ -18,7 +18,7 @@ section 5:
   claim is persisted before anything starts, as always), prepares them and parks their
   processes, and starts them together at the instant (``Volley``). Nothing of a run acts
   before its instant by the wall clock. Writes that many runs make at once (their pids,
-  their ends) share transactions (``_commit``).
+  their ends) share transactions (``writer.StateWriter.commit``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .apply import apply_logged, log_problems
-from .clock import Clock, SystemClock, iso
+from .clock import Clock, SystemClock, boot_time, iso
 from .errors import CronfileError, LockedError, why
 from .executors.procfs import group_runs
 from .history import RunRecord, delivery_line, existing_log, merged_history, new_run_id, short_id
@@ -51,6 +51,7 @@ from .spec import Config, JobSpec, Status, Trigger, spec_from_data
 from .state import JobState, JobStatus, LastRun, Running, State
 from .store import StateWriteError, Store, fault
 from .volley import Volley
+from .writer import StateWriter
 
 # How long before an instant the daemon wakes to claim and prepare the runs due at it:
 # a base, a share per run (a thread, the executor's prepare, the log, the output pipe and
@@ -100,15 +101,6 @@ class Claim:
         return self.scheduled_for is not None and self.scheduled_for > self.claimed_at
 
 
-@dataclass
-class _Update:
-    """A change to state.json waiting for a shared transaction (Engine._commit)."""
-
-    fn: Callable[[State], State]
-    done: bool = False
-    error: BaseException | None = None
-
-
 class Engine:
     """One engine process: a daemon, a tick, or a `run NAME`."""
 
@@ -140,7 +132,7 @@ class Engine:
         self.observer: Observer = observer or Observer()
         self.engine_id = secrets.token_hex(8)
         self.host = socket.gethostname()
-        self._txn_lock = threading.Lock()
+        self.writer = StateWriter(store)  # state transactions, timed and shared
         self._cv = threading.Condition()
         self._pending: list[Claim] = []
         self._active: dict[str, threading.Thread] = {}
@@ -161,10 +153,6 @@ class Engine:
         self._sched_cache: dict[tuple[str, str], Any] = {}
         self._finished: list[str] = []
         self._volleys: set[Volley] = set()
-        self._txn_seconds = 0.005  # how long a state transaction takes here (recent)
-        self._updates: list[_Update] = []
-        self._updates_lock = threading.Lock()
-        self._committer = threading.Lock()
         self._claimed_to: datetime | None = None  # the latest instant claimed ahead
         self._replaced: dict[str, str] = {}  # run id -> the run that replaces it
         self._start_pings: dict[str, threading.Thread] = {}  # healthchecks /start in flight
@@ -211,61 +199,6 @@ class Engine:
 
     # -- state helpers -----------------------------------------------------------------
 
-    def _txn(self) -> Any:
-        """State transactions are serialized within the process too (runs finish on threads)."""
-        engine = self
-
-        class _Ctx:
-            def __enter__(self) -> Any:
-                engine._txn_lock.acquire()
-                self.t0 = time.monotonic()
-                try:
-                    self.cm = engine.store.transaction()
-                    return self.cm.__enter__()
-                except BaseException:
-                    engine._txn_lock.release()
-                    raise
-
-            def __exit__(self, *exc: Any) -> Any:
-                try:
-                    return self.cm.__exit__(*exc)
-                finally:
-                    # The lead before an instant makes room for two of these.
-                    took = time.monotonic() - self.t0
-                    engine._txn_seconds = max(took, 0.9 * engine._txn_seconds)
-                    engine._txn_lock.release()
-
-        return _Ctx()
-
-    def _commit(self, update: Callable[[State], State]) -> None:
-        """Apply ``update`` (a pure State -> State) to state.json, in one transaction
-        with whatever other threads submit meanwhile (group commit): when many runs
-        start or end together, their pid and end writes take a few transactions instead
-        of one each. Returns once ``update`` is persisted; raises what its transaction
-        raised (nothing of that batch was written; the caller may retry)."""
-        item = _Update(update)
-        with self._updates_lock:
-            self._updates.append(item)
-        with self._committer:
-            if not item.done:
-                with self._updates_lock:
-                    batch, self._updates = self._updates, []
-                try:
-                    with self._txn() as txn:
-                        state = txn.state
-                        for u in batch:
-                            state = u.fn(state)
-                        if state is not txn.state:
-                            txn.state = state
-                except BaseException as e:
-                    for u in batch:
-                        u.error, u.done = e, True
-                else:
-                    for u in batch:
-                        u.done = True
-        if item.error is not None:
-            raise item.error
-
     def spec_for(self, js: JobState) -> JobSpec:
         spec = self._spec_cache.get(js.spec_hash)
         if spec is None:
@@ -292,7 +225,7 @@ class Engine:
 
     def recover(self) -> None:
         """Runs left `running` by a dead engine become `interrupted`, never re-run."""
-        with self._txn() as txn:
+        with self.writer.txn() as txn:
             txn.state, stops = self._reap(txn.state)
         stop_leftovers(stops)
         self._recover_deliveries()
@@ -326,7 +259,7 @@ class Engine:
 
     def apply(self, project: Project, source: str) -> None:
         """Apply the files (apply.apply_logged); the runs use what was applied."""
-        applied = apply_logged(self.store, project, now=self.clock.now(), source=source, lock=self._txn_lock, log=self.log)
+        applied = apply_logged(self.store, project, now=self.clock.now(), source=source, lock=self.writer.lock, log=self.log)
         if applied is None:
             return
         self.project, plan, revision = applied
@@ -361,7 +294,7 @@ class Engine:
         then (due.decide); those claims are ``ahead`` and start at their instant."""
         from .due import claim
 
-        with self._txn() as txn:
+        with self.writer.txn() as txn:
             state, stops = self._reap(txn.state)
             with self._cv:
                 waiting = {c.run_id for c in self._pending}
@@ -470,7 +403,7 @@ class Engine:
                         c.scheduled_for,
                         clock=self.clock,
                         record_pids=self._record_volley_pids,
-                        txn_seconds=lambda: self._txn_seconds,
+                        txn_seconds=lambda: self.writer.seconds,
                         done=self._volley_done,
                         park=PARK,
                     )
@@ -565,7 +498,7 @@ class Engine:
     def _record_pids(self, pids: dict[str, tuple[str, int]]) -> None:
         """The process groups of runs in flight (run id -> job, pid), in one shared
         transaction."""
-        self._commit(lambda state: _with_pids(state, pids))
+        self.writer.commit(lambda state: state.with_pids(pids))
 
     def _record_volley_pids(self, pids: dict[str, tuple[str, int]]) -> bool:
         """A volley's pids; False (and a warning) if they could not be written."""
@@ -797,7 +730,7 @@ class Engine:
                 return state.with_job(claim.job, js.with_(last_run=last))
             return state
 
-        self._commit(update)
+        self.writer.commit(update)
 
     # -- modes -------------------------------------------------------------------------
 
@@ -826,7 +759,7 @@ class Engine:
     def _run_now(self, spec: JobSpec, *, stream: IO[bytes] | None, cancel: threading.Event) -> str:
         now = self.clock.now()
         run_id = new_run_id(now)
-        with self._txn() as txn:
+        with self.writer.txn() as txn:
             js = txn.state.jobs.get(spec.name)
             if js is not None:
                 if js.running:
@@ -855,10 +788,10 @@ class Engine:
     def _fire_reboot(self, *, only_after_boot: bool) -> None:
         """@reboot: once each time the daemon starts. `tick` fires it once per system boot
         (it runs every minute; a per-tick @reboot would be a per-minute job)."""
-        boot = _boot_time() if only_after_boot else None
+        boot = boot_time() if only_after_boot else None
         now = self.clock.now()
         claims = []
-        with self._txn() as txn:
+        with self.writer.txn() as txn:
             state = txn.state
             for name, js in sorted(state.jobs.items()):
                 if js.state != JobStatus.scheduled or js.spec.get("schedule", "").strip() != "@reboot":
@@ -978,7 +911,7 @@ class Engine:
         from .due import due_by
 
         n = min(due_by(state.jobs.values(), instant), max(1, self.config.max_concurrent))
-        return min(LEAD_BASE + LEAD_PER_RUN * n + 2 * self._txn_seconds, LEAD_MAX)
+        return min(LEAD_BASE + LEAD_PER_RUN * n + 2 * self.writer.seconds, LEAD_MAX)
 
     def _on_change(self, kinds: set[str]) -> None:
         if "files" in kinds:
@@ -996,7 +929,7 @@ class Engine:
             self._pending.clear()
         if pending:
             now = self.clock.now()
-            with self._txn() as txn:
+            with self.writer.txn() as txn:
                 state = txn.state
                 for c in pending:
                     js = state.jobs.get(c.job)
@@ -1020,34 +953,3 @@ class Engine:
             self.log("", "deliveries not made yet stay in the outbox; they go out after the restart", event="delivery.deferred", level="warning")
         self.outbox.stop()
         self.log("", "stopped", event="daemon.stopped")
-
-
-def _with_pids(state: State, pids: dict[str, tuple[str, int]]) -> State:
-    """``state`` with the pid of each run in ``pids`` (run id -> job, pid) filled in,
-    whether the run is its job's or (the job deleted while it ran) an orphan."""
-    for job in {job for job, _ in pids.values()}:
-        js = state.jobs.get(job)
-        if js is not None and any(r.run_id in pids for r in js.running):
-            running = tuple(replace(r, pid=pids[r.run_id][1]) if r.run_id in pids else r for r in js.running)
-            state = state.with_job(job, js.with_(running=running))
-    if any(r.run_id in pids for r in state.orphans):
-        orphans = tuple(replace(r, pid=pids[r.run_id][1]) if r.run_id in pids else r for r in state.orphans)
-        state = state.with_(orphans=orphans)
-    return state
-
-
-def _boot_time() -> datetime | None:
-    try:
-        for line in Path("/proc/stat").read_text().splitlines():
-            if line.startswith("btime "):
-                return datetime.fromtimestamp(int(line.split()[1]), UTC)
-    except OSError:
-        pass
-    try:
-        import subprocess
-
-        out = subprocess.run(["sysctl", "-n", "kern.boottime"], capture_output=True, text=True, timeout=5).stdout
-        sec = int(out.split("sec =")[1].split(",")[0])
-        return datetime.fromtimestamp(sec, UTC)
-    except (OSError, IndexError, ValueError, Exception):  # noqa: BLE001
-        return None
