@@ -28,7 +28,7 @@ from .history import RunRecord, new_run_id
 from .spec import Catchup, Concurrency, JobSpec, Status, Trigger
 from .state import JobState, JobStatus, Running, State
 
-__all__ = ["MISSED_COUNT_LIMIT", "Claimed", "Claims", "Due", "claim", "decide", "due_by", "next_wake"]
+__all__ = ["MISSED_COUNT_LIMIT", "Claimed", "Claims", "Due", "claim", "claim_reboot", "decide", "due_by", "next_wake"]
 
 # Counting missed occurrences walks the schedule; an every-second job down for a week
 # has 604,800 of them. The walk stops here and reports this many ("10000+" shown as
@@ -325,3 +325,41 @@ def claim(
         )
         state = state.with_job(name, js)
     return Claims(state, tuple(runs), tuple(records), tuple(cancel))
+
+
+def claim_reboot(
+    state: State,
+    now: datetime,
+    *,
+    spec_for: Callable[[JobState], JobSpec],
+    engine: str,
+    boot: datetime | None,
+    only_after_boot: bool,
+    new_id: Callable[[datetime], str] = new_run_id,
+) -> Claims:
+    """@reboot jobs claimed at an engine's start: each scheduled one once (the daemon),
+    or with ``only_after_boot`` (`tick`, every minute) only if it has not run since
+    ``boot`` (the system's boot; None: unknown, nothing fires). Each claimed run is a
+    ``running`` entry of engine ``engine`` and counts in ``run_count``; the job is
+    completed once ``repeat`` is reached."""
+    runs: list[Claimed] = []
+    for name, js in sorted(state.jobs.items()):
+        if js.state != JobStatus.scheduled or js.spec.get("schedule", "").strip() != "@reboot":
+            continue
+        if only_after_boot:
+            last = js.last_run
+            if boot is None or (last is not None and last.started_at and last.started_at >= boot):
+                continue
+        spec = spec_for(js)
+        run_id = new_id(now)
+        runs.append(Claimed(name, run_id, spec, Trigger.reboot, now))
+        run_count = js.run_count + 1
+        done = spec.repeat is not None and run_count >= spec.repeat
+        js = js.with_(
+            running=js.running + (Running(run_id, now, now, Trigger.reboot, engine),),
+            run_count=run_count,
+            state=JobStatus.completed if done else js.state,
+        )
+        state = state.with_job(name, js)
+    return Claims(state, tuple(runs))
+

@@ -41,14 +41,23 @@ from .apply import apply_logged, log_problems
 from .clock import Clock, SystemClock, boot_time, iso
 from .errors import CronfileError, LockedError, why
 from .executors.procfs import group_runs
-from .history import RunRecord, delivery_line, existing_log, merged_history, new_run_id, short_id
+from .history import (
+    RunRecord,
+    delivery_line,
+    delivery_recorded,
+    existing_log,
+    last_success_output,
+    merged_history,
+    new_run_id,
+    short_id,
+)
 from .load import Project, files_signature, load_project, racy_changed
 from .logfmt import LogWriter
 from .observe import Observer
 from .parsecache import ParseCache
 from .recovery import reap, stop_leftovers
 from .spec import Config, JobSpec, Status, Trigger, spec_from_data
-from .state import JobState, JobStatus, LastRun, Running, State
+from .state import JobState, LastRun, Running, State
 from .store import StateWriteError, Store, fault
 from .volley import Volley
 from .writer import StateWriter
@@ -241,7 +250,7 @@ class Engine:
             js = self.project_state_spec(job)
             if js is None or not js.deliver:
                 continue
-            if self.outbox.pending_keys(record["run_id"]) or self._delivery_recorded(job, record["run_id"]):
+            if self.outbox.pending_keys(record["run_id"]) or delivery_recorded(self.store, job, record["run_id"]):
                 continue
             try:
                 self._queue_deliveries(job, js, record)
@@ -453,18 +462,6 @@ class Engine:
 
     # -- executing ---------------------------------------------------------------------
 
-    def _from_job_output(self, spec: JobSpec) -> str | None:
-        ref = spec.context.from_job
-        if not ref:
-            return None
-        for run in reversed(merged_history(self.store, ref, None)):
-            if run.get("status") == Status.success and run.get("log_path"):
-                try:
-                    return Path(run["log_path"]).read_text(errors="replace")
-                except OSError:
-                    return None
-        return None
-
     def _budget_used(self, job: str, spec: JobSpec) -> Any:
         """The job's usage over the last 24 hours, if it has a ``budget:``."""
         if not spec.budget:
@@ -532,7 +529,7 @@ class Engine:
             trigger=claim.trigger,
             log_path=log_path,
             environ=self.environ,
-            from_job_output=self._from_job_output(spec),
+            from_job_output=last_success_output(self.store, spec.context.from_job) if spec.context.from_job else None,
             output_limit=self.config.output_limit,
             stream=stream,
             budget_used=self._budget_used(claim.job, spec),
@@ -666,13 +663,6 @@ class Engine:
         if skipped:
             self.store.append_history(job, delivery_line(record["run_id"], [r.to_json() for r in skipped]))
 
-    def _delivery_recorded(self, job: str, run_id: str) -> bool:
-        try:
-            lines = self.store.read_history(job)
-        except ValueError:
-            return False
-        return any(ln.get("run_id") == run_id and "status" not in ln and ln.get("deliveries") for ln in lines)
-
     def _send_delivery(self, entry: Any, stop: threading.Event) -> Any:
         from .outbox import send
 
@@ -688,8 +678,8 @@ class Engine:
         self.store.append_history(entry.job, delivery_line(entry.run_id, [result.to_json()]))
         self.observer.delivered(entry.job, entry.run_id, [result])
         if not result.ok:
-            why = result.skipped if result.skipped else f"failed after {result.attempts} tries: {result.error}"
-            self.log(entry.job, f"run {short_id(entry.run_id)} delivery to {result.target} {why}", event="delivery.failed", level="warning", run_id=entry.run_id, target=result.target)
+            what = result.skipped if result.skipped else f"failed after {result.attempts} tries: {result.error}"
+            self.log(entry.job, f"run {short_id(entry.run_id)} delivery to {result.target} {what}", event="delivery.failed", level="warning", run_id=entry.run_id, target=result.target)
 
     def _persist(self, claim: Claim, what: str, write: Callable[[], None]) -> bool:
         """A write a finished run depends on: its history line, its end in state.json.
@@ -788,32 +778,15 @@ class Engine:
     def _fire_reboot(self, *, only_after_boot: bool) -> None:
         """@reboot: once each time the daemon starts. `tick` fires it once per system boot
         (it runs every minute; a per-tick @reboot would be a per-minute job)."""
+        from .due import claim_reboot
+
         boot = boot_time() if only_after_boot else None
         now = self.clock.now()
-        claims = []
         with self.writer.txn() as txn:
-            state = txn.state
-            for name, js in sorted(state.jobs.items()):
-                if js.state != JobStatus.scheduled or js.spec.get("schedule", "").strip() != "@reboot":
-                    continue
-                if only_after_boot:
-                    last = js.last_run
-                    if boot is None or (last is not None and last.started_at and last.started_at >= boot):
-                        continue
-                spec = self.spec_for(js)
-                run_id = new_run_id(now)
-                claims.append(self._claim(name, run_id, spec, Trigger.reboot, now, now))
-                run_count = js.run_count + 1
-                done = spec.repeat is not None and run_count >= spec.repeat
-                js = js.with_(
-                    running=js.running + (Running(run_id, now, now, Trigger.reboot, self.engine_id),),
-                    run_count=run_count,
-                    state=JobStatus.completed if done else js.state,
-                )
-                state = state.with_job(name, js)
-            if claims:
-                txn.state = state
-        self.dispatch(claims)
+            decided = claim_reboot(txn.state, now, spec_for=self.spec_for, engine=self.engine_id, boot=boot, only_after_boot=only_after_boot)
+            if decided.runs:
+                txn.state = decided.state
+        self.dispatch([self._claim(c.job, c.run_id, c.spec, c.trigger, c.scheduled_for, now) for c in decided.runs])
 
     def serve(self) -> None:
         """The daemon loop: sleep until the earliest next_run (less the lead, to claim

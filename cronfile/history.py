@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .clock import iso, parse_iso
@@ -28,8 +29,11 @@ __all__ = [
     "RunOutput",
     "RunRecord",
     "delivery_line",
+    "delivery_recorded",
     "existing_log",
     "engine_running",
+    "final_record",
+    "last_success_output",
     "merged_history",
     "new_run_id",
     "short_id",
@@ -327,3 +331,37 @@ def engine_running(store: Store) -> bool:
     if not store.state_dir.exists():
         return False
     return store.daemon_running()
+
+
+def final_record(store: Store, job: str, run_id: str) -> dict[str, Any] | None:
+    """The run's own record (the line with its status) if the history has it."""
+    try:
+        lines = store.read_history(job)
+    except ValueError:
+        return None
+    for line in reversed(lines):
+        if line.get("run_id") == run_id and line.get("status"):
+            return line
+    return None
+
+
+def delivery_recorded(store: Store, job: str, run_id: str) -> bool:
+    """Whether a delivery line of the run is in the history (the outbox had its
+    deliveries: a recovery need not queue them again)."""
+    try:
+        lines = store.read_history(job)
+    except ValueError:
+        return False
+    return any(ln.get("run_id") == run_id and "status" not in ln and ln.get("deliveries") for ln in lines)
+
+
+def last_success_output(store: Store, job: str) -> str | None:
+    """The log of ``job``'s latest successful run (``context: from_job``), if readable."""
+    for run in reversed(merged_history(store, job, None)):
+        if run.get("status") == Status.success and run.get("log_path"):
+            try:
+                return Path(run["log_path"]).read_text(errors="replace")
+            except OSError:
+                return None
+    return None
+

@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from .clock import iso
-from .history import RunRecord, existing_log, short_id
+from .history import RunRecord, existing_log, final_record, short_id
 from .observe import Observer
 from .spec import Status, Trigger
 from .state import LastRun, Running, State
 from .store import Store, fault
 
-__all__ = ["Reaped", "dead_runs", "final_record", "reap", "stop_leftovers"]
+__all__ = ["Reaped", "dead_runs", "reap", "stop_leftovers"]
 
 
 @dataclass(frozen=True)
@@ -138,18 +138,6 @@ def reap(
             last = LastRun(r.run_id, status, r.trigger, r.scheduled_for, r.started_at, finished)
             new_state = new_state.with_job(job, js.with_(last_run=last))
     return Reaped(new_state, tuple(stops), tuple(redeliver))
-
-
-def final_record(store: Store, job: str, run_id: str) -> dict[str, Any] | None:
-    """The run's own record (the line with its status) if the history has it."""
-    try:
-        lines = store.read_history(job)
-    except ValueError:
-        return None
-    for line in reversed(lines):
-        if line.get("run_id") == run_id and line.get("status"):
-            return line
-    return None
 
 
 def stop_leftovers(stops: tuple[tuple[str, Running, int | None], ...] | list[tuple[str, Running, int | None]]) -> None:

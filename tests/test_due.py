@@ -10,9 +10,18 @@ import pytest
 from conftest import build_spec
 
 from cronfile.clock import FakeClock
-from cronfile.due import MISSED_COUNT_LIMIT, Claims, Due, claim, decide, due_by, next_wake
+from cronfile.due import (
+    MISSED_COUNT_LIMIT,
+    Claims,
+    Due,
+    claim,
+    claim_reboot,
+    decide,
+    due_by,
+    next_wake,
+)
 from cronfile.spec import JobSpec, Status, Trigger
-from cronfile.state import JobState, JobStatus, Running, State
+from cronfile.state import JobState, JobStatus, LastRun, Running, State
 
 
 def t(hh: int, mm: int = 0, ss: int = 0, us: int = 0, day: int = 2) -> datetime:
@@ -567,3 +576,25 @@ def test_the_last_run_repeat_allows_completes_the_job() -> None:
     got = claim_at(State(jobs={"job": job_state(spec, next_run=t(9), run_count=2)}), clock, {"job": spec})
     js = got.state.jobs["job"]
     assert len(got.runs) == 1 and js.state is JobStatus.completed and js.next_run is None
+
+
+def test_reboot_jobs_are_claimed_once_at_start_and_after_a_boot_by_tick() -> None:
+    clock = FakeClock(t(9))
+    boot = build_spec(name="boot", schedule="@reboot", repeat=1)
+    daily = build_spec()
+    state = State(jobs={"boot": job_state(boot), "job": job_state(daily, next_run=t(9))})
+    specs = {"boot": boot, "job": daily}
+
+    def reboot(state: State, **kw: Any) -> Claims:
+        return claim_reboot(state, clock.now(), spec_for=lambda js: specs[js.spec["name"]], engine="engine-2", new_id=_ids(), **kw)
+
+    got = reboot(state, boot=None, only_after_boot=False)
+    assert [(c.job, c.trigger, c.scheduled_for) for c in got.runs] == [("boot", Trigger.reboot, t(9))]
+    js = got.state.jobs["boot"]
+    assert (js.run_count, js.state, js.running[0].engine) == (1, JobStatus.completed, "engine-2")
+    assert got.state.jobs["job"] is state.jobs["job"]
+    # tick: only if it has not run since the boot, and never when the boot is unknown
+    ran = state.with_job("boot", state.jobs["boot"].with_(last_run=LastRun("x", "success", "reboot", t(8, 30), t(8, 30), t(8, 31))))
+    assert reboot(ran, boot=t(8), only_after_boot=True).runs == ()
+    assert len(reboot(ran, boot=t(8, 45), only_after_boot=True).runs) == 1
+    assert reboot(state, boot=None, only_after_boot=True).runs == ()
