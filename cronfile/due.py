@@ -43,7 +43,7 @@ class Due:
     transaction: ``next_run``, the run (if any), the missed/skipped history lines."""
 
     run: datetime | None = None  # scheduled_for of the run to start now
-    trigger: str | None = None  # "schedule" | "catchup" | "queued"
+    trigger: Trigger | None = None  # schedule, catchup or queued
     missed: int = 0  # occurrences not run (capped at MISSED_COUNT_LIMIT)
     missed_first: datetime | None = None
     missed_last: datetime | None = None
@@ -90,7 +90,7 @@ def decide(
         last_run = repeat_left == 1
         return Due(
             run=js.queued,
-            trigger="queued",
+            trigger=Trigger.queued,
             next_run=None if last_run else js.next_run,
             completes=last_run or js.next_run is None,
             lateness=(now - js.queued).total_seconds(),
@@ -111,12 +111,12 @@ def decide(
     earlier, first, last = _occurrences(schedule, js.next_run, latest)
 
     run: datetime | None
-    trigger: str | None
+    trigger: Trigger | None
     if lateness <= spec.starting_deadline:
-        run, trigger = latest, "schedule"
+        run, trigger = latest, Trigger.schedule
         missed, missed_first, missed_last = earlier, first, last
     elif spec.catchup is Catchup.once:
-        run, trigger = latest, "catchup"
+        run, trigger = latest, Trigger.catchup
         missed, missed_first, missed_last = earlier, first, last
     else:
         run, trigger = None, None
@@ -308,7 +308,7 @@ def claim(
         running = js.running
         run_count = js.run_count
         if d.run is not None:
-            trigger = Trigger(d.trigger or Trigger.schedule)
+            trigger = d.trigger or Trigger.schedule
             run_id = new_id(d.run)
             # concurrency: replace. The new run starts once the old one's processes are
             # gone (the engine waits for them), not beside them.

@@ -354,9 +354,9 @@ class Engine:
         """The log line of an occurrence that was missed or skipped."""
         if rec.status == Status.missed:
             n = rec.missed_count or 0
-            self.log(rec.job, f"missed {n} run{'s' if n != 1 else ''} ({iso(rec.missed_first)} .. {iso(rec.scheduled_for)}): {rec.message}", event="run.missed", level="warning", scheduled_for=iso(rec.scheduled_for), status="missed", missed_count=n)
+            self.log(rec.job, f"missed {n} run{'s' if n != 1 else ''} ({iso(rec.missed_first)} .. {iso(rec.scheduled_for)}): {rec.message}", event="run.missed", level="warning", scheduled_for=iso(rec.scheduled_for), status=str(rec.status), missed_count=n)
         else:
-            self.log(rec.job, f"skipped {iso(rec.scheduled_for)}: {rec.message}", event="run.skipped", level="warning", scheduled_for=iso(rec.scheduled_for), status="skipped")
+            self.log(rec.job, f"skipped {iso(rec.scheduled_for)}: {rec.message}", event="run.skipped", level="warning", scheduled_for=iso(rec.scheduled_for), status=str(rec.status))
 
     def _claim(self, job: str, run_id: str, spec: JobSpec, trigger: Trigger, scheduled_for: datetime | None, now: datetime) -> Claim:
         self._seq += 1
