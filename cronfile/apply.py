@@ -16,7 +16,7 @@ from .load import Project, files_signature, load_project, racy_changed
 from .state import State
 from .store import Store
 
-__all__ = ["apply_project"]
+__all__ = ["apply_logged", "apply_project", "log_problems"]
 
 
 def apply_project(
