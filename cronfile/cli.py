@@ -265,7 +265,7 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
     saved = _saved_plan(args)
     if write:
         refuse_inside_run("apply")
-        from .engine import apply_project
+        from .apply import apply_project
         from .load import git_revision
 
         def reloaded(fresh: Project) -> None:
@@ -353,7 +353,7 @@ def cmd_apply(args: argparse.Namespace, out: Out) -> int:
 def cmd_status(args: argparse.Namespace, out: Out) -> int:
     from datetime import UTC, datetime
 
-    from .engine import engine_running, merged_history
+    from .history import engine_running, merged_history
     from .render import render_status, status_rows
 
     project = load_repo(args, warnings=False)
@@ -405,7 +405,7 @@ def agent_usage(store: Store, project: Any, state: Any, names: set[str], now: An
     """Each agent job's usage over the last 24 hours (what its budget counts)."""
     from datetime import timedelta
 
-    from .engine import merged_history
+    from .history import merged_history
     from .usage import usage_since
 
     declared = {s.name: s.data for s in project.specs}
@@ -441,7 +441,7 @@ def check_job_name(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_history(args: argparse.Namespace, out: Out) -> int:
-    from .engine import merged_history
+    from .history import merged_history
 
     if args.n < 1:
         raise UsageError(f"-n {args.n}: give at least 1")
@@ -516,7 +516,7 @@ def _short_time(text: str | None) -> str:
 
 
 def cmd_logs(args: argparse.Namespace, out: Out) -> int:
-    from .engine import merged_history
+    from .history import merged_history
 
     store = store_of(args)
     check_job_name(args, store)
@@ -555,7 +555,7 @@ def _follow(store: Store, job: str, run_id: str) -> int:
     (Polls the log every 0.2 s: a terminal nicety, not the engine.)"""
     import time
 
-    from .engine import merged_history
+    from .history import merged_history
 
     pos = 0
     while True:

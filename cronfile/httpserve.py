@@ -196,7 +196,7 @@ class StatusServer:
         return Masker(values)
 
     def page(self) -> str:
-        from .engine import merged_history
+        from .history import merged_history
         from .load import load_project
         from .render import status_rows
         from .schedule import ScheduleError, get_zone

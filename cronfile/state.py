@@ -229,6 +229,20 @@ class State:
             jobs[name] = js
         return replace(self, jobs=jobs)
 
+    def with_pids(self, pids: Mapping[str, tuple[str, int]]) -> State:
+        """This state with the pid of each run in ``pids`` (run id -> job, pid) filled
+        in, whether the run is its job's or (the job deleted while it ran) an orphan."""
+        state = self
+        for job in {job for job, _ in pids.values()}:
+            js = state.jobs.get(job)
+            if js is not None and any(r.run_id in pids for r in js.running):
+                running = tuple(replace(r, pid=pids[r.run_id][1]) if r.run_id in pids else r for r in js.running)
+                state = state.with_job(job, js.with_(running=running))
+        if any(r.run_id in pids for r in state.orphans):
+            orphans = tuple(replace(r, pid=pids[r.run_id][1]) if r.run_id in pids else r for r in state.orphans)
+            state = state.with_(orphans=orphans)
+        return state
+
 
 def _dt(text: str) -> datetime:
     dt = parse_iso(text)
