@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .errors import SpecError, UsageError
 
 if TYPE_CHECKING:
-    from .cli import Out
+    from .console import Out
 
 __all__ = ["cmd_daemon", "log_format_of"]
 
@@ -29,7 +29,7 @@ def log_format_of(args: argparse.Namespace, config_data: dict[str, object]) -> s
 
 
 def cmd_daemon(args: argparse.Namespace, out: Out) -> int:
-    from .cli import EXIT_OK, load_repo, refuse_inside_run, store_of
+    from .console import EXIT_OK, load_repo, refuse_inside_run, store_of
     from .engine import Engine
     from .health import Health
     from .httpserve import StatusServer, parse_listen

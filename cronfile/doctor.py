@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .cli import Out
+    from .console import Out
     from .load import Project
     from .state import State
     from .stores.base import Store
@@ -805,7 +805,7 @@ def render(checks: list[Check], *, color: bool = False) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace, out: Out) -> int:
-    from .cli import root_of, store_of, use_color
+    from .console import root_of, store_of, use_color
 
     root = root_of(args)
     # --state-dir, CRONFILE_STATE_DIR, cronfile.yaml's state_dir: the CLI's own rule, so

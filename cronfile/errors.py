@@ -83,3 +83,10 @@ class StateWriteError(StateError):
 
 class LockedError(CronfileError):
     """Another process holds a lock that this one needs (exit 2)."""
+
+
+def why(e: BaseException) -> str:
+    """An error in a log line: the OS's words and the file, not a repr."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror} ({e.filename})" if e.filename else e.strerror
+    return str(e)

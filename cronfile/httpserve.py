@@ -196,11 +196,12 @@ class StatusServer:
         return Masker(values)
 
     def page(self) -> str:
-        from .engine import merged_history
+        from .history import merged_history
         from .load import load_project
         from .render import status_rows
         from .schedule import ScheduleError, get_zone
         from .spec import spec_from_data
+        from .state import JobStatus
         from .statuspage import HORIZON, next_fires, render_page
 
         with self._page_lock:
@@ -220,7 +221,7 @@ class StatusServer:
                 except ScheduleError:
                     zones[name] = UTC
                 js = state.jobs.get(name)
-                if js is None or str(js.state) != "scheduled":
+                if js is None or js.state is not JobStatus.scheduled:
                     continue
                 spec = spec_from_data(js.spec)
                 applied_specs.append(spec)

@@ -108,7 +108,7 @@ class Tools:
             raise ToolRefused(f"no job named {name!r}")
 
     def _rows(self) -> list[dict[str, Any]]:
-        from .engine import engine_running, merged_history
+        from .history import engine_running, merged_history
         from .render import status_rows
 
         project = self._project()
@@ -156,7 +156,7 @@ class Tools:
 
     def job_history(self, name: str, n: int = 20) -> list[dict[str, Any]]:
         """`cronfile history NAME --json`: the last ``n`` runs, oldest first."""
-        from .engine import merged_history
+        from .history import merged_history
 
         self._known(name)
         if n < 1:
@@ -167,7 +167,7 @@ class Tools:
         """The output of a run (the latest by default), masked like the stored logs: the
         log is masked when written, and masked again here with the values the job's
         ``${VAR}``s have in this server's environment. At most the last LOG_LIMIT bytes."""
-        from .engine import merged_history
+        from .history import merged_history
 
         self._known(name)
         recorded = {r["run_id"]: r for r in merged_history(self.store, name, None) if r.get("status")}
@@ -236,7 +236,8 @@ class Tools:
     def run_job(self, name: str, wait_seconds: float = 60.0) -> dict[str, Any]:
         """Run a job now (`cronfile run NAME`, trigger: manual) in its own process, which
         outlives this server; wait up to ``wait_seconds`` for it to end."""
-        from .engine import merged_history
+        from .history import merged_history
+        from .spec import Trigger
         from .state import JobStatus
 
         self._known(name)
@@ -249,8 +250,8 @@ class Tools:
 
         def new_run() -> str | None:
             st = self.store.read().jobs.get(name)
-            ids = {r.run_id for r in (st.running if st else ()) if r.trigger == "manual"}
-            ids |= {r["run_id"] for r in merged_history(self.store, name, 5) if r.get("trigger") == "manual"}
+            ids = {r.run_id for r in (st.running if st else ()) if r.trigger == Trigger.manual}
+            ids |= {r["run_id"] for r in merged_history(self.store, name, 5) if r.get("trigger") == Trigger.manual}
             fresh = sorted(ids - before)
             return fresh[-1] if fresh else None
 
@@ -288,11 +289,11 @@ class Tools:
     def propose_job(self, name: str, yaml: str, replace: bool = False) -> dict[str, Any]:
         """Validate a job file's YAML and write it to ``jobs.d/NAME.yaml``. Never applies:
         the change still goes through review and ``cronfile apply``."""
-        from .engine import engine_running
+        from .history import engine_running
         from .load import JOBS_DIR, parse_file
-        from .spec import NAME_RE, cross_problems
+        from .spec import cross_problems, is_job_name
 
-        if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        if not isinstance(name, str) or not is_job_name(name):
             raise ToolRefused(f"{name!r} is not a job name (lower-case letters, digits, '.', '_', '-')")
         if not self.settings.allows(name):
             raise ToolRefused(f"job {name!r} is not offered over MCP (cronfile.yaml: mcp.jobs)")
@@ -443,7 +444,7 @@ def build_server(tools: Tools) -> Any:
 
 def cmd_mcp(args: Any, out: Any) -> int:
     """`cronfile mcp`: serve the tools on stdin/stdout until the client closes them."""
-    from .cli import EXIT_INVALID, EXIT_OK, load_repo, store_of
+    from .console import EXIT_INVALID, EXIT_OK, load_repo, store_of
     from .errors import SpecError
 
     try:

@@ -81,7 +81,7 @@ def migrate(src: Store, dst: Store) -> Copied:
 
 def cmd_state(args: argparse.Namespace, out: Any) -> int:
     """``cronfile state migrate --to TARGET``."""
-    from .cli import state_dir_of, store_of
+    from .console import state_dir_of, store_of
     from .stores import open_store
     from .stores.url import expand, file_url_dir
 

@@ -226,7 +226,8 @@ def entries_for(
     """The outbox entries of a recorded run (``record``: its history line), one per
     target that wants its status; and the results of the targets its ``on:`` filters
     out (recorded at once: nothing to send)."""
-    from .delivery.base import DeliveryResult, target_wants
+    from .delivery.base import DeliveryResult
+    from .delivery.dispatch import streams, target_wants
     from .executors.base import delivery_only_names
     from .secrets import var_names
 
@@ -244,7 +245,7 @@ def entries_for(
     entries: list[Entry] = []
     skipped: list[Any] = []
     for n, t in enumerate(spec.deliver):
-        if skip_stdout and t.kind == "stdout":
+        if skip_stdout and streams(t.kind):
             continue  # `run NAME` streamed the output to the terminal already
         if not target_wants(t, str(record.get("status"))):
             skipped.append(DeliveryResult(t.label(), True, 0, skipped=f"on: [{', '.join(t.on)}]"))
@@ -272,7 +273,9 @@ def send(
     key, waits between tries cut short by ``stop`` (then Abandoned)."""
     from datetime import datetime
 
-    from .delivery.base import Report, _crashed, deliverer_for
+    from .delivery.base import Report
+    from .delivery.dispatch import _crashed, deliverer_for
+    from .delivery.kinds import literal_secrets
     from .secrets import Masker
     from .spec import Target
 
@@ -281,8 +284,7 @@ def send(
     secrets = [environ[n] for n in entry.mask_vars if n in environ]
     if config.smtp.get("password"):
         secrets.append(str(config.smtp["password"]))
-    if target.options.get("token"):
-        secrets.append(str(target.options["token"]))
+    secrets += literal_secrets(target.kind, target.options)
     masker = Masker(secrets)
     r = entry.report
     output, cut = _read_output(store, r, output_limit)

@@ -725,6 +725,9 @@ class Schedule:
     tz: ZoneInfo
     fixed_time: bool = False
     has_seconds: bool = False
+    #: Fired by an engine when it starts (``@reboot``), never by the clock: it has no
+    #: fire times, and due/reconcile/pause/render ask this instead of reading the text.
+    at_boot: bool = False
 
     def __init__(self, expr: str, tz: ZoneInfo, jitter: timedelta, jitter_key: str) -> None:
         self.expr = expr
@@ -949,6 +952,7 @@ class RebootSchedule(Schedule):
     """``@reboot``: the engine fires it once when it starts; it has no fire times."""
 
     kind = "reboot"
+    at_boot = True
 
     def _next_us(self, us: int) -> int | None:
         return None

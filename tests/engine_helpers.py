@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from cronfile.clock import FakeClock
-from cronfile.engine import Engine, merged_history
+from cronfile.engine import Engine
+from cronfile.history import merged_history
 from cronfile.load import load_project
 from cronfile.stores.file import FileStore
 

@@ -206,7 +206,7 @@ class TrickleServer:
 
 
 def test_each_try_of_a_webhook_ends_within_its_timeout_even_if_the_target_trickles():
-    from cronfile.delivery.webhook import Http
+    from cronfile.delivery.http import Http
     from cronfile.spec import Config
 
     srv = TrickleServer()

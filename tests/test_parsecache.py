@@ -278,7 +278,7 @@ def test_files_read_within_a_tick_of_a_write_are_checked_by_their_bytes(repo, tm
     from datetime import UTC, datetime
 
     import cronfile.engine as engine_mod
-    from cronfile.engine import apply_project
+    from cronfile.apply import apply_project
     from cronfile.load import racy_changed
     from cronfile.stores.file import FileStore
 

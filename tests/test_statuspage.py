@@ -95,7 +95,7 @@ def test_the_status_page_shows_every_job_in_a_real_browser(repo, tmp_path):
 
 def test_drift_between_the_files_and_the_applied_set_is_shown(repo, tmp_path):
     """Pure render: the files differ from state.json (a daemon would apply them at once)."""
-    from cronfile.engine import apply_project
+    from cronfile.apply import apply_project
 
     now = datetime(2026, 6, 1, 12, tzinfo=UTC)
     store = FileStore(repo / ".cronfile")

@@ -46,6 +46,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .procfs import Stat, all_stats, environ, live, stat
+
 __all__ = [
     "Box",
     "Containment",
@@ -233,7 +235,7 @@ def _children(pid: int) -> list[int]:
                 out += [int(x) for x in f.read().split()]
         except OSError:
             # No CONFIG_PROC_CHILDREN: look for them the long way.
-            return [st.pid for st in _all_stats() if st.ppid == pid]
+            return [st.pid for st in all_stats() if st.ppid == pid]
     return out
 
 
@@ -280,47 +282,7 @@ def _rmdir(path: Path, timeout: float) -> bool:
             pause = min(pause * 2, 0.05)
 
 
-# -- /proc -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Stat:
-    pid: int
-    ppid: int
-    state: bytes
-    start: int  # clock ticks after boot: with the pid, who a process is
-    sid: int = 0
-
-
-def _stat(pid: int) -> _Stat | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2 :].split()
-    try:
-        return _Stat(pid, int(fields[1]), fields[0], int(fields[19]), int(fields[3]))
-    except (IndexError, ValueError):
-        return None
-
-
-def _all_stats() -> list[_Stat]:
-    out = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return out
-    for entry in entries:
-        if entry.isdigit():
-            st = _stat(int(entry))
-            if st is not None:
-                out.append(st)
-    return out
-
-
-def _live(st: _Stat | None) -> bool:
-    return st is not None and st.state not in (b"Z", b"X")
+# -- signals ---------------------------------------------------------------------------
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -434,7 +396,7 @@ class _CgroupBox(Box):
         return [int(x) for x in text.split()]
 
     def pids(self) -> list[int]:
-        return [p for p in self._procs() if _live(_stat(p))]
+        return [p for p in self._procs() if live(stat(p))]
 
     def alive(self) -> bool:
         try:
@@ -472,7 +434,7 @@ class _TrackedBox(Box):
         _tracker.add(self)
 
     def started(self, pid: int) -> None:
-        st = _stat(pid)
+        st = stat(pid)
         with _tracker.lock:
             self.roots.add(pid)
             if st is not None:
@@ -485,8 +447,8 @@ class _TrackedBox(Box):
             items = list(self.members.items())
         out = []
         for pid, start in items:
-            st = _stat(pid)
-            if st is not None and _live(st) and st.start == start:
+            st = stat(pid)
+            if st is not None and live(st) and st.start == start:
                 out.append(pid)
         return out
 
@@ -565,7 +527,7 @@ class _Tracker:
     def walk(self) -> None:
         """Tag every live descendant of a tagged process with that process's run."""
         with self._walking:
-            stats = {st.pid: st for st in _all_stats()}
+            stats = {st.pid: st for st in all_stats()}
             me = os.getpid()
             with self.lock:
                 boxes = list(self.boxes)
@@ -573,7 +535,7 @@ class _Tracker:
                 for box in boxes:
                     for pid, start in box.members.items():
                         owner.setdefault((pid, start), []).append(box)
-            children: dict[int, list[_Stat]] = {}
+            children: dict[int, list[Stat]] = {}
             for st in stats.values():
                 children.setdefault(st.ppid, []).append(st)
             new: dict[int, list[_TrackedBox]] = {}
@@ -607,12 +569,8 @@ class _Tracker:
                         b.members.setdefault(pid, st.start)
 
     @staticmethod
-    def _claimants(st: _Stat, boxes: list[_TrackedBox]) -> list[_TrackedBox]:
-        try:
-            with open(f"/proc/{st.pid}/environ", "rb") as f:
-                env = f.read().split(b"\0")
-        except OSError:
-            env = []
+    def _claimants(st: Stat, boxes: list[_TrackedBox]) -> list[_TrackedBox]:
+        env = environ(st.pid)
         for b in boxes:
             if f"CRONFILE_RUN_ID={b.run_id}".encode() in env:
                 return [b]
@@ -627,7 +585,7 @@ class _Tracker:
         for pid in list(box.members):
             if pid in box.roots:
                 continue  # spawned by us: its Popen reaps it
-            st = _stat(pid)
+            st = stat(pid)
             if st is not None and st.ppid == me and st.state == b"Z":
                 try:
                     os.waitpid(pid, os.WNOHANG)
@@ -719,7 +677,7 @@ def inside_run(pid: int | None = None, marker: Iterable[str] = ("engines",)) -> 
                 return f"its cgroup is a run's ({line[3:]})"
     except OSError:
         pass
-    st = _stat(pid)
+    st = stat(pid)
     seen = 0
     while st is not None and st.ppid > 1 and seen < 256:
         seen += 1
@@ -736,5 +694,5 @@ def inside_run(pid: int | None = None, marker: Iterable[str] = ("engines",)) -> 
             parts = target.split("/")
             if len(parts) >= 2 and parts[-2] in marker and parts[-1].endswith(".lock"):
                 return f"its ancestor process {parent} is a cronfile engine (it holds {target})"
-        st = _stat(parent)
+        st = stat(parent)
     return None

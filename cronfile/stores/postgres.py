@@ -49,14 +49,9 @@ from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from ..clock import iso, parse_iso
-from ..errors import LockedError, StateError
+from ..errors import LockedError, StateError, StateWriteError
 from ..state import STATE_VERSION, JobState, Running, State
-from .base import EngineInfo, Txn
-
-try:  # after the store refactoring (issue 16) it lives in errors
-    from ..errors import StateWriteError  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - before it
-    from ..store import StateWriteError
+from .base import EngineInfo, Finding, Txn
 
 __all__ = [
     "LEASE_S",
@@ -985,11 +980,7 @@ class PostgresStore:
             row = conn.execute("SELECT written_at FROM cronfile_meta WHERE id = 1").fetchone()
         return row[0] if row else None
 
-    def inspect(self) -> list[Any]:
-        try:
-            from .base import Finding  # type: ignore[attr-defined]
-        except ImportError:  # pragma: no cover - before issue 16's Finding
-            return []
+    def inspect(self) -> list[Finding]:
         try:
             if not self.created():
                 return [Finding("state database", "info", f"{self.location} has no cronfile tables yet: nothing applied", "run `cronfile apply`")]
