@@ -203,3 +203,16 @@ def test_every_command_against_an_unreachable_database_is_one_line_and_exit_2(tm
         assert r.stderr.startswith("cronfile: error: cannot reach the state database"), (argv, r.stderr)
         assert r.stderr.count("\n") == 1 and "hunter2" not in r.stderr + r.stdout, (argv, r.stderr)
     assert not (repo / ".cronfile" / "state.json").exists()
+
+
+def test_a_daemon_runs_a_job_applied_from_another_host_within_seconds(pg_url: str, tmp_path: Path) -> None:
+    a = make_repo(tmp_path / "host-a", {"yearly": "name: yearly\nschedule: 0 0 1 1 *\nshell: 'true'\n"})
+    b = tmp_path / "host-b"
+    subprocess.run(["git", "clone", "-q", str(a), str(b)], check=True)
+    env = {"CRONFILE_STATE_URL": pg_url}
+    with Daemon(b, env=env) as d:  # applies b's copy, then sleeps towards next New Year
+        d.wait_log(r"cronfile daemon \d+", timeout=30)
+        (a / "jobs.d" / "tick.yaml").write_text(EVERY_SECOND)
+        commit_all(a, "tick")
+        assert cronfile("apply", cwd=a, env=env).returncode == 0
+        d.wait_log(r"tick run \w+ success", timeout=20)  # within its 5 s poll, not a year
