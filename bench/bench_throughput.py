@@ -34,8 +34,8 @@ run pays it three times (bench_scale.state_txn_seconds); then ``cronfile daemon`
 once ready and the time from one edited file to its ``update`` line (median of
 ``--edits``).
 
-``--profile`` adds one more cronfile round (not counted in the table) with py-spy
-recording the daemon (``pip install py-spy``; it needs ptrace rights: root or
+``--profile`` adds two more cronfile rounds (not counted in the table) with py-spy
+recording the daemon (the thread holding the GIL, then every thread not idle) (``pip install py-spy``; it needs ptrace rights: root or
 ``kernel.yama.ptrace_scope=0``), and prints the engine's top costs by function,
 inclusive and self, as a share of its samples.
 """
@@ -148,7 +148,7 @@ def _window(pid: int, seconds: float) -> tuple[float, float, float]:
     return t0, t1, c1 - c0
 
 
-def run_cronfile(d: Path, n: int, seconds: float, profile_to: Path | None = None) -> Round:
+def run_cronfile(d: Path, n: int, seconds: float, profile_to: Path | None = None, gil: bool = False) -> Round:
     out = d / "out"
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(d / ".cronfile", ignore_errors=True)
@@ -159,7 +159,7 @@ def run_cronfile(d: Path, n: int, seconds: float, profile_to: Path | None = None
         daemon.wait_for(r"cronfile daemon \d+ on", timeout=300)
         if profile_to is not None:
             spy = subprocess.Popen(
-                [_py_spy() or "py-spy", "record", "-p", str(daemon.pid), "-r", "200", "-f", "raw", "-o", str(profile_to), "-d", str(int(seconds + SETTLE + 1))],
+                [_py_spy() or "py-spy", "record", "-p", str(daemon.pid), "-r", "200", "-f", "raw", "-o", str(profile_to), "-d", str(int(seconds + SETTLE + 1)), *(["--gil"] if gil else [])],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -274,7 +274,7 @@ def _py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def profile_report(raw: Path, top: int = 25) -> None:
+def profile_report(raw: Path, what: str, top: int = 25) -> None:
     """Inclusive and self shares by function from py-spy's raw (collapsed) stacks."""
     if not raw.exists():
         note(f"no profile written at {raw}")
@@ -298,7 +298,7 @@ def profile_report(raw: Path, top: int = 25) -> None:
     if not total:
         note("the profile is empty")
         return
-    print(f"engine profile: {total} samples of the daemon's threads (py-spy, 200/s, idle waits included)")
+    print(f"engine profile, {what}: {total} samples (py-spy, 200/s)")
     table(["inclusive %", "function (file)"], [(f"{100 * v / total:.1f}", k) for k, v in incl.most_common(top)])
     table(["self %", "function (file)"], [(f"{100 * v / total:.1f}", k) for k, v in own.most_common(top)])
 
@@ -362,9 +362,13 @@ def main() -> None:
                 if _py_spy() is None:
                     note("--profile: py-spy is not installed (pip install py-spy)")
                 else:
-                    raw = d / "engine-profile.txt"
-                    run_cronfile(d, n, seconds, profile_to=raw)
-                    profile_report(raw)
+                    # Two more rounds, not counted: the GIL holder alone (the engine's
+                    # Python CPU), then every thread not asleep in the kernel (which
+                    # adds lock and condition waits, and syscalls outside the GIL).
+                    for gil, what in ((True, "the thread holding the GIL (Python CPU)"), (False, "every thread not idle (CPU, and waits on locks)")):
+                        raw = d / f"engine-profile-{'gil' if gil else 'active'}.txt"
+                        run_cronfile(d, n, seconds, profile_to=raw, gil=gil)
+                        profile_report(raw, f"{n} jobs, {what}")
         floor = peers.get("floor: Python loop spawning")
         f_cpu = floor.med(lambda r: r.cpu_per_run_ms) if floor else None
         f_p50 = floor.med(lambda r: quantile(r.late_ms, 0.5)) if floor else None
