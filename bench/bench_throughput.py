@@ -22,7 +22,8 @@ peer is ready to S s later:
 - CPU per run: the process's own utime + stime from /proc over the window (its threads,
   not its children: the jobs' shells are not the scheduler's cost), divided by the runs
   that started in the window. For the floor, its parent-side CPU per spawn. Shown with
-  the ratio to the floor's (goal: at most x10).
+  the ratio to the floor's (goal: at most x10). /proc counts in 10 ms ticks: at --tiny
+  the CPU columns are within a tick or two and only show that the script works.
 - runs per second achieved, and missed runs (a second in which a job did not start).
 - start lateness p50 / p99 (a start's time minus its second), and p99's ratio to the
   floor's (goal: within x1.5 at 200 jobs, with none missed).
