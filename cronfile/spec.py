@@ -186,9 +186,12 @@ def load_schema(kind: str) -> dict[str, Any]:
 
 @cache
 def _validator(kind: str) -> Any:
-    import jsonschema
+    """The shipped schema compiled once per process: the fast path of ``fastschema``,
+    with jsonschema explaining what it finds invalid (issue 17: jsonschema was 3.1 s of
+    a cold `diff` of 10,000 files)."""
+    from .fastschema import Validator
 
-    return jsonschema.Draft202012Validator(load_schema(kind))
+    return Validator(load_schema(kind))
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,7 @@ __all__ = [
 ENV = "CRONFILE_CONTAINMENT"
 MECHANISMS = ("cgroup2", "subreaper", "process-group")
 _PREFIX = "cronfile-run."  # cgroup names: cronfile-run.<run id>
+_MOVE_TRIES = 5  # a child re-making its run cgroup swept by another engine
 _PROBE = "cronfile-probe."
 _PR_SET_CHILD_SUBREAPER = 36
 _TRACK_EVERY = 0.05  # seconds between two walks of /proc (subreaper)
@@ -368,14 +370,31 @@ class _CgroupBox(Box):
             pass  # left by an engine that died: the same run's
 
     def mover(self) -> Callable[[], None] | None:
+        path = str(self.path)
         procs = str(self.path / "cgroup.procs")
 
-        def move() -> None:  # in the child: a write to a path prepared here, no locks
-            fd = os.open(procs, os.O_WRONLY)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
+        def move() -> None:  # in the child: syscalls on paths prepared here, no locks
+            # Another engine's start may sweep the (still empty) cgroup between the
+            # parent's mkdir and this write: seen under load as "Exception occurred in
+            # preexec_fn". Make it again and retry; a write into a cgroup removed after
+            # the open fails (ENOENT/ENODEV) and is retried the same way.
+            for attempt in range(_MOVE_TRIES):
+                try:
+                    fd = os.open(procs, os.O_WRONLY)
+                except FileNotFoundError:
+                    if attempt == _MOVE_TRIES - 1:
+                        raise
+                    with suppress(FileExistsError):
+                        os.mkdir(path)
+                    continue
+                try:
+                    os.write(fd, b"0")
+                    return
+                except OSError as e:
+                    if attempt == _MOVE_TRIES - 1 or e.errno not in (errno.ENOENT, errno.ENODEV):
+                        raise
+                finally:
+                    os.close(fd)
 
         self.path.mkdir(exist_ok=True)  # swept while empty: made again
         return move
