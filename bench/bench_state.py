@@ -25,7 +25,6 @@ under 300 ms at 10,000 jobs. Medians of R (default 15; tiny 3).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -213,7 +212,7 @@ def main() -> None:
             state = Store(d / "file").read()
             applies = {}
             for kind, cls in (("file", Store), ("sqlite", SqliteStore)):
-                def first_apply(cls: type[Store] = cls, kind: str = kind) -> None:
+                def first_apply(cls: type[Store] = cls, kind: str = kind, state: State = state) -> None:
                     s = cls(d / f"apply-{kind}-{time.perf_counter_ns()}")
                     with s.transaction() as txn:
                         txn.state = state.with_(jobs=dict(state.jobs))

@@ -277,6 +277,7 @@ class SqliteStore(Store):
                 fault("mid-migration")
                 os.replace(tmp, self.db_path)
                 _fsync_dir(self.state_dir)
+                fault("after-migration")
             except OSError as e:
                 raise StateWriteError(f"cannot create {self.db_path}: {e.strerror or e}", e.errno) from None
             except sqlite3.Error as e:
