@@ -320,6 +320,26 @@ def test_a_damaged_database_is_an_error_naming_the_file_and_is_left_untouched(tm
     assert (d / "state.db").read_bytes() == before
 
 
+def test_a_wal_left_by_a_database_moved_aside_is_not_replayed_into_a_new_one(tmp_path: Path) -> None:
+    old = SqliteStore(tmp_path / "old")
+    with old.transaction() as txn:
+        txn.state = sample_state()
+    held = sqlite3.connect(old.db_path)  # a connection open: the WAL stays beside it
+    held.execute("SELECT 1 FROM head").fetchone()
+    try:
+        assert (tmp_path / "old" / "state.db-wal").stat().st_size > 0
+        new = SqliteStore(tmp_path / "new")
+        new.ensure()
+        for suffix in ("-wal", "-shm"):
+            (tmp_path / "new" / f"state.db{suffix}").write_bytes((tmp_path / "old" / f"state.db{suffix}").read_bytes())
+        with new.transaction() as txn:
+            assert txn.state == State()
+            txn.state = txn.state.with_(revision="fresh")
+        assert SqliteStore(tmp_path / "new").read() == State(revision="fresh")
+    finally:
+        held.close()
+
+
 def test_a_database_from_a_newer_cronfile_is_refused(store: SqliteStore) -> None:
     with store.transaction() as txn:
         txn.state = sample_state()

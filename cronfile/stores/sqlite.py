@@ -275,6 +275,11 @@ class SqliteStore(Store):
                     fd = os.open(self._pending_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
                     os.close(fd)
                 fault("mid-migration")
+                # A WAL left beside a database that was moved aside would be replayed
+                # into this one: it belongs to the old database, not to this one.
+                for stale in ("-wal", "-shm"):
+                    with suppress(FileNotFoundError):
+                        os.unlink(f"{self.db_path}{stale}")
                 os.replace(tmp, self.db_path)
                 _fsync_dir(self.state_dir)
                 fault("after-migration")
