@@ -249,15 +249,19 @@ class State:
         (added, removed or replaced). Cheap when this state was made from ``before`` by
         ``with_job`` calls (the names it remembers); otherwise one identity comparison
         per job (JobStates are immutable: an unchanged job is the same object)."""
-        if self.jobs is before.jobs:
+        old, new = before.jobs, self.jobs
+        if new is old:
             return set()
         delta = self._delta
-        if delta is not None and delta[1] is self.jobs and delta[0] is before.jobs:
-            names = delta[2]
-        else:
-            names = self.jobs.keys() | before.jobs.keys()
-        old, new = before.jobs, self.jobs
-        return {n for n in names if old.get(n) is not new.get(n)}
+        if delta is not None and delta[1] is new and delta[0] is old:
+            return {n for n in delta[2] if old.get(n) is not new.get(n)}
+        changed = {n for n, js in new.items() if old.get(n) is not js}
+        return changed | (old.keys() - new.keys())
+
+    def settled(self) -> State:
+        """This state without the record of how it was made: what a store keeps once it
+        is committed, so that the next ``with_job`` calls are counted from it."""
+        return self if self._delta is None else replace(self, _delta=None)
 
 
 def _dt(text: str) -> datetime:

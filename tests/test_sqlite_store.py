@@ -94,6 +94,21 @@ def test_transactions_are_not_reentrant(store: SqliteStore) -> None:
         pass
 
 
+def test_changed_since_names_the_jobs_added_replaced_and_removed_however_the_state_was_made() -> None:
+    base = sample_state(4)
+    made = base.with_job("job1", job("job1", runs=7)).with_job("job2", None).with_job("new", job("new"))
+    assert made.changed_since(base) == {"job1", "job2", "new"}
+    rebuilt = State(jobs={**{n: js for n, js in base.jobs.items() if n != "job3"}, "x": job("x")})
+    assert rebuilt.changed_since(base) == {"job3", "x"}
+    # A job set back to the very object it was is no change; a later chain counts from
+    # the state it started at, not from an older one.
+    assert base.with_job("job0", job("job0", runs=1)).with_job("job0", base.jobs["job0"]).changed_since(base) == set()
+    later = made.settled().with_job("job0", None)
+    assert later.changed_since(made.settled()) == {"job0"}
+    assert later.changed_since(base) == {"job0", "job1", "job2", "new"}
+    assert made.settled() == made
+
+
 def rows(store: SqliteStore) -> dict[str, int]:
     with sqlite3.connect(store.db_path) as conn:
         return dict(conn.execute("SELECT name, seq FROM jobs"))
@@ -372,6 +387,23 @@ def test_history_reads_back_oldest_first_and_the_last_n(store: SqliteStore) -> N
     assert store.history_jobs() == ["a", "b"]
 
 
+def test_history_written_inside_a_state_transaction_commits_with_it_or_not_at_all(tmp_path: Path) -> None:
+    # As an engine's recovery does: the dead run's record, then its entry dropped.
+    store = SqliteStore(tmp_path / "state", lock_timeout=2)
+    with store.transaction() as txn:
+        txn.state = sample_state()
+    with store.transaction() as txn:
+        store.append_history("job0", {"run_id": "r2", "status": "interrupted"})
+        assert [r["run_id"] for r in store.read_history("job0")] == ["r2"]  # its own write
+        assert SqliteStore(store.state_dir).read_history("job0") == []  # not yet committed
+        txn.state = txn.state.with_job("job0", txn.state.jobs["job0"].with_(running=()))
+    assert [r["run_id"] for r in SqliteStore(store.state_dir).read_history("job0")] == ["r2"]
+    with pytest.raises(RuntimeError, match="boom"), store.transaction() as txn:
+        store.append_history("job1", {"run_id": "r3", "status": "interrupted"})
+        raise RuntimeError("boom")
+    assert store.read_history("job1") == []
+
+
 def test_prune_keeps_the_last_runs_with_their_delivery_lines_and_deletes_older_logs(store: SqliteStore) -> None:
     for i in range(5):
         store.log_path("a", f"r{i}").write_text("out")
@@ -392,7 +424,7 @@ def test_a_job_name_that_could_escape_the_state_dir_is_refused(store: SqliteStor
 
 
 class SqliteEngine(LocalEngine):
-    """The tests' in-process engine, on this store instead of the file store."""
+    """The tests' in-process engine, on this store (whatever the helpers default to)."""
 
     def __init__(self, root: Path, start: datetime) -> None:
         super().__init__(root, start)
@@ -496,3 +528,30 @@ def test_history_json_written_by_the_store_is_what_was_appended(store: SqliteSto
     rec = {"run_id": "r1", "status": "success", "text": "ünïcode", "n": 3, "deliveries": [{"key": "a"}]}
     store.append_history("a", rec)
     assert store.read_history("a") == [json.loads(json.dumps(rec))]
+
+
+def _mount_tmpfs(where: Path) -> bool:
+    where.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True).returncode == 0
+
+
+def test_on_a_read_only_filesystem_reads_work_and_a_write_is_one_clear_error(tmp_path: Path) -> None:
+    mnt = tmp_path / "ro"
+    if not _mount_tmpfs(mnt):
+        pytest.skip("cannot mount a tmpfs here (not root, or not allowed)")
+    try:
+        store = SqliteStore(mnt / "state")
+        with store.transaction() as txn:
+            txn.state = sample_state()
+        store.append_history("job0", {"run_id": "r1", "status": "success"})
+        store.close()
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        ro = SqliteStore(mnt / "state")
+        assert ro.exists() and ro.read() == sample_state()
+        assert ro.read_history("job0") == [{"run_id": "r1", "status": "success"}]
+        with pytest.raises(StateError, match=r"cannot write .*state\.db: Read-only file system"), ro.transaction():
+            pass
+        with pytest.raises(StateError, match="Read-only file system"):
+            ro.append_history("job0", {"run_id": "r2"})
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

@@ -42,6 +42,7 @@ Recipes, and why:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -51,6 +52,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from filelock import FileLock, Timeout
 
@@ -143,6 +145,7 @@ class SqliteStore(Store):
         self._pool_pid = os.getpid()
         self._pool_lock = threading.Lock()
         self._db_ready = False
+        self._immutable = False  # opened on a read-only filesystem
         self._memo_db: _Memo | None = None
 
     def __repr__(self) -> str:
@@ -153,8 +156,29 @@ class SqliteStore(Store):
     def _connect(self, path: Path) -> sqlite3.Connection:
         # isolation_level=None: transactions are the explicit BEGINs below.
         conn = sqlite3.connect(path, timeout=self.lock_timeout, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA synchronous=FULL")
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            # After a checkpoint the WAL is cut back to this size instead of keeping the
+            # largest it ever grew to (SQLite's default).
+            conn.execute("PRAGMA journal_size_limit=1048576")
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            conn.close()
+            if not _read_only_fs(path.parent):
+                raise
+            # A read-only filesystem: WAL mode cannot make its shared-memory file, so
+            # the database is opened as immutable (nothing can change it there);
+            # `status` and `diff` work, a write is StateWriteError (_writable).
+            conn = sqlite3.connect(
+                f"file:{quote(str(path))}?immutable=1", uri=True, isolation_level=None, check_same_thread=False
+            )
+            self._immutable = True
         return conn
+
+    def _writable(self) -> None:
+        self._open_db()
+        if self._immutable:
+            raise StateWriteError(f"cannot write {self.db_path}: {os.strerror(errno.EROFS)}", errno.EROFS)
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
@@ -163,7 +187,10 @@ class SqliteStore(Store):
         with self._pool_lock:
             if self._pool_pid != os.getpid():  # forked: the parent's connections are not ours
                 self._pool, self._pool_pid = [], os.getpid()
-            conn = self._pool.pop() if self._pool else None
+            try:
+                conn = self._pool.pop()
+            except IndexError:  # (_query pops without the lock)
+                conn = None
         if conn is None:
             try:
                 conn = self._connect(self.db_path)
@@ -187,6 +214,53 @@ class SqliteStore(Store):
             if conn is not None:
                 conn.close()
 
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        """One read statement's rows (no explicit transaction: one snapshot anyway).
+        The hot path of ``status`` (a query per job): no context manager, no stat."""
+        if not self._db_ready:
+            self._open_db()
+        outer = getattr(self._local, "conn", None)
+        if outer is not None:  # inside this thread's transaction: see its own writes
+            try:
+                return outer.execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                raise self._db_error(e) from None
+        pool = self._pool
+        try:
+            conn = pool.pop() if self._pool_pid == os.getpid() else None
+        except IndexError:
+            conn = None
+        try:
+            if conn is None:
+                conn = self._connect(self.db_path)
+            rows = conn.execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise self._db_error(e) from None
+        if self._pool_pid == os.getpid() and len(pool) < 8:
+            pool.append(conn)  # list.append/pop are atomic: no lock needed
+        else:
+            conn.close()
+        return rows
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """A connection to write on: inside a state transaction of this thread, that
+        transaction's (the write commits with it, or not at all: an engine appends a
+        dead run's record under the state transaction that drops the run, and a second
+        connection would wait for the first for ever); else its own BEGIN IMMEDIATE."""
+        outer = getattr(self._local, "conn", None)
+        if outer is not None:
+            yield outer
+            return
+        with self._conn() as conn:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                _make_room(conn, e)
+                raise
+
     def close(self) -> None:
         """Close the pooled connections (they are reopened on the next use)."""
         with self._pool_lock:
@@ -196,16 +270,21 @@ class SqliteStore(Store):
                 conn.close()
 
     def _db_error(self, e: sqlite3.Error) -> StateError:
+        """What a person should read for an SQLite error: locked (LockedError), cannot
+        write (StateWriteError, with the errno a daemon waits out), or damaged."""
+        name = getattr(e, "sqlite_errorname", "") or ""
         text = str(e)
-        if isinstance(e, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or (not name and "locked" in text):
             return LockedError(
                 f"{self.db_path} is locked by another process for more than "
                 f"{self.lock_timeout:g}s (a stuck cronfile apply, tick or run?)"
             )
-        if isinstance(e, sqlite3.OperationalError) and any(
-            w in text for w in ("readonly", "read-only", "disk", "full", "unable to open", "I/O")
-        ):
-            return StateWriteError(f"cannot write {self.db_path}: {text}")
+        if name.startswith("SQLITE_FULL"):
+            return StateWriteError(f"cannot write {self.db_path}: {os.strerror(errno.ENOSPC)}", errno.ENOSPC)
+        if name.startswith("SQLITE_READONLY"):
+            return StateWriteError(f"cannot write {self.db_path}: {text}", errno.EROFS)
+        if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+            return StateWriteError(f"cannot write {self.db_path}: {text}", errno.EIO)
         return StateError(f"{self.db_path} is not a readable cronfile state database ({text}): {_REMEDY}")
 
     def _open_db(self) -> None:
@@ -393,10 +472,10 @@ class SqliteStore(Store):
                     else:
                         jobs[name] = JobState.decode(json.loads(body))
             else:
-                jobs = {
-                    name: JobState.decode(json.loads(body))
-                    for name, body in conn.execute("SELECT name, body FROM jobs WHERE body IS NOT NULL")
-                }
+                rows = conn.execute("SELECT name, body FROM jobs WHERE body IS NOT NULL").fetchall()
+                # One json.loads of every row: a call per row cost a third more.
+                bodies = json.loads("[" + ",".join(body for _, body in rows) + "]") if rows else []
+                jobs = {name: JobState.decode(d) for (name, _), d in zip(rows, bodies, strict=True)}
             if memo is not None and memo.head == head:
                 old = memo.state
                 state = State(jobs=jobs, revision=old.revision, applied_at=old.applied_at, orphans=old.orphans)
@@ -418,6 +497,7 @@ class SqliteStore(Store):
         if getattr(self._local, "in_txn", False):
             raise RuntimeError("Store.transaction is not re-entrant")
         self._ready()
+        self._writable()
         self._local.in_txn = True
         try:
             with self._conn() as conn:
@@ -427,7 +507,11 @@ class SqliteStore(Store):
                 except sqlite3.Error as e:
                     raise self._db_error(e) from None
                 txn = Txn(memo.state)
-                yield txn
+                self._local.conn = conn
+                try:
+                    yield txn
+                finally:
+                    self._local.conn = None
                 try:
                     wrote = self._write(conn, memo, txn.state)
                     if wrote is None:
@@ -436,6 +520,7 @@ class SqliteStore(Store):
                     fault("mid-state-write")
                     conn.execute("COMMIT")
                 except sqlite3.Error as e:
+                    _make_room(conn, e)
                     raise self._db_error(e) from None
                 self._memo_db = wrote
                 fault("after-state-write")
@@ -469,7 +554,7 @@ class SqliteStore(Store):
             conn.execute("UPDATE head SET seq = ?, body = ?", (seq, head))
         else:
             conn.execute("UPDATE head SET seq = ?, body = ?, purged_to = ?", (seq, head, purged_to))
-        return _Memo(memo.db_id, seq, head, state)
+        return _Memo(memo.db_id, seq, head, state.settled())
 
     # -- history -------------------------------------------------------------------
 
@@ -477,15 +562,14 @@ class SqliteStore(Store):
         """Append one run's record (one committed, fsync'd transaction)."""
         _check_component("job name", job)
         self._ready()
+        self._writable()
         try:
-            with self._conn() as conn:
-                conn.execute("BEGIN IMMEDIATE")
+            with self._writing() as conn:
                 conn.execute("INSERT OR IGNORE INTO history_jobs (job) VALUES (?)", (job,))
                 conn.execute(
                     "INSERT INTO history (job, run_id, body) VALUES (?, ?, ?)", (job, _run_id(record), _dumps(record))
                 )
                 fault("mid-history-write")
-                conn.execute("COMMIT")
         except sqlite3.Error as e:
             raise self._db_error(e) from None
 
@@ -494,26 +578,16 @@ class SqliteStore(Store):
         _check_component("job name", job)
         if n is not None and n <= 0:
             return []
-        if not self.db_path.exists() and not self.history_path(job).exists():
+        if not self._db_ready and not self.db_path.exists() and not self.history_path(job).exists():
             return []
-        try:
-            with self._conn() as conn:
-                if n is None:
-                    rows = conn.execute("SELECT body FROM history WHERE job = ? ORDER BY id", (job,)).fetchall()
-                else:
-                    rows = conn.execute(
-                        "SELECT body FROM (SELECT id, body FROM history WHERE job = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
-                        (job, n),
-                    ).fetchall()
-        except sqlite3.Error as e:
-            raise self._db_error(e) from None
-        out = []
-        for (body,) in rows:
-            with suppress(ValueError):
-                rec = json.loads(body)
-                if isinstance(rec, dict):
-                    out.append(rec)
-        return out
+        if n is None:
+            rows = self._query("SELECT body FROM history WHERE job = ? ORDER BY id", (job,))
+        else:
+            rows = self._query(
+                "SELECT body FROM (SELECT id, body FROM history WHERE job = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+                (job, n),
+            )
+        return _decode_records(rows)
 
     def history_jobs(self) -> list[str]:
         """The jobs with any history (a removed job's history stays)."""
@@ -534,33 +608,31 @@ class SqliteStore(Store):
             return
         keep = max(keep, 0)
         key = _run_key_sql()
+        count = f"SELECT COUNT(DISTINCT {key}) FROM history WHERE job = ?"
+        if self._query(count, (job,))[0][0] <= keep:
+            return  # the common case, without the write lock
+        dropped: list[str] = []
         try:
-            with self._conn() as conn:
-                (runs,) = conn.execute(f"SELECT COUNT(DISTINCT {key}) FROM history WHERE job = ?", (job,)).fetchone()
-                if runs <= keep:
-                    return
-                conn.execute("BEGIN IMMEDIATE")
-                (runs,) = conn.execute(f"SELECT COUNT(DISTINCT {key}) FROM history WHERE job = ?", (job,)).fetchone()
-                if runs <= keep:  # another process pruned meanwhile
-                    conn.execute("ROLLBACK")
-                    return
-                firsts = f"SELECT {key} AS k, MIN(id) AS first FROM history WHERE job = ? GROUP BY k"
-                if keep:
-                    (cutoff,) = conn.execute(
-                        f"SELECT first FROM ({firsts}) ORDER BY first DESC LIMIT 1 OFFSET ?", (job, keep - 1)
-                    ).fetchone()
-                else:
-                    cutoff = None
-                drop = f"SELECT k FROM ({firsts})" + (" WHERE first < ?" if cutoff is not None else "")
-                args: tuple[Any, ...] = (job, job, cutoff) if cutoff is not None else (job, job)
-                dropped = [
-                    r for (r,) in conn.execute(
-                        f"SELECT DISTINCT run_id FROM history WHERE job = ? AND run_id IS NOT NULL AND {key} IN ({drop})",
-                        args,
-                    )
-                ]
-                conn.execute(f"DELETE FROM history WHERE job = ? AND {key} IN ({drop})", args)
-                conn.execute("COMMIT")
+            with self._writing() as conn:
+                (runs,) = conn.execute(count, (job,)).fetchone()
+                if runs > keep:  # (another process may have pruned meanwhile)
+                    firsts = f"SELECT {key} AS k, MIN(id) AS first FROM history WHERE job = ? GROUP BY k"
+                    args: tuple[Any, ...] = (job, job)
+                    drop = f"SELECT k FROM ({firsts})"
+                    if keep:
+                        (cutoff,) = conn.execute(
+                            f"SELECT first FROM ({firsts}) ORDER BY first DESC LIMIT 1 OFFSET ?", (job, keep - 1)
+                        ).fetchone()
+                        drop += " WHERE first < ?"
+                        args = (job, job, cutoff)
+                    dropped = [
+                        r
+                        for (r,) in conn.execute(
+                            f"SELECT DISTINCT run_id FROM history WHERE job = ? AND run_id IS NOT NULL AND {key} IN ({drop})",
+                            args,
+                        )
+                    ]
+                    conn.execute(f"DELETE FROM history WHERE job = ? AND {key} IN ({drop})", args)
         except sqlite3.Error as e:
             raise self._db_error(e) from None
         for run_id in dropped:
@@ -570,6 +642,40 @@ class SqliteStore(Store):
                 continue
             with suppress(FileNotFoundError):
                 log.unlink()
+
+
+def _make_room(conn: sqlite3.Connection, e: sqlite3.Error) -> None:
+    """After a full disk: roll back, then checkpoint the WAL into the database and
+    truncate it, so the retry that follows (a daemon retries) finds the WAL's space
+    free. On a small filesystem the WAL alone filled it (tests/faults, a 256 KB tmpfs)."""
+    if not (getattr(e, "sqlite_errorname", "") or "").startswith("SQLITE_FULL"):
+        return
+    with suppress(sqlite3.Error):
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _decode_records(rows: list[tuple[str]]) -> list[dict[str, Any]]:
+    """History bodies, decoded in one ``json.loads`` of them all (a call per record
+    cost as much as the decoding); one at a time only if that fails."""
+    if not rows:
+        return []
+    try:
+        recs = json.loads("[" + ",".join(body for (body,) in rows) + "]")
+    except ValueError:
+        recs = []
+        for (body,) in rows:
+            with suppress(ValueError):
+                recs.append(json.loads(body))
+    return [r for r in recs if isinstance(r, dict)]
 
 
 def _run_id(record: dict[str, Any]) -> str | None:
