@@ -43,6 +43,7 @@ Recipes, and why:
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import secrets
@@ -473,9 +474,17 @@ class SqliteStore(Store):
                         jobs[name] = JobState.decode(json.loads(body))
             else:
                 rows = conn.execute("SELECT name, body FROM jobs WHERE body IS NOT NULL").fetchall()
-                # One json.loads of every row: a call per row cost a third more.
-                bodies = json.loads("[" + ",".join(body for _, body in rows) + "]") if rows else []
-                jobs = {name: JobState.decode(d) for (name, _), d in zip(rows, bodies, strict=True)}
+                # One json.loads of every row (a call per row cost a third more), with the
+                # cyclic GC paused: decoded JSON holds no cycles, and the collections that
+                # 10,000 jobs' worth of new objects set off took half the time.
+                enabled = gc.isenabled()
+                gc.disable()
+                try:
+                    bodies = json.loads("[" + ",".join(body for _, body in rows) + "]") if rows else []
+                    jobs = {name: JobState.decode(d) for (name, _), d in zip(rows, bodies, strict=True)}
+                finally:
+                    if enabled:
+                        gc.enable()
             if memo is not None and memo.head == head:
                 old = memo.state
                 state = State(jobs=jobs, revision=old.revision, applied_at=old.applied_at, orphans=old.orphans)
