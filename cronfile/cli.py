@@ -125,9 +125,9 @@ def state_dir_of(args: argparse.Namespace, project: Project | None = None) -> Pa
 
 
 def store_of(args: argparse.Namespace, project: Project | None = None) -> Store:
-    from .store import Store
+    from .stores.sqlite import SqliteStore
 
-    return Store(state_dir_of(args, project))
+    return SqliteStore(state_dir_of(args, project))
 
 
 def refuse_inside_run(what: str) -> None:
@@ -460,7 +460,7 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
             for d in overrides:
                 out.data(f"  ~ {d['name']}: {d['note']} (`cronfile resume {d['name']}`)")
         if write and plan.has_changes:
-            out.msg(f"applied to {store.state_path}")
+            out.msg(f"applied to {getattr(store, 'db_path', store.state_path)}")
     if is_diff:
         return EXIT_FAILED if plan.has_changes else EXIT_OK
     return EXIT_OK

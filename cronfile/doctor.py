@@ -1,7 +1,7 @@
 """`cronfile doctor`: one line per check of what a jobs repo needs to run, with a fix.
 
 Checks: the config and job files, each agent profile's program (and its version),
-timezone data, the state dir's permissions, ``state.json``, stale engine locks and runs
+timezone data, the state dir's permissions, the state (``state.db``), stale engine locks and runs
 left in flight, whether a daemon runs, and the clock. Like ``brew doctor`` and
 ``flutter doctor``: it looks, it does not repair (the only writes are a probe file in the
 state dir, removed at once, and the removal of a dead engine's lock file, which
@@ -460,7 +460,7 @@ def check_timezones(project: Project, load_zone: Callable[[str], Any] | None = N
 
 def check_state_dir(state_dir: Path) -> list[Check]:
     """docs/design.md 1: the dir (and its subdirs) 0700, every file 0600, all ours. Bits that
-    let others write are a FAIL (they could plant runs in state.json); bits that let them
+    let others write are a FAIL (they could plant runs in the state); bits that let them
     read are a warning (run output can hold what a job printed); a file owned by another
     user is a FAIL (the engine cannot rewrite it: typically `sudo cronfile ...`)."""
     shown = _shown(state_dir)
@@ -536,10 +536,10 @@ def _user() -> str:
 
 
 def check_state_json(store: Store) -> tuple[list[Check], State | None]:
-    """``state.json`` decodes (Store.read); the state is returned for the later checks."""
+    """The state decodes (Store.read); the state is returned for the later checks."""
     from .errors import StateError
 
-    shown = _shown(store.state_path)
+    shown = _shown(getattr(store, "db_path", store.state_path))
     if not store.state_dir.is_dir():
         return [], None
     try:
@@ -547,16 +547,16 @@ def check_state_json(store: Store) -> tuple[list[Check], State | None]:
     except StateError as e:
         return [
             Check(
-                "state.json",
+                "state",
                 Mark.fail,
                 str(e),
-                f"mv {shown} {shown}.broken && cronfile apply   (run history in runs/ is kept; next runs are recomputed)",
+                f"mkdir {shown}.broken && mv {shown}* {shown}.broken/ && cronfile apply   (next runs are recomputed)",
             )
         ], None
     if not store.exists():
         return [
             Check(
-                "state.json",
+                "state",
                 Mark.info,
                 f"{shown} does not exist yet: nothing applied",
                 "run `cronfile apply`",
@@ -565,7 +565,7 @@ def check_state_json(store: Store) -> tuple[list[Check], State | None]:
     when = f" at {_local(state.applied_at)}" if state.applied_at else ""
     rev = f" (revision {state.revision[:12]})" if state.revision else ""
     return [
-        Check("state.json", Mark.ok, f"{_plural(len(state.jobs), 'job')} applied{when}{rev}")
+        Check("state", Mark.ok, f"{_plural(len(state.jobs), 'job')} applied{when}{rev}")
     ], state
 
 
@@ -744,7 +744,7 @@ def check_clock(
             )
         )
     try:
-        mtime = datetime.fromtimestamp(store.state_path.stat().st_mtime, UTC)
+        mtime = datetime.fromtimestamp(getattr(store, "db_path", store.state_path).stat().st_mtime, UTC)
     except OSError:
         mtime = None
     if mtime is not None and mtime - now > timedelta(seconds=FS_SKEW_S):
@@ -752,7 +752,7 @@ def check_clock(
             Check(
                 "clock",
                 Mark.warn,
-                f"state.json was written at {_local(mtime)}, in this clock's future",
+                f"the state was written at {_local(mtime)}, in this clock's future",
                 fix,
             )
         )
@@ -823,13 +823,14 @@ def diagnose(
     """Every check, in a fixed order. ``state_dir`` defaults as the CLI's does."""
     from . import __version__
     from .load import load_project
-    from .store import Store
 
     now = now or datetime.now(UTC)
     project = load_project(root, now=now, environ=environ)
     if state_dir is None:
         state_dir = root / (project.config.state_dir or ".cronfile")
-    store = Store(state_dir)
+    from .stores.sqlite import SqliteStore
+
+    store = SqliteStore(state_dir)
     checks = [
         Check(
             "cronfile",

@@ -146,10 +146,11 @@ class StatusServer:
     def __init__(self, listen: Listen, *, root: Path, state_dir: Path, environ: dict[str, str], health: Health) -> None:
         from .metrics import CONTENT_TYPE, Metrics  # prometheus-client: only with --http
         from .parsecache import ParseCache
-        from .store import Store
 
         self.root = Path(root)
-        self.store = Store(Path(state_dir))
+        from .stores.sqlite import SqliteStore
+
+        self.store = SqliteStore(Path(state_dir))
         self.environ = environ
         self.health = health
         self.metrics = Metrics(self._read_state, self._read_history)

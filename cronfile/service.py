@@ -572,7 +572,6 @@ def cmd_service(args: argparse.Namespace, out: Out) -> int:
     from .cli import print_problems, refuse_inside_run, root_of
     from .errors import SpecError
     from .load import load_project
-    from .store import Store
 
     root = root_of(args).resolve()
     system = bool(getattr(args, "system", False))
@@ -623,8 +622,9 @@ def cmd_service(args: argparse.Namespace, out: Out) -> int:
     path = unit_path(svc.name, system=system)
     if not path.exists():
         from .cli import state_dir_of
+        from .stores.sqlite import SqliteStore
 
-        store = Store(state_dir_of(args, project))
+        store = SqliteStore(state_dir_of(args, project))
         if store.state_dir.is_dir() and store.daemon_running():
             pid = store.daemon_pid()
             out.warn(
