@@ -15,6 +15,7 @@ import errno
 import os
 import shutil
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -112,6 +113,27 @@ def inotify_watches(w: Watcher) -> int:
 
 
 # -- what either watcher reports ------------------------------------------------------------
+
+
+def test_a_commit_to_state_db_by_another_process_is_reported_as_state(watching, repo):
+    from cronfile.state import State
+    from cronfile.stores.sqlite import SqliteStore
+
+    store = SqliteStore(repo / ".cronfile")
+    with store.transaction() as txn:  # the database exists before the watch starts
+        txn.state = State(revision="a")
+    _, calls = watching("inotify")
+    calls.clear()
+    code = (
+        "import sys\nfrom cronfile.stores.sqlite import SqliteStore\n"
+        "with SqliteStore(sys.argv[1]).transaction() as txn:\n"
+        "    txn.state = txn.state.with_(revision='b')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    subprocess.run([sys.executable, "-c", code, str(repo / ".cronfile")], check=True, env=env)
+    assert {"state"} in calls.wait("state")
+
+
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -495,6 +517,9 @@ def test_parse_events_reads_records_with_padded_names_and_without_names():
         ("other/a.yaml", None),
         ("sub/cronfile.yaml", None),
         (".cronfile/state.json", "state"),
+        (".cronfile/state.db", "state"),
+        (".cronfile/state.db-wal", "state"),
+        (".cronfile/state.db-shm", None),
         (".cronfile/state.lock", None),
         (".cronfile/runs/j/state.json", None),
     ],
