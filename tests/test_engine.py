@@ -13,7 +13,7 @@ import pytest
 from engine_helpers import LocalEngine, wait_for, write_job
 
 from cronfile.state import JobStatus, Running
-from cronfile.store import Store
+from cronfile.stores.sqlite import SqliteStore as Store
 
 T0 = datetime(2026, 3, 2, 10, 0, 30, tzinfo=UTC)  # a Monday, no DST change near
 
