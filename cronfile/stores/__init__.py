@@ -1,6 +1,6 @@
 """Stores: where cronfile keeps state between processes (``base`` is the interface).
 
-``open_store`` is the one place a store is chosen: the file store for a state dir, or
+``open_store`` is the one place a store is chosen: the SQLite store (``state.db``) for a state dir, or
 the store a URL names (``state_url``; the PostgreSQL store, when built).
 """
 
@@ -19,6 +19,6 @@ def open_store(*, state_dir: Path, url: str | None = None) -> Store:
     Cheap: touches nothing until a method is called."""
     if url:
         raise UsageError(f"state store {url.split('://', 1)[0]}:// is not supported (only a state dir)")
-    from .file import FileStore
+    from .sqlite import SqliteStore
 
-    return FileStore(state_dir)
+    return SqliteStore(state_dir)

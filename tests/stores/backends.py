@@ -25,11 +25,17 @@ def _setup_file(tmp_path: Path) -> Iterator[str]:
     yield str(tmp_path / "state")
 
 
-OPENERS: dict[str, Callable[[str], Store]] = {"file": _open_file}
-SETUPS: dict[str, Callable[[Path], Iterator[str]]] = {"file": _setup_file}
+def _open_sqlite(address: str) -> Store:
+    from cronfile.stores.sqlite import SqliteStore
+
+    return SqliteStore(Path(address))
+
+
+OPENERS: dict[str, Callable[[str], Store]] = {"file": _open_file, "sqlite": _open_sqlite}
+SETUPS: dict[str, Callable[[Path], Iterator[str]]] = {"file": _setup_file, "sqlite": _setup_file}
 # How long after its holder is SIGKILLed an engine may still count as alive (a leased
 # store waits out its lease; a lock the OS drops is gone at once: 0).
-DEAD_AFTER: dict[str, float] = {"file": 0.0}
+DEAD_AFTER: dict[str, float] = {"file": 0.0, "sqlite": 0.0}
 
 
 @dataclass(frozen=True)
