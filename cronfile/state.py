@@ -187,6 +187,12 @@ class State:
     applied_at: datetime | None = None
     orphans: tuple[Running, ...] = ()  # runs in flight of jobs deleted since they started
     version: int = STATE_VERSION
+    # What ``with_job`` changed: (the jobs mapping it started from, the mapping it made,
+    # the names changed in between). A store writes only those jobs (``changed_since``).
+    # Not compared, not shown: two states with the same jobs are equal however made.
+    _delta: tuple[Mapping[str, JobState], Mapping[str, JobState], frozenset[str]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def encode(self, *, jobs: bool = True) -> dict[str, Any]:
         """The JSON of state.json (``jobs=False``: all but the jobs, for an encoder that
@@ -219,15 +225,44 @@ class State:
             raise StateError(f"malformed state ({type(e).__name__}: {e})") from None
 
     def with_(self, **changes: Any) -> State:
+        if "jobs" in changes:
+            changes.setdefault("_delta", None)
         return replace(self, **changes)
 
     def with_job(self, name: str, js: JobState | None) -> State:
+        """This state with job ``name`` set to ``js`` (None: removed). The mapping is
+        copied (a C-level copy: 0.05 ms at 10,000 jobs), and the change is remembered so
+        that a store writes this one job instead of comparing them all."""
         jobs = dict(self.jobs)
         if js is None:
             jobs.pop(name, None)
         else:
             jobs[name] = js
-        return replace(self, jobs=jobs)
+        delta = self._delta
+        if delta is not None and delta[1] is self.jobs:
+            origin, names = delta[0], delta[2] | {name}
+        else:
+            origin, names = self.jobs, frozenset((name,))
+        return replace(self, jobs=jobs, _delta=(origin, jobs, names))
+
+    def changed_since(self, before: State) -> set[str]:
+        """The names of the jobs whose JobState differs between ``before`` and this state
+        (added, removed or replaced). Cheap when this state was made from ``before`` by
+        ``with_job`` calls (the names it remembers); otherwise one identity comparison
+        per job (JobStates are immutable: an unchanged job is the same object)."""
+        old, new = before.jobs, self.jobs
+        if new is old:
+            return set()
+        delta = self._delta
+        if delta is not None and delta[1] is new and delta[0] is old:
+            return {n for n in delta[2] if old.get(n) is not new.get(n)}
+        changed = {n for n, js in new.items() if old.get(n) is not js}
+        return changed | (old.keys() - new.keys())
+
+    def settled(self) -> State:
+        """This state without the record of how it was made: what a store keeps once it
+        is committed, so that the next ``with_job`` calls are counted from it."""
+        return self if self._delta is None else replace(self, _delta=None)
 
     def with_pids(self, pids: Mapping[str, tuple[str, int]]) -> State:
         """This state with the pid of each run in ``pids`` (run id -> job, pid) filled

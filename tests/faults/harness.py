@@ -225,16 +225,24 @@ class Records:
     conflicts: list[str] = field(default_factory=list)  # a run recorded with two statuses
 
 
+def _history_lines(state_dir: Path) -> list[tuple[str, list[bytes]]]:
+    """(job, its history records as bytes) from state.db, else the history.jsonl files."""
+    if (state_dir / "state.db").exists():
+        from cronfile.stores.sqlite import SqliteStore
+
+        store = SqliteStore(state_dir)
+        return [(job, [json.dumps(r).encode() for r in store.read_history(job)]) for job in store.history_jobs()]
+    out = []
+    for hist in sorted((state_dir / "runs").glob("*/history.jsonl")):
+        out.append((hist.parent.name, [ln for ln in hist.read_bytes().split(b"\n") if ln.strip()]))
+    return out
+
+
 def read_records(state_dir: Path) -> Records:
     rec = Records()
-    runs_dir = state_dir / "runs"
-    if not runs_dir.is_dir():
-        return rec
-    for hist in sorted(runs_dir.glob("*/history.jsonl")):
-        job = hist.parent.name
+    for job, lines in _history_lines(state_dir):
         merged: dict[str, dict[str, Any]] = {}
         statuses: dict[str, str] = {}
-        lines = [ln for ln in hist.read_bytes().split(b"\n") if ln.strip()]
         for i, line in enumerate(lines):
             try:
                 r = json.loads(line)
@@ -256,9 +264,14 @@ def read_records(state_dir: Path) -> Records:
 
 
 def read_state(state_dir: Path) -> dict[str, Any]:
-    """state.json, which must always be readable: JSON that State.decode accepts."""
+    """The state, which must always be readable: state.db through the store, else
+    state.json as JSON that State.decode accepts."""
     from cronfile.state import State
 
+    if (state_dir / "state.db").exists():
+        from cronfile.stores.sqlite import SqliteStore
+
+        return SqliteStore(state_dir).read().encode()
     data = json.loads((state_dir / "state.json").read_bytes())
     State.decode(data)
     return data

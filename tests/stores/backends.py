@@ -25,6 +25,12 @@ def _setup_file(tmp_path: Path) -> Iterator[str]:
     yield str(tmp_path / "state")
 
 
+def _open_sqlite(address: str) -> Store:
+    from cronfile.stores.sqlite import SqliteStore
+
+    return SqliteStore(Path(address))
+
+
 def _open_postgres(address: str) -> Store:
     from cronfile.stores.postgres import PostgresStore
 
@@ -44,12 +50,12 @@ def _setup_postgres(tmp_path: Path) -> Iterator[str]:
         pg.SERVER.drop_db(name)
 
 
-OPENERS: dict[str, Callable[[str], Store]] = {"file": _open_file, "postgres": _open_postgres}
-SETUPS: dict[str, Callable[[Path], Iterator[str]]] = {"file": _setup_file, "postgres": _setup_postgres}
+OPENERS: dict[str, Callable[[str], Store]] = {"file": _open_file, "sqlite": _open_sqlite, "postgres": _open_postgres}
+SETUPS: dict[str, Callable[[Path], Iterator[str]]] = {"file": _setup_file, "sqlite": _setup_file, "postgres": _setup_postgres}
 # How long after its holder is SIGKILLed an engine may still count as alive (a leased
 # store waits out its lease; a lock the OS drops is gone at once: 0). The PostgreSQL
 # store knows a dead pid on its own host at once; the lease is the bound elsewhere.
-DEAD_AFTER: dict[str, float] = {"file": 0.0, "postgres": 20.0}
+DEAD_AFTER: dict[str, float] = {"file": 0.0, "sqlite": 0.0, "postgres": 20.0}
 
 
 @dataclass(frozen=True)
