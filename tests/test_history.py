@@ -3,7 +3,6 @@ writes are the keys docs/design.md 7.2 documents, plus ``version``."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 import pytest
@@ -27,8 +26,10 @@ UNRUN = {
 
 
 def raw_lines(repo, job: str) -> list[dict]:
-    path = repo / ".cronfile" / "runs" / job / "history.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The history records as written (not merged by run_id), read through the store."""
+    from cronfile.stores import open_store
+
+    return open_store(state_dir=repo / ".cronfile").read_history(job)
 
 
 @pytest.fixture

@@ -400,12 +400,16 @@ class _CgroupBox(Box):
         return move
 
     def started(self, pid: int) -> None:
-        try:
-            _move_tree(self.path, pid)
-        except FileNotFoundError:
-            # Swept while empty (sweep_empty, by another engine's start): made again.
-            self.path.mkdir(exist_ok=True)
-            _move_tree(self.path, pid)
+        for attempt in range(_MOVE_TRIES):
+            try:
+                _move_tree(self.path, pid)
+                return
+            except OSError as e:
+                # Swept while empty (sweep_empty, by another engine's start): ENOENT at
+                # the open, ENODEV at a write into the removed cgroup. Made again.
+                if attempt == _MOVE_TRIES - 1 or e.errno not in (errno.ENOENT, errno.ENODEV):
+                    raise
+                self.path.mkdir(exist_ok=True)
 
     def _procs(self) -> list[int]:
         try:
