@@ -32,14 +32,15 @@ def main() -> None:
     repeats = 3 if args.tiny else 10
     from cronfile.health import Health
     from cronfile.httpserve import Listen, StatusServer
+    from cronfile.stores.file import FileStore
 
     rows = []
     for n in sizes:
         with workdir("observe", args.keep) as d:
             generate(d, n)
             subprocess.run([*cronfile_argv(), "-C", str(d), "apply", "-q"], check=True, capture_output=True)
-            state_dir = d / ".cronfile"
-            server = StatusServer(Listen(("127.0.0.1", 0)), root=d, state_dir=state_dir, environ={}, health=Health(state_dir))
+            store = FileStore(d / ".cronfile")
+            server = StatusServer(Listen(("127.0.0.1", 0)), root=d, store=store, environ={}, health=Health(store.write_problem))
             server.start()
             try:
                 for path, goal in (("metrics", SCRAPE_GOAL_S), ("", None)):

@@ -53,9 +53,9 @@ def _row(label: str, runs: list[Timed], n: int, goal: float | None = None) -> tu
 
 def state_txn_seconds(state_dir: Path, repeats: int) -> tuple[float | None, int]:
     """One read-modify-write of state.json changing one job, as a claim does."""
-    from cronfile.store import Store
+    from cronfile.stores.file import FileStore
 
-    store = Store(state_dir)
+    store = FileStore(state_dir)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import header, median, note, parser, ratio, table, workdir  # noqa: E402
 
 from cronfile.state import JobState, JobStatus, LastRun, Running, State  # noqa: E402
-from cronfile.store import Store  # noqa: E402
+from cronfile.stores.file import FileStore as Store  # noqa: E402
 from cronfile.stores.sqlite import SqliteStore  # noqa: E402
 
 try:  # the structure issue moves it (engine.py -> history.py)

@@ -1,5 +1,7 @@
-"""The command line: argument parsing and output only; one function per command.
+"""The command line's dispatcher: one function per command, and ``main``.
 
+The parser is commands.py's; what the commands share (``Out``, the repo and state dir,
+problem printing) is console.py's. Only ``__main__`` imports this module.
 Heavy modules are imported inside the commands, so `cronfile --version` stays fast.
 Exit codes (docs/design.md section 7): 0 ok, 1 a job failed or `diff` found changes,
 2 invalid input or usage.
@@ -11,176 +13,31 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from .commands import JSON_COMMANDS, STATELESS_COMMANDS, build_parser
+from .console import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    Out,
+    find_root,
+    load_checked,
+    load_repo,
+    print_problems,
+    problem_place,
+    refuse_inside_run,
+    root_of,
+    store_of,
+    use_color,
+)
 from .errors import CronfileError, SpecError, UsageError
 
 if TYPE_CHECKING:
     from .load import Project
-    from .store import Store
-
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
-
-EPILOG = """\
-examples:
-  cronfile init                 scaffold cronfile.yaml and jobs.d/ here
-  cronfile validate             check every file in jobs.d/
-  cronfile next "0 9 * * 1-5" --tz Europe/Berlin -n 3
-  cronfile diff                 what `apply` would change (exit 1 if anything)
-  cronfile apply                record the files into the state
-  cronfile diff --out plan.json  save the plan; `apply --plan plan.json` applies exactly it
-  cronfile import crontab -     turn `crontab -l` output into job files
-  cronfile daemon               run the engine until stopped
-  cronfile run backup           run one job now, in the foreground
-  cronfile status               every job, its next run and recent outcomes
-
-exit codes: 0 ok, 1 a job failed or diff found changes, 2 invalid input or usage.
-docs: README.md; the job format: `cronfile schema job`.
-"""
-
-
-# -- helpers -------------------------------------------------------------------------
-
-
-class Out:
-    """Where a command writes: data to stdout, messages to stderr; quiet mutes messages."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.quiet = getattr(args, "quiet", False)
-        self.json = getattr(args, "json", False)
-
-    def data(self, text: str) -> None:
-        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
-        sys.stdout.flush()
-
-    def json_data(self, value: Any) -> None:
-        sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
-        sys.stdout.flush()
-
-    def msg(self, text: str) -> None:
-        if not self.quiet:
-            print(text, file=sys.stderr, flush=True)
-
-    def warn(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
-
-def use_color(stream: Any = None) -> bool:
-    stream = stream or sys.stdout
-    if os.environ.get("NO_COLOR"):
-        return False
-    if os.environ.get("FORCE_COLOR"):
-        return True
-    return hasattr(stream, "isatty") and stream.isatty() and os.environ.get("TERM") != "dumb"
-
-
-def root_of(args: argparse.Namespace, *, required: bool = True) -> Path:
-    """The jobs repo: -C DIR (default .) or the nearest folder above it that holds
-    jobs.d/ or cronfile.yaml, as git finds .git. None found is an error (exit 2) that
-    says where it looked, unless ``required`` is false (then DIR itself)."""
-    start = Path(args.C).expanduser()
-    if not start.is_dir():
-        raise UsageError(f"-C {args.C}: no such folder")
-    found = find_root(start)
-    if found is not None:
-        return found
-    if not required:
-        return start
-    where = start.resolve()
-    raise UsageError(
-        f"no jobs repo: neither jobs.d/ nor cronfile.yaml in {where} or any folder above it "
-        "(create one with `cronfile init`, or point at one with -C DIR)"
-    )
-
-
-def find_root(start: Path) -> Path | None:
-    """``start`` (as given) or its nearest ancestor holding jobs.d/ or cronfile.yaml."""
-    from .load import CONFIG_NAME, JOBS_DIR
-
-    for d in (start, *start.resolve().parents):
-        if (d / JOBS_DIR).is_dir() or (d / CONFIG_NAME).is_file():
-            return d
-    return None
-
-
-def state_dir_of(args: argparse.Namespace, project: Project | None = None) -> Path:
-    """--state-dir, else CRONFILE_STATE_DIR, else cronfile.yaml's state_dir, else .cronfile/."""
-    if getattr(args, "state_dir", None):
-        return Path(args.state_dir).expanduser()
-    env = os.environ.get("CRONFILE_STATE_DIR")
-    if env:
-        return Path(env).expanduser()
-    root = root_of(args)
-    if project is not None and project.config.state_dir:
-        return root / project.config.state_dir
-    if project is None:
-        from .load import load_config
-
-        cfg, _ = load_config(root)
-        if cfg.state_dir:
-            return root / cfg.state_dir
-    return root / ".cronfile"
-
-
-def store_of(args: argparse.Namespace, project: Project | None = None) -> Store:
-    from .store import Store
-
-    return Store(state_dir_of(args, project))
-
-
-def refuse_inside_run(what: str) -> None:
-    """A process started by cronfile must not reconfigure or start cronfile (docs/design.md 5).
-
-    Judged by what a job cannot clear (executors/contain.py, ``inside_run``): its cgroup
-    is a run's, or an ancestor process holds a cronfile engine's lock. CRONFILE_RUN_ID
-    is only the fallback for systems without /proc; `CRONFILE_RUN_ID= cronfile apply`
-    no longer gets past."""
-    from .executors.contain import inside_run
-
-    evidence = inside_run()
-    if evidence is None and os.environ.get("CRONFILE_RUN_ID"):
-        evidence = f"CRONFILE_RUN_ID={os.environ['CRONFILE_RUN_ID']}"
-    if evidence is not None:
-        raise UsageError(
-            f"refusing to {what} from inside a cronfile run ({evidence}): "
-            "a job cannot change the schedule it runs under"
-        )
-
-
-def _where(p: Any) -> tuple[str, int, int]:
-    return (p.path, p.line, p.column)
-
-
-def print_problems(out: Out, problems: list[Any], *, warnings: bool = True) -> None:
-    for p in sorted(problems, key=_where):
-        if p.severity == "error" or warnings:
-            out.warn(str(p))
-
-
-def load_repo(args: argparse.Namespace, **kw: Any) -> Project:
-    """load_project with the repo's parse cache: files unchanged since the last command
-    are not read again (cronfile/parsecache.py)."""
-    from .load import load_project
-    from .parsecache import ParseCache
-
-    root = root_of(args, required=kw.pop("required", True))
-    cache = None if "files" in kw or "jobs_dir" in kw else ParseCache.for_repo(root)
-    project = load_project(root, cache=cache, **kw)
-    if cache is not None:
-        cache.save()
-    return project
-
-
-def load_checked(args: argparse.Namespace, out: Out, **kw: Any) -> Project:
-    """Load the jobs repo; print warnings; raise SpecError (exit 2) if anything is invalid."""
-    project = load_repo(args, **kw)
-    if project.errors:
-        raise SpecError(project.errors)
-    if not out.quiet and not getattr(args, "json", False):
-        print_problems(out, project.warnings)
-    return project
+    from .stores import Store
 
 
 # -- commands ------------------------------------------------------------------------
@@ -233,8 +90,8 @@ def cmd_validate(args: argparse.Namespace, out: Out) -> int:
             {
                 "ok": not errors,
                 "jobs": sorted(s.name for proj in projects for s in proj.specs),
-                "errors": [p.to_json() for p in sorted(errors, key=_where)],
-                "warnings": [p.to_json() for p in sorted((p for p in problems if p.severity == "warning"), key=_where)],
+                "errors": [p.to_json() for p in sorted(errors, key=problem_place)],
+                "warnings": [p.to_json() for p in sorted((p for p in problems if p.severity == "warning"), key=problem_place)],
             }
         )
         return EXIT_INVALID if errors else EXIT_OK
@@ -304,7 +161,7 @@ def cmd_next(args: argparse.Namespace, out: Out) -> int:
     if out.json:
         out.json_data({"expr": target, "timezone": tz, "next": [x.isoformat() for x in local]})
         return EXIT_OK
-    if schedule.kind == "reboot":
+    if schedule.at_boot:
         out.data(f"{target}: fires once each time an engine starts")
         return EXIT_OK
     if not local:
@@ -408,7 +265,7 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
     saved = _saved_plan(args)
     if write:
         refuse_inside_run("apply")
-        from .engine import apply_project
+        from .apply import apply_project
         from .load import git_revision
 
         def reloaded(fresh: Project) -> None:
@@ -460,7 +317,7 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
             for d in overrides:
                 out.data(f"  ~ {d['name']}: {d['note']} (`cronfile resume {d['name']}`)")
         if write and plan.has_changes:
-            out.msg(f"applied to {store.state_path}")
+            out.msg(f"applied to {store.location}")
     if is_diff:
         return EXIT_FAILED if plan.has_changes else EXIT_OK
     return EXIT_OK
@@ -496,7 +353,7 @@ def cmd_apply(args: argparse.Namespace, out: Out) -> int:
 def cmd_status(args: argparse.Namespace, out: Out) -> int:
     from datetime import UTC, datetime
 
-    from .engine import engine_running, merged_history
+    from .history import engine_running, merged_history
     from .render import render_status, status_rows
 
     project = load_repo(args, warnings=False)
@@ -548,7 +405,7 @@ def agent_usage(store: Store, project: Any, state: Any, names: set[str], now: An
     """Each agent job's usage over the last 24 hours (what its budget counts)."""
     from datetime import timedelta
 
-    from .engine import merged_history
+    from .history import merged_history
     from .usage import usage_since
 
     declared = {s.name: s.data for s in project.specs}
@@ -566,7 +423,7 @@ def check_job_name(args: argparse.Namespace, store: Store) -> None:
 
     if not NAME_RE.match(args.name):
         raise UsageError(f"{args.name!r} is not a job name")
-    if (store.runs_dir / args.name).is_dir():
+    if args.name in store.history_jobs():
         return
 
     known = set()
@@ -584,7 +441,7 @@ def check_job_name(args: argparse.Namespace, store: Store) -> None:
 
 
 def cmd_history(args: argparse.Namespace, out: Out) -> int:
-    from .engine import merged_history
+    from .history import merged_history
 
     if args.n < 1:
         raise UsageError(f"-n {args.n}: give at least 1")
@@ -604,6 +461,8 @@ def cmd_history(args: argparse.Namespace, out: Out) -> int:
 def render_history(runs: list[dict[str, Any]]) -> str:
     """One line per run, newest last: id, trigger, times, status, exit, deliveries."""
     from datetime import datetime
+
+    from .spec import Status
 
     tokens = any(r.get("usage") or r.get("usage_error") for r in runs)
     rows = [("RUN", "TRIGGER", "SCHEDULED", "STARTED", "DURATION", "STATUS", "EXIT", "TRIES", *(("TOKENS", "COST") if tokens else ()), "DELIVERIES")]
@@ -632,7 +491,7 @@ def render_history(runs: list[dict[str, Any]]) -> str:
     del datetime
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    messages = [f"  {r['run_id']}: {r['message']}" for r in runs if r.get("message") and r.get("status") not in ("success",)]
+    messages = [f"  {r['run_id']}: {r['message']}" for r in runs if r.get("message") and r.get("status") != Status.success]
     messages += [f"  {r['run_id']}: usage unknown: {r['usage_error']}" for r in runs if r.get("usage_error")]
     return "\n".join(lines + (["", "notes:"] + messages[-5:] if messages else []))
 
@@ -657,15 +516,14 @@ def _short_time(text: str | None) -> str:
 
 
 def cmd_logs(args: argparse.Namespace, out: Out) -> int:
-    from .engine import merged_history
+    from .history import merged_history
 
     store = store_of(args)
     check_job_name(args, store)
     recorded = {r["run_id"]: r for r in merged_history(store, args.name, None) if r.get("status")}
     # A run in flight has a log but no history record yet (applied or not); run ids sort
     # by time, so the newest log is the latest run.
-    job_dir = store.runs_dir / args.name
-    ids = sorted({p.stem for p in job_dir.glob("*.log")} | {r for r, v in recorded.items() if v.get("started_at")}) if job_dir.is_dir() else []
+    ids = sorted(set(store.log_ids(args.name)) | {r for r, v in recorded.items() if v.get("started_at")})
     if not ids:
         raise UsageError(f"no logs for {args.name}: it has not run yet (see `cronfile history {args.name}`)")
     if args.run_id:
@@ -675,39 +533,34 @@ def cmd_logs(args: argparse.Namespace, out: Out) -> int:
         run_id = match[-1]
     else:
         run_id = ids[-1]
-    path = store.log_path(args.name, run_id)
     if args.follow:
-        return _follow(store, args.name, run_id, path)
-    try:
-        sys.stdout.buffer.write(path.read_bytes())
-    except FileNotFoundError:
+        return _follow(store, args.name, run_id)
+    data = store.read_log(args.name, run_id)
+    if data is not None:
+        sys.stdout.buffer.write(data)
+    else:
         rec = recorded.get(run_id)
         if rec is not None and not rec.get("attempts"):
             # Ended before anything was spawned (refused, a failing context script, a
             # missing ${VAR}): there is no output, only the reason.
             out.msg(f"run {run_id} produced no output: {rec.get('status')}: {rec.get('message') or 'nothing was started'}")
             return EXIT_OK
-        raise UsageError(f"{path}: log was pruned (history_limit)") from None
+        raise UsageError(f"run {run_id} of {args.name}: its log was pruned (history_limit)")
     sys.stdout.flush()
     return EXIT_OK
 
 
-def _follow(store: Store, job: str, run_id: str, path: Path) -> int:
+def _follow(store: Store, job: str, run_id: str) -> int:
     """`logs -f`: print the log as it grows until the run's record appears in history.
-    (Polls the file every 0.2 s: a terminal nicety, not the engine.)"""
+    (Polls the log every 0.2 s: a terminal nicety, not the engine.)"""
     import time
 
-    from .engine import merged_history
+    from .history import merged_history
 
     pos = 0
     while True:
         done = any(r.get("run_id") == run_id and r.get("status") for r in merged_history(store, job, 5))
-        try:
-            with path.open("rb") as f:
-                f.seek(pos)
-                chunk = f.read()
-        except FileNotFoundError:
-            chunk = b""
+        chunk = store.read_log(job, run_id, offset=pos) or b""
         if chunk:
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
@@ -720,6 +573,7 @@ def _follow(store: Store, job: str, run_id: str, path: Path) -> int:
 
 def cmd_run(args: argparse.Namespace, out: Out) -> int:
     from .engine import Engine
+    from .spec import Status
 
     project = load_checked(args, out)
     spec = project.job(args.name)
@@ -734,7 +588,7 @@ def cmd_run(args: argparse.Namespace, out: Out) -> int:
     with engine:
         # -q mutes cronfile's own lines, not the job's output (that is the data).
         status = engine.run_now(spec, stream=sys.stdout.buffer)
-    return EXIT_OK if status in ("success", "silent") else EXIT_FAILED
+    return EXIT_OK if status in (Status.success, Status.silent) else EXIT_FAILED
 
 
 def cmd_tick(args: argparse.Namespace, out: Out) -> int:
@@ -753,130 +607,76 @@ def cmd_tick(args: argparse.Namespace, out: Out) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-# -- parser --------------------------------------------------------------------------
+# -- commands of their own modules (imported on use, so `--version` stays fast) --------
 
-# The commands whose output is data and that have a --json form; any other refuses it.
-JSON_COMMANDS = frozenset({"validate", "next", "schema", "diff", "apply", "status", "pause", "resume", "history", "doctor", "import", "render"})
-# The commands that never read the state: --state-dir given to them is refused.
-STATELESS_COMMANDS = frozenset({"validate", "schema", "init", "completion", "render"})
 
-COMMANDS = {
-    "validate": (cmd_validate, "check job files and cronfile.yaml", "cronfile validate\n  cronfile validate jobs.d/backup.yaml examples/ops"),
-    "next": (cmd_next, "upcoming fire times of an expression or a job", 'cronfile next "0 2 * * *" --tz Europe/Berlin -n 5\n  cronfile next daily-briefing --json'),
-    "schema": (cmd_schema, "print the JSON schema of a job or of cronfile.yaml", "cronfile schema job > job.schema.json"),
-    "init": (cmd_init, "scaffold cronfile.yaml and jobs.d/ in a folder", "cronfile init my-jobs"),
-    "diff": (cmd_diff, "show what apply would change (exit 1 if anything)", "cronfile diff\n  cronfile diff --out plan.json   # review it, then: cronfile apply --plan plan.json"),
-    "apply": (cmd_apply, "record the job files into the state", "cronfile apply\n  cronfile apply --dry-run\n  cronfile apply --plan plan.json"),
-    "status": (cmd_status, "every job: state, next run, recent outcomes", "cronfile status\n  cronfile status --json"),
-    "pause": (cmd_pause, "pause an applied job at runtime (kept until resume)", 'cronfile pause backup --reason "disk full, investigating"'),
-    "resume": (cmd_resume, "end a runtime pause; the next run is computed from now", "cronfile resume backup"),
-    "history": (cmd_history, "past runs of a job", "cronfile history backup -n 20"),
-    "logs": (cmd_logs, "the output of a run (latest by default)", "cronfile logs backup\n  cronfile logs backup 7f3a\n  cronfile logs backup -f"),
-    "run": (cmd_run, "run one job now in the foreground (trigger: manual)", "cronfile run backup"),
-    "tick": (cmd_tick, "one pass: recover, apply, fire what is due, wait, exit", "* * * * * cd /srv/jobs && cronfile tick   # from crontab"),
-    "daemon": ("cronfile.daemon_cmd:cmd_daemon", "the engine: apply, watch, fire, execute, deliver", "cronfile daemon\n  cronfile -C /srv/jobs daemon --http 9100 --log-format json"),
-    "doctor": ("cronfile.doctor:cmd_doctor", "check config, files, agents, timezone data, state dir, locks, clock", "cronfile doctor\n  cronfile doctor --json"),
-    "service": ("cronfile.service:cmd_service", "install a systemd user unit / launchd agent that runs the daemon", "cronfile service print\n  cronfile service install\n  sudo cronfile service install --system --run-as cron\n  cronfile service uninstall"),
-    "completion": ("cronfile.completion:cmd_completion", "print a shell completion script (bash, zsh, fish)", 'eval "$(cronfile completion bash)"\n  cronfile completion fish > ~/.config/fish/completions/cronfile.fish'),
-    "mcp": ("cronfile.mcp_server:cmd_mcp", "serve the jobs to an agent over the Model Context Protocol (stdio; extra cronfile[mcp])", "cronfile -C /srv/jobs mcp   # started by the agent CLI, see README"),
-    "import": ("cronfile.crontab:cmd_import", "turn a crontab (user or system format) into job files", "crontab -l | cronfile import crontab -\n  cronfile import crontab /etc/cron.d/certbot --out jobs.d"),
-    "render": ("cronfile.kubernetes:cmd_render", "render the jobs onto another scheduler (kubernetes)", "cronfile render kubernetes -o deploy/k8s --namespace jobs --image ghcr.io/acme/cronfile:1.0\n  cronfile render kubernetes -o - | kubectl apply -f -"),
+def cmd_daemon(args: argparse.Namespace, out: Out) -> int:
+    from .daemon_cmd import cmd_daemon as run
+
+    return run(args, out)
+
+
+def cmd_doctor(args: argparse.Namespace, out: Out) -> int:
+    from .doctor import cmd_doctor as run
+
+    return run(args, out)
+
+
+def cmd_service(args: argparse.Namespace, out: Out) -> int:
+    from .service import cmd_service as run
+
+    return run(args, out)
+
+
+def cmd_completion(args: argparse.Namespace, out: Out) -> int:
+    from .completion import cmd_completion as run
+
+    return run(args, out)
+
+
+def cmd_mcp(args: argparse.Namespace, out: Out) -> int:
+    from .mcp_server import cmd_mcp as run
+
+    return run(args, out)
+
+
+def cmd_import(args: argparse.Namespace, out: Out) -> int:
+    from .crontab import cmd_import as run
+
+    return run(args, out)
+
+
+def cmd_render(args: argparse.Namespace, out: Out) -> int:
+    from .kubernetes import cmd_render as run
+
+    return run(args, out)
+
+
+# -- dispatch ------------------------------------------------------------------------
+
+# The function that runs each command of commands.COMMANDS.
+HANDLERS: dict[str, Callable[[argparse.Namespace, Out], int]] = {
+    "validate": cmd_validate,
+    "next": cmd_next,
+    "schema": cmd_schema,
+    "init": cmd_init,
+    "diff": cmd_diff,
+    "apply": cmd_apply,
+    "status": cmd_status,
+    "pause": cmd_pause,
+    "resume": cmd_resume,
+    "history": cmd_history,
+    "logs": cmd_logs,
+    "run": cmd_run,
+    "tick": cmd_tick,
+    "daemon": cmd_daemon,
+    "doctor": cmd_doctor,
+    "service": cmd_service,
+    "completion": cmd_completion,
+    "mcp": cmd_mcp,
+    "import": cmd_import,
+    "render": cmd_render,
 }
-
-
-def _resolve(func: Any) -> Any:
-    """Commands of other modules are named "module:function" and imported on use."""
-    if isinstance(func, str):
-        import importlib
-
-        module, name = func.split(":")
-        return getattr(importlib.import_module(module), name)
-    return func
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-C", metavar="DIR", default=argparse.SUPPRESS, help="jobs repo root (default: . or the nearest folder above it with jobs.d/ or cronfile.yaml)")
-    common.add_argument("--state-dir", metavar="DIR", default=argparse.SUPPRESS, help="state directory (default .cronfile; env CRONFILE_STATE_DIR)")
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output where output is data")
-    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print only data and errors")
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of internal errors")
-
-    parser = argparse.ArgumentParser(
-        prog="cronfile",
-        description="A declarative cron runner for AI-agent jobs and shell jobs: jobs are YAML files in jobs.d/.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common],
-    )
-    parser.add_argument("--version", action="version", version=f"cronfile {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (_, help_, example) in COMMANDS.items():
-        p = sub.add_parser(
-            name,
-            help=help_,
-            description=help_[0].upper() + help_[1:] + ".",
-            epilog=f"example:\n  {example}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-            parents=[common],
-        )
-        if name == "validate":
-            p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: jobs.d)")
-        elif name == "next":
-            p.add_argument("expr", metavar="EXPR_OR_NAME", help="a schedule expression or a job name")
-            p.add_argument("-n", type=int, default=5, help="how many (default 5)")
-            p.add_argument("--tz", help="timezone for an expression (default UTC)")
-            p.add_argument("--after", metavar="ISO", help="start from this time instead of now")
-        elif name == "schema":
-            p.add_argument("which", nargs="?", choices=["job", "config"], default="job")
-        elif name == "init":
-            p.add_argument("dir", nargs="?", default=".", metavar="DIR")
-        elif name == "apply":
-            p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
-            p.add_argument("--plan", metavar="PLAN", help="apply exactly this saved plan (from diff --out), or exit 2 if the files or the state moved")
-        elif name == "diff":
-            p.add_argument("--out", metavar="PLAN", help="also save the plan, with digests of the files and state it was computed from")
-        elif name == "history":
-            p.add_argument("name", metavar="NAME")
-            p.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
-        elif name == "logs":
-            p.add_argument("name", metavar="NAME")
-            p.add_argument("run_id", nargs="?", metavar="RUN_ID", help="a run id or its last characters")
-            p.add_argument("-f", "--follow", action="store_true", help="follow a run in flight")
-        elif name == "run":
-            p.add_argument("name", metavar="NAME")
-        elif name == "pause":
-            p.add_argument("name", metavar="NAME")
-            p.add_argument("--reason", metavar="TEXT", help="why (kept in the state and the audit log)")
-        elif name == "resume":
-            p.add_argument("name", metavar="NAME")
-        elif name == "daemon":
-            p.add_argument("--http", metavar="HOST:PORT", help="serve /metrics, /healthz and a status page at / (a bare PORT: 127.0.0.1; config: http)")
-            p.add_argument("--log-format", choices=["text", "json"], help="log lines as dated text (default) or one JSON object each (config: log_format)")
-        elif name == "service":
-            p.add_argument("action", choices=["install", "uninstall", "print"])
-            p.add_argument("--name", help="unit name (default: cronfile-<folder>)")
-            p.add_argument("--system", action="store_true", help="a system unit in /etc/systemd/system (Type=notify, hardened; needs root to install)")
-            p.add_argument("--run-as", metavar="USER", help="--system: the user the daemon runs as (default: the repo's owner)")
-            p.add_argument("--http", metavar="HOST:PORT", help="the daemon serves /metrics, /healthz and the status page there")
-        elif name == "completion":
-            p.add_argument("shell", nargs="?", choices=["bash", "zsh", "fish"])
-            p.add_argument("--jobs", action="store_true", help="print the job names (used by the scripts)")
-        elif name == "import":
-            p.add_argument("kind", choices=["crontab"])
-            p.add_argument("file", nargs="?", metavar="FILE|-", help="a crontab file, or - for stdin (default: `crontab -l`)")
-            p.add_argument("--out", metavar="DIR", help="where the job files go (default: jobs.d)")
-            p.add_argument("--tz", metavar="TZ", help="timezone of entries with no CRON_TZ line above them (default: this host's)")
-            fmt = p.add_mutually_exclusive_group()
-            fmt.add_argument("--system", action="store_true", default=None, help="system format, with a user field (default for /etc/crontab and cron.d files)")
-            fmt.add_argument("--user", dest="system", action="store_false", help="user format, no user field")
-        elif name == "render":
-            p.add_argument("target", choices=["kubernetes"])
-            p.add_argument("-o", "--output", metavar="DIR", help="output folder (default: deploy/kubernetes), or - to print the manifests as one YAML stream")
-            p.add_argument("--namespace", metavar="NS")
-            p.add_argument("--image", metavar="IMAGE")
-            p.add_argument("--skip-unsupported", action="store_true", help="render the other jobs and list the ones skipped (default: refuse, exit 2)")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -898,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         out.warn(f"cronfile {args.command}: error: --state-dir is not used by this command (it reads no state)")
         return EXIT_INVALID
     try:
-        func = _resolve(COMMANDS[args.command][0])
+        func = HANDLERS[args.command]
         return func(args, out)
     except SpecError as e:
         if args.json and args.command in ("validate", "diff", "apply"):

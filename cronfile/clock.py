@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 
@@ -130,3 +131,21 @@ def parse_iso(text: str | None) -> datetime | None:
     if text is None:
         return None
     return datetime.fromisoformat(text)
+
+
+def boot_time() -> datetime | None:
+    """When the system booted (Linux /proc/stat, BSD/macOS sysctl); None if unknown."""
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return datetime.fromtimestamp(int(line.split()[1]), UTC)
+    except OSError:
+        pass
+    try:
+        import subprocess
+
+        out = subprocess.run(["sysctl", "-n", "kern.boottime"], capture_output=True, text=True, timeout=5).stdout
+        sec = int(out.split("sec =")[1].split(",")[0])
+        return datetime.fromtimestamp(sec, UTC)
+    except (OSError, IndexError, ValueError, Exception):  # noqa: BLE001
+        return None

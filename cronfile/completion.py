@@ -1,6 +1,6 @@
 """`cronfile completion bash|zsh|fish`: shell completion scripts.
 
-Every command, option and choice comes from ``cli.build_parser()``, so a new option is
+Every command, option and choice comes from ``commands.build_parser()``, so a new option is
 completed the day it is added. Job names come from the jobs repo at completion time:
 the scripts call ``cronfile [-C DIR] completion --jobs``, which prints one name per
 line and never fails (a completion must not print errors into the user's prompt).
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .cli import Out
+    from .console import Out
 
 __all__ = ["SHELLS", "Command", "Opt", "Pos", "cmd_completion", "model", "print_jobs", "script"]
 
@@ -116,7 +116,7 @@ def _command(name: str, parser: argparse.ArgumentParser, help_: str) -> Command:
 
 def model(parser: argparse.ArgumentParser | None = None) -> list[Command]:
     """The top level (name "") and then every command, in the parser's order."""
-    from .cli import build_parser
+    from .commands import build_parser
 
     parser = parser or build_parser()
     out = [_command("", parser, parser.description or "")]

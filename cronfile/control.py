@@ -19,7 +19,7 @@ from .errors import UsageError
 from .pause import pause, pause_note, resume
 from .spec import spec_from_data
 from .state import JobState, Pause
-from .store import Store
+from .stores.base import Store
 
 __all__ = ["pause_job", "resume_job", "who"]
 

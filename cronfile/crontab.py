@@ -34,7 +34,7 @@ from .errors import Problem
 if TYPE_CHECKING:
     import argparse
 
-    from .cli import Out
+    from .console import Out
 
 __all__ = ["ImportedJob", "convert", "derive_name", "is_system_path", "split_percent"]
 
@@ -334,7 +334,7 @@ def convert(
         except sched.ScheduleError as e:
             problem(lineno, f"schedule {expr!r}: {e}")
             continue
-        if schedule.kind != "reboot":
+        if not schedule.at_boot:
             from datetime import UTC, datetime
 
             if schedule.next_after(datetime(2000, 1, 1, tzinfo=UTC)) is None:
@@ -478,7 +478,7 @@ def _read_source(file: str | None) -> tuple[str, str]:
 def cmd_import(args: argparse.Namespace, out: Out) -> int:
     from datetime import UTC, datetime
 
-    from .cli import EXIT_OK, root_of
+    from .console import EXIT_OK, root_of
     from .errors import SpecError, UsageError
     from .load import CONFIG_NAME, JOBS_DIR, SUFFIXES, display_path, load_project
     from .schedule import ScheduleError, get_zone

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .errors import SpecError, UsageError
 
 if TYPE_CHECKING:
-    from .cli import Out
+    from .console import Out
 
 __all__ = ["cmd_daemon", "log_format_of"]
 
@@ -29,7 +29,7 @@ def log_format_of(args: argparse.Namespace, config_data: dict[str, object]) -> s
 
 
 def cmd_daemon(args: argparse.Namespace, out: Out) -> int:
-    from .cli import EXIT_OK, load_repo, refuse_inside_run, store_of
+    from .console import EXIT_OK, load_repo, refuse_inside_run, store_of
     from .engine import Engine
     from .health import Health
     from .httpserve import StatusServer, parse_listen
@@ -49,7 +49,7 @@ def cmd_daemon(args: argparse.Namespace, out: Out) -> int:
     elif data.get("http") not in (None, "", False):
         listen = parse_listen(data["http"], what=f"{project.config.path}: http:")
     store = store_of(args, project)
-    health = Health(store.state_dir)
+    health = Health(store.write_problem)
     observers = Observers([health])
     # Read (and removed from the environment the jobs inherit) before the engine copies it.
     notifier = from_environ(os.environ, alive=health.loop_problem)
@@ -60,7 +60,7 @@ def cmd_daemon(args: argparse.Namespace, out: Out) -> int:
     with engine:
         if listen is not None:
             try:
-                server = StatusServer(listen, root=project.root, state_dir=store.state_dir, environ=engine.environ, health=health)
+                server = StatusServer(listen, root=project.root, store=store, environ=engine.environ, health=health)
             except OSError as e:
                 raise UsageError(f"--http {listen.host}:{listen.port}: cannot listen: {e.strerror or e}") from None
             observers.add(server.metrics)

@@ -20,7 +20,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,10 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .cli import Out
+    from .console import Out
     from .load import Project
     from .state import State
-    from .store import Store
+    from .stores.base import Store
 
 __all__ = [
     "Check",
@@ -458,89 +457,17 @@ def check_timezones(project: Project, load_zone: Callable[[str], Any] | None = N
 # -- the state dir -------------------------------------------------------------------
 
 
-def check_state_dir(state_dir: Path) -> list[Check]:
-    """docs/design.md 1: the dir (and its subdirs) 0700, every file 0600, all ours. Bits that
-    let others write are a FAIL (they could plant runs in state.json); bits that let them
-    read are a warning (run output can hold what a job printed); a file owned by another
-    user is a FAIL (the engine cannot rewrite it: typically `sudo cronfile ...`)."""
-    shown = _shown(state_dir)
-    if not state_dir.exists():
-        return [
-            Check(
-                "state dir",
-                Mark.info,
-                f"{shown} does not exist yet: nothing applied",
-                "run `cronfile apply` (or start the daemon, which applies)",
-            )
-        ]
-    if not state_dir.is_dir():
-        return [
-            Check(
-                "state dir",
-                Mark.fail,
-                f"{shown} is not a folder",
-                f"move {shown} aside, or choose another with --state-dir",
-            )
-        ]
-    uid = os.geteuid()
-    wide: list[str] = []
-    writable = False
-    foreign: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(state_dir):
-        for name in [None, *filenames]:
-            path = Path(dirpath) if name is None else Path(dirpath) / name
-            try:
-                st = path.lstat()
-            except OSError:
-                continue  # removed meanwhile (a prune, an engine lock released)
-            if path.is_symlink():
-                continue
-            rel = str(path.relative_to(state_dir)) if path != state_dir else "."
-            want = 0o700 if name is None else 0o600
-            mode = st.st_mode & 0o777
-            if mode != want:
-                wide.append(f"{rel} {mode:04o}")
-                writable = writable or bool(mode & 0o022)
-            if st.st_uid != uid:
-                foreign.append(f"{rel} (uid {st.st_uid})")
-        dirnames.sort()
-    checks = []
-    if foreign:
-        checks.append(
-            Check(
-                "state dir",
-                Mark.fail,
-                f"{_plural(len(foreign), 'path')} in {shown} owned by another user: {_names(foreign)}",
-                f"sudo chown -R {_user()} {shown}   (and run cronfile as one user)",
-            )
-        )
-    if wide:
-        checks.append(
-            Check(
-                "state dir",
-                Mark.fail if writable else Mark.warn,
-                f"{_plural(len(wide), 'path')} in {shown} not 0700 (folders) / 0600 (files): {_names(wide)}",
-                f"chmod -R u=rwX,go= {shown}",
-            )
-        )
-    return checks or [Check("state dir", Mark.ok, f"{shown}: folders 0700, files 0600, all yours")]
-
-
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.geteuid())
+def check_state_dir(store: Store) -> list[Check]:
+    """The store's own checks (``Store.inspect``); for the state dir, docs/design.md 1.1:
+    the dir (and its subdirs) 0700, every file 0600, all ours."""
+    return [Check(f.check, Mark(f.level), f.message, f.fix) for f in store.inspect()]
 
 
 def check_state_json(store: Store) -> tuple[list[Check], State | None]:
     """``state.json`` decodes (Store.read); the state is returned for the later checks."""
     from .errors import StateError
 
-    shown = _shown(store.state_path)
-    if not store.state_dir.is_dir():
+    if not store.created():
         return [], None
     try:
         state = store.read()
@@ -550,7 +477,7 @@ def check_state_json(store: Store) -> tuple[list[Check], State | None]:
                 "state.json",
                 Mark.fail,
                 str(e),
-                f"mv {shown} {shown}.broken && cronfile apply   (run history in runs/ is kept; next runs are recomputed)",
+                _broken_fix(store),
             )
         ], None
     if not store.exists():
@@ -558,7 +485,7 @@ def check_state_json(store: Store) -> tuple[list[Check], State | None]:
             Check(
                 "state.json",
                 Mark.info,
-                f"{shown} does not exist yet: nothing applied",
+                f"{_where(store, 'state.json')} does not exist yet: nothing applied",
                 "run `cronfile apply`",
             )
         ], state
@@ -569,17 +496,32 @@ def check_state_json(store: Store) -> tuple[list[Check], State | None]:
     ], state
 
 
+def _where(store: Store, name: str | None = None) -> str:
+    """A store's location as a person types it: a path relative to here, or a URL;
+    ``name``: a file in the state dir."""
+    loc = store.location
+    if "://" in loc:
+        return loc
+    return _shown(Path(loc) / name if name else Path(loc))
+
+
+def _broken_fix(store: Store) -> str:
+    if "://" in store.location:
+        return "restore the database from a backup"
+    shown = _where(store, "state.json")
+    return f"mv {shown} {shown}.broken && cronfile apply   (run history in runs/ is kept; next runs are recomputed)"
+
+
 # -- locks and engines ---------------------------------------------------------------
 
 
 def check_locks(store: Store, state: State | None, now: datetime) -> list[Check]:
     """Engine locks whose engine is gone, runs left in flight by them, and the daemon.
 
-    ``state.lock`` is an flock: the OS drops it when its holder dies, so a leftover file
-    is harmless and not reported. An engine's lock (``engines/<id>.lock``) works the same
-    way; ``Store.engine_alive`` tells a live one from a dead one (and removes the dead
-    one's file, as the next engine start would)."""
-    if not store.state_dir.is_dir():
+    ``Store.engines`` tells a live engine from a dead one (the file store: an engine's
+    lock, ``engines/<id>.lock``, is an flock the OS drops when its holder dies; probing
+    a dead one's removes its file, as the next engine start would)."""
+    if not store.created():
         return [
             Check(
                 "daemon",
@@ -600,11 +542,14 @@ def check_locks(store: Store, state: State | None, now: datetime) -> list[Check]
         return alive[engine_id]
 
     stale: list[str] = []
-    lock_files = sorted(store.engines_dir.glob("*.lock")) if store.engines_dir.is_dir() else []
-    for path in lock_files:
-        pid = _recorded_pid(path)
-        if not is_alive(path.stem):
-            stale.append(f"engines/{path.name}" + (f" (pid {pid})" if pid else ""))
+    try:
+        known = store.engines()
+    except OSError:
+        known = []
+    for e in known:
+        alive[e.engine_id] = e.alive
+        if not e.alive:
+            stale.append((e.where or f"engine {e.engine_id}") + (f" (pid {e.pid})" if e.pid else ""))
     if stale:
         checks.append(
             Check(
@@ -634,20 +579,11 @@ def check_locks(store: Store, state: State | None, now: datetime) -> list[Check]
             )
         )
     if not stale and not orphans:
-        live = sum(1 for p in lock_files if alive.get(p.stem))
+        live = sum(1 for e in known if e.alive)
         engines = f"{_plural(live, 'engine')} running" if live else "no engine running"
         checks.append(Check("locks", Mark.ok, f"no stale locks; {engines}"))
     checks.append(_daemon_check(store, state, now))
     return checks
-
-
-def _recorded_pid(path: Path) -> int | None:
-    # Today's engine locks are empty; a pid written into one is shown when present.
-    try:
-        text = path.read_text(errors="replace").strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
 
 
 def _daemon_check(store: Store, state: State | None, now: datetime) -> Check:
@@ -732,21 +668,18 @@ def check_clock(
                 fix + "; then check `cronfile status`",
             )
         )
-    skew = _fs_skew(store.state_dir, time_now or _time.time)
+    skew = store.clock_skew(time_now or _time.time)
     if skew is not None and abs(skew) > FS_SKEW_S:
         problems.append(
             Check(
                 "clock",
                 Mark.warn,
-                f"a file written in {_shown(store.state_dir)} gets a time {abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} this clock "
+                f"a file written in {_where(store)} gets a time {abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} this clock "
                 "(a network file system whose server clock differs?)",
                 "sync the clocks of this host and the file server, or put the state dir on a local disk (--state-dir)",
             )
         )
-    try:
-        mtime = datetime.fromtimestamp(store.state_path.stat().st_mtime, UTC)
-    except OSError:
-        mtime = None
+    mtime = store.written_at()
     if mtime is not None and mtime - now > timedelta(seconds=FS_SKEW_S):
         problems.append(
             Check(
@@ -766,27 +699,6 @@ def check_clock(
             bits.append("file times agree")
         problems.append(Check("clock", Mark.ok, "; ".join(bits)))
     return problems + [_ntp_check(run)]
-
-
-def _fs_skew(state_dir: Path, time_now: Callable[[], float]) -> float | None:
-    """mtime of a file written now minus our clock, in seconds (None: no state dir)."""
-    if not state_dir.is_dir():
-        return None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".doctor-", dir=state_dir)
-    except OSError:
-        return None
-    try:
-        os.write(fd, b"x")
-        before = time_now()
-        mtime = os.fstat(fd).st_mtime
-    finally:
-        os.close(fd)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-    return mtime - before
 
 
 def _ntp_check(run: Runner) -> Check:
@@ -814,22 +726,25 @@ def diagnose(
     root: Path,
     state_dir: Path | None = None,
     *,
+    store: Store | None = None,
     environ: Mapping[str, str] | None = None,
     now: datetime | None = None,
     run: Runner = run_tool,
     build_time: datetime | None = None,
     load_zone: Callable[[str], Any] | None = None,
 ) -> list[Check]:
-    """Every check, in a fixed order. ``state_dir`` defaults as the CLI's does."""
+    """Every check, in a fixed order. ``store`` (else the file store at ``state_dir``)
+    defaults as the CLI's does."""
     from . import __version__
     from .load import load_project
-    from .store import Store
+    from .stores import open_store
 
     now = now or datetime.now(UTC)
     project = load_project(root, now=now, environ=environ)
-    if state_dir is None:
-        state_dir = root / (project.config.state_dir or ".cronfile")
-    store = Store(state_dir)
+    if store is None:
+        if state_dir is None:
+            state_dir = root / (project.config.state_dir or ".cronfile")
+        store = open_store(state_dir=state_dir)
     checks = [
         Check(
             "cronfile",
@@ -841,7 +756,7 @@ def diagnose(
     checks += check_agents(project, environ, run)
     checks += check_agent_permissions(project, environ, run)
     checks += check_timezones(project, load_zone)
-    checks += check_state_dir(state_dir)
+    checks += check_state_dir(store)
     checks += check_containment(environ)
     more, state = check_state_json(store)
     checks += more
@@ -890,12 +805,12 @@ def render(checks: list[Check], *, color: bool = False) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace, out: Out) -> int:
-    from .cli import root_of, state_dir_of, use_color
+    from .console import root_of, store_of, use_color
 
     root = root_of(args)
     # --state-dir, CRONFILE_STATE_DIR, cronfile.yaml's state_dir: the CLI's own rule, so
     # doctor looks where apply and the daemon write.
-    checks = diagnose(root, state_dir_of(args))
+    checks = diagnose(root, store=store_of(args))
     if out.json:
         out.json_data([c.to_json() for c in checks])
         return exit_code(checks)

@@ -19,15 +19,19 @@ The rules are docs/design.md section 5's:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
-from .spec import Catchup, Concurrency, JobSpec
-from .state import JobState, JobStatus, State
+from .history import RunRecord, new_run_id
+from .spec import Catchup, Concurrency, JobSpec, Status, Trigger
+from .state import JobState, JobStatus, Running, State
 
-__all__ = ["MISSED_COUNT_LIMIT", "Due", "decide", "due_by", "next_wake"]
+if TYPE_CHECKING:
+    from .schedule import Schedule
+
+__all__ = ["MISSED_COUNT_LIMIT", "Claimed", "Claims", "Due", "claim", "claim_reboot", "decide", "due_by", "next_wake"]
 
 # Counting missed occurrences walks the schedule; an every-second job down for a week
 # has 604,800 of them. The walk stops here and reports this many ("10000+" shown as
@@ -42,7 +46,7 @@ class Due:
     transaction: ``next_run``, the run (if any), the missed/skipped history lines."""
 
     run: datetime | None = None  # scheduled_for of the run to start now
-    trigger: str | None = None  # "schedule" | "catchup" | "queued"
+    trigger: Trigger | None = None  # schedule | catchup | queued
     missed: int = 0  # occurrences not run (capped at MISSED_COUNT_LIMIT)
     missed_first: datetime | None = None
     missed_last: datetime | None = None
@@ -55,7 +59,7 @@ class Due:
 
 
 def decide(
-    spec: JobSpec, js: JobState, schedule: Any, now: datetime, horizon: datetime | None = None
+    spec: JobSpec, js: JobState, schedule: Schedule, now: datetime, horizon: datetime | None = None
 ) -> Due | None:
     """What to do with ``spec`` at ``now``; None when it is not due.
 
@@ -64,7 +68,7 @@ def decide(
     them at start.
 
     A buffered occurrence (``js.queued``, concurrency: queue) whose blocker has finished
-    comes back as ``trigger="queued"`` with ``next_run`` unchanged; the caller clears
+    comes back as ``trigger=Trigger.queued`` with ``next_run`` unchanged; the caller clears
     ``js.queued`` when it claims the run.
 
     ``horizon`` (later than ``now``) decides ahead: the occurrences due by ``horizon``
@@ -76,7 +80,7 @@ def decide(
     ahead unless it allows concurrent runs: by the instant that run may have ended
     (``forbid`` would skip, ``queue`` buffer, an occurrence that should run), and
     ``replace`` would stop it before its successor is due."""
-    if js.state is not JobStatus.scheduled or schedule.kind == "reboot":
+    if js.state is not JobStatus.scheduled or schedule.at_boot:
         return None
     at = now if horizon is None or horizon <= now else horizon
     if js.running and spec.concurrency is not Concurrency.allow:
@@ -89,7 +93,7 @@ def decide(
         last_run = repeat_left == 1
         return Due(
             run=js.queued,
-            trigger="queued",
+            trigger=Trigger.queued,
             next_run=None if last_run else js.next_run,
             completes=last_run or js.next_run is None,
             lateness=(now - js.queued).total_seconds(),
@@ -110,12 +114,12 @@ def decide(
     earlier, first, last = _occurrences(schedule, js.next_run, latest)
 
     run: datetime | None
-    trigger: str | None
+    trigger: Trigger | None
     if lateness <= spec.starting_deadline:
-        run, trigger = latest, "schedule"
+        run, trigger = latest, Trigger.schedule
         missed, missed_first, missed_last = earlier, first, last
     elif spec.catchup is Catchup.once:
-        run, trigger = latest, "catchup"
+        run, trigger = latest, Trigger.catchup
         missed, missed_first, missed_last = earlier, first, last
     else:
         run, trigger = None, None
@@ -157,7 +161,7 @@ def decide(
 
 
 def _occurrences(
-    schedule: Any, start: datetime, end: datetime
+    schedule: Schedule, start: datetime, end: datetime
 ) -> tuple[int, datetime | None, datetime | None]:
     """How many occurrences fall in [start, end) (start counts as one: it was next_run),
     the first and the last; the walk stops at MISSED_COUNT_LIMIT."""
@@ -213,3 +217,155 @@ def next_wake(
     if best is None:
         return None
     return max(best, now)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A run ``claim`` claimed: persisted as a ``running`` entry, to be started."""
+
+    job: str
+    run_id: str
+    spec: JobSpec
+    trigger: Trigger
+    scheduled_for: datetime
+    after: tuple[str, ...] = ()  # concurrency: replace -- the runs to be gone first
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What ``claim`` decided: the state to persist (the same object when nothing
+    changed), the runs to start, the history records to write once it is persisted, and
+    the runs in flight to stop (concurrency: replace)."""
+
+    state: State
+    runs: tuple[Claimed, ...] = ()
+    records: tuple[RunRecord, ...] = ()
+    cancel: tuple[str, ...] = ()
+
+
+def claim(
+    state: State,
+    now: datetime,
+    *,
+    spec_for: Callable[[JobState], JobSpec],
+    schedule_for: Callable[[JobSpec, JobState], Schedule],
+    engine: str,
+    host: str,
+    horizon: datetime | None = None,
+    waiting: Collection[str] = (),
+    max_concurrent: int = 0,
+    new_id: Callable[[datetime], str] = new_run_id,
+) -> Claims:
+    """Every job of ``state`` decided at ``now`` (``decide``), and what follows in the
+    state: each run claimed is a ``running`` entry of engine ``engine`` and counts in
+    ``run_count``; ``next_run``, ``queued`` and the job's ``state`` move on; a missed or
+    skipped occurrence becomes a record. The caller persists ``Claims.state`` in its claim
+    transaction, then writes the records and starts the runs.
+
+    ``spec_for`` and ``schedule_for`` build (or fetch from a cache) a job's spec and
+    schedule; a job that is not due is skipped before either is asked for. ``waiting``
+    holds the run ids claimed and still waiting for a free slot (``max_concurrent``): an
+    occurrence skipped behind one of them says so. ``new_id`` makes run ids
+    (history.new_run_id; a test passes a counter)."""
+    at = now if horizon is None or horizon < now else horizon
+    runs: list[Claimed] = []
+    records: list[RunRecord] = []
+    cancel: list[str] = []
+    for name in sorted(state.jobs):
+        js = state.jobs[name]
+        if js.state != JobStatus.scheduled:
+            continue
+        if js.queued is None and (js.next_run is None or js.next_run > at):
+            continue  # not due: skip building its spec (10,000 jobs, every pass)
+        spec = spec_for(js)
+        if js.queued is not None and not js.running:
+            # concurrency: queue -- the buffered occurrence runs right after.
+            run_id = new_id(js.queued)
+            runs.append(Claimed(name, run_id, spec, Trigger.queued, js.queued))
+            js = js.with_(
+                queued=None,
+                running=(Running(run_id, js.queued, now, Trigger.queued, engine),),
+                run_count=js.run_count + 1,
+            )
+            state = state.with_job(name, js)
+            continue
+        d = decide(spec, js, schedule_for(spec, js), now, horizon)  # None for @reboot
+        if d is None:
+            continue
+        if d.missed:
+            if d.run is not None and d.trigger == Trigger.schedule:
+                # The latest occurrence runs on time; the earlier ones were not late past
+                # the deadline, they were folded into it (at most one run per job per pass).
+                why = "folded into the run of a later occurrence (at most one run at a time on return)"
+            else:
+                why = "later than starting_deadline"
+            assert d.missed_last is not None
+            records.append(RunRecord.missed(job=name, last=d.missed_last, first=d.missed_first, count=d.missed, message=why, host=host, run_id=new_id(d.missed_last)))
+        if d.skipped is not None:
+            if js.running and all(r.run_id in waiting for r in js.running):
+                # It never ran: it is still waiting for a slot (max_concurrent).
+                why = f"the previous run was still waiting for a free slot (max_concurrent: {max_concurrent}; concurrency: forbid)"
+            else:
+                why = "the previous run was still going (concurrency: forbid)"
+            records.append(RunRecord.skipped(job=name, when=d.skipped, message=why, host=host, run_id=new_id(d.skipped), status=Status.skipped))
+        running = js.running
+        run_count = js.run_count
+        if d.run is not None:
+            trigger = d.trigger or Trigger.schedule
+            run_id = new_id(d.run)
+            # concurrency: replace. The new run starts once the old one's processes are
+            # gone (the engine waits for them), not beside them.
+            runs.append(Claimed(name, run_id, spec, trigger, d.run, tuple(d.cancel)))
+            running = running + (Running(run_id, d.run, now, trigger, engine),)
+            run_count += 1
+        cancel.extend(d.cancel)
+        js = js.with_(
+            next_run=d.next_run,
+            running=running,
+            run_count=run_count,
+            queued=d.queue if d.queue is not None else js.queued,
+            state=JobStatus.completed if d.completes else js.state,
+        )
+        state = state.with_job(name, js)
+    return Claims(state, tuple(runs), tuple(records), tuple(cancel))
+
+
+def claim_reboot(
+    state: State,
+    now: datetime,
+    *,
+    spec_for: Callable[[JobState], JobSpec],
+    engine: str,
+    boot: datetime | None,
+    only_after_boot: bool,
+    schedule_for: Callable[[JobSpec, JobState], Schedule] | None = None,
+    new_id: Callable[[datetime], str] = new_run_id,
+) -> Claims:
+    """@reboot jobs claimed at an engine's start: each scheduled one once (the daemon),
+    or with ``only_after_boot`` (`tick`, every minute) only if it has not run since
+    ``boot`` (the system's boot; None: unknown, nothing fires). Each claimed run is a
+    ``running`` entry of engine ``engine`` and counts in ``run_count``; the job is
+    completed once ``repeat`` is reached."""
+    runs: list[Claimed] = []
+    for name, js in sorted(state.jobs.items()):
+        if js.state != JobStatus.scheduled:
+            continue
+        spec = spec_for(js)
+        if not (schedule_for(spec, js) if schedule_for is not None else spec.build_schedule()).at_boot:
+            continue
+        if only_after_boot:
+            last = js.last_run
+            if boot is None or (last is not None and last.started_at and last.started_at >= boot):
+                continue
+        run_id = new_id(now)
+        runs.append(Claimed(name, run_id, spec, Trigger.reboot, now))
+        run_count = js.run_count + 1
+        done = spec.repeat is not None and run_count >= spec.repeat
+        js = js.with_(
+            running=js.running + (Running(run_id, now, now, Trigger.reboot, engine),),
+            run_count=run_count,
+            state=JobStatus.completed if done else js.state,
+        )
+        state = state.with_job(name, js)
+    return Claims(state, tuple(runs))
+

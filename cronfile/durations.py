@@ -81,9 +81,16 @@ def parse_duration(value: str | int | float) -> timedelta:
     return timedelta(microseconds=total_us)
 
 
-def format_duration(td: timedelta) -> str:
+def format_duration(value: timedelta | float, *, rounded: bool = False) -> str:
     """Compact text that :func:`parse_duration` reads back: ``1h30m``, ``45s``, ``2d``,
-    ``12.5s``, ``250ms``; a negative duration gets a leading ``-``."""
+    ``12.5s``, ``250ms``; a negative duration gets a leading ``-``. A float is seconds.
+
+    ``rounded`` is for a sentence a person reads, a delivery's ``succeeded in 41.2s``:
+    one decimal under a minute, then ``3m12s``, then ``1h02m`` (rounded, not read back).
+    """
+    td = value if isinstance(value, timedelta) else timedelta(seconds=value)
+    if rounded:
+        return _rounded(td.total_seconds())
     total_us = td // _US
     if total_us == 0:
         return "0s"
@@ -102,6 +109,15 @@ def format_duration(td: timedelta) -> str:
         elif count:
             parts.append(f"{count}{name}")
     return sign + "".join(parts)
+
+
+def _rounded(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(round(seconds))
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
 def humanize_delta(td: timedelta) -> str:

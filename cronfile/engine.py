@@ -18,7 +18,7 @@ section 5:
   claim is persisted before anything starts, as always), prepares them and parks their
   processes, and starts them together at the instant (``Volley``). Nothing of a run acts
   before its instant by the wall clock. Writes that many runs make at once (their pids,
-  their ends) share transactions (``_commit``).
+  their ends) share transactions (``writer.StateWriter.commit``).
 """
 
 from __future__ import annotations
@@ -37,17 +37,31 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from .clock import Clock, SystemClock, iso
-from .errors import CronfileError, LockedError
+from .apply import apply_logged, log_problems
+from .clock import Clock, SystemClock, boot_time, iso
+from .errors import CronfileError, LockedError, StateWriteError, why
+from .executors.procfs import group_runs
+from .faults import fault
+from .history import (
+    RunRecord,
+    delivery_line,
+    delivery_recorded,
+    last_success_output,
+    merged_history,
+    new_run_id,
+    short_id,
+)
 from .load import Project, files_signature, load_project, racy_changed
 from .logfmt import LogWriter
 from .observe import Observer
 from .parsecache import ParseCache
-from .spec import Config, JobSpec, Status, spec_from_data
-from .state import JobState, JobStatus, LastRun, Running, State
-from .store import StateWriteError, Store, fault
-
-FINISHED_KEYS = ("status", "finished_at")
+from .recovery import reap, stop_leftovers
+from .schedule import Schedule
+from .spec import Config, JobSpec, Status, Trigger, spec_from_data
+from .state import JobState, LastRun, Running, State
+from .stores.base import Store
+from .volley import Volley
+from .writer import StateWriter
 
 # How long before an instant the daemon wakes to claim and prepare the runs due at it:
 # a base, a share per run (a thread, the executor's prepare, the log, the output pipe and
@@ -61,153 +75,6 @@ LEAD_MAX = 2.0
 # How many runs of one instant may start parked (executors/process.py) rather than be
 # spawned at the instant: about as many as there are CPUs (see Volley).
 PARK = os.cpu_count() or 1
-
-
-def new_run_id(when: datetime) -> str:
-    """Sortable and unique: UTC time, then 4 random hex digits (`cronfile logs` takes a
-    suffix). ``when`` is the run's scheduled instant (a run claimed a few ms ahead of
-    05:08:00 is 20261206T050800-...), or its start for a manual or @reboot run."""
-    return when.astimezone(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
-
-
-def short_id(run_id: str) -> str:
-    return run_id.rsplit("-", 1)[-1]
-
-
-def apply_project(
-    store: Store,
-    project: Project,
-    *,
-    now: datetime,
-    revision: str | None,
-    source: str,
-    lock: threading.Lock | None = None,
-    on_reload: Callable[[Project], None] | None = None,
-    check: Callable[[Project, State, Any], None] | None = None,
-) -> Any:
-    """Reconcile the files into the state in one transaction; one audit line if anything
-    changed. Returns the Plan. ``check(project, state, plan)`` runs under the lock before
-    anything is written; if it raises, nothing is (`apply --plan`: planfile.verify).
-
-    Two guards, both found by tests/faults (a daemon, ticks and `apply` on one state dir):
-
-    - Stale files. The files are the truth, and an apply must not put back older files
-      than an apply before it: a `tick` (or the daemon) that read the files, then waited
-      for state.lock while `cronfile apply` recorded a newer edit, reverted that edit (a
-      lost update). So, under the lock, the files' signature is compared with the one
-      taken when they were read; if they changed, they are read again (``on_reload``
-      hears of it) and the apply is retried, and the last try reads them under the
-      lock (safe: whoever applies after us reads after we release). An equal signature
-      proves nothing for a file read within a clock tick of a write: those files' bytes
-      are compared too (``load.racy_changed``).
-    - A stale clock. ``now`` was read before waiting for the lock; meanwhile another
-      engine may have claimed a run at a later instant. A schedule change recomputes
-      next_run "from now", and from a ``now`` older than that claim it could hand the
-      claimed instant out again (a run twice). Reconcile therefore never plans from a
-      time earlier than the latest the state has recorded (a claim, a run, an apply);
-      this also covers a wall clock that jumped back."""
-    import getpass
-
-    from .errors import SpecError
-    from .reconcile import reconcile
-
-    def read_again() -> Project:
-        fresh = load_project(project.root, now=now, cache=project.cache, warnings=False)
-        if fresh.errors:
-            raise SpecError(fresh.errors)
-        if on_reload is not None:
-            on_reload(fresh)
-        return fresh
-
-    store.ensure()
-    guard = lock or threading.Lock()
-    for attempt in range(_STALE_RETRIES):
-        stale = False
-        with guard, store.transaction() as txn:
-            if project.signature:
-                changed = files_signature(project.root) != project.signature
-                if changed and attempt < _STALE_RETRIES - 1:
-                    stale = True  # read them again without holding the lock, and retry
-                elif changed or racy_changed(project):
-                    project = read_again()
-            if not stale:
-                at = max(now, _latest_activity(txn.state) or now)
-                new_state, plan = reconcile(project.specs, txn.state, at, revision=revision)
-                if check is not None:
-                    check(project, txn.state, plan)
-                if plan.has_changes:
-                    txn.state = new_state
-        if not stale:
-            break
-        project = read_again()
-    if plan.has_changes:
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):
-            user = str(os.getuid())
-        store.append_audit(
-            {
-                "time": iso(now),
-                "user": user,
-                "host": socket.gethostname(),
-                "source": source,
-                "revision": revision,
-                "summary": plan.summary(),
-                "changes": [{"name": c.name, "action": str(c.action), "fields": list(c.fields)} for c in plan.changes if str(c.action) != "unchanged"],
-            }
-        )
-    return plan
-
-
-_STALE_RETRIES = 5
-
-
-def _latest_activity(state: State) -> datetime | None:
-    """The latest time the state records anything happening: an apply, a claim, a run's
-    start or end, and the instant of a run claimed ahead of it (the daemon claims a few
-    ms early: an apply in between must not plan that instant again)."""
-    times: list[datetime | None] = [state.applied_at]
-    times += [t for r in state.orphans for t in (r.started_at, r.scheduled_for)]
-    for js in state.jobs.values():
-        times += [js.updated_at, js.created_at]
-        times += [t for r in js.running for t in (r.started_at, r.scheduled_for)]
-        if js.last_run is not None:
-            times += [js.last_run.started_at, js.last_run.finished_at]
-    return max((t for t in times if t is not None), default=None)
-
-
-def merged_history(store: Store, job: str, n: int | None) -> list[dict[str, Any]]:
-    """History lines merged by run id: a run's record and its later delivery line (written
-    after delivery, append-only) read as one entry. Oldest first; the last ``n``."""
-    try:
-        raw = store.read_history(job)
-    except ValueError:
-        return []
-    merged: dict[str, dict[str, Any]] = {}
-    for line in raw:
-        rid = line.get("run_id")
-        if not rid:
-            continue
-        if rid in merged:
-            old = merged[rid].get("deliveries") or []
-            merged[rid].update(line)
-            if "status" not in line and old:
-                # The outbox records each delivery on a line of its own; a resend after a
-                # crash replaces the earlier result of the same key.
-                new = line.get("deliveries") or []
-                keys = {d.get("key") for d in new if d.get("key")}
-                merged[rid]["deliveries"] = [d for d in old if not d.get("key") or d.get("key") not in keys] + new
-        else:
-            merged[rid] = dict(line)
-    runs = list(merged.values())
-    return runs[-n:] if n else runs
-
-
-def engine_running(store: Store) -> bool:
-    """Whether a daemon holds this state dir's daemon.lock (checked without taking it)."""
-    if not store.state_dir.exists():
-        return False
-    return store.daemon_running()
 
 
 def _release(lock: Any) -> None:
@@ -230,7 +97,7 @@ class Claim:
     job: str = field(compare=False)
     run_id: str = field(compare=False)
     spec: JobSpec = field(compare=False)
-    trigger: str = field(compare=False)
+    trigger: Trigger = field(compare=False)
     scheduled_for: datetime | None = field(compare=False)
     claimed_at: datetime = field(compare=False)
     volley: Volley | None = field(default=None, compare=False)  # claimed ahead of its instant
@@ -242,210 +109,6 @@ class Claim:
     def ahead(self) -> bool:
         """Claimed before its instant (due.decide's horizon): it must wait for it."""
         return self.scheduled_for is not None and self.scheduled_for > self.claimed_at
-
-
-class Volley:
-    """Runs claimed ahead of one instant, started together at it.
-
-    The daemon claims the runs due at an instant a little before it; each run's thread
-    then prepares its run (executor, log, environment) and joins here. The first
-    ``park`` runs that are ``/bin/sh`` jobs start their process group parked
-    (executors/process.py) before the instant; the others wait for it and spawn then.
-    This volley's thread waits for the instant by the wall clock, releases the parked
-    processes (one write each) and lets the runs' threads go on; then it records the
-    pids of all its runs in one state transaction (the parked ones before the instant
-    already, when there is time for it). A run that joins after the release starts at
-    once and records its own pid.
-
-    Why only a few parked: released together, 100 processes share 2 CPUs and each gets
-    through its start later than when they are spawned one after another (measured with
-    bench/bench_firing.py, p50 97-102 ms against 75-82 ms); a handful, up to the number
-    of CPUs, start sooner parked than spawned (1 job: p50 2.7 ms against 3.4 ms).
-
-    At most once holds as before: the claim was persisted before any process existed,
-    and a parked process runs its job only when released; if this process dies first,
-    the gates read EOF and exit (the runs are then recovered ``interrupted``, like runs
-    claimed and never spawned). A run cancelled before the instant (``replace``, the end
-    of ``shutdown_grace``) is never released. Pids not yet recorded when this process
-    dies are found by run id (``_run_group``)."""
-
-    def __init__(self, engine: Engine, at: datetime, *, park: int = 0) -> None:
-        self.at = at
-        self._engine = engine
-        self._cv = threading.Condition()
-        self._park = park  # how many more runs may start parked
-        self._expected = 0  # members with a thread
-        self._here: set[str] = set()  # run ids of the members waiting here
-        self._gone = 0  # members cancelled before the instant
-        self._parked: dict[str, tuple[str, Any]] = {}  # run id -> (job, its parked Proc)
-        self._pids: dict[str, tuple[str, int]] = {}  # run id -> (job, pid) to record
-        self._ended: set[str] = set()  # members whose spawning is over (or never came)
-        self._recorded: set[str] = set()
-        self._closed = False  # pids reported from now on are recorded by their runs
-        self.released = False
-        self.over = threading.Event()  # released, or given up
-        self._wake = threading.Event()
-
-    def __repr__(self) -> str:
-        return f"Volley({iso(self.at)}, {self._expected} runs)"
-
-    def enlist(self) -> None:
-        with self._cv:
-            self._expected += 1
-
-    def member(self, claim: Claim) -> _Member:
-        return _Member(self, claim)
-
-    def start(self) -> None:
-        threading.Thread(target=self._run, name=f"volley-{iso(self.at)}", daemon=True).start()
-
-    def poke(self) -> None:
-        """A cancel event was set: the members waiting here look at theirs."""
-        with self._cv:
-            self._cv.notify_all()
-        self._wake.set()
-
-    # -- what the members call -----------------------------------------------------------
-
-    def _may_park(self) -> bool:
-        with self._cv:
-            if self.released or self._park <= 0:
-                return False
-            self._park -= 1
-            return True
-
-    def _wait(self, claim: Claim, proc: Any, cancel: threading.Event | None) -> bool:
-        run_id = claim.run_id
-        with self._cv:
-            late = self.released
-            if not late:
-                if proc is not None:
-                    self._parked[run_id] = (claim.job, proc)
-                self._here.add(run_id)
-                self._cv.notify_all()
-                while not self.released:
-                    if cancel is not None and cancel.is_set():
-                        self._parked.pop(run_id, None)
-                        self._here.discard(run_id)
-                        self._gone += 1
-                        self._wake.set()
-                        return False
-                    self._cv.wait()
-        if late and proc is not None:
-            proc.release()
-        return True
-
-    def spawned(self, claim: Claim, pid: int) -> bool:
-        """A member's first process exists: True if this volley records its pid (in its
-        one transaction), False if the caller must (it came too late for that)."""
-        with self._cv:
-            if claim.run_id in self._recorded:
-                return True
-            if self._closed:
-                return False
-            self._pids[claim.run_id] = (claim.job, pid)
-            self._cv.notify_all()
-            return True
-
-    def ended(self, claim: Claim) -> None:
-        """A member's run is over: whatever it spawned was reported."""
-        with self._cv:
-            self._ended.add(claim.run_id)
-            self._cv.notify_all()
-
-    # -- the volley's thread ---------------------------------------------------------------
-
-    def _run(self) -> None:
-        clock = self._engine.clock
-        try:
-            # Until every member is here (parked or waiting), or the instant.
-            with self._cv:
-                while len(self._here) + self._gone < self._expected:
-                    left = (self.at - clock.now()).total_seconds()
-                    if left <= 0:
-                        break
-                    self._cv.wait(min(left, 1.0))
-                early = {rid: (job, proc.pid) for rid, (job, proc) in self._parked.items()}
-            # The parked runs' pids, before the instant if a transaction fits there.
-            if early and (self.at - clock.now()).total_seconds() > 2 * self._engine._txn_seconds:
-                self._record(early)
-            if early:
-                fault("after-park")  # test-only (store.fault): die with runs parked
-            while True:
-                with self._cv:
-                    if self._expected and self._gone >= self._expected:
-                        break  # every member was cancelled
-                if clock.now() >= self.at:
-                    break
-                # A wall clock that jumps back makes this wait longer: nothing of a run
-                # acts before its instant (tests/faults/test_clock.py).
-                clock.sleep_until(self.at, self._wake)
-                self._wake.clear()
-            with self._cv:
-                self.released = True
-                procs = [proc for _, proc in self._parked.values()]
-                self._cv.notify_all()
-            for proc in procs:
-                proc.release()
-            self.over.set()
-            # Then every other pid, once each member has spawned (or ended), in one go.
-            deadline = time.monotonic() + 5.0
-            with self._cv:
-                for rid, (job, proc) in self._parked.items():
-                    if rid not in self._recorded:
-                        self._pids[rid] = (job, proc.pid)
-                while not self._here <= set(self._pids) | self._recorded | self._ended:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cv.wait(left)
-                rest = {rid: v for rid, v in self._pids.items() if rid not in self._recorded}
-                self._closed = True
-            if rest:
-                self._record(rest)
-        finally:
-            with self._cv:
-                self.released = self._closed = True
-                self._cv.notify_all()
-            self.over.set()
-            with self._engine._cv:
-                self._engine._volleys.discard(self)
-
-    def _record(self, pids: dict[str, tuple[str, int]]) -> None:
-        try:
-            self._engine._record_pids(pids)
-        except (OSError, CronfileError) as e:
-            # The runs go on; a recovery finds their groups by run id (see _run_group).
-            self._engine.log("", f"could not record the pids of {len(pids)} runs: {_why(e)}", event="state.write_failed", level="warning")
-            return
-        with self._cv:
-            self._recorded.update(pids)
-
-
-class _Member:
-    """One run of a volley, as the runner sees it (runner.Start)."""
-
-    def __init__(self, volley: Volley, claim: Claim) -> None:
-        self._volley = volley
-        self._claim = claim
-
-    def may_park(self) -> bool:
-        return self._volley._may_park()
-
-    def wait(self, cancel: threading.Event | None) -> bool:
-        return self._volley._wait(self._claim, None, cancel)
-
-    def park(self, proc: Any, cancel: threading.Event | None) -> bool:
-        return self._volley._wait(self._claim, proc, cancel)
-
-
-@dataclass
-class _Update:
-    """A change to state.json waiting for a shared transaction (Engine._commit)."""
-
-    fn: Callable[[State], State]
-    done: bool = False
-    error: BaseException | None = None
 
 
 class Engine:
@@ -479,7 +142,7 @@ class Engine:
         self.observer: Observer = observer or Observer()
         self.engine_id = secrets.token_hex(8)
         self.host = socket.gethostname()
-        self._txn_lock = threading.Lock()
+        self.writer = StateWriter(store)  # state transactions, timed and shared
         self._cv = threading.Condition()
         self._pending: list[Claim] = []
         self._active: dict[str, threading.Thread] = {}
@@ -500,10 +163,6 @@ class Engine:
         self._sched_cache: dict[tuple[str, str], Any] = {}
         self._finished: list[str] = []
         self._volleys: set[Volley] = set()
-        self._txn_seconds = 0.005  # how long a state transaction takes here (recent)
-        self._updates: list[_Update] = []
-        self._updates_lock = threading.Lock()
-        self._committer = threading.Lock()
         self._claimed_to: datetime | None = None  # the latest instant claimed ahead
         self._replaced: dict[str, str] = {}  # run id -> the run that replaces it
         self._start_pings: dict[str, threading.Thread] = {}  # healthchecks /start in flight
@@ -511,7 +170,7 @@ class Engine:
         self._adopted_at = time.monotonic()  # the last look for dead engines' outbox entries
         from .outbox import Outbox
 
-        self.outbox = Outbox(store.state_dir, self.engine_id, send=self._send_delivery, record=self._record_delivery, log=self.log)
+        self.outbox = Outbox(store, self.engine_id, send=self._send_delivery, record=self._record_delivery, log=self.log)
         self._killers: dict[str, threading.Thread] = {}  # another engine's runs being stopped
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -550,61 +209,6 @@ class Engine:
 
     # -- state helpers -----------------------------------------------------------------
 
-    def _txn(self) -> Any:
-        """State transactions are serialized within the process too (runs finish on threads)."""
-        engine = self
-
-        class _Ctx:
-            def __enter__(self) -> Any:
-                engine._txn_lock.acquire()
-                self.t0 = time.monotonic()
-                try:
-                    self.cm = engine.store.transaction()
-                    return self.cm.__enter__()
-                except BaseException:
-                    engine._txn_lock.release()
-                    raise
-
-            def __exit__(self, *exc: Any) -> Any:
-                try:
-                    return self.cm.__exit__(*exc)
-                finally:
-                    # The lead before an instant makes room for two of these.
-                    took = time.monotonic() - self.t0
-                    engine._txn_seconds = max(took, 0.9 * engine._txn_seconds)
-                    engine._txn_lock.release()
-
-        return _Ctx()
-
-    def _commit(self, update: Callable[[State], State]) -> None:
-        """Apply ``update`` (a pure State -> State) to state.json, in one transaction
-        with whatever other threads submit meanwhile (group commit): when many runs
-        start or end together, their pid and end writes take a few transactions instead
-        of one each. Returns once ``update`` is persisted; raises what its transaction
-        raised (nothing of that batch was written; the caller may retry)."""
-        item = _Update(update)
-        with self._updates_lock:
-            self._updates.append(item)
-        with self._committer:
-            if not item.done:
-                with self._updates_lock:
-                    batch, self._updates = self._updates, []
-                try:
-                    with self._txn() as txn:
-                        state = txn.state
-                        for u in batch:
-                            state = u.fn(state)
-                        if state is not txn.state:
-                            txn.state = state
-                except BaseException as e:
-                    for u in batch:
-                        u.error, u.done = e, True
-                else:
-                    for u in batch:
-                        u.done = True
-        if item.error is not None:
-            raise item.error
-
     def spec_for(self, js: JobState) -> JobSpec:
         spec = self._spec_cache.get(js.spec_hash)
         if spec is None:
@@ -612,7 +216,7 @@ class Engine:
             self._spec_cache[js.spec_hash] = spec
         return spec
 
-    def schedule_for(self, spec: JobSpec, js: JobState) -> Any:
+    def schedule_for(self, spec: JobSpec, js: JobState) -> Schedule:
         key = (js.schedule_sig, iso(js.created_at) or "")
         sched = self._sched_cache.get(key)
         if sched is None:
@@ -622,134 +226,18 @@ class Engine:
 
     # -- recovery ----------------------------------------------------------------------
 
-    def _dead_runs(self, state: State) -> tuple[State, list[tuple[str, Running]]]:
-        """Running entries whose engine is gone: removed from the state, returned."""
-        dead: list[tuple[str, Running]] = []
-        alive: dict[str, bool] = {self.engine_id: True}
-
-        def gone(r: Running) -> bool:
-            if r.engine not in alive:
-                alive[r.engine] = self.store.engine_alive(r.engine)
-            return not alive[r.engine]
-
-        for name, js in state.jobs.items():
-            keep = []
-            for r in js.running:
-                if gone(r):
-                    dead.append((name, r))
-                else:
-                    keep.append(r)
-            if len(keep) != len(js.running):
-                state = state.with_job(name, js.with_(running=tuple(keep)))
-        orphans = []
-        for r in state.orphans:
-            if gone(r):
-                dead.append((r.job, r))
-            else:
-                orphans.append(r)
-        if len(orphans) != len(state.orphans):
-            state = state.with_(orphans=tuple(orphans))
-        return state, dead
-
-    def _reap(self, state: State) -> tuple[State, list[tuple[str, Running, int | None]]]:
-        """Inside a state transaction: the runs whose engine is gone are recorded in their
-        history, then dropped from ``state``. Returns the new state and the leftover process
-        groups to stop, which the caller stops after the transaction (that can take 10 s:
-        not under state.lock).
-
-        History first, under state.lock, each line written once: a crash in between leaves
-        the entry for the next recovery, which finds the line and does not write it again.
-        The other order (state, then history) lost the record of a claimed run when the
-        engine died in between (found by tests/faults). A run whose own record is already
-        in the history finished: its engine died before it could drop the entry, and the
-        run stands as recorded instead of being called interrupted."""
-        new_state, dead = self._dead_runs(state)
-        if not dead:
-            return state, []
-        from .executors.contain import terminate_run_box
-
-        fault("mid-recovery")
-        now = self.clock.now()
-        stops: list[tuple[str, Running, int | None]] = []
-        for job, r in dead:
-            # Leftover processes are stopped whether or not the run is recorded: a
-            # recovery that wrote the line and died before it could stop them left
-            # them running for ever (found by tests/faults).
-            pgid = _run_group(r.pid, r.run_id)
-            boxed = terminate_run_box(r.run_id)
-            # Every dead run: its cgroup, empty or not, is removed after the transaction.
-            stops.append((job, r, pgid))
-            if pgid is not None:
-                # SIGTERM now, before the entry leaves the state: if this engine dies
-                # before _stop_leftovers, nothing would be left to remember the group.
-                # The wait and the SIGKILL come after the transaction. (A run's cgroup
-                # outlives any engine: it is found again by name; terminate_run_box
-                # signalled its members already.)
-                _terminate(pgid)
-            recorded = self._final_record(job, r.run_id)
-            if recorded is not None:
-                status = str(recorded.get("status"))
-                finished = _parse_time(recorded.get("finished_at")) or now
-                # Its engine died between the record and its end in state.json: maybe
-                # before its deliveries reached the outbox.
-                self._redeliver.append((job, recorded))
-            else:
-                status, finished = str(Status.interrupted), now
-                self.store.append_history(
-                    job,
-                    {
-                        "job": job,
-                        "run_id": r.run_id,
-                        "trigger": r.trigger,
-                        "scheduled_for": iso(r.scheduled_for),
-                        "started_at": iso(r.started_at),
-                        "finished_at": iso(now),
-                        "status": status,
-                        "exit_code": None,
-                        "attempts": 0,
-                        "log_path": _existing(self.store.log_path(job, r.run_id)),
-                        "deliveries": [],
-                        "message": "the engine that ran it stopped"
-                        + (" (its leftover processes were stopped)" if pgid is not None or boxed else ""),
-                        "host": self.host,
-                    },
-                )
-                self.observer.recorded(job, {"job": job, "run_id": r.run_id, "scheduled_for": iso(r.scheduled_for), "status": status})
-                self.log(job, f"run {short_id(r.run_id)} interrupted (its engine {r.engine[:6]} is gone; not re-run)", event="run.interrupted", level="warning", run_id=r.run_id, scheduled_for=iso(r.scheduled_for), status=status)
-            js = new_state.jobs.get(job)
-            if js is not None and not r.job:
-                last = LastRun(r.run_id, status, r.trigger, r.scheduled_for, r.started_at, finished)
-                new_state = new_state.with_job(job, js.with_(last_run=last))
-        return new_state, stops
-
-    def _final_record(self, job: str, run_id: str) -> dict[str, Any] | None:
-        """The run's own record (the line with its status) if the history has it."""
-        try:
-            lines = self.store.read_history(job)
-        except ValueError:
-            return None
-        for line in reversed(lines):
-            if line.get("run_id") == run_id and line.get("status"):
-                return line
-        return None
-
-    def _stop_leftovers(self, stops: list[tuple[str, Running, int | None]]) -> None:
-        from .executors.contain import recover_run
-        from .executors.process import kill_group
-
-        for _job, r, pgid in stops:
-            try:
-                if pgid is not None:
-                    kill_group(pgid, grace=10.0)
-            except ValueError:
-                pass  # our own group, or 0/1: never signal those
-            recover_run(r.run_id)
+    def _reap(self, state: State) -> tuple[State, tuple[tuple[str, Running, int | None], ...]]:
+        """Inside a state transaction: dead engines' runs recorded and dropped
+        (recovery.reap); returns the state and the groups to stop after it."""
+        reaped = reap(state, store=self.store, engine_id=self.engine_id, now=self.clock.now(), host=self.host, observer=self.observer, log=self.log)
+        self._redeliver.extend(reaped.redeliver)
+        return reaped.state, reaped.stops
 
     def recover(self) -> None:
         """Runs left `running` by a dead engine become `interrupted`, never re-run."""
-        with self._txn() as txn:
+        with self.writer.txn() as txn:
             txn.state, stops = self._reap(txn.state)
-        self._stop_leftovers(stops)
+        stop_leftovers(stops)
         self._recover_deliveries()
 
     def _recover_deliveries(self) -> None:
@@ -763,13 +251,13 @@ class Engine:
             js = self.project_state_spec(job)
             if js is None or not js.deliver:
                 continue
-            if self.outbox.pending_keys(record["run_id"]) or self._delivery_recorded(job, record["run_id"]):
+            if self.outbox.pending_keys(record["run_id"]) or delivery_recorded(self.store, job, record["run_id"]):
                 continue
             try:
                 self._queue_deliveries(job, js, record)
                 self.log(job, f"run {short_id(record['run_id'])}: its deliveries were queued again (its engine died before)")
             except (OSError, CronfileError) as e:
-                self.log(job, f"run {short_id(record['run_id'])}: could not queue its deliveries: {_why(e)}")
+                self.log(job, f"run {short_id(record['run_id'])}: could not queue its deliveries: {why(e)}")
 
     def project_state_spec(self, job: str) -> JobSpec | None:
         for spec in self.project.specs:
@@ -780,56 +268,15 @@ class Engine:
     # -- applying ----------------------------------------------------------------------
 
     def apply(self, project: Project, source: str) -> None:
-        from .errors import SpecError, StateError
-        from .load import git_revision
-
-        def reloaded(fresh: Project) -> None:
-            nonlocal project
-            project = fresh
-            self.log("", "the files changed while they were applied: applying them as they are now")
-
-        try:
-            revision = git_revision(project.root)
-            plan = apply_project(
-                self.store,
-                project,
-                now=self.clock.now(),
-                revision=revision,
-                source=source,
-                lock=self._txn_lock,
-                on_reload=reloaded,
-            )
-        except SpecError as e:
-            # Read again because they changed, the files are now invalid: the applied
-            # set stays, as for any invalid change.
-            self.log("", f"jobs.d has {len(e.problems)} problem(s); keeping the last good set:", event="reload.invalid", level="error")
-            for p in e.problems:
-                self.log("", f"  {p}", event="reload.invalid", level="error")
+        """Apply the files (apply.apply_logged); the runs use what was applied."""
+        applied = apply_logged(self.store, project, now=self.clock.now(), source=source, lock=self.writer.lock, log=self.log)
+        if applied is None:
             return
-        except StateWriteError as e:
-            # A full disk: the applied set stays as it was (the write is atomic).
-            self.log("", f"not applied: {_why(e)}", event="apply.failed", level="error")
-            return
-        except (LockedError, StateError):
-            raise
-        except (OSError, CronfileError) as e:
-            # The files kept changing while they were applied, or the audit line could
-            # not be written: say so; the applied set is whatever the state holds.
-            self.log("", f"not applied: {_why(e)}", event="apply.failed", level="error")
-            return
-        self.project = project
-        self.config = project.config
-        self._remember_specs(project)
+        self.project, plan, revision = applied
+        self.config = self.project.config
+        self._remember_specs(self.project)
         self.observer.applied(plan, revision, self.clock.now())
         if plan.has_changes:
-            for c in plan.changes:
-                action = str(c.action)
-                if action == "unchanged":
-                    continue
-                detail = f" ({', '.join(c.fields)})" if c.fields else ""
-                nxt = f"; next run {iso(c.next_run_after)}" if c.next_run_after else ""
-                self.log(c.name, f"{action}{detail}{nxt}", event=f"job.{action}")
-            self.log("", f"applied: {plan.summary()}", event="apply")
             self._wake.set()
 
     def _remember_specs(self, project: Project) -> None:
@@ -844,9 +291,7 @@ class Engine:
         if project.signature == self.project.signature and not racy_changed(self.project):
             return  # nothing changed (the event was a temp file, or a folder)
         if project.errors:
-            self.log("", f"jobs.d has {len(project.errors)} problem(s); keeping the last good set:", event="reload.invalid", level="error")
-            for p in project.errors:
-                self.log("", f"  {p}", event="reload.invalid", level="error")
+            log_problems(self.log, project.errors)
             return
         self.apply(project, "daemon")
 
@@ -857,146 +302,66 @@ class Engine:
 
         ``horizon`` (the daemon, just before an instant): also claim the runs due by
         then (due.decide); those claims are ``ahead`` and start at their instant."""
-        from .due import decide
+        from .due import claim
 
-        at = now if horizon is None or horizon < now else horizon
-        claims: list[Claim] = []
-        records: list[tuple[str, dict[str, Any]]] = []
-        cancel: list[str] = []
-        with self._txn() as txn:
+        with self.writer.txn() as txn:
             state, stops = self._reap(txn.state)
-            changed = state is not txn.state
-            for name in sorted(state.jobs):
-                js = state.jobs[name]
-                if js.state != JobStatus.scheduled:
-                    continue
-                if js.queued is None and (js.next_run is None or js.next_run > at):
-                    continue  # not due: skip building its spec (10,000 jobs, every pass)
-                spec = self.spec_for(js)
-                if js.queued is not None and not js.running:
-                    # concurrency: queue -- the buffered occurrence runs right after.
-                    run_id = new_run_id(js.queued)
-                    claims.append(self._claim(name, run_id, spec, "queued", js.queued, now))
-                    js = js.with_(
-                        queued=None,
-                        running=(Running(run_id, js.queued, now, "queued", self.engine_id),),
-                        run_count=js.run_count + 1,
-                    )
-                    state = state.with_job(name, js)
-                    changed = True
-                    continue
-                if spec.schedule.strip() == "@reboot":
-                    continue
-                d = decide(spec, js, self.schedule_for(spec, js), now, horizon)
-                if d is None:
-                    continue
-                changed = True
-                if d.missed:
-                    records.append((name, self._missed_record(name, d)))
-                if d.skipped is not None:
-                    rec = self._skipped_record(name, d.skipped, now)
-                    if self._waiting_for_slot(js):
-                        # It never ran: it is still waiting for a slot (max_concurrent).
-                        rec["message"] = f"the previous run was still waiting for a free slot (max_concurrent: {self.config.max_concurrent}; concurrency: forbid)"
-                    records.append((name, rec))
-                    self.log(name, f"skipped {iso(d.skipped)}: {rec['message']}", event="run.skipped", level="warning", scheduled_for=iso(d.skipped), status="skipped")
-                running = js.running
-                run_count = js.run_count
-                if d.run is not None:
-                    run_id = new_run_id(d.run)
-                    claims.append(self._claim(name, run_id, spec, d.trigger or "schedule", d.run, now))
-                    if d.cancel:
-                        # concurrency: replace. The new run starts once the old one's
-                        # processes are gone (Engine._wait_replaced), not beside them.
-                        claims[-1].after = tuple(d.cancel)
-                        for old in d.cancel:
-                            self._replaced[old] = run_id
-                    running = running + (Running(run_id, d.run, now, d.trigger or "schedule", self.engine_id),)
-                    run_count += 1
-                cancel.extend(d.cancel)
-                js = js.with_(
-                    next_run=d.next_run,
-                    running=running,
-                    run_count=run_count,
-                    queued=d.queue if d.queue is not None else js.queued,
-                    state=JobStatus.completed if d.completes else js.state,
-                )
-                state = state.with_job(name, js)
-            if changed:
+            with self._cv:
+                waiting = {c.run_id for c in self._pending}
+            decided = claim(
+                state,
+                now,
+                spec_for=self.spec_for,
+                schedule_for=self.schedule_for,
+                engine=self.engine_id,
+                host=self.host,
+                horizon=horizon,
+                waiting=waiting,
+                max_concurrent=self.config.max_concurrent,
+            )
+            state = decided.state
+            if state is not txn.state:
                 txn.state = state
+        claims = []
+        for c in decided.runs:
+            claims.append(self._claim(c.job, c.run_id, c.spec, c.trigger, c.scheduled_for, now))
+            claims[-1].after = c.after
+            for old in c.after:
+                self._replaced[old] = c.run_id
         if claims:
             fault("after-claim")
-        self._stop_leftovers(stops)
+        stop_leftovers(stops)
         if self._redeliver:
             self._recover_deliveries()
         elif self.mode == "daemon" and time.monotonic() - self._adopted_at > 60:
             # Entries of a `run NAME` or `tick` that died since (cheap: one listdir).
             self._adopted_at = time.monotonic()
             self.outbox.adopt(self.store.engine_alive)
-        for job, rec in records:
+        for rec in decided.records:
+            self._log_unrun(rec)
+            line = rec.encode()
             try:
-                self.store.append_history(job, rec)
+                self.store.append_history(rec.job, line)
             except OSError as e:
                 # The claims are persisted: they must still be dispatched.
-                self.log(job, f"could not record a {rec.get('status')} occurrence: {_why(e)}", event="state.write_failed", level="error")
+                self.log(rec.job, f"could not record a {rec.status} occurrence: {why(e)}", event="state.write_failed", level="error")
             else:
-                self.observer.recorded(job, rec)
-        for run_id in cancel:
+                self.observer.recorded(rec.job, line)
+        for run_id in decided.cancel:
             self._cancel(run_id, state)
         return claims, state
 
-    def _waiting_for_slot(self, js: JobState) -> bool:
-        with self._cv:
-            pending = {c.run_id for c in self._pending}
-        return bool(js.running) and all(r.run_id in pending for r in js.running)
+    def _log_unrun(self, rec: RunRecord) -> None:
+        """The log line of an occurrence that was missed or skipped."""
+        if rec.status == Status.missed:
+            n = rec.missed_count or 0
+            self.log(rec.job, f"missed {n} run{'s' if n != 1 else ''} ({iso(rec.missed_first)} .. {iso(rec.scheduled_for)}): {rec.message}", event="run.missed", level="warning", scheduled_for=iso(rec.scheduled_for), status=str(rec.status), missed_count=n)
+        else:
+            self.log(rec.job, f"skipped {iso(rec.scheduled_for)}: {rec.message}", event="run.skipped", level="warning", scheduled_for=iso(rec.scheduled_for), status=str(rec.status))
 
-    def _claim(self, job: str, run_id: str, spec: JobSpec, trigger: str, scheduled_for: datetime | None, now: datetime) -> Claim:
+    def _claim(self, job: str, run_id: str, spec: JobSpec, trigger: Trigger, scheduled_for: datetime | None, now: datetime) -> Claim:
         self._seq += 1
         return Claim(scheduled_for or now, self._seq, job, run_id, spec, trigger, scheduled_for, now)
-
-    def _missed_record(self, job: str, d: Any) -> dict[str, Any]:
-        n = d.missed
-        if d.run is not None and d.trigger == "schedule":
-            # The latest occurrence runs on time; the earlier ones were not late past the
-            # deadline, they were folded into it (at most one run per job per pass).
-            why = "folded into the run of a later occurrence (at most one run at a time on return)"
-        else:
-            why = "later than starting_deadline"
-        self.log(job, f"missed {n} run{'s' if n != 1 else ''} ({iso(d.missed_first)} .. {iso(d.missed_last)}): {why}", event="run.missed", level="warning", scheduled_for=iso(d.missed_last), status="missed", missed_count=n)
-        return {
-            "job": job,
-            "run_id": new_run_id(d.missed_last),
-            "trigger": "schedule",
-            "scheduled_for": iso(d.missed_last),
-            "started_at": None,
-            "finished_at": None,
-            "status": str(Status.missed),
-            "exit_code": None,
-            "attempts": 0,
-            "log_path": None,
-            "deliveries": [],
-            "missed_count": n,
-            "missed_first": iso(d.missed_first),
-            "message": why,
-            "host": self.host,
-        }
-
-    def _skipped_record(self, job: str, when: datetime, now: datetime) -> dict[str, Any]:
-        return {
-            "job": job,
-            "run_id": new_run_id(when),
-            "trigger": "schedule",
-            "scheduled_for": iso(when),
-            "started_at": None,
-            "finished_at": None,
-            "status": str(Status.skipped),
-            "exit_code": None,
-            "attempts": 0,
-            "log_path": None,
-            "deliveries": [],
-            "message": "the previous run was still going (concurrency: forbid)",
-            "host": self.host,
-        }
 
     def _cancel(self, run_id: str, state: State) -> None:
         """concurrency: replace -- stop a run (ours by its event, another engine's by signal)."""
@@ -1022,7 +387,7 @@ class Engine:
         for js in state.jobs.values():
             for r in js.running:
                 if r.run_id == run_id:
-                    pgid = r.pid if r.pid and _group_belongs_to(r.pid, run_id) else None
+                    pgid = r.pid if r.pid and group_runs(r.pid, run_id) else None
                     t = threading.Thread(target=stop, args=(pgid,), daemon=True)
                     self._killers[run_id] = t
                     t.start()
@@ -1044,7 +409,14 @@ class Engine:
             if c.ahead and c.volley is None and c.scheduled_for is not None:
                 v = volleys.get(c.scheduled_for)
                 if v is None:
-                    v = volleys[c.scheduled_for] = Volley(self, c.scheduled_for, park=PARK)
+                    v = volleys[c.scheduled_for] = Volley(
+                        c.scheduled_for,
+                        clock=self.clock,
+                        record_pids=self._record_volley_pids,
+                        txn_seconds=lambda: self.writer.seconds,
+                        done=self._volley_done,
+                        park=PARK,
+                    )
                 c.volley = v
         with self._cv:
             self._volleys.update(volleys.values())
@@ -1091,18 +463,6 @@ class Engine:
 
     # -- executing ---------------------------------------------------------------------
 
-    def _from_job_output(self, spec: JobSpec) -> str | None:
-        ref = spec.context.from_job
-        if not ref:
-            return None
-        for run in reversed(merged_history(self.store, ref, None)):
-            if run.get("status") == Status.success and run.get("log_path"):
-                try:
-                    return Path(run["log_path"]).read_text(errors="replace")
-                except OSError:
-                    return None
-        return None
-
     def _budget_used(self, job: str, spec: JobSpec) -> Any:
         """The job's usage over the last 24 hours, if it has a ``budget:``."""
         if not spec.budget:
@@ -1136,17 +496,30 @@ class Engine:
     def _record_pids(self, pids: dict[str, tuple[str, int]]) -> None:
         """The process groups of runs in flight (run id -> job, pid), in one shared
         transaction."""
-        self._commit(lambda state: _with_pids(state, pids))
+        self.writer.commit(lambda state: state.with_pids(pids))
+
+    def _record_volley_pids(self, pids: dict[str, tuple[str, int]]) -> bool:
+        """A volley's pids; False (and a warning) if they could not be written."""
+        try:
+            self._record_pids(pids)
+        except (OSError, CronfileError) as e:
+            self.log("", f"could not record the pids of {len(pids)} runs: {why(e)}", event="state.write_failed", level="warning")
+            return False
+        return True
+
+    def _volley_done(self, volley: Volley) -> None:
+        with self._cv:
+            self._volleys.discard(volley)
 
     def execute(self, claim: Claim, cancel: threading.Event, *, stream: IO[bytes] | None = None) -> str:
         """Run one claimed run to its end: spawn, wait, record, deliver. Returns the status."""
-        from .delivery import Report, notify_start
+        from .delivery.base import Report
+        from .delivery.dispatch import notify_start, pings_start
         from .executors.base import RunContext
         from .runner import execute
 
         spec = claim.spec
-        log_path = self.store.log_path(claim.job, claim.run_id)
-        log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_path = self.store.log_file(claim.job, claim.run_id)
         ctx = RunContext(
             spec=spec,
             config=self.config,
@@ -1157,7 +530,7 @@ class Engine:
             trigger=claim.trigger,
             log_path=log_path,
             environ=self.environ,
-            from_job_output=self._from_job_output(spec),
+            from_job_output=last_success_output(self.store, spec.context.from_job) if spec.context.from_job else None,
             output_limit=self.config.output_limit,
             stream=stream,
             budget_used=self._budget_used(claim.job, spec),
@@ -1176,17 +549,17 @@ class Engine:
             except (OSError, CronfileError) as e:
                 # The run goes on; without its pid, a recovery finds its process group by
                 # the run id in its environment. Raising here left the process unwatched.
-                self.log(claim.job, f"run {short_id(claim.run_id)}: could not record its pid: {_why(e)}", event="state.write_failed", level="warning", run_id=claim.run_id)
+                self.log(claim.job, f"run {short_id(claim.run_id)}: could not record its pid: {why(e)}", event="state.write_failed", level="warning", run_id=claim.run_id)
             if first:
                 self.observer.run_started(claim.job, claim.run_id, claim.trigger, claim.scheduled_for, now)
                 fields: dict[str, Any] = {"run_id": claim.run_id, "trigger": claim.trigger, "scheduled_for": iso(claim.scheduled_for), "status": "running"}
-                if claim.scheduled_for is not None and claim.trigger in ("schedule", "catchup"):
+                if claim.scheduled_for is not None and claim.trigger in (Trigger.schedule, Trigger.catchup):
                     late = (now - claim.scheduled_for).total_seconds() * 1000
                     self.log(claim.job, f"run {short_id(claim.run_id)} started ({claim.trigger}, {late:.0f} ms late)", event="run.started", lateness_ms=round(late, 1), **fields)
                 else:
                     self.log(claim.job, f"run {short_id(claim.run_id)} started ({claim.trigger})", event="run.started", **fields)
 
-        hc = [t for t in spec.deliver if t.kind == "healthchecks"]
+        hc = [t for t in spec.deliver if pings_start(t.kind)]
         start_ping: threading.Thread | None = None
         volley = claim.volley
         if hc:
@@ -1209,34 +582,32 @@ class Engine:
         finally:
             if volley is not None:
                 volley.ended(claim)
-        status = str(outcome.status)
+        status = Status(outcome.status)
         if status == Status.cancelled and self._stop.is_set():
-            status = str(Status.interrupted)
-        record = {
-            "job": claim.job,
-            "run_id": claim.run_id,
-            "trigger": claim.trigger,
-            "scheduled_for": iso(claim.scheduled_for),
-            "claimed_at": iso(claim.claimed_at),
-            **outcome.to_record(),
-            "status": status,
-            "log_path": _existing(log_path),
-            "deliveries": [],
-            "host": self.host,
-            "engine": self.engine_id,
-        }
+            status = Status.interrupted
+        run = RunRecord.finished(
+            job=claim.job,
+            run_id=claim.run_id,
+            trigger=Trigger(claim.trigger),
+            scheduled_for=claim.scheduled_for,
+            claimed_at=claim.claimed_at,
+            outcome=outcome,
+            status=status,
+            log_path=self.store.keep_log(claim.job, claim.run_id),
+            host=self.host,
+            engine=self.engine_id,
+        )
         if waited:
-            record["replaced"] = waited
+            run = replace(run, replaced=tuple(waited))
         if claim.slot_wait >= 0.5 and (claim.volley is None or claim.slot_wait > 2.0):
-            record["slot_wait_s"] = round(claim.slot_wait, 3)
             note = f"waited {claim.slot_wait:.1f}s for a free slot (max_concurrent: {self.config.max_concurrent})"
-            record["message"] = f"{note}; {record['message']}" if record["message"] else note
+            run = replace(run, slot_wait_s=round(claim.slot_wait, 3), message=f"{note}; {run.message}" if run.message else note)
         replaced_by = self._replaced.pop(claim.run_id, None)
         if replaced_by is not None and status == Status.cancelled:
-            record["replaced_by"] = replaced_by
-            record["message"] = f"{record['message']}; replaced by run {replaced_by} (concurrency: replace)"
+            run = replace(run, replaced_by=replaced_by, message=f"{run.message}; replaced by run {replaced_by} (concurrency: replace)")
         if spawned_at and claim.scheduled_for is not None:
-            record["lateness_ms"] = round((spawned_at[0] - claim.scheduled_for).total_seconds() * 1000, 1)
+            run = replace(run, lateness_ms=round((spawned_at[0] - claim.scheduled_for).total_seconds() * 1000, 1))
+        record = run.encode()
         recorded = self._persist(claim, "its record", lambda: self.store.append_history(claim.job, record))
         fault("after-history")
         if recorded:
@@ -1245,21 +616,21 @@ class Engine:
         # records it `interrupted` instead of it vanishing.
         dur = (outcome.finished_at - outcome.started_at).total_seconds()
         extra = f" (exit {outcome.exit_code})" if outcome.exit_code not in (None, 0) else ""
-        if outcome.message and status not in ("success",):
+        if outcome.message and status != Status.success:
             extra += f": {outcome.message}"
         self.log(
             claim.job,
             f"run {short_id(claim.run_id)} {status} in {dur:.1f}s{extra}",
             event="run.finished",
-            level="info" if status in ("success", "silent") else "warning",
+            level="info" if status in (Status.success, Status.silent) else "warning",
             run_id=claim.run_id,
             scheduled_for=iso(claim.scheduled_for),
-            lateness_ms=record.get("lateness_ms"),
-            status=status,
+            lateness_ms=run.lateness_ms,
+            status=str(status),
             duration_ms=round(dur * 1000, 1),
             exit_code=outcome.exit_code,
         )
-        if status in ("failed", "timeout", "refused", "interrupted"):
+        if status.is_failure:
             self._failed += 1
         # Delivery happens after the run is recorded, and never changes its status. The
         # run only puts its deliveries in the outbox (persisted) and frees its slot; the
@@ -1283,40 +654,35 @@ class Engine:
         """A recorded run's deliveries into the outbox; then the targets its ``on:``
         filters out are recorded (after: a recovery takes any deliveries line as proof
         that the outbox got the rest)."""
+        from .delivery.dispatch import pings_start
         from .outbox import entries_for
 
         entries, skipped = entries_for(record, spec, self.config, engine_id=self.engine_id, now=iso(self.clock.now()) or "", skip_stdout=skip_stdout, host=self.host)
-        if not any(e.target.get("kind") == "healthchecks" for e in entries):
+        if not any(pings_start(e.target.get("kind", "")) for e in entries):
             self._start_pings.pop(record["run_id"], None)  # no finish ping will wait for it
         self.outbox.put(entries)
         fault("after-outbox")
         if skipped:
-            self.store.append_history(job, {"run_id": record["run_id"], "deliveries": [r.to_json() for r in skipped]})
-
-    def _delivery_recorded(self, job: str, run_id: str) -> bool:
-        try:
-            lines = self.store.read_history(job)
-        except ValueError:
-            return False
-        return any(ln.get("run_id") == run_id and "status" not in ln and ln.get("deliveries") for ln in lines)
+            self.store.append_history(job, delivery_line(record["run_id"], [r.to_json() for r in skipped]))
 
     def _send_delivery(self, entry: Any, stop: threading.Event) -> Any:
+        from .delivery.dispatch import pings_start
         from .outbox import send
 
-        if entry.target.get("kind") == "healthchecks":
+        if pings_start(entry.target.get("kind", "")):
             ping = self._start_pings.pop(entry.run_id, None)
             if ping is not None:
                 ping.join(timeout=40)  # its /start must not arrive after the finish ping
         fault("during-delivery")
-        return send(entry, self.config, self.environ, stop, output_limit=self.config.output_limit)
+        return send(entry, self.config, self.environ, stop, output_limit=self.config.output_limit, store=self.store)
 
     def _record_delivery(self, entry: Any, result: Any) -> None:
         result = replace(result, key=entry.key)
-        self.store.append_history(entry.job, {"run_id": entry.run_id, "deliveries": [result.to_json()]})
+        self.store.append_history(entry.job, delivery_line(entry.run_id, [result.to_json()]))
         self.observer.delivered(entry.job, entry.run_id, [result])
         if not result.ok:
-            why = result.skipped if result.skipped else f"failed after {result.attempts} tries: {result.error}"
-            self.log(entry.job, f"run {short_id(entry.run_id)} delivery to {result.target} {why}", event="delivery.failed", level="warning", run_id=entry.run_id, target=result.target)
+            what = result.skipped if result.skipped else f"failed after {result.attempts} tries: {result.error}"
+            self.log(entry.job, f"run {short_id(entry.run_id)} delivery to {result.target} {what}", event="delivery.failed", level="warning", run_id=entry.run_id, target=result.target)
 
     def _persist(self, claim: Claim, what: str, write: Callable[[], None]) -> bool:
         """A write a finished run depends on: its history line, its end in state.json.
@@ -1335,7 +701,7 @@ class Engine:
             except (OSError, CronfileError) as e:
                 if not said:
                     again = "; retrying" if self.mode == "daemon" else ""
-                    self.log(claim.job, f"run {short_id(claim.run_id)}: could not write {what}: {_why(e)}{again}", event="state.write_failed", level="error", run_id=claim.run_id)
+                    self.log(claim.job, f"run {short_id(claim.run_id)}: could not write {what}: {why(e)}{again}", event="state.write_failed", level="error", run_id=claim.run_id)
                     said = True
             if self.mode != "daemon" or self._stop.wait(delay):
                 return False
@@ -1353,11 +719,11 @@ class Engine:
                 return state.with_job(claim.job, js)
             if any(r.run_id == claim.run_id for r in state.orphans):
                 return state.with_(orphans=tuple(r for r in state.orphans if r.run_id != claim.run_id))
-            if js is not None and claim.trigger == "manual":
+            if js is not None and claim.trigger == Trigger.manual:
                 return state.with_job(claim.job, js.with_(last_run=last))
             return state
 
-        self._commit(update)
+        self.writer.commit(update)
 
     # -- modes -------------------------------------------------------------------------
 
@@ -1386,14 +752,14 @@ class Engine:
     def _run_now(self, spec: JobSpec, *, stream: IO[bytes] | None, cancel: threading.Event) -> str:
         now = self.clock.now()
         run_id = new_run_id(now)
-        with self._txn() as txn:
+        with self.writer.txn() as txn:
             js = txn.state.jobs.get(spec.name)
             if js is not None:
                 if js.running:
                     self.log(spec.name, f"note: {len(js.running)} run(s) of {spec.name} already in flight")
-                running = js.running + (Running(run_id, None, now, "manual", self.engine_id),)
+                running = js.running + (Running(run_id, None, now, Trigger.manual, self.engine_id),)
                 txn.state = txn.state.with_job(spec.name, js.with_(running=running))
-        claim = self._claim(spec.name, run_id, spec, "manual", None, now)
+        claim = self._claim(spec.name, run_id, spec, Trigger.manual, None, now)
         status = self.execute(claim, cancel, stream=stream)
         # Its deliveries, before the command returns; a SIGTERM cuts them short (they
         # stay in the outbox for the daemon or the next tick).
@@ -1415,32 +781,15 @@ class Engine:
     def _fire_reboot(self, *, only_after_boot: bool) -> None:
         """@reboot: once each time the daemon starts. `tick` fires it once per system boot
         (it runs every minute; a per-tick @reboot would be a per-minute job)."""
-        boot = _boot_time() if only_after_boot else None
+        from .due import claim_reboot
+
+        boot = boot_time() if only_after_boot else None
         now = self.clock.now()
-        claims = []
-        with self._txn() as txn:
-            state = txn.state
-            for name, js in sorted(state.jobs.items()):
-                if js.state != JobStatus.scheduled or js.spec.get("schedule", "").strip() != "@reboot":
-                    continue
-                if only_after_boot:
-                    last = js.last_run
-                    if boot is None or (last is not None and last.started_at and last.started_at >= boot):
-                        continue
-                spec = self.spec_for(js)
-                run_id = new_run_id(now)
-                claims.append(self._claim(name, run_id, spec, "reboot", now, now))
-                run_count = js.run_count + 1
-                done = spec.repeat is not None and run_count >= spec.repeat
-                js = js.with_(
-                    running=js.running + (Running(run_id, now, now, "reboot", self.engine_id),),
-                    run_count=run_count,
-                    state=JobStatus.completed if done else js.state,
-                )
-                state = state.with_job(name, js)
-            if claims:
-                txn.state = state
-        self.dispatch(claims)
+        with self.writer.txn() as txn:
+            decided = claim_reboot(txn.state, now, spec_for=self.spec_for, schedule_for=self.schedule_for, engine=self.engine_id, boot=boot, only_after_boot=only_after_boot)
+            if decided.runs:
+                txn.state = decided.state
+        self.dispatch([self._claim(c.job, c.run_id, c.spec, c.trigger, c.scheduled_for, now) for c in decided.runs])
 
     def serve(self) -> None:
         """The daemon loop: sleep until the earliest next_run (less the lead, to claim
@@ -1455,16 +804,17 @@ class Engine:
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         # Import what a run needs now, so the first run is not late by an import.
-        from . import delivery, runner  # noqa: F401
+        from . import runner  # noqa: F401
+        from .delivery import base, dispatch  # noqa: F401
         from .executors import agent, command, process, shell  # noqa: F401
-        watcher = Watcher(self.root, self.store.state_dir, on_change=self._on_change)
+        watcher = Watcher(self.root, self.store.watch_file(), on_change=self._on_change)
         try:
             self.apply(self.project, "daemon")
             watcher.start()
             if files_signature(self.root) != self.project.signature:
                 self._reload.set()  # changed while we were starting: the watch came too late
             # Printed once applied and watching: from here on every edit is seen.
-            self.log("", f"cronfile daemon {os.getpid()} on {self.root.resolve()} (state {self.store.state_dir}); engine {self.engine_id[:6]}; {len(self.project.specs)} jobs", event="daemon.started")
+            self.log("", f"cronfile daemon {os.getpid()} on {self.root.resolve()} (state {self.store.location}); engine {self.engine_id[:6]}; {len(self.project.specs)} jobs", event="daemon.started")
             self.observer.ready(self.store.read(), self.clock.now())
             self._fire_reboot(only_after_boot=False)
             last_wall = self.clock.now()
@@ -1498,8 +848,8 @@ class Engine:
                     # fires; say why and try again soon. A full disk used to end the
                     # daemon with an internal error (found by tests/faults).
                     backoff = min(backoff * 2, 30.0) if backoff else 2.0
-                    self.log("", f"cannot claim runs: {_why(e)}; nothing fired; trying again in {backoff:g}s", event="claim.failed", level="error")
-                    self.observer.pass_failed(_why(e), now, now + timedelta(seconds=backoff))
+                    self.log("", f"cannot claim runs: {why(e)}; nothing fired; trying again in {backoff:g}s", event="claim.failed", level="error")
+                    self.observer.pass_failed(why(e), now, now + timedelta(seconds=backoff))
                     self._wake.clear()
                     last_wall, last_mono = now, now_mono
                     self.clock.sleep_until(now + timedelta(seconds=backoff), self._wake)
@@ -1538,7 +888,7 @@ class Engine:
         from .due import due_by
 
         n = min(due_by(state.jobs.values(), instant), max(1, self.config.max_concurrent))
-        return min(LEAD_BASE + LEAD_PER_RUN * n + 2 * self._txn_seconds, LEAD_MAX)
+        return min(LEAD_BASE + LEAD_PER_RUN * n + 2 * self.writer.seconds, LEAD_MAX)
 
     def _on_change(self, kinds: set[str]) -> None:
         if "files" in kinds:
@@ -1556,7 +906,7 @@ class Engine:
             self._pending.clear()
         if pending:
             now = self.clock.now()
-            with self._txn() as txn:
+            with self.writer.txn() as txn:
                 state = txn.state
                 for c in pending:
                     js = state.jobs.get(c.job)
@@ -1564,7 +914,8 @@ class Engine:
                         state = state.with_job(c.job, js.with_(running=tuple(r for r in js.running if r.run_id != c.run_id)))
                 txn.state = state
             for c in pending:
-                self.store.append_history(c.job, {**self._skipped_record(c.job, c.scheduled_for or now, now), "run_id": c.run_id, "status": str(Status.interrupted), "message": "the daemon stopped before a slot was free"})
+                rec = RunRecord.skipped(job=c.job, when=c.scheduled_for or now, message="the daemon stopped before a slot was free", host=self.host, run_id=c.run_id, status=Status.interrupted)
+                self.store.append_history(c.job, rec.encode())
         t0 = time.monotonic()
         if not self.wait_idle(self.config.shutdown_grace):
             with self._cv:
@@ -1579,119 +930,3 @@ class Engine:
             self.log("", "deliveries not made yet stay in the outbox; they go out after the restart", event="delivery.deferred", level="warning")
         self.outbox.stop()
         self.log("", "stopped", event="daemon.stopped")
-
-
-def _with_pids(state: State, pids: dict[str, tuple[str, int]]) -> State:
-    """``state`` with the pid of each run in ``pids`` (run id -> job, pid) filled in,
-    whether the run is its job's or (the job deleted while it ran) an orphan."""
-    for job in {job for job, _ in pids.values()}:
-        js = state.jobs.get(job)
-        if js is not None and any(r.run_id in pids for r in js.running):
-            running = tuple(replace(r, pid=pids[r.run_id][1]) if r.run_id in pids else r for r in js.running)
-            state = state.with_job(job, js.with_(running=running))
-    if any(r.run_id in pids for r in state.orphans):
-        orphans = tuple(replace(r, pid=pids[r.run_id][1]) if r.run_id in pids else r for r in state.orphans)
-        state = state.with_(orphans=orphans)
-    return state
-
-
-def _existing(log_path: Path) -> str | None:
-    """A history line's log_path: absolute, so a webhook receiver or a script elsewhere can
-    open it; None when the run ended before it wrote anything."""
-    return str(log_path.resolve()) if log_path.exists() else None
-
-
-def _group_belongs_to(pgid: int, run_id: str) -> bool:
-    """Whether process group ``pgid`` still runs our run (guards against PID reuse). On
-    Linux a member's environment must hold CRONFILE_RUN_ID=<run_id>; elsewhere we can
-    only check that the group exists."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return True
-    needle = f"CRONFILE_RUN_ID={run_id}".encode()
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:
-                continue
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                return True
-        except (OSError, IndexError, ValueError):
-            continue
-    return False
-
-
-def _run_group(pid: int | None, run_id: str) -> int | None:
-    """The process group still running ``run_id``, if any. With no pid recorded (the
-    engine died between spawning the run and recording its pid: found by tests/faults)
-    the group is found by the run id in its members' environment (Linux /proc)."""
-    if pid:
-        return pid if _group_belongs_to(pid, run_id) else None
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return None
-    needle = f"CRONFILE_RUN_ID={run_id}".encode()
-    own = os.getpgrp()
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if needle not in (entry / "environ").read_bytes().split(b"\0"):
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            pgid = int(fields[2])
-        except (OSError, IndexError, ValueError):
-            continue
-        if pgid > 1 and pgid != own:
-            return pgid
-    return None
-
-
-def _terminate(pgid: int) -> None:
-    if pgid <= 1 or pgid == os.getpgrp():
-        return
-    for sig in (signal.SIGTERM, signal.SIGCONT):
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-
-
-def _why(e: BaseException) -> str:
-    """An error in a log line: the OS's words and the file, not a repr."""
-    if isinstance(e, OSError) and e.strerror:
-        return f"{e.strerror} ({e.filename})" if e.filename else e.strerror
-    return str(e)
-
-
-def _parse_time(text: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text) if isinstance(text, str) else None
-    except ValueError:
-        return None
-
-
-def _boot_time() -> datetime | None:
-    try:
-        for line in Path("/proc/stat").read_text().splitlines():
-            if line.startswith("btime "):
-                return datetime.fromtimestamp(int(line.split()[1]), UTC)
-    except OSError:
-        pass
-    try:
-        import subprocess
-
-        out = subprocess.run(["sysctl", "-n", "kern.boottime"], capture_output=True, text=True, timeout=5).stdout
-        sec = int(out.split("sec =")[1].split(",")[0])
-        return datetime.fromtimestamp(sec, UTC)
-    except (OSError, IndexError, ValueError, Exception):  # noqa: BLE001
-        return None

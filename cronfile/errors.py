@@ -70,5 +70,23 @@ class StateError(CronfileError):
     """The state dir or ``state.json`` cannot be used as it is (exit 2)."""
 
 
+class StateWriteError(StateError):
+    """The store cannot be written or locked: a full disk, a read-only filesystem,
+    no permission. The state is left as it was (every write is atomic). A daemon
+    waits and tries again; a command stops with this one line (exit 2) instead of an
+    internal error with a traceback (found by tests/faults)."""
+
+    def __init__(self, message: str, errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+
 class LockedError(CronfileError):
     """Another process holds a lock that this one needs (exit 2)."""
+
+
+def why(e: BaseException) -> str:
+    """An error in a log line: the OS's words and the file, not a repr."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror} ({e.filename})" if e.filename else e.strerror
+    return str(e)

@@ -7,19 +7,17 @@ Healthy means two things, each checked on its own so the reason can be named:
   jump. So the loop is stuck when it is past its wake time (plus ``SLACK``) without a
   new pass: a deadlock, a state.lock held for ever, a pass that never ends. Measured on
   the monotonic clock: a wall clock jump is not a stuck loop.
-- The state is writable: the last pass could claim runs, and a probe file can be
-  created, written and removed in the state dir (a read-only or full file system, a
-  removed or replaced state dir).
+- The state is writable: the last pass could claim runs, and the store's probe write
+  succeeds (``Store.write_problem``: for the state dir a probe file created, written and
+  removed; it fails on a read-only or full file system, a removed or replaced state dir).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from .observe import Observer
@@ -32,8 +30,8 @@ SLACK = 60.0
 
 
 class Health(Observer):
-    def __init__(self, state_dir: Path, *, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.state_dir = Path(state_dir)
+    def __init__(self, write_problem: Callable[[], str | None], *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._write_problem = write_problem  # the store's probe (Store.write_problem)
         self._mono = monotonic
         self._lock = threading.Lock()
         self._deadline: float | None = None  # monotonic time by which a new pass is due
@@ -85,19 +83,7 @@ class Health(Observer):
             claim = self._claim_error
         if claim is not None:
             return f"cannot claim runs: {claim}"
-        probe = self.state_dir / f".healthz-{os.getpid()}"
-        try:
-            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, b"ok\n")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.unlink(probe)
-        except OSError as e:
-            where = f" ({e.filename})" if e.filename else ""
-            return f"the state dir is not writable: {e.strerror or e}{where}"
-        return None
+        return self._write_problem()
 
     def check(self) -> tuple[bool, list[str]]:
         """(healthy, the reasons it is not)."""

@@ -21,13 +21,16 @@ import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from . import __version__
 from .errors import CronfileError, UsageError
 from .health import Health
 from .secrets import Masker
+
+if TYPE_CHECKING:
+    from .stores.base import Store
 
 __all__ = ["Listen", "StatusServer", "parse_listen"]
 
@@ -143,13 +146,12 @@ class _Handler(BaseHTTPRequestHandler):
 class StatusServer:
     """The HTTP side of one daemon: owns its Metrics; reads the Health it is given."""
 
-    def __init__(self, listen: Listen, *, root: Path, state_dir: Path, environ: dict[str, str], health: Health) -> None:
+    def __init__(self, listen: Listen, *, root: Path, store: Store, environ: dict[str, str], health: Health) -> None:
         from .metrics import CONTENT_TYPE, Metrics  # prometheus-client: only with --http
         from .parsecache import ParseCache
-        from .store import Store
 
         self.root = Path(root)
-        self.store = Store(Path(state_dir))
+        self.store = store
         self.environ = environ
         self.health = health
         self.metrics = Metrics(self._read_state, self._read_history)
@@ -194,11 +196,12 @@ class StatusServer:
         return Masker(values)
 
     def page(self) -> str:
-        from .engine import merged_history
+        from .history import merged_history
         from .load import load_project
         from .render import status_rows
         from .schedule import ScheduleError, get_zone
         from .spec import spec_from_data
+        from .state import JobStatus
         from .statuspage import HORIZON, next_fires, render_page
 
         with self._page_lock:
@@ -218,7 +221,7 @@ class StatusServer:
                 except ScheduleError:
                     zones[name] = UTC
                 js = state.jobs.get(name)
-                if js is None or str(js.state) != "scheduled":
+                if js is None or js.state is not JobStatus.scheduled:
                     continue
                 spec = spec_from_data(js.spec)
                 applied_specs.append(spec)
@@ -252,12 +255,13 @@ class StatusServer:
 
         if not NAME_RE.match(job) or not _RUN_ID_RE.match(run_id) or run_id.startswith("."):
             return None
-        path = self.store.log_path(job, run_id)
-        if path.parent.parent != self.store.runs_dir or not path.is_file():
-            return None
         limit = 4 * 1024 * 1024
-        with path.open("rb") as f:
-            data = f.read(limit + 1)
+        try:
+            data = self.store.read_log(job, run_id, limit=limit + 1)
+        except ValueError:
+            return None  # not a name that can be a run's
+        if data is None:
+            return None
         text = data[:limit].decode("utf-8", errors="replace")
         if len(data) > limit:
             text += "\n[... cut at 4 MiB]"

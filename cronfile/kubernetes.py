@@ -47,7 +47,7 @@ from .spec import VAR_RE, Catchup, Concurrency, JobSpec, Kind
 if TYPE_CHECKING:
     import argparse
 
-    from .cli import Out
+    from .console import Out
     from .load import Project
 
 __all__ = [
@@ -344,23 +344,24 @@ def _interval_text(expr: str, interval_s: float, anchor: datetime) -> str:
 def k8s_schedule(spec: JobSpec) -> tuple[str, str]:
     """(spec.schedule, spec.timeZone) of the job's CronJob, or :class:`Refused`."""
     schedule = spec.build_schedule()
-    if schedule.kind == "reboot":
+    if schedule.at_boot:
         raise Refused(
             "@reboot fires when an engine starts; a Kubernetes cluster has no such moment "
             "(keep this job on the cronfile daemon)"
         )
-    if schedule.kind == "once":
+    if isinstance(schedule, sched.OnceSchedule):
         raise Refused(
             f"{spec.schedule!r} fires once; a Kubernetes CronJob repeats (run it as a "
             "Kubernetes Job, or keep it on the cronfile daemon)"
         )
-    if schedule.kind == "interval":
+    if isinstance(schedule, sched.IntervalSchedule):
         # Elapsed time from the anchor, so the equivalent cron is on UTC's clock.
         return _interval_text(spec.schedule, schedule.interval.total_seconds(), schedule.anchor), "UTC"
     text = " ".join(spec.schedule.split())
     if text.startswith("@"):
         # Kubernetes reads Debian's macros (@hourly ... @yearly) with the same times.
         return text.lower(), spec.timezone
+    assert isinstance(schedule, sched.CronSchedule)
     return _cron_text(text, schedule.fields), spec.timezone
 
 
@@ -963,7 +964,7 @@ class _EveryVariable(dict[str, str]):
 
 
 def cmd_render(args: argparse.Namespace, out: Out) -> int:
-    from .cli import print_problems, root_of
+    from .console import print_problems, root_of
     from .load import load_project
 
     if args.target != "kubernetes":  # pragma: no cover - argparse's choices decide

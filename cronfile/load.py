@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import re
 import stat
 import time
 from collections.abc import Iterator, Mapping
@@ -21,14 +20,15 @@ from pathlib import Path
 
 from .errors import Problem
 from .parsecache import RACY_NS, Entry, ParseCache, config_fingerprint, file_key
-from .spec import Config, JobSpec, config_from_document, cross_problems, job_from_document
+from .spec import (
+    Config,
+    JobSpec,
+    config_from_document,
+    cross_problems,
+    is_job_name,
+    job_from_document,
+)
 from .yamlsrc import MAX_FILE_BYTES, Document, load_documents
-
-# docs/design.md 2's name rule, anchored with \A and \Z: the schema's `$` (and Python's) also
-# matches before a trailing newline, so "backup\n" passed; and the store refuses ".."
-# anywhere in a path component, so "a..b" passed validation, then failed every run with
-# an internal error and stayed "running" (both found by tests/faults).
-SAFE_NAME = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,63}\Z")
 
 CONFIG_NAME = "cronfile.yaml"
 JOBS_DIR = "jobs.d"
@@ -297,7 +297,7 @@ def parse_file(path: str, shown: str, config: Config, now: datetime, racy_out: d
         problems += more
         if spec is None:
             continue
-        if not SAFE_NAME.match(spec.name) or ".." in spec.name:
+        if not is_job_name(spec.name):
             problems.append(
                 Problem(
                     spec.source,

@@ -102,13 +102,13 @@ class Tools:
         if not self.settings.allows(name):
             raise ToolRefused(f"job {name!r} is not offered over MCP (cronfile.yaml: mcp.jobs)")
         state = self.store.read()
-        if name in state.jobs or (self.store.runs_dir / name).is_dir():
+        if name in state.jobs or name in self.store.history_jobs():
             return
         if self._project().job(name) is None:
             raise ToolRefused(f"no job named {name!r}")
 
     def _rows(self) -> list[dict[str, Any]]:
-        from .engine import engine_running, merged_history
+        from .history import engine_running, merged_history
         from .render import status_rows
 
         project = self._project()
@@ -156,7 +156,7 @@ class Tools:
 
     def job_history(self, name: str, n: int = 20) -> list[dict[str, Any]]:
         """`cronfile history NAME --json`: the last ``n`` runs, oldest first."""
-        from .engine import merged_history
+        from .history import merged_history
 
         self._known(name)
         if n < 1:
@@ -167,12 +167,11 @@ class Tools:
         """The output of a run (the latest by default), masked like the stored logs: the
         log is masked when written, and masked again here with the values the job's
         ``${VAR}``s have in this server's environment. At most the last LOG_LIMIT bytes."""
-        from .engine import merged_history
+        from .history import merged_history
 
         self._known(name)
-        job_dir = self.store.runs_dir / name
         recorded = {r["run_id"]: r for r in merged_history(self.store, name, None) if r.get("status")}
-        ids = sorted({p.stem for p in job_dir.glob("*.log")} | set(recorded)) if job_dir.is_dir() else []
+        ids = sorted(set(self.store.log_ids(name)) | set(recorded))
         if not ids:
             raise ToolRefused(f"no logs for {name}: it has not run yet")
         if run_id:
@@ -182,10 +181,7 @@ class Tools:
             ids = match
         chosen = ids[-1]
         rec = recorded.get(chosen, {})
-        try:
-            data = self.store.log_path(name, chosen).read_bytes()
-        except FileNotFoundError:
-            data = b""
+        data = self.store.read_log(name, chosen) or b""
         truncated = len(data) > LOG_LIMIT
         text = self._masker(name).mask(data[-LOG_LIMIT:].decode("utf-8", "replace"))
         return {
@@ -240,7 +236,8 @@ class Tools:
     def run_job(self, name: str, wait_seconds: float = 60.0) -> dict[str, Any]:
         """Run a job now (`cronfile run NAME`, trigger: manual) in its own process, which
         outlives this server; wait up to ``wait_seconds`` for it to end."""
-        from .engine import merged_history
+        from .history import merged_history
+        from .spec import Trigger
         from .state import JobStatus
 
         self._known(name)
@@ -249,12 +246,12 @@ class Tools:
             why = "paused at runtime (resume_job)" if js.pause is not None else "`enabled: false` in the files"
             raise ToolRefused(f"job {name!r} is paused: {why}; not run")
         before = {r["run_id"] for r in merged_history(self.store, name, None)} | {r.run_id for r in (js.running if js else ())}
-        cmd = [sys.executable, "-m", "cronfile", "-C", str(self.root), "--state-dir", str(self.store.state_dir), "-q", "run", name]
+        cmd = [sys.executable, "-m", "cronfile", "-C", str(self.root), "-q", "run", name]
 
         def new_run() -> str | None:
             st = self.store.read().jobs.get(name)
-            ids = {r.run_id for r in (st.running if st else ()) if r.trigger == "manual"}
-            ids |= {r["run_id"] for r in merged_history(self.store, name, 5) if r.get("trigger") == "manual"}
+            ids = {r.run_id for r in (st.running if st else ()) if r.trigger == Trigger.manual}
+            ids |= {r["run_id"] for r in merged_history(self.store, name, 5) if r.get("trigger") == Trigger.manual}
             fresh = sorted(ids - before)
             return fresh[-1] if fresh else None
 
@@ -267,7 +264,8 @@ class Tools:
                 stdout=subprocess.DEVNULL,  # the run's output goes to its log; stdout is our wire
                 stderr=err,
                 start_new_session=True,  # not stopped with this server
-                env=dict(self.environ),  # the same interpreter and import path as this server
+                # The same interpreter and import path as this server, and its store.
+                env={**self.environ, **self.store.child_env()},
             )
             run_id = _poll(new_run, RUN_START_TIMEOUT, lambda: proc.poll() is not None)
             if run_id is None:
@@ -291,11 +289,11 @@ class Tools:
     def propose_job(self, name: str, yaml: str, replace: bool = False) -> dict[str, Any]:
         """Validate a job file's YAML and write it to ``jobs.d/NAME.yaml``. Never applies:
         the change still goes through review and ``cronfile apply``."""
-        from .engine import engine_running
+        from .history import engine_running
         from .load import JOBS_DIR, parse_file
-        from .spec import NAME_RE, cross_problems
+        from .spec import cross_problems, is_job_name
 
-        if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        if not isinstance(name, str) or not is_job_name(name):
             raise ToolRefused(f"{name!r} is not a job name (lower-case letters, digits, '.', '_', '-')")
         if not self.settings.allows(name):
             raise ToolRefused(f"job {name!r} is not offered over MCP (cronfile.yaml: mcp.jobs)")
@@ -446,7 +444,7 @@ def build_server(tools: Tools) -> Any:
 
 def cmd_mcp(args: Any, out: Any) -> int:
     """`cronfile mcp`: serve the tools on stdin/stdout until the client closes them."""
-    from .cli import EXIT_INVALID, EXIT_OK, load_repo, store_of
+    from .console import EXIT_INVALID, EXIT_OK, load_repo, store_of
     from .errors import SpecError
 
     try:

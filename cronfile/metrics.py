@@ -35,6 +35,8 @@ from prometheus_client.registry import Collector
 
 from . import __version__
 from .observe import Observer
+from .spec import Status, Trigger
+from .state import JobStatus
 
 # The *_created series double the output and no dashboard here reads them.
 disable_created_metrics()
@@ -52,7 +54,7 @@ LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0)
 # Job states as state.json names them; every one is exported (0 included), so a
 # dashboard's series do not come and go.
-JOB_STATES = ("scheduled", "paused", "completed")
+JOB_STATES = tuple(str(s) for s in JobStatus)
 # How many coming fires cronfile_job_period_seconds looks at.
 PERIOD_FIRES = 8
 
@@ -95,7 +97,7 @@ class StateCollector(Collector):
 
     def _last_success(self, name: str, js: Any) -> float | None:
         last = js.last_run
-        if last is not None and str(last.status) == "success" and last.finished_at is not None:
+        if last is not None and last.status == Status.success and last.finished_at is not None:
             self.saw_success(name, last.finished_at)
         with self._lock:
             known = self._success.get(name)
@@ -106,7 +108,7 @@ class StateCollector(Collector):
             except (OSError, ValueError):
                 lines = []
             for line in reversed(lines):
-                if line.get("status") == "success":
+                if line.get("status") == Status.success:
                     self.saw_success(name, _parse(line.get("finished_at")))
                     break
             with self._lock:
@@ -162,7 +164,7 @@ class StateCollector(Collector):
         for name, js in sorted(state.jobs.items()):
             st = str(js.state)
             by_state[st] = by_state.get(st, 0) + 1
-            if st == "scheduled" and js.next_run is not None:
+            if st == JobStatus.scheduled and js.next_run is not None:
                 nxt.add_metric([name], js.next_run.timestamp())
                 p = self._period(js)
                 if p is not None:
@@ -227,7 +229,7 @@ class Metrics(Observer):
         self.claim_errors.inc()
 
     def run_started(self, job: str, run_id: str, trigger: str, scheduled_for: datetime | None, at: datetime) -> None:
-        if scheduled_for is not None and trigger in ("schedule", "catchup"):
+        if scheduled_for is not None and trigger in (Trigger.schedule, Trigger.catchup):
             self.lateness.observe(max(0.0, (at - scheduled_for).total_seconds()))
 
     def recorded(self, job: str, record: dict[str, Any]) -> None:
@@ -236,7 +238,7 @@ class Metrics(Observer):
         started, finished = _parse(record.get("started_at")), _parse(record.get("finished_at"))
         if started is not None and finished is not None:
             self.duration.labels(job=job).observe(max(0.0, (finished - started).total_seconds()))
-        if status == "success":
+        if status == Status.success:
             self.state.saw_success(job, finished)
 
     def delivered(self, job: str, run_id: str, results: list[Any]) -> None:

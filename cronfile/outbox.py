@@ -1,18 +1,19 @@
 """The delivery outbox: a run's deliveries, persisted, sent by a few workers beside the runs.
 
 A run that ends writes its record, then one outbox entry per target that wants it
-(``<state>/outbox/<run id>.<n>@<engine id>.json``, written atomically) and frees its
-slot: a slow or silent target never holds a run slot, and never delays the next run.
+(persisted by the store: ``Store.outbox_put``; the file store writes one file each,
+atomically) and frees its slot: a slow or silent target never holds a run slot, and never delays the next run.
 Workers (``WORKERS``) send the entries, each attempt with its own timeout; the result
 goes into the run's history (a ``deliveries`` line) and only then is the entry removed.
 
-At least once: an engine that dies with entries on disk leaves them to the next engine
-(daemon or tick), which takes them over by renaming them to its own id (one rename wins).
+At least once: an engine that dies with entries stored leaves them to the next engine
+(daemon or tick), which takes them over (``Store.outbox_adopt``: each entry is taken by
+one engine only).
 A crash after a send but before its removal sends again, so every request carries a
 stable idempotency key, ``<run id>.<n>`` (header ``X-Cronfile-Delivery``; the email's
 Message-ID), by which a receiver can drop the second copy. A shutdown waits for the
-workers only until its deadline (``shutdown_grace``); what is not sent by then stays on
-disk and goes out after the restart.
+workers only until its deadline (``shutdown_grace``); what is not sent by then stays
+stored and goes out after the restart.
 
 Entries hold no secret: ``${VAR}`` references stay references, expanded at send time,
 and the names to mask are listed, not their values.
@@ -21,20 +22,20 @@ and the names to mask are listed, not their values.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .stores.base import Store
 
 __all__ = ["VERSION", "WORKERS", "Abandoned", "Entry", "Outbox"]
 
 VERSION = 1
 WORKERS = 4  # deliveries in flight at once per engine
-_FILE_MODE = 0o600
 
 
 class Abandoned(BaseException):
@@ -73,11 +74,11 @@ RecordFn = Callable[[Entry, Any], None]
 
 
 class Outbox:
-    """An engine's outbox and its workers."""
+    """An engine's outbox and its workers; the store keeps the entries."""
 
     def __init__(
         self,
-        state_dir: Path,
+        store: Store,
         engine_id: str,
         *,
         send: SendFn,
@@ -85,111 +86,67 @@ class Outbox:
         log: Callable[[str, str], None],
         workers: int = WORKERS,
     ) -> None:
-        self.dir = Path(state_dir) / "outbox"
+        self.store = store
         self.engine_id = engine_id
         self._send = send
         self._record = record
         self._log = log
         self._workers = max(1, workers)
-        self._queue: deque[tuple[Path, Entry]] = deque()
+        self._queue: deque[Entry] = deque()
         self._cv = threading.Condition()
         self._busy = 0
         self._threads: list[threading.Thread] = []
-        self._flight: set[str] = set()  # file names being sent
+        self._flight: set[str] = set()  # keys being sent
         self.stopping = threading.Event()
 
     # -- writing ---------------------------------------------------------------------------
 
     def put(self, entries: list[Entry]) -> None:
-        """Persist ``entries`` (each atomically, fsynced), then queue them. Raises
-        OSError when they cannot be written (the caller retries)."""
+        """Persist ``entries`` (durably, before any is sent), then queue them. Raises
+        OSError (or StateWriteError) when they cannot be written (the caller retries)."""
         if not entries:
             return
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        written = []
-        for e in entries:
-            path = self.dir / f"{e.key}@{self.engine_id}.json"
-            tmp = self.dir / f".{e.key}@{self.engine_id}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE)
-            try:
-                os.write(fd, e.encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            written.append((path, e))
-        _fsync_dir(self.dir)
-        self._enqueue(written)
+        self.store.outbox_put(self.engine_id, [(e.key, e.encode()) for e in entries])
+        self._enqueue(entries)
 
     def pending_keys(self, run_id: str) -> list[str]:
-        """Keys of the entries of ``run_id`` on disk, whichever engine's."""
-        try:
-            names = os.listdir(self.dir)
-        except OSError:
-            return []
-        return [n.split("@", 1)[0] for n in names if n.startswith(f"{run_id}.") and n.endswith(".json")]
+        """Keys of the stored entries of ``run_id``, whichever engine's."""
+        return self.store.outbox_pending(run_id)
 
     def adopt(self, alive: Callable[[str], bool]) -> int:
         """Take over the entries of engines that are gone (and any of ours not queued):
-        one rename each, so two engines cannot both take one. Returns how many."""
-        try:
-            names = sorted(os.listdir(self.dir))
-        except OSError:
-            return 0
+        the store gives each to one engine only. Returns how many."""
         with self._cv:
-            queued = {p.name for p, _ in self._queue}
+            held = {e.key for e in self._queue} | self._flight
         taken = []
-        verdict: dict[str, bool] = {self.engine_id: True}
-        for name in names:
-            if not name.endswith(".json") or "@" not in name:
-                if name.endswith(".tmp"):
-                    _unlink(self.dir / name)  # a write that died half-way; never queued
+        for key, body in self.store.outbox_adopt(self.engine_id, alive):
+            if key in held:
                 continue
-            key, owner = name[: -len(".json")].split("@", 1)
-            if owner == self.engine_id:
-                if name not in queued and not self._in_flight(name):
-                    path = self.dir / name
-                else:
-                    continue
-            else:
-                if owner not in verdict:
-                    verdict[owner] = alive(owner)
-                if verdict[owner]:
-                    continue
-                path = self.dir / f"{key}@{self.engine_id}.json"
-                try:
-                    os.rename(self.dir / name, path)
-                except FileNotFoundError:
-                    continue  # another engine took it first
             try:
-                entry = Entry.decode(path.read_bytes())
-            except (OSError, ValueError, TypeError) as e:
-                self._log("", f"outbox entry {name} is unreadable ({e}); set aside as {name}.bad")
-                os.replace(path, path.with_name(path.name + ".bad"))
+                entry = Entry.decode(body)
+            except (ValueError, TypeError) as e:
+                self._log("", f"outbox entry {key}@{self.engine_id} is unreadable ({e}); set aside")
+                self.store.outbox_bad(self.engine_id, key, str(e))
                 continue
-            taken.append((path, entry))
+            taken.append(entry)
         self._enqueue(taken)
         return len(taken)
 
     # -- workers ---------------------------------------------------------------------------
 
-    def _enqueue(self, items: list[tuple[Path, Entry]]) -> None:
+    def _enqueue(self, items: list[Entry]) -> None:
         if not items:
             return
         with self._cv:
             # Put again after a partial failure: not queued twice.
-            known = {p.name for p, _ in self._queue} | self._flight
-            self._queue.extend(item for item in items if item[0].name not in known)
+            known = {e.key for e in self._queue} | self._flight
+            self._queue.extend(e for e in items if e.key not in known)
             self._threads = [t for t in self._threads if t.is_alive()]
             while len(self._threads) < min(self._workers, len(self._queue) + self._busy):
                 t = threading.Thread(target=self._work, name="cronfile-delivery", daemon=True)
                 self._threads.append(t)
                 t.start()
             self._cv.notify_all()
-
-    def _in_flight(self, name: str) -> bool:
-        with self._cv:
-            return name in self._flight
 
     def _work(self) -> None:
         while True:
@@ -200,22 +157,22 @@ class Outbox:
                         return  # idle: the next put starts a worker again
                 if self.stopping.is_set():
                     return
-                path, entry = self._queue.popleft()
+                entry = self._queue.popleft()
                 self._busy += 1
-                self._flight.add(path.name)
+                self._flight.add(entry.key)
             try:
-                self._deliver(path, entry)
+                self._deliver(entry)
             finally:
                 with self._cv:
                     self._busy -= 1
-                    self._flight.discard(path.name)
+                    self._flight.discard(entry.key)
                     self._cv.notify_all()
 
-    def _deliver(self, path: Path, entry: Entry) -> None:
+    def _deliver(self, entry: Entry) -> None:
         try:
             result = self._send(entry, self.stopping)
         except Abandoned:
-            return  # stays on disk: sent after the restart
+            return  # stays stored: sent after the restart
         while True:
             try:
                 self._record(entry, result)
@@ -224,11 +181,15 @@ class Outbox:
                 self._log(entry.job, f"run {entry.run_id}: could not record the delivery to {result.target}: {e}; retrying")
                 if self.stopping.wait(2.0):
                     return  # not recorded: sent again after the restart (at least once)
-        _unlink(path)
+        try:
+            self.store.outbox_done(self.engine_id, entry.key)
+        except OSError as e:
+            # Recorded: a resend after the restart carries the same idempotency key.
+            self._log(entry.job, f"run {entry.run_id}: could not remove its sent delivery {entry.key}: {e}")
 
     def drain(self, deadline: float | None = None) -> bool:
         """Wait until every queued delivery was made (True), or until ``deadline``
-        (time.monotonic()); then what is left stays on disk."""
+        (time.monotonic()); then what is left stays stored."""
         with self._cv:
             while self._queue or self._busy:
                 left = None if deadline is None else deadline - time.monotonic()
@@ -242,26 +203,6 @@ class Outbox:
         self.stopping.set()
         with self._cv:
             self._cv.notify_all()
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # -- from a run to entries, and from an entry to a request --------------------------------
@@ -285,7 +226,8 @@ def entries_for(
     """The outbox entries of a recorded run (``record``: its history line), one per
     target that wants its status; and the results of the targets its ``on:`` filters
     out (recorded at once: nothing to send)."""
-    from .delivery.base import DeliveryResult, target_wants
+    from .delivery.base import DeliveryResult
+    from .delivery.dispatch import streams, target_wants
     from .executors.base import delivery_only_names
     from .secrets import var_names
 
@@ -303,7 +245,7 @@ def entries_for(
     entries: list[Entry] = []
     skipped: list[Any] = []
     for n, t in enumerate(spec.deliver):
-        if skip_stdout and t.kind == "stdout":
+        if skip_stdout and streams(t.kind):
             continue  # `run NAME` streamed the output to the terminal already
         if not target_wants(t, str(record.get("status"))):
             skipped.append(DeliveryResult(t.label(), True, 0, skipped=f"on: [{', '.join(t.on)}]"))
@@ -322,14 +264,18 @@ def send(
     stop: threading.Event,
     *,
     output_limit: int,
+    store: Store,
     **kw: Any,
 ) -> Any:
-    """Make one delivery: rebuild its Report (the output read from the run's log, masked
+    """Make one delivery: rebuild its Report (the output read from the run's log in
+    ``store``, masked
     again with every secret the job's ${VAR}s bring in), send it with the idempotency
     key, waits between tries cut short by ``stop`` (then Abandoned)."""
     from datetime import datetime
 
-    from .delivery.base import Report, _crashed, deliverer_for
+    from .delivery.base import Report
+    from .delivery.dispatch import _crashed, deliverer_for
+    from .delivery.kinds import literal_secrets
     from .secrets import Masker
     from .spec import Target
 
@@ -338,11 +284,10 @@ def send(
     secrets = [environ[n] for n in entry.mask_vars if n in environ]
     if config.smtp.get("password"):
         secrets.append(str(config.smtp["password"]))
-    if target.options.get("token"):
-        secrets.append(str(target.options["token"]))
+    secrets += literal_secrets(target.kind, target.options)
     masker = Masker(secrets)
     r = entry.report
-    output, cut = _read_output(r.get("log_path"), output_limit)
+    output, cut = _read_output(store, r, output_limit)
 
     def when(v: Any) -> datetime | None:
         return datetime.fromisoformat(v) if isinstance(v, str) else None
@@ -377,12 +322,13 @@ def send(
         return _crashed(target, environ, exc)
 
 
-def _read_output(path: Any, limit: int) -> tuple[str, bool]:
-    if not path:
+def _read_output(store: Store, report: dict[str, Any], limit: int) -> tuple[str, bool]:
+    if not report.get("log_path"):
         return "", False
     try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError:
+        data = store.read_log(str(report["job"]), str(report["run_id"]), limit=limit + 1)
+    except (OSError, ValueError):
+        return "", False
+    if data is None:
         return "", False
     return data[:limit].decode("utf-8", errors="replace"), len(data) > limit

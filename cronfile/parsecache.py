@@ -82,7 +82,7 @@ def _code_fingerprint() -> str:
 
     here = Path(__file__).parent
     parts = [__version__, str(FORMAT), sys.version]
-    for name in ("spec.py", "yamlsrc.py", "schedule.py", "durations.py", "load.py", "errors.py", "parsecache.py", "schemas/job.schema.json"):
+    for name in ("spec.py", "yamlsrc.py", "schedule.py", "durations.py", "load.py", "fastschema.py", "errors.py", "parsecache.py", "schemas/job.schema.json", "delivery/kinds.py", "executors/registry.py"):
         try:
             st = (here / name).stat()
         except OSError:

@@ -14,7 +14,6 @@ the files (docs/design.md 4): no catch-up burst for the occurrences the pause sk
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +21,10 @@ from .clock import iso
 from .state import JobState, JobStatus, Pause, State
 
 if TYPE_CHECKING:
-    from .reconcile import Change
+    from .schedule import Schedule
     from .spec import JobSpec
 
-__all__ = ["drift", "keep_pause", "pause", "pause_note", "resume"]
+__all__ = ["drift", "pause", "pause_note", "resume"]
 
 
 def pause(js: JobState, p: Pause) -> JobState:
@@ -33,7 +32,7 @@ def pause(js: JobState, p: Pause) -> JobState:
     return js.with_(state=JobStatus.paused, next_run=None, queued=None, pause=p)
 
 
-def resume(js: JobState, spec: JobSpec, schedule: Any, now: datetime) -> tuple[JobState, str]:
+def resume(js: JobState, spec: JobSpec, schedule: Schedule, now: datetime) -> tuple[JobState, str]:
     """``js`` without its runtime pause, timed from ``now``, and a line saying what follows.
 
     ``spec`` is the applied spec (``spec_from_data(js.spec)``) and ``schedule`` its
@@ -48,7 +47,7 @@ def resume(js: JobState, spec: JobSpec, schedule: Any, now: datetime) -> tuple[J
 
 
 def _timing(
-    spec: JobSpec, js: JobState, schedule: Any, now: datetime
+    spec: JobSpec, js: JobState, schedule: Schedule, now: datetime
 ) -> tuple[JobStatus, datetime | None, str]:
     """Where a job stands once nothing holds it back at runtime: reconcile's rules for a
     job re-enabled in the files (next run from now, no catch-up)."""
@@ -56,7 +55,7 @@ def _timing(
         return JobStatus.paused, None, "still paused: `enabled: false` in the files"
     if spec.repeat is not None and js.run_count >= spec.repeat:
         return JobStatus.completed, None, f"completed: repeat {spec.repeat} reached"
-    if schedule.kind == "reboot":
+    if schedule.at_boot:
         return JobStatus.scheduled, None, "runs each time an engine starts"
     next_run = schedule.next_after(now)
     if next_run is None:
@@ -69,17 +68,6 @@ def pause_note(p: Pause) -> str:
     via = f" ({p.via})" if p.via and p.via != "cli" else ""
     why = f": {p.reason}" if p.reason else ""
     return f"paused at runtime by {p.user}@{p.host}{via} since {iso(p.at)}{why}"
-
-
-def keep_pause(old: JobState, js: JobState, change: Change) -> tuple[JobState, Change]:
-    """Reconcile's update of a job paused at runtime: the new spec is recorded, the pause
-    stays (an apply never resumes a job; `cronfile resume` does)."""
-    assert old.pause is not None
-    kept = js.with_(state=JobStatus.paused, next_run=None, queued=None, pause=old.pause)
-    notes = [pause_note(old.pause) + f"; kept (`cronfile resume {change.name}` to resume)"]
-    if not (change.after or {}).get("enabled", True):
-        notes.append("and `enabled: false` in the files")
-    return kept, replace(change, next_run_after=None, notes=tuple(notes))
 
 
 def drift(state: State) -> list[dict[str, Any]]:

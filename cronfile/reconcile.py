@@ -15,13 +15,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .clock import iso
-from .pause import keep_pause
+from .pause import pause_note
 from .permissions import widening
 from .spec import JobSpec
 from .state import JobState, JobStatus, Running, State
+
+if TYPE_CHECKING:
+    from .schedule import Schedule
 
 __all__ = ["Action", "Change", "Plan", "reconcile"]
 
@@ -160,7 +163,7 @@ def reconcile(
             js, change = _update(spec, old, now)
             if old.pause is not None:
                 # `cronfile pause` holds across applies (cronfile/pause.py).
-                js, change = keep_pause(old, js, change)
+                js, change = _keep_pause(old, js, change)
         jobs[name] = js
         changes.append(change)
 
@@ -212,7 +215,7 @@ def _with_job(run: Running, job: str) -> Running:
     return replace(run, job=job)
 
 
-def _never_fires_note(schedule: Any, now: datetime) -> str:
+def _never_fires_note(schedule: Schedule, now: datetime) -> str:
     past = schedule.prev_at_or_before(now)
     if past is not None:
         return f"never fires: {iso(past)} is in the past"
@@ -227,7 +230,7 @@ def _create(spec: JobSpec, now: datetime) -> tuple[JobState, Change]:
     if not spec.enabled:
         status = JobStatus.paused
         notes.append("paused")
-    elif schedule.kind == "reboot":
+    elif schedule.at_boot:
         notes.append("runs each time an engine starts")
     else:
         next_run = schedule.next_after(now)
@@ -277,7 +280,7 @@ def _update(spec: JobSpec, old: JobState, now: datetime) -> tuple[JobState, Chan
     elif spec.repeat is not None and old.run_count >= spec.repeat:
         status, next_run, queued = JobStatus.completed, None, None
         notes.append(f"completed: repeat {spec.repeat} reached ({old.run_count} runs)")
-    elif schedule.kind == "reboot":
+    elif schedule.at_boot:
         status, next_run = JobStatus.scheduled, None
         if old.state is JobStatus.paused:
             notes.append("resumed")
@@ -333,3 +336,14 @@ def _update(spec: JobSpec, old: JobState, now: datetime) -> tuple[JobState, Chan
         notes=tuple(notes),
     )
     return js, change
+
+
+def _keep_pause(old: JobState, js: JobState, change: Change) -> tuple[JobState, Change]:
+    """The update of a job paused at runtime (cronfile/pause.py): the new spec is
+    recorded, the pause stays (an apply never resumes a job; `cronfile resume` does)."""
+    assert old.pause is not None
+    kept = js.with_(state=JobStatus.paused, next_run=None, queued=None, pause=old.pause)
+    notes = [pause_note(old.pause) + f"; kept (`cronfile resume {change.name}` to resume)"]
+    if not (change.after or {}).get("enabled", True):
+        notes.append("and `enabled: false` in the files")
+    return kept, replace(change, next_run_after=None, notes=tuple(notes))

@@ -18,7 +18,7 @@ from .clock import iso, parse_iso
 from .durations import humanize_delta, parse_duration
 from .permissions import widening
 from .reconcile import Action, Change, Plan
-from .spec import JobSpec
+from .spec import FAILURES, JobSpec, Status
 from .state import JobState, JobStatus, State
 from .usage import Usage, budget_left
 
@@ -44,7 +44,6 @@ _INDENT = "  "
 _OK = "✓"
 _BAD = "✗"
 _QUIET = "·"
-_BAD_STATUSES = frozenset({"failed", "timeout", "refused", "interrupted"})
 RECENT_N = 10
 
 
@@ -345,9 +344,9 @@ def _usage_line(r: Mapping[str, Any]) -> str | None:
 
 
 def _mark(status: str) -> tuple[str, str]:
-    if status == "success":
+    if status == Status.success:
         return _OK, GREEN
-    if status in _BAD_STATUSES:
+    if status in FAILURES:
         return _BAD, RED
     return _QUIET, DIM
 
@@ -359,10 +358,10 @@ def _when(dt: datetime | None, tz: str | None, now: datetime) -> str:
     return f"{local.strftime('%Y-%m-%d %H:%M')} ({humanize_delta(dt - now)})"
 
 
-_STATE_COLOR = {
-    "scheduled": GREEN,
-    "paused": YELLOW,
-    "completed": DIM,
+_STATE_COLOR: dict[str, str] = {
+    JobStatus.scheduled: GREEN,
+    JobStatus.paused: YELLOW,
+    JobStatus.completed: DIM,
 }
 
 

@@ -19,13 +19,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, BinaryIO, Protocol
 
 from .clock import iso
 from .durations import format_duration
-from .executors.base import Early, Prepared, RunContext, executor_for
+from .executors.base import Early, Prepared, RunContext
 from .executors.contain import Box, containment
+from .executors.dispatch import executor_for
 from .executors.process import Proc, Staged, can_park, spawn
 from .expect import check_expect
 from .spec import JobSpec, Kind, Status
@@ -110,10 +111,6 @@ def backoff_delay(backoff: float, failed_attempt: int) -> float:
     return min(backoff * 2 ** (failed_attempt - 1), 10 * backoff)
 
 
-def _fmt_seconds(s: float) -> str:
-    return format_duration(timedelta(seconds=s))
-
-
 def _open_log(ctx: RunContext) -> BinaryIO:
     # The state dir is 0700 and every file in it 0600 (docs/design.md section 1).
     ctx.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -151,7 +148,7 @@ def _judge(
                 Status.cancelled, None, "cancelled; the process group was stopped", signal_detail
             )
         timeout = ctx.spec.timeout
-        msg = f"timed out after {_fmt_seconds(timeout)}; the process group was stopped"
+        msg = f"timed out after {format_duration(timeout)}; the process group was stopped"
         if leader_code is not None:
             # The leader ended but something it started kept the output open: like
             # Debian cron, the run lasts until the output closes.
@@ -347,7 +344,7 @@ def _attempts(
             delay = backoff_delay(spec.retry_backoff, attempt - 1)
             if sleep(delay, cancel):
                 return _Attempt(Status.cancelled, None, "cancelled while waiting to retry")
-            header = f"--- attempt {attempt} of {total} (after {_fmt_seconds(delay)} backoff) ---"
+            header = f"--- attempt {attempt} of {total} (after {format_duration(delay)} backoff) ---"
             _write(log, ctx, tally.line(header))
         proc: Proc | None = None
         staged: Staged | None = None

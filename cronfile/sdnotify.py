@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .observe import Observer
+from .state import JobStatus
 
 __all__ = ["Notifier", "from_environ", "send"]
 
@@ -99,7 +100,7 @@ def status_text(state: Any, now: datetime) -> str:
     """``3 jobs; next: backup at 2026-12-06T05:07:00+01:00`` (in the job's time zone)."""
     jobs = state.jobs
     n = len(jobs)
-    scheduled = [(js.next_run, name, js) for name, js in jobs.items() if str(js.state) == "scheduled" and js.next_run is not None]
+    scheduled = [(js.next_run, name, js) for name, js in jobs.items() if js.state is JobStatus.scheduled and js.next_run is not None]
     head = f"{n} job{'s' if n != 1 else ''}"
     if not scheduled:
         return head + "; nothing scheduled"

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from .errors import UsageError
 
 if TYPE_CHECKING:
-    from .cli import Out
+    from .console import Out
 
 __all__ = [
     "AGENT_HOME_PATHS",
@@ -569,10 +569,9 @@ def uninstall(
 
 
 def cmd_service(args: argparse.Namespace, out: Out) -> int:
-    from .cli import print_problems, refuse_inside_run, root_of
+    from .console import print_problems, refuse_inside_run, root_of
     from .errors import SpecError
     from .load import load_project
-    from .store import Store
 
     root = root_of(args).resolve()
     system = bool(getattr(args, "system", False))
@@ -603,7 +602,7 @@ def cmd_service(args: argparse.Namespace, out: Out) -> int:
         parse_listen(http)  # refused now, not by a daemon restarting every 5 s
     extra: dict[str, object] = {}
     if system:
-        from .cli import state_dir_of
+        from .console import state_dir_of
 
         user, home = _run_as(run_as, root, out)
         agents = tuple(sorted({p.command[0] for p in project.config.agents.values() if p.command}))
@@ -622,13 +621,13 @@ def cmd_service(args: argparse.Namespace, out: Out) -> int:
         return 0
     path = unit_path(svc.name, system=system)
     if not path.exists():
-        from .cli import state_dir_of
+        from .console import store_of
 
-        store = Store(state_dir_of(args, project))
-        if store.state_dir.is_dir() and store.daemon_running():
+        store = store_of(args, project)
+        if store.daemon_running():
             pid = store.daemon_pid()
             out.warn(
-                f"warning: a daemon (pid {pid or '?'}) already runs for {store.state_dir}; the service "
+                f"warning: a daemon (pid {pid or '?'}) already runs for {store.location}; the service "
                 "cannot start until it stops (one daemon per state dir)"
             )
     return install(svc, out)

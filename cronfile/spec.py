@@ -19,13 +19,30 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .delivery import kinds as delivery_kinds
 from .errors import Problem
+from .executors import registry as executor_kinds
+from .executors.registry import Kind
 from .yamlsrc import Document, dotted
 
-# \A...\Z, not ^...$: "$" also matches before a trailing newline ("backup\n").
+if TYPE_CHECKING:
+    from .schedule import Schedule
+
+# docs/design.md 2's name rule, anchored with \A and \Z: the schema's `$` (and Python's)
+# also matches before a trailing newline, so "backup\n" passed; and the store refuses ".."
+# anywhere in a path component, so "a..b" passed validation, then failed every run with
+# an internal error and stayed "running" (both found by tests/faults). `is_job_name` is
+# the whole rule; NAME_RE is its pattern.
 NAME_RE = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,63}\Z")
+
+
+def is_job_name(name: str) -> bool:
+    """Lower-case letters, digits, '.', '_', '-', but not '..'; 1-64 characters,
+    starting with a letter or digit."""
+    return NAME_RE.match(name) is not None and ".." not in name
+
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -45,14 +62,6 @@ class Catchup(StrEnum):
     once = "once"  # Run the most recent missed occurrence once (no burst).
 
 
-class Kind(StrEnum):
-    """What a job runs."""
-
-    prompt = "prompt"  # An agent profile with the assembled prompt.
-    shell = "shell"  # /bin/sh -c with the text.
-    command = "command"  # An argv, no shell.
-
-
 class Status(StrEnum):
     """The outcome of a run, as stored in history."""
 
@@ -68,7 +77,13 @@ class Status(StrEnum):
 
     @property
     def is_failure(self) -> bool:
-        return self in (Status.failed, Status.timeout, Status.refused, Status.interrupted)
+        return self in FAILURES
+
+
+# The outcomes that count as a failure: `on: failure` deliveries, healthchecks' /fail, the
+# red marks of `status` and of the status page. A history line's status text is in it
+# too ("timeout" in FAILURES), as a StrEnum member hashes and compares as its text.
+FAILURES: frozenset[Status] = frozenset({Status.failed, Status.timeout, Status.refused, Status.interrupted})
 
 
 class Trigger(StrEnum):
@@ -149,14 +164,9 @@ BUILTIN_AGENTS: dict[str, dict[str, Any]] = {
     },
 }
 
-TARGET_KEYS = ("webhook", "healthchecks", "telegram", "email", "stdout")
-TARGET_OPTIONS = {
-    "webhook": {"format", "secret", "headers", "on"},
-    "healthchecks": {"on"},
-    "telegram": {"token", "on"},
-    "email": {"subject", "on"},
-    "stdout": {"on"},
-}
+# Derived from the declarations in cronfile/delivery/kinds.py (each kind declared once).
+TARGET_KEYS = delivery_kinds.names()
+TARGET_OPTIONS = {k.name: set(k.option_names() - {k.name}) for k in delivery_kinds.KINDS.values()}
 DURATION_FIELDS = ("timeout", "retry_backoff", "starting_deadline", "jitter")
 DEFAULTS = {
     "timeout": 15 * 60.0,
@@ -176,9 +186,12 @@ def load_schema(kind: str) -> dict[str, Any]:
 
 @cache
 def _validator(kind: str) -> Any:
-    import jsonschema
+    """The shipped schema compiled once per process: the fast path of ``fastschema``,
+    with jsonschema explaining what it finds invalid (issue 17: jsonschema was 3.1 s of
+    a cold `diff` of 10,000 files)."""
+    from .fastschema import Validator
 
-    return jsonschema.Draft202012Validator(load_schema(kind))
+    return Validator(load_schema(kind))
 
 
 @dataclass(frozen=True)
@@ -227,7 +240,7 @@ class AgentProfile:
 class Target:
     """One delivery target of a job."""
 
-    kind: str  # webhook | healthchecks | telegram | email | stdout
+    kind: str  # a name in cronfile.delivery.kinds.KINDS
     dest: Any  # URL, chat id, address(es), or True for stdout
     on: tuple[str, ...] = ("always",)
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -240,16 +253,12 @@ class Target:
             return True
         if status == Status.success:
             return "success" in self.on
-        return "failure" in self.on and status in (
-            Status.failed,
-            Status.timeout,
-            Status.refused,
-            Status.interrupted,
-        )
+        return "failure" in self.on and status in FAILURES
 
     def label(self) -> str:
-        if self.kind == "stdout":
-            return "stdout"
+        decl = delivery_kinds.kind_of(self.kind)
+        if decl is not None and not decl.label_dest:
+            return self.kind
         return f"{self.kind}:{self.dest}"
 
 
@@ -326,7 +335,7 @@ class JobSpec:
             h = self._memo["schedule_sig"] = schedule_signature(self.data)
         return h
 
-    def build_schedule(self, created_at: datetime | None = None) -> Any:
+    def build_schedule(self, created_at: datetime | None = None) -> Schedule:
         """The job's Schedule (cronfile.schedule); ``created_at`` anchors `in 2h` forms."""
         from . import schedule as sched
 
@@ -500,13 +509,13 @@ def _schema_problems(kind: str, data: Any, doc: Document, skip: tuple[str, ...] 
             problems.append(Problem(doc.path, line, col, dotted(fpath + (missing,)), "missing (required)"))
             continue
         if v == "oneOf" and not fpath and isinstance(inst, dict):
-            present = [k for k in ("prompt", "shell", "command") if k in inst]
+            present = [k.value for k in executor_kinds.KINDS if k.value in inst]
             if not present:
-                msg = "a job needs one of prompt, shell or command"
+                msg = f"a job needs one of {executor_kinds.keys_phrase()}"
                 problems.append(Problem(doc.path, line, col, "", msg))
             else:
                 l2, c2 = doc.where((present[1],), key=True)
-                msg = f"only one of prompt, shell or command (found {', '.join(present)})"
+                msg = f"only one of {executor_kinds.keys_phrase()} (found {', '.join(present)})"
                 problems.append(Problem(doc.path, l2, c2, present[1], msg))
             continue
         if v == "type":
@@ -763,7 +772,7 @@ def job_from_document(
             problems.append(Problem(P, *where("schedule"), "schedule", str(e)))
 
     # Agent profile.
-    kind = next((Kind(k) for k in ("prompt", "shell", "command") if k in data), Kind.shell)
+    kind = executor_kinds.job_kind(data) or Kind.shell
     agent = data.get("agent")
     if kind is Kind.prompt:
         if agent is None:
@@ -781,10 +790,12 @@ def job_from_document(
                     f"unknown agent profile {agent!r} (known: {', '.join(sorted(config.agents))})",
                 )
             )
-    else:
-        for key in ("agent", "model", "permissions", "context", "allow_injection_risk", "budget", "expect"):
+    for other in executor_kinds.KINDS.values():
+        if other.kind is kind:
+            continue
+        for key in other.only:
             if key in doc.data:
-                problems.append(Problem(P, *doc.where((key,), key=True), key, "only applies to prompt jobs"))
+                problems.append(Problem(P, *doc.where((key,), key=True), key, f"only applies to {other.kind} jobs"))
 
     expect = data.get("expect")
     if isinstance(expect, dict) and isinstance(expect.get("regex"), str):
@@ -865,17 +876,18 @@ def _deliver_problems(items: Any, doc: Document) -> list[Problem]:
         fp: tuple[str | int, ...] = ("deliver", i)
         line, col = doc.where(fp)
         name = dotted(fp)
+        bare = " or ".join(delivery_kinds.BARE)
         if isinstance(item, str):
-            if item != "stdout":
+            if item not in delivery_kinds.BARE:
                 out.append(
                     Problem(
                         P, line, col, name,
-                        f"unknown target {item!r}: expected stdout or a mapping with one of {', '.join(TARGET_KEYS)}",
+                        f"unknown target {item!r}: expected {bare} or a mapping with one of {', '.join(TARGET_KEYS)}",
                     )
                 )
             continue
         if not isinstance(item, dict):
-            out.append(Problem(P, line, col, name, f"expected stdout or a mapping, got {_type_name(item)}"))
+            out.append(Problem(P, line, col, name, f"expected {bare} or a mapping, got {_type_name(item)}"))
             continue
         targets = [k for k in TARGET_KEYS if k in item]
         if len(targets) != 1:
@@ -887,7 +899,8 @@ def _deliver_problems(items: Any, doc: Document) -> list[Problem]:
             out.append(Problem(P, line, col, name, msg))
             continue
         kind = targets[0]
-        allowed = TARGET_OPTIONS[kind] | {kind}
+        decl = delivery_kinds.KINDS[kind]
+        allowed = set(decl.option_names())
         for key in item:
             if key not in allowed:
                 known = {o for opts in TARGET_OPTIONS.values() for o in opts} | set(TARGET_KEYS)
@@ -902,26 +915,37 @@ def _deliver_problems(items: Any, doc: Document) -> list[Problem]:
         sub.key_positions = {("deliver", 0) + k[2:]: v for k, v in doc.key_positions.items() if k[:2] == fp}
         for p in _item_schema_problems(item, sub):
             out.append(Problem(p.path, p.line, p.column, p.field.replace("deliver[0]", name, 1), p.message))
-        if kind == "telegram" and "token" not in item:
-            out.append(Problem(P, line, col, name + ".token", "missing (required for telegram; use ${VAR})"))
-        if kind in ("webhook", "healthchecks") and isinstance(item[kind], str):
+        for option in decl.options:
+            if option.required is not None and option.name not in item:
+                why = f"missing (required for {kind}; {option.required})"
+                out.append(Problem(P, line, col, f"{name}.{option.name}", why))
+        if decl.url and isinstance(item[kind], str):
             url = item[kind]
             if not re.match(r"^https?://[^/\s]+", url) and not VAR_RE.fullmatch(url):
                 out.append(Problem(P, *doc.where(fp + (kind,)), f"{name}.{kind}", f"{url!r} is not an http(s) URL"))
     return out
 
 
-def _item_schema_problems(item: dict[str, Any], sub: Document) -> list[Problem]:
+@cache
+def _option_validators() -> dict[str, tuple[Any, str | None]]:
+    """Each delivery option's schema validator and its message for a oneOf mismatch,
+    from the declarations (cronfile.delivery.kinds)."""
     import jsonschema
 
-    schema = load_schema("job")
-    target_schema = schema["$defs"]["target"]["oneOf"][1]["properties"]
+    out: dict[str, tuple[Any, str | None]] = {}
+    for decl in delivery_kinds.KINDS.values():
+        for option in (decl.dest, *decl.options, delivery_kinds.ON):
+            out[option.name] = (jsonschema.Draft202012Validator(dict(option.schema)), option.mismatch)
+    return out
+
+
+def _item_schema_problems(item: dict[str, Any], sub: Document) -> list[Problem]:
+    validators = _option_validators()
     out = []
     for key, value in item.items():
-        prop = target_schema.get(key)
-        if prop is None:
+        if key not in validators:
             continue
-        v = jsonschema.Draft202012Validator({**prop, "$defs": schema["$defs"]})
+        v, mismatch = validators[key]
         for err in v.iter_errors(value):
             fp = ("deliver", 0, key) + tuple(err.absolute_path)
             line, col = sub.where(fp)
@@ -931,8 +955,8 @@ def _item_schema_problems(item: dict[str, Any], sub: Document) -> list[Problem]:
                 msg = f"expected {' or '.join(_EXPECT.get(w, w) for w in wants)}, got {_type_name(err.instance)}"
             elif err.validator == "enum":
                 msg = f"{json.dumps(err.instance)} is not one of {', '.join(map(str, err.validator_value))}"
-            elif err.validator == "oneOf" and key == "email":
-                msg = "expected an address or a list of addresses"
+            elif err.validator == "oneOf" and mismatch is not None:
+                msg = mismatch
             else:
                 msg = err.message
             out.append(Problem(sub.path, line, col, dotted(fp), msg))
@@ -949,12 +973,13 @@ def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0) 
             return parse_duration(data[key]).total_seconds()
         return float(DEFAULTS[key])
 
-    kind = next(Kind(k) for k in ("prompt", "shell", "command") if k in data)
+    kind = executor_kinds.job_kind(data)
+    assert kind is not None, "validated data names its kind"
     ctx = data.get("context") or {}
     targets = []
     for item in data.get("deliver") or ():
         if isinstance(item, str):
-            targets.append(Target("stdout", True))
+            targets.append(Target(item, True))  # a bare kind (validated: stdout)
             continue
         tkind = next(k for k in TARGET_KEYS if k in item)
         opts = {k: v for k, v in item.items() if k not in (tkind, "on")}

@@ -14,6 +14,7 @@ from typing import Any
 
 from .clock import iso, parse_iso
 from .errors import StateError
+from .spec import Status, Trigger
 
 STATE_VERSION = 1
 
@@ -33,7 +34,7 @@ class Running:
     run_id: str
     scheduled_for: datetime | None
     started_at: datetime
-    trigger: str
+    trigger: Trigger
     engine: str  # the claiming engine's id; its lock file shows whether it lives
     pid: int | None = None  # the run's process (and process group), once spawned
     job: str = ""  # set for orphans (runs of deleted jobs)
@@ -57,7 +58,7 @@ class Running:
             run_id=d["run_id"],
             scheduled_for=parse_iso(d.get("scheduled_for")),
             started_at=_dt(d["started_at"]),
-            trigger=d.get("trigger", "schedule"),
+            trigger=Trigger(d.get("trigger", Trigger.schedule)),
             engine=d.get("engine", ""),
             pid=d.get("pid"),
             job=d.get("job", ""),
@@ -67,8 +68,8 @@ class Running:
 @dataclass(frozen=True)
 class LastRun:
     run_id: str
-    status: str
-    trigger: str
+    status: Status
+    trigger: Trigger
     scheduled_for: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
@@ -87,8 +88,8 @@ class LastRun:
     def decode(cls, d: dict[str, Any]) -> LastRun:
         return cls(
             run_id=d["run_id"],
-            status=d["status"],
-            trigger=d.get("trigger", "schedule"),
+            status=Status(d["status"]),
+            trigger=Trigger(d.get("trigger", Trigger.schedule)),
             scheduled_for=parse_iso(d.get("scheduled_for")),
             started_at=parse_iso(d.get("started_at")),
             finished_at=parse_iso(d.get("finished_at")),
@@ -164,7 +165,7 @@ class JobState:
             schedule_sig=d["schedule_sig"],
             created_at=_dt(d["created_at"]),
             updated_at=parse_iso(d.get("updated_at")),
-            state=JobStatus(d.get("state", "scheduled")),
+            state=JobStatus(d.get("state", JobStatus.scheduled)),
             next_run=parse_iso(d.get("next_run")),
             last_run=LastRun.decode(d["last_run"]) if d.get("last_run") else None,
             run_count=int(d.get("run_count", 0)),
@@ -262,6 +263,20 @@ class State:
         """This state without the record of how it was made: what a store keeps once it
         is committed, so that the next ``with_job`` calls are counted from it."""
         return self if self._delta is None else replace(self, _delta=None)
+
+    def with_pids(self, pids: Mapping[str, tuple[str, int]]) -> State:
+        """This state with the pid of each run in ``pids`` (run id -> job, pid) filled
+        in, whether the run is its job's or (the job deleted while it ran) an orphan."""
+        state = self
+        for job in {job for job, _ in pids.values()}:
+            js = state.jobs.get(job)
+            if js is not None and any(r.run_id in pids for r in js.running):
+                running = tuple(replace(r, pid=pids[r.run_id][1]) if r.run_id in pids else r for r in js.running)
+                state = state.with_job(job, js.with_(running=running))
+        if any(r.run_id in pids for r in state.orphans):
+            orphans = tuple(replace(r, pid=pids[r.run_id][1]) if r.run_id in pids else r for r in state.orphans)
+            state = state.with_(orphans=orphans)
+        return state
 
 
 def _dt(text: str) -> datetime:

@@ -11,10 +11,15 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .secrets import Masker
+from .spec import FAILURES, Status
+from .state import JobStatus
+
+if TYPE_CHECKING:
+    from .schedule import Schedule
 
 __all__ = ["HORIZON", "MAX_MARKS", "REFRESH_S", "log_url", "next_fires", "render_log", "render_page"]
 
@@ -24,18 +29,17 @@ HORIZON = timedelta(hours=24)
 # a band instead of a mark each.
 MAX_MARKS = 96
 
-_STATUS_CLASS = {
-    "success": "ok",
-    "silent": "quiet",
+# "running" is not an outcome: a run in flight has no history line yet.
+_STATUS_CLASS: dict[str, str] = {
+    Status.success: "ok",
+    Status.silent: "quiet",
     "running": "run",
-    "skipped": "quiet",
-    "missed": "warn",
-    "cancelled": "warn",
-    "failed": "bad",
-    "timeout": "bad",
-    "refused": "bad",
-    "interrupted": "bad",
+    Status.skipped: "quiet",
+    Status.missed: "warn",
+    Status.cancelled: "warn",
+    **dict.fromkeys(FAILURES, "bad"),
 }
+_STATE_CLASS: dict[str, str] = {JobStatus.scheduled: "ok", JobStatus.paused: "warn", JobStatus.completed: "quiet"}
 
 CSS = """
 :root{color-scheme:light dark;--bg:#fff;--fg:#1b1f24;--mut:#5b6470;--line:#d8dde3;--card:#f6f8fa;
@@ -79,7 +83,7 @@ def log_url(job: str, run_id: str) -> str:
     return f"/jobs/{quote(job, safe='')}/runs/{quote(run_id, safe='')}/log"
 
 
-def next_fires(schedule: Any, after: datetime, end: datetime, limit: int = MAX_MARKS + 1) -> list[datetime]:
+def next_fires(schedule: Schedule, after: datetime, end: datetime, limit: int = MAX_MARKS + 1) -> list[datetime]:
     """The fires of ``schedule`` (schedule.Schedule) after ``after`` up to ``end``, at
     most ``limit`` of them (more means "too many to draw one by one")."""
     out: list[datetime] = []
@@ -147,7 +151,7 @@ def _runs_table(job: str, runs: Sequence[Mapping[str, Any]], zone: Any, masker: 
         dur_text = f"{dur:.1f} s" if isinstance(dur, int | float) else "-"
         rid = str(r.get("run_id") or "")
         link = f'<a href="{html.escape(log_url(job, rid))}">log</a>' if rid and r.get("log_path") else '<span class="quiet">-</span>'
-        msg = r.get("message") if status not in ("success",) else ""
+        msg = r.get("message") if status != Status.success else ""
         rows.append(
             "<tr>"
             f'<td title="{_e(masker, rid)}">{_e(masker, when.astimezone(zone).strftime("%m-%d %H:%M:%S") if when else "-")}</td>'
@@ -198,7 +202,7 @@ def render_page(
         name = str(row["name"])
         zone = zones[name]
         state = row.get("state") or "not applied"
-        state_cls = {"scheduled": "ok", "paused": "warn", "completed": "quiet"}.get(str(state), "bad")
+        state_cls = _STATE_CLASS.get(str(state), "bad")
         badges = [f'<span class="badge {state_cls}">{_e(masker, state)}</span>']
         if row.get("drift"):
             badges.append(f'<span class="badge warn" title="the files differ from the applied set: run cronfile diff">{_e(masker, "drift: " + str(row["drift"]))}</span>')

@@ -82,10 +82,14 @@ class InotifyUnavailable(Exception):
 
 
 class Watcher:
-    def __init__(self, root: Path, state_dir: Path, on_change: Callable[[set[str]], None]) -> None:
+    def __init__(self, root: Path, state_file: Path | None, on_change: Callable[[set[str]], None]) -> None:
+        """``state_file``: the file the store replaces at each state write
+        (``Store.watch_file``); None: a store without one (nothing to watch there)."""
         self.root = Path(root).resolve()
         self.jobs_dir = self.root / JOBS_DIR
-        self.state_dir = Path(state_dir).resolve()
+        # The folder holding the state file is watched (a write renames over the file).
+        self.state_dir = Path(state_file).parent.resolve() if state_file is not None else self.root
+        self.state_name = Path(state_file).name if state_file is not None else None
         self.on_change = on_change
         self.ready = threading.Event()  # set while the watch is live
         self.backend: str | None = None  # "inotify" or "watchfiles", once started
@@ -95,7 +99,7 @@ class Watcher:
         p = Path(path)
         if p.name == CONFIG_NAME and p.parent == self.root:
             return "files"
-        if p.parent == self.state_dir and p.name == "state.json":
+        if p.parent == self.state_dir and p.name == self.state_name:
             return "state"
         try:
             rel = p.relative_to(self.jobs_dir)
@@ -263,7 +267,7 @@ class _Inotify:
         root_wd = self._add(self._root, DIR_MASK, starting)
         if root_wd is not None:
             paths[root_wd] = self._root
-        state_wd = self._add(self._state, STATE_MASK, starting)
+        state_wd = self._add(self._state, STATE_MASK, starting) if self.w.state_name is not None else None
         if state_wd is not None:
             paths.setdefault(state_wd, self._state)
         tree: set[int] = set()
@@ -451,7 +455,7 @@ class _Watchfiles:
                 self.w._died(e)
 
     def start(self) -> None:
-        plans: list[tuple[list[Path], bool]] = [([self.w.root, self.w.state_dir], False)]
+        plans: list[tuple[list[Path], bool]] = [(list(dict.fromkeys([self.w.root, self.w.state_dir])), False)]
         if self.w.jobs_dir.is_dir():
             plans.append(([self.w.jobs_dir], True))
         for paths, recursive in plans:

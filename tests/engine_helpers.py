@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from cronfile.clock import FakeClock
-from cronfile.engine import Engine, merged_history
+from cronfile.engine import Engine
+from cronfile.history import merged_history
 from cronfile.load import load_project
-from cronfile.store import Store
+from cronfile.stores.file import FileStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,7 +71,7 @@ class LocalEngine:
     def __init__(self, root: Path, start: datetime, *, mode: str = "tick") -> None:
         self.root = root
         self.clock = FakeClock(start)
-        self.store = Store(root / ".cronfile")
+        self.store = FileStore(root / ".cronfile")
         self.log = io.StringIO()
         project = load_project(root, now=start)
         assert project.ok, [str(p) for p in project.errors]
@@ -169,4 +170,4 @@ def read_state(root: Path) -> dict[str, Any]:
 
 
 def history(root: Path, job: str) -> list[dict[str, Any]]:
-    return merged_history(Store(root / ".cronfile"), job, None)
+    return merged_history(FileStore(root / ".cronfile"), job, None)

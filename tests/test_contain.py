@@ -328,3 +328,24 @@ def test_empty_run_cgroups_left_behind_are_swept_and_a_swept_box_is_made_again(t
         proc.stop(1.0)
     box.close()
     assert not alive(escaped) and not box.path.exists()
+
+
+@pytest.mark.parametrize("mechanism", ["cgroup2"], indirect=True)  # run cgroups only
+def test_a_box_swept_between_its_mover_and_the_spawn_still_holds_the_run(tmp_path, mechanism):
+    """Another engine's start sweeps empty run cgroups; one can go between the parent
+    making it (``mover``) and the child writing itself into it. Seen under load as
+    "could not start it in the run's cgroup (Exception occurred in preexec_fn)"."""
+    import subprocess
+
+    box = mechanism.box("swept-at-the-fork")
+    move = box.mover()
+    assert move is not None
+    box.path.rmdir()  # the sweep, at the worst moment
+    child = subprocess.Popen(["sleep", "300"], preexec_fn=move)
+    try:
+        assert child.pid in box.pids()
+    finally:
+        child.kill()
+        child.wait()
+    box.close()
+    assert not box.path.exists()

@@ -140,9 +140,12 @@ def test_sigterm_past_the_grace_stops_the_run_as_interrupted(repo):
     assert read_state(repo)["jobs"]["slow"]["running"] == []
 
 
-def test_reboot_jobs_run_once_per_daemon_start(repo):
+# Macros are case-insensitive (cronfile/schedule.py); the engine once compared the text
+# with "@reboot", so an `@Reboot` job was valid and never ran.
+@pytest.mark.parametrize("spelling", ["@reboot", "@Reboot", " @REBOOT "])
+def test_reboot_jobs_run_once_per_daemon_start(repo, spelling):
     out = repo / "marks"
-    write_job(repo, "boot", f'schedule: "@reboot"\nshell: echo boot >> "{out}"\n')
+    write_job(repo, "boot", f'schedule: "{spelling}"\nshell: echo boot >> "{out}"\n')
     for n in (1, 2):
         with Daemon(repo) as d:
             d.wait_log(r"boot run \w+ success")

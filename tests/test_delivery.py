@@ -20,13 +20,14 @@ from email.message import Message
 import httpx
 import pytest
 
-import cronfile.delivery as delivery
-from cronfile.delivery import DeliveryResult, Report, deliver_all, deliverer_for, notify_start
+import cronfile.delivery.dispatch as delivery
 from cronfile.delivery import webhook as webhook_mod
-from cronfile.delivery.base import format_duration, status_line, utf16_len
+from cronfile.delivery.base import DeliveryResult, Report, status_line, utf16_len
+from cronfile.delivery.dispatch import deliver_all, deliverer_for, notify_start
 from cronfile.delivery.email import EmailDeliverer
 from cronfile.delivery.healthchecks import ping_url, run_uuid
 from cronfile.delivery.telegram import MAX_MESSAGES, MESSAGE_LIMIT
+from cronfile.durations import format_duration
 from cronfile.spec import Config, Status, Target
 
 try:
@@ -92,21 +93,32 @@ def send(
 # -- the package surface ---------------------------------------------------------------
 
 
-def test_the_package_exports_exactly_its_public_api():
-    assert sorted(delivery.__all__) == [
+def test_the_delivery_modules_export_exactly_their_public_api():
+    import cronfile.delivery.base as base
+
+    assert sorted(base.__all__) == [
+        "BaseDeliverer",
         "Deliverer",
         "DeliveryResult",
         "Report",
+        "status_line",
+        "target_wants",
+    ]
+    assert sorted(delivery.__all__) == [
         "deliver_all",
+        "deliverer_class",
         "deliverer_for",
         "notify_start",
-        "status_line",
+        "pings_start",
+        "streams",
+        "target_wants",
     ]
-    for name in delivery.__all__:
-        assert hasattr(delivery, name)
+    for module in (base, delivery):
+        for name in module.__all__:
+            assert hasattr(module, name)
 
 
-def test_only_the_webhook_module_imports_httpx():
+def test_only_the_http_module_imports_httpx():
     from pathlib import Path
 
     package = Path(delivery.__file__).parent
@@ -117,7 +129,7 @@ def test_only_the_webhook_module_imports_httpx():
             line.startswith(("import httpx", "from httpx")) for line in p.read_text().splitlines()
         )
     )
-    assert importers == ["webhook.py"]
+    assert importers == ["http.py"]
 
 
 def test_a_result_serializes_with_every_key_present():
@@ -175,7 +187,7 @@ def test_the_status_line_reads_as_a_sentence(kw, line):
 
 
 def test_durations_read_in_the_largest_sensible_unit():
-    assert [format_duration(s) for s in (3.04, 59.9, 60, 3599, 3600, 7325)] == [
+    assert [format_duration(s, rounded=True) for s in (3.04, 59.9, 60, 3599, 3600, 7325)] == [
         "3.0s",
         "59.9s",
         "1m00s",

@@ -14,7 +14,7 @@ from cli_helpers import cronfile
 from cronfile import cli, doctor
 from cronfile.doctor import Check, Mark, ToolResult, diagnose
 from cronfile.schedule import ScheduleError, get_zone
-from cronfile.store import Store
+from cronfile.stores.file import FileStore
 
 SHELL_JOB = 'schedule: "@daily"\nshell: "true"\n'
 
@@ -314,7 +314,7 @@ def test_a_dead_engines_lock_and_its_run_in_flight_are_reported_with_the_pid(tmp
 def test_a_live_engine_is_not_called_stale(tmp_path):
     root = make_repo(tmp_path)
     apply(root)
-    with Store(root / ".cronfile").engine_lock("live01"):
+    with FileStore(root / ".cronfile").engine_lock("live01"):
         _with_run_in_flight(root, "live01", os.getpid())
         checks = by_name(run_doctor(root), "locks")
     assert [c.status for c in checks] == [Mark.ok]
@@ -324,7 +324,7 @@ def test_a_live_engine_is_not_called_stale(tmp_path):
 def test_a_running_daemon_is_reported_with_its_pid(tmp_path):
     root = make_repo(tmp_path)
     apply(root)
-    with Store(root / ".cronfile").daemon_lock():
+    with FileStore(root / ".cronfile").daemon_lock():
         check = one(run_doctor(root), "daemon")
     assert check.status is Mark.ok and f"pid {os.getpid()}" in check.message
 
@@ -370,7 +370,7 @@ def test_file_times_far_from_the_clock_are_a_warning(tmp_path):
 
     root = make_repo(tmp_path)
     apply(root)
-    store = Store(root / ".cronfile")
+    store = FileStore(root / ".cronfile")
     checks = doctor.check_clock(
         datetime.now(UTC), store, store.read(), run=no_tools, time_now=lambda: time.time() - 3600
     )

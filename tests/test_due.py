@@ -9,8 +9,19 @@ from typing import Any
 import pytest
 from conftest import build_spec
 
-from cronfile.due import MISSED_COUNT_LIMIT, Due, decide, due_by, next_wake
-from cronfile.state import JobState, JobStatus, Running, State
+from cronfile.clock import FakeClock
+from cronfile.due import (
+    MISSED_COUNT_LIMIT,
+    Claims,
+    Due,
+    claim,
+    claim_reboot,
+    decide,
+    due_by,
+    next_wake,
+)
+from cronfile.spec import JobSpec, Status, Trigger
+from cronfile.state import JobState, JobStatus, LastRun, Running, State
 
 
 def t(hh: int, mm: int = 0, ss: int = 0, us: int = 0, day: int = 2) -> datetime:
@@ -443,3 +454,147 @@ def test_next_wake_is_now_for_an_overdue_job_or_a_queued_run_ready_to_start() ->
     assert next_wake([ready], t(8)) == t(8)
     blocked = job_state(s, next_run=t(10), queued=t(7, 59), running=IN_FLIGHT)
     assert next_wake([blocked], t(8)) == t(10)
+
+
+# -- claim: what follows a decision in the state, as data -------------------------------
+
+
+def _ids() -> Any:
+    n = iter(range(1, 1000))
+    return lambda when: f"{when:%H%M%S}-{next(n):04x}"
+
+
+def claim_at(state: State, clock: FakeClock, specs: dict[str, JobSpec], **kw: Any) -> Claims:
+    return claim(
+        state,
+        clock.now(),
+        spec_for=lambda js: specs[next(n for n, s in specs.items() if s.spec_hash == js.spec_hash)],
+        schedule_for=lambda spec, js: spec.build_schedule(created_at=js.created_at),
+        engine="engine-2",
+        host="box",
+        new_id=_ids(),
+        **kw,
+    )
+
+
+def test_claim_persists_a_running_entry_counts_the_run_and_moves_next_run() -> None:
+    clock = FakeClock(t(9, us=2000))
+    spec = build_spec(schedule="0 9 * * *")
+    before = State(jobs={"job": job_state(spec, next_run=t(9), run_count=4)})
+    got = claim_at(before, clock, {"job": spec})
+    assert [(c.job, c.trigger, c.scheduled_for, c.after) for c in got.runs] == [("job", Trigger.schedule, t(9), ())]
+    js = got.state.jobs["job"]
+    assert js.running == (Running(got.runs[0].run_id, t(9), clock.now(), "schedule", "engine-2"),)
+    assert (js.run_count, js.next_run, js.state) == (5, t(9, day=3), JobStatus.scheduled)
+    assert got.records == () and got.cancel == ()
+    assert before.jobs["job"].running == () and before.jobs["job"].run_count == 4  # pure
+
+
+def test_claim_leaves_the_state_alone_when_nothing_is_due() -> None:
+    clock = FakeClock(t(8, 59, 59))
+    spec = build_spec()
+    paused = build_spec(name="paused", schedule="* * * * *")
+    reboot = build_spec(name="boot", schedule="@reboot")
+    state = State(
+        jobs={
+            "job": job_state(spec, next_run=t(9)),
+            "paused": job_state(paused, next_run=t(8), state=JobStatus.paused),
+            "boot": job_state(reboot),
+        }
+    )
+    got = claim_at(state, clock, {"job": spec, "paused": paused, "boot": reboot})
+    assert got.state is state
+    assert got.runs == got.records == got.cancel == ()
+
+
+def test_claim_ahead_of_an_instant_claims_it_for_the_instant() -> None:
+    clock = FakeClock(AHEAD)
+    spec = build_spec()
+    got = claim_at(State(jobs={"job": job_state(spec, next_run=t(9))}), clock, {"job": spec}, horizon=t(9))
+    assert [c.scheduled_for for c in got.runs] == [t(9)]
+    assert got.state.jobs["job"].next_run == t(9, day=3)
+
+
+def test_a_late_occurrence_is_recorded_missed_and_not_run() -> None:
+    clock = FakeClock(t(9, 5, 30))  # 09:04 is 90 s late; the default starting_deadline is 60 s
+    spec = build_spec(schedule="*/2 * * * *")
+    got = claim_at(State(jobs={"job": job_state(spec, next_run=t(9))}), clock, {"job": spec})
+    assert got.runs == ()
+    [rec] = got.records
+    assert (rec.job, rec.status, rec.trigger, rec.missed_count) == ("job", Status.missed, Trigger.schedule, 3)
+    assert (rec.missed_first, rec.scheduled_for, rec.message) == (t(9), t(9, 4), "later than starting_deadline")
+    assert (rec.attempts, rec.started_at, rec.host) == (0, None, "box")
+    assert got.state.jobs["job"].next_run == t(9, 6)
+
+
+def test_occurrences_folded_into_an_on_time_run_say_so() -> None:
+    clock = FakeClock(t(9, 4, 10))
+    spec = build_spec(schedule="*/2 * * * *")
+    got = claim_at(State(jobs={"job": job_state(spec, next_run=t(9))}), clock, {"job": spec})
+    assert [c.scheduled_for for c in got.runs] == [t(9, 4)]
+    [rec] = got.records
+    assert rec.missed_count == 2 and rec.message.startswith("folded into the run of a later occurrence")
+
+
+def test_forbid_records_the_occurrence_skipped_and_says_why() -> None:
+    clock = FakeClock(t(9))
+    spec = build_spec(concurrency="forbid")
+    state = State(jobs={"job": job_state(spec, next_run=t(9), running=IN_FLIGHT)})
+    got = claim_at(state, clock, {"job": spec})
+    [rec] = got.records
+    assert (rec.status, rec.scheduled_for, rec.message) == (Status.skipped, t(9), "the previous run was still going (concurrency: forbid)")
+    assert got.runs == () and got.state.jobs["job"].running == IN_FLIGHT
+    waiting = claim_at(state, clock, {"job": spec}, waiting={"r1"}, max_concurrent=3)
+    assert waiting.records[0].message == "the previous run was still waiting for a free slot (max_concurrent: 3; concurrency: forbid)"
+
+
+def test_queue_buffers_one_occurrence_and_claims_it_once_the_run_is_over() -> None:
+    clock = FakeClock(t(9))
+    spec = build_spec(concurrency="queue")
+    got = claim_at(State(jobs={"job": job_state(spec, next_run=t(9), running=IN_FLIGHT)}), clock, {"job": spec})
+    assert got.runs == () and got.state.jobs["job"].queued == t(9)
+    over = got.state.with_job("job", got.state.jobs["job"].with_(running=()))
+    clock.advance(30)
+    then = claim_at(over, clock, {"job": spec})
+    assert [(c.trigger, c.scheduled_for) for c in then.runs] == [(Trigger.queued, t(9))]
+    js = then.state.jobs["job"]
+    assert js.queued is None and js.run_count == 1 and js.running[0].trigger == "queued"
+
+
+def test_replace_claims_the_new_run_after_the_old_and_stops_the_old() -> None:
+    clock = FakeClock(t(9))
+    spec = build_spec(concurrency="replace")
+    got = claim_at(State(jobs={"job": job_state(spec, next_run=t(9), running=IN_FLIGHT)}), clock, {"job": spec})
+    assert got.cancel == ("r1",)
+    assert [c.after for c in got.runs] == [("r1",)]
+    assert [r.run_id for r in got.state.jobs["job"].running] == ["r1", got.runs[0].run_id]
+
+
+def test_the_last_run_repeat_allows_completes_the_job() -> None:
+    clock = FakeClock(t(9))
+    spec = build_spec(schedule="0 9 * * *", repeat=3)
+    got = claim_at(State(jobs={"job": job_state(spec, next_run=t(9), run_count=2)}), clock, {"job": spec})
+    js = got.state.jobs["job"]
+    assert len(got.runs) == 1 and js.state is JobStatus.completed and js.next_run is None
+
+
+def test_reboot_jobs_are_claimed_once_at_start_and_after_a_boot_by_tick() -> None:
+    clock = FakeClock(t(9))
+    boot = build_spec(name="boot", schedule="@reboot", repeat=1)
+    daily = build_spec()
+    state = State(jobs={"boot": job_state(boot), "job": job_state(daily, next_run=t(9))})
+    specs = {"boot": boot, "job": daily}
+
+    def reboot(state: State, **kw: Any) -> Claims:
+        return claim_reboot(state, clock.now(), spec_for=lambda js: specs[js.spec["name"]], engine="engine-2", new_id=_ids(), **kw)
+
+    got = reboot(state, boot=None, only_after_boot=False)
+    assert [(c.job, c.trigger, c.scheduled_for) for c in got.runs] == [("boot", Trigger.reboot, t(9))]
+    js = got.state.jobs["boot"]
+    assert (js.run_count, js.state, js.running[0].engine) == (1, JobStatus.completed, "engine-2")
+    assert got.state.jobs["job"] is state.jobs["job"]
+    # tick: only if it has not run since the boot, and never when the boot is unknown
+    ran = state.with_job("boot", state.jobs["boot"].with_(last_run=LastRun("x", "success", "reboot", t(8, 30), t(8, 30), t(8, 31))))
+    assert reboot(ran, boot=t(8), only_after_boot=True).runs == ()
+    assert len(reboot(ran, boot=t(8, 45), only_after_boot=True).runs) == 1
+    assert reboot(state, boot=None, only_after_boot=True).runs == ()

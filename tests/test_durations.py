@@ -104,6 +104,26 @@ def test_it_formats_compactly(td: timedelta, expected: str) -> None:
     assert format_duration(td) == expected
 
 
+def test_a_number_is_seconds() -> None:
+    assert format_duration(90.25) == format_duration(timedelta(seconds=90.25)) == "1m30.25s"
+
+
+ROUNDED = [
+    ("under-a-minute", 3.04, "3.0s"),
+    ("just-under-a-minute", 59.9, "59.9s"),
+    ("a-minute", 60, "1m00s"),
+    ("under-an-hour", 3599, "59m59s"),
+    ("an-hour", timedelta(hours=1), "1h00m"),
+    ("hours-and-minutes", 7325, "2h02m"),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), [r[1:] for r in ROUNDED], ids=[r[0] for r in ROUNDED])
+def test_rounded_is_for_a_sentence_a_person_reads(value: float | timedelta, expected: str) -> None:
+    # The deliveries' "backup succeeded in 41.2s" (delivery/base.py status_line).
+    assert format_duration(value, rounded=True) == expected
+
+
 @given(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=10_000)))
 def test_what_it_prints_reads_back(td: timedelta) -> None:
     assert parse_duration(format_duration(td)) == td

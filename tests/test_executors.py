@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from helpers_proc import alive, make_ctx, make_spec, read_record, wait_for, write_fake_agent
 
-from cronfile.executors import Early, Prepared, executor_for
 from cronfile.executors.agent import AgentExecutor, assemble_prompt
+from cronfile.executors.base import Early, Prepared
 from cronfile.executors.command import CommandExecutor
+from cronfile.executors.dispatch import executor_for
 from cronfile.executors.process import group_alive, kill_group, run_capture, spawn
 from cronfile.executors.shell import ShellExecutor
 from cronfile.secrets import Masker

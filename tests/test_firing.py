@@ -435,16 +435,16 @@ def test_the_pids_of_runs_started_together_are_written_in_at_most_two_transactio
 
 def test_updates_submitted_together_share_one_transaction(repo):
     with LocalEngine(repo, T0) as eng:
-        engine = eng.engine
+        writer = eng.engine.writer
         count = 0
-        real_txn = engine._txn
+        real_txn = writer.txn
 
         def counting() -> Any:
             nonlocal count
             count += 1
             return real_txn()
 
-        engine._txn = counting  # type: ignore[method-assign]
+        writer.txn = counting  # type: ignore[method-assign]
         seen: list[str] = []
 
         def update(tag: str) -> Any:
@@ -454,11 +454,11 @@ def test_updates_submitted_together_share_one_transaction(repo):
 
             return fn
 
-        with engine._committer:  # a transaction in progress: the others queue up
-            threads = [threading.Thread(target=engine._commit, args=(update(str(i)),)) for i in range(10)]
+        with writer._committer:  # a transaction in progress: the others queue up
+            threads = [threading.Thread(target=writer.commit, args=(update(str(i)),)) for i in range(10)]
             for t in threads:
                 t.start()
-            wait_for(lambda: len(engine._updates) == 10, what="ten queued updates")
+            wait_for(lambda: len(writer._updates) == 10, what="ten queued updates")
         for t in threads:
             t.join(10)
         assert count == 1

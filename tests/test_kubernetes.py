@@ -625,10 +625,10 @@ def test_a_pod_runs_the_job_and_delivers(tmp_path):
     # ${VAR} values from the Secret reach the job, never a delivery.
     assert payload["output"] == "*** (12 characters) from hello; retries off: 1\n"
     # Recorded in the pod's own (throw-away) state dir, delivery included.
-    from cronfile.engine import merged_history
-    from cronfile.store import Store
+    from cronfile.history import merged_history
+    from cronfile.stores.file import FileStore
 
-    (run,) = merged_history(Store(Path(where["/state"])), "hello", None)
+    (run,) = merged_history(FileStore(Path(where["/state"])), "hello", None)
     assert run["status"] == "success" and run["trigger"] == "manual"
     assert [(d["target"].split(":")[0], d["ok"]) for d in run["deliveries"]] == [("webhook", True)]
 

@@ -162,12 +162,13 @@ def test_a_run_that_waited_for_a_slot_says_so(tmp_path):
 
 def test_an_entry_from_a_newer_version_is_set_aside_not_guessed(tmp_path):
     from cronfile.outbox import Outbox
+    from cronfile.stores.file import FileStore
 
     box = tmp_path / "outbox"
     box.mkdir()
     (box / "r1.0@dead.json").write_text(json.dumps({"version": 99}))
     logs = []
-    o = Outbox(tmp_path, "me", send=lambda e, s: None, record=lambda e, r: None, log=lambda j, t: logs.append(t))
+    o = Outbox(FileStore(tmp_path), "me", send=lambda e, s: None, record=lambda e, r: None, log=lambda j, t: logs.append(t))
     assert o.adopt(lambda engine: False) == 0
     assert (box / "r1.0@me.json.bad").exists() and "unreadable" in logs[0]
 
@@ -205,7 +206,7 @@ class TrickleServer:
 
 
 def test_each_try_of_a_webhook_ends_within_its_timeout_even_if_the_target_trickles():
-    from cronfile.delivery.webhook import Http
+    from cronfile.delivery.http import Http
     from cronfile.spec import Config
 
     srv = TrickleServer()

@@ -257,12 +257,12 @@ def test_a_daemon_reload_sees_an_edit_that_keeps_size_and_mtime(repo, tmp_path):
 
     from cronfile.clock import FakeClock
     from cronfile.engine import Engine
-    from cronfile.store import Store
+    from cronfile.stores.file import FileStore
 
     a = repo / "jobs.d/team/job1.yaml"
     cache = ParseCache(now_ns=later)
     project = load_project(repo, cache=cache, warnings=False)
-    store = Store(tmp_path / "state")
+    store = FileStore(tmp_path / "state")
     engine = Engine(repo, store, project=project, mode="daemon", clock=FakeClock(datetime(2026, 3, 2, tzinfo=UTC)), quiet=True)
     engine.apply(project, "daemon")
     rewrite_keeping_size_and_mtime(a, JOB.format(n=7))
@@ -278,9 +278,9 @@ def test_files_read_within_a_tick_of_a_write_are_checked_by_their_bytes(repo, tm
     from datetime import UTC, datetime
 
     import cronfile.engine as engine_mod
-    from cronfile.engine import apply_project
+    from cronfile.apply import apply_project
     from cronfile.load import racy_changed
-    from cronfile.store import Store
+    from cronfile.stores.file import FileStore
 
     fresh = write(repo, "jobs.d/fresh.yaml", JOB.format(n=1), age_s=0)
     project = load_project(repo, cache=ParseCache(now_ns=time.time_ns))
@@ -288,6 +288,6 @@ def test_files_read_within_a_tick_of_a_write_are_checked_by_their_bytes(repo, tm
     fresh.write_text(JOB.format(n=2))  # same size
     assert racy_changed(project)
     monkeypatch.setattr(engine_mod, "files_signature", lambda root, jobs_dir=None: project.signature)
-    store = Store(tmp_path / "state")
+    store = FileStore(tmp_path / "state")
     apply_project(store, project, now=datetime(2026, 3, 2, tzinfo=UTC), revision=None, source="test")
     assert store.read().jobs["fresh"].spec["shell"] == "echo 2"

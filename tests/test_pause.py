@@ -17,7 +17,7 @@ from cronfile.due import decide, due_by, next_wake
 from cronfile.pause import drift, pause, resume
 from cronfile.reconcile import Action, reconcile
 from cronfile.state import JobStatus, Pause, State
-from cronfile.store import encode_state
+from cronfile.stores.file import encode_state
 
 
 def at(hh: int, mm: int = 0, day: int = 2) -> datetime:

@@ -100,7 +100,7 @@ def test_every_job_example_in_the_readme_validates(tmp_path):
 
 
 def test_every_command_in_the_readme_exists():
-    from cronfile.cli import COMMANDS
+    from cronfile.commands import COMMANDS
 
     shell = "\n".join(re.findall(r"```(?:sh|bash)\n(.*?)```", README.read_text(), re.S))
     used = set(re.findall(r"^\s*(?:\$ )?cronfile (?:-C \S+ )?([a-z]+)", shell, re.M))

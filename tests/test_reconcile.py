@@ -16,7 +16,7 @@ from cronfile.clock import FakeClock
 from cronfile.reconcile import Action, Change, Plan, reconcile
 from cronfile.spec import JobSpec
 from cronfile.state import JobStatus, Running, State
-from cronfile.store import encode_state
+from cronfile.stores.file import encode_state
 
 
 def at(hh: int, mm: int = 0, day: int = 2) -> datetime:

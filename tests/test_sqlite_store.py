@@ -20,8 +20,8 @@ from engine_helpers import LocalEngine, wait_for, write_job
 
 from cronfile.errors import LockedError, StateError
 from cronfile.state import JobState, LastRun, Running, State
-from cronfile.store import Store
 from cronfile.stores import sqlite as sqlite_mod
+from cronfile.stores.file import FileStore as Store
 from cronfile.stores.sqlite import SqliteStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -406,10 +406,10 @@ def test_history_written_inside_a_state_transaction_commits_with_it_or_not_at_al
 
 def test_prune_keeps_the_last_runs_with_their_delivery_lines_and_deletes_older_logs(store: SqliteStore) -> None:
     for i in range(5):
-        store.log_path("a", f"r{i}").write_text("out")
+        store.log_file("a", f"r{i}").write_text("out")
         store.append_history("a", {"run_id": f"r{i}", "status": "success"})
         store.append_history("a", {"run_id": f"r{i}", "deliveries": [{"key": "k"}]})
-    store.log_path("a", "inflight").write_text("still running")
+    store.log_file("a", "inflight").write_text("still running")
     store.prune("a", 2)
     assert [r["run_id"] for r in store.read_history("a")] == ["r3", "r3", "r4", "r4"]
     assert sorted(p.name for p in store.job_dir("a").glob("*.log")) == ["inflight.log", "r3.log", "r4.log"]
@@ -427,9 +427,12 @@ class SqliteEngine(LocalEngine):
     """The tests' in-process engine, on this store (whatever the helpers default to)."""
 
     def __init__(self, root: Path, start: datetime) -> None:
+        from cronfile.engine import Engine
+        from cronfile.load import load_project
+
         super().__init__(root, start)
         self.store = SqliteStore(root / ".cronfile")
-        self.engine.store = self.store
+        self.engine = Engine(root, self.store, project=load_project(root, now=start), mode="tick", clock=self.clock, log_stream=self.log)
 
 
 def test_an_engine_on_the_sqlite_store_runs_records_and_prunes(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from cronfile.load import load_project
 from cronfile.render import status_rows
 from cronfile.schedule import get_zone
 from cronfile.statuspage import MAX_MARKS, REFRESH_S, next_fires, render_page
-from cronfile.store import Store
+from cronfile.stores.file import FileStore
 
 SECRET = "s3cret-token-4711"
 
@@ -95,10 +95,10 @@ def test_the_status_page_shows_every_job_in_a_real_browser(repo, tmp_path):
 
 def test_drift_between_the_files_and_the_applied_set_is_shown(repo, tmp_path):
     """Pure render: the files differ from state.json (a daemon would apply them at once)."""
-    from cronfile.engine import apply_project
+    from cronfile.apply import apply_project
 
     now = datetime(2026, 6, 1, 12, tzinfo=UTC)
-    store = Store(repo / ".cronfile")
+    store = FileStore(repo / ".cronfile")
     apply_project(store, load_project(repo, now=now), now=now, revision=None, source="test")
     write_job(repo, "daily-berlin", 'schedule: "0 10 * * *"\ntimezone: Europe/Berlin\nshell: "true"\n')
     (repo / "jobs.d" / "paused.yaml").unlink()

@@ -20,7 +20,7 @@ import pytest
 
 from cronfile.errors import LockedError, StateError
 from cronfile.state import JobState, LastRun, Running, State
-from cronfile.store import Store, _split_write_id, encode_state
+from cronfile.stores.file import FileStore, _split_write_id, encode_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -45,8 +45,8 @@ def sample_state() -> State:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "state")
+def store(tmp_path: Path) -> FileStore:
+    return FileStore(tmp_path / "state")
 
 
 # -- child processes -------------------------------------------------------------------
@@ -103,13 +103,13 @@ def wait_until(cond, timeout: float = 10.0) -> None:
 # -- state.json ------------------------------------------------------------------------
 
 
-def test_a_missing_state_file_reads_as_an_empty_state(store: Store) -> None:
+def test_a_missing_state_file_reads_as_an_empty_state(store: FileStore) -> None:
     assert not store.exists()
     assert store.read() == State()
     assert not store.state_dir.exists()  # reading creates nothing
 
 
-def test_a_transaction_writes_the_new_state_and_it_reads_back_equal(store: Store) -> None:
+def test_a_transaction_writes_the_new_state_and_it_reads_back_equal(store: FileStore) -> None:
     with store.transaction() as txn:
         assert txn.state == State()
         txn.state = sample_state()
@@ -122,13 +122,13 @@ def test_a_transaction_writes_the_new_state_and_it_reads_back_equal(store: Store
     assert json.loads(raw)["write_id"] == write_id  # still one JSON object
 
 
-def _other_store_write(store: Store, state: State) -> None:
-    """What another process's write looks like to ``store``: a Store of its own."""
-    with Store(store.state_dir).transaction() as txn:
+def _other_store_write(store: FileStore, state: State) -> None:
+    """What another process's write looks like to ``store``: a FileStore of its own."""
+    with FileStore(store.state_dir).transaction() as txn:
         txn.state = state
 
 
-def test_every_write_has_a_new_write_id_and_a_write_of_nothing_keeps_the_file(store: Store) -> None:
+def test_every_write_has_a_new_write_id_and_a_write_of_nothing_keeps_the_file(store: FileStore) -> None:
     with store.transaction() as txn:
         txn.state = sample_state()
     first = store.state_path.read_bytes()
@@ -141,7 +141,7 @@ def test_every_write_has_a_new_write_id_and_a_write_of_nothing_keeps_the_file(st
     assert _split_write_id(store.state_path.read_bytes())[0] != _split_write_id(first)[0]
 
 
-def test_a_store_sees_another_writers_state_even_when_size_inode_and_mtime_match(store: Store) -> None:
+def test_a_store_sees_another_writers_state_even_when_size_inode_and_mtime_match(store: FileStore) -> None:
     """The kept State is reused only while the file is the same write. Inode numbers are
     reused right after a rename and a coarse clock gives two writes one mtime: make the
     new file look identical to the kept one on all three, and the write id still tells."""
@@ -157,7 +157,7 @@ def test_a_store_sees_another_writers_state_even_when_size_inode_and_mtime_match
     assert store.read() == changed
 
 
-def test_a_hand_edited_state_file_is_read_again(store: Store) -> None:
+def test_a_hand_edited_state_file_is_read_again(store: FileStore) -> None:
     with store.transaction() as txn:
         txn.state = sample_state()
     assert store.read() == sample_state()
@@ -182,7 +182,7 @@ def test_state_encodes_and_decodes_to_an_equal_state() -> None:
 
 
 def test_an_exception_inside_a_transaction_leaves_the_file_unchanged_byte_for_byte(
-    store: Store,
+    store: FileStore,
 ) -> None:
     with store.transaction() as txn:
         txn.state = sample_state()
@@ -194,7 +194,7 @@ def test_an_exception_inside_a_transaction_leaves_the_file_unchanged_byte_for_by
     assert sorted(p.name for p in store.state_dir.iterdir() if p.name.endswith(".tmp")) == []
 
 
-def test_a_transaction_that_changes_nothing_does_not_rewrite_the_file(store: Store) -> None:
+def test_a_transaction_that_changes_nothing_does_not_rewrite_the_file(store: FileStore) -> None:
     with store.transaction() as txn:
         txn.state = sample_state()
     st = store.state_path.stat()
@@ -205,14 +205,14 @@ def test_a_transaction_that_changes_nothing_does_not_rewrite_the_file(store: Sto
 
 
 def test_a_transaction_on_a_fresh_dir_that_changes_nothing_creates_no_state_file(
-    store: Store,
+    store: FileStore,
 ) -> None:
     with store.transaction():
         pass
     assert not store.exists()
 
 
-def test_transactions_are_not_reentrant(store: Store) -> None:
+def test_transactions_are_not_reentrant(store: FileStore) -> None:
     with (
         pytest.raises(RuntimeError, match="re-entrant"),
         store.transaction(),
@@ -221,7 +221,7 @@ def test_transactions_are_not_reentrant(store: Store) -> None:
         pass
 
 
-def test_write_bytes_atomic_replaces_the_file_and_leaves_no_temp_file(store: Store) -> None:
+def test_write_bytes_atomic_replaces_the_file_and_leaves_no_temp_file(store: FileStore) -> None:
     store.ensure()
     target = store.state_dir / "x.bin"
     target.write_bytes(b"old")
@@ -246,7 +246,7 @@ BAD_STATE = [
     ("content", "message"), [b[1:] for b in BAD_STATE], ids=[b[0] for b in BAD_STATE]
 )
 def test_an_unreadable_state_file_is_an_error_naming_the_file_and_is_left_untouched(
-    store: Store, content: bytes, message: str
+    store: FileStore, content: bytes, message: str
 ) -> None:
     store.ensure()
     store.state_path.write_bytes(content)
@@ -269,13 +269,11 @@ def test_the_state_dir_and_its_parents_are_created_0700_with_a_gitignore_0600(
 ) -> None:
     old = os.umask(0o022)
     try:
-        store = Store(tmp_path / "a" / "b" / "state")
+        store = FileStore(tmp_path / "a" / "b" / "state")
         with store.transaction() as txn:
             txn.state = sample_state()
         store.append_history("backup", {"run_id": "r1", "status": "success"})
         store.append_audit({"summary": "1 to create"})
-        log = store.open_log("backup", "r1")
-        log.close()
     finally:
         os.umask(old)
     for d in (
@@ -293,7 +291,6 @@ def test_the_state_dir_and_its_parents_are_created_0700_with_a_gitignore_0600(
         store.lock_path,
         store.audit_path,
         store.history_path("backup"),
-        store.log_path("backup", "r1"),
     ):
         assert mode(f) == 0o600, f
 
@@ -302,7 +299,7 @@ def test_an_existing_state_dir_with_a_wider_mode_is_tightened_to_0700(tmp_path: 
     d = tmp_path / "state"
     d.mkdir(mode=0o755)
     d.chmod(0o755)
-    Store(d).ensure()
+    FileStore(d).ensure()
     assert mode(d) == 0o700
 
 
@@ -310,14 +307,14 @@ def test_an_existing_gitignore_is_left_as_the_user_wrote_it(tmp_path: Path) -> N
     d = tmp_path / "state"
     d.mkdir()
     (d / ".gitignore").write_text("*\n!keep\n")
-    Store(d).ensure()
+    FileStore(d).ensure()
     assert (d / ".gitignore").read_text() == "*\n!keep\n"
 
 
 # -- history ---------------------------------------------------------------------------
 
 
-def test_history_lines_read_back_oldest_first_and_the_last_n(store: Store) -> None:
+def test_history_lines_read_back_oldest_first_and_the_last_n(store: FileStore) -> None:
     for i in range(5):
         store.append_history("backup", {"run_id": f"r{i}", "status": "success"})
     assert [r["run_id"] for r in store.read_history("backup")] == ["r0", "r1", "r2", "r3", "r4"]
@@ -327,7 +324,7 @@ def test_history_lines_read_back_oldest_first_and_the_last_n(store: Store) -> No
 
 
 def test_a_torn_last_history_line_is_skipped_and_the_next_append_still_reads(
-    store: Store,
+    store: FileStore,
 ) -> None:
     store.append_history("backup", {"run_id": "r1", "status": "success"})
     with open(store.history_path("backup"), "ab") as f:
@@ -337,18 +334,18 @@ def test_a_torn_last_history_line_is_skipped_and_the_next_append_still_reads(
     assert [r["run_id"] for r in store.read_history("backup")] == ["r1", "r3"]
 
 
-def test_each_history_record_is_one_line(store: Store) -> None:
+def test_each_history_record_is_one_line(store: FileStore) -> None:
     store.append_history("backup", {"run_id": "r1", "note": "two\nlines"})
     assert store.history_path("backup").read_bytes().count(b"\n") == 1
 
 
 def test_prune_keeps_the_last_n_runs_and_their_logs_and_deletes_older_logs(
-    store: Store,
+    store: FileStore,
 ) -> None:
     for i in range(6):
-        store.log_path("backup", f"r{i}").write_text(f"out {i}")
+        store.log_file("backup", f"r{i}").write_text(f"out {i}")
         store.append_history("backup", {"run_id": f"r{i}", "status": "success"})
-    store.log_path("backup", "r-inflight").write_text("still running")
+    store.log_file("backup", "r-inflight").write_text("still running")
     store.prune("backup", 2)
     assert [r["run_id"] for r in store.read_history("backup")] == ["r4", "r5"]
     logs = sorted(p.name for p in store.job_dir("backup").glob("*.log"))
@@ -356,9 +353,9 @@ def test_prune_keeps_the_last_n_runs_and_their_logs_and_deletes_older_logs(
     assert mode(store.history_path("backup")) == 0o600
 
 
-def test_prune_counts_runs_so_a_runs_delivery_line_stays_with_its_record(store: Store) -> None:
+def test_prune_counts_runs_so_a_runs_delivery_line_stays_with_its_record(store: FileStore) -> None:
     for i in range(4):
-        store.log_path("backup", f"r{i}").write_text(f"out {i}")
+        store.log_file("backup", f"r{i}").write_text(f"out {i}")
         store.append_history("backup", {"run_id": f"r{i}", "status": "success"})
         store.append_history("backup", {"run_id": f"r{i}", "deliveries": [{"ok": True}]})
     store.prune("backup", 3)
@@ -371,7 +368,7 @@ def test_prune_counts_runs_so_a_runs_delivery_line_stays_with_its_record(store: 
     ]
 
 
-def test_prune_with_fewer_lines_than_the_limit_leaves_the_file_alone(store: Store) -> None:
+def test_prune_with_fewer_lines_than_the_limit_leaves_the_file_alone(store: FileStore) -> None:
     store.append_history("backup", {"run_id": "r1"})
     ino = store.history_path("backup").stat().st_ino
     store.prune("backup", 100)
@@ -379,7 +376,7 @@ def test_prune_with_fewer_lines_than_the_limit_leaves_the_file_alone(store: Stor
     assert store.history_path("backup").stat().st_ino == ino
 
 
-def test_audit_lines_append(store: Store) -> None:
+def test_audit_lines_append(store: FileStore) -> None:
     store.append_audit({"summary": "1 to create"})
     store.append_audit({"summary": "0 to create"})
     assert [r["summary"] for r in store.read_audit()] == ["1 to create", "0 to create"]
@@ -392,12 +389,12 @@ BAD_NAMES = ["../etc", "a/b", "..", "", ".hidden", "a..b"]
     "name", BAD_NAMES, ids=["parent", "slash", "dotdot", "empty", "hidden", "inner-dotdot"]
 )
 def test_a_job_name_or_run_id_that_could_escape_the_state_dir_is_refused(
-    store: Store, name: str
+    store: FileStore, name: str
 ) -> None:
     with pytest.raises(ValueError, match="cannot be used in a path"):
         store.append_history(name, {})
     with pytest.raises(ValueError, match="cannot be used in a path"):
-        store.log_path("backup", name)
+        store.log_file("backup", name)
     with pytest.raises(ValueError, match="cannot be used in a path"):
         store.engine_alive(name)
 
@@ -406,13 +403,13 @@ def test_a_job_name_or_run_id_that_could_escape_the_state_dir_is_refused(
 
 
 def test_an_engine_is_alive_while_a_child_holds_its_lock_and_gone_after_sigkill(
-    store: Store, children: list[Child]
+    store: FileStore, children: list[Child]
 ) -> None:
     store.ensure()
     child = Child(
         "import sys, time\n"
-        "from cronfile.store import Store\n"
-        f"lock = Store({str(store.state_dir)!r}).engine_lock('child-engine')\n"
+        "from cronfile.stores.file import FileStore\n"
+        f"lock = FileStore({str(store.state_dir)!r}).engine_lock('child-engine')\n"
         "print('ready', flush=True)\n"
         "time.sleep(120)\n"
     )
@@ -426,31 +423,31 @@ def test_an_engine_is_alive_while_a_child_holds_its_lock_and_gone_after_sigkill(
 
 
 def test_engine_alive_from_the_same_process_tells_its_own_engine_from_a_dead_one(
-    store: Store,
+    store: FileStore,
 ) -> None:
     with store.engine_lock("mine"):
         (store.engines_dir / "dead.lock").write_text("")  # left by a crashed engine
         assert store.engine_alive("mine")
-        assert Store(store.state_dir).engine_alive("mine")  # through the OS lock, no cache
+        assert FileStore(store.state_dir).engine_alive("mine")  # through the OS lock, no cache
         assert not store.engine_alive("dead")
         assert not store.engine_alive("never-existed")
     assert not store.engine_alive("mine")
     assert not (store.engines_dir / "mine.lock").exists()
 
 
-def test_an_engine_id_cannot_be_taken_twice(store: Store) -> None:
+def test_an_engine_id_cannot_be_taken_twice(store: FileStore) -> None:
     with store.engine_lock("e1"), pytest.raises(LockedError, match="already in use"):
-        Store(store.state_dir).engine_lock("e1")
+        FileStore(store.state_dir).engine_lock("e1")
 
 
 def test_a_second_daemon_is_refused_naming_the_pid_of_the_first(
-    store: Store, children: list[Child]
+    store: FileStore, children: list[Child]
 ) -> None:
     store.ensure()
     child = Child(
         "import time\n"
-        "from cronfile.store import Store\n"
-        f"lock = Store({str(store.state_dir)!r}).daemon_lock()\n"
+        "from cronfile.stores.file import FileStore\n"
+        f"lock = FileStore({str(store.state_dir)!r}).daemon_lock()\n"
         "print('ready', flush=True)\n"
         "time.sleep(120)\n"
     )
@@ -465,7 +462,7 @@ def test_a_second_daemon_is_refused_naming_the_pid_of_the_first(
         assert store.daemon_pid() == os.getpid()
         assert mode(store.daemon_pid_path) == 0o600
         with pytest.raises(LockedError, match=f"pid {os.getpid()}"):
-            Store(store.state_dir).daemon_lock()
+            FileStore(store.state_dir).daemon_lock()
         assert held.held
     assert not store.daemon_pid_path.exists()
 
@@ -473,12 +470,12 @@ def test_a_second_daemon_is_refused_naming_the_pid_of_the_first(
 def test_a_state_lock_held_too_long_is_a_locked_error(
     tmp_path: Path, children: list[Child]
 ) -> None:
-    store = Store(tmp_path / "state", lock_timeout=0.3)
+    store = FileStore(tmp_path / "state", lock_timeout=0.3)
     store.ensure()
     child = Child(
         "import time\n"
-        "from cronfile.store import Store\n"
-        f"with Store({str(store.state_dir)!r}).transaction():\n"
+        "from cronfile.stores.file import FileStore\n"
+        f"with FileStore({str(store.state_dir)!r}).transaction():\n"
         "    print('ready', flush=True)\n"
         "    time.sleep(120)\n"
     )
@@ -491,15 +488,15 @@ def test_a_state_lock_held_too_long_is_a_locked_error(
 
 INCREMENT = """
 import sys
-from cronfile.store import Store
-store = Store(sys.argv[1])
+from cronfile.stores.file import FileStore
+store = FileStore(sys.argv[1])
 for _ in range(int(sys.argv[2])):
     with store.transaction() as txn:
         txn.state = txn.state.with_(revision=str(int(txn.state.revision or 0) + 1))
 """
 
 
-def test_ten_processes_incrementing_under_transactions_lose_no_update(store: Store) -> None:
+def test_ten_processes_incrementing_under_transactions_lose_no_update(store: FileStore) -> None:
     store.ensure()
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     procs = [
@@ -517,7 +514,7 @@ def test_ten_processes_incrementing_under_transactions_lose_no_update(store: Sto
     assert store.read().revision == "200"
 
 
-def test_threads_of_one_process_exclude_each_other_like_processes(store: Store) -> None:
+def test_threads_of_one_process_exclude_each_other_like_processes(store: FileStore) -> None:
     def work() -> None:
         for _ in range(25):
             with store.transaction() as txn:

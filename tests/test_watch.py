@@ -74,7 +74,7 @@ def watching(repo, monkeypatch):
         if backend == "watchfiles":
             monkeypatch.setattr(watch, "_libc", _no_inotify)
         calls = Calls()
-        w = Watcher(root, root / ".cronfile", on_change or calls)
+        w = Watcher(root, root / ".cronfile" / "state.json", on_change or calls)
         w.start()
         started.append(w)
         assert w.backend == backend
@@ -435,7 +435,7 @@ def test_out_of_inotify_watches_falls_back_to_polling(monkeypatch, repo, capsys)
     # watchfiles' native watcher is inotify too, and would run out the same way (silently).
     monkeypatch.setattr(watch, "_libc", _OutOfWatches)
     calls = Calls()
-    w = Watcher(repo, repo / ".cronfile", calls)
+    w = Watcher(repo, repo / ".cronfile" / "state.json", calls)
     w.start()
     try:
         assert w.backend == "watchfiles"
@@ -452,7 +452,7 @@ def test_stopping_closes_the_inotify_instance(repo):
         return sum(1 for fd in os.listdir("/proc/self/fd") if _link(fd) == "anon_inode:inotify")
 
     before = inotify_fds()
-    w = Watcher(repo, repo / ".cronfile", Calls())
+    w = Watcher(repo, repo / ".cronfile" / "state.json", Calls())
     w.start()
     assert inotify_fds() == before + 1
     w.stop()
@@ -501,5 +501,5 @@ def test_parse_events_reads_records_with_padded_names_and_without_names():
     ids=lambda v: str(v),
 )
 def test_classify(repo, rel, kind):
-    w = Watcher(repo, repo / ".cronfile", Calls())
+    w = Watcher(repo, repo / ".cronfile" / "state.json", Calls())
     assert w.classify(str(repo / rel)) == kind

@@ -1,6 +1,8 @@
 """The delivery interface: what every target receives and what it reports back.
 
-The engine records a run first, then hands a :class:`Report` to :func:`deliver_all`,
+The engine records a run first, then hands a :class:`Report` to ``deliver_all``
+(``dispatch.py``, which also builds each target's deliverer from its declaration in
+``kinds.py``; this module imports none of the deliverers),
 which applies each target's ``on:`` filter and returns one :class:`DeliveryResult` per
 target for the run's history line. A delivery never changes the run's status and never
 raises (docs/design.md section 5).
@@ -14,30 +16,25 @@ asked for a delivery and did not get it.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import Any, Protocol
 
-from ..secrets import Masker, MissingVariable, expand_text
+from ..durations import format_duration
+from ..secrets import Masker, expand_text
 from ..spec import Config, Status, Target
-from . import netguard
-
-if TYPE_CHECKING:  # the type only: httpx is imported by webhook.py alone (STYLE.md, 7)
-    import httpx
+from .kinds import kind_of
 
 __all__ = [
+    "BaseDeliverer",
     "Deliverer",
     "DeliveryResult",
     "Report",
-    "deliver_all",
-    "deliverer_for",
-    "notify_start",
     "status_line",
+    "target_wants",
 ]
 
-KINDS = ("stdout", "webhook", "healthchecks", "telegram", "email")
 TRUNCATED = "[…output truncated…]\n"  # put before a tail wherever a human reads it
 
 
@@ -146,23 +143,13 @@ EMOJI: dict[str, str] = {
 }
 
 
-def format_duration(seconds: float) -> str:
-    """``41.2s`` under a minute, ``3m12s`` under an hour, ``1h02m`` beyond."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    whole = int(round(seconds))
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-
-
 def status_line(report: Report) -> str:
     """One line for a chat message or a subject: ``✅ daily-briefing succeeded in 41.2s``,
     ``❌ backup failed (exit 2) after 3.0s``."""
     name, st = report.job, report.status
     dur = report.duration_s
-    took = f" in {format_duration(dur)}" if dur is not None else ""
-    after = f" after {format_duration(dur)}" if dur is not None else ""
+    took = f" in {format_duration(dur, rounded=True)}" if dur is not None else ""
+    after = f" after {format_duration(dur, rounded=True)}" if dur is not None else ""
     exit_ = f" (exit {report.exit_code})" if report.exit_code is not None else ""
     sentences: dict[str, str] = {
         Status.success: f"{name} succeeded{took}",
@@ -222,130 +209,17 @@ def with_marker(tail: str, cut: bool) -> str:
     return TRUNCATED + tail if cut else tail
 
 
-# -- dispatch --------------------------------------------------------------------------
-
-
 def target_wants(target: Target, status: str) -> bool:
-    """The ``on:`` filter, with one exception: healthchecks is a liveness monitor, not a
+    """The ``on:`` filter, with one exception: a liveness monitor (healthchecks) is not a
     notification, so a silent run (which succeeded) pings it as a success wherever a
     success would. Otherwise its /start would never be closed and it would report the
     job as hung."""
     if target.wants(status):
         return True
+    decl = kind_of(target.kind)
     return (
-        target.kind == "healthchecks" and status == Status.silent and target.wants(Status.success)
+        decl is not None
+        and decl.monitor
+        and status == Status.silent
+        and target.wants(Status.success)
     )
-
-
-def deliverer_for(
-    target: Target,
-    config: Config,
-    environ: Mapping[str, str],
-    *,
-    transport: httpx.BaseTransport | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    resolver: netguard.Resolver = netguard.default_resolver,
-    stream: TextIO | None = None,
-) -> Deliverer:
-    """The deliverer for one target. ``transport`` replaces httpx's network (tests use
-    ``httpx.MockTransport``), ``sleep`` the waits between tries, ``resolver`` DNS,
-    ``stream`` stdout (default: ``sys.stdout`` at delivery time). Builds no connections
-    and expands no ``${VAR}``: that happens in ``deliver``, whose failures are results."""
-    # Imported here, not at the top: each module imports this one for Report.
-    if target.kind == "stdout":
-        from .stdout import StdoutDeliverer
-
-        return StdoutDeliverer(target, config, environ, stream=stream)
-    if target.kind in ("webhook", "healthchecks", "telegram"):
-        from .webhook import Http
-
-        http = Http(transport=transport, sleep=sleep, resolver=resolver, config=config)
-        if target.kind == "webhook":
-            from .webhook import WebhookDeliverer
-
-            return WebhookDeliverer(target, config, environ, http=http)
-        if target.kind == "healthchecks":
-            from .healthchecks import HealthchecksDeliverer
-
-            return HealthchecksDeliverer(target, config, environ, http=http)
-        from .telegram import TelegramDeliverer
-
-        return TelegramDeliverer(target, config, environ, http=http)
-    if target.kind == "email":
-        from .email import EmailDeliverer
-
-        return EmailDeliverer(target, config, environ, sleep=sleep)
-    raise ValueError(f"unknown delivery target {target.kind!r} (known: {', '.join(KINDS)})")
-
-
-def _target_secrets(target: Target, environ: Mapping[str, str]) -> list[str]:
-    """Every value a target's ${VAR}s bring in: a backstop mask for unexpected errors."""
-    found: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, str):
-            try:
-                found.extend(expand_text(value, environ)[1])
-            except MissingVariable:
-                pass
-        elif isinstance(value, Mapping):
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list | tuple):
-            for v in value:
-                walk(v)
-
-    walk(target.dest)
-    walk(dict(target.options))
-    return found
-
-
-def _crashed(target: Target, environ: Mapping[str, str], exc: BaseException) -> DeliveryResult:
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return DeliveryResult(
-        target.label(), False, 0, error=Masker(_target_secrets(target, environ)).mask(text)
-    )
-
-
-def deliver_all(
-    targets: Sequence[Target],
-    report: Report,
-    config: Config,
-    environ: Mapping[str, str],
-    **kw: Any,
-) -> list[DeliveryResult]:
-    """Deliver ``report`` to each target in order, one result per target (filtered ones
-    included, as skipped). Never raises: an exception becomes ``ok=False`` with its text.
-    ``kw`` goes to :func:`deliverer_for`."""
-    results: list[DeliveryResult] = []
-    for target in targets:
-        if not target_wants(target, report.status):
-            on = ", ".join(target.on)
-            results.append(DeliveryResult(target.label(), True, 0, skipped=f"on: [{on}]"))
-            continue
-        try:
-            results.append(deliverer_for(target, config, environ, **kw).deliver(report))
-        except Exception as exc:  # a deliverer's bug must not cost the other targets
-            results.append(_crashed(target, environ, exc))
-    return results
-
-
-def notify_start(
-    targets: Sequence[Target],
-    report: Report,
-    config: Config,
-    environ: Mapping[str, str],
-    **kw: Any,
-) -> list[DeliveryResult]:
-    """Tell the targets that care (healthchecks' /start) that a run began. ``report``
-    carries the run's id and start time; its status and output are not read. Returns
-    results only for targets that sent something. Never raises."""
-    results: list[DeliveryResult] = []
-    for target in targets:
-        try:
-            result = deliverer_for(target, config, environ, **kw).start(report)
-        except Exception as exc:
-            result = _crashed(target, environ, exc)
-        if result is not None:
-            results.append(result)
-    return results

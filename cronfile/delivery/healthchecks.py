@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..secrets import MissingVariable
-from ..spec import Config, Status, Target
+from ..spec import FAILURES, Config, Status, Target
 from .base import (
     TRUNCATED,
     BaseDeliverer,
@@ -36,13 +36,12 @@ from .base import (
     target_wants,
     with_marker,
 )
-from .webhook import Http, outcome_result
+from .http import Http, outcome_result
 
 __all__ = ["BODY_LIMIT", "HealthchecksDeliverer", "ping_url", "run_uuid"]
 
 BODY_LIMIT = 10 * 1024  # bytes of output sent with a finish ping
 _SUCCESS = (Status.success, Status.silent)
-_FAIL = (Status.failed, Status.timeout, Status.refused, Status.interrupted)
 
 
 def run_uuid(job: str, run_id: str) -> str:
@@ -66,7 +65,7 @@ def ping_url(base: str, suffix: str, rid: str) -> str:
 def suffix_for(status: str) -> str:
     if status in _SUCCESS:
         return ""
-    if status in _FAIL:
+    if status in FAILURES:
         return "/fail"
     return "/log"
 

@@ -10,8 +10,9 @@ import sys
 from collections.abc import Mapping
 from typing import TextIO
 
+from ..durations import format_duration
 from ..spec import Config, Target
-from .base import BaseDeliverer, DeliveryResult, Report, format_duration
+from .base import BaseDeliverer, DeliveryResult, Report
 
 __all__ = ["StdoutDeliverer", "render"]
 
@@ -22,7 +23,7 @@ def render(report: Report) -> str:
     if report.exit_code is not None:
         facts.append(f"exit {report.exit_code}")
     if report.duration_s is not None:
-        facts.append(format_duration(report.duration_s))
+        facts.append(format_duration(report.duration_s, rounded=True))
     head = f"== {report.job} run {report.run_id}: {report.status}"
     if facts:
         head += f" ({', '.join(facts)})"

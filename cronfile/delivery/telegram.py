@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from ..secrets import MissingVariable
 from ..spec import Config, Target
 from .base import TRUNCATED, BaseDeliverer, DeliveryResult, Report, status_line, tail_fit, utf16_len
-from .webhook import Http
+from .http import Http
 
 __all__ = ["MAX_MESSAGES", "MESSAGE_LIMIT", "TelegramDeliverer", "messages"]
 

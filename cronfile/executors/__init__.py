@@ -1,11 +1,9 @@
 """Executors: how each kind of job (shell, command, prompt) becomes a process.
 
-``executor_for(spec).prepare(ctx)`` gives a ``Prepared`` (what to spawn) or an
-``Early`` outcome; ``cronfile.runner.execute`` does the spawning, waiting and retrying.
+``dispatch.executor_for(spec).prepare(ctx)`` gives a ``base.Prepared`` (what to spawn)
+or a ``base.Early`` outcome; ``cronfile.runner.execute`` does the spawning, waiting and
+retrying. Each kind is declared once, in ``registry.py``.
+
+This package's ``__init__`` imports nothing, so that ``cronfile.spec`` can read
+``registry`` while the executors (which import ``cronfile.spec``) stay unloaded.
 """
-
-from __future__ import annotations
-
-from .base import Early, Executor, Prepared, RunContext, executor_for
-
-__all__ = ["Early", "Executor", "Prepared", "RunContext", "executor_for"]

@@ -18,7 +18,6 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +221,7 @@ class AgentExecutor:
         # Mask first, then cut: a cut through a secret would keep part of it unmasked.
         tail = masker.mask(done.stderr.decode("utf-8", "replace"))[-_STDERR_TAIL:].strip()
         if done.timed_out:
-            msg = f"context script {script} timed out after {format_duration(timedelta(seconds=ctx.spec.timeout))}"
+            msg = f"context script {script} timed out after {format_duration(ctx.spec.timeout)}"
             return Early(Status.timeout, msg, {"error": msg, "stderr": tail})
         if done.exit_code != 0:
             msg = f"context script {script} failed (exit code {done.exit_code})"

@@ -18,8 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from ..delivery.kinds import literal_secrets
 from ..secrets import Masker, MissingVariable, expand_env, var_names
-from ..spec import Config, JobSpec, Kind, Status
+from ..spec import Config, JobSpec, Status
 from ..usage import Usage
 
 __all__ = [
@@ -27,7 +28,6 @@ __all__ = [
     "Executor",
     "Prepared",
     "RunContext",
-    "executor_for",
     "job_env",
     "prepare_common",
     "resolve_program",
@@ -103,7 +103,8 @@ def secret_values(spec: JobSpec, config: Config, environ: Mapping[str, str]) -> 
     values = [environ[n] for n in names if n in environ]
     if config.smtp.get("password"):
         values.append(str(config.smtp["password"]))
-    values += [str(t.options["token"]) for t in spec.deliver if t.options.get("token")]
+    for t in spec.deliver:
+        values += literal_secrets(t.kind, t.options)
     return values
 
 
@@ -162,18 +163,3 @@ def resolve_program(program: str, cwd: Path, env: Mapping[str, str]) -> str | No
         path = cwd / program
         return str(path) if path.is_file() and os.access(path, os.X_OK) else None
     return shutil.which(program, path=env.get("PATH", os.defpath))
-
-
-def executor_for(spec: JobSpec) -> Executor:
-    """The executor for a job's kind."""
-    # Imported here: each executor module imports this one.
-    from .agent import AgentExecutor
-    from .command import CommandExecutor
-    from .shell import ShellExecutor
-
-    executors: dict[Kind, Executor] = {
-        Kind.shell: ShellExecutor(),
-        Kind.command: CommandExecutor(),
-        Kind.prompt: AgentExecutor(),
-    }
-    return executors[spec.kind]

@@ -43,8 +43,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+
+from .procfs import Stat, all_stats, environ, live, stat
 
 __all__ = [
     "Box",
@@ -60,6 +63,7 @@ __all__ = [
 ENV = "CRONFILE_CONTAINMENT"
 MECHANISMS = ("cgroup2", "subreaper", "process-group")
 _PREFIX = "cronfile-run."  # cgroup names: cronfile-run.<run id>
+_MOVE_TRIES = 5  # a child re-making its run cgroup swept by another engine
 _PROBE = "cronfile-probe."
 _PR_SET_CHILD_SUBREAPER = 36
 _TRACK_EVERY = 0.05  # seconds between two walks of /proc (subreaper)
@@ -233,7 +237,7 @@ def _children(pid: int) -> list[int]:
                 out += [int(x) for x in f.read().split()]
         except OSError:
             # No CONFIG_PROC_CHILDREN: look for them the long way.
-            return [st.pid for st in _all_stats() if st.ppid == pid]
+            return [st.pid for st in all_stats() if st.ppid == pid]
     return out
 
 
@@ -280,47 +284,7 @@ def _rmdir(path: Path, timeout: float) -> bool:
             pause = min(pause * 2, 0.05)
 
 
-# -- /proc -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Stat:
-    pid: int
-    ppid: int
-    state: bytes
-    start: int  # clock ticks after boot: with the pid, who a process is
-    sid: int = 0
-
-
-def _stat(pid: int) -> _Stat | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2 :].split()
-    try:
-        return _Stat(pid, int(fields[1]), fields[0], int(fields[19]), int(fields[3]))
-    except (IndexError, ValueError):
-        return None
-
-
-def _all_stats() -> list[_Stat]:
-    out = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return out
-    for entry in entries:
-        if entry.isdigit():
-            st = _stat(int(entry))
-            if st is not None:
-                out.append(st)
-    return out
-
-
-def _live(st: _Stat | None) -> bool:
-    return st is not None and st.state not in (b"Z", b"X")
+# -- signals ---------------------------------------------------------------------------
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -406,14 +370,31 @@ class _CgroupBox(Box):
             pass  # left by an engine that died: the same run's
 
     def mover(self) -> Callable[[], None] | None:
+        path = str(self.path)
         procs = str(self.path / "cgroup.procs")
 
-        def move() -> None:  # in the child: a write to a path prepared here, no locks
-            fd = os.open(procs, os.O_WRONLY)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
+        def move() -> None:  # in the child: syscalls on paths prepared here, no locks
+            # Another engine's start may sweep the (still empty) cgroup between the
+            # parent's mkdir and this write: seen under load as "Exception occurred in
+            # preexec_fn". Make it again and retry; a write into a cgroup removed after
+            # the open fails (ENOENT/ENODEV) and is retried the same way.
+            for attempt in range(_MOVE_TRIES):
+                try:
+                    fd = os.open(procs, os.O_WRONLY)
+                except FileNotFoundError:
+                    if attempt == _MOVE_TRIES - 1:
+                        raise
+                    with suppress(FileExistsError):
+                        os.mkdir(path)
+                    continue
+                try:
+                    os.write(fd, b"0")
+                    return
+                except OSError as e:
+                    if attempt == _MOVE_TRIES - 1 or e.errno not in (errno.ENOENT, errno.ENODEV):
+                        raise
+                finally:
+                    os.close(fd)
 
         self.path.mkdir(exist_ok=True)  # swept while empty: made again
         return move
@@ -434,7 +415,7 @@ class _CgroupBox(Box):
         return [int(x) for x in text.split()]
 
     def pids(self) -> list[int]:
-        return [p for p in self._procs() if _live(_stat(p))]
+        return [p for p in self._procs() if live(stat(p))]
 
     def alive(self) -> bool:
         try:
@@ -472,7 +453,7 @@ class _TrackedBox(Box):
         _tracker.add(self)
 
     def started(self, pid: int) -> None:
-        st = _stat(pid)
+        st = stat(pid)
         with _tracker.lock:
             self.roots.add(pid)
             if st is not None:
@@ -485,8 +466,8 @@ class _TrackedBox(Box):
             items = list(self.members.items())
         out = []
         for pid, start in items:
-            st = _stat(pid)
-            if st is not None and _live(st) and st.start == start:
+            st = stat(pid)
+            if st is not None and live(st) and st.start == start:
                 out.append(pid)
         return out
 
@@ -565,7 +546,7 @@ class _Tracker:
     def walk(self) -> None:
         """Tag every live descendant of a tagged process with that process's run."""
         with self._walking:
-            stats = {st.pid: st for st in _all_stats()}
+            stats = {st.pid: st for st in all_stats()}
             me = os.getpid()
             with self.lock:
                 boxes = list(self.boxes)
@@ -573,7 +554,7 @@ class _Tracker:
                 for box in boxes:
                     for pid, start in box.members.items():
                         owner.setdefault((pid, start), []).append(box)
-            children: dict[int, list[_Stat]] = {}
+            children: dict[int, list[Stat]] = {}
             for st in stats.values():
                 children.setdefault(st.ppid, []).append(st)
             new: dict[int, list[_TrackedBox]] = {}
@@ -607,12 +588,8 @@ class _Tracker:
                         b.members.setdefault(pid, st.start)
 
     @staticmethod
-    def _claimants(st: _Stat, boxes: list[_TrackedBox]) -> list[_TrackedBox]:
-        try:
-            with open(f"/proc/{st.pid}/environ", "rb") as f:
-                env = f.read().split(b"\0")
-        except OSError:
-            env = []
+    def _claimants(st: Stat, boxes: list[_TrackedBox]) -> list[_TrackedBox]:
+        env = environ(st.pid)
         for b in boxes:
             if f"CRONFILE_RUN_ID={b.run_id}".encode() in env:
                 return [b]
@@ -627,7 +604,7 @@ class _Tracker:
         for pid in list(box.members):
             if pid in box.roots:
                 continue  # spawned by us: its Popen reaps it
-            st = _stat(pid)
+            st = stat(pid)
             if st is not None and st.ppid == me and st.state == b"Z":
                 try:
                     os.waitpid(pid, os.WNOHANG)
@@ -719,7 +696,7 @@ def inside_run(pid: int | None = None, marker: Iterable[str] = ("engines",)) -> 
                 return f"its cgroup is a run's ({line[3:]})"
     except OSError:
         pass
-    st = _stat(pid)
+    st = stat(pid)
     seen = 0
     while st is not None and st.ppid > 1 and seen < 256:
         seen += 1
@@ -736,5 +713,5 @@ def inside_run(pid: int | None = None, marker: Iterable[str] = ("engines",)) -> 
             parts = target.split("/")
             if len(parts) >= 2 and parts[-2] in marker and parts[-1].endswith(".lock"):
                 return f"its ancestor process {parent} is a cronfile engine (it holds {target})"
-        st = _stat(parent)
+        st = stat(parent)
     return None

@@ -47,6 +47,7 @@ from ..secrets import Masker
 from ..usage import Decoder, decoder_for
 from .base import Prepared
 from .contain import Box, poll_until
+from .procfs import iter_stats, live
 from .shell import SHELL
 
 __all__ = [
@@ -228,27 +229,11 @@ def group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True  # it exists, it is just not ours to signal
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or not os.path.isdir("/proc"):
         return True
     # kill(2) also reaches zombies, and in a container whose PID 1 does not reap
     # orphans an exited grandchild stays a zombie: look at /proc for a live member.
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return True
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # Fields after the parenthesised command name: state ppid pgrp ...
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
+    return any(st.pgid == pgid and live(st) for st in iter_stats())
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -269,6 +254,15 @@ def _check_pgid(pgid: int) -> None:
     # Signalling group 0 or 1, or our own group, would hit cronfile itself.
     if pgid <= 1 or pgid == os.getpgrp():
         raise ValueError(f"refusing to signal process group {pgid}")
+
+
+def terminate_group(pgid: int) -> None:
+    """SIGTERM (and SIGCONT) to a leftover group, without waiting; never group 0, 1 or
+    our own."""
+    if pgid <= 1 or pgid == os.getpgrp():
+        return
+    _signal_group(pgid, signal.SIGTERM)
+    _signal_group(pgid, signal.SIGCONT)
 
 
 def kill_group(pgid: int, grace: float = 10.0) -> bool:

@@ -24,16 +24,25 @@ The pieces, and the guarantee each carries:
 - **History** (``append_history``, ``read_history``, ``history_jobs``, ``prune``): one
   record per run, append-only, read back oldest first; a record appended later for the
   same ``run_id`` (the deliveries line) is merged by readers (docs/design.md 7.2).
-- **Logs** (``log_file``, ``keep_log``, ``read_log``): a run writes its output to a local
-  file the store names; once the run ends ``keep_log`` makes it durable where the store
-  keeps logs and returns what the history records as ``log_path``.
+- **Logs** (``log_file``, ``keep_log``, ``read_log``, ``log_ids``): a run writes its
+  output to a local file the store names; once the run ends ``keep_log`` makes it durable
+  where the store keeps logs and returns what the history records as ``log_path``. Callers
+  read a log back through ``read_log`` only, never by opening ``log_path``.
 - **Audit** (``append_audit``, ``read_audit``).
 - **Engines** (``engine_lock``, ``engine_alive``, ``engines``): liveness of each engine
   (daemon, tick, run); a dead engine's runs are recovered by a live one.
 - **The daemon** (``daemon_lock``, ``daemon_running``, ``daemon_pid``): one daemon per
   state dir, or per host for a shared store.
 - **The outbox** (``outbox_put``, ``outbox_pending``, ``outbox_adopt``, ``outbox_done``,
-  ``outbox_bad``): deliveries persisted before they are sent, at least once.
+  ``outbox_bad``): deliveries persisted before they are sent, at least once. The store
+  keeps each entry as opaque bytes under its key (``cronfile.outbox.Entry`` encodes and
+  decodes them), so an entry it cannot decode is the caller's to set aside.
+- **Diagnosis** (``created``, ``write_problem``, ``clock_skew``, ``written_at``,
+  ``inspect``): what ``cronfile doctor`` and ``/healthz`` ask of a store.
+
+Errors: a store that cannot be written raises ``errors.StateWriteError`` (a daemon waits
+and tries again); a lock held elsewhere past its timeout is ``errors.LockedError``;
+unreadable state is ``errors.StateError``.
 """
 
 from __future__ import annotations
@@ -43,14 +52,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from ..state import State
 
-if TYPE_CHECKING:
-    from ..outbox import Entry
-
-__all__ = ["EngineInfo", "HeldLock", "Store", "Txn"]
+__all__ = ["EngineInfo", "Finding", "HeldLock", "Store", "Txn"]
 
 
 class Txn:
@@ -67,7 +73,8 @@ class Txn:
 
 
 class HeldLock(Protocol):
-    """Something this process holds until ``release`` (or the end of a ``with``)."""
+    """Something this process holds until ``release`` (or the end of a ``with``). Keep a
+    reference: a lock object dropped may be released when it is garbage-collected."""
 
     @property
     def held(self) -> bool: ...
@@ -89,6 +96,17 @@ class EngineInfo:
     pid: int | None = None
     started_at: datetime | None = None
     renewed_at: datetime | None = None  # the last lease renewal, for a leased store
+    where: str | None = None  # what to show a person: its lock file, its row
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing ``cronfile doctor`` reports about a store (``Store.inspect``)."""
+
+    check: str  # the check's name, e.g. "state dir"
+    level: str  # "ok" | "info" | "warn" | "fail"
+    message: str
+    fix: str | None = None
 
 
 @runtime_checkable
@@ -108,7 +126,13 @@ class Store(Protocol):
 
     # -- state and claims ----------------------------------------------------------
 
-    def ensure(self) -> None: ...
+    def ensure(self) -> None:
+        """Create what the store needs (directories, tables); idempotent."""
+        ...
+
+    def created(self) -> bool:
+        """Whether ``ensure`` ever ran for this store (it may hold no state yet)."""
+        ...
 
     def exists(self) -> bool:
         """Whether any state was ever written (an apply happened)."""
@@ -125,10 +149,13 @@ class Store(Protocol):
     def read_history(self, job: str, n: int | None = None) -> list[dict[str, Any]]: ...
 
     def history_jobs(self) -> list[str]:
-        """Names of the jobs that have any history (deleted jobs' history stays)."""
+        """Names of the jobs that have any history or log (deleted jobs' stay), sorted."""
         ...
 
-    def prune(self, job: str, keep: int) -> None: ...
+    def prune(self, job: str, keep: int) -> None:
+        """Keep the last ``keep`` runs (records sharing a ``run_id`` are one run) and
+        their logs; drop the rest with their logs."""
+        ...
 
     # -- logs ----------------------------------------------------------------------
 
@@ -137,11 +164,20 @@ class Store(Protocol):
         ...
 
     def keep_log(self, job: str, run_id: str, *, limit: int | None = None) -> str | None:
-        """Make a finished run's log durable (at most ``limit`` bytes, its tail); return
-        what the history records as ``log_path`` (None: the run wrote no log)."""
+        """Make a finished run's log durable (at most ``limit`` bytes: its head, as the
+        runner keeps it); return what the history records as ``log_path`` (None: the run
+        wrote no log). Also called for a dead engine's run, by the engine recovering it."""
         ...
 
-    def read_log(self, job: str, run_id: str) -> bytes | None: ...
+    def read_log(self, job: str, run_id: str, *, offset: int = 0, limit: int | None = None) -> bytes | None:
+        """A run's log from byte ``offset``, at most ``limit`` bytes; None when there is
+        no log (never written, or pruned). A run in flight on this host reads as far as
+        it has written (``logs -f`` polls with a growing offset)."""
+        ...
+
+    def log_ids(self, job: str) -> list[str]:
+        """Run ids of the job that have a log (kept, or being written here), sorted."""
+        ...
 
     # -- audit ---------------------------------------------------------------------
 
@@ -165,17 +201,45 @@ class Store(Protocol):
 
     # -- the delivery outbox -------------------------------------------------------
 
-    def outbox_put(self, engine_id: str, entries: list[Entry]) -> None: ...
+    def outbox_put(self, engine_id: str, entries: list[tuple[str, bytes]]) -> None:
+        """Persist (key, body) entries owned by ``engine_id``, durably, before any is
+        sent. Raises OSError or StateWriteError when they cannot be written."""
+        ...
 
     def outbox_pending(self, run_id: str) -> list[str]:
-        """The keys of a run's deliveries not yet done."""
+        """The keys of a run's entries not yet done, whichever engine owns them."""
         ...
 
-    def outbox_adopt(self, engine_id: str, alive: Callable[[str], bool]) -> list[Entry]:
-        """Take over the entries of engines that are not alive (and this engine's own
-        left from before a restart): each entry is taken by one engine only."""
+    def outbox_adopt(self, engine_id: str, alive: Callable[[str], bool]) -> list[tuple[str, bytes]]:
+        """Take over the entries of engines ``alive`` calls dead, and return them with
+        all of ``engine_id``'s own (left from before a restart, or still queued: the
+        caller skips those it holds). Each entry is taken by one engine only."""
         ...
 
-    def outbox_done(self, engine_id: str, key: str) -> None: ...
+    def outbox_done(self, engine_id: str, key: str) -> None:
+        """The entry was delivered and recorded: remove it."""
+        ...
 
-    def outbox_bad(self, engine_id: str, key: str, why: str) -> None: ...
+    def outbox_bad(self, engine_id: str, key: str, why: str) -> None:
+        """Set an entry aside that cannot be decoded: never adopted or pending again."""
+        ...
+
+    # -- diagnosis -----------------------------------------------------------------
+
+    def write_problem(self) -> str | None:
+        """Why the store cannot be written right now (a probe write), or None."""
+        ...
+
+    def clock_skew(self, time_now: Callable[[], float]) -> float | None:
+        """The store's clock minus ``time_now()`` in seconds (a file's mtime, a
+        database's now()); None when it cannot tell (nothing set up yet)."""
+        ...
+
+    def written_at(self) -> datetime | None:
+        """When the state was last written, by the store's clock (None: never)."""
+        ...
+
+    def inspect(self) -> list[Finding]:
+        """The store's own checks for ``cronfile doctor`` (file modes and owners; a
+        reachable database, its schema version)."""
+        ...

@@ -19,7 +19,7 @@ What lives where:
     a reader further behind than that reads every row again.
   - ``history``: one row per history record, indexed by (job, id): the last N of a job
     and ``prune`` touch that job's rows only. ``history_jobs`` lists the jobs with any.
-- Files, as in the file store (``cronfile.store.Store``, which this class extends):
+- Files, as in the file store (``cronfile.stores.file.FileStore``, which this class extends):
   run logs, the audit log, engine and daemon locks, the delivery outbox.
 
 Recipes, and why:
@@ -51,6 +51,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -58,19 +59,11 @@ from urllib.parse import quote
 from filelock import FileLock, Timeout
 
 from ..clock import parse_iso
-from ..errors import LockedError, StateError
+from ..errors import LockedError, StateError, StateWriteError
+from ..faults import fault
 from ..state import STATE_VERSION, JobState, Running, State
-from ..store import (
-    FILE_MODE,
-    HISTORY_NAME,
-    StateWriteError,
-    Store,
-    Txn,
-    _check_component,
-    _fsync_dir,
-    _read_lines,
-    fault,
-)
+from .base import Txn
+from .file import FILE_MODE, HISTORY_NAME, FileStore, _check_component, _fsync_dir, _read_lines
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "SqliteStore"]
 
@@ -134,7 +127,7 @@ class _Memo:
         self.state = state
 
 
-class SqliteStore(Store):
+class SqliteStore(FileStore):
     """The state dir with its state and history in ``state.db``. Cheap to build; opens
     the database on first use. Safe to share between threads (a small pool of
     connections) and across processes (SQLite's locks)."""
@@ -151,6 +144,22 @@ class SqliteStore(Store):
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.state_dir)!r})"
+
+    def written_at(self) -> datetime | None:
+        """The last commit's time: the WAL's mtime (a commit writes it), or the
+        database's (a checkpoint writes it), whichever is later."""
+        times = []
+        for path in (self.db_path, self.state_dir / f"{DB_NAME}-wal"):
+            with suppress(OSError):
+                times.append(path.stat().st_mtime)
+        if not times or not self.exists():
+            return None
+        return datetime.fromtimestamp(max(times), UTC)
+
+    def watch_file(self) -> Path:
+        """What changes when another process commits: the WAL, written in place (a
+        watcher needs IN_MODIFY for it, not a rename)."""
+        return self.state_dir / f"{DB_NAME}-wal"
 
     # -- the database --------------------------------------------------------------
 
@@ -381,7 +390,7 @@ class SqliteStore(Store):
         state = State()
         migrated = False
         if self.state_path.exists():
-            state = Store.read(self)  # the file store's reader: same checks, same errors
+            state = FileStore.read(self)  # the file store's reader: same checks, same errors
             migrated = True
         conn.execute(
             "INSERT INTO head (id, db_id, seq, purged_to, body) VALUES (1, ?, ?, 0, ?)",

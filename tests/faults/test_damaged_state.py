@@ -211,12 +211,12 @@ def test_enospc_at_every_write_keeps_the_state_and_never_claims_a_run_twice(tmp_
 
     from engine_helpers import LocalEngine
 
-    import cronfile.store as store_mod
+    import cronfile.stores.file as store_mod
 
     root = make_repo(tmp_path / "repo", beat(tmp_path / "repo"))
     t0 = datetime(2026, 3, 2, 10, 0, 0, 500000, tzinfo=UTC)
     full = {"on": False}
-    real_write, real_append = store_mod.Store.write_bytes_atomic, store_mod._append_line
+    real_write, real_append = store_mod.FileStore.write_bytes_atomic, store_mod._append_line
 
     def write(self, path, data):
         if full["on"]:
@@ -228,7 +228,7 @@ def test_enospc_at_every_write_keeps_the_state_and_never_claims_a_run_twice(tmp_
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return real_append(path, record)
 
-    monkeypatch.setattr(store_mod.Store, "write_bytes_atomic", write)
+    monkeypatch.setattr(store_mod.FileStore, "write_bytes_atomic", write)
     monkeypatch.setattr(store_mod, "_append_line", append)
     with LocalEngine(root, t0) as eng:
         eng.step(t0 + timedelta(seconds=1))

@@ -1,4 +1,10 @@
-"""The state dir on disk: ``state.json``, locks, run history, the audit log.
+"""The file store: the state dir on disk (``FileStore``, implementing ``stores.base.Store``).
+
+Its layout (docs/design.md 1.1; outside tools and tests read ``runs/<job>/history.jsonl``,
+so no name here changes): ``state.json``, ``state.lock``, ``daemon.lock``, ``daemon.pid``,
+``engines/<engine id>.lock``, ``runs/<job>/history.jsonl``, ``runs/<job>/history.lock``,
+``runs/<job>/<run id>.log``, ``audit.jsonl``, ``outbox/<run id>.<n>@<engine id>.json``,
+``.gitignore``. Nothing outside this module names a path inside the state dir.
 
 This is the edge: the only module that opens state files and the only one importing
 ``filelock`` (STYLE.md habit 7, one seam per library). Everything it stores is decoded by
@@ -9,7 +15,7 @@ Recipes, and why:
 - ``state.json`` is rewritten as temp file in the same directory, write, fsync,
   ``os.replace``, fsync of the directory. A reader sees the old file or the new one, never
   a torn one, so reads need no lock (the same recipe as git's lock-and-rename of refs).
-- Read-modify-write of ``state.json`` holds ``state.lock`` (``Store.transaction``), for
+- Read-modify-write of ``state.json`` holds ``state.lock`` (``FileStore.transaction``), for
   milliseconds: never while a job runs.
 - History and audit lines are appended with one ``write`` of a whole line on an
   ``O_APPEND`` descriptor, then fsync. A crash can leave at most a torn last line, which
@@ -17,6 +23,9 @@ Recipes, and why:
 - Liveness of an engine is a lock it holds for its whole life (``engines/<id>.lock``):
   the OS drops a flock when the process dies, even by SIGKILL, and a reused PID cannot
   fake it (systemd and PostgreSQL's postmaster.pid checks are PID based and can be).
+- An outbox entry is one file, written as temp file, fsync, rename; its owner is in its
+  name (``<key>@<engine id>.json``). An engine adopts a dead engine's entry by renaming it
+  to its own id: of two adopters one rename wins, the other finds no file.
 """
 
 from __future__ import annotations
@@ -25,27 +34,29 @@ import errno
 import hashlib
 import json
 import os
-import random
 import secrets
-import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
 from filelock import FileLock, Timeout
 
-from .errors import LockedError, StateError
-from .state import State
+from ..errors import LockedError, StateError, StateWriteError
+from ..faults import fault
+from ..state import State
+from .base import EngineInfo, Finding, Txn
 
-__all__ = ["DaemonLock", "EngineLock", "StateWriteError", "Store", "Txn", "encode_state", "fault"]
+__all__ = ["DaemonLock", "EngineLock", "FileStore", "StateWriteError", "encode_state"]
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 STATE_NAME = "state.json"
 HISTORY_NAME = "history.jsonl"
+OUTBOX_NAME = "outbox"
 # A checker (engine_alive) holds a dead engine's lock file for microseconds; a live
 # engine holds it for its lifetime. Waiting this long before calling an engine alive
 # keeps two concurrent checkers from mistaking each other for the engine. Short: the
@@ -57,54 +68,8 @@ _ALIVE_PROBE_S = 0.02
 _ALIVE_POLL_S = 0.002
 
 
-class StateWriteError(StateError):
-    """The state dir cannot be written or locked: a full disk, a read-only filesystem,
-    no permission. ``state.json`` is left as it was (every write is atomic). A daemon
-    waits and tries again; a command stops with this one line (exit 2) instead of an
-    internal error with a traceback (found by tests/faults)."""
-
-    def __init__(self, message: str, errno_: int | None = None) -> None:
-        super().__init__(message)
-        self.errno = errno_
-
-
 def _write_error(what: str, path: Path, e: OSError) -> StateWriteError:
     return StateWriteError(f"cannot {what} {path}: {e.strerror or e}", e.errno)
-
-
-def _parse_faults(text: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for item in text.split(","):
-        point, _, prob = item.strip().partition(":")
-        if point:
-            out[point] = float(prob or 1.0)
-    return out
-
-
-# Test-only crash injection, for the fault suite (tests/faults): with
-# CRONFILE_FAULT="point:probability[,point:probability...]" in its environment, a process
-# SIGKILLs itself when it reaches a named point, with that probability, so the suite can
-# crash the real daemon at exact moments instead of hoping a timer lands there. Points:
-# mid-state-write (temp file written, before the rename), after-state-write (renamed, lock
-# still held), mid-history-write (half a line written: a torn line, as a power cut or a
-# full disk leaves), and in engine.py after-claim, after-park (runs parked before their
-# instant), after-spawn, after-history,
-# during-delivery, mid-recovery. Unset -- always, outside that suite -- a point costs one
-# dict lookup.
-_FAULTS = _parse_faults(os.environ.get("CRONFILE_FAULT", ""))
-
-
-def fault(point: str, before: Any = None) -> None:
-    """Die here by SIGKILL if CRONFILE_FAULT arms ``point`` (see above); ``before()`` runs
-    first (e.g. to write half a line)."""
-    prob = _FAULTS.get(point)
-    if prob is None or random.random() >= prob:
-        return
-    if before is not None:
-        before()
-    with suppress(OSError):
-        os.write(2, f"cronfile: fault injected at {point}\n".encode())
-    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def encode_state(state: State, lines: dict[str, tuple[Any, str]] | None = None) -> bytes:
@@ -236,19 +201,6 @@ def _run_key(record: dict[str, Any], index: int) -> object:
     return run_id if isinstance(run_id, str) and run_id else ("line", index)
 
 
-class Txn:
-    """One read-modify-write of ``state.json``: read ``state``, assign a new one."""
-
-    def __init__(self, state: State) -> None:
-        self.original = state
-        self.state = state
-
-    @property
-    def changed(self) -> bool:
-        """Whether ``state`` was replaced (the write still compares bytes)."""
-        return self.state is not self.original
-
-
 class _HeldLock:
     """A lock this process holds until ``release`` (or the end of a ``with`` block)."""
 
@@ -272,9 +224,9 @@ class _HeldLock:
 
 
 class EngineLock(_HeldLock):
-    """Held by an engine for its lifetime; ``Store.engine_alive(id)`` tests it."""
+    """Held by an engine for its lifetime; ``FileStore.engine_alive(id)`` tests it."""
 
-    def __init__(self, lock: FileLock, path: Path, engine_id: str, store: Store) -> None:
+    def __init__(self, lock: FileLock, path: Path, engine_id: str, store: FileStore) -> None:
         super().__init__(lock, path)
         self.engine_id = engine_id
         self._store = store
@@ -306,7 +258,7 @@ class DaemonLock(_HeldLock):
         self._lock.release(force=True)
 
 
-class Store:
+class FileStore:
     """The state dir. Cheap to build; touches the disk only when asked."""
 
     def __init__(self, state_dir: Path, *, lock_timeout: float = 10.0) -> None:
@@ -320,6 +272,7 @@ class Store:
         self.engines_dir = self.state_dir / "engines"
         self.audit_path = self.state_dir / "audit.jsonl"
         self.gitignore_path = self.state_dir / ".gitignore"
+        self.outbox_dir = self.state_dir / OUTBOX_NAME
         self._ensured = False
         self._swept = False
         self._local = threading.local()
@@ -332,7 +285,21 @@ class Store:
         self._lines: dict[str, tuple[Any, str]] = {}
 
     def __repr__(self) -> str:
-        return f"Store({str(self.state_dir)!r})"
+        return f"FileStore({str(self.state_dir)!r})"
+
+    @property
+    def location(self) -> str:
+        return str(self.state_dir)
+
+    @property
+    def local_dir(self) -> Path:
+        return self.state_dir
+
+    def watch_file(self) -> Path:
+        return self.state_path
+
+    def child_env(self) -> dict[str, str]:
+        return {"CRONFILE_STATE_DIR": str(self.state_dir.absolute())}
 
     # -- the directory -----------------------------------------------------------------
 
@@ -366,6 +333,9 @@ class Store:
     def _ready(self) -> None:
         if not self._ensured or not self.state_dir.is_dir():
             self.ensure()
+
+    def created(self) -> bool:
+        return self.state_dir.is_dir()
 
     def exists(self) -> bool:
         return self.state_path.exists()
@@ -532,16 +502,51 @@ class Store:
             records = records[-n:] if n > 0 else []
         return records
 
-    def log_path(self, job: str, run_id: str) -> Path:
-        """``runs/<job>/<run_id>.log``; the job's directory exists on return."""
+    def history_jobs(self) -> list[str]:
+        """The folders under ``runs/``: a job with history or a log (deleted jobs' stay)."""
+        try:
+            names = os.listdir(self.runs_dir)
+        except OSError:
+            return []
+        return sorted(n for n in names if not n.startswith(".") and (self.runs_dir / n).is_dir())
+
+    # -- run logs ----------------------------------------------------------------------
+
+    def log_file(self, job: str, run_id: str) -> Path:
+        """``runs/<job>/<run_id>.log``; the job's directory exists on return. The runner
+        creates the file 0600 (docs/design.md 1.1)."""
         return self.job_dir(job, create=True) / f"{_check_component('run id', run_id)}.log"
 
-    def open_log(self, job: str, run_id: str) -> Any:
-        """A run's log opened for binary writing, created 0600 (docs/design.md 1: every file
-        in the state dir is 0600, whatever the umask)."""
-        path = self.log_path(job, run_id)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
-        return os.fdopen(fd, "wb")
+    def _log(self, job: str, run_id: str) -> Path:
+        return self.job_dir(job) / f"{_check_component('run id', run_id)}.log"
+
+    def keep_log(self, job: str, run_id: str, *, limit: int | None = None) -> str | None:
+        """The log is already where it is kept: its absolute path (so a webhook receiver
+        or a script elsewhere can open it), or None when the run wrote none."""
+        path = self._log(job, run_id)
+        if not path.exists():
+            return None
+        if limit is not None:
+            with suppress(OSError):
+                if path.stat().st_size > limit:
+                    os.truncate(path, limit)
+        return str(path.resolve())
+
+    def read_log(self, job: str, run_id: str, *, offset: int = 0, limit: int | None = None) -> bytes | None:
+        try:
+            with self._log(job, run_id).open("rb") as f:
+                if offset:
+                    f.seek(offset)
+                return f.read() if limit is None else f.read(limit)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    def log_ids(self, job: str) -> list[str]:
+        try:
+            names = os.listdir(self.job_dir(job))
+        except OSError:
+            return []
+        return sorted(n[: -len(".log")] for n in names if n.endswith(".log") and not n.startswith("."))
 
     def prune(self, job: str, keep: int) -> None:
         """Keep the last ``keep`` runs of the history (history_limit) and their logs; the
@@ -574,7 +579,7 @@ class Store:
             if not isinstance(run_id, str):
                 continue
             try:
-                log = self.job_dir(job) / f"{_check_component('run id', run_id)}.log"
+                log = self._log(job, run_id)
             except ValueError:
                 continue
             with suppress(FileNotFoundError):
@@ -637,6 +642,27 @@ class Store:
             lock.release()
         return False
 
+    def engines(self) -> list[EngineInfo]:
+        """Every engine with a lock file, probed; a dead one's file is removed by the
+        probe (as every engine start does), so it is listed once, not alive."""
+        try:
+            names = sorted(os.listdir(self.engines_dir))
+        except OSError:
+            return []
+        out = []
+        for name in names:
+            if not name.endswith(".lock") or name.startswith("."):
+                continue
+            engine_id = name[: -len(".lock")]
+            path = self.engines_dir / name
+            pid = _recorded_pid(path)
+            try:
+                alive = self.engine_alive(engine_id)
+            except (OSError, ValueError):
+                alive = True  # cannot tell: do not call it dead
+            out.append(EngineInfo(engine_id, alive, pid=pid, where=f"engines/{name}"))
+        return out
+
     # -- the daemon --------------------------------------------------------------------
 
     def daemon_pid(self) -> int | None:
@@ -683,3 +709,214 @@ class Store:
             lock.release(force=True)
             raise
         return DaemonLock(lock, self.daemon_lock_path, self.daemon_pid_path)
+
+    # -- the delivery outbox -----------------------------------------------------------
+
+    def _outbox_file(self, key: str, engine_id: str) -> Path:
+        _check_component("outbox key", key)
+        return self.outbox_dir / f"{key}@{_check_component('engine id', engine_id)}.json"
+
+    def outbox_put(self, engine_id: str, entries: list[tuple[str, bytes]]) -> None:
+        """Each entry atomically (temp file, fsync, rename), then one fsync of the dir."""
+        if not entries:
+            return
+        self._ready()
+        self.outbox_dir.mkdir(mode=DIR_MODE, exist_ok=True)
+        for key, body in entries:
+            path = self._outbox_file(key, engine_id)
+            tmp = self.outbox_dir / f".{key}@{engine_id}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+            try:
+                os.write(fd, body)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        _fsync_dir(self.outbox_dir)
+
+    def outbox_pending(self, run_id: str) -> list[str]:
+        try:
+            names = os.listdir(self.outbox_dir)
+        except OSError:
+            return []
+        return sorted(n.split("@", 1)[0] for n in names if n.startswith(f"{run_id}.") and n.endswith(".json"))
+
+    def outbox_adopt(self, engine_id: str, alive: Callable[[str], bool]) -> list[tuple[str, bytes]]:
+        """One rename per dead engine's entry (the rename that wins takes it); temp files
+        of a write that died half-way (never queued) are removed."""
+        try:
+            names = sorted(os.listdir(self.outbox_dir))
+        except OSError:
+            return []
+        _check_component("engine id", engine_id)
+        verdict: dict[str, bool] = {engine_id: True}
+        taken: list[tuple[str, bytes]] = []
+        for name in names:
+            if not name.endswith(".json") or "@" not in name:
+                if name.endswith(".tmp"):
+                    with suppress(FileNotFoundError):
+                        (self.outbox_dir / name).unlink()
+                continue
+            key, owner = name[: -len(".json")].split("@", 1)
+            path = self.outbox_dir / name
+            if owner != engine_id:
+                if owner not in verdict:
+                    verdict[owner] = alive(owner)
+                if verdict[owner]:
+                    continue
+                mine = self.outbox_dir / f"{key}@{engine_id}.json"
+                try:
+                    os.rename(path, mine)
+                except FileNotFoundError:
+                    continue  # another engine took it first
+                path = mine
+            try:
+                taken.append((key, path.read_bytes()))
+            except FileNotFoundError:
+                continue  # done meanwhile (our own worker)
+        return taken
+
+    def outbox_done(self, engine_id: str, key: str) -> None:
+        with suppress(FileNotFoundError):
+            self._outbox_file(key, engine_id).unlink()
+
+    def outbox_bad(self, engine_id: str, key: str, why: str) -> None:
+        """Renamed to ``<key>@<engine>.json.bad``, kept for a person to look at."""
+        path = self._outbox_file(key, engine_id)
+        with suppress(FileNotFoundError):
+            os.replace(path, path.with_name(path.name + ".bad"))
+
+    # -- diagnosis ---------------------------------------------------------------------
+
+    def write_problem(self) -> str | None:
+        probe = self.state_dir / f".healthz-{os.getpid()}"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+            try:
+                os.write(fd, b"ok\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            where = f" ({e.filename})" if e.filename else ""
+            return f"the state dir is not writable: {e.strerror or e}{where}"
+        return None
+
+    def clock_skew(self, time_now: Callable[[], float]) -> float | None:
+        """mtime of a file written now in the state dir minus ``time_now()``."""
+        if not self.state_dir.is_dir():
+            return None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".doctor-", dir=self.state_dir)
+        except OSError:
+            return None
+        try:
+            os.write(fd, b"x")
+            before = time_now()
+            mtime = os.fstat(fd).st_mtime
+        finally:
+            os.close(fd)
+            with suppress(OSError):
+                os.unlink(tmp)
+        return mtime - before
+
+    def written_at(self) -> datetime | None:
+        try:
+            return datetime.fromtimestamp(self.state_path.stat().st_mtime, UTC)
+        except OSError:
+            return None
+
+    def inspect(self) -> list[Finding]:
+        """docs/design.md 1.1: the dir (and its subdirs) 0700, every file 0600, all ours.
+        Bits that let others write are a fail (they could plant runs in state.json); bits
+        that let them read are a warning (run output can hold what a job printed); a file
+        owned by another user is a fail (the engine cannot rewrite it: typically `sudo
+        cronfile ...`)."""
+        shown = _display(self.state_dir)
+        if not self.state_dir.exists():
+            return [
+                Finding(
+                    "state dir",
+                    "info",
+                    f"{shown} does not exist yet: nothing applied",
+                    "run `cronfile apply` (or start the daemon, which applies)",
+                )
+            ]
+        if not self.state_dir.is_dir():
+            return [Finding("state dir", "fail", f"{shown} is not a folder", f"move {shown} aside, or choose another with --state-dir")]
+        uid = os.geteuid()
+        wide: list[str] = []
+        writable = False
+        foreign: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(self.state_dir):
+            for name in [None, *filenames]:
+                path = Path(dirpath) if name is None else Path(dirpath) / name
+                try:
+                    st = path.lstat()
+                except OSError:
+                    continue  # removed meanwhile (a prune, an engine lock released)
+                if path.is_symlink():
+                    continue
+                rel = str(path.relative_to(self.state_dir)) if path != self.state_dir else "."
+                want = DIR_MODE if name is None else FILE_MODE
+                mode = st.st_mode & 0o777
+                if mode != want:
+                    wide.append(f"{rel} {mode:04o}")
+                    writable = writable or bool(mode & 0o022)
+                if st.st_uid != uid:
+                    foreign.append(f"{rel} (uid {st.st_uid})")
+            dirnames.sort()
+        out = []
+        if foreign:
+            out.append(
+                Finding(
+                    "state dir",
+                    "fail",
+                    f"{_plural(len(foreign), 'path')} in {shown} owned by another user: {_names(foreign)}",
+                    f"sudo chown -R {_user()} {shown}   (and run cronfile as one user)",
+                )
+            )
+        if wide:
+            out.append(
+                Finding(
+                    "state dir",
+                    "fail" if writable else "warn",
+                    f"{_plural(len(wide), 'path')} in {shown} not 0700 (folders) / 0600 (files): {_names(wide)}",
+                    f"chmod -R u=rwX,go= {shown}",
+                )
+            )
+        return out or [Finding("state dir", "ok", f"{shown}: folders 0700, files 0600, all yours")]
+
+
+def _recorded_pid(path: Path) -> int | None:
+    # Today's engine locks are empty; a pid written into one is shown when present.
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _display(path: Path) -> str:
+    from ..load import display_path
+
+    return display_path(path)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _names(items: list[str], limit: int = 5) -> str:
+    # As doctor's own lists of names.
+    return ", ".join(items[:limit]) + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.geteuid())
