@@ -55,6 +55,7 @@ def apply_project(
 
     from .errors import SpecError
     from .reconcile import reconcile
+    from .shared import check_revision
 
     def read_again() -> Project:
         fresh = load_project(project.root, now=now, cache=project.cache, warnings=False)
@@ -76,6 +77,8 @@ def apply_project(
                 elif changed or racy_changed(project):
                     project = read_again()
             if not stale:
+                if getattr(store, "shared", False):  # several hosts: never go back (cronfile/shared.py)
+                    check_revision(project.root, txn.state.revision, revision)
                 at = max(now, _latest_activity(txn.state) or now)
                 new_state, plan = reconcile(project.specs, txn.state, at, revision=revision)
                 if check is not None:

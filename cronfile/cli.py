@@ -369,6 +369,10 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
         if project.errors:
             out.warn(f"warning: jobs.d has {len(project.errors)} problem(s); run `cronfile validate`")
         out.data(render_status(rows, color=use_color(), now=now))
+        if getattr(store, "shared", False):  # several hosts: whose daemons hold a lease
+            from .shared import render_daemons
+
+            out.data(render_daemons(store.daemons(), now))  # type: ignore[attr-defined]
     return EXIT_OK
 
 
@@ -652,6 +656,12 @@ def cmd_render(args: argparse.Namespace, out: Out) -> int:
     return run(args, out)
 
 
+def cmd_state(args: argparse.Namespace, out: Out) -> int:
+    from .migrate import cmd_state as run
+
+    return run(args, out)
+
+
 # -- dispatch ------------------------------------------------------------------------
 
 # The function that runs each command of commands.COMMANDS.
@@ -676,6 +686,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace, Out], int]] = {
     "mcp": cmd_mcp,
     "import": cmd_import,
     "render": cmd_render,
+    "state": cmd_state,
 }
 
 

@@ -52,6 +52,7 @@ COMMANDS = {
     "completion": ("print a shell completion script (bash, zsh, fish)", 'eval "$(cronfile completion bash)"\n  cronfile completion fish > ~/.config/fish/completions/cronfile.fish'),
     "mcp": ("serve the jobs to an agent over the Model Context Protocol (stdio; extra cronfile[mcp])", "cronfile -C /srv/jobs mcp   # started by the agent CLI, see README"),
     "import": ("turn a crontab (user or system format) into job files", "crontab -l | cronfile import crontab -\n  cronfile import crontab /etc/cron.d/certbot --out jobs.d"),
+    "state": ("copy the state into another store (a database, or back to a state dir)", "cronfile state migrate --to 'postgresql://cronfile:${PGPASSWORD}@db/cronfile'\n  cronfile --state-url postgresql://db/cronfile state migrate --to .cronfile"),
     "render": ("render the jobs onto another scheduler (kubernetes)", "cronfile render kubernetes -o deploy/k8s --namespace jobs --image ghcr.io/acme/cronfile:1.0\n  cronfile render kubernetes -o - | kubectl apply -f -"),
 }
 
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-C", metavar="DIR", default=argparse.SUPPRESS, help="jobs repo root (default: . or the nearest folder above it with jobs.d/ or cronfile.yaml)")
     common.add_argument("--state-dir", metavar="DIR", default=argparse.SUPPRESS, help="state directory (default .cronfile; env CRONFILE_STATE_DIR)")
+    common.add_argument("--state-url", metavar="URL", default=argparse.SUPPRESS, help="a shared state: postgresql://user:${PASSWORD}@host/db (env CRONFILE_STATE_URL; config state_url)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output where output is data")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print only data and errors")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of internal errors")
@@ -132,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
             fmt = p.add_mutually_exclusive_group()
             fmt.add_argument("--system", action="store_true", default=None, help="system format, with a user field (default for /etc/crontab and cron.d files)")
             fmt.add_argument("--user", dest="system", action="store_false", help="user format, no user field")
+        elif name == "state":
+            p.add_argument("action", choices=["migrate"])
+            p.add_argument("--to", required=True, metavar="URL|DIR", help="an empty store: postgresql://..., file:///path or a folder")
         elif name == "render":
             p.add_argument("target", choices=["kubernetes"])
             p.add_argument("-o", "--output", metavar="DIR", help="output folder (default: deploy/kubernetes), or - to print the manifests as one YAML stream")

@@ -124,8 +124,17 @@ def state_dir_of(args: argparse.Namespace, project: Project | None = None) -> Pa
 
 def store_of(args: argparse.Namespace, project: Project | None = None) -> Store:
     from .stores import open_store
+    from .stores.url import resolve
 
-    return open_store(state_dir=state_dir_of(args, project))
+    # --state-url > CRONFILE_STATE_URL > cronfile.yaml's state_url > the state dir.
+    flag, cfg = getattr(args, "state_url", None), project.config if project is not None else None
+    if cfg is None and not (flag or os.environ.get("CRONFILE_STATE_URL")):
+        from .load import load_config
+
+        root = root_of(args, required=False)
+        cfg = load_config(root)[0] if root is not None else None
+    url = resolve(flag, os.environ, cfg.state_url if cfg else None, cfg.path if cfg else "cronfile.yaml")
+    return open_store(state_dir=state_dir_of(args, project), url=url)
 
 
 def refuse_inside_run(what: str) -> None:

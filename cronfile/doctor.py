@@ -464,7 +464,7 @@ def check_state_dir(store: Store) -> list[Check]:
 
 
 def check_state_json(store: Store) -> tuple[list[Check], State | None]:
-    """``state.json`` decodes (Store.read); the state is returned for the later checks."""
+    """The state decodes (Store.read); the state is returned for the later checks."""
     from .errors import StateError
 
     if not store.created():
@@ -474,7 +474,7 @@ def check_state_json(store: Store) -> tuple[list[Check], State | None]:
     except StateError as e:
         return [
             Check(
-                "state.json",
+                "state",
                 Mark.fail,
                 str(e),
                 _broken_fix(store),
@@ -483,16 +483,16 @@ def check_state_json(store: Store) -> tuple[list[Check], State | None]:
     if not store.exists():
         return [
             Check(
-                "state.json",
+                "state",
                 Mark.info,
-                f"{_where(store, 'state.json')} does not exist yet: nothing applied",
+                f"{_state_file(store)} does not exist yet: nothing applied",
                 "run `cronfile apply`",
             )
         ], state
     when = f" at {_local(state.applied_at)}" if state.applied_at else ""
     rev = f" (revision {state.revision[:12]})" if state.revision else ""
     return [
-        Check("state.json", Mark.ok, f"{_plural(len(state.jobs), 'job')} applied{when}{rev}")
+        Check("state", Mark.ok, f"{_plural(len(state.jobs), 'job')} applied{when}{rev}")
     ], state
 
 
@@ -505,11 +505,20 @@ def _where(store: Store, name: str | None = None) -> str:
     return _shown(Path(loc) / name if name else Path(loc))
 
 
+def _state_file(store: Store) -> str:
+    """Where the state is, as a person types it: the store's file, or its URL."""
+    f = store.watch_file()
+    return _where(store) if f is None else _shown(f)
+
+
 def _broken_fix(store: Store) -> str:
-    if "://" in store.location:
+    f = store.watch_file()
+    if "://" in store.location or f is None:
         return "restore the database from a backup"
-    shown = _where(store, "state.json")
-    return f"mv {shown} {shown}.broken && cronfile apply   (run history in runs/ is kept; next runs are recomputed)"
+    shown = _shown(f)
+    if f.name == "state.json":
+        return f"mv {shown} {shown}.broken && cronfile apply   (run history in runs/ is kept; next runs are recomputed)"
+    return f"mkdir {shown}.broken && mv {shown}* {shown}.broken/ && cronfile apply   (next runs are recomputed)"
 
 
 # -- locks and engines ---------------------------------------------------------------

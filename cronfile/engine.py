@@ -75,6 +75,8 @@ LEAD_MAX = 2.0
 # How many runs of one instant may start parked (executors/process.py) rather than be
 # spawned at the instant: about as many as there are CPUs (see Volley).
 PARK = os.cpu_count() or 1
+# A daemon on a shared store re-reads the state at least this often (seconds).
+SHARED_POLL_S = 5.0
 
 
 def _release(lock: Any) -> None:
@@ -870,6 +872,10 @@ class Engine:
                     lead = self._lead(state, wake)
                     planned = (wake, lead)
                     wake -= timedelta(seconds=lead)
+                if self.store.watch_file() is None:
+                    # A shared store (docs/design.md 14): no file tells of another host's
+                    # apply or pause, or of a peer that died: look again every few seconds.
+                    wake = min(wake, now + timedelta(seconds=SHARED_POLL_S))
                 last_wall, last_mono = now, now_mono
                 self.observer.pass_done(state, now, wake)
                 self._wake.clear()

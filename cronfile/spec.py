@@ -420,6 +420,7 @@ class Config:
     max_concurrent: int = 4
     history_limit: int = 100
     state_dir: str | None = None
+    state_url: str | None = None  # a shared store: postgresql://... (cronfile/stores/url.py)
     default_agent: str | None = None
     agents: Mapping[str, AgentProfile] = field(default_factory=dict)
     webhook_allowlist: tuple[str, ...] = ()
@@ -644,6 +645,7 @@ def config_from_document(doc: Document | None) -> tuple[Config, list[Problem]]:
         max_concurrent=int(data.get("max_concurrent", 4)) if isinstance(data.get("max_concurrent", 4), int) else 4,
         history_limit=int(data.get("history_limit", 100)) if isinstance(data.get("history_limit", 100), int) else 100,
         state_dir=data.get("state_dir") if isinstance(data.get("state_dir"), str) else None,
+        state_url=data.get("state_url") if isinstance(data.get("state_url"), str) else None,
         default_agent=default_agent if isinstance(default_agent, str) else None,
         agents=agents,
         webhook_allowlist=tuple(str(h) for h in data.get("webhook_allowlist") or ()),

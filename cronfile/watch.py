@@ -64,7 +64,8 @@ DIR_MASK = _NAMES | _SELF | IN_ONLYDIR
 # The state dir: only state.json being replaced (the store writes a temp file and
 # renames it) or written in place; the lock files and audit.jsonl come and go too, but
 # are filtered by name once read (inotify has no filter by name).
-STATE_MASK = IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | _SELF | IN_ONLYDIR
+# The SQLite store commits by writing its WAL (state.db-wal) in place: IN_MODIFY.
+STATE_MASK = IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_MODIFY | _SELF | IN_ONLYDIR
 
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then name
 _READ_SIZE = 64 * 1024  # about 2,000 events a read; the kernel queues 16,384 before overflow
@@ -99,7 +100,8 @@ class Watcher:
         p = Path(path)
         if p.name == CONFIG_NAME and p.parent == self.root:
             return "files"
-        if p.parent == self.state_dir and p.name == self.state_name:
+        # The store's file, and an SQLite store's write-ahead log, where commits land first.
+        if self.state_name is not None and p.parent == self.state_dir and p.name in (self.state_name, self.state_name + "-wal"):
             return "state"
         try:
             rel = p.relative_to(self.jobs_dir)

@@ -19,6 +19,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from pg import pg_server, pg_url  # noqa: E402,F401  (a real PostgreSQL: tests/pg.py)
+
 from cronfile.clock import FakeClock  # noqa: E402
 from cronfile.spec import JobSpec, spec_from_data  # noqa: E402
 

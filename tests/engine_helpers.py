@@ -4,7 +4,6 @@ and a real daemon process that tests can signal, kill and read."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import signal
@@ -20,7 +19,7 @@ from cronfile.clock import FakeClock
 from cronfile.engine import Engine
 from cronfile.history import merged_history
 from cronfile.load import load_project
-from cronfile.stores.file import FileStore
+from cronfile.stores.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +70,7 @@ class LocalEngine:
     def __init__(self, root: Path, start: datetime, *, mode: str = "tick") -> None:
         self.root = root
         self.clock = FakeClock(start)
-        self.store = FileStore(root / ".cronfile")
+        self.store = SqliteStore(root / ".cronfile")
         self.log = io.StringIO()
         project = load_project(root, now=start)
         assert project.ok, [str(p) for p in project.errors]
@@ -165,9 +164,24 @@ class Daemon:
         self._log.close()
 
 
+def state_data(state_dir: Path) -> dict[str, Any]:
+    """The state in a state dir as the JSON of docs/design.md section 4."""
+    return SqliteStore(state_dir).read().encode()
+
+
+def state_snapshot(state_dir: Path) -> tuple[int, dict[str, Any]]:
+    """The state and its change counter: equal snapshots mean nothing was written."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{state_dir / 'state.db'}?mode=ro", uri=True) as conn:
+        (seq,) = conn.execute("SELECT seq FROM head").fetchone()
+    return seq, state_data(state_dir)
+
+
 def read_state(root: Path) -> dict[str, Any]:
-    return json.loads((root / ".cronfile" / "state.json").read_text())
+    """The state as the JSON of docs/design.md section 4 (what state.json held)."""
+    return SqliteStore(root / ".cronfile").read().encode()
 
 
 def history(root: Path, job: str) -> list[dict[str, Any]]:
-    return merged_history(FileStore(root / ".cronfile"), job, None)
+    return merged_history(SqliteStore(root / ".cronfile"), job, None)

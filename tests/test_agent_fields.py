@@ -10,6 +10,7 @@ import pytest
 from cli_helpers import cronfile
 
 from cronfile.expect import check_expect
+from cronfile.stores.sqlite import SqliteStore
 from cronfile.usage import Usage, budget_left, budget_refusal, decoder_for, usage_since
 
 # -- validation ------------------------------------------------------------------------
@@ -43,7 +44,7 @@ def test_budget_and_expect_errors_name_file_line_and_column(tmp_path, body, erro
     assert "Traceback" not in res.stderr
     # Nothing half-applied: apply refuses the same way and writes no state.
     assert cronfile("apply", cwd=tmp_path).returncode == 2
-    assert not (tmp_path / ".cronfile" / "state.json").exists()
+    assert not SqliteStore(tmp_path / ".cronfile").exists()
 
 
 def test_a_budgeted_checked_agent_job_validates(tmp_path):

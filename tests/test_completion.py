@@ -79,6 +79,7 @@ def test_directory_options_complete_folders_and_the_unit_name_is_not_a_job():
     assert {o.names[0]: o.kind for o in top.options if o.takes_value} == {
         "-C": "dir",
         "--state-dir": "dir",
+        "--state-url": "none",  # a URL: nothing to complete
     }
     (svc,) = [c for c in completion.model() if c.name == "service"]
     assert next(o for o in svc.options if "--name" in o.names).kind == "none"

@@ -14,7 +14,8 @@ from cli_helpers import cronfile
 from cronfile import cli, doctor
 from cronfile.doctor import Check, Mark, ToolResult, diagnose
 from cronfile.schedule import ScheduleError, get_zone
-from cronfile.stores.file import FileStore
+from cronfile.state import Running
+from cronfile.stores.sqlite import SqliteStore
 
 SHELL_JOB = 'schedule: "@daily"\nshell: "true"\n'
 
@@ -68,7 +69,7 @@ def test_an_applied_healthy_repo_has_no_failure_and_exits_0(tmp_path):
         "files",
         "timezone data",
         "state dir",
-        "state.json",
+        "state",
         "locks",
         "daemon",
         "clock",
@@ -232,10 +233,10 @@ def test_a_zone_a_job_uses_that_cannot_load_fails(tmp_path):
 def test_a_file_readable_by_others_is_named_with_a_chmod_fix(tmp_path):
     root = make_repo(tmp_path)
     apply(root)
-    (root / ".cronfile" / "state.json").chmod(0o644)
+    (root / ".cronfile" / "state.db").chmod(0o644)
     check = one(run_doctor(root), "state dir")
     assert check.status is Mark.warn
-    assert "state.json 0644" in check.message
+    assert "state.db 0644" in check.message
     assert check.fix.startswith("chmod -R u=rwX,go= ")
 
 
@@ -252,39 +253,37 @@ def test_the_chmod_fix_really_fixes_the_modes(tmp_path):
     apply(root)
     state_dir = root / ".cronfile"
     state_dir.chmod(0o755)
-    (state_dir / "state.json").chmod(0o664)
+    (state_dir / "state.db").chmod(0o664)
     fix = one(run_doctor(root), "state dir").fix
     assert os.system(f"cd {root} && {fix.split('   ')[0]}") == 0
     assert one(run_doctor(root), "state dir").status is Mark.ok
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
 
 
-def test_a_corrupt_state_json_fails_with_the_store_message(tmp_path):
+def test_a_corrupt_state_db_fails_with_the_store_message(tmp_path):
     root = make_repo(tmp_path)
     apply(root)
-    (root / ".cronfile" / "state.json").write_text("{not json")
+    (root / ".cronfile" / "state.db").write_bytes(b"{not a database" * 100)
     checks = run_doctor(root)
-    check = one(checks, "state.json")
+    check = one(checks, "state")
     assert check.status is Mark.fail
-    assert "not valid JSON" in check.message and ".broken" in check.fix
+    assert "not a readable cronfile state database" in check.message and ".broken" in check.fix
     assert doctor.exit_code(checks) == 1
 
 
 def test_the_state_dir_of_the_config_is_the_one_checked(tmp_path):
     root = make_repo(tmp_path, config="state_dir: var/state\n")
     apply(root)
-    assert (root / "var" / "state" / "state.json").exists()
-    assert one(run_doctor(root), "state.json").status is Mark.ok
+    assert (root / "var" / "state" / "state.db").exists()
+    assert one(run_doctor(root), "state").status is Mark.ok
 
 
 # -- locks and the daemon ------------------------------------------------------------
 
 
 def _with_run_in_flight(root: Path, engine_id: str, pid: int) -> None:
-    """state.json records a run of `backup` claimed by ``engine_id``."""
-    state_path = root / ".cronfile" / "state.json"
-    data = json.loads(state_path.read_text())
-    data["jobs"]["backup"]["running"] = [
+    """The state records a run of `backup` claimed by ``engine_id``."""
+    run = Running.decode(
         {
             "run_id": "20260302T080000-abcd",
             "scheduled_for": "2026-03-02T08:00:00+00:00",
@@ -293,8 +292,10 @@ def _with_run_in_flight(root: Path, engine_id: str, pid: int) -> None:
             "engine": engine_id,
             "pid": pid,
         }
-    ]
-    state_path.write_text(json.dumps(data))
+    )
+    with SqliteStore(root / ".cronfile").transaction() as txn:
+        js = txn.state.jobs["backup"]
+        txn.state = txn.state.with_job("backup", js.with_(running=(run,)))
 
 
 def test_a_dead_engines_lock_and_its_run_in_flight_are_reported_with_the_pid(tmp_path):
@@ -314,7 +315,7 @@ def test_a_dead_engines_lock_and_its_run_in_flight_are_reported_with_the_pid(tmp
 def test_a_live_engine_is_not_called_stale(tmp_path):
     root = make_repo(tmp_path)
     apply(root)
-    with FileStore(root / ".cronfile").engine_lock("live01"):
+    with SqliteStore(root / ".cronfile").engine_lock("live01"):
         _with_run_in_flight(root, "live01", os.getpid())
         checks = by_name(run_doctor(root), "locks")
     assert [c.status for c in checks] == [Mark.ok]
@@ -324,7 +325,7 @@ def test_a_live_engine_is_not_called_stale(tmp_path):
 def test_a_running_daemon_is_reported_with_its_pid(tmp_path):
     root = make_repo(tmp_path)
     apply(root)
-    with FileStore(root / ".cronfile").daemon_lock():
+    with SqliteStore(root / ".cronfile").daemon_lock():
         check = one(run_doctor(root), "daemon")
     assert check.status is Mark.ok and f"pid {os.getpid()}" in check.message
 
@@ -370,7 +371,7 @@ def test_file_times_far_from_the_clock_are_a_warning(tmp_path):
 
     root = make_repo(tmp_path)
     apply(root)
-    store = FileStore(root / ".cronfile")
+    store = SqliteStore(root / ".cronfile")
     checks = doctor.check_clock(
         datetime.now(UTC), store, store.read(), run=no_tools, time_now=lambda: time.time() - 3600
     )

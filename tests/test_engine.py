@@ -13,7 +13,7 @@ import pytest
 from engine_helpers import LocalEngine, wait_for, write_job
 
 from cronfile.state import JobStatus, Running
-from cronfile.stores.file import FileStore
+from cronfile.stores.sqlite import SqliteStore
 
 T0 = datetime(2026, 3, 2, 10, 0, 30, tzinfo=UTC)  # a Monday, no DST change near
 
@@ -163,7 +163,7 @@ def test_a_once_only_job_runs_once_and_completes(repo):
 
 def test_a_run_left_by_a_dead_engine_is_interrupted_and_its_processes_stopped(repo):
     write_job(repo, "j", 'schedule: "0 3 * * *"\nshell: "true"\n')
-    store = FileStore(repo / ".cronfile")
+    store = SqliteStore(repo / ".cronfile")
     with LocalEngine(repo, T0):
         pass
     # A leftover run: its own process group, carrying its run id, as the runner starts it.

@@ -10,7 +10,6 @@ the scheduled instant, a correctness property."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import signal
@@ -417,17 +416,18 @@ def test_the_pids_of_runs_started_together_are_written_in_at_most_two_transactio
         claims, _ = eng.engine.claim_due(eng.clock.now(), H)
         assert len(claims) == 8
         writes: list[State] = []
-        real = eng.store.write_bytes_atomic
+        real = eng.store._write
 
-        def spy(path: Path, data: bytes) -> None:
-            if path.name == "state.json":
-                writes.append(json.loads(data))
-            real(path, data)
+        def spy(conn: Any, memo: Any, state: State) -> Any:
+            wrote = real(conn, memo, state)  # the store's write of one transaction
+            if wrote is not None:
+                writes.append(state)
+            return wrote
 
-        eng.store.write_bytes_atomic = spy  # type: ignore[method-assign]
+        eng.store._write = spy  # type: ignore[method-assign]
         eng.engine.dispatch(claims)
         assert eng.engine.wait_idle(30)
-    pids_in = [{(n, r["pid"]) for n, js in w["jobs"].items() for r in js["running"] if r["pid"]} for w in writes]
+    pids_in = [{(n, r.pid) for n, js in w.jobs.items() for r in js.running if r.pid} for w in writes]
     new_pids = [b - a for a, b in zip([set()] + pids_in, pids_in, strict=False)]
     assert 1 <= sum(1 for p in new_pids if p) <= 2
     assert {n for p in new_pids for n, _ in p} >= set("defgh")  # the quick ones may end first

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import ROOT, cronfile
+from engine_helpers import state_data, state_snapshot
+
+from cronfile.stores.sqlite import SqliteStore
 
 
 def git(repo: Path, *args: str) -> str:
@@ -37,7 +40,7 @@ def commit(repo: Path, files: dict[str, str | None], message: str) -> str:
 
 
 def state(repo: Path) -> dict:
-    return json.loads((repo / ".cronfile" / "state.json").read_text())
+    return state_data(repo / ".cronfile")
 
 
 @pytest.fixture
@@ -83,13 +86,13 @@ def test_the_gitops_flow_from_first_commit_to_a_broken_one(repo):
     assert state(repo)["jobs"]["report"]["next_run"] == change["next_run_after"]
 
     # A broken commit: apply exits 2, lists the problem, and state.json is untouched.
-    snapshot = (repo / ".cronfile" / "state.json").read_bytes()
+    snapshot = state_snapshot(repo / ".cronfile")
     commit(repo, {"jobs.d/report.yaml": 'description: v3\nschedule: "30 25 * * *"\nshell: echo report\n',
                   "jobs.d/cleanup.yaml": None, "jobs.d/new.yaml": 'schedule: "@hourly"\nshell: "true"\n'}, "broken")
     res = cronfile("apply", cwd=repo)
     assert res.returncode == 2
     assert "jobs.d/report.yaml:2:11: schedule: " in res.stderr and "Traceback" not in res.stderr
-    assert (repo / ".cronfile" / "state.json").read_bytes() == snapshot
+    assert state_snapshot(repo / ".cronfile") == snapshot
     res = cronfile("diff", "--json", cwd=repo)
     assert res.returncode == 2
     assert json.loads(res.stdout)["errors"][0]["path"] == "jobs.d/report.yaml"
@@ -106,7 +109,7 @@ def test_apply_dry_run_changes_nothing(repo):
     commit(repo, {"jobs.d/a.yaml": 'schedule: "@daily"\nshell: x\n'}, "a")
     res = cronfile("apply", "--dry-run", cwd=repo)
     assert res.returncode == 0 and "+ create a" in res.stdout
-    assert not (repo / ".cronfile" / "state.json").exists()
+    assert not SqliteStore(repo / ".cronfile").exists()
 
 
 def test_status_shows_drift_and_flags_overdue_jobs(repo):
@@ -139,7 +142,7 @@ def test_ten_processes_applying_running_and_reading_at_once_lose_nothing(repo):
     assert all(code == 0 for code, _ in results), results
     data = state(repo)
     assert set(data["jobs"]) == {"j"}
-    runs = [json.loads(ln) for ln in (repo / ".cronfile" / "runs" / "j" / "history.jsonl").read_text().splitlines()]
+    runs = SqliteStore(repo / ".cronfile").read_history("j")
     manual = {r["run_id"] for r in runs if r.get("trigger") == "manual" and "status" in r}
     assert len(manual) == 4
     audit = (repo / ".cronfile" / "audit.jsonl").read_text().splitlines()

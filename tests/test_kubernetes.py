@@ -626,9 +626,9 @@ def test_a_pod_runs_the_job_and_delivers(tmp_path):
     assert payload["output"] == "*** (12 characters) from hello; retries off: 1\n"
     # Recorded in the pod's own (throw-away) state dir, delivery included.
     from cronfile.history import merged_history
-    from cronfile.stores.file import FileStore
+    from cronfile.stores.sqlite import SqliteStore
 
-    (run,) = merged_history(FileStore(Path(where["/state"])), "hello", None)
+    (run,) = merged_history(SqliteStore(Path(where["/state"])), "hello", None)
     assert run["status"] == "success" and run["trigger"] == "manual"
     assert [(d["target"].split(":")[0], d["ok"]) for d in run["deliveries"]] == [("webhook", True)]
 

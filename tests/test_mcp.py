@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 from cli_helpers import ROOT, cronfile
-from engine_helpers import Daemon, write_job
+from engine_helpers import Daemon, state_data, write_job
 
 try:
     from mcp import Client
@@ -99,7 +99,7 @@ def test_by_default_only_the_read_only_tools_are_offered(repo, mode):
     assert [j["name"] for j in jobs] == ["other", "report"]
     assert status["state"] == "scheduled" and status["spec"]["schedule"] == "0 3 * * *"
     assert "pause_job" in no_pause
-    assert json.loads((repo / ".cronfile" / "state.json").read_text())["jobs"]["report"]["state"] == "scheduled"
+    assert state_data(repo / ".cronfile")["jobs"]["report"]["state"] == "scheduled"
 
 
 def test_the_config_chooses_the_tools_and_the_jobs(repo):
@@ -187,7 +187,7 @@ def test_propose_job_writes_a_valid_file_for_review_and_never_applies_it(repo):
     assert "jobs.d/digest2.yaml:1:7: name:" in wrong_name and not (repo / "jobs.d" / "digest2.yaml").exists()
     assert "job 'other' is defined in" in elsewhere and "ops.yaml: change it there" in elsewhere
     # Not applied: the state does not have it; diff shows it as a create.
-    assert "digest" not in json.loads((repo / ".cronfile" / "state.json").read_text())["jobs"]
+    assert "digest" not in state_data(repo / ".cronfile")["jobs"]
     d = cronfile("-C", str(repo), "diff", "--json", env={"TOKEN": SECRET})
     assert d.returncode == 1
     assert [(c["name"], c["action"]) for c in json.loads(d.stdout)["changes"]] == [("digest", "create")]

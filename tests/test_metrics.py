@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 from delivery_servers import RecordingServer
-from engine_helpers import Daemon, history, read_state, wait_for, write_job
+from engine_helpers import Daemon, history, read_state, state_snapshot, wait_for, write_job
 from observe_helpers import HttpDaemon, get
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -138,13 +138,13 @@ def test_healthz_is_ok_while_the_loop_runs_and_names_an_unwritable_state_dir(rep
 def test_nothing_over_http_writes(repo):
     write_job(repo, "idle", 'schedule: "0 0 1 1 *"\nshell: "true"\n')
     with HttpDaemon(repo) as d:
-        before = (repo / ".cronfile" / "state.json").read_bytes()
+        before = state_snapshot(repo / ".cronfile")
         for method in ("POST", "PUT", "DELETE", "PATCH"):
             status, headers, _ = get(d.url, method=method)
             assert status == 405 and headers["Allow"] == "GET, HEAD", method
         assert get(d.url + "nope")[0] == 404
         assert get(d.url + "jobs/idle/runs/..%2F..%2Fstate.json/log")[0] == 404
-        assert (repo / ".cronfile" / "state.json").read_bytes() == before
+        assert state_snapshot(repo / ".cronfile") == before
 
 
 def test_a_bare_port_listens_on_loopback_only(repo):

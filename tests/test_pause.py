@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import build_spec as spec
+from engine_helpers import state_data
 
 from cronfile.clock import FakeClock
 from cronfile.due import decide, due_by, next_wake
@@ -185,7 +186,7 @@ def test_pause_of_a_job_not_applied_is_a_one_line_error_and_changes_nothing(tmp_
     assert cronfile("-C", str(tmp_path), "apply").returncode == 0
     r = cronfile("-C", str(tmp_path), "pause", "reprot")
     assert r.returncode == 2 and "did you mean report?" in r.stderr and "Traceback" not in r.stderr
-    state = json.loads((tmp_path / ".cronfile" / "state.json").read_text())
+    state = state_data(tmp_path / ".cronfile")
     assert state["jobs"]["report"]["state"] == "scheduled"
     r = cronfile("-C", str(tmp_path), "resume", "report", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["resumed"] is False

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import cronfile
+from engine_helpers import state_data, state_snapshot
 
 BACKUP = 'schedule: "0 3 * * *"\nshell: echo backup\nenv:\n  TOKEN: "${BACKUP_TOKEN}"\n'
 
@@ -22,12 +23,13 @@ def repo(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def state_bytes(repo: Path) -> bytes:
-    return (repo / ".cronfile" / "state.json").read_bytes()
+def state_bytes(repo: Path) -> tuple[int, dict]:
+    """The applied state and its change counter (equal: nothing was written)."""
+    return state_snapshot(repo / ".cronfile")
 
 
 def applied_spec(repo: Path, name: str) -> dict:
-    return json.loads(state_bytes(repo))["jobs"][name]["spec"]
+    return state_data(repo / ".cronfile")["jobs"][name]["spec"]
 
 
 def test_a_saved_plan_is_applied_as_reviewed(repo):
@@ -42,7 +44,7 @@ def test_a_saved_plan_is_applied_as_reviewed(repo):
     res = cronfile("apply", "--plan", "plan.json", cwd=repo)
     assert res.returncode == 0, res.stderr
     assert applied_spec(repo, "backup")["schedule"] == "30 4 * * *"
-    assert "new" in json.loads(state_bytes(repo))["jobs"]
+    assert "new" in state_data(repo / ".cronfile")["jobs"]
     audit = [json.loads(line) for line in (repo / ".cronfile" / "audit.jsonl").read_text().splitlines()]
     assert audit[-1]["source"] == "apply --plan"
 
@@ -129,14 +131,15 @@ def test_diff_json_updates_carry_old_and_new_values_with_secrets_as_references(r
 
 
 def test_a_plan_made_in_another_checkout_with_a_copy_of_the_state_applies_here(repo, tmp_path_factory):
-    # CI: a clone of the same files and a copy of production's state.json.
+    # CI: a clone of the same files and a copy of production's state.db (no daemon
+    # running: no WAL beside it; with one, `sqlite3 state.db ".backup copy.db"`).
     ci = tmp_path_factory.mktemp("ci")
     (ci / "jobs.d").mkdir()
     edited = BACKUP.replace("0 3", "30 4")
     (ci / "jobs.d" / "backup.yaml").write_text(edited)
     (ci / "jobs.d" / "report.yaml").write_text((repo / "jobs.d" / "report.yaml").read_text())
     (ci / "deploy-state").mkdir()
-    (ci / "deploy-state" / "state.json").write_bytes(state_bytes(repo))
+    (ci / "deploy-state" / "state.db").write_bytes((repo / ".cronfile" / "state.db").read_bytes())
     assert cronfile("diff", "--state-dir", "deploy-state", "--out", "plan.json", cwd=ci).returncode == 1
     # The host pulls the same commit and applies the reviewed plan.
     (repo / "jobs.d" / "backup.yaml").write_text(edited)

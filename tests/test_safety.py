@@ -4,6 +4,7 @@ refuses before anything runs, a failing webhook never changes a run's status."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from delivery_servers import RecordingServer
-from engine_helpers import LocalEngine, write_job
+from engine_helpers import LocalEngine, state_data, write_job
 
 T0 = datetime(2026, 3, 2, 10, 0, 30, tzinfo=UTC)
 T1 = datetime(2026, 3, 2, 10, 1, 0, tzinfo=UTC)
@@ -72,7 +73,7 @@ deliver:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
     for dirpath, _, _ in os.walk(state_dir):
         assert stat.S_IMODE(os.stat(dirpath).st_mode) == 0o700, dirpath
-    assert "${API_TOKEN}" in (state_dir / "state.json").read_text()
+    assert "${API_TOKEN}" in json.dumps(state_data(state_dir))
 
 
 def test_a_silent_run_is_delivered_only_to_targets_that_ask_for_silence(repo):

@@ -129,7 +129,7 @@ def test_commands_find_the_repo_from_a_folder_below_it(tmp_path):
     (tmp_path / "jobs.d" / "nightly" / "backup.yaml").write_text('schedule: "@daily"\nshell: echo ok\n')
     below = tmp_path / "jobs.d" / "nightly"
     assert cronfile("apply", "-q", cwd=below).returncode == 0
-    assert (tmp_path / ".cronfile" / "state.json").is_file()
+    assert (tmp_path / ".cronfile" / "state.db").is_file()
     assert not (below / ".cronfile").exists()
     res = cronfile("status", "--json", cwd=below)
     assert res.returncode == 0 and '"backup"' in res.stdout

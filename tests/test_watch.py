@@ -15,6 +15,7 @@ import errno
 import os
 import shutil
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -70,11 +71,11 @@ def watching(repo, monkeypatch):
     at the end. "watchfiles" is reached the way the daemon reaches it: inotify failing."""
     started: list[Watcher] = []
 
-    def start(backend: str = "inotify", root: Path = repo, on_change=None) -> tuple[Watcher, Calls]:
+    def start(backend: str = "inotify", root: Path = repo, on_change=None, state_file: str = "state.json") -> tuple[Watcher, Calls]:
         if backend == "watchfiles":
             monkeypatch.setattr(watch, "_libc", _no_inotify)
         calls = Calls()
-        w = Watcher(root, root / ".cronfile" / "state.json", on_change or calls)
+        w = Watcher(root, root / ".cronfile" / state_file, on_change or calls)
         w.start()
         started.append(w)
         assert w.backend == backend
@@ -112,6 +113,27 @@ def inotify_watches(w: Watcher) -> int:
 
 
 # -- what either watcher reports ------------------------------------------------------------
+
+
+def test_a_commit_to_state_db_by_another_process_is_reported_as_state(watching, repo):
+    from cronfile.state import State
+    from cronfile.stores.sqlite import SqliteStore
+
+    store = SqliteStore(repo / ".cronfile")
+    with store.transaction() as txn:  # the database exists before the watch starts
+        txn.state = State(revision="a")
+    _, calls = watching("inotify", state_file="state.db")
+    calls.clear()
+    code = (
+        "import sys\nfrom cronfile.stores.sqlite import SqliteStore\n"
+        "with SqliteStore(sys.argv[1]).transaction() as txn:\n"
+        "    txn.state = txn.state.with_(revision='b')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    subprocess.run([sys.executable, "-c", code, str(repo / ".cronfile")], check=True, env=env)
+    assert {"state"} in calls.wait("state")
+
+
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -495,11 +517,16 @@ def test_parse_events_reads_records_with_padded_names_and_without_names():
         ("other/a.yaml", None),
         ("sub/cronfile.yaml", None),
         (".cronfile/state.json", "state"),
+        (".cronfile/state.db", "state"),
+        (".cronfile/state.db-wal", "state"),
+        (".cronfile/state.db-shm", None),
         (".cronfile/state.lock", None),
         (".cronfile/runs/j/state.json", None),
     ],
     ids=lambda v: str(v),
 )
 def test_classify(repo, rel, kind):
-    w = Watcher(repo, repo / ".cronfile" / "state.json", Calls())
+    # The store's file: state.db (and its WAL) for the SQLite store, state.json for the file store.
+    watched = "state.db" if ".cronfile/state.db" in rel else "state.json"
+    w = Watcher(repo, repo / ".cronfile" / watched, Calls())
     assert w.classify(str(repo / rel)) == kind

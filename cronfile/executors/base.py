@@ -111,7 +111,9 @@ def secret_values(spec: JobSpec, config: Config, environ: Mapping[str, str]) -> 
 def delivery_only_names(spec: JobSpec, config: Config) -> set[str]:
     """Variables only deliveries or smtp use: the job's processes never get them."""
     used_by_job = var_names(spec.data.get("env") or {})
-    return (var_names(spec.data.get("deliver") or []) | var_names(dict(config.smtp))) - used_by_job
+    # The shared store's URL and its ${VAR}s (a database password) are cronfile's alone.
+    store = var_names(getattr(config, "state_url", None) or "") | {"CRONFILE_STATE_URL"}
+    return (var_names(spec.data.get("deliver") or []) | var_names(dict(config.smtp)) | store) - used_by_job
 
 
 def job_env(ctx: RunContext) -> tuple[dict[str, str], Masker]:

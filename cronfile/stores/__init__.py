@@ -1,6 +1,6 @@
 """Stores: where cronfile keeps state between processes (``base`` is the interface).
 
-``open_store`` is the one place a store is chosen: the file store for a state dir, or
+``open_store`` is the one place a store is chosen: the SQLite store (``state.db``) for a state dir, or
 the store a URL names (``state_url``; the PostgreSQL store, when built).
 """
 
@@ -15,15 +15,24 @@ __all__ = ["EngineInfo", "Finding", "HeldLock", "Store", "Txn", "open_store"]
 
 
 def open_store(*, state_dir: Path, url: str | None = None) -> Store:
-    """The store for ``url`` when one is given, else the file store at ``state_dir``.
-    Cheap: touches nothing until a method is called."""
+    """The store for ``url`` when one is given (``stores.url.resolve``: postgresql://,
+    or file:///path for a state dir), else the SQLite store (``state.db``) at ``state_dir``; for a shared
+    store ``state_dir`` is this host's own folder (``Store.local_dir``). Cheap: touches
+    nothing until a method is called, but a missing driver is an error here, never a
+    fall-back to the state dir."""
     if url:
-        raise UsageError(f"state store {url.split('://', 1)[0]}:// is not supported (only a state dir)")
-    if (Path(state_dir) / "state.db").exists():
-        # A state dir already on the SQLite store (issue 17): every command uses it.
-        from .sqlite import SqliteStore
+        from .url import PG_SCHEMES, file_url_dir
 
-        return SqliteStore(state_dir)
-    from .file import FileStore
+        folder = file_url_dir(url)
+        if folder is not None:
+            state_dir = folder
+        elif url.split("://", 1)[0].lower() in PG_SCHEMES:
+            from .postgres import PostgresStore, require_driver
 
-    return FileStore(state_dir)
+            require_driver()
+            return PostgresStore(url, state_dir)
+        else:
+            raise UsageError(f"state store {url.split('://', 1)[0]}:// is not supported (postgresql://, or a state dir)")
+    from .sqlite import SqliteStore
+
+    return SqliteStore(state_dir)

@@ -124,6 +124,15 @@ class Store(Protocol):
         logs of runs in flight). For the file store it is the state dir itself."""
         ...
 
+    def watch_file(self) -> Path | None:
+        """The file another process's commit changes (the daemon watches it), or None
+        when there is none to watch (a database elsewhere: the daemon polls instead)."""
+        ...
+
+    def child_env(self) -> dict[str, str]:
+        """Environment variables that make a child ``cronfile`` open this same store."""
+        ...
+
     # -- state and claims ----------------------------------------------------------
 
     def ensure(self) -> None:

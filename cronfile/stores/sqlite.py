@@ -63,7 +63,14 @@ from ..errors import LockedError, StateError, StateWriteError
 from ..faults import fault
 from ..state import STATE_VERSION, JobState, Running, State
 from .base import Txn
-from .file import FILE_MODE, HISTORY_NAME, FileStore, _check_component, _fsync_dir, _read_lines
+from .file import (
+    FILE_MODE,
+    HISTORY_NAME,
+    FileStore,
+    _check_component,
+    _fsync_dir,
+    _read_lines,
+)
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "SqliteStore"]
 
@@ -145,21 +152,17 @@ class SqliteStore(FileStore):
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.state_dir)!r})"
 
-    def written_at(self) -> datetime | None:
-        """The last commit's time: the WAL's mtime (a commit writes it), or the
-        database's (a checkpoint writes it), whichever is later."""
-        times = []
-        for path in (self.db_path, self.state_dir / f"{DB_NAME}-wal"):
-            with suppress(OSError):
-                times.append(path.stat().st_mtime)
-        if not times or not self.exists():
-            return None
-        return datetime.fromtimestamp(max(times), UTC)
-
     def watch_file(self) -> Path:
-        """What changes when another process commits: the WAL, written in place (a
-        watcher needs IN_MODIFY for it, not a rename)."""
-        return self.state_dir / f"{DB_NAME}-wal"
+        """``state.db``: the watcher also takes its write-ahead log (``state.db-wal``),
+        where every commit lands first."""
+        return self.db_path
+
+    def written_at(self) -> datetime | None:
+        times = []
+        for p in (self.db_path, self.db_path.with_name(DB_NAME + "-wal")):
+            with suppress(OSError):
+                times.append(p.stat().st_mtime)
+        return datetime.fromtimestamp(max(times), UTC) if times else None
 
     # -- the database --------------------------------------------------------------
 

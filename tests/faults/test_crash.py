@@ -100,7 +100,7 @@ def test_sigkill_at_random_moments_never_runs_an_instant_twice_nor_loses_a_claim
             code, how = d.kill9(), "timer"
         assert code == -9, f"round {n}: the daemon exited {code} instead of dying:\n{d.text()[-3000:]}"
         kills[how] += 1
-        if (state_dir / "state.json").exists():
+        if (state_dir / "state.db").exists() or (state_dir / "state.json").exists():
             claimed.update(running_ids(read_state(state_dir)))  # readable after every kill
     # A last, clean daemon recovers what the previous one left, runs a little, and stops.
     with DaemonProc(root, tag="final") as d:
@@ -136,6 +136,7 @@ def test_sigkill_at_random_moments_never_runs_an_instant_twice_nor_loses_a_claim
     assert records.torn <= kills["mid-history-write"], "a torn history line that no injected fault explains"
     assert leftovers == [], f"processes of dead daemons' runs still alive: {leftovers}"
     assert not list(state_dir.glob(".state.json.*.tmp")), "temp files of killed writers pile up"
+    assert not list(state_dir.glob(".state.db.*.tmp")), "temp databases of killed writers pile up"
     for m in marks:  # what a job did agrees with what cronfile recorded about it
         r = records.runs[m.job][m.run_id]
         assert r["scheduled_for"] == m.scheduled_for, (m, r)

@@ -1,19 +1,20 @@
-"""Damaged state: a truncated or hand-broken state.json, a missing or read-only state dir,
-a full disk (a small tmpfs where this machine lets us mount one, else ENOSPC injected at
-the write), and state.json broken under a running daemon. Clear errors, the previous
-state intact, and no run claimed twice afterwards."""
+"""Damaged state: a truncated or hand-broken state.db (and an older cronfile's broken
+state.json), a missing or read-only state dir, a full disk (a small tmpfs where this
+machine lets us mount one, else ENOSPC injected at the write), and state.db broken under
+a running daemon. Clear errors, the previous state intact, and no run claimed twice
+afterwards."""
 
 from __future__ import annotations
 
 import errno
 import os
 import shutil
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
 from .harness import (
     FINAL,
@@ -50,34 +51,71 @@ def _truncate(p: Path) -> None:
     p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
 
 
+def _sql(statement: str) -> object:
+    def run(p: Path) -> None:
+        with sqlite3.connect(p) as conn:
+            conn.execute(statement)
+        conn.close()
+
+    return run
+
+
 BREAKS = {
     "truncated": _truncate,
     "empty": lambda p: p.write_bytes(b""),
-    "not-json": lambda p: p.write_text("{this is not json"),
-    "a-list": lambda p: p.write_text("[1, 2, 3]\n"),
-    "future-version": lambda p: p.write_text(p.read_text().replace('"version": 1', '"version": 99')),
-    "wrong-types": lambda p: p.write_text(p.read_text().replace('"running": []', '"running": 5')),
-    "missing-field": lambda p: p.write_text(p.read_text().replace('"spec_hash"', '"spec_hush"')),
-    "not-utf8": lambda p: p.write_bytes(b"\xff\xfe" + p.read_bytes()),
+    "not-a-database": lambda p: p.write_bytes(b"{this is not a database}" * 200),
+    "future-schema": _sql("PRAGMA user_version = 99"),
+    "future-version": _sql("""UPDATE head SET body = replace(body, '"version":1', '"version":99')"""),
+    "wrong-types": _sql("""UPDATE jobs SET body = replace(body, '"running":[]', '"running":5')"""),
+    "missing-field": _sql("""UPDATE jobs SET body = replace(body, '"spec_hash"', '"spec_hush"')"""),
+    "not-json": _sql("UPDATE jobs SET body = '{this is not json'"),
 }
 COMMANDS = [["status"], ["diff"], ["apply"], ["tick"], ["run", "beat"], ["history", "beat"], ["daemon"]]
 
 
+def _db_files(state_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(state_dir.glob("state.db*"))}
+
+
 @pytest.mark.parametrize("how", list(BREAKS), ids=list(BREAKS))
-def test_a_broken_state_json_is_one_clear_error_and_stays_as_it_was(applied, how):
-    state = applied / ".cronfile" / "state.json"
-    BREAKS[how](state)
-    broken = state.read_bytes()
+def test_a_broken_state_db_is_one_clear_error_and_stays_as_it_was(applied, how):
+    state_dir = applied / ".cronfile"
+    BREAKS[how](state_dir / "state.db")
+    broken = _db_files(state_dir)
     for args in COMMANDS:
         res = cli(applied, *args, timeout=20)
-        if args == ["history", "beat"]:
-            assert res.code == 0 and "Traceback" not in res.err  # reads no state
+        lines = res.err.strip().splitlines()
+        if args == ["history", "beat"] and res.code == 0:
+            assert "Traceback" not in res.err  # the history table is whole: it reads
             continue
         assert res.code == 2, (args, res.code, res.err)
-        lines = res.err.strip().splitlines()
-        assert len(lines) == 1 and "state.json" in lines[0] and "Traceback" not in res.err, (args, res.err)
-        assert state.read_bytes() == broken, f"{args}: the broken file was touched"
+        assert len(lines) == 1 and "state.db" in lines[0] and "Traceback" not in res.err, (args, res.err)
+        assert _db_files(state_dir) == broken, f"{args}: the broken file was touched"
     assert not read_marks(applied), "something ran from a broken state"
+
+
+LEGACY_BREAKS = {
+    "not-json": lambda p: p.write_text("{this is not json"),
+    "future-version": lambda p: p.write_text('{"version": 99, "jobs": {}}'),
+    "not-utf8": lambda p: p.write_bytes(b"\xff\xfe{}"),
+}
+
+
+@pytest.mark.parametrize("how", list(LEGACY_BREAKS), ids=list(LEGACY_BREAKS))
+def test_an_older_cronfiles_broken_state_json_is_one_clear_error_and_is_not_imported(tmp_path, how):
+    root = make_repo(tmp_path / "repo", beat(tmp_path / "repo"))
+    state_dir = root / ".cronfile"
+    state_dir.mkdir(mode=0o700)
+    LEGACY_BREAKS[how](state_dir / "state.json")
+    broken = (state_dir / "state.json").read_bytes()
+    for args in (["status"], ["apply"], ["tick"], ["daemon"]):
+        res = cli(root, *args, timeout=20)
+        lines = res.err.strip().splitlines()
+        assert res.code == 2, (args, res.code, res.err)
+        assert len(lines) == 1 and "state.json" in lines[0] and "Traceback" not in res.err, (args, res.err)
+        assert (state_dir / "state.json").read_bytes() == broken
+        assert not (state_dir / "state.db").exists()
+    assert not read_marks(root)
 
 
 def test_a_missing_state_dir_is_made_anew(applied):
@@ -97,7 +135,7 @@ def test_a_read_only_state_dir_is_one_clear_error_and_stays_as_it_was(tmp_path):
         root = make_repo(tmp_path / "repo", beat(tmp_path / "repo"))
         env = child_env(CRONFILE_STATE_DIR=str(mnt / "state"))
         assert cli(root, "apply", "-q", env=env).code == 0
-        good = (mnt / "state" / "state.json").read_bytes()
+        good = _db_files(mnt / "state")
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
         (root / "jobs.d" / "beat.yaml").write_text((root / "jobs.d" / "beat.yaml").read_text() + "description: changed\n")
         for args in (["apply"], ["tick"], ["run", "beat"], ["daemon"], ["status"], ["diff"]):
@@ -108,40 +146,42 @@ def test_a_read_only_state_dir_is_one_clear_error_and_stays_as_it_was(tmp_path):
             lines = res.err.strip().splitlines()
             assert res.code == 2, (args, res.code, res.err)
             assert lines and "Read-only file system" in lines[-1] and "internal error" not in res.err, (args, res.err)
-        assert (mnt / "state" / "state.json").read_bytes() == good
+        assert _db_files(mnt / "state") == good
         assert not read_marks(root)
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
-def test_state_json_broken_under_a_running_daemon_is_never_overwritten_nor_reclaimed(applied):
-    state = applied / ".cronfile" / "state.json"
+def test_state_db_broken_under_a_running_daemon_is_never_overwritten_nor_reclaimed(applied):
+    db = applied / ".cronfile" / "state.db"
     with DaemonProc(applied, tag="broken") as d:
         d.wait_log("cronfile daemon")
         wait_for(lambda: len(read_marks(applied)) >= 2, what="runs before the damage")
-        # Broken between two transactions: under state.lock, as nothing else writes it.
-        # Written without the lock, a transaction in flight (it read the state before
-        # the damage) renames its own new copy over the damage a moment later, and the
-        # daemon goes on, rightly, with a valid state: seen on a loaded machine.
-        with FileLock(str(state.parent / "state.lock"), timeout=10):
-            good = state.read_bytes()
-            state.write_text("{ broken by hand")
+        # Broken in one transaction between two of the daemon's: the head row (the
+        # state's own fields) no longer decodes, and the change counter moves on so
+        # that a reader does read it again.
+        conn = sqlite3.connect(db, timeout=10, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        good = conn.execute("SELECT body FROM head").fetchone()[0]
+        conn.execute("UPDATE head SET body = '{ broken by hand', seq = seq + 1")
+        conn.execute("COMMIT")
+        conn.close()
         code = d.wait(20)
         text = d.text()
     assert code == 2, f"the daemon went on with an unreadable state (exit {code}):\n{text[-2000:]}"
     assert "Traceback" not in text
-    assert "state.json is not valid JSON" in text
-    assert state.read_text() == "{ broken by hand"
-    # The user restores the last good copy; a new daemon takes over from it.
+    assert "state.db: malformed state" in text or "state.db is not a readable" in text, text[-2000:]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT body FROM head").fetchone()[0] == "{ broken by hand"
+    conn.close()
+    # The user restores the good row; a new daemon takes over from it.
     n = len(read_marks(applied))
-    state.write_bytes(good)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE head SET body = ?, seq = seq + 1", (good,))
+    conn.close()
     with DaemonProc(applied, tag="restored") as d:
         d.wait_log("cronfile daemon")
         wait_for(lambda: len(read_marks(applied)) >= n + 2, what="runs after the restore")
-        assert d.stop() == 0
-    marks, records = read_marks(applied), read_records(applied / ".cronfile")
-    assert duplicates(marks, records) == []
-    assert running_ids(read_state(applied / ".cronfile")) == {}
 
 
 # -- a full disk ------------------------------------------------------------------------
@@ -197,7 +237,7 @@ def test_a_full_disk_stops_firing_clearly_keeps_the_state_and_resumes_without_do
         figure(f"full disk (tmpfs 256k): {len(marks)} runs, {during} started while full, duplicates {len(duplicates(marks, records))}")
         assert "Traceback" not in text and "internal error" not in text
         assert duplicates(marks, records) == []
-        assert running_ids(read_state(state_dir)) == {}
+        assert running_ids(read_state(state_dir)) == {}, text[-6000:]
         lost = [m for m in marks if records.runs.get(m.job, {}).get(m.run_id, {}).get("status") not in FINAL]
         assert lost == []
     finally:
@@ -211,34 +251,40 @@ def test_enospc_at_every_write_keeps_the_state_and_never_claims_a_run_twice(tmp_
 
     from engine_helpers import LocalEngine
 
-    import cronfile.stores.file as store_mod
+    import cronfile.stores.sqlite as sqlite_mod
+    from cronfile.errors import StateWriteError
 
     root = make_repo(tmp_path / "repo", beat(tmp_path / "repo"))
     t0 = datetime(2026, 3, 2, 10, 0, 0, 500000, tzinfo=UTC)
     full = {"on": False}
-    real_write, real_append = store_mod.FileStore.write_bytes_atomic, store_mod._append_line
+    real_write, real_writing = sqlite_mod.SqliteStore._write, sqlite_mod.SqliteStore._writing
 
-    def write(self, path, data):
+    def disk_full() -> sqlite3.OperationalError:
+        e = sqlite3.OperationalError("database or disk is full")
+        e.sqlite_errorname = "SQLITE_FULL"  # as SQLite sets it
+        return e
+
+    def write(self, conn, memo, state):
         if full["on"]:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        return real_write(self, path, data)
+            raise disk_full()
+        return real_write(self, conn, memo, state)
 
-    def append(path, record):
+    def writing(self):
         if full["on"]:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        return real_append(path, record)
+            raise disk_full()
+        return real_writing(self)
 
-    monkeypatch.setattr(store_mod.FileStore, "write_bytes_atomic", write)
-    monkeypatch.setattr(store_mod, "_append_line", append)
+    monkeypatch.setattr(sqlite_mod.SqliteStore, "_write", write)
+    monkeypatch.setattr(sqlite_mod.SqliteStore, "_writing", writing)
     with LocalEngine(root, t0) as eng:
         eng.step(t0 + timedelta(seconds=1))
-        good = (root / ".cronfile" / "state.json").read_bytes()
+        good = read_state(root / ".cronfile")
         full["on"] = True
         for s in range(2, 5):
-            with pytest.raises(store_mod.StateWriteError, match="No space left on device") as e:
+            with pytest.raises(StateWriteError, match="No space left on device") as e:
                 eng.step(t0 + timedelta(seconds=s))
             assert e.value.errno == errno.ENOSPC
-            assert (root / ".cronfile" / "state.json").read_bytes() == good
+            assert read_state(root / ".cronfile") == good
         full["on"] = False
         for s in range(5, 8):
             eng.step(t0 + timedelta(seconds=s))

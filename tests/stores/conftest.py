@@ -15,6 +15,8 @@ from .backends import SETUPS, Backend
 
 @pytest.fixture(params=sorted(SETUPS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "postgres":
+        request.getfixturevalue("pg_server")  # a real server (tests/pg.py), for the session
     setup = SETUPS[request.param](tmp_path)
     address = next(setup)
     try:

@@ -1,0 +1,177 @@
+"""Several hosts on one PostgreSQL state (issue 18): three daemons, each with its own copy
+of the repo and its own host name (CRONFILE_HOST), an every-second job, and a daemon
+SIGKILLed every 10 s in turn and restarted at once (as systemd's Restart= does). Then
+one more is killed and left dead, so that its peers must wait out its lease.
+
+Judged afterwards: no instant ran twice (by the jobs' own marks and by the records);
+every instant outside the kill gaps ran; every run in flight on a killed daemon ends
+`interrupted`, within the lease plus 5 s of the kill (at once when its own host's
+daemon restarts: a dead pid there needs no lease)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cronfile.state import Running
+from cronfile.stores.postgres import LEASE_S, PostgresStore
+
+from .harness import MARK, DaemonProc, child_env, cli, figure, make_repo, read_marks, wait_for
+
+pytestmark = pytest.mark.slow
+
+SECONDS = 60
+KILL_EVERY = 10
+GAP = 2.0  # seconds around a kill in which an instant may be lost (claimed, then killed)
+
+
+def _engine(d: DaemonProc) -> str:
+    m = wait_for(lambda: re.search(r"; engine ([0-9a-f]{6});", d.text()), 30, what="the daemon's engine id")
+    return m.group(1)
+
+
+def _in_flight(store: PostgresStore, prefix: str) -> list[Running]:
+    return [r for js in store.read().jobs.values() for r in js.running if r.engine.startswith(prefix)]
+
+
+def _final(store: PostgresStore, run_ids: set[str]) -> dict[str, dict]:
+    out = {}
+    for rec in store.read_history("every"):
+        if rec.get("run_id") in run_ids and rec.get("status"):
+            out[rec["run_id"]] = rec
+    return out
+
+
+def test_three_daemons_on_one_database_killed_in_turn(pg_url: str, tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    job = f'schedule: "* * * * * *"\nconcurrency: allow\nshell: {MARK.format(marks=marks / "every")}; sleep 0.7\n'
+    roots = [make_repo(tmp_path / f"host{i}", {"every": job}) for i in range(3)]
+    envs = [child_env(CRONFILE_STATE_URL=pg_url, CRONFILE_HOST=f"host-{i}") for i in range(3)]
+    r = cli(roots[0], "apply", env=envs[0])
+    assert r.code == 0, r.err
+    store = PostgresStore(pg_url, tmp_path / "observer")
+    daemons = [DaemonProc(roots[i], env=envs[i], tag=f"{i}-0") for i in range(3)]
+    killed: list[tuple[datetime, str, list[str], bool]] = []  # when, engine, runs in flight, restarted
+    old: list[DaemonProc] = []
+    try:
+        engines = [_engine(d) for d in daemons]
+        t0 = datetime.now(UTC)
+        start = time.monotonic()
+        for k in range(SECONDS // KILL_EVERY):
+            time.sleep(max(0.0, start + KILL_EVERY * (k + 1) - 1.5 - time.monotonic()))
+            # In turn, and while it runs something: the next daemon in turn that has a run
+            # in flight (whichever wakes first wins most claims, so one may have none).
+            def victim(k: int = k) -> tuple[int, list[Running]] | None:
+                for j in range(3):
+                    i = (k + j) % 3
+                    if flight := _in_flight(store, engines[i]):
+                        return i, flight
+                return None
+
+            i, flight = wait_for(victim, 10.0, what="a daemon with a run in flight")
+            daemons[i].kill9()
+            killed.append((datetime.now(UTC), engines[i], [r.run_id for r in flight], True))
+            old.append(daemons[i])
+            daemons[i] = DaemonProc(roots[i], env=envs[i], tag=f"{i}-{k + 1}")
+            engines[i] = _engine(daemons[i])
+        end = t0 + timedelta(seconds=SECONDS)
+        time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()))
+        # One more killed and left dead: only its peers (other hosts) can recover its run,
+        # once its lease has lapsed.
+        i, flight = wait_for(lambda: next(((i, f) for i in range(3) if (f := _in_flight(store, engines[i]))), None), 10.0, what="a daemon with a run in flight")
+        daemons[i].kill9()
+        killed.append((datetime.now(UTC), engines[i], [r.run_id for r in flight], False))
+        every_killed = {rid for _, _, ids, _ in killed for rid in ids}
+        wait_for(lambda: len(_final(store, every_killed)) == len(every_killed), LEASE_S + 15, what="the killed daemons' runs recorded")
+        last = datetime.now(UTC)
+    finally:
+        for d in daemons:
+            if d.alive():
+                d.stop()
+        for d in old:
+            d.kill9()
+    # 1. No instant twice.
+    got = read_marks(tmp_path)
+    by_mark = Counter(m.scheduled_for for m in got)
+    assert [w for w, n in by_mark.items() if n > 1] == []
+    records = [r for r in store.read_history("every") if r.get("status") not in (None, "missed", "skipped")]
+    by_record = Counter(r["scheduled_for"] for r in records)
+    assert [w for w, n in by_record.items() if n > 1] == []
+    # 2. Every instant outside the kill gaps ran.
+    ran = {datetime.fromisoformat(m.scheduled_for) for m in got}
+    first = t0.replace(microsecond=0) + timedelta(seconds=3)
+    want = [first + timedelta(seconds=s) for s in range(int((last - first).total_seconds()) - 2)]
+    gaps = [(w - timedelta(seconds=GAP), w + timedelta(seconds=GAP)) for w, *_ in killed]
+    outside = [w for w in want if not any(a <= w <= b for a, b in gaps)]
+    lost = [w.isoformat() for w in outside if w not in ran]
+    assert lost == [], f"instants outside the kill gaps that did not run: {lost}"
+    # 3. Every run in flight on a killed daemon ends interrupted, within lease + 5 s.
+    finals = _final(store, every_killed)
+    worst = {True: 0.0, False: 0.0}
+    for when, engine, ids, restarted in killed:
+        for rid in ids:
+            rec = finals[rid]
+            assert rec["status"] == "interrupted", rec
+            took = (datetime.fromisoformat(rec["finished_at"]) - when).total_seconds()
+            assert took <= LEASE_S + 5, (engine, rid, took)
+            worst[restarted] = max(worst[restarted], took)
+    assert all(ids for _, _, ids, _ in killed), "each kill hit a run in flight"
+    figure(
+        f"hosts: {len(want)} instants, {len(outside)} outside {len(killed)} kill gaps, all ran once; "
+        f"{len(every_killed)} runs in flight on killed daemons ended interrupted, at worst "
+        f"{worst[True]:.1f}s after the kill (restarted on its host), {worst[False]:.1f}s (left dead: peers, lease {LEASE_S:g}s)"
+    )
+
+
+def test_a_daemon_cut_from_the_database_stops_claiming_and_finishes_what_it_started(pg_server: Any, pg_url: str, tmp_path: Path) -> None:
+    """Host a reaches the database through a proxy that is cut for 8 s (under the lease)
+    while a run of its is in flight; host b is connected throughout. Host a claims
+    nothing while cut, records its run once it is back, and claims again; b runs every
+    instant meanwhile; no instant runs twice."""
+    from pg import TcpProxy
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    job = f'schedule: "* * * * * *"\nconcurrency: allow\nshell: {MARK.format(marks=marks / "every")}; sleep 2\n'
+    proxy = TcpProxy(pg_server.port)
+    db = pg_url.rsplit("/", 1)[1]
+    via_proxy = f"postgresql://postgres@127.0.0.1:{proxy.port}/{db}"
+    ra, rb = make_repo(tmp_path / "a", {"every": job}), make_repo(tmp_path / "b", {"every": job})
+    ea = child_env(CRONFILE_STATE_URL=via_proxy, CRONFILE_HOST="host-a")
+    eb = child_env(CRONFILE_STATE_URL=pg_url, CRONFILE_HOST="host-b")
+    assert cli(ra, "apply", env=ea).code == 0
+    store = PostgresStore(pg_url, tmp_path / "observer")
+    with DaemonProc(ra, env=ea, tag="a") as a, DaemonProc(rb, env=eb, tag="b") as b:
+        engine_a, _ = _engine(a), _engine(b)
+        flight = wait_for(lambda: _in_flight(store, engine_a) or None, 15.0, what="a run of host a in flight")
+        proxy.cut()
+        cut_at = datetime.now(UTC)
+        a.wait_log("cannot claim runs", timeout=10)
+        time.sleep(8)  # the partition: shorter than the lease, so no peer takes a's runs
+        proxy.restore()
+        back_at = datetime.now(UTC)
+        a.wait_log("claiming works again", timeout=30)
+        ids = {r.run_id for r in flight}
+        wait_for(lambda: len(_final(store, ids)) == len(ids), 30, what="a's runs recorded")
+        time.sleep(3)  # a few instants after the partition, for both
+        a.stop()
+        b.stop()
+    got = read_marks(tmp_path)
+    assert [w for w, n in Counter(m.scheduled_for for m in got).items() if n > 1] == []
+    finals = _final(store, ids)
+    assert {r["status"] for r in finals.values()} == {"success"}
+    # While cut, a claimed nothing: every instant then was b's.
+    claims = {c[0]: c[2] for c in store.claimed("every")}
+    cut_span = [w for w in claims if cut_at + timedelta(seconds=1) <= w <= back_at]
+    assert cut_span and all(not claims[w].startswith(engine_a) for w in cut_span)
+    ran = {datetime.fromisoformat(m.scheduled_for) for m in got}
+    assert [w.isoformat() for w in cut_span if w not in ran] == []
+    # And after, a claims again.
+    assert any(claims[w].startswith(engine_a) for w in claims if w > back_at)
