@@ -427,9 +427,12 @@ class SqliteEngine(LocalEngine):
     """The tests' in-process engine, on this store (whatever the helpers default to)."""
 
     def __init__(self, root: Path, start: datetime) -> None:
+        from cronfile.engine import Engine
+        from cronfile.load import load_project
+
         super().__init__(root, start)
         self.store = SqliteStore(root / ".cronfile")
-        self.engine.store = self.store
+        self.engine = Engine(root, self.store, project=load_project(root, now=start), mode="tick", clock=self.clock, log_stream=self.log)
 
 
 def test_an_engine_on_the_sqlite_store_runs_records_and_prunes(tmp_path: Path) -> None:
