@@ -449,7 +449,11 @@ class Engine:
                 self._cancels.pop(claim.run_id, None)
                 self._start_pending()
                 self._cv.notify_all()
-            self._wake.set()
+            if self.mode != "daemon":
+                self._wake.set()
+            # A daemon's loop is woken by a run's end only when the claim has something to
+            # do with it (a queued occurrence: _finish_state); a pass per run ended cost a
+            # state transaction and a decision over every job, 200 times a second.
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -716,6 +720,8 @@ class Engine:
             js = state.jobs.get(claim.job)
             if js is not None and any(r.run_id == claim.run_id for r in js.running):
                 js = js.with_(running=tuple(r for r in js.running if r.run_id != claim.run_id), last_run=last)
+                if js.queued is not None:
+                    self._wake.set()  # concurrency: queue -- its buffered occurrence runs now
                 return state.with_job(claim.job, js)
             if any(r.run_id == claim.run_id for r in state.orphans):
                 return state.with_(orphans=tuple(r for r in state.orphans if r.run_id != claim.run_id))
