@@ -143,6 +143,7 @@ class Engine:
         self.engine_id = secrets.token_hex(8)
         self.host = socket.gethostname()
         self.writer = StateWriter(store)  # state transactions, timed and shared
+        self.writer.on_foreign = lambda: self._wake.set()
         self._cv = threading.Condition()
         self._pending: list[Claim] = []
         self._active: dict[str, threading.Thread] = {}
@@ -899,6 +900,14 @@ class Engine:
     def _on_change(self, kinds: set[str]) -> None:
         if "files" in kinds:
             self._reload.set()
+        elif kinds == {"state"}:
+            # Our own state writes (every run's end) are no news to the loop: only
+            # another writer's are (writer.StateWriter.on_foreign also says so).
+            try:
+                if self.writer.ours(self.store.read()):
+                    return
+            except (OSError, CronfileError):
+                pass
         self._wake.set()
 
     def _shutdown(self) -> None:
