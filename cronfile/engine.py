@@ -161,7 +161,7 @@ class Engine:
         # would cost more than the edit.)
         self._parse_cache = project.cache if project.cache is not None else ParseCache()
         self._parse_cache.path = None
-        self._sched_cache: dict[tuple[str, str], Any] = {}
+        self._sched_cache: dict[tuple[Any, ...], Any] = {}
         self._finished: list[str] = []
         self._volleys: set[Volley] = set()
         self._claimed_to: datetime | None = None  # the latest instant claimed ahead
@@ -218,7 +218,8 @@ class Engine:
         return spec
 
     def schedule_for(self, spec: JobSpec, js: JobState) -> Schedule:
-        key = (js.schedule_sig, iso(js.created_at) or "")
+        # (not iso(): this runs per job per pass; the offset kept apart, as iso kept it)
+        key = (js.schedule_sig, js.created_at, js.created_at.utcoffset() if js.created_at else None)
         sched = self._sched_cache.get(key)
         if sched is None:
             sched = spec.build_schedule(created_at=js.created_at)
