@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,6 +57,7 @@ from .logfmt import LogWriter
 from .observe import Observer
 from .parsecache import ParseCache
 from .recovery import reap, stop_leftovers
+from .runpool import RunHandle, RunPool
 from .schedule import Schedule
 from .spec import Config, JobSpec, Status, Trigger, spec_from_data
 from .state import JobState, LastRun, Running, State
@@ -146,7 +148,8 @@ class Engine:
         self.writer.on_foreign = lambda: self._wake.set()
         self._cv = threading.Condition()
         self._pending: list[Claim] = []
-        self._active: dict[str, threading.Thread] = {}
+        self._active: dict[str, RunHandle] = {}
+        self._pool = RunPool()  # the runs' threads, reused
         self._cancels: dict[str, threading.Event] = {}
         self._seq = 0
         self._wake = threading.Event()
@@ -438,9 +441,7 @@ class Engine:
             self._cancels[claim.run_id] = cancel
             if claim.volley is not None:
                 claim.volley.enlist()
-            t = threading.Thread(target=self._run_thread, args=(claim, cancel), name=f"run-{claim.job}", daemon=True)
-            self._active[claim.run_id] = t
-            t.start()
+            self._active[claim.run_id] = self._pool.submit(partial(self._run_thread, claim, cancel), f"run-{claim.job}")
 
     def _run_thread(self, claim: Claim, cancel: threading.Event, stream: IO[bytes] | None = None) -> str:
         try:
@@ -486,9 +487,9 @@ class Engine:
         for rid in claim.after:
             t0 = time.monotonic()
             with self._cv:
-                threads = [self._active.get(rid), self._killers.get(rid)]
+                threads: list[Any] = [self._active.get(rid), self._killers.get(rid)]
             for t in threads:
-                if t is not None and t is not threading.current_thread():
+                if t is not None and t is not threading.current_thread() and getattr(t, "worker", None) is not threading.current_thread():
                     t.join(STOP_GRACE + 10.0)
             self._killers.pop(rid, None)
             took = round(time.monotonic() - t0, 3)
