@@ -150,6 +150,8 @@ class Engine:
         self._pending: list[Claim] = []
         self._active: dict[str, RunHandle] = {}
         self._pool = RunPool()  # the runs' threads, reused
+        self._unrun: list[RunRecord] = []  # missed and skipped occurrences to record (claim_due)
+        self._unrun_busy = False  # a thread is writing them
         self._cancels: dict[str, threading.Event] = {}
         self._seq = 0
         self._wake = threading.Event()
@@ -302,11 +304,16 @@ class Engine:
 
     # -- claiming ----------------------------------------------------------------------
 
-    def claim_due(self, now: datetime, horizon: datetime | None = None) -> tuple[list[Claim], State]:
+    def claim_due(self, now: datetime, horizon: datetime | None = None, *, defer_records: bool = False) -> tuple[list[Claim], State]:
         """One transaction: reap dead engines' runs, decide each job, persist the claims.
 
         ``horizon`` (the daemon, just before an instant): also claim the runs due by
-        then (due.decide); those claims are ``ahead`` and start at their instant."""
+        then (due.decide); those claims are ``ahead`` and start at their instant.
+        ``defer_records`` (the daemon's loop): the missed and skipped occurrences' records
+        are written by a thread of their own, in order, so that the loop dispatches the
+        claimed runs without waiting for a history write per occurrence (a daemon that
+        fell behind skipped hundreds an instant, and fell further behind writing them);
+        ``wait_idle`` and the shutdown wait for them."""
         from .due import claim
 
         with self.writer.txn() as txn:
@@ -342,7 +349,21 @@ class Engine:
             # Entries of a `run NAME` or `tick` that died since (cheap: one listdir).
             self._adopted_at = time.monotonic()
             self.outbox.adopt(self.store.engine_alive)
-        for rec in decided.records:
+        if defer_records and decided.records:
+            with self._cv:
+                self._unrun.extend(decided.records)
+                start = not self._unrun_busy
+                self._unrun_busy = True
+            if start:
+                self._pool.submit(self._drain_unrun, "record-unrun")
+        else:
+            self._write_unrun(decided.records)
+        for run_id in decided.cancel:
+            self._cancel(run_id, state)
+        return claims, state
+
+    def _write_unrun(self, records: Any) -> None:
+        for rec in records:
             self._log_unrun(rec)
             line = rec.encode()
             try:
@@ -352,9 +373,20 @@ class Engine:
                 self.log(rec.job, f"could not record a {rec.status} occurrence: {why(e)}", event="state.write_failed", level="error")
             else:
                 self.observer.recorded(rec.job, line)
-        for run_id in decided.cancel:
-            self._cancel(run_id, state)
-        return claims, state
+
+    def _drain_unrun(self) -> None:
+        """The deferred records of missed and skipped occurrences (claim_due), in order."""
+        while True:
+            with self._cv:
+                batch, self._unrun = self._unrun, []
+                if not batch:
+                    self._unrun_busy = False
+                    self._cv.notify_all()
+                    return
+            try:
+                self._write_unrun(batch)
+            except Exception as e:  # noqa: BLE001 - the next ones must still be written
+                self.log("", f"could not record {len(batch)} missed or skipped occurrences: {why(e)}", event="state.write_failed", level="error")
 
     def _log_unrun(self, rec: RunRecord) -> None:
         """The log line of an occurrence that was missed or skipped."""
@@ -461,7 +493,7 @@ class Engine:
     def wait_idle(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cv:
-            while self._active or self._pending:
+            while self._active or self._pending or self._unrun_busy:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
@@ -851,7 +883,7 @@ class Engine:
                     horizon = planned[0]
                 planned = None
                 try:
-                    claims, state = self.claim_due(now, horizon)
+                    claims, state = self.claim_due(now, horizon, defer_records=True)
                 except (OSError, LockedError, StateWriteError) as e:
                     # Nothing was claimed (the claim is one atomic write), so nothing
                     # fires; say why and try again soon. A full disk used to end the
