@@ -11,8 +11,9 @@ section 5:
   its lifetime; a ``running`` entry whose engine lock is free belongs to a dead engine.
 - No thundering herd: ``due.decide`` fires a job at most once however long we were down.
 - No polling: the daemon sleeps until the earliest ``next_run`` or an event (a file
-  change, a run that finished, a signal), re-checking the wall clock at least every
-  minute so a clock jump is noticed.
+  change, a run that finished with an occurrence queued behind it, another writer's
+  state, a signal), re-checking the wall clock at least every minute so a clock jump is
+  noticed.
 - On time: the daemon wakes a little before an instant (``_lead``: more for more runs
   and a slower state.json), claims the runs due at it (``due.decide``'s horizon; the
   claim is persisted before anything starts, as always), prepares them and parks their
