@@ -68,6 +68,7 @@ class RunPool:
                     handle._run()
                 except Exception as e:  # noqa: BLE001 - said as a thread of its own would say it
                     threading.excepthook(threading.ExceptHookArgs((type(e), e, e.__traceback__, threading.current_thread())))
+                handle = None  # nothing of a finished run is kept while idle
                 with self._lock:
                     self._idle += 1
             try:
