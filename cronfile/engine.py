@@ -11,8 +11,9 @@ section 5:
   its lifetime; a ``running`` entry whose engine lock is free belongs to a dead engine.
 - No thundering herd: ``due.decide`` fires a job at most once however long we were down.
 - No polling: the daemon sleeps until the earliest ``next_run`` or an event (a file
-  change, a run that finished, a signal), re-checking the wall clock at least every
-  minute so a clock jump is noticed.
+  change, a run that finished with an occurrence queued behind it, another writer's
+  state, a signal), re-checking the wall clock at least every minute so a clock jump is
+  noticed.
 - On time: the daemon wakes a little before an instant (``_lead``: more for more runs
   and a slower state.json), claims the runs due at it (``due.decide``'s horizon; the
   claim is persisted before anything starts, as always), prepares them and parks their
@@ -34,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,6 +58,7 @@ from .logfmt import LogWriter
 from .observe import Observer
 from .parsecache import ParseCache
 from .recovery import reap, stop_leftovers
+from .runpool import RunHandle, RunPool
 from .schedule import Schedule
 from .spec import Config, JobSpec, Status, Trigger, spec_from_data
 from .state import JobState, LastRun, Running, State
@@ -145,9 +148,13 @@ class Engine:
         self.engine_id = secrets.token_hex(8)
         self.host = socket.gethostname()
         self.writer = StateWriter(store)  # state transactions, timed and shared
+        self.writer.on_foreign = lambda: self._wake.set()
         self._cv = threading.Condition()
         self._pending: list[Claim] = []
-        self._active: dict[str, threading.Thread] = {}
+        self._active: dict[str, RunHandle] = {}
+        self._pool = RunPool()  # the runs' threads, reused
+        self._unrun: list[RunRecord] = []  # missed and skipped occurrences to record (claim_due)
+        self._unrun_busy = False  # a thread is writing them
         self._cancels: dict[str, threading.Event] = {}
         self._seq = 0
         self._wake = threading.Event()
@@ -162,7 +169,7 @@ class Engine:
         # would cost more than the edit.)
         self._parse_cache = project.cache if project.cache is not None else ParseCache()
         self._parse_cache.path = None
-        self._sched_cache: dict[tuple[str, str], Any] = {}
+        self._sched_cache: dict[tuple[Any, ...], Any] = {}
         self._finished: list[str] = []
         self._volleys: set[Volley] = set()
         self._claimed_to: datetime | None = None  # the latest instant claimed ahead
@@ -219,7 +226,8 @@ class Engine:
         return spec
 
     def schedule_for(self, spec: JobSpec, js: JobState) -> Schedule:
-        key = (js.schedule_sig, iso(js.created_at) or "")
+        # (not iso(): this runs per job per pass; the offset kept apart, as iso kept it)
+        key = (js.schedule_sig, js.created_at, js.created_at.utcoffset() if js.created_at else None)
         sched = self._sched_cache.get(key)
         if sched is None:
             sched = spec.build_schedule(created_at=js.created_at)
@@ -299,11 +307,16 @@ class Engine:
 
     # -- claiming ----------------------------------------------------------------------
 
-    def claim_due(self, now: datetime, horizon: datetime | None = None) -> tuple[list[Claim], State]:
+    def claim_due(self, now: datetime, horizon: datetime | None = None, *, defer_records: bool = False) -> tuple[list[Claim], State]:
         """One transaction: reap dead engines' runs, decide each job, persist the claims.
 
         ``horizon`` (the daemon, just before an instant): also claim the runs due by
-        then (due.decide); those claims are ``ahead`` and start at their instant."""
+        then (due.decide); those claims are ``ahead`` and start at their instant.
+        ``defer_records`` (the daemon's loop): the missed and skipped occurrences' records
+        are written by a thread of their own, in order, so that the loop dispatches the
+        claimed runs without waiting for a history write per occurrence (a daemon that
+        fell behind skipped hundreds an instant, and fell further behind writing them);
+        ``wait_idle`` and the shutdown wait for them."""
         from .due import claim
 
         with self.writer.txn() as txn:
@@ -339,7 +352,21 @@ class Engine:
             # Entries of a `run NAME` or `tick` that died since (cheap: one listdir).
             self._adopted_at = time.monotonic()
             self.outbox.adopt(self.store.engine_alive)
-        for rec in decided.records:
+        if defer_records and decided.records:
+            with self._cv:
+                self._unrun.extend(decided.records)
+                start = not self._unrun_busy
+                self._unrun_busy = True
+            if start:
+                self._pool.submit(self._drain_unrun, "record-unrun")
+        else:
+            self._write_unrun(decided.records)
+        for run_id in decided.cancel:
+            self._cancel(run_id, state)
+        return claims, state
+
+    def _write_unrun(self, records: Any) -> None:
+        for rec in records:
             self._log_unrun(rec)
             line = rec.encode()
             try:
@@ -349,9 +376,20 @@ class Engine:
                 self.log(rec.job, f"could not record a {rec.status} occurrence: {why(e)}", event="state.write_failed", level="error")
             else:
                 self.observer.recorded(rec.job, line)
-        for run_id in decided.cancel:
-            self._cancel(run_id, state)
-        return claims, state
+
+    def _drain_unrun(self) -> None:
+        """The deferred records of missed and skipped occurrences (claim_due), in order."""
+        while True:
+            with self._cv:
+                batch, self._unrun = self._unrun, []
+                if not batch:
+                    self._unrun_busy = False
+                    self._cv.notify_all()
+                    return
+            try:
+                self._write_unrun(batch)
+            except Exception as e:  # noqa: BLE001 - the next ones must still be written
+                self.log("", f"could not record {len(batch)} missed or skipped occurrences: {why(e)}", event="state.write_failed", level="error")
 
     def _log_unrun(self, rec: RunRecord) -> None:
         """The log line of an occurrence that was missed or skipped."""
@@ -438,9 +476,7 @@ class Engine:
             self._cancels[claim.run_id] = cancel
             if claim.volley is not None:
                 claim.volley.enlist()
-            t = threading.Thread(target=self._run_thread, args=(claim, cancel), name=f"run-{claim.job}", daemon=True)
-            self._active[claim.run_id] = t
-            t.start()
+            self._active[claim.run_id] = self._pool.submit(partial(self._run_thread, claim, cancel), f"run-{claim.job}")
 
     def _run_thread(self, claim: Claim, cancel: threading.Event, stream: IO[bytes] | None = None) -> str:
         try:
@@ -451,12 +487,16 @@ class Engine:
                 self._cancels.pop(claim.run_id, None)
                 self._start_pending()
                 self._cv.notify_all()
-            self._wake.set()
+            if self.mode != "daemon":
+                self._wake.set()
+            # A daemon's loop is woken by a run's end only when the claim has something to
+            # do with it (a queued occurrence: _finish_state); a pass per run ended cost a
+            # state transaction and a decision over every job, 200 times a second.
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cv:
-            while self._active or self._pending:
+            while self._active or self._pending or self._unrun_busy:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
@@ -482,9 +522,9 @@ class Engine:
         for rid in claim.after:
             t0 = time.monotonic()
             with self._cv:
-                threads = [self._active.get(rid), self._killers.get(rid)]
+                threads: list[Any] = [self._active.get(rid), self._killers.get(rid)]
             for t in threads:
-                if t is not None and t is not threading.current_thread():
+                if t is not None and t is not threading.current_thread() and getattr(t, "worker", None) is not threading.current_thread():
                     t.join(STOP_GRACE + 10.0)
             self._killers.pop(rid, None)
             took = round(time.monotonic() - t0, 3)
@@ -718,6 +758,8 @@ class Engine:
             js = state.jobs.get(claim.job)
             if js is not None and any(r.run_id == claim.run_id for r in js.running):
                 js = js.with_(running=tuple(r for r in js.running if r.run_id != claim.run_id), last_run=last)
+                if js.queued is not None:
+                    self._wake.set()  # concurrency: queue -- its buffered occurrence runs now
                 return state.with_job(claim.job, js)
             if any(r.run_id == claim.run_id for r in state.orphans):
                 return state.with_(orphans=tuple(r for r in state.orphans if r.run_id != claim.run_id))
@@ -844,7 +886,7 @@ class Engine:
                     horizon = planned[0]
                 planned = None
                 try:
-                    claims, state = self.claim_due(now, horizon)
+                    claims, state = self.claim_due(now, horizon, defer_records=True)
                 except (OSError, LockedError, StateWriteError) as e:
                     # Nothing was claimed (the claim is one atomic write), so nothing
                     # fires; say why and try again soon. A full disk used to end the
@@ -899,6 +941,14 @@ class Engine:
     def _on_change(self, kinds: set[str]) -> None:
         if "files" in kinds:
             self._reload.set()
+        elif kinds == {"state"}:
+            # Our own state writes (every run's end) are no news to the loop: only
+            # another writer's are (writer.StateWriter.on_foreign also says so).
+            try:
+                if self.writer.ours(self.store.read()):
+                    return
+            except (OSError, CronfileError):
+                pass
         self._wake.set()
 
     def _shutdown(self) -> None:

@@ -11,7 +11,7 @@ before it existed) decodes as version 1.
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,7 +44,16 @@ def new_run_id(when: datetime) -> str:
     """Sortable and unique: UTC time, then 4 random hex digits (`cronfile logs` takes a
     suffix). ``when`` is the run's scheduled instant (a run claimed a few ms ahead of
     05:08:00 is 20261206T050800-...), or its start for a manual or @reboot run."""
-    return when.astimezone(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
+    prefix = _ID_PREFIX.get(when)
+    if prefix is None:
+        # The runs of one instant share it: strftime once per instant, not per run.
+        if len(_ID_PREFIX) > 64:
+            _ID_PREFIX.clear()
+        prefix = _ID_PREFIX[when] = when.astimezone(UTC).strftime("%Y%m%dT%H%M%S-")
+    return prefix + os.urandom(2).hex()
+
+
+_ID_PREFIX: dict[datetime, str] = {}
 
 
 def short_id(run_id: str) -> str:

@@ -16,6 +16,10 @@ from .faults import fault
 
 __all__ = ["Member", "Volley"]
 
+# How long after the release a volley waits for the pids of members that came late (they
+# were still preparing at the instant) to record them with the others.
+LATE_WAIT = 1.0
+
 
 class Member(Protocol):
     """A run of a volley, as the volley sees it (the engine's Claim)."""
@@ -186,14 +190,21 @@ class Volley:
             for proc in procs:
                 proc.release()
             self.over.set()
-            # Then every other pid, once each member has spawned (or ended), in one go.
-            deadline = time.monotonic() + 5.0
+            # Then every other pid, once each member has spawned (or ended), in one go:
+            # those waiting here (up to 5 s), and those that came after the release (up
+            # to LATE_WAIT more: a pid recorded by its own run is a transaction per run).
+            t0 = time.monotonic()
+            deadline, late_deadline = t0 + 5.0, t0 + LATE_WAIT
             with self._cv:
                 for rid, (job, proc) in self._parked.items():
                     if rid not in self._recorded:
                         self._pids[rid] = (job, proc.pid)
-                while not self._here <= set(self._pids) | self._recorded | self._ended:
-                    left = deadline - time.monotonic()
+                while True:
+                    accounted = self._pids.keys() | self._recorded | self._ended
+                    here_done = self._here <= accounted
+                    if here_done and len(accounted) >= self._expected:
+                        break
+                    left = (late_deadline if here_done else deadline) - time.monotonic()
                     if left <= 0:
                         break
                     self._cv.wait(left)

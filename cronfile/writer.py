@@ -37,6 +37,17 @@ class StateWriter:
         self._updates: list[_Update] = []
         self._updates_lock = threading.Lock()
         self._committer = threading.Lock()
+        # The state as this writer's last transaction left it (None: unknown), and whom
+        # to tell when a transaction finds another one (written by another process, or
+        # by an apply here): the daemon's loop then looks at it.
+        self.last: State | None = None
+        self.on_foreign: Callable[[], None] | None = None
+
+    def ours(self, state: State) -> bool:
+        """``state`` (as the store reads it now) is what this writer last wrote or read:
+        no other writer came since. The store's read returns the very object it wrote
+        while the file is unchanged; anything else counts as another writer's."""
+        return self.last is not None and state is self.last
 
     @contextmanager
     def txn(self) -> Iterator[Any]:
@@ -44,11 +55,17 @@ class StateWriter:
         with self.lock:
             t0 = time.monotonic()
             entered = False
+            ok = False
+            txn: Any = None
             try:
                 with self.store.transaction() as txn:
                     entered = True
+                    if not self.ours(txn.state) and self.on_foreign is not None:
+                        self.on_foreign()
                     yield txn
+                ok = True
             finally:
+                self.last = txn.state if ok and txn is not None else None
                 if entered:
                     self.seconds = max(time.monotonic() - t0, 0.9 * self.seconds)
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime
 
 import pytest
 from cli_helpers import cronfile
@@ -172,3 +173,30 @@ def test_a_job_cannot_start_a_daemon_or_apply(repo):
             text=True,
         )
         assert res.returncode == 2 and "inside a cronfile run" in res.stderr
+
+
+def test_a_queued_occurrence_starts_as_soon_as_the_run_before_it_ends(repo):
+    # The daemon sleeps until its next instant; a run's end wakes it only when that end
+    # lets something start (concurrency: queue). The queued run must start right after the
+    # first one ends, not at the job's next instant 10 s later.
+    out, release = repo / "marks", repo / "release"
+    write_job(
+        repo,
+        "q",
+        'schedule: "*/10 * * * * *"\nconcurrency: queue\n'
+        f'shell: echo "$CRONFILE_SCHEDULED_FOR $(date +%s.%N)" >> "{out}"; '
+        f'while [ ! -e "{release}" ]; do sleep 0.05; done\n',
+    )
+    with Daemon(repo) as d:
+        wait_for(lambda: len(marks(out)) == 1, timeout=25, what="the first run")
+        wait_for(lambda: (read_state(repo)["jobs"]["q"].get("queued") is not None), timeout=25, what="an occurrence queued behind it")
+        queued = read_state(repo)["jobs"]["q"]["queued"]
+        release.touch()
+        wait_for(lambda: len(marks(out)) == 2, timeout=25, what="the queued run")
+        d.stop()
+    second = out.read_text().splitlines()[1].split()
+    assert datetime.fromisoformat(second[0]) == datetime.fromisoformat(queued)  # not a later one
+    runs = history(repo, "q")
+    assert [h["trigger"] for h in runs[:2]] == ["schedule", "queued"]
+    # It started before the job's next occurrence (queued + 10 s) would have woken the daemon.
+    assert float(second[1]) < datetime.fromisoformat(queued).timestamp() + 10
