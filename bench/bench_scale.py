@@ -68,6 +68,25 @@ def state_txn_seconds(state_dir: Path, repeats: int) -> tuple[float | None, int]
     return median(times), getattr(store, "db_path", store.state_path).stat().st_size
 
 
+def edit_latencies(daemon: Daemon, files: list[Path], edits: int) -> list[float]:
+    """Seconds from writing one edited job file to the daemon's `update` line for it, for
+    ``edits`` files spread over the repo, each edit apart from the next beyond the
+    watcher's debounce."""
+    n = len(files)
+    lat = []
+    for k in range(edits):
+        path = files[(k * 997 + n // 2) % n]
+        text = path.read_text()
+        start = len(daemon.lines)
+        wrote = time.time()
+        path.write_text(text.replace("description: ", f"description: edit {k} of ", 1))
+        _, seen, _ = daemon.wait_for(rf" {path.stem} update", timeout=600, start=start)
+        lat.append(seen - wrote)
+        if k < edits - 1:
+            time.sleep(2.5)
+    return lat
+
+
 def main() -> None:
     p = parser(__doc__.split("\n\n")[0], "job counts (default 10000; tiny 100)")
     p.add_argument("--repeats", type=int, help="runs per command (default 3; tiny 1)")
@@ -118,17 +137,7 @@ def main() -> None:
                 _, ready_at, _ = daemon.wait_for(r"cronfile daemon \d+ on", timeout=600)
                 time.sleep(0.3 if args.tiny else 2.0)
                 rss_ready = rss_mb(daemon.pid)
-                lat = []
-                for k in range(edits):
-                    path = files[(k * 997 + n // 2) % n]
-                    text = path.read_text()
-                    start = len(daemon.lines)
-                    wrote = time.time()
-                    path.write_text(text.replace("description: ", f"description: edit {k} of ", 1))
-                    _, seen, _ = daemon.wait_for(rf" {path.stem} update", timeout=600, start=start)
-                    lat.append(seen - wrote)
-                    if k < edits - 1:
-                        time.sleep(2.5)  # apart from the next edit, beyond the watcher's debounce
+                lat = edit_latencies(daemon, files, edits)
                 rss_after = rss_mb(daemon.pid)
             finally:
                 daemon.stop()

@@ -223,7 +223,7 @@ def floor_child(n: int, total: int, out: str) -> None:
 
 
 def scale_rows(n: int, reps: int, edits: int, keep: bool) -> list[tuple[object, ...]]:
-    from bench_scale import state_txn_seconds
+    from bench_scale import edit_latencies, state_txn_seconds
 
     rows: list[tuple[object, ...]] = []
     with workdir("throughput-scale", keep) as d:
@@ -242,17 +242,7 @@ def scale_rows(n: int, reps: int, edits: int, keep: bool) -> list[tuple[object, 
             daemon.wait_for(r"cronfile daemon \d+ on", timeout=900)
             time.sleep(1.0)
             rss = rss_mb(daemon.pid)
-            lat = []
-            for k in range(edits):
-                path = files[(k * 997 + n // 2) % n]
-                text = path.read_text()
-                start = len(daemon.lines)
-                wrote = time.time()
-                path.write_text(text.replace("description: ", f"description: edit {k} of ", 1))
-                _, seen, _ = daemon.wait_for(rf" {path.stem} update", timeout=600, start=start)
-                lat.append(seen - wrote)
-                if k < edits - 1:
-                    time.sleep(2.5)  # beyond the watcher's debounce
+            lat = edit_latencies(daemon, files, edits)
             rss_after = rss_mb(daemon.pid)
         finally:
             daemon.stop()
