@@ -646,7 +646,7 @@ def package_build_time() -> datetime | None:
 
 def check_clock(
     now: datetime,
-    store: Store,
+    store: Store | None,
     state: State | None,
     *,
     build_time: datetime | None = None,
@@ -677,7 +677,7 @@ def check_clock(
                 fix + "; then check `cronfile status`",
             )
         )
-    skew = store.clock_skew(time_now or _time.time)
+    skew = store.clock_skew(time_now or _time.time) if store is not None else None
     if skew is not None and abs(skew) > FS_SKEW_S:
         problems.append(
             Check(
@@ -688,7 +688,7 @@ def check_clock(
                 "sync the clocks of this host and the file server, or put the state dir on a local disk (--state-dir)",
             )
         )
-    mtime = store.written_at()
+    mtime = store.written_at() if store is not None else None
     if mtime is not None and mtime - now > timedelta(seconds=FS_SKEW_S):
         problems.append(
             Check(
@@ -741,16 +741,18 @@ def diagnose(
     run: Runner = run_tool,
     build_time: datetime | None = None,
     load_zone: Callable[[str], Any] | None = None,
+    store_error: str | None = None,
 ) -> list[Check]:
     """Every check, in a fixed order. ``store`` (else the file store at ``state_dir``)
-    defaults as the CLI's does."""
+    defaults as the CLI's does; ``store_error``: why the CLI could not open its store
+    (reported as the "state store" check, the store's own checks skipped)."""
     from . import __version__
     from .load import load_project
     from .stores import open_store
 
     now = now or datetime.now(UTC)
     project = load_project(root, now=now, environ=environ)
-    if store is None:
+    if store is None and store_error is None:
         if state_dir is None:
             state_dir = root / (project.config.state_dir or ".cronfile")
         store = open_store(state_dir=state_dir)
@@ -765,11 +767,20 @@ def diagnose(
     checks += check_agents(project, environ, run)
     checks += check_agent_permissions(project, environ, run)
     checks += check_timezones(project, load_zone)
-    checks += check_state_dir(store)
+    unreachable = check_store(store, store_error)
+    if unreachable is not None:
+        # The rest of the store's checks would only repeat it; the host's are still run.
+        store = None
+        checks.append(unreachable)
+    else:
+        assert store is not None
+        checks += check_state_dir(store)
     checks += check_containment(environ)
-    more, state = check_state_json(store)
-    checks += more
-    checks += check_locks(store, state, now)
+    state = None
+    if store is not None:
+        more, state = check_state_json(store)
+        checks += more
+        checks += check_locks(store, state, now)
     checks += check_clock(
         now,
         store,
@@ -778,6 +789,24 @@ def diagnose(
         run=run,
     )
     return checks
+
+
+STORE_FIX = "start the database or fix state_url / CRONFILE_STATE_URL / --state-url (doctor reads the same)"
+
+
+def check_store(store: Store | None, error: str | None = None) -> Check | None:
+    """A failing "state store" check when the store cannot be opened (``error``: a
+    missing driver, an unset variable in its URL) or its database cannot be reached;
+    None when it answers (a local state dir always does)."""
+    from .errors import StoreUnavailable
+
+    if error is not None or store is None:
+        return Check("state store", Mark.fail, error or "no state store", STORE_FIX)
+    try:
+        store.created()
+    except StoreUnavailable as e:
+        return Check("state store", Mark.fail, str(e), STORE_FIX)
+    return None
 
 
 def check_containment(environ: Mapping[str, str] | None = None) -> list[Check]:
@@ -819,7 +848,13 @@ def cmd_doctor(args: argparse.Namespace, out: Out) -> int:
     root = root_of(args)
     # --state-dir, CRONFILE_STATE_DIR, cronfile.yaml's state_dir: the CLI's own rule, so
     # doctor looks where apply and the daemon write.
-    checks = diagnose(root, store=store_of(args))
+    from .errors import StateError, UsageError
+
+    try:
+        store, store_error = store_of(args), None
+    except (StateError, UsageError) as e:  # no driver, an unset ${VAR}: reported below
+        store, store_error = None, str(e)
+    checks = diagnose(root, store=store, store_error=store_error)
     if out.json:
         out.json_data([c.to_json() for c in checks])
         return exit_code(checks)

@@ -81,6 +81,12 @@ class StateWriteError(StateError):
         self.errno = errno_
 
 
+class StoreUnavailable(StateWriteError):
+    """A shared store (a database) cannot be reached or refused the statement: nothing
+    was written. A daemon waits and tries again (as for a full disk); a command exits
+    2; `cronfile doctor` reports it as its "state store" check."""
+
+
 class LockedError(CronfileError):
     """Another process holds a lock that this one needs (exit 2)."""
 

@@ -205,6 +205,33 @@ def test_every_command_against_an_unreachable_database_is_one_line_and_exit_2(tm
     assert not (repo / ".cronfile" / "state.json").exists()
 
 
+def test_doctor_reports_an_unreachable_database_as_a_failed_check_and_runs_the_rest(tmp_path: Path) -> None:
+    import socket
+
+    repo = make_repo(tmp_path / "repo", {"a": "name: a\nschedule: 0 9 * * *\nshell: 'true'\n"})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = cronfile("doctor", cwd=repo, env={"CRONFILE_STATE_URL": f"postgresql://u:hunter2@127.0.0.1:{port}/db"}, timeout=60)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    store = [line for line in r.stdout.splitlines() if " state store " in line]
+    assert len(store) == 1 and store[0].startswith("FAIL"), r.stdout
+    assert f"cannot reach the state database postgresql://u:***@127.0.0.1:{port}/db" in store[0]
+    assert "fix: start the database" in store[0]
+    assert "hunter2" not in r.stdout + r.stderr
+    # The host's own checks still ran; the store's would only repeat the failure.
+    for check in ("files", "timezone data", "containment", "clock"):
+        assert any(line.split()[1:2] == check.split()[:1] for line in r.stdout.splitlines()), (check, r.stdout)
+    assert " state  " not in r.stdout and " locks " not in r.stdout
+    assert "Traceback" not in r.stderr
+
+    r = cronfile("--json", "doctor", cwd=repo, env={"CRONFILE_STATE_URL": "postgresql://u@127.0.0.1/${CRONFILE_NOT_SET}"}, timeout=60)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    checks = {c["check"]: c for c in json.loads(r.stdout)}
+    assert checks["state store"]["status"] == "fail"
+    assert "CRONFILE_NOT_SET" in checks["state store"]["message"], checks["state store"]
+
+
 def test_a_daemon_runs_a_job_applied_from_another_host_within_seconds(pg_url: str, tmp_path: Path) -> None:
     a = make_repo(tmp_path / "host-a", {"yearly": "name: yearly\nschedule: 0 0 1 1 *\nshell: 'true'\n"})
     b = tmp_path / "host-b"

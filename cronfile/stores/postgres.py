@@ -49,7 +49,7 @@ from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from ..clock import iso, parse_iso
-from ..errors import LockedError, StateError, StateWriteError
+from ..errors import LockedError, StateError, StateWriteError, StoreUnavailable
 from ..state import STATE_VERSION, JobState, Running, State
 from .base import EngineInfo, Finding, Txn
 
@@ -179,11 +179,6 @@ def redact(url: str) -> str:
     if parts.port:
         host += f":{parts.port}"
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
-
-
-class StoreUnavailable(StateWriteError):
-    """The database cannot be reached or refused the statement: nothing was written.
-    A daemon waits and tries again (as for a full disk); a command exits 2."""
 
 
 class ClaimConflict(StateWriteError):
