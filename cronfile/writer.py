@@ -12,17 +12,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import CronfileError
 from .state import State
 from .stores.base import Store
 
 __all__ = ["StateWriter"]
 
 
+History = tuple[tuple[str, dict[str, Any]], ...]  # (job, record) lines to append
+
+
 @dataclass
 class _Update:
-    """A change to state.json waiting for a shared transaction (StateWriter.commit)."""
+    """A change waiting for a shared transaction (StateWriter.commit): history lines to
+    append, then a change to the state."""
 
-    fn: Callable[[State], State]
+    fn: Callable[[State], State] | None
+    history: History = ()
     done: bool = False
     error: BaseException | None = None
 
@@ -69,30 +75,84 @@ class StateWriter:
                 if entered:
                     self.seconds = max(time.monotonic() - t0, 0.9 * self.seconds)
 
-    def commit(self, update: Callable[[State], State]) -> None:
-        """Apply ``update`` (a pure State -> State) to state.json, in one transaction
-        with whatever other threads submit meanwhile. Returns once ``update`` is
-        persisted; raises what its transaction raised (nothing of that batch was
-        written; the caller may retry)."""
-        item = _Update(update)
-        with self._updates_lock:
-            self._updates.append(item)
-        with self._committer:
-            if not item.done:
-                with self._updates_lock:
-                    batch, self._updates = self._updates, []
-                try:
-                    with self.txn() as txn:
-                        state = txn.state
-                        for u in batch:
-                            state = u.fn(state)
-                        if state is not txn.state:
-                            txn.state = state
-                except BaseException as e:
-                    for u in batch:
-                        u.error, u.done = e, True
-                else:
-                    for u in batch:
-                        u.done = True
+    def commit(self, update: Callable[[State], State] | None = None, *, history: History = ()) -> None:
+        """Append ``history`` (job, record) lines, then apply ``update`` (a pure State ->
+        State) to the state, in one transaction with whatever other threads submit
+        meanwhile (group commit: one fsync for many runs). Returns once both are
+        persisted; raises what its transaction raised (nothing of it was written; the
+        caller may retry).
+
+        Where the store's history is part of its transaction (``history_in_txn``: the
+        SQLite store), the lines and the state change commit together, atomically, on
+        the same connection: no second writer in this process waits on the database's
+        lock. Elsewhere the lines are appended first, then the state is written."""
+        item = _Update(update, tuple(history))
+        self._submit([item])
         if item.error is not None:
             raise item.error
+
+    def append_many(self, history: History) -> list[BaseException | None]:
+        """History lines appended in shared transactions, each on its own: what each
+        one's write raised (None: written)."""
+        items = [_Update(None, (line,)) for line in history]
+        self._submit(items)
+        return [u.error for u in items]
+
+    def _submit(self, items: list[_Update]) -> None:
+        with self._updates_lock:
+            self._updates.extend(items)
+        for item in items:
+            if item.done:
+                continue
+            with self._committer:
+                if item.done:
+                    continue
+                with self._updates_lock:
+                    batch, self._updates = self._updates, []
+                self._commit_batch(batch)
+
+    def _commit_batch(self, batch: list[_Update]) -> None:
+        """Commit ``batch``, setting each update's ``done`` and ``error``."""
+        atomic = bool(getattr(self.store, "history_in_txn", False))
+        if not atomic:
+            # Each update's lines on their own, first: one that cannot be written fails
+            # its update alone, and its state change is not made (history first).
+            for u in batch:
+                try:
+                    for job, record in u.history:
+                        self.store.append_history(job, record)
+                except BaseException as e:  # noqa: BLE001 - handed to its caller
+                    u.error, u.done = e, True
+            batch = [u for u in batch if not u.done]
+        try:
+            self._txn(batch, atomic)
+        except (OSError, CronfileError) as e:
+            # What the store or the disk said concerns every update alike.
+            for u in batch:
+                u.error = e
+        except BaseException as e:  # noqa: BLE001 - handed to its caller
+            if len(batch) == 1:
+                batch[0].error = e
+            else:
+                # One bad update must not fail the others: each again, alone.
+                for u in batch:
+                    try:
+                        self._txn([u], atomic)
+                    except BaseException as e1:  # noqa: BLE001
+                        u.error = e1
+        for u in batch:
+            u.done = True
+
+    def _txn(self, batch: list[_Update], atomic: bool) -> None:
+        if not any(u.fn is not None or (atomic and u.history) for u in batch):
+            return
+        with self.txn() as txn:
+            state = txn.state
+            for u in batch:
+                if atomic:
+                    for job, record in u.history:
+                        self.store.append_history(job, record)
+                if u.fn is not None:
+                    state = u.fn(state)
+            if state is not txn.state:
+                txn.state = state

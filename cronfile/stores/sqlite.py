@@ -149,6 +149,11 @@ class SqliteStore(FileStore):
         self._immutable = False  # opened on a read-only filesystem
         self._memo_db: _Memo | None = None
 
+    # ``append_history`` inside ``transaction()`` (the same thread) writes on the
+    # transaction's connection: the line commits with the state, or not at all. The
+    # engine's writer (cronfile/writer.py) commits a run's record and its end together.
+    history_in_txn = True
+
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.state_dir)!r})"
 
@@ -263,6 +268,7 @@ class SqliteStore(FileStore):
         connection would wait for the first for ever); else its own BEGIN IMMEDIATE."""
         outer = getattr(self._local, "conn", None)
         if outer is not None:
+            self._local.wrote = True  # the transaction commits even if the state did not change
             yield outer
             return
         with self._conn() as conn:
@@ -529,13 +535,14 @@ class SqliteStore(FileStore):
                     raise self._db_error(e) from None
                 txn = Txn(memo.state)
                 self._local.conn = conn
+                self._local.wrote = False
                 try:
                     yield txn
                 finally:
                     self._local.conn = None
                 try:
                     wrote = self._write(conn, memo, txn.state)
-                    if wrote is None:
+                    if wrote is None and not self._local.wrote:
                         conn.execute("ROLLBACK")
                         return
                     fault("mid-state-write")
@@ -543,7 +550,8 @@ class SqliteStore(FileStore):
                 except sqlite3.Error as e:
                     _make_room(conn, e)
                     raise self._db_error(e) from None
-                self._memo_db = wrote
+                if wrote is not None:
+                    self._memo_db = wrote
                 fault("after-state-write")
         finally:
             self._local.in_txn = False
