@@ -662,9 +662,11 @@ class Engine:
         # with the other runs ending meanwhile (StateWriter.commit). Otherwise the record
         # first: a recovery reads it before the state.
         together = not spec.deliver and bool(getattr(self.store, "history_in_txn", False))
+        pruned: list[BaseException | None] = []
+        prune = (claim.job, self.config.history_limit)
         if together:
             what = "its record and its end in the state"
-            recorded = self._persist(claim, what, lambda: self.writer.commit(ends, history=((claim.job, record),)))
+            recorded = self._persist(claim, what, lambda: pruned.append(self.writer.commit(ends, history=((claim.job, record),), prune=prune)))
         else:
             recorded = self._persist(claim, "its record", lambda: self.writer.commit(history=((claim.job, record),)))
         fault("after-history")
@@ -701,11 +703,12 @@ class Engine:
             # Its end in state.json only now: a crash before it leaves the run to the
             # recovery, which finds the record and queues the deliveries if they are not
             # in the outbox yet (at least once).
-            self._persist(claim, "its end in state.json", lambda: self.writer.commit(ends))
-        try:
-            self.store.prune(claim.job, self.config.history_limit)
-        except OSError as e:
+            self._persist(claim, "its end in state.json", lambda: pruned.append(self.writer.commit(ends, prune=prune)))
+        e = pruned[-1] if pruned else None
+        if isinstance(e, (OSError, CronfileError)):
             self.log(claim.job, f"could not prune history: {e}")
+        elif e is not None:
+            raise e
         return status
 
     def _queue_deliveries(self, job: str, spec: JobSpec, record: dict[str, Any], *, skip_stdout: bool = False) -> None:

@@ -29,8 +29,10 @@ class _Update:
 
     fn: Callable[[State], State] | None
     history: History = ()
+    prune: tuple[str, int] | None = None  # (job, runs to keep) once written
     done: bool = False
     error: BaseException | None = None
+    prune_error: BaseException | None = None
 
 
 class StateWriter:
@@ -75,7 +77,13 @@ class StateWriter:
                 if entered:
                     self.seconds = max(time.monotonic() - t0, 0.9 * self.seconds)
 
-    def commit(self, update: Callable[[State], State] | None = None, *, history: History = ()) -> None:
+    def commit(
+        self,
+        update: Callable[[State], State] | None = None,
+        *,
+        history: History = (),
+        prune: tuple[str, int] | None = None,
+    ) -> BaseException | None:
         """Append ``history`` (job, record) lines, then apply ``update`` (a pure State ->
         State) to the state, in one transaction with whatever other threads submit
         meanwhile (group commit: one fsync for many runs). Returns once both are
@@ -85,11 +93,16 @@ class StateWriter:
         Where the store's history is part of its transaction (``history_in_txn``: the
         SQLite store), the lines and the state change commit together, atomically, on
         the same connection: no second writer in this process waits on the database's
-        lock. Elsewhere the lines are appended first, then the state is written."""
-        item = _Update(update, tuple(history))
+        lock. Elsewhere the lines are appended first, then the state is written.
+
+        ``prune`` (job, keep): once written, the job's history is pruned to its last
+        ``keep`` runs (``Store.prune``), the prunes of a batch in one more transaction;
+        what that raised is returned (it never fails the commit)."""
+        item = _Update(update, tuple(history), prune)
         self._submit([item])
         if item.error is not None:
             raise item.error
+        return item.prune_error
 
     def append_many(self, history: History) -> list[BaseException | None]:
         """History lines appended in shared transactions, each on its own: what each
@@ -140,8 +153,34 @@ class StateWriter:
                         self._txn([u], atomic)
                     except BaseException as e1:  # noqa: BLE001
                         u.error = e1
+        self._prune([u for u in batch if u.prune is not None and u.error is None], atomic)
         for u in batch:
             u.done = True
+
+    def _prune(self, items: list[_Update], atomic: bool) -> None:
+        """The prunes of a batch's written updates: in one transaction where the store's
+        history is in it (one fsync, and no second writer waiting on the database's lock
+        at every run's end once a job has history_limit runs), else one by one."""
+        if not items:
+            return
+        if atomic:
+            try:
+                with self.txn():
+                    for u in items:
+                        assert u.prune is not None
+                        self.store.prune(*u.prune)
+                return
+            except BaseException as e:  # noqa: BLE001 - handed to each caller; one by one below
+                if isinstance(e, (OSError, CronfileError)):
+                    for u in items:
+                        u.prune_error = e
+                    return
+        for u in items:
+            assert u.prune is not None
+            try:
+                self.store.prune(*u.prune)
+            except BaseException as e:  # noqa: BLE001
+                u.prune_error = e
 
     def _txn(self, batch: list[_Update], atomic: bool) -> None:
         if not any(u.fn is not None or (atomic and u.history) for u in batch):

@@ -687,7 +687,8 @@ def _start(
     if box is not None:
         # Into the run's box (executors/contain.py), before the held job is let go.
         try:
-            box.started(popen.pid)
+            # Behind a gate (held, or parked), the child has forked nothing yet.
+            box.started(popen.pid, held=gate is not None)
         except OSError as e:
             if hold is not None:
                 os.close(hold[1])  # the gate reads EOF: the job never runs
