@@ -161,6 +161,16 @@ class StateWriter:
         """The prunes of a batch's written updates: in one transaction where the store's
         history is in it (one fsync, and no second writer waiting on the database's lock
         at every run's end once a job has history_limit runs), else one by one."""
+        due = getattr(self.store, "prune_due", None)
+        if atomic and due is not None:
+            # Only those that may drop anything (a read, no write lock): most runs' jobs
+            # hold fewer than history_limit records.
+            try:
+                items = [u for u in items if u.prune is not None and due(*u.prune)]
+            except (OSError, CronfileError) as e:
+                for u in items:
+                    u.prune_error = e
+                return
         if not items:
             return
         if atomic:

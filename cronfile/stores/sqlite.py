@@ -653,6 +653,12 @@ class SqliteStore(FileStore):
         except sqlite3.Error as e:
             raise self._db_error(e) from None
 
+    def prune_due(self, job: str, keep: int) -> bool:
+        """Whether ``prune(job, keep)`` may have anything to drop: more than ``keep``
+        records (each run has at least one). One count over the (job, id) index: cheaper
+        than counting runs, and the engine asks at every run's end."""
+        return self._query("SELECT COUNT(*) FROM history WHERE job = ?", (job,))[0][0] > max(keep, 0)
+
     def prune(self, job: str, keep: int) -> None:
         """Keep the last ``keep`` runs (history_limit) and their logs; the logs of the
         dropped runs are deleted. Counted in runs, not records (a run's record and its
@@ -661,10 +667,12 @@ class SqliteStore(FileStore):
         if not self.db_path.exists():
             return
         keep = max(keep, 0)
+        if not self.prune_due(job, keep):
+            return  # the common case, without the write lock
         key = _run_key_sql()
         count = f"SELECT COUNT(DISTINCT {key}) FROM history WHERE job = ?"
         if self._query(count, (job,))[0][0] <= keep:
-            return  # the common case, without the write lock
+            return
         dropped: list[str] = []
         try:
             with self._writing() as conn:
