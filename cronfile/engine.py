@@ -538,8 +538,9 @@ class Engine:
             self.log(claim.job, f"run {short_id(claim.run_id)} waited {took:.1f}s for run {short_id(rid)} it replaces to stop")
         return waited
 
-    def _record_pid(self, claim: Claim, pid: int) -> None:
-        self._record_pids({claim.run_id: (claim.job, pid)})
+    def _record_pid(self, claim: Claim, pid: int, on_error: Callable[[BaseException], None]) -> None:
+        pids = {claim.run_id: (claim.job, pid)}
+        self.writer.commit_soon(lambda state: state.with_pids(pids), on_error)
 
     def _record_pids(self, pids: dict[str, tuple[str, int]]) -> None:
         """The process groups of runs in flight (run id -> job, pid), in one shared
@@ -591,13 +592,18 @@ class Engine:
             first = not spawned_at
             spawned_at.append(now)
             fault("after-spawn")
-            try:
-                if not (first and claim.volley is not None and claim.volley.spawned(claim, pid)):
-                    self._record_pid(claim, pid)
-            except (OSError, CronfileError) as e:
+
+            def unrecorded(e: BaseException) -> None:
                 # The run goes on; without its pid, a recovery finds its process group by
                 # the run id in its environment. Raising here left the process unwatched.
                 self.log(claim.job, f"run {short_id(claim.run_id)}: could not record its pid: {why(e)}", event="state.write_failed", level="warning", run_id=claim.run_id)
+
+            if not (first and claim.volley is not None and claim.volley.spawned(claim, pid)):
+                # Without waiting, and in a transaction that is not its own: its end
+                # (most runs end within writer.SOON) or a flush SOON seconds later writes
+                # it. Until then, as before it was written, a recovery finds the run's
+                # process group by its run id (cgroup name, environment).
+                self._record_pid(claim, pid, unrecorded)
             if first:
                 self.observer.run_started(claim.job, claim.run_id, claim.trigger, claim.scheduled_for, now)
                 fields: dict[str, Any] = {"run_id": claim.run_id, "trigger": claim.trigger, "scheduled_for": iso(claim.scheduled_for), "status": "running"}

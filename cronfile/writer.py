@@ -16,7 +16,11 @@ from .errors import CronfileError
 from .state import State
 from .stores.base import Store
 
-__all__ = ["StateWriter"]
+__all__ = ["SOON", "StateWriter"]
+
+# commit_soon: at most this long (seconds) before an update no other commit carried is
+# written by a flush of its own.
+SOON = 0.2
 
 
 History = tuple[tuple[str, dict[str, Any]], ...]  # (job, record) lines to append
@@ -30,6 +34,7 @@ class _Update:
     fn: Callable[[State], State] | None
     history: History = ()
     prune: tuple[str, int] | None = None  # (job, runs to keep) once written
+    on_error: Callable[[BaseException], None] | None = None  # commit_soon: no one waits
     done: bool = False
     error: BaseException | None = None
     prune_error: BaseException | None = None
@@ -50,6 +55,7 @@ class StateWriter:
         # by an apply here): the daemon's loop then looks at it.
         self.last: State | None = None
         self.on_foreign: Callable[[], None] | None = None
+        self._soon: threading.Event | None = None  # commit_soon's flusher, once started
 
     def ours(self, state: State) -> bool:
         """``state`` (as the store reads it now) is what this writer last wrote or read:
@@ -104,6 +110,32 @@ class StateWriter:
             raise item.error
         return item.prune_error
 
+    def commit_soon(self, update: Callable[[State], State], on_error: Callable[[BaseException], None]) -> None:
+        """Apply ``update`` in a shared transaction without waiting for it: the next
+        commit of this writer carries it, or a flush at most ``SOON`` seconds later
+        (a thread of its own, blocked while nothing waits). For what may lag a little
+        and must not cost a transaction of its own: a run's pid, which its end (a
+        commit that comes soon for most runs) then writes in the same transaction.
+        ``on_error`` hears what its transaction raised (it is not retried)."""
+        item = _Update(update, on_error=on_error)
+        with self._updates_lock:
+            self._updates.append(item)
+            if self._soon is None:
+                self._soon = threading.Event()
+                threading.Thread(target=self._flusher, args=(self._soon,), name="cronfile-flush", daemon=True).start()
+        self._soon.set()
+
+    def _flusher(self, soon: threading.Event) -> None:
+        while True:
+            soon.wait()
+            time.sleep(SOON)
+            soon.clear()
+            with self._committer:
+                with self._updates_lock:
+                    batch, self._updates = self._updates, []
+                if batch:
+                    self._commit_batch(batch)
+
     def append_many(self, history: History) -> list[BaseException | None]:
         """History lines appended in shared transactions, each on its own: what each
         one's write raised (None: written)."""
@@ -156,6 +188,11 @@ class StateWriter:
         self._prune([u for u in batch if u.prune is not None and u.error is None], atomic)
         for u in batch:
             u.done = True
+            if u.error is not None and u.on_error is not None:
+                try:
+                    u.on_error(u.error)
+                except Exception:  # noqa: BLE001, S110 - a report must not fail the batch
+                    pass
 
     def _prune(self, items: list[_Update], atomic: bool) -> None:
         """The prunes of a batch's written updates: in one transaction where the store's
