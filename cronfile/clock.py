@@ -122,9 +122,23 @@ def iso(dt: datetime | None) -> str | None:
     """ISO-8601 with an offset, milliseconds kept only when present."""
     if dt is None:
         return None
-    if dt.microsecond:
-        return dt.isoformat(timespec="milliseconds")
-    return dt.isoformat(timespec="seconds")
+    # The same few instants are formatted again and again (a job's created_at, next_run
+    # and last run, in every encoding of its state; an instant's runs): remembered.
+    # The key holds what the text depends on beyond the instant: its zone and fold
+    # (datetimes of one instant in two zones are equal, and so are a repeated hour's two
+    # folds in one zone).
+    key = (dt, dt.tzinfo, dt.fold)
+    text = _ISO.get(key)
+    if text is None:
+        if len(_ISO) >= _ISO_MAX:
+            _ISO.clear()
+        text = dt.isoformat(timespec="milliseconds" if dt.microsecond else "seconds")
+        _ISO[key] = text
+    return text
+
+
+_ISO: dict[tuple[datetime, object, int], str] = {}
+_ISO_MAX = 4096
 
 
 def parse_iso(text: str | None) -> datetime | None:

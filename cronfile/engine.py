@@ -366,16 +366,22 @@ class Engine:
         return claims, state
 
     def _write_unrun(self, records: Any) -> None:
+        records = list(records)
+        if not records:
+            return
         for rec in records:
             self._log_unrun(rec)
-            line = rec.encode()
-            try:
-                self.store.append_history(rec.job, line)
-            except OSError as e:
+        lines = [rec.encode() for rec in records]
+        # In shared transactions (one fsync for all of them), each failing on its own.
+        errors = self.writer.append_many(tuple((rec.job, line) for rec, line in zip(records, lines, strict=True)))
+        for rec, line, e in zip(records, lines, errors, strict=True):
+            if e is None:
+                self.observer.recorded(rec.job, line)
+            elif isinstance(e, (OSError, CronfileError)):
                 # The claims are persisted: they must still be dispatched.
                 self.log(rec.job, f"could not record a {rec.status} occurrence: {why(e)}", event="state.write_failed", level="error")
             else:
-                self.observer.recorded(rec.job, line)
+                raise e
 
     def _drain_unrun(self) -> None:
         """The deferred records of missed and skipped occurrences (claim_due), in order."""
@@ -490,7 +496,7 @@ class Engine:
             if self.mode != "daemon":
                 self._wake.set()
             # A daemon's loop is woken by a run's end only when the claim has something to
-            # do with it (a queued occurrence: _finish_state); a pass per run ended cost a
+            # do with it (a queued occurrence: _finish_update); a pass per run ended cost a
             # state transaction and a decision over every job, 200 times a second.
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -532,8 +538,9 @@ class Engine:
             self.log(claim.job, f"run {short_id(claim.run_id)} waited {took:.1f}s for run {short_id(rid)} it replaces to stop")
         return waited
 
-    def _record_pid(self, claim: Claim, pid: int) -> None:
-        self._record_pids({claim.run_id: (claim.job, pid)})
+    def _record_pid(self, claim: Claim, pid: int, on_error: Callable[[BaseException], None]) -> None:
+        pids = {claim.run_id: (claim.job, pid)}
+        self.writer.commit_soon(lambda state: state.with_pids(pids), on_error)
 
     def _record_pids(self, pids: dict[str, tuple[str, int]]) -> None:
         """The process groups of runs in flight (run id -> job, pid), in one shared
@@ -585,13 +592,18 @@ class Engine:
             first = not spawned_at
             spawned_at.append(now)
             fault("after-spawn")
-            try:
-                if not (first and claim.volley is not None and claim.volley.spawned(claim, pid)):
-                    self._record_pid(claim, pid)
-            except (OSError, CronfileError) as e:
+
+            def unrecorded(e: BaseException) -> None:
                 # The run goes on; without its pid, a recovery finds its process group by
                 # the run id in its environment. Raising here left the process unwatched.
                 self.log(claim.job, f"run {short_id(claim.run_id)}: could not record its pid: {why(e)}", event="state.write_failed", level="warning", run_id=claim.run_id)
+
+            if not (first and claim.volley is not None and claim.volley.spawned(claim, pid)):
+                # Without waiting, and in a transaction that is not its own: its end
+                # (most runs end within writer.SOON) or a flush SOON seconds later writes
+                # it. Until then, as before it was written, a recovery finds the run's
+                # process group by its run id (cgroup name, environment).
+                self._record_pid(claim, pid, unrecorded)
             if first:
                 self.observer.run_started(claim.job, claim.run_id, claim.trigger, claim.scheduled_for, now)
                 fields: dict[str, Any] = {"run_id": claim.run_id, "trigger": claim.trigger, "scheduled_for": iso(claim.scheduled_for), "status": "running"}
@@ -650,7 +662,19 @@ class Engine:
         if spawned_at and claim.scheduled_for is not None:
             run = replace(run, lateness_ms=round((spawned_at[0] - claim.scheduled_for).total_seconds() * 1000, 1))
         record = run.encode()
-        recorded = self._persist(claim, "its record", lambda: self.store.append_history(claim.job, record))
+        ends = self._finish_update(claim, outcome, status)
+        # Where the store commits history with the state (SQLite) and nothing is to be
+        # queued between them, the record and the run's end are one transaction, shared
+        # with the other runs ending meanwhile (StateWriter.commit). Otherwise the record
+        # first: a recovery reads it before the state.
+        together = not spec.deliver and bool(getattr(self.store, "history_in_txn", False))
+        pruned: list[BaseException | None] = []
+        prune = (claim.job, self.config.history_limit)
+        if together:
+            what = "its record and its end in the state"
+            recorded = self._persist(claim, what, lambda: pruned.append(self.writer.commit(ends, history=((claim.job, record),), prune=prune)))
+        else:
+            recorded = self._persist(claim, "its record", lambda: self.writer.commit(history=((claim.job, record),)))
         fault("after-history")
         if recorded:
             self.observer.recorded(claim.job, record)
@@ -681,15 +705,16 @@ class Engine:
             if start_ping is not None:
                 self._start_pings[claim.run_id] = start_ping
             self._persist(claim, "its deliveries to the outbox", lambda: self._queue_deliveries(claim.job, spec, record, skip_stdout=stream is not None))
-        if recorded:
+        if recorded and not together:
             # Its end in state.json only now: a crash before it leaves the run to the
             # recovery, which finds the record and queues the deliveries if they are not
             # in the outbox yet (at least once).
-            self._persist(claim, "its end in state.json", lambda: self._finish_state(claim, outcome, status))
-        try:
-            self.store.prune(claim.job, self.config.history_limit)
-        except OSError as e:
+            self._persist(claim, "its end in state.json", lambda: pruned.append(self.writer.commit(ends, prune=prune)))
+        e = pruned[-1] if pruned else None
+        if isinstance(e, (OSError, CronfileError)):
             self.log(claim.job, f"could not prune history: {e}")
+        elif e is not None:
+            raise e
         return status
 
     def _queue_deliveries(self, job: str, spec: JobSpec, record: dict[str, Any], *, skip_stdout: bool = False) -> None:
@@ -749,9 +774,8 @@ class Engine:
                 return False
             delay = min(delay * 2, 10.0)
 
-    def _finish_state(self, claim: Claim, outcome: Any, status: str) -> None:
-        """The run's end in state.json, in a transaction shared with other runs ending at
-        the same time (its history line is already written: a recovery reads that first)."""
+    def _finish_update(self, claim: Claim, outcome: Any, status: str) -> Callable[[State], State]:
+        """The run's end in the state (a pure update, for a shared transaction)."""
         last = LastRun(claim.run_id, status, claim.trigger, claim.scheduled_for, outcome.started_at, outcome.finished_at)
 
         def update(state: State) -> State:
@@ -767,7 +791,7 @@ class Engine:
                 return state.with_job(claim.job, js.with_(last_run=last))
             return state
 
-        self.writer.commit(update)
+        return update
 
     # -- modes -------------------------------------------------------------------------
 

@@ -48,12 +48,24 @@ def new_run_id(when: datetime) -> str:
     if prefix is None:
         # The runs of one instant share it: strftime once per instant, not per run.
         if len(_ID_PREFIX) > 64:
-            _ID_PREFIX.clear()
+            # The oldest instants go (insertion order), with the ids they gave out.
+            for old in list(_ID_PREFIX)[:32]:
+                _ID_TAKEN.pop(_ID_PREFIX.pop(old), None)
         prefix = _ID_PREFIX[when] = when.astimezone(UTC).strftime("%Y%m%dT%H%M%S-")
-    return prefix + os.urandom(2).hex()
+    # Never the same id twice in this process for one instant: 4 hex digits drawn for
+    # 200 runs of one second collided about one second in three (birthday odds), and a
+    # run's cgroup, its cancel event and its slot are named by its id alone, so one run's
+    # end stopped another job's run (bench/bench_throughput.py, "killed by SIGTERM").
+    taken = _ID_TAKEN.setdefault(prefix, set())
+    while True:
+        suffix = os.urandom(2).hex()
+        if suffix not in taken or len(taken) >= 0x10000:
+            taken.add(suffix)
+            return prefix + suffix
 
 
 _ID_PREFIX: dict[datetime, str] = {}
+_ID_TAKEN: dict[str, set[str]] = {}  # suffixes given out per prefix (as long as the prefix is kept)
 
 
 def short_id(run_id: str) -> str:

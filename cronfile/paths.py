@@ -81,6 +81,8 @@ def script_path(spec: Any) -> str | None:
 
 
 def _workdir_reason(root: Path, workdir: str) -> str | None:
+    if workdir == ".":
+        return None  # the repo itself (most jobs: two realpath walks per run saved)
     if os.path.isabs(workdir) or not within(root, root / workdir):
         return f"workdir {workdir} is outside the jobs repo"
     return None

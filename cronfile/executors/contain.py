@@ -241,10 +241,11 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _move_tree(cgroup: Path, pid: int) -> None:
+def _move_tree(cgroup: Path, pid: int, *, descendants: bool = True) -> None:
     """Move ``pid`` into ``cgroup``, then whatever it had forked before the move (its
     descendants, moved parent first: anything forked after its parent moved is born
-    inside). A process that already exited is no error; anything else is OSError."""
+    inside; ``descendants=False``: a process held behind a gate has none to look for).
+    A process that already exited is no error; anything else is OSError."""
     procs = str(cgroup / "cgroup.procs")
     todo, seen = [pid], set()
     while todo:
@@ -264,7 +265,8 @@ def _move_tree(cgroup: Path, pid: int) -> None:
             if p != pid and e.errno in (errno.ESRCH, errno.EINVAL):
                 continue  # exited meanwhile (EINVAL: a zombie)
             raise
-        todo += _children(p)
+        if descendants:
+            todo += _children(p)
 
 
 def _rmdir(path: Path, timeout: float) -> bool:
@@ -308,8 +310,9 @@ class Box:
         self.run_id = run_id
         self.note = ""  # why this run has less containment than the engine's mechanism
 
-    def started(self, pid: int) -> None:
-        """A process of the run was spawned."""
+    def started(self, pid: int, *, held: bool = False) -> None:
+        """A process of the run was spawned (``held``: it waits behind a gate, so it has
+        started nothing of its own yet)."""
 
     def mover(self) -> Callable[[], None] | None:
         """For a child that cannot be held: a function it runs between fork and exec."""
@@ -364,6 +367,7 @@ class _CgroupBox(Box):
     def __init__(self, run_id: str, base: Path) -> None:
         super().__init__(run_id)
         self.path = base / f"{_PREFIX}{run_id}"
+        self._events = f"{self.path}/cgroup.events"
         try:
             self.path.mkdir()
         except FileExistsError:
@@ -399,10 +403,10 @@ class _CgroupBox(Box):
         self.path.mkdir(exist_ok=True)  # swept while empty: made again
         return move
 
-    def started(self, pid: int) -> None:
+    def started(self, pid: int, *, held: bool = False) -> None:
         for attempt in range(_MOVE_TRIES):
             try:
-                _move_tree(self.path, pid)
+                _move_tree(self.path, pid, descendants=not held)
                 return
             except OSError as e:
                 # Swept while empty (sweep_empty, by another engine's start): ENOENT at
@@ -422,11 +426,16 @@ class _CgroupBox(Box):
         return [p for p in self._procs() if live(stat(p))]
 
     def alive(self) -> bool:
+        # (os calls, not Path.read_text: this runs twice per run.)
         try:
-            for line in (self.path / "cgroup.events").read_text().splitlines():
-                if line == "populated 0":
-                    return False
+            fd = os.open(self._events, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                text = os.read(fd, 4096)
+            finally:
+                os.close(fd)
         except OSError:
+            return False
+        if b"populated 0" in text.split(b"\n"):
             return False
         return bool(self.pids())
 
@@ -456,7 +465,7 @@ class _TrackedBox(Box):
         self.closed = False
         _tracker.add(self)
 
-    def started(self, pid: int) -> None:
+    def started(self, pid: int, *, held: bool = False) -> None:
         st = stat(pid)
         with _tracker.lock:
             self.roots.add(pid)

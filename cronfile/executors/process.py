@@ -32,6 +32,7 @@ before the release, the pipe's write end closes with it and the gate reads EOF a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -85,7 +86,7 @@ def can_park(prepared: Prepared) -> bool:
     )
 
 
-class _Reader(threading.Thread):
+class _Reader(threading.Thread):  # a thread of its own: a run that mirrors to a stream
     """Copies one pipe into ``sink`` until EOF, or until ``stop()``: then what is already
     in the pipe is drained (without blocking) and the read end is closed. ``done`` runs
     in this thread once the copying is over."""
@@ -152,6 +153,156 @@ class _Reader(threading.Thread):
                 return
             copied += len(chunk)
             self._sink(chunk)
+
+
+class _ReadLoop:
+    """One thread that copies the output pipes of every run (an epoll selector) instead of
+    a thread per run: a thread's start, its stack, its own selector and self-pipe cost a
+    run about as much as its spawn (bench/bench_throughput.py). Idle, it blocks in the
+    selector with no timeout: no wake-ups. A sink runs in this thread, so only sinks that
+    cannot block (a log file, a buffer) come here; a run mirrored to a stream (`cronfile
+    run NAME` on a terminal) keeps a thread of its own (``_Reader``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._ops: list[tuple[str, _LoopReader]] = []
+
+    def _ensure(self) -> None:
+        # caller holds self._lock. Made on first use, and again in a forked child.
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._ops = []
+        threading.Thread(target=self._run, args=(self._sel, self._wake_r), name="cronfile-output", daemon=True).start()
+
+    def submit(self, op: str, reader: _LoopReader) -> None:
+        with self._lock:
+            self._ensure()
+            self._ops.append((op, reader))
+            try:
+                os.write(self._wake_w, b"x")
+            except BlockingIOError:
+                pass  # a wake-up is pending already
+
+    def _run(self, sel: selectors.BaseSelector, wake_r: int) -> None:
+        while True:
+            for key, _ in sel.select():
+                reader = key.data
+                if reader is None:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_r, 4096)
+                    with self._lock:
+                        ops, self._ops = self._ops, []
+                    for op, r in ops:
+                        if op == "add":
+                            r._add(sel)
+                        else:
+                            r._stop(sel)
+                else:
+                    reader._readable(sel)
+
+
+_LOOP = _ReadLoop()
+
+
+class _LoopReader:
+    """A pipe copied into ``sink`` by the shared ``_ReadLoop`` until EOF, or until
+    ``stop()``: then what is already in the pipe is drained (without blocking) and the
+    read end is closed; ``done`` runs (in the loop's thread) once the copying is over.
+    ``is_alive`` and ``join`` as a ``_Reader`` thread's."""
+
+    def __init__(
+        self, fd: int, sink: Callable[[bytes], None], done: Callable[[], None] = lambda: None
+    ) -> None:
+        self._fd = fd
+        self._sink = sink
+        self._done = done
+        self._started = False
+        self._over = threading.Event()
+
+    def start(self) -> None:
+        self._started = True
+        _LOOP.submit("add", self)
+
+    def discard(self) -> None:
+        """Close the fd of a reader that was never started."""
+        os.close(self._fd)
+
+    def stop(self) -> None:
+        if self._started and not self._over.is_set():
+            _LOOP.submit("stop", self)
+
+    def is_alive(self) -> bool:
+        return self._started and not self._over.is_set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._started:
+            self._over.wait(timeout)
+
+    # -- in the loop's thread ----------------------------------------------------------------
+
+    def _add(self, sel: selectors.BaseSelector) -> None:
+        if self._over.is_set():
+            return
+        try:
+            sel.register(self._fd, selectors.EVENT_READ, self)
+        except (OSError, ValueError) as e:
+            self._report(e)
+            self._end(sel)
+
+    def _readable(self, sel: selectors.BaseSelector) -> None:
+        if self._over.is_set():
+            return  # ended earlier in the same batch of events: its fd is closed (or another's now)
+        try:
+            chunk = os.read(self._fd, _CHUNK)
+            if chunk:
+                self._sink(chunk)
+                return
+        except BaseException as e:  # noqa: BLE001 - said as the reader's thread would have said it
+            self._report(e)
+        self._end(sel)
+
+    def _stop(self, sel: selectors.BaseSelector) -> None:
+        if self._over.is_set():
+            return
+        try:
+            os.set_blocking(self._fd, False)
+            copied = 0
+            while copied < _DRAIN_LIMIT:
+                try:
+                    chunk = os.read(self._fd, _CHUNK)
+                except (BlockingIOError, InterruptedError):
+                    break
+                if not chunk:
+                    break
+                copied += len(chunk)
+                self._sink(chunk)
+        except BaseException as e:  # noqa: BLE001
+            self._report(e)
+        self._end(sel)
+
+    def _end(self, sel: selectors.BaseSelector) -> None:
+        if self._over.is_set():
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            sel.unregister(self._fd)
+        try:
+            self._done()
+        except BaseException as e:  # noqa: BLE001
+            self._report(e)
+        finally:
+            os.close(self._fd)
+            self._over.set()
+
+    @staticmethod
+    def _report(e: BaseException) -> None:
+        threading.excepthook(threading.ExceptHookArgs((type(e), e, e.__traceback__, threading.current_thread())))
 
 
 class _Output:
@@ -285,7 +436,7 @@ class Proc:
     def __init__(
         self,
         popen: subprocess.Popen[bytes],
-        readers: list[_Reader],
+        readers: list[_Reader | _LoopReader],
         output: _Output | None,
         gate: int | None = None,
         box: Box | None = None,
@@ -451,16 +602,18 @@ class Proc:
 
 
 class _Pipes:
-    """Output pipes with their readers already running, for a process to write into."""
+    """Output pipes with their readers already running, for a process to write into.
+    ``shared``: read by the shared loop (sinks that cannot block), else a thread each."""
 
-    def __init__(self, sinks: list[tuple[Callable[[bytes], None], Callable[[], None]]]) -> None:
+    def __init__(self, sinks: list[tuple[Callable[[bytes], None], Callable[[], None]]], *, shared: bool = True) -> None:
         self.ends: list[tuple[int, int]] = []
-        readers: list[_Reader] = []
+        readers: list[_Reader | _LoopReader] = []
+        kind = _LoopReader if shared else _Reader
         try:
             for sink, done in sinks:
                 r, w = os.pipe()
                 self.ends.append((r, w))
-                readers.append(_Reader(r, sink, done))
+                readers.append(kind(r, sink, done))
         except BaseException:
             for reader in readers:
                 reader.discard()
@@ -534,7 +687,8 @@ def _start(
     if box is not None:
         # Into the run's box (executors/contain.py), before the held job is let go.
         try:
-            box.started(popen.pid)
+            # Behind a gate (held, or parked), the child has forked nothing yet.
+            box.started(popen.pid, held=gate is not None)
         except OSError as e:
             if hold is not None:
                 os.close(hold[1])  # the gate reads EOF: the job never runs
@@ -587,11 +741,13 @@ class Staged:
         self.box = box
         self._output = _Output(log, output_limit, stream, prepared.masker)
         self.decoder: Decoder | None = None
+        # A stream (a terminal) may block its writer: such a run's output keeps a thread.
+        shared = stream is None
         if prepared.output_format is None:
-            self._pipes = _Pipes([(self._output.feed, self._output.close)])
+            self._pipes = _Pipes([(self._output.feed, self._output.close)], shared=shared)
         else:
             self.decoder = decoder_for(prepared.output_format)
-            self._pipes = _Pipes(_decoded(self.decoder, self._output))
+            self._pipes = _Pipes(_decoded(self.decoder, self._output), shared=shared)
 
     def spawn(self, *, gate: bool = False) -> Proc:
         """Start the process in its own session and process group. Raises OSError when

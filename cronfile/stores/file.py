@@ -269,6 +269,7 @@ class FileStore:
         self.daemon_lock_path = self.state_dir / "daemon.lock"
         self.daemon_pid_path = self.state_dir / "daemon.pid"
         self.runs_dir = self.state_dir / "runs"
+        self._real_dirs: dict[str, str] = {}  # job -> its runs folder, symlinks resolved (keep_log)
         self.engines_dir = self.state_dir / "engines"
         self.audit_path = self.state_dir / "audit.jsonl"
         self.gitignore_path = self.state_dir / ".gitignore"
@@ -530,7 +531,12 @@ class FileStore:
             with suppress(OSError):
                 if path.stat().st_size > limit:
                     os.truncate(path, limit)
-        return str(path.resolve())
+        # The job's folder resolved once (a realpath walk of every component at every
+        # run's end cost more than the rest of this); the log in it is our own file.
+        real = self._real_dirs.get(job)
+        if real is None:
+            real = self._real_dirs[job] = os.path.realpath(path.parent)
+        return os.path.join(real, path.name)
 
     def read_log(self, job: str, run_id: str, *, offset: int = 0, limit: int | None = None) -> bytes | None:
         try:

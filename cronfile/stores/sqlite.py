@@ -81,6 +81,8 @@ MIGRATED = ".migrated"
 # is further behind reads every row again. Checked every _PURGE_EVERY changes.
 _KEEP_TOMBSTONES = 1024
 _PURGE_EVERY = 256
+# Specs whose JSON a store keeps (the jobs that change often: those that run).
+_SPEC_JSON_MAX = 2048
 
 _SCHEMA = """
 CREATE TABLE head (
@@ -148,6 +150,12 @@ class SqliteStore(FileStore):
         self._db_ready = False
         self._immutable = False  # opened on a read-only filesystem
         self._memo_db: _Memo | None = None
+        self._spec_json: dict[int, tuple[Any, str]] = {}  # id(spec) -> (spec, its JSON): _row
+
+    # ``append_history`` inside ``transaction()`` (the same thread) writes on the
+    # transaction's connection: the line commits with the state, or not at all. The
+    # engine's writer (cronfile/writer.py) commits a run's record and its end together.
+    history_in_txn = True
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.state_dir)!r})"
@@ -263,6 +271,7 @@ class SqliteStore(FileStore):
         connection would wait for the first for ever); else its own BEGIN IMMEDIATE."""
         outer = getattr(self._local, "conn", None)
         if outer is not None:
+            self._local.wrote = True  # the transaction commits even if the state did not change
             yield outer
             return
         with self._conn() as conn:
@@ -529,21 +538,30 @@ class SqliteStore(FileStore):
                     raise self._db_error(e) from None
                 txn = Txn(memo.state)
                 self._local.conn = conn
+                self._local.wrote = False
                 try:
                     yield txn
                 finally:
                     self._local.conn = None
                 try:
                     wrote = self._write(conn, memo, txn.state)
-                    if wrote is None:
+                    if wrote is None and not self._local.wrote:
                         conn.execute("ROLLBACK")
+                        txn.state = memo.state  # (equal: nothing to write)
                         return
                     fault("mid-state-write")
                     conn.execute("COMMIT")
                 except sqlite3.Error as e:
                     _make_room(conn, e)
                     raise self._db_error(e) from None
-                self._memo_db = wrote
+                if wrote is not None:
+                    self._memo_db = wrote
+                    # The caller keeps what ``read()`` returns from now on (the very
+                    # object, while no one else writes): the engine's writer tells its
+                    # own writes from another process's by it (writer.StateWriter.ours).
+                    txn.state = wrote.state
+                else:
+                    txn.state = memo.state
                 fault("after-state-write")
         finally:
             self._local.in_txn = False
@@ -561,7 +579,7 @@ class SqliteStore(FileStore):
         rows = []
         for name in sorted(names):
             js = state.jobs.get(name)
-            rows.append((name, seq, None if js is None else _dumps(js.encode())))
+            rows.append((name, seq, None if js is None else self._row(js)))
         conn.executemany(
             "INSERT INTO jobs (name, seq, body) VALUES (?, ?, ?) "
             "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, body = excluded.body",
@@ -576,6 +594,21 @@ class SqliteStore(FileStore):
         else:
             conn.execute("UPDATE head SET seq = ?, body = ?, purged_to = ?", (seq, head, purged_to))
         return _Memo(memo.db_id, seq, head, state.settled())
+
+    def _row(self, js: JobState) -> str:
+        """A job's row: ``_dumps(js.encode())``, byte for byte, with its spec's JSON (the
+        bulk of it, and the same object from one change of the job to the next: a run
+        writes its job three times) encoded once. Remembered by the spec object itself,
+        held here, so an id is never taken for another object's."""
+        spec = js.spec
+        hit = self._spec_json.get(id(spec))
+        if hit is None or hit[0] is not spec:
+            if len(self._spec_json) >= _SPEC_JSON_MAX:
+                self._spec_json.clear()
+            hit = self._spec_json[id(spec)] = (spec, _dumps(spec))
+        d = js.encode()
+        del d["spec"]
+        return '{"spec":' + hit[1] + "," + _dumps(d)[1:]
 
     # -- history -------------------------------------------------------------------
 
@@ -620,6 +653,12 @@ class SqliteStore(FileStore):
         except sqlite3.Error as e:
             raise self._db_error(e) from None
 
+    def prune_due(self, job: str, keep: int) -> bool:
+        """Whether ``prune(job, keep)`` may have anything to drop: more than ``keep``
+        records (each run has at least one). One count over the (job, id) index: cheaper
+        than counting runs, and the engine asks at every run's end."""
+        return self._query("SELECT COUNT(*) FROM history WHERE job = ?", (job,))[0][0] > max(keep, 0)
+
     def prune(self, job: str, keep: int) -> None:
         """Keep the last ``keep`` runs (history_limit) and their logs; the logs of the
         dropped runs are deleted. Counted in runs, not records (a run's record and its
@@ -628,10 +667,12 @@ class SqliteStore(FileStore):
         if not self.db_path.exists():
             return
         keep = max(keep, 0)
+        if not self.prune_due(job, keep):
+            return  # the common case, without the write lock
         key = _run_key_sql()
         count = f"SELECT COUNT(DISTINCT {key}) FROM history WHERE job = ?"
         if self._query(count, (job,))[0][0] <= keep:
-            return  # the common case, without the write lock
+            return
         dropped: list[str] = []
         try:
             with self._writing() as conn:

@@ -1,0 +1,171 @@
+"""The engine's state writer (cronfile/writer.py) over a real SQLite store: a run's record
+and its end commit together or not at all, runs ending together share one transaction,
+one bad update fails only itself, a pid given to ``commit_soon`` is written by the next
+commit or by a flush of its own, and a prune drops only what history_limit says."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine_helpers import wait_for
+
+from cronfile.errors import StateWriteError
+from cronfile.state import JobState, Running, State
+from cronfile.stores.file import FileStore
+from cronfile.stores.sqlite import SqliteStore
+from cronfile.writer import SOON, StateWriter
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def job(name: str, running: tuple[Running, ...] = ()) -> JobState:
+    return JobState(
+        spec={"name": name, "schedule": "* * * * *", "shell": "true", "timezone": "UTC"},
+        spec_hash=f"h-{name}",
+        schedule_sig="sig",
+        created_at=T0,
+        running=running,
+    )
+
+
+def seeded(store: Any, names: list[str]) -> StateWriter:
+    with store.transaction() as txn:
+        txn.state = State(jobs={n: job(n, (Running(f"run-{n}", T0, T0, "schedule", "e1"),)) for n in names})
+    return StateWriter(store)
+
+
+def ended(name: str):
+    def fn(state: State) -> State:
+        js = state.jobs[name]
+        return state.with_job(name, js.with_(running=()))
+
+    return fn
+
+
+def record(name: str, n: int = 0) -> tuple[str, dict[str, Any]]:
+    return (name, {"run_id": f"run-{name}-{n}", "status": "success"})
+
+
+@pytest.fixture(params=["sqlite", "file"])
+def store(request, tmp_path: Path) -> Any:
+    return SqliteStore(tmp_path / "state") if request.param == "sqlite" else FileStore(tmp_path / "state")
+
+
+def test_a_record_and_its_end_are_written_together(store):
+    writer = seeded(store, ["a"])
+    writer.commit(ended("a"), history=(record("a"),))
+    assert store.read().jobs["a"].running == ()
+    assert [r["run_id"] for r in store.read_history("a")] == ["run-a-0"]
+
+
+def test_a_history_line_alone_is_committed_even_though_the_state_did_not_change(store):
+    writer = seeded(store, ["a"])
+    errors = writer.append_many((record("a", 1), record("a", 2)))
+    assert errors == [None, None]
+    assert [r["run_id"] for r in store.read_history("a")] == ["run-a-1", "run-a-2"]
+
+
+def test_sqlite_writes_neither_the_record_nor_the_end_when_the_transaction_fails(tmp_path):
+    store = SqliteStore(tmp_path / "state")
+    writer = seeded(store, ["a"])
+
+    def broken(state: State) -> State:
+        raise StateWriteError("disk full", 28)
+
+    with pytest.raises(StateWriteError):
+        writer.commit(broken, history=(record("a"),))
+    assert store.read_history("a") == []  # the line went with the transaction
+    assert store.read().jobs["a"].running != ()
+
+
+def test_runs_ending_together_share_one_transaction_and_one_bad_update_fails_alone(store):
+    names = [f"j{i}" for i in range(8)]
+    writer = seeded(store, names)
+    count = 0
+    real_txn = writer.txn
+
+    def counting() -> Any:
+        nonlocal count
+        count += 1
+        return real_txn()
+
+    writer.txn = counting  # type: ignore[method-assign]
+
+    def bad(state: State) -> State:
+        raise ValueError("a bug in one update")
+
+    errors: dict[str, BaseException | None] = {}
+
+    def submit(name: str) -> None:
+        try:
+            writer.commit(bad if name == "j3" else ended(name), history=(record(name),))
+            errors[name] = None
+        except BaseException as e:  # noqa: BLE001
+            errors[name] = e
+
+    with writer._committer:  # a transaction in progress: the others queue up behind it
+        threads = [threading.Thread(target=submit, args=(n,)) for n in names]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(writer._updates) == len(names), what="eight queued updates")
+    for t in threads:
+        t.join(10)
+    assert isinstance(errors.pop("j3"), ValueError)
+    assert set(errors.values()) == {None}
+    state = store.read()
+    for n in names:
+        assert (state.jobs[n].running == ()) == (n != "j3"), n
+        assert bool(store.read_history(n)) == (n != "j3") or not getattr(store, "history_in_txn", False), n
+    # One shared try, then each update again on its own (the bad one among them).
+    assert count == 1 + len(names)
+
+
+def test_a_pid_given_to_commit_soon_rides_on_the_next_commit(store):
+    writer = seeded(store, ["a", "b"])
+    txns = 0
+    real_txn = writer.txn
+
+    def counting() -> Any:
+        nonlocal txns
+        txns += 1
+        return real_txn()
+
+    writer.txn = counting  # type: ignore[method-assign]
+    with writer._committer:  # hold the flusher off: only the next commit may carry it
+        writer.commit_soon(lambda s: s.with_pids({"run-a": ("a", 4242)}), on_error=lambda e: None)
+    writer.commit(ended("b"))
+    assert txns == 1
+    assert store.read().jobs["a"].running[0].pid == 4242
+
+
+def test_a_pid_given_to_commit_soon_is_written_by_a_flush_when_nothing_else_commits(store):
+    writer = seeded(store, ["a"])
+    errors: list[BaseException] = []
+    writer.commit_soon(lambda s: s.with_pids({"run-a": ("a", 4243)}), on_error=errors.append)
+    wait_for(lambda: store.read().jobs["a"].running[0].pid == 4243, timeout=SOON + 10, what="the flush")
+    assert errors == []
+
+
+def test_commit_soon_reports_what_its_transaction_raised(tmp_path):
+    store = SqliteStore(tmp_path / "state")
+    writer = seeded(store, ["a"])
+    errors: list[BaseException] = []
+
+    def broken(state: State) -> State:
+        raise StateWriteError("disk full", 28)
+
+    writer.commit_soon(broken, on_error=errors.append)
+    wait_for(lambda: errors, timeout=SOON + 10, what="the report")
+    assert isinstance(errors[0], StateWriteError)
+
+
+def test_a_prune_keeps_history_limit_runs_of_that_job_only(store):
+    writer = seeded(store, ["a", "b"])
+    writer.append_many(tuple(record("a", i) for i in range(5)) + tuple(record("b", i) for i in range(5)))
+    assert writer.commit(ended("a"), history=(record("a", 5),), prune=("a", 3)) is None
+    assert [r["run_id"] for r in store.read_history("a")] == ["run-a-3", "run-a-4", "run-a-5"]
+    assert len(store.read_history("b")) == 5
