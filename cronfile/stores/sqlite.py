@@ -19,6 +19,8 @@ What lives where:
     a reader further behind than that reads every row again.
   - ``history``: one row per history record, indexed by (job, id): the last N of a job
     and ``prune`` touch that job's rows only. ``history_jobs`` lists the jobs with any.
+    Also indexed by (job, run_id), for ``last_runs`` (a run's first record is one probe
+    away); a database made before that index gets it on its first writable open.
 - Files, as in the file store (``cronfile.stores.file.FileStore``, which this class extends):
   run logs, the audit log, engine and daemon locks, the delivery outbox.
 
@@ -103,6 +105,7 @@ CREATE TABLE history (
     body TEXT NOT NULL
 );
 CREATE INDEX history_job ON history (job, id);
+CREATE INDEX history_run ON history (job, run_id);
 CREATE TABLE history_jobs (job TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 
@@ -148,6 +151,7 @@ class SqliteStore(FileStore):
         self._db_ready = False
         self._immutable = False  # opened on a read-only filesystem
         self._memo_db: _Memo | None = None
+        self._has_run_index = False
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.state_dir)!r})"
@@ -610,6 +614,57 @@ class SqliteStore(FileStore):
             )
         return _decode_records(rows)
 
+    def last_runs(self, n: int) -> dict[str, list[dict[str, Any]]]:
+        """Every job's records of its last ``n`` runs, in one statement: per job, walk its
+        records newest first through the (job, id) index to the first record of its
+        ``n``-th last run (a record is a run's first when the (job, run_id) index has no
+        older one), then read the records from there on, less those of runs that began
+        before it (a late deliveries line of an older run). Only the tail of each job is
+        read, however long its history."""
+        if n <= 0:
+            return {}
+        if not self._db_ready and not self.db_path.exists() and not self.state_path.exists():
+            return {}
+        if not self._history_run_index():
+            return FileStore.last_runs(self, n)  # (reads through read_history: correct, slower)
+        rows = self._query(_LAST_RUNS_SQL, (n - 1,))
+        out: dict[str, list[dict[str, Any]]] = {}
+        if not rows:
+            return out
+        try:
+            recs = json.loads("[" + ",".join(body for _, body in rows) + "]")
+        except ValueError:
+            recs = []
+            for _, body in rows:
+                try:
+                    recs.append(json.loads(body))
+                except ValueError:
+                    recs.append(None)
+        for (job, _), rec in zip(rows, recs, strict=True):
+            if isinstance(rec, dict):
+                out.setdefault(job, []).append(rec)
+        return out
+
+    def _history_run_index(self) -> bool:
+        """Whether ``history_run`` exists, made now if it can be (a database from before
+        it); False when it cannot (a read-only filesystem, the lock held elsewhere)."""
+        if self._has_run_index:
+            return True
+        if self._query("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'history_run'"):
+            self._has_run_index = True
+            return True
+        if self._immutable:
+            return False
+        try:
+            with self._conn() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("CREATE INDEX IF NOT EXISTS history_run ON history (job, run_id)")
+                conn.execute("COMMIT")
+        except (sqlite3.Error, StateError):
+            return False
+        self._has_run_index = True
+        return True
+
     def history_jobs(self) -> list[str]:
         """The jobs with any history (a removed job's history stays)."""
         if not self.db_path.exists() and not self.state_path.exists() and not self.runs_dir.is_dir():
@@ -663,6 +718,24 @@ class SqliteStore(FileStore):
                 continue
             with suppress(FileNotFoundError):
                 log.unlink()
+
+
+# Store.last_runs: ``cut`` is each job's first record of its n-th last run (0: it has
+# fewer runs), materialized so that it is worked out once per job, not per record.
+_LAST_RUNS_SQL = """
+WITH cut AS MATERIALIZED (
+    SELECT j.job AS job, COALESCE((
+        SELECT f.id FROM history f
+        WHERE f.job = j.job AND f.run_id IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM history e WHERE e.job = f.job AND e.run_id = f.run_id AND e.id < f.id)
+        ORDER BY f.id DESC LIMIT 1 OFFSET ?), 0) AS first
+    FROM history_jobs j
+)
+SELECT h.job, h.body FROM cut JOIN history h ON h.job = cut.job AND h.id >= cut.first
+WHERE h.run_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM history e WHERE e.job = h.job AND e.run_id = h.run_id AND e.id < cut.first)
+ORDER BY h.job, h.id
+"""
 
 
 def _make_room(conn: sqlite3.Connection, e: sqlite3.Error) -> None:
