@@ -83,6 +83,7 @@ MIGRATED = ".migrated"
 # is further behind reads every row again. Checked every _PURGE_EVERY changes.
 _KEEP_TOMBSTONES = 1024
 _PURGE_EVERY = 256
+_DECODE_ROWS = 1000  # job rows decoded per json.loads when reading them all
 
 _SCHEMA = """
 CREATE TABLE head (
@@ -489,15 +490,21 @@ class SqliteStore(FileStore):
                     else:
                         jobs[name] = JobState.decode(json.loads(body))
             else:
-                rows = conn.execute("SELECT name, body FROM jobs WHERE body IS NOT NULL").fetchall()
-                # One json.loads of every row (a call per row cost a third more), with the
+                # One json.loads per _DECODE_ROWS rows (a call per row cost a third more;
+                # all rows at once held every row's text, their join and their decoded
+                # JSON at the same time: 88 MB of a 30,000-job daemon's peak), with the
                 # cyclic GC paused: decoded JSON holds no cycles, and the collections that
                 # 10,000 jobs' worth of new objects set off took half the time.
+                cur = conn.execute("SELECT name, body FROM jobs WHERE body IS NOT NULL")
+                jobs = {}
                 enabled = gc.isenabled()
                 gc.disable()
                 try:
-                    bodies = json.loads("[" + ",".join(body for _, body in rows) + "]") if rows else []
-                    jobs = {name: JobState.decode(d) for (name, _), d in zip(rows, bodies, strict=True)}
+                    while rows := cur.fetchmany(_DECODE_ROWS):
+                        bodies = json.loads("[" + ",".join(body for _, body in rows) + "]")
+                        for (name, _), d in zip(rows, bodies, strict=True):
+                            jobs[name] = JobState.decode(d)
+                        del rows, bodies
                 finally:
                     if enabled:
                         gc.enable()
