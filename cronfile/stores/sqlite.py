@@ -740,7 +740,7 @@ WITH cut AS MATERIALIZED (
 )
 SELECT h.job, h.body FROM cut JOIN history h ON h.job = cut.job AND h.id >= cut.first
 WHERE h.run_id IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM history e WHERE e.job = h.job AND e.run_id = h.run_id AND e.id < cut.first)
+  AND (cut.first = 0 OR NOT EXISTS (SELECT 1 FROM history e WHERE e.job = h.job AND e.run_id = h.run_id AND e.id < cut.first))
 ORDER BY h.job, h.id
 """
 
