@@ -636,7 +636,7 @@ class SqliteStore(FileStore):
             return {}
         if not self._history_run_index():
             return FileStore.last_runs(self, n)  # (reads through read_history: correct, slower)
-        rows = self._query(_LAST_RUNS_SQL, (n - 1,))
+        rows = self._query(_LAST_RUNS_SQL, (n - 1, n - 1))
         out: dict[str, list[dict[str, Any]]] = {}
         if not rows:
             return out
@@ -730,14 +730,18 @@ class SqliteStore(FileStore):
 
 
 # Store.last_runs: ``cut`` is each job's first record of its n-th last run (0: it has
-# fewer runs), materialized so that it is worked out once per job, not per record.
+# fewer runs; known without a probe when it has fewer than n records), materialized so
+# that it is worked out once per job, not per record. Both parameters are n - 1.
 _LAST_RUNS_SQL = """
 WITH cut AS MATERIALIZED (
-    SELECT j.job AS job, COALESCE((
-        SELECT f.id FROM history f
-        WHERE f.job = j.job AND f.run_id IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM history e WHERE e.job = f.job AND e.run_id = f.run_id AND e.id < f.id)
-        ORDER BY f.id DESC LIMIT 1 OFFSET ?), 0) AS first
+    SELECT j.job AS job, CASE
+        WHEN (SELECT id FROM history WHERE job = j.job ORDER BY id DESC LIMIT 1 OFFSET ?) IS NULL THEN 0
+        ELSE COALESCE((
+            SELECT f.id FROM history f
+            WHERE f.job = j.job AND f.run_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM history e WHERE e.job = f.job AND e.run_id = f.run_id AND e.id < f.id)
+            ORDER BY f.id DESC LIMIT 1 OFFSET ?), 0)
+        END AS first
     FROM history_jobs j
 )
 SELECT h.job, h.body FROM cut JOIN history h ON h.job = cut.job AND h.id >= cut.first
