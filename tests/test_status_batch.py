@@ -102,7 +102,7 @@ def test_merged_histories_is_merged_history_of_every_job(tmp_path: Path) -> None
         assert merged_histories(store, n) == {job: merged_history(store, job, n) for job in ("j0", "j1", "j2")}
 
 
-def test_a_state_db_made_before_the_run_index_gets_it_and_reads_the_same(tmp_path: Path) -> None:
+def test_a_state_db_without_the_run_index_gets_it_from_the_first_last_runs_and_reads_the_same(tmp_path: Path) -> None:
     import sqlite3
 
     from cronfile.stores.sqlite import SqliteStore
@@ -115,7 +115,7 @@ def test_a_state_db_made_before_the_run_index_gets_it_and_reads_the_same(tmp_pat
     want = store.last_runs(3)
     store.close()
     with sqlite3.connect(tmp_path / "state" / "state.db") as db:
-        db.execute("DROP INDEX history_run")  # as an older cronfile made it
+        db.execute("DROP INDEX history_run")  # as a database no `status` has read yet
     older = SqliteStore(tmp_path / "state")
     assert older.last_runs(3) == want == {"j": [_run("j", f"r{i}", "success", at + timedelta(minutes=i)) for i in (3, 4, 5)]}
     with sqlite3.connect(tmp_path / "state" / "state.db") as db:
