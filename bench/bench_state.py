@@ -13,7 +13,8 @@ like gen_jobs.py's: about 550 bytes each in state.json) with H history records p
   meanwhile), so the store must notice what changed;
 - the first read of a fresh store object (every CLI command);
 - what `status` reads: the state and the last 10 history entries of every job
-  (``merged_history``), from a fresh store object;
+  (``merged_history``), from a fresh store object; and the same read as `status` now
+  reads it, every job's last runs at once (``merged_histories``, ``Store.last_runs``);
 - one run's history write: append a record, then prune to the history_limit (100);
 - the first transaction of an apply writing all N jobs into an empty store, and the
   one-off import of the file store's state dir into state.db.
@@ -45,6 +46,11 @@ try:  # the structure issue moves it (engine.py -> history.py)
     from cronfile.history import merged_history  # type: ignore[attr-defined]  # noqa: E402
 except ImportError:
     from cronfile.engine import merged_history  # noqa: E402
+try:  # issue 17: every job's last runs in one read
+    from cronfile.history import merged_histories  # noqa: E402
+except ImportError:
+    def merged_histories(store: object, n: int) -> dict:  # (an older tree: per job, as before)
+        return {}
 
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney")
 HISTORY_LIMIT = 100
@@ -162,6 +168,13 @@ def measure(kind: str, make: Callable[[], Store], n: int, reps: int, now: dateti
             merged_history(s, name, 10)
 
     out["status"] = timed(status, max(1, min(reps, 3)))
+
+    def status_now() -> None:  # what `cronfile status` reads since issue 17's Store.last_runs
+        s = make()
+        s.read()
+        merged_histories(s, 10)
+
+    out["status_now"] = timed(status_now, max(1, min(reps, 3)))
     # A run's history: append, then prune at the limit (a job with a full history).
     full = names[0]
     for k in range(HISTORY_LIMIT):
@@ -192,6 +205,7 @@ def main() -> None:
         "claim": "claim after another writer's transaction",
         "read": "first read of a fresh store (a CLI command)",
         "status": "status: state + last 10 history of every job",
+        "status_now": "  the same, every job's in one read (last_runs)",
         "history": "one run's history: append + prune(100)",
         "apply": "first apply: write N jobs into an empty store",
         "migrate": "import state.json + history files into state.db",

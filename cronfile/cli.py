@@ -353,16 +353,17 @@ def cmd_apply(args: argparse.Namespace, out: Out) -> int:
 def cmd_status(args: argparse.Namespace, out: Out) -> int:
     from datetime import UTC, datetime
 
-    from .history import engine_running, merged_history
-    from .render import render_status, status_rows
+    from .history import engine_running, merged_histories
+    from .render import RECENT_N, render_status, status_rows
 
     project = load_repo(args, warnings=False)
     store = store_of(args, project)
     state = store.read()
     now = datetime.now(UTC)
     names = set(state.jobs) | {s.name for s in project.specs}
-    histories = {n: merged_history(store, n, 10) for n in names}
-    rows = status_rows(project.specs if project.ok else None, state, histories, now, engine_running=engine_running(store), usage=agent_usage(store, project, state, names, now))
+    histories = merged_histories(store, RECENT_N)  # every job's at once (issue 17)
+    usage = agent_usage(store, project, state, names, now, with_history=set(histories))
+    rows = status_rows(project.specs if project.ok else None, state, histories, now, engine_running=engine_running(store), usage=usage)
     if out.json:
         out.json_data(rows)
     else:
@@ -405,8 +406,9 @@ def cmd_resume(args: argparse.Namespace, out: Out) -> int:
     return EXIT_OK
 
 
-def agent_usage(store: Store, project: Any, state: Any, names: set[str], now: Any) -> dict[str, Any]:
-    """Each agent job's usage over the last 24 hours (what its budget counts)."""
+def agent_usage(store: Store, project: Any, state: Any, names: set[str], now: Any, *, with_history: set[str] | None = None) -> dict[str, Any]:
+    """Each agent job's usage over the last 24 hours (what its budget counts).
+    ``with_history``: the jobs known to have runs (the others read as none, unread)."""
     from datetime import timedelta
 
     from .history import merged_history
@@ -414,10 +416,12 @@ def agent_usage(store: Store, project: Any, state: Any, names: set[str], now: An
 
     declared = {s.name: s.data for s in project.specs}
     out = {}
+    since = now - timedelta(hours=24)
     for n in names:
         data = state.jobs[n].spec if n in state.jobs else declared.get(n, {})
         if "prompt" in data:
-            out[n] = usage_since(merged_history(store, n, None), now - timedelta(hours=24))
+            runs = merged_history(store, n, None) if with_history is None or n in with_history else []
+            out[n] = usage_since(runs, since)
     return out
 
 

@@ -61,7 +61,7 @@ from .recovery import reap, stop_leftovers
 from .runpool import RunHandle, RunPool
 from .schedule import Schedule
 from .spec import Config, JobSpec, Status, Trigger, spec_from_data
-from .state import JobState, LastRun, Running, State
+from .state import JobState, LastRun, Running, State, share_specs
 from .stores.base import Store
 from .volley import Volley
 from .writer import StateWriter
@@ -163,6 +163,7 @@ class Engine:
         self._failed = 0
         self._locks: list[Any] = []
         self._spec_cache: dict[str, JobSpec] = {}
+        share_specs({s.spec_hash: s.data for s in project.specs})  # before the first state read
         # The daemon re-reads only the files that changed (cronfile/parsecache.py): the
         # cache the command loaded the project with, kept in memory from here on.
         # (It was saved by the command; from here on it lives in memory: a save per edit
@@ -293,6 +294,7 @@ class Engine:
         """Runs use the specs the files were just parsed to (spec_for would otherwise
         build a second copy of each from state.json), and only the current ones."""
         self._spec_cache = {s.spec_hash: s for s in project.specs}
+        share_specs({h: s.data for h, s in self._spec_cache.items()})  # the state's JobStates keep these
 
     def reload(self) -> None:
         """Re-read the files that changed (daemon, on a file event). An invalid change

@@ -32,6 +32,8 @@ __all__ = [
     "engine_running",
     "final_record",
     "last_success_output",
+    "merge_lines",
+    "merged_histories",
     "merged_history",
     "new_run_id",
     "short_id",
@@ -319,6 +321,17 @@ def merged_history(store: Store, job: str, n: int | None) -> list[dict[str, Any]
         raw = store.read_history(job)
     except ValueError:
         return []
+    return merge_lines(raw, n)
+
+
+def merged_histories(store: Store, n: int) -> dict[str, list[dict[str, Any]]]:
+    """``merged_history(store, job, n)`` of every job with runs, read at once
+    (``Store.last_runs``: one query, not one per job). A job not in it has none."""
+    return {job: merge_lines(lines, n) for job, lines in store.last_runs(n).items()}
+
+
+def merge_lines(raw: list[dict[str, Any]], n: int | None) -> list[dict[str, Any]]:
+    """``raw`` history lines (oldest first) merged by run id; the last ``n`` runs."""
     merged: dict[str, dict[str, Any]] = {}
     for line in raw:
         rid = line.get("run_id")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -234,10 +235,24 @@ def render_plan(plan: Plan, *, color: bool, tz_of: Callable[[str], str] | None =
 
 
 def _deadline(spec_data: Mapping[str, Any]) -> timedelta:
+    value = spec_data.get("starting_deadline", 60)
     try:
-        return parse_duration(spec_data.get("starting_deadline", 60))
+        found = _DEADLINES.get(value)
+    except TypeError:  # (not hashable: parse_duration says what it makes of it)
+        found = None
+    if found is not None:
+        return found
+    try:
+        found = parse_duration(value)
     except (ValueError, TypeError):
-        return timedelta(minutes=1)
+        found = timedelta(minutes=1)
+    with suppress(TypeError):
+        if len(_DEADLINES) < 256:
+            _DEADLINES[value] = found
+    return found
+
+
+_DEADLINES: dict[Any, timedelta] = {}  # starting_deadline -> its duration (status: once per job)
 
 
 def _last_run(js: JobState | None, history: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -355,7 +370,8 @@ def _when(dt: datetime | None, tz: str | None, now: datetime) -> str:
     if dt is None:
         return "-"
     local = dt.astimezone(_zone(tz))
-    return f"{local.strftime('%Y-%m-%d %H:%M')} ({humanize_delta(dt - now)})"
+    # (what strftime("%Y-%m-%d %H:%M") gives, at a tenth of its cost: once per job)
+    return f"{local.year:04d}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d} ({humanize_delta(dt - now)})"
 
 
 _STATE_COLOR: dict[str, str] = {
@@ -409,7 +425,9 @@ def render_status(rows: list[dict[str, Any]], *, color: bool, now: datetime) -> 
         return "  ".join(cells).rstrip()
 
     out = [line([h.ljust(widths[i]) for i, h in enumerate(header)])]
-    for r, row in zip(rows, table, strict=True):
+    if not color:  # (the same cells as below, without a paint call per cell)
+        out += ["  ".join([text.ljust(w) for (text, _), w in zip(row, widths, strict=True)]).rstrip() for row in table]
+    for r, row in zip(rows, table, strict=True) if color else ():
         cells = []
         for i, (text, code) in enumerate(row):
             pad = " " * (widths[i] - len(text))

@@ -18,6 +18,19 @@ from .spec import Status, Trigger
 
 STATE_VERSION = 1
 
+# spec_hash -> the spec mapping a process already holds (its project's JobSpec.data):
+# a decoded JobState keeps that one instead of its own equal copy (``share_specs``).
+_SHARED_SPECS: Mapping[str, Mapping[str, Any]] = {}
+
+
+def share_specs(specs: Mapping[str, Mapping[str, Any]]) -> None:
+    """From now on, decoding a JobState whose spec equals one of ``specs`` (spec_hash ->
+    spec mapping) keeps that mapping instead of its own copy. A daemon at 30,000 jobs
+    held each spec twice otherwise: the files' and the state's (issue 17). Replaces the
+    previous set (pass the current specs only: the old ones are then let go)."""
+    global _SHARED_SPECS
+    _SHARED_SPECS = dict(specs)
+
 
 class JobStatus(StrEnum):
     """Where a job stands in the applied set."""
@@ -27,7 +40,10 @@ class JobStatus(StrEnum):
     completed = "completed"  # Once-only job done, `repeat` used up, or an instant in the past.
 
 
-@dataclass(frozen=True)
+_JOB_STATUS: dict[str, JobStatus] = {str(s): s for s in JobStatus}  # (a call of JobStatus costs 10x)
+
+
+@dataclass(frozen=True, slots=True)
 class Running:
     """A run that has been claimed and not yet recorded as finished."""
 
@@ -65,7 +81,7 @@ class Running:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LastRun:
     run_id: str
     status: Status
@@ -96,7 +112,7 @@ class LastRun:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pause:
     """A runtime pause (`cronfile pause NAME`): who, from where, when and why. Kept in the
     state, not the repo: applies and restarts keep it, `cronfile resume NAME` ends it."""
@@ -121,7 +137,7 @@ class Pause:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobState:
     """One applied job."""
 
@@ -159,13 +175,17 @@ class JobState:
 
     @classmethod
     def decode(cls, d: dict[str, Any]) -> JobState:
+        spec = d["spec"]
+        shared = _SHARED_SPECS.get(d["spec_hash"])
+        if shared is not None and shared == spec:
+            spec = shared  # the project's own mapping: one copy of each spec, not two
         return cls(
-            spec=d["spec"],
+            spec=spec,
             spec_hash=d["spec_hash"],
             schedule_sig=d["schedule_sig"],
             created_at=_dt(d["created_at"]),
             updated_at=parse_iso(d.get("updated_at")),
-            state=JobStatus(d.get("state", JobStatus.scheduled)),
+            state=_JOB_STATUS[d.get("state", "scheduled")],
             next_run=parse_iso(d.get("next_run")),
             last_run=LastRun.decode(d["last_run"]) if d.get("last_run") else None,
             run_count=int(d.get("run_count", 0)),

@@ -48,7 +48,7 @@ from filelock import FileLock, Timeout
 from ..errors import LockedError, StateError, StateWriteError
 from ..faults import fault
 from ..state import State
-from .base import EngineInfo, Finding, Txn
+from .base import EngineInfo, Finding, Txn, tail_runs
 
 __all__ = ["DaemonLock", "EngineLock", "FileStore", "StateWriteError", "encode_state"]
 
@@ -502,6 +502,20 @@ class FileStore:
         if n is not None:
             records = records[-n:] if n > 0 else []
         return records
+
+    def last_runs(self, n: int) -> dict[str, list[dict[str, Any]]]:
+        """Every job's records of its last ``n`` runs (a file per job, read whole)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        if n <= 0:
+            return out
+        for job in self.history_jobs():
+            try:
+                records = tail_runs(self.read_history(job), n)
+            except ValueError:  # a folder whose name is no job name
+                continue
+            if records:
+                out[job] = records
+        return out
 
     def history_jobs(self) -> list[str]:
         """The folders under ``runs/``: a job with history or a log (deleted jobs' stay)."""

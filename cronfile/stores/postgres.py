@@ -659,6 +659,29 @@ class PostgresStore:
                 ).fetchall()
         return [r[0] for r in rows if isinstance(r[0], dict)]
 
+    def last_runs(self, n: int) -> dict[str, list[dict[str, Any]]]:
+        """Every job's records of its last ``n`` runs, in one query: each run's first
+        record (min id per job and run_id), ranked per job newest first, and the records
+        of the runs ranked ``n`` or better."""
+        if n <= 0 or not self.created():
+            return {}
+        with self._conn() as conn:
+            rows = conn.execute(
+                "WITH runs AS (SELECT job, run_id, min(id) AS first FROM cronfile_history"
+                "   WHERE run_id IS NOT NULL AND run_id <> '' GROUP BY job, run_id),"
+                " ranked AS (SELECT job, run_id, row_number() OVER (PARTITION BY job ORDER BY first DESC) AS rn"
+                "   FROM runs)"
+                " SELECT h.job, h.record FROM cronfile_history h"
+                " JOIN ranked r ON r.job = h.job AND r.run_id = h.run_id AND r.rn <= %s"
+                " ORDER BY h.job, h.id",
+                (n,),
+            ).fetchall()
+        out: dict[str, list[dict[str, Any]]] = {}
+        for job, record in rows:
+            if isinstance(record, dict):
+                out.setdefault(job, []).append(record)
+        return out
+
     def history_jobs(self) -> list[str]:
         if not self.created():
             return []

@@ -21,7 +21,7 @@ import pytest
 
 from cronfile.errors import LockedError
 from cronfile.state import State
-from cronfile.stores.base import EngineInfo, Store
+from cronfile.stores.base import EngineInfo, Store, tail_runs
 
 from . import workers
 from .backends import Backend
@@ -186,6 +186,31 @@ def test_history_reads_back_oldest_first_and_its_last_n(store: Store) -> None:
     assert store.read_history(JOB, 2) == [delivered, _run("r3")]
     assert store.read_history(JOB, 0) == []
     assert store.read_history("other") == []
+
+
+def test_last_runs_reads_every_jobs_last_n_runs_at_once(store: Store) -> None:
+    """``status`` reads every job's last runs in one call. A run is placed by its first
+    record: a deliveries line appended after newer runs keeps its run where it began
+    (and out of the last n, whole, when it began before them). A record without a
+    run_id is no run. Per job it is what tail_runs of the whole history says."""
+    late = {"run_id": "a1", "deliveries": [{"target": "stdout", "ok": True, "key": "a1.0"}]}
+    soon = {"run_id": "a3", "deliveries": [{"target": "stdout", "ok": True, "key": "a3.0"}]}
+    lines = {
+        "a-job": [_run("a1"), _run("a2", "failed"), _run("a3"), soon, late, {"status": "success"}, _run("a4")],
+        "b-job": [_run("b1")],
+        "c-job": [{"job": "c-job", "status": "success"}],  # no run id: no run
+    }
+    for job, recs in lines.items():
+        for rec in recs:
+            store.append_history(job, rec)
+    assert store.last_runs(2) == {"a-job": [_run("a3"), soon, _run("a4")], "b-job": [_run("b1")]}
+    assert store.last_runs(3) == {"a-job": [_run("a2", "failed"), _run("a3"), soon, _run("a4")], "b-job": [_run("b1")]}
+    assert store.last_runs(4)["a-job"] == [r for r in lines["a-job"] if r.get("run_id")]
+    assert store.last_runs(0) == {}
+    for n in (1, 2, 3, 5):
+        got = store.last_runs(n)
+        for job in store.history_jobs():
+            assert got.get(job, []) == tail_runs(store.read_history(job), n), (job, n)
 
 
 def test_history_jobs_names_every_job_with_history(store: Store) -> None:
