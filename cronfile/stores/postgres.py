@@ -331,6 +331,9 @@ class PostgresStore:
         self._cache_lock = threading.Lock()
         self._counter = -1  # the change counter of the jobs cached (-1: none)
         self._jobs: dict[str, JobState] = {}
+        # The State last read or written, by its counter: read again unchanged, it is the
+        # very object, so the engine's writer knows its own writes (StateWriter.ours).
+        self._state_at: tuple[int, State] | None = None
         self._held_engines: dict[str, EngineLease] = {}
         self._unsent: set[tuple[str, str]] = set()  # logs kept while the database was away
         self._claims_pruned = 0.0
@@ -466,7 +469,9 @@ class PostgresStore:
                 f"(it reads version {STATE_VERSION})"
             )
         with self._cache_lock:
-            have, jobs = self._counter, self._jobs
+            have, jobs, last = self._counter, self._jobs, self._state_at
+        if last is not None and last[0] == counter:
+            return last[1]
         if have != counter:
             if have < 0 or have > counter:
                 rows = conn.execute("SELECT name, data FROM cronfile_jobs WHERE data IS NOT NULL").fetchall()
@@ -491,7 +496,11 @@ class PostgresStore:
             head = State.decode({"version": version, "revision": revision, "applied_at": applied_at, "orphans": orphans or [], "jobs": {}})
         except StateError as e:
             raise StateError(f"{self.location}: {e}") from None
-        return head.with_(jobs=dict(jobs))
+        state = head.with_(jobs=dict(jobs))
+        with self._cache_lock:
+            if self._state_at is None or counter > self._state_at[0]:
+                self._state_at = (counter, state)
+        return state
 
     _META = "SELECT counter, state_version, revision, applied_at, orphans FROM cronfile_meta WHERE id = 1"
 
@@ -525,6 +534,8 @@ class PostgresStore:
                     with self._cache_lock:
                         if written[0] > self._counter:
                             self._counter, self._jobs = written
+                        if self._state_at is None or written[0] > self._state_at[0]:
+                            self._state_at = (written[0], txn.state)
         finally:
             self._tls.in_txn = False
 
