@@ -304,18 +304,19 @@ class Engine:
         w = self._watcher
         paths, gen = w.take_paths() if w is not None else (None, 0)
         now = self.clock.now()
-        out = reload_project(self._files, paths, now=now) if paths is not None else None
+        base = self._files
+        out = reload_project(base, paths, now=now) if paths is not None else None
         if out is not None:
             project, differs = out
-            self._files = project
-            if not differs:
+            if not differs and base is self.project:
+                self.project = self._files = project
                 return  # written again as it was
         else:
             project = load_project(self.root, now=now, cache=self._parse_cache, warnings=False)
             if project.signature == self.project.signature and not racy_changed(self.project):
-                self._files = project
+                self.project = self._files = project
                 return  # nothing changed (the event was a temp file, or a folder)
-            self._files = project
+        self._files = project
         if project.errors:
             log_problems(self.log, project.errors)
             return

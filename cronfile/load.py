@@ -39,7 +39,7 @@ SUFFIXES = (".yaml", ".yml")
 Signature = dict[str, tuple[int, int, int, int]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileResult:
     """One job file as the loader read it: what ``reload_project`` reuses for the files
     that did not change."""
