@@ -53,7 +53,14 @@ from .history import (
     new_run_id,
     short_id,
 )
-from .load import Project, files_signature, load_project, racy_changed, reload_project
+from .load import (
+    Project,
+    config_unchanged,
+    files_signature,
+    load_project,
+    racy_changed,
+    reload_project,
+)
 from .logfmt import LogWriter
 from .observe import Observer
 from .parsecache import ParseCache
@@ -327,7 +334,9 @@ class Engine:
             if p is not project or w is None:
                 return None
             now_gen = w.settle()
-            return None if now_gen is None else now_gen == gen
+            if now_gen is None or not config_unchanged(p):
+                return None  # the walk decides
+            return now_gen == gen
 
         self.apply(project, "daemon", unchanged)
 

@@ -562,6 +562,20 @@ def reload_project(prev: Project, changed: Iterable[str], *, now: datetime | Non
     return project, differs
 
 
+def config_unchanged(project: Project) -> bool:
+    """Whether cronfile.yaml's stat is the one ``project`` was read with (one stat: the
+    daemon's watcher counts writes to job files, not to it)."""
+    config = str(project.root / CONFIG_NAME)
+    try:
+        st = os.stat(config)
+        now: tuple[int, int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except FileNotFoundError:
+        now = _UNREADABLE if os.path.islink(config) else None
+    except OSError:
+        now = _UNREADABLE
+    return project.signature.get(config) == now and config not in project.racy
+
+
 def racy_changed(project: Project) -> bool:
     """Whether a file the project read within a clock tick of its last write now holds
     something else. A filesystem whose clock ticks coarsely can give a second write in

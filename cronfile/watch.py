@@ -59,10 +59,13 @@ _SELF = IN_DELETE_SELF | IN_MOVE_SELF
 # or touched): not at each write(2), so a half-written file is not read. watchfiles
 # reported IN_MODIFY too; nothing here needs it.
 _NAMES = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB
-# jobs.d, its folders and the root: every change of a name in them. IN_MODIFY (each
-# write(2)) is not reported: it only counts in Watcher.generation, so that an apply can
-# tell a file being written from one left alone (Watcher.settle).
-DIR_MASK = _NAMES | IN_MODIFY | _SELF | IN_ONLYDIR
+# jobs.d, its folders and the root: every change of a name in them.
+DIR_MASK = _NAMES | _SELF | IN_ONLYDIR
+# jobs.d and its folders also IN_MODIFY (each write(2)), never reported: it only counts
+# in Watcher.generation, so that an apply can tell a job file being written from one
+# left alone (Watcher.settle). Not the root, where a daemon's own log may be written
+# (cronfile.yaml is stat'ed instead: load.config_unchanged).
+TREE_MASK = DIR_MASK | IN_MODIFY
 # The state dir: only state.json being replaced (the store writes a temp file and
 # renames it) or written in place; the lock files and audit.jsonl come and go too, but
 # are filtered by name once read (inotify has no filter by name).
@@ -336,7 +339,7 @@ class _Inotify:
             d = stack.pop()
             if not _inside(os.path.realpath(d), self._root):
                 continue
-            wd = self._add(d, DIR_MASK, starting)
+            wd = self._add(d, TREE_MASK, starting)
             if wd is None or wd in tree:
                 continue
             tree.add(wd)

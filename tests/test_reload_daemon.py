@@ -206,13 +206,22 @@ def test_a_new_folder_or_a_config_change_is_read_by_a_full_walk(live, repo: Path
     in_sync(repo)
 
 
-@pytest.mark.parametrize("closed", [True, False], ids=["saved", "still-open"])
-def test_a_file_changed_while_the_reload_waits_for_the_state_lock_is_not_reverted(live, repo: Path, monkeypatch: pytest.MonkeyPatch, closed: bool) -> None:
+@pytest.mark.parametrize("what", ["saved", "still-open", "config-still-open"])
+def test_a_file_changed_while_the_reload_waits_for_the_state_lock_is_not_reverted(live, repo: Path, monkeypatch: pytest.MonkeyPatch, what: str) -> None:
     """The stale-files guard without a walk: the watcher is asked, under the lock,
     whether anything changed since the files were read (apply.apply_project). A write
-    not closed yet counts too (IN_MODIFY)."""
+    not closed yet counts too (IN_MODIFY); cronfile.yaml is stat'ed."""
     eng, wait = live
     held: list[object] = []
+    if what.startswith("config"):
+        # An existing cronfile.yaml, read long enough after its write to be trusted by
+        # its stat (no racy window here): truncating and writing it in place is then
+        # only IN_MODIFY, which the root's watch does not count.
+        monkeypatch.setattr(load_mod, "RACY_NS", 0)
+        (repo / "cronfile.yaml").write_text("defaults:\n  timeout: 5m\n")
+        wait()
+        eng.reload()
+        assert {js.spec["timeout"] for js in eng.store.read().jobs.values()} == {"5m"}
     write_job(repo, "job1", JOB.format(d="first"))
     wait()
     real = load_mod.parse_file
@@ -223,11 +232,12 @@ def test_a_file_changed_while_the_reload_waits_for_the_state_lock_is_not_reverte
         if path.endswith("job1.yaml") and not once:
             once.append(True)
             # Another save lands after this read, before the apply takes the lock.
-            if closed:
+            if what == "saved":
                 (repo / "jobs.d/job1.yaml").write_text(JOB.format(d="second"))
             else:
-                f = (repo / "jobs.d/job1.yaml").open("w")
-                f.write(JOB.format(d="second"))
+                config = what.startswith("config")
+                f = (repo / ("cronfile.yaml" if config else "jobs.d/job1.yaml")).open("w")
+                f.write("defaults:\n  timeout: 9m\n" if config else JOB.format(d="second"))
                 f.flush()
                 held.append(f)
         return out
@@ -238,5 +248,10 @@ def test_a_file_changed_while_the_reload_waits_for_the_state_lock_is_not_reverte
     finally:
         for f in held:
             f.close()  # type: ignore[attr-defined]
-    assert eng.store.read().jobs["job1"].spec["description"] == "second"
+    jobs = eng.store.read().jobs
+    if what.startswith("config"):
+        assert {js.spec["timeout"] for js in jobs.values()} == {"9m"}
+        assert jobs["job1"].spec["description"] == "first"
+    else:
+        assert jobs["job1"].spec["description"] == "second"
     in_sync(repo)
