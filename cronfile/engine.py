@@ -178,6 +178,7 @@ class Engine:
         self._parse_cache.path = None
         self._watcher: Any = None  # the daemon's (serve); it names the files that changed
         self._files = project  # the files as last read, valid or not (reload builds on it)
+        self._specs_of: Project | None = None  # the project _spec_cache holds the specs of
         self._sched_cache: dict[tuple[Any, ...], Any] = {}
         self._finished: list[str] = []
         self._volleys: set[Volley] = set()
@@ -301,8 +302,15 @@ class Engine:
 
     def _remember_specs(self, project: Project) -> None:
         """Runs use the specs the files were just parsed to (spec_for would otherwise
-        build a second copy of each from state.json), and only the current ones."""
-        self._spec_cache = {s.spec_hash: s for s in project.specs}
+        build a second copy of each from state.json), and only the current ones. A
+        project reload_project patched from the last one swaps the jobs it swapped."""
+        if project.patched_from is not None and project.patched_from() is self._specs_of:
+            for old, new in project.swapped:
+                self._spec_cache.pop(old.spec_hash, None)
+                self._spec_cache[new.spec_hash] = new
+        else:
+            self._spec_cache = {s.spec_hash: s for s in project.specs}
+        self._specs_of = project
 
     def reload(self) -> None:
         """Re-read the files that changed (daemon, on a file event): only those the

@@ -8,13 +8,15 @@ refuses to touch state, the daemon keeps its last good set).
 
 from __future__ import annotations
 
+import bisect
 import errno
 import hashlib
 import operator
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +59,16 @@ class FileResult:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Index:
+    """What an assembly knew, for reload_project to patch the next one."""
+
+    by_name: dict[str, JobSpec]  # each name's job where it comes first in the walk
+    dupes: frozenset[str]  # names declared more than once
+    pathy: tuple[JobSpec, ...]  # the jobs whose paths are checked (path_problems), in walk order
+    head: int  # how many problems come before those of the paths
+
+
 @dataclass
 class Project:
     root: Path
@@ -77,6 +89,11 @@ class Project:
     dirs: dict[str, tuple[str, str | None, str]] = field(default_factory=dict, repr=False, compare=False)
     base_problems: tuple[Problem, ...] = field(default=(), repr=False, compare=False)
     incremental: bool = field(default=False, repr=False, compare=False)
+    index: _Index | None = field(default=None, repr=False, compare=False)
+    # Made by reload_project from that project (a weak reference: no chain of projects
+    # kept alive) by swapping these (old, new) specs: what a cache of specs can patch.
+    patched_from: Callable[[], Project | None] | None = field(default=None, repr=False, compare=False)
+    swapped: tuple[tuple[JobSpec, JobSpec], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def files(self) -> list[Path]:
@@ -395,7 +412,7 @@ def load_project(
     if cache is not None and files is None:
         cache.forget_unseen()
     base = tuple(problems)
-    specs, problems = _assemble(root, config, base, entries.values(), now, (os.environ if environ is None else environ) if warnings else None)
+    specs, problems, index = _assemble(root, config, base, entries.values(), now, (os.environ if environ is None else environ) if warnings else None)
     incremental = files is None and jobs_dir is None and not warnings
     return Project(
         root=root,
@@ -410,6 +427,7 @@ def load_project(
         dirs=scan.dirs if incremental else {},
         base_problems=base if incremental else (),
         incremental=incremental,
+        index=index if incremental else None,
     )
 
 
@@ -428,19 +446,21 @@ def _assemble(
     results: Iterable[FileResult],
     now: datetime,
     environ: Mapping[str, str] | None,
-) -> tuple[list[JobSpec], list[Problem]]:
+) -> tuple[list[JobSpec], list[Problem], _Index]:
     """The project's jobs (by name) and problems from each file's result, in walk order:
     a name declared twice is kept where it comes first. What load_project and
     reload_project share, so a project read again file by file is the one a full load
     gives. ``environ`` None: no warnings."""
     problems = list(base)
     first: dict[str, JobSpec] = {}  # each name where it comes first
+    dupes: set[str] = set()
     for r in results:
         if r.problems:
             problems += r.problems
         for spec in r.specs:
             name = spec.name
             if name in first:
+                dupes.add(name)
                 was = first[name]
                 problems.append(
                     Problem(
@@ -455,15 +475,63 @@ def _assemble(
             first[name] = spec
     specs = list(first.values())
     problems += cross_problems(specs)
-    from .paths import path_problems
-
-    for spec in specs:  # the files a job reads and where it runs: inside the repo only
-        if spec.workdir != "." or spec.context.files or spec.context.script:
-            problems += path_problems(spec, root, config)
+    head = len(problems)
+    pathy = tuple(s for s in specs if _pathy(s))
+    problems += _path_problems(pathy, root, config)
     if environ is not None:
         problems += warnings_for(specs, root, now, environ)
     specs.sort(key=_name)
-    return specs, problems
+    return specs, problems, _Index(first, frozenset(dupes), pathy, head)
+
+
+def _pathy(spec: JobSpec) -> bool:
+    return spec.workdir != "." or bool(spec.context.files) or bool(spec.context.script)
+
+
+def _path_problems(specs: Iterable[JobSpec], root: Path, config: Config) -> list[Problem]:
+    """The files a job reads and where it runs: inside the repo only."""
+    from .paths import path_problems
+
+    return [p for spec in specs for p in path_problems(spec, root, config)]
+
+
+def _ref_ok(spec: JobSpec, names: Mapping[str, JobSpec]) -> bool:
+    """No cross_problems for ``spec`` among jobs named ``names``."""
+    ref = spec.context.from_job
+    return ref is None or (ref in names and ref != spec.name)
+
+
+def _patch(prev: Project, pairs: list[tuple[FileResult, FileResult]]) -> tuple[list[JobSpec], list[Problem], _Index, list[tuple[JobSpec, JobSpec]]] | None:
+    """``prev``'s jobs and problems with the files in ``pairs`` (old, new) edited, without
+    a pass over every job: None unless the edit leaves every check across files as it
+    was (the same names in each file, none declared twice, no from_job problem before or
+    after, no path to check, the same problems in the file). Then only the jobs change
+    (each in its place by name), and the paths other jobs use are checked again, as a
+    full assembly checks them."""
+    idx = prev.index
+    if idx is None:
+        return None
+    swaps: list[tuple[JobSpec, JobSpec]] = []
+    for old, new in pairs:
+        if old.problems != new.problems or len(old.specs) != len(new.specs):
+            return None
+        for a, b in zip(old.specs, new.specs, strict=True):
+            name = a.name
+            if b.name != name or name in idx.dupes or idx.by_name.get(name) is not a:
+                return None
+            if _pathy(a) or _pathy(b) or not _ref_ok(a, idx.by_name) or not _ref_ok(b, idx.by_name):
+                return None
+            swaps.append((a, b))
+    specs = list(prev.specs)
+    by_name = dict(idx.by_name)
+    for a, b in swaps:
+        i = bisect.bisect_left(specs, a.name, key=_name)
+        if i >= len(specs) or specs[i] is not a:
+            return None
+        specs[i] = b
+        by_name[a.name] = b
+    problems = prev.problems[: idx.head] + _path_problems(idx.pathy, prev.root, prev.config)
+    return specs, problems, _Index(by_name, idx.dupes, idx.pathy, idx.head), swaps
 
 
 def reload_project(prev: Project, changed: Iterable[str], *, now: datetime | None = None) -> tuple[Project, bool] | None:
@@ -524,33 +592,38 @@ def reload_project(prev: Project, changed: Iterable[str], *, now: datetime | Non
             _memoize(found)
             cache.put(key, Entry(file_key(read_st), shown, context, found, more))
         updated[key] = FileResult(full, shown, _order(walked) + name, found, more)
-    differs = False
-    inserted = False
+    moved = False  # a file came or went
+    edited: list[tuple[FileResult, FileResult]] = []
     new_entries = dict(entries)
     for key, r in updated.items():
         old = new_entries.get(key)
         if r is None:
             if old is not None:
                 del new_entries[key]
-                differs = True
+                moved = True
             continue
         if old is None:
-            inserted = differs = True
+            moved = True
         elif not r.same(old):
-            differs = True
+            edited.append((old, r))
         new_entries[key] = r
-    if inserted:
+    if moved:
         new_entries = dict(sorted(new_entries.items(), key=lambda kv: kv[1].order))
+    differs = moved or bool(edited)
+    specs, problems, index = prev.specs, prev.problems, prev.index
+    swaps: list[tuple[JobSpec, JobSpec]] = []
     if differs:
-        specs, problems = _assemble(prev.root, prev.config, prev.base_problems, new_entries.values(), now, None)
-    else:
-        specs, problems = prev.specs, prev.problems
+        patched = None if moved else _patch(prev, edited)
+        if patched is not None:
+            specs, problems, index, swaps = patched
+        else:
+            specs, problems, index = _assemble(prev.root, prev.config, prev.base_problems, new_entries.values(), now, None)
     project = Project(
         root=prev.root,
         config=prev.config,
         specs=specs,
         problems=problems,
-        file_names=[r.path for r in new_entries.values()] if differs else prev.file_names,
+        file_names=[r.path for r in new_entries.values()] if moved else prev.file_names,
         signature=sig,
         cache=cache,
         racy=racy,
@@ -558,6 +631,9 @@ def reload_project(prev: Project, changed: Iterable[str], *, now: datetime | Non
         dirs=prev.dirs,
         base_problems=prev.base_problems,
         incremental=True,
+        index=index,
+        patched_from=weakref.ref(prev) if differs and swaps else None,
+        swapped=tuple(swaps),
     )
     return project, differs
 

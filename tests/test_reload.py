@@ -42,6 +42,10 @@ def same_project(a: Project, b: Project) -> None:
     assert all(a.entries[k].same(b.entries[k]) and a.entries[k].order == b.entries[k].order for k in a.entries)
     assert a.dirs == b.dirs
     assert a.base_problems == b.base_problems
+    assert a.index is not None and b.index is not None
+    assert list(a.index.by_name.items()) == list(b.index.by_name.items())
+    assert all(a.index.by_name[n] is s for n, s in ((s.name, s) for s in a.specs))
+    assert (a.index.dupes, a.index.pathy, a.index.head) == (b.index.dupes, b.index.pathy, b.index.head)
 
 
 def full(root: Path) -> Project:
@@ -76,6 +80,37 @@ def test_an_edited_file_is_read_again_and_nothing_else(repo: Path, monkeypatch: 
     project, differs = out
     assert differs and len(read) == 1 and read[0].endswith("jobs.d/team/job2.yaml")
     assert project.job("job2").shell == "echo edited"
+    same_project(project, full(repo))
+
+
+def test_an_edit_that_leaves_the_checks_across_files_alone_swaps_the_job_in_place(repo: Path) -> None:
+    """No pass over every job: the edited job takes its old one's place, and a cache of
+    specs can swap the one (Project.swapped); the result is a full load's all the same."""
+    prev = full(repo)
+    p = write(repo, "jobs.d/b/two.yaml", "name: two-a\n" + JOB.format(m=1, text="a") + "---\nname: two-b\n" + JOB.format(m=2, text="B"))
+    project = reloaded(prev, p)
+    assert project is not None and project.patched_from is not None and project.patched_from() is prev
+    # Every job of the file is swapped (two-a for an equal one, read again).
+    assert [(a.name, b.name) for a, b in project.swapped] == [("two-a", "two-a"), ("two-b", "two-b")]
+    assert all(a is prev.job(a.name) and b is project.job(b.name) for a, b in project.swapped)
+    same_project(project, full(repo))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        JOB.format(m=1, text="x") + "workdir: sub\n",  # a path to check
+        'schedule: "1 3 * * *"\nprompt: p\nagent: claude\ncontext:\n  from_job: nope\n',  # a reference
+        "name: job2\n" + JOB.format(m=1, text="x"),  # another file's name
+        'schedule: "99 3 * * *"\nshell: x\n',  # a problem in the file
+    ],
+    ids=["workdir", "from_job", "duplicate", "invalid"],
+)
+def test_an_edit_that_touches_a_check_across_files_assembles_them_all(repo: Path, text: str) -> None:
+    prev = full(repo)
+    p = write(repo, "jobs.d/team/job1.yaml", text)
+    project = reloaded(prev, p)
+    assert project is not None and project.swapped == ()
     same_project(project, full(repo))
 
 
@@ -236,7 +271,7 @@ def test_a_reload_then_reconcile_equals_a_full_load_then_reconcile(repo: Path) -
 NAMES = [f"jobs.d/{d}{n}.yaml" for d in ("", "x/", "x/y/") for n in ("a", "b", "c")]
 OPS = st.lists(
     st.tuples(
-        st.sampled_from(["write", "write-same", "delete", "rename", "invalid", "dup"]),
+        st.sampled_from(["write", "write", "write-same", "delete", "rename", "invalid", "dup", "ref", "workdir", "subdir"]),
         st.sampled_from(NAMES),
         st.sampled_from(NAMES),
         st.integers(0, 3),
@@ -279,6 +314,16 @@ def test_any_sequence_of_edits_reloads_to_what_a_full_load_reads(tmp_path_factor
                     write(root, a, "schedule: [\n")
                 elif op == "dup":
                     write(root, a, f"name: dup{k}\n" + JOB.format(m=k, text="d"))
+                elif op == "ref":  # a from_job to a job that may or may not exist
+                    write(root, a, f'schedule: "{k} 3 * * *"\nprompt: p\nagent: claude\ncontext:\n  from_job: {Path(b).stem}\n')
+                elif op == "workdir":  # a path checked against the repo (path_problems)
+                    write(root, a, JOB.format(m=k, text="w") + "workdir: sub\n")
+                elif op == "subdir":  # outside jobs.d: a full load sees it, so must a reload
+                    if (root / "sub").exists():
+                        (root / "sub").rmdir()
+                    else:
+                        (root / "sub").mkdir()
+                    continue
                 changed += [pa, pb] if op == "rename" else [pa]
             out = reload_project(project, [str(p) for p in changed], now=now)
             assert out is not None

@@ -178,12 +178,19 @@ def live(repo: Path, monkeypatch: pytest.MonkeyPatch):
 def test_one_edited_file_is_read_alone_with_no_walk_of_the_repo(live, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     eng, wait = live
     n = Counted(monkeypatch)
-    write_job(repo, "job1", JOB.format(d="edited"))
-    wait()
-    eng.reload()
-    assert (n.partial, n.full, n.walks) == (1, 0, 0)
-    assert eng.project.job("job1").description == "edited"
-    assert eng.store.read().jobs["job1"].spec["description"] == "edited"
+    before = eng.store.read().jobs["job1"].spec_hash
+    for k in range(2):
+        write_job(repo, "job1", JOB.format(d=f"edited {k}"))
+        wait()
+        eng.reload()
+        assert (n.partial, n.full, n.walks) == (k + 1, 0, 0)
+        assert eng.project.job("job1").description == f"edited {k}"
+        js = eng.store.read().jobs["job1"]
+        assert js.spec["description"] == f"edited {k}"
+        # Runs use the spec just read; the old one is forgotten.
+        assert eng.spec_for(js) is eng.project.job("job1")
+        assert before not in eng._spec_cache and len(eng._spec_cache) == len(eng.project.specs)
+        before = js.spec_hash
     in_sync(repo)
 
 
