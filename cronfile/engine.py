@@ -287,8 +287,9 @@ class Engine:
 
     # -- applying ----------------------------------------------------------------------
 
-    def apply(self, project: Project, source: str, unchanged: Any = None) -> None:
-        """Apply the files (apply.apply_logged); the runs use what was applied."""
+    def apply(self, project: Project, source: str, unchanged: Callable[[Project], bool | None] | None = None) -> None:
+        """Apply the files (apply.apply_logged); the runs use what was applied.
+        ``unchanged``: see apply.apply_project."""
         applied = apply_logged(self.store, project, now=self.clock.now(), source=source, lock=self.writer.lock, log=self.log, unchanged=unchanged)
         if applied is None:
             return

@@ -262,3 +262,48 @@ def test_a_file_changed_while_the_reload_waits_for_the_state_lock_is_not_reverte
     else:
         assert jobs["job1"].spec["description"] == "second"
     in_sync(repo)
+
+
+def test_the_watcher_names_each_job_file_changed_and_says_when_it_cannot(repo: Path) -> None:
+    seen = threading.Event()
+    watcher = Watcher(repo, None, on_change=lambda kinds: seen.set() if "files" in kinds else None)
+    watcher.start()
+    try:
+        assert watcher.backend == "inotify", "this test needs inotify (Linux)"
+        jobs = watcher.jobs_dir
+
+        def changed(expected: set[str] | None) -> set[str] | None:
+            """What the watcher names, taken as each batch is reported, until it names
+            ``expected`` (batches may split under load)."""
+            got: set[str] | None = set()
+
+            def done() -> bool:
+                nonlocal got
+                if seen.is_set():
+                    seen.clear()
+                    paths = watcher.take_paths()[0]
+                    got = None if paths is None or got is None else got | paths
+                return got == expected or got is None
+
+            wait_for(done, timeout=10, what=f"the watcher to name {expected}")
+            return got
+
+        assert watcher.take_paths()[0] == set()
+        write_job(repo, "job1", JOB.format(d="x"))
+        (repo / "jobs.d/team/lead.yaml").unlink()
+        assert changed({str(jobs / "job1.yaml"), str(jobs / "team/lead.yaml")}) == {str(jobs / "job1.yaml"), str(jobs / "team/lead.yaml")}
+        (repo / "jobs.d/.job1.yaml.swp").write_text("x")  # hidden: never read, never named
+        write_job(repo, "job2", JOB.format(d="y"))
+        assert changed({str(jobs / "job2.yaml")}) == {str(jobs / "job2.yaml")}
+        (repo / "jobs.d/newdir").mkdir()
+        assert changed(None) is None  # a folder came: read them all
+        assert watcher.take_paths()[0] == set()
+        # settle() reads what is queued at once: a write not yet closed counts.
+        gen = watcher.take_paths()[1]
+        with (repo / "jobs.d/job0.yaml").open("a") as f:
+            f.write("# more\n")
+            f.flush()
+            assert watcher.settle() != gen
+    finally:
+        watcher.stop()
+    assert watcher.take_paths()[0] is None and watcher.settle() is None  # stopped: unknown
