@@ -1,6 +1,7 @@
 """Scale: N job files through every command, the daemon's reload, and its memory.
 
     python bench/bench_scale.py [--tiny] [--repeats R] [N ...]     # default N = 10000, R = 3
+    python bench/bench_scale.py --edits-only --edits 7 10000 30000  # only the daemon's edit rows
 
 For N generated quiet jobs (gen_jobs.py: none due while measured): `validate`; `diff`
 against an empty state (N creates) and against the applied state (nothing to do); first
@@ -91,6 +92,7 @@ def main() -> None:
     p = parser(__doc__.split("\n\n")[0], "job counts (default 10000; tiny 100)")
     p.add_argument("--repeats", type=int, help="runs per command (default 3; tiny 1)")
     p.add_argument("--edits", type=int, help="edited files timed through the daemon (default 5; tiny 1)")
+    p.add_argument("--edits-only", action="store_true", help="only apply once, then time the daemon's edits (no command rows, no peer)")
     args = p.parse_args()
     header("scale", args)
     sizes = args.sizes or ([100] if args.tiny else [10_000])
@@ -115,6 +117,19 @@ def main() -> None:
             # Cold: every file read and checked (the parse cache off), as on a fresh
             # machine or after an upgrade. Every later row has the cache the first
             # `validate` below fills.
+            if args.edits_only:
+                run_timed([*base, "apply", "-q", "--state-dir", str(d / "state")])
+                time.sleep(2.1)  # past the parse cache's racy window, as a repo edited by hand
+                daemon = Daemon([*base, "daemon", "--state-dir", str(d / "state")])
+                try:
+                    daemon.wait_for(r"cronfile daemon \d+ on", timeout=900)
+                    time.sleep(0.3 if args.tiny else 2.0)
+                    lat = edit_latencies(daemon, files, edits)
+                finally:
+                    daemon.stop()
+                daemon_rows.append((f"one edited file to its `update` line (median of {edits})", n, edits, median(lat), f"{GOALS['edit']:g}", ratio(median(lat), GOALS["edit"])))
+                daemon_rows.append(("  each edit", n, edits, " ".join(f"{x * 1000:.0f}" for x in lat), "-", "-"))
+                continue
             cold = {**os.environ, "CRONFILE_NO_CACHE": "1"}
             rows.append(_row("validate (cold: no parse cache)", times("validate", "-q", env=cold), n))
             rows.append(_row("diff (cold, empty state: all create)", times("diff", "-q", ok=(1,), state=d / "empty", env=cold), n))
@@ -160,8 +175,9 @@ def main() -> None:
                 note(f"cronfile daemon start vs APScheduler process: {ratio(ready_at - t0, aps_wall)} the time, {ratio(rss_ready, aps_rss)} the memory")
             else:
                 note(f"peer skipped: {aps_why}")
-    print("commands (wall s, process peak RSS MB):")
-    table(["command", "jobs", "runs", "median s", "peak RSS MB", "goal s", "vs goal"], rows)
+    if rows:
+        print("commands (wall s, process peak RSS MB):")
+        table(["command", "jobs", "runs", "median s", "peak RSS MB", "goal s", "vs goal"], rows)
     print("daemon:")
     table(["measure", "jobs", "runs", "value (s or MB)", "goal", "vs goal"], daemon_rows)
     if peer_rows:

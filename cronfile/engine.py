@@ -53,7 +53,14 @@ from .history import (
     new_run_id,
     short_id,
 )
-from .load import Project, files_signature, load_project, racy_changed
+from .load import (
+    Project,
+    config_unchanged,
+    files_signature,
+    load_project,
+    racy_changed,
+    reload_project,
+)
 from .logfmt import LogWriter
 from .observe import Observer
 from .parsecache import ParseCache
@@ -170,6 +177,9 @@ class Engine:
         # would cost more than the edit.)
         self._parse_cache = project.cache if project.cache is not None else ParseCache()
         self._parse_cache.path = None
+        self._watcher: Any = None  # the daemon's (serve); it names the files that changed
+        self._files = project  # the files as last read, valid or not (reload builds on it)
+        self._specs_of: Project | None = None  # the project _spec_cache holds the specs of
         self._sched_cache: dict[tuple[Any, ...], Any] = {}
         self._finished: list[str] = []
         self._volleys: set[Volley] = set()
@@ -278,12 +288,14 @@ class Engine:
 
     # -- applying ----------------------------------------------------------------------
 
-    def apply(self, project: Project, source: str) -> None:
-        """Apply the files (apply.apply_logged); the runs use what was applied."""
-        applied = apply_logged(self.store, project, now=self.clock.now(), source=source, lock=self.writer.lock, log=self.log)
+    def apply(self, project: Project, source: str, unchanged: Callable[[Project], bool | None] | None = None) -> None:
+        """Apply the files (apply.apply_logged); the runs use what was applied.
+        ``unchanged``: see apply.apply_project."""
+        applied = apply_logged(self.store, project, now=self.clock.now(), source=source, lock=self.writer.lock, log=self.log, unchanged=unchanged)
         if applied is None:
             return
         self.project, plan, revision = applied
+        self._files = self.project
         self.config = self.project.config
         self._remember_specs(self.project)
         self.observer.applied(plan, revision, self.clock.now())
@@ -292,20 +304,52 @@ class Engine:
 
     def _remember_specs(self, project: Project) -> None:
         """Runs use the specs the files were just parsed to (spec_for would otherwise
-        build a second copy of each from state.json), and only the current ones."""
-        self._spec_cache = {s.spec_hash: s for s in project.specs}
+        build a second copy of each from state.json), and only the current ones. A
+        project reload_project patched from the last one swaps the jobs it swapped."""
+        if project.patched_from is not None and project.patched_from() is self._specs_of:
+            for old, new in project.swapped:
+                self._spec_cache.pop(old.spec_hash, None)
+                self._spec_cache[new.spec_hash] = new
+        else:
+            self._spec_cache = {s.spec_hash: s for s in project.specs}
+        self._specs_of = project
         share_specs({h: s.data for h, s in self._spec_cache.items()})  # the state's JobStates keep these
 
     def reload(self) -> None:
-        """Re-read the files that changed (daemon, on a file event). An invalid change
-        keeps the last good set running, and says why."""
-        project = load_project(self.root, now=self.clock.now(), cache=self._parse_cache, warnings=False)
-        if project.signature == self.project.signature and not racy_changed(self.project):
-            return  # nothing changed (the event was a temp file, or a folder)
+        """Re-read the files that changed (daemon, on a file event): only those the
+        watcher names when it can (load.reload_project), else the repo through the
+        parse cache. An invalid change keeps the last good set running, and says why."""
+        w = self._watcher
+        paths, gen = w.take_paths() if w is not None else (None, 0)
+        now = self.clock.now()
+        base = self._files
+        out = reload_project(base, paths, now=now) if paths is not None else None
+        if out is not None:
+            project, differs = out
+            if not differs and base is self.project:
+                self.project = self._files = project
+                return  # written again as it was
+        else:
+            project = load_project(self.root, now=now, cache=self._parse_cache, warnings=False)
+            if project.signature == self.project.signature and not racy_changed(self.project):
+                self.project = self._files = project
+                return  # nothing changed (the event was a temp file, or a folder)
+        self._files = project
         if project.errors:
             log_problems(self.log, project.errors)
             return
-        self.apply(project, "daemon")
+
+        def unchanged(p: Project) -> bool | None:
+            # Under the state lock (apply.apply_project's stale-files guard): no event
+            # since the paths were taken proves the files are as read, without a walk.
+            if p is not project or w is None:
+                return None
+            now_gen = w.settle()
+            if now_gen is None or not config_unchanged(p):
+                return None  # the walk decides
+            return now_gen == gen
+
+        self.apply(project, "daemon", unchanged)
 
     # -- claiming ----------------------------------------------------------------------
 
@@ -881,7 +925,9 @@ class Engine:
         try:
             self.apply(self.project, "daemon")
             watcher.start()
-            if files_signature(self.root) != self.project.signature:
+            self._watcher = watcher
+            if files_signature(self.root) != self.project.signature or racy_changed(self.project):
+                watcher.forget_paths()  # read them all: what changed came before the watch
                 self._reload.set()  # changed while we were starting: the watch came too late
             # Printed once applied and watching: from here on every edit is seen.
             self.log("", f"cronfile daemon {os.getpid()} on {self.root.resolve()} (state {self.store.location}); engine {self.engine_id[:6]}; {len(self.project.specs)} jobs", event="daemon.started")

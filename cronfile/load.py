@@ -8,12 +8,15 @@ refuses to touch state, the daemon keeps its last good set).
 
 from __future__ import annotations
 
+import bisect
 import errno
 import hashlib
+import operator
 import os
 import stat
 import time
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +36,37 @@ from .yamlsrc import MAX_FILE_BYTES, Document, load_documents
 CONFIG_NAME = "cronfile.yaml"
 JOBS_DIR = "jobs.d"
 SUFFIXES = (".yaml", ".yml")
-Signature = tuple[tuple[str, int, int, int, int], ...]
+# path -> (inode, size, mtime_ns, ctime_ns) of cronfile.yaml and every job file, as
+# walked; (-1, -1, -1, -1) for a name that could not be stat'ed (a dangling symlink).
+Signature = dict[str, tuple[int, int, int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    """One job file as the loader read it: what ``reload_project`` reuses for the files
+    that did not change."""
+
+    path: str  # as walked (below root/jobs.d as given)
+    shown: str  # as problems and specs name it
+    order: str  # its place in the walk (Paths' order: "/" sorts lowest)
+    specs: tuple[JobSpec, ...]  # its valid jobs, in file order
+    problems: tuple[Problem, ...]
+
+    def same(self, other: FileResult) -> bool:
+        """Whether both hold the same jobs and problems, down to where each field is."""
+        return self.problems == other.problems and len(self.specs) == len(other.specs) and all(
+            a == b and a.source == b.source and a.line == b.line and a.positions == b.positions for a, b in zip(self.specs, other.specs, strict=True)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Index:
+    """What an assembly knew, for reload_project to patch the next one."""
+
+    by_name: dict[str, JobSpec]  # each name's job where it comes first in the walk
+    dupes: frozenset[str]  # names declared more than once
+    pathy: tuple[JobSpec, ...]  # the jobs whose paths are checked (path_problems), in walk order
+    head: int  # how many problems come before those of the paths
 
 
 @dataclass
@@ -43,11 +76,24 @@ class Project:
     specs: list[JobSpec] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     file_names: list[str] = field(default_factory=list)  # the job files read, as walked
-    signature: Signature = ()  # (path, inode, size, mtime_ns, ctime_ns) of what was read
+    signature: Signature = field(default_factory=dict)  # path -> (inode, size, mtime_ns, ctime_ns) of what was read
     cache: ParseCache | None = field(default=None, repr=False, compare=False)  # what it was loaded with
     # Files read within a clock tick of being written, with a digest of what was read:
     # an equal signature does not prove they are unchanged (see racy_changed).
     racy: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    # What reload_project needs to read again only the files that changed: each job
+    # file's result (by absolute path, in walk order), the folders walked (by real path:
+    # their path as walked, as shown, and absolute), and the problems of cronfile.yaml
+    # and of the walk. Empty for a project loaded with ``files=`` or with warnings.
+    entries: dict[str, FileResult] = field(default_factory=dict, repr=False, compare=False)
+    dirs: dict[str, tuple[str, str | None, str]] = field(default_factory=dict, repr=False, compare=False)
+    base_problems: tuple[Problem, ...] = field(default=(), repr=False, compare=False)
+    incremental: bool = field(default=False, repr=False, compare=False)
+    index: _Index | None = field(default=None, repr=False, compare=False)
+    # Made by reload_project from that project (a weak reference: no chain of projects
+    # kept alive) by swapping these (old, new) specs: what a cache of specs can patch.
+    patched_from: Callable[[], Project | None] | None = field(default=None, repr=False, compare=False)
+    swapped: tuple[tuple[JobSpec, JobSpec], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def files(self) -> list[Path]:
@@ -96,9 +142,10 @@ class _Scan:
     signature of everything the loader would read. Paths are strings: at 10,000 files,
     building Path objects cost more than the walk."""
 
-    files: list[tuple[str, str, os.stat_result | None, str]] = field(default_factory=list)  # path, shown, stat, absolute
+    files: list[tuple[str, str, os.stat_result | None, str, str]] = field(default_factory=list)  # path, shown, stat, absolute, order
     problems: list[Problem] = field(default_factory=list)
-    signature: Signature = ()
+    signature: Signature = field(default_factory=dict)
+    dirs: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)  # real path -> as walked, as shown, absolute
 
 
 def _walk(top: str) -> Iterator[tuple[str, list[str], list[os.DirEntry[str]]]]:
@@ -132,22 +179,21 @@ def _scan(root: Path, jobs_dir: Path, *, signature_only: bool = False) -> _Scan:
     visited once (two symlinks back to jobs.d made a walk branch 2^40 ways before the
     kernel's ELOOP: tests/faults)."""
     scan = _Scan()
-    sig: list[tuple[str, int, int, int, int]] = []
+    sig: Signature = scan.signature
     config = str(root / CONFIG_NAME)
     try:
         st = os.stat(config)
-        sig.append((config, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        sig[config] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     except FileNotFoundError:
         if os.path.islink(config):
-            sig.append((config, -1, -1, -1, -1))
+            sig[config] = _UNREADABLE
     except OSError:
-        sig.append((config, -1, -1, -1, -1))
+        sig[config] = _UNREADABLE
     if not jobs_dir.is_dir():
-        scan.signature = tuple(sig)
         return scan
     real_root = root.resolve()
     seen: set[str] = set()
-    found: list[tuple[str, tuple[str, str, os.stat_result | None, str]]] = []
+    found: list[tuple[str, str, os.stat_result | None, str, str]] = []
     for dirpath, dirnames, entries in _walk(str(jobs_dir)):
         real = os.path.realpath(dirpath)
         if real in seen:
@@ -162,8 +208,9 @@ def _scan(root: Path, jobs_dir: Path, *, signature_only: bool = False) -> _Scan:
         if not signature_only:
             rel = _display_dir(dirpath)
             absdir = os.path.abspath(dirpath)
+            scan.dirs[real] = (dirpath, rel, absdir)
             # Sorted as Paths sort, by component: with "/" as the lowest character.
-            order = dirpath.replace("/", "\0") + "\0"
+            order = _order(dirpath)
         for e in sorted(entries, key=lambda e: e.name):
             name = e.name
             if name.startswith(".") or not name.endswith(SUFFIXES):
@@ -175,7 +222,7 @@ def _scan(root: Path, jobs_dir: Path, *, signature_only: bool = False) -> _Scan:
                 # A dangling symlink is still a file the loader reports: let its
                 # appearance change the signature, or the daemon never re-reads and never
                 # says so (found by tests/faults).
-                sig.append((full, -1, -1, -1, -1))
+                sig[full] = _UNREADABLE
                 if not signature_only:
                     shown = full if rel is None else (name if rel == "." else rel + "/" + name)
                     if err.errno == errno.ELOOP:
@@ -185,7 +232,7 @@ def _scan(root: Path, jobs_dir: Path, *, signature_only: bool = False) -> _Scan:
                     elif os.path.lexists(full):
                         scan.problems.append(Problem(shown, message="not a regular file"))
                 continue
-            sig.append((full, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            sig[full] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             if signature_only:
                 continue
             shown = full if rel is None else (name if rel == "." else rel + "/" + name)
@@ -195,14 +242,18 @@ def _scan(root: Path, jobs_dir: Path, *, signature_only: bool = False) -> _Scan:
             if not stat.S_ISREG(st.st_mode):
                 scan.problems.append(Problem(shown, message="not a regular file"))
                 continue
-            found.append((order + name, (full, shown, st, absdir + "/" + name)))
-    found.sort(key=lambda t: t[0])
-    scan.files = [f for _, f in found]
-    # In walk order: two walks of the same files give the same order, and any change
-    # makes the signatures differ (at worst a reordered folder costs one needless
-    # re-check).
-    scan.signature = tuple(sig)
+            found.append((full, shown, st, absdir + "/" + name, order + name))
+    found.sort(key=lambda t: t[4])
+    scan.files = found
     return scan
+
+
+_UNREADABLE = (-1, -1, -1, -1)
+
+
+def _order(dirpath: str) -> str:
+    """The sort key of a folder's files (plus their name): Paths' order, by component."""
+    return dirpath.replace("/", "\0") + "\0"
 
 
 def _display_dir(dirpath: str) -> str | None:
@@ -342,50 +393,263 @@ def load_project(
                 st = os.stat(p)
             except OSError:
                 st = None
-            todo.append((str(p), display_path(Path(p)), st, os.path.abspath(p)))
+            todo.append((str(p), display_path(Path(p)), st, os.path.abspath(p), ""))
     context = config_fingerprint(config) if cache is not None else ""
-    specs: list[JobSpec] = []
-    where: dict[str, tuple[str, int]] = {}
-    for path, shown, st, key in todo:
+    entries: dict[str, FileResult] = {}
+    for path, shown, st, key, order in todo:
         entry = None
         if cache is not None and st is not None:
             entry = cache.get(key, file_key(st), shown, context)
         if entry is not None:
-            found, more = list(entry.specs), list(entry.problems)
+            found, more = entry.specs, entry.problems
         else:
-            found, more, read_st = parse_file(path, shown, config, now, fresh)
+            found_l, more_l, read_st = parse_file(path, shown, config, now, fresh)
+            found, more = tuple(found_l), tuple(more_l)
             if cache is not None and read_st is not None:
-                for s in found:
-                    s.spec_hash, s.schedule_sig  # noqa: B018 - computed once, kept in the cache
-                cache.put(key, Entry(file_key(read_st), shown, context, tuple(found), tuple(more)))
-        problems += more
-        for spec in found:
-            if spec.name in where:
-                fpath, fline = where[spec.name]
+                _memoize(found)
+                cache.put(key, Entry(file_key(read_st), shown, context, found, more))
+        entries[key] = FileResult(path, shown, order, found, more)
+    if cache is not None and files is None:
+        cache.forget_unseen()
+    base = tuple(problems)
+    specs, problems, index = _assemble(root, config, base, entries.values(), now, (os.environ if environ is None else environ) if warnings else None)
+    incremental = files is None and jobs_dir is None and not warnings
+    return Project(
+        root=root,
+        config=config,
+        specs=specs,
+        problems=problems,
+        file_names=[t[0] for t in todo],
+        signature=scan.signature,
+        cache=cache,
+        racy=fresh,
+        entries=entries if incremental else {},
+        dirs=scan.dirs if incremental else {},
+        base_problems=base if incremental else (),
+        incremental=incremental,
+        index=index if incremental else None,
+    )
+
+
+_name = operator.attrgetter("name")
+
+
+def _memoize(specs: tuple[JobSpec, ...]) -> None:
+    for s in specs:
+        s.spec_hash, s.schedule_sig  # noqa: B018 - computed once, kept in the cache
+
+
+def _assemble(
+    root: Path,
+    config: Config,
+    base: tuple[Problem, ...],
+    results: Iterable[FileResult],
+    now: datetime,
+    environ: Mapping[str, str] | None,
+) -> tuple[list[JobSpec], list[Problem], _Index]:
+    """The project's jobs (by name) and problems from each file's result, in walk order:
+    a name declared twice is kept where it comes first. What load_project and
+    reload_project share, so a project read again file by file is the one a full load
+    gives. ``environ`` None: no warnings."""
+    problems = list(base)
+    first: dict[str, JobSpec] = {}  # each name where it comes first
+    dupes: set[str] = set()
+    for r in results:
+        if r.problems:
+            problems += r.problems
+        for spec in r.specs:
+            name = spec.name
+            if name in first:
+                dupes.add(name)
+                was = first[name]
                 problems.append(
                     Problem(
                         spec.source,
                         spec.line,
                         1,
                         "name",
-                        f"duplicate job name {spec.name!r} (also in {fpath}:{fline})",
+                        f"duplicate job name {name!r} (also in {was.source}:{was.line})",
                     )
                 )
                 continue
-            where[spec.name] = (spec.source, spec.line)
-            specs.append(spec)
-    if cache is not None and files is None:
-        cache.forget_unseen()
+            first[name] = spec
+    specs = list(first.values())
     problems += cross_problems(specs)
+    head = len(problems)
+    pathy = tuple(s for s in specs if _pathy(s))
+    problems += _path_problems(pathy, root, config)
+    if environ is not None:
+        problems += warnings_for(specs, root, now, environ)
+    specs.sort(key=_name)
+    return specs, problems, _Index(first, frozenset(dupes), pathy, head)
+
+
+def _pathy(spec: JobSpec) -> bool:
+    return spec.workdir != "." or bool(spec.context.files) or bool(spec.context.script)
+
+
+def _path_problems(specs: Iterable[JobSpec], root: Path, config: Config) -> list[Problem]:
+    """The files a job reads and where it runs: inside the repo only."""
     from .paths import path_problems
 
-    for spec in specs:  # the files a job reads and where it runs: inside the repo only
-        if spec.workdir != "." or spec.context.files or spec.context.script:
-            problems += path_problems(spec, root, config)
-    if warnings:
-        problems += warnings_for(specs, root, now, os.environ if environ is None else environ)
-    specs.sort(key=lambda s: s.name)
-    return Project(root=root, config=config, specs=specs, problems=problems, file_names=[p for p, _, _, _ in todo], signature=scan.signature, cache=cache, racy=fresh)
+    return [p for spec in specs for p in path_problems(spec, root, config)]
+
+
+def _ref_ok(spec: JobSpec, names: Mapping[str, JobSpec]) -> bool:
+    """No cross_problems for ``spec`` among jobs named ``names``."""
+    ref = spec.context.from_job
+    return ref is None or (ref in names and ref != spec.name)
+
+
+def _patch(prev: Project, pairs: list[tuple[FileResult, FileResult]]) -> tuple[list[JobSpec], list[Problem], _Index, list[tuple[JobSpec, JobSpec]]] | None:
+    """``prev``'s jobs and problems with the files in ``pairs`` (old, new) edited, without
+    a pass over every job: None unless the edit leaves every check across files as it
+    was (the same names in each file, none declared twice, no from_job problem before or
+    after, no path to check, the same problems in the file). Then only the jobs change
+    (each in its place by name), and the paths other jobs use are checked again, as a
+    full assembly checks them."""
+    idx = prev.index
+    if idx is None:
+        return None
+    swaps: list[tuple[JobSpec, JobSpec]] = []
+    for old, new in pairs:
+        if old.problems != new.problems or len(old.specs) != len(new.specs):
+            return None
+        for a, b in zip(old.specs, new.specs, strict=True):
+            name = a.name
+            if b.name != name or name in idx.dupes or idx.by_name.get(name) is not a:
+                return None
+            if _pathy(a) or _pathy(b) or not _ref_ok(a, idx.by_name) or not _ref_ok(b, idx.by_name):
+                return None
+            swaps.append((a, b))
+    specs = list(prev.specs)
+    by_name = dict(idx.by_name)
+    for a, b in swaps:
+        i = bisect.bisect_left(specs, a.name, key=_name)
+        if i >= len(specs) or specs[i] is not a:
+            return None
+        specs[i] = b
+        by_name[a.name] = b
+    problems = prev.problems[: idx.head] + _path_problems(idx.pathy, prev.root, prev.config)
+    return specs, problems, _Index(by_name, idx.dupes, idx.pathy, idx.head), swaps
+
+
+def reload_project(prev: Project, changed: Iterable[str], *, now: datetime | None = None) -> tuple[Project, bool] | None:
+    """``prev`` with the job files at the paths in ``changed`` read again (a file that is
+    gone is dropped, a new one added in its place in the walk), and whether any job or
+    problem differs from ``prev``'s. The daemon's reload: the watcher says which files
+    changed, and at 10,000 files walking them all cost more than reading one.
+
+    None when it cannot be done file by file, and the caller loads the whole repo:
+    ``prev`` loaded with ``files=``, ``jobs_dir=`` or warnings; cronfile.yaml changed
+    (it decides every job's spec); a folder came, went, or is not one the walk took;
+    a symlink, or anything else than a regular file, is or was at a changed path
+    (the walk words those). The result equals what ``load_project(prev.root,
+    warnings=False)`` gives for the same files (tests/test_reload.py)."""
+    if not prev.incremental:
+        return None
+    now = now or datetime.now(UTC)
+    config_abs = os.path.abspath(prev.root / CONFIG_NAME)
+    entries = prev.entries
+    sig = dict(prev.signature)
+    racy = dict(prev.racy)
+    cache = prev.cache
+    context = config_fingerprint(prev.config) if cache is not None else ""
+    updated: dict[str, FileResult | None] = {}
+    for p in dict.fromkeys(changed):
+        if os.path.abspath(p) == config_abs:
+            return None
+        folder, name = os.path.split(p)
+        real = os.path.realpath(folder)
+        if real not in prev.dirs or os.path.realpath(p) in prev.dirs:
+            return None  # a folder changed, or a file in a folder the walk did not take
+        if name.startswith(".") or not name.endswith(SUFFIXES):
+            if os.path.isdir(p):
+                return None
+            continue  # never read by the loader
+        walked, rel, absdir = prev.dirs[real]
+        full, key = walked + "/" + name, absdir + "/" + name
+        if full in sig and key not in entries:
+            return None  # a name the walk refused (a symlink, a FIFO): it words those
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
+            updated[key] = None
+            sig.pop(full, None)
+            racy.pop(full, None)
+            continue
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        sig[full] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        racy.pop(full, None)
+        shown = full if rel is None else (name if rel == "." else rel + "/" + name)
+        # Read again whatever the cache holds: the watcher saw it change.
+        found_l, more_l, read_st = parse_file(full, shown, prev.config, now, racy)
+        found, more = tuple(found_l), tuple(more_l)
+        if cache is not None and read_st is not None:
+            _memoize(found)
+            cache.put(key, Entry(file_key(read_st), shown, context, found, more))
+        updated[key] = FileResult(full, shown, _order(walked) + name, found, more)
+    moved = False  # a file came or went
+    edited: list[tuple[FileResult, FileResult]] = []
+    new_entries = dict(entries)
+    for key, r in updated.items():
+        old = new_entries.get(key)
+        if r is None:
+            if old is not None:
+                del new_entries[key]
+                moved = True
+            continue
+        if old is None:
+            moved = True
+        elif not r.same(old):
+            edited.append((old, r))
+        new_entries[key] = r
+    if moved:
+        new_entries = dict(sorted(new_entries.items(), key=lambda kv: kv[1].order))
+    differs = moved or bool(edited)
+    specs, problems, index = prev.specs, prev.problems, prev.index
+    swaps: list[tuple[JobSpec, JobSpec]] = []
+    if differs:
+        patched = None if moved else _patch(prev, edited)
+        if patched is not None:
+            specs, problems, index, swaps = patched
+        else:
+            specs, problems, index = _assemble(prev.root, prev.config, prev.base_problems, new_entries.values(), now, None)
+    project = Project(
+        root=prev.root,
+        config=prev.config,
+        specs=specs,
+        problems=problems,
+        file_names=[r.path for r in new_entries.values()] if moved else prev.file_names,
+        signature=sig,
+        cache=cache,
+        racy=racy,
+        entries=new_entries,
+        dirs=prev.dirs,
+        base_problems=prev.base_problems,
+        incremental=True,
+        index=index,
+        patched_from=weakref.ref(prev) if differs and swaps else None,
+        swapped=tuple(swaps),
+    )
+    return project, differs
+
+
+def config_unchanged(project: Project) -> bool:
+    """Whether cronfile.yaml's stat is the one ``project`` was read with (one stat: the
+    daemon's watcher counts writes to job files, not to it)."""
+    config = str(project.root / CONFIG_NAME)
+    try:
+        st = os.stat(config)
+        now: tuple[int, int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except FileNotFoundError:
+        now = _UNREADABLE if os.path.islink(config) else None
+    except OSError:
+        now = _UNREADABLE
+    return project.signature.get(config) == now and config not in project.racy
 
 
 def racy_changed(project: Project) -> bool:

@@ -80,21 +80,52 @@ class Change:
         return {f: {"old": _plain(before.get(f)), "new": _plain(after.get(f))} for f in self.fields}
 
 
-@dataclass(frozen=True)
 class Plan:
-    """Every job's change, in a stable order."""
+    """Every job's change, in a stable order (delete, create, update, unchanged; by name
+    in each).
 
-    changes: tuple[Change, ...] = ()
+    The unchanged jobs are kept as (state, spec) pairs and made Changes only when
+    ``changes`` is asked for: a daemon's reload at 10,000 jobs changes one, and building
+    the 9,999 others' Changes cost more than the rest of the reload. What the plan says
+    is the same either way (``==`` compares ``changes``)."""
+
+    __slots__ = ("_changed", "_same", "_all")
+
+    def __init__(self, changes: Sequence[Change] = (), *, same: Sequence[tuple[JobState, JobSpec]] = ()) -> None:
+        self._changed = tuple(changes)  # as given, in order; with ``same``: none unchanged
+        self._same = tuple(same)  # unchanged jobs: (applied state, declared spec)
+        self._all: tuple[Change, ...] | None = None if self._same else self._changed
+
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        if self._all is None:
+            self._all = self._changed + tuple(_unchanged(spec, old) for old, spec in sorted(self._same, key=_by_name))
+        return self._all
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Plan) and self.changes == other.changes
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Plan(changes={self.changes!r})"
+
+    @property
+    def changed(self) -> tuple[Change, ...]:
+        """The changes that are not ``unchanged``, in the plan's order (cheap: the
+        unchanged jobs' Changes are not built)."""
+        return tuple(c for c in self._changed if c.action is not Action.unchanged)
 
     @property
     def has_changes(self) -> bool:
-        return any(c.action is not Action.unchanged for c in self.changes)
+        return any(c.action is not Action.unchanged for c in self._changed)
 
     @property
     def counts(self) -> dict[str, int]:
         out = {str(a): 0 for a in (Action.create, Action.update, Action.delete, Action.unchanged)}
-        for c in self.changes:
+        for c in self._changed:
             out[str(c.action)] += 1
+        out[str(Action.unchanged)] += len(self._same)
         return out
 
     def summary(self) -> str:
@@ -111,6 +142,17 @@ class Plan:
             "unchanged": [c.name for c in self.changes if c.action is Action.unchanged],
             "summary": self.counts,
         }
+
+
+def _unchanged(spec: JobSpec, old: JobState) -> Change:
+    return Change(
+        spec.name,
+        Action.unchanged,
+        before=old.spec,
+        after=spec.data,
+        next_run_before=old.next_run,
+        next_run_after=old.next_run,
+    )
 
 
 def _marked(change: Change) -> dict[str, Any]:
@@ -135,30 +177,24 @@ def reconcile(
     A job whose spec is unchanged keeps its JobState object as it is; when nothing changes
     at all the very same State comes back (``revision``/``applied_at`` untouched), so an
     apply that changes nothing writes nothing."""
-    declared: dict[str, JobSpec] = {}
-    for spec in specs:
-        if spec.name in declared:
-            raise ValueError(f"job {spec.name!r} is declared twice")
-        declared[spec.name] = spec
-
     jobs: dict[str, JobState] = {}
     changes: list[Change] = []
+    same: list[tuple[JobState, JobSpec]] = []
     orphans = list(state.orphans)
+    applied = state.jobs
 
-    for name, spec in declared.items():
-        old = state.jobs.get(name)
+    # One pass, lean: a daemon's reload at 10,000 jobs comes here for one edited file.
+    for spec in specs:
+        name = spec.name
+        if name in jobs:
+            raise ValueError(f"job {name!r} is declared twice")
+        old = applied.get(name)
         if old is None:
             js, change = _create(spec, now)
         elif old.spec_hash == spec.spec_hash and old.schedule_sig == spec.schedule_sig:
-            js = old
-            change = Change(
-                name,
-                Action.unchanged,
-                before=old.spec,
-                after=spec.data,
-                next_run_before=old.next_run,
-                next_run_after=old.next_run,
-            )
+            jobs[name] = old
+            same.append((old, spec))
+            continue
         else:
             js, change = _update(spec, old, now)
             if old.pause is not None:
@@ -167,7 +203,7 @@ def reconcile(
         jobs[name] = js
         changes.append(change)
 
-    for name in sorted(set(state.jobs) - set(declared)):
+    for name in sorted(applied.keys() - jobs.keys()):
         old = state.jobs[name]
         notes = [f"history kept in runs/{name}/"]
         if old.running:
@@ -190,7 +226,7 @@ def reconcile(
         )
 
     changes.sort(key=lambda c: (_ORDER[c.action], c.name))
-    plan = Plan(tuple(changes))
+    plan = Plan(changes, same=same)
     if not plan.has_changes:
         return state, plan
     new_state = state.with_(
@@ -198,8 +234,15 @@ def reconcile(
         orphans=tuple(orphans),
         revision=revision,
         applied_at=now,
+        # The names that changed, as State.with_job records them: a store then writes
+        # those jobs, not compares all of them (State.changed_since).
+        _delta=(state.jobs, jobs, frozenset(c.name for c in changes)),
     )
     return new_state, plan
+
+
+def _by_name(pair: tuple[JobState, JobSpec]) -> str:
+    return pair[1].name
 
 
 def _plain(value: Any) -> Any:

@@ -61,6 +61,11 @@ _SELF = IN_DELETE_SELF | IN_MOVE_SELF
 _NAMES = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB
 # jobs.d, its folders and the root: every change of a name in them.
 DIR_MASK = _NAMES | _SELF | IN_ONLYDIR
+# jobs.d and its folders also IN_MODIFY (each write(2)), never reported: it only counts
+# in Watcher.generation, so that an apply can tell a job file being written from one
+# left alone (Watcher.settle). Not the root, where a daemon's own log may be written
+# (cronfile.yaml is stat'ed instead: load.config_unchanged).
+TREE_MASK = DIR_MASK | IN_MODIFY
 # The state dir: only state.json being replaced (the store writes a temp file and
 # renames it) or written in place; the lock files and audit.jsonl come and go too, but
 # are filtered by name once read (inotify has no filter by name).
@@ -95,6 +100,13 @@ class Watcher:
         self.ready = threading.Event()  # set while the watch is live
         self.backend: str | None = None  # "inotify" or "watchfiles", once started
         self._impl: _Inotify | _Watchfiles | None = None
+        # What changed since the last take_paths (the daemon's reload reads only those
+        # files, load.reload_project): job file paths, or None when that is not known
+        # (a folder came or went, events were lost, watchfiles). ``generation`` counts
+        # the job-file events read, in-place writes (IN_MODIFY) included.
+        self._lock = threading.Lock()
+        self._changed: set[str] | None = None  # unknown until started
+        self.generation = 0
 
     def classify(self, path: str) -> str | None:
         p = Path(path)
@@ -116,6 +128,46 @@ class Watcher:
             return "files"
         return None
 
+    def take_paths(self) -> tuple[set[str] | None, int]:
+        """The job files changed since the last call (None: anything may have; read the
+        whole repo) and the generation now. Changes from here on go to the next call."""
+        with self._lock:
+            out, self._changed = self._changed, set()
+            gen = self.generation
+        if not self.ready.is_set() or not isinstance(self._impl, _Inotify):
+            return None, gen
+        return out, gen
+
+    def forget_paths(self) -> None:
+        """The next take_paths says "unknown": what was read may predate the watch."""
+        with self._lock:
+            self._changed = None
+
+    def _note(self, paths: set[str] | None, bumps: int) -> None:
+        with self._lock:
+            if paths is None or self._changed is None:
+                self._changed = None
+            else:
+                self._changed |= paths
+            self.generation += bumps
+
+    def settle(self) -> int | None:
+        """Read what the kernel has queued for us now, and return the generation after
+        it: equal to one taken before reading the files proves none of them changed
+        since (inotify queues an event before the write that causes it returns). None
+        when that cannot be known (no inotify, or the watch died). Job-file changes
+        found here are reported at once; state changes are not (the caller is the
+        daemon's loop, which reads the state next anyway)."""
+        impl = self._impl
+        if not self.ready.is_set() or not isinstance(impl, _Inotify):
+            return None
+        kinds = impl.drain()
+        if kinds is None:
+            return None
+        if "files" in kinds:
+            self.on_change({"files"})
+        return self.generation
+
     def start(self) -> None:
         """Establish the watch now (not lazily on the thread): every change made after
         this returns is reported."""
@@ -134,6 +186,8 @@ class Watcher:
         self._begin(_Watchfiles(self, polling), "watchfiles")
 
     def _begin(self, impl: _Inotify | _Watchfiles, name: str) -> None:
+        with self._lock:
+            self._changed = set() if name == "inotify" else None
         impl.start()
         self._impl, self.backend = impl, name
         self.ready.set()
@@ -231,6 +285,7 @@ class _Inotify:
         self._warned: set[str] = set()
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self._reading = threading.Lock()  # the thread's reads and settle()'s
         try:
             self._sync(starting=True)
             self._wake_r, self._wake_w = os.pipe()  # stop() writes here; not inherited
@@ -284,7 +339,7 @@ class _Inotify:
             d = stack.pop()
             if not _inside(os.path.realpath(d), self._root):
                 continue
-            wd = self._add(d, DIR_MASK, starting)
+            wd = self._add(d, TREE_MASK, starting)
             if wd is None or wd in tree:
                 continue
             tree.add(wd)
@@ -316,20 +371,42 @@ class _Inotify:
             return {"state"} | ({"files"} if wd == self._root_wd or wd in self._tree else set())
         return {"files"}
 
+    def drain(self) -> set[str] | None:
+        """Read everything queued now (Watcher.settle); the kinds it changes. None if
+        the watch is stopped."""
+        kinds: set[str] = set()
+        with self._reading:
+            if self._stopped:
+                return None
+            while True:
+                got = self._read_one()
+                if got is None:
+                    return kinds
+                kinds |= got
+
     def _read(self) -> set[str]:
-        """Read what is queued; the kinds it changes. Folders that came, went or moved
-        re-sync the watches once per read."""
+        with self._reading:
+            return self._read_one() or set()
+
+    def _read_one(self) -> set[str] | None:
+        """Read what is queued (None: nothing was); the kinds it changes. Folders that
+        came, went or moved re-sync the watches once per read. The job files named go
+        to Watcher._note, or "unknown" when a folder changed or events were lost."""
         try:
             buf = os.read(self._fd, _READ_SIZE)
         except BlockingIOError:
-            return set()
+            return None
         kinds: set[str] = set()
         sync = False
+        paths: set[str] | None = set()
+        bumps = 0
         for wd, mask, name in parse_events(buf):
             if mask & IN_Q_OVERFLOW:
                 # Events were lost: the daemon re-checks everything, and so do the watches.
                 kinds |= {"files", "state"}
                 sync = True
+                paths = None
+                bumps += 1
                 continue
             folder = self._paths.get(wd)
             if folder is None:
@@ -338,25 +415,49 @@ class _Inotify:
                 # The folder itself was deleted, moved or unmounted (IN_IGNORED: its
                 # watch is gone): the parent's event says so too, unless the parent is
                 # not watched (the root itself).
-                kinds |= self._folder_kind(wd)
+                folder_kinds = self._folder_kind(wd)
+                kinds |= folder_kinds
                 sync = True
+                if "files" in folder_kinds:
+                    paths, bumps = None, bumps + 1
                 continue
             path = os.path.join(folder, name) if name else folder
             in_jobs = _inside(path, self._jobs)
             if mask & IN_ISDIR:
+                if mask & IN_MODIFY:
+                    continue
                 sync = True
                 if in_jobs and not name.startswith("."):
                     kinds.add("files")  # a folder came, went or moved, whatever its name
+                    paths, bumps = None, bumps + 1
                     continue
+            elif mask & IN_MODIFY and not mask & _NAMES and self.w.classify(path) == "files":
+                # A write(2) to a job file: counted (a file being written is not one left
+                # alone), not reported (it is read once closed: IN_CLOSE_WRITE). The
+                # state dir's IN_MODIFY (SQLite's WAL) is reported as before.
+                bumps += 1
+                continue
             elif in_jobs and mask & (IN_CREATE | IN_MOVED_TO) and os.path.isdir(path):
                 sync = True  # a symlink to a folder
+                paths = None
             elif in_jobs and mask & (IN_DELETE | IN_MOVED_FROM) and path in self._paths.values():
                 sync = True  # a symlink to a folder, gone
+                paths = None
             kind = self.w.classify(path)
             if kind:
                 kinds.add(kind)
+                if kind == "files":
+                    bumps += 1
+                    if paths is not None:
+                        paths.add(path)
         if sync:
-            kinds |= self._sync()
+            more = self._sync()
+            if "files" in more:
+                paths = None
+                bumps += 1
+            kinds |= more
+        if bumps or paths is None:
+            self.w._note(paths, bumps)
         return kinds
 
     # -- the thread
@@ -404,7 +505,8 @@ class _Inotify:
     def stop(self) -> None:
         if self._stopped:
             return
-        self._stopped = True
+        with self._reading:
+            self._stopped = True
         os.write(self._wake_w, b"x")
         if self._thread is not None:
             self._thread.join(timeout=6)
