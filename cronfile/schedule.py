@@ -731,6 +731,9 @@ class Schedule:
     #: Fired by an engine when it starts (``@reboot``), never by the clock: it has no
     #: fire times, and due/reconcile/pause/render ask this instead of reading the text.
     at_boot: bool = False
+    #: Whether its fire times depend on ``created_at`` (`30m`, `in 2h`): the others are
+    #: the same object whenever the job was created (JobSpec.build_schedule keeps one).
+    relative: bool = False
 
     def __init__(self, expr: str, tz: ZoneInfo, jitter: timedelta, jitter_key: str) -> None:
         self.expr = expr
@@ -1082,7 +1085,9 @@ def _parse(
         at = None
         if created_at is not None:
             at = (_EPOCH + timedelta(microseconds=_to_us(created_at) + delay // _US)).astimezone(tz)
-        return OnceSchedule(text, at, tz, jitter, jitter_key)
+        once = OnceSchedule(text, at, tz, jitter, jitter_key)
+        once.relative = True
+        return once
 
     if _DATE_START.match(text):
         try:

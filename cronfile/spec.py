@@ -14,7 +14,7 @@ import json
 import marshal
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
@@ -314,6 +314,19 @@ class JobSpec:
     # every apply (10,000 jobs: 0.15 s of JSON encoding each time), and the parse cache
     # keeps them with the spec.
     _memo: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # The Schedule built last, as (created_at, schedule): checking a job parses its
+    # schedule, and reconcile and the warnings asked for it again (a cold `diff` parsed
+    # each schedule three times, issue 17). Not pickled (see __getstate__): the parse
+    # cache keeps data, and a Schedule is cheap to build again from it.
+    _schedule: tuple[datetime | None, Schedule] | None = field(default=None, init=False, compare=False, repr=False)
+
+    def __getstate__(self) -> list[Any]:
+        return [getattr(self, name) for name in _PICKLED]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        for name, value in zip(_PICKLED, state, strict=True):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_schedule", None)
 
     def where(self, *fpath: str | int) -> tuple[int, int]:
         """Line and column of a field in the job's file (the job's start if unknown)."""
@@ -336,10 +349,14 @@ class JobSpec:
         return h
 
     def build_schedule(self, created_at: datetime | None = None) -> Schedule:
-        """The job's Schedule (cronfile.schedule); ``created_at`` anchors `in 2h` forms."""
+        """The job's Schedule (cronfile.schedule); ``created_at`` anchors `in 2h` forms.
+        Built once: the same object comes back while ``created_at`` cannot change it."""
+        kept = self._schedule
+        if kept is not None and (not kept[1].relative or kept[0] == created_at):
+            return kept[1]
         from . import schedule as sched
 
-        return sched.parse(
+        built = sched.parse(
             self.schedule,
             self.timezone,
             anchor=_parse_anchor(self.anchor) if self.anchor else None,
@@ -347,6 +364,8 @@ class JobSpec:
             jitter=timedelta(seconds=self.jitter),
             jitter_key=self.name,
         )
+        object.__setattr__(self, "_schedule", (created_at, built))
+        return built
 
     def env_refs(self) -> list[str]:
         """Names of the ``${VAR}`` references cronfile expands: in ``env`` and in delivery
@@ -372,8 +391,14 @@ class JobSpec:
         return out
 
 
+_PICKLED = tuple(f.name for f in fields(JobSpec) if f.name != "_schedule")
+
+
 def _hash(data: Any) -> str:
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _digest(json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+
+
+def _digest(blob: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -758,9 +783,10 @@ def job_from_document(
             problems.append(Problem(P, *where("anchor"), "anchor", f"{anchor!r} is not an ISO-8601 instant (e.g. 2026-01-01T00:00:00Z)"))
             anchor = None
     expr = data.get("schedule")
+    parsed: Schedule | None = None
     if isinstance(expr, str) and tz is not None:
         try:
-            s = sched.parse(
+            s = parsed = sched.parse(
                 expr,
                 tz,
                 anchor=_parse_anchor(anchor) if isinstance(anchor, str) else None,
@@ -823,9 +849,17 @@ def job_from_document(
         norm["agent"] = agent
     else:
         norm.pop("permissions", None)  # a default for agent jobs; nothing to a shell job
-    norm = json.loads(json.dumps(norm, sort_keys=True))
-    spec = spec_from_data(norm, source=P, line=doc.line)
-    return replace(spec, positions=marshal.dumps(dict(doc.positions))), problems
+    # Sorted keys and plain JSON values; the same text is what spec_hash digests.
+    blob = json.dumps(norm, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    norm = json.loads(blob)
+    spec = spec_from_data(norm, source=P, line=doc.line, positions=marshal.dumps(doc.positions))
+    try:
+        spec._memo["spec_hash"] = _digest(blob)
+    except UnicodeEncodeError:
+        pass  # a lone surrogate: left to spec_hash, which says so where it is asked
+    if parsed is not None:
+        object.__setattr__(spec, "_schedule", (now, parsed))
+    return spec, problems
 
 
 def _permission_problems(doc: Document, data: Mapping[str, Any], agent: Any, config: Config) -> list[Problem]:
@@ -966,7 +1000,7 @@ def _item_schema_problems(item: dict[str, Any], sub: Document) -> list[Problem]:
     return out
 
 
-def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0) -> JobSpec:
+def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0, positions: bytes = b"") -> JobSpec:
     """Build a JobSpec from normalized data (validated before, or read back from state)."""
     from .durations import parse_duration
 
@@ -1019,6 +1053,7 @@ def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0) 
         expect=dict(data.get("expect") or {}),
         source=source,
         line=line,
+        positions=positions,
     )
 
 
