@@ -409,9 +409,19 @@ def _parse_field(field: _Field, text: str) -> set[_Atom]:
     return atoms
 
 
+# One field's text recurs across many expressions (`0`, `*`, `1-5`): its values are
+# kept, while every expression of a big repo can be distinct (issue 17). Errors are not
+# kept: they are raised again, in the same order.
+@lru_cache(maxsize=4096)
 def _parse_values(field: _Field, text: str) -> tuple[int, ...]:
     """A field without L, W or # (all but the two day fields), sorted."""
     return tuple(sorted(x for x in _parse_field(field, text) if isinstance(x, int)))
+
+
+@lru_cache(maxsize=4096)
+def _field_atoms(field: _Field, text: str) -> frozenset[_Atom]:
+    """A day field's atoms (values, and the L, W and # forms)."""
+    return frozenset(_parse_field(field, text))
 
 
 def _last_weekday(first_weekday: int, length: int) -> int:
@@ -564,10 +574,10 @@ class _CronFields:
         self.seconds = _parse_values(_SECOND, second)
         self.minutes = _parse_values(_MINUTE, minute)
         self.hours = _parse_values(_HOUR, hour)
-        dom_atoms = frozenset(_parse_field(_DOM, dom))
+        dom_atoms = _field_atoms(_DOM, dom)
         self.months = _parse_values(_MONTH, month)
         self.month_set = frozenset(self.months)
-        dow_atoms = frozenset(_parse_field(_DOW, dow))
+        dow_atoms = _field_atoms(_DOW, dow)
         # Debian cron: a day field that starts with '*' ANDs the two day fields
         # (`0 0 */2 * 1` is odd days that are Mondays).
         # croniter differs: it ORs them unless a field is exactly '*'.

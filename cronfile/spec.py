@@ -22,6 +22,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from .delivery import kinds as delivery_kinds
+from .durations import parse_duration
 from .errors import Problem
 from .executors import registry as executor_kinds
 from .executors.registry import Kind
@@ -394,8 +395,13 @@ class JobSpec:
 _PICKLED = tuple(f.name for f in fields(JobSpec) if f.name != "_schedule")
 
 
+# What json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False) makes,
+# without a JSONEncoder built per call (json.dumps does that for any non-default option).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _hash(data: Any) -> str:
-    return _digest(json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+    return _digest(_CANONICAL.encode(data))
 
 
 def _digest(blob: str) -> str:
@@ -404,7 +410,6 @@ def _digest(blob: str) -> str:
 
 def schedule_signature(data: Mapping[str, Any]) -> str:
     """Hash of exactly the fields that decide fire times (docs/design.md section 4)."""
-    from .durations import parse_duration
 
     jitter = data.get("jitter")
     jitter_s: Any
@@ -575,7 +580,6 @@ def _schema_problems(kind: str, data: Any, doc: Document, skip: tuple[str, ...] 
 def config_from_document(doc: Document | None) -> tuple[Config, list[Problem]]:
     """Validate cronfile.yaml (``None``: no file, all defaults)."""
     from . import schedule as sched
-    from .durations import parse_duration
 
     agents = _builtin_profiles()
     if doc is None:
@@ -714,7 +718,6 @@ def job_from_document(
     """Validate one YAML document as a job. ``default_name`` is the file stem when the
     file holds a single job (else None, and the job must name itself)."""
     from . import schedule as sched
-    from .durations import parse_duration
 
     P = doc.path
     if not isinstance(doc.data, dict):
@@ -850,9 +853,9 @@ def job_from_document(
     else:
         norm.pop("permissions", None)  # a default for agent jobs; nothing to a shell job
     # Sorted keys and plain JSON values; the same text is what spec_hash digests.
-    blob = json.dumps(norm, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    blob = _CANONICAL.encode(norm)
     norm = json.loads(blob)
-    spec = spec_from_data(norm, source=P, line=doc.line, positions=marshal.dumps(doc.positions))
+    spec = spec_from_data(norm, source=P, line=doc.line, positions=marshal.dumps(doc.positions), _kind=kind)
     try:
         spec._memo["spec_hash"] = _digest(blob)
     except UnicodeEncodeError:
@@ -888,7 +891,6 @@ def _permission_problems(doc: Document, data: Mapping[str, Any], agent: Any, con
 
 def config_problems_for_defaults(config: Config) -> list[Problem]:
     """Whether the config's defaults themselves are invalid (checked without positions)."""
-    from .durations import parse_duration
 
     out = []
     for key in DURATION_FIELDS:
@@ -965,13 +967,14 @@ def _deliver_problems(items: Any, doc: Document) -> list[Problem]:
 @cache
 def _option_validators() -> dict[str, tuple[Any, str | None]]:
     """Each delivery option's schema validator and its message for a oneOf mismatch,
-    from the declarations (cronfile.delivery.kinds)."""
-    import jsonschema
+    from the declarations (cronfile.delivery.kinds). Compiled by fastschema, so that a
+    valid option costs no jsonschema (which still words the errors of an invalid one)."""
+    from .fastschema import Validator
 
     out: dict[str, tuple[Any, str | None]] = {}
     for decl in delivery_kinds.KINDS.values():
         for option in (decl.dest, *decl.options, delivery_kinds.ON):
-            out[option.name] = (jsonschema.Draft202012Validator(dict(option.schema)), option.mismatch)
+            out[option.name] = (Validator(dict(option.schema)), option.mismatch)
     return out
 
 
@@ -1000,16 +1003,15 @@ def _item_schema_problems(item: dict[str, Any], sub: Document) -> list[Problem]:
     return out
 
 
-def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0, positions: bytes = b"") -> JobSpec:
+def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0, positions: bytes = b"", _kind: Kind | None = None) -> JobSpec:
     """Build a JobSpec from normalized data (validated before, or read back from state)."""
-    from .durations import parse_duration
 
     def dur(key: str) -> float:
         if key in data:
             return parse_duration(data[key]).total_seconds()
         return float(DEFAULTS[key])
 
-    kind = executor_kinds.job_kind(data)
+    kind = _kind if _kind is not None else executor_kinds.job_kind(data)
     assert kind is not None, "validated data names its kind"
     ctx = data.get("context") or {}
     targets = []
@@ -1040,8 +1042,8 @@ def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0, 
         timeout=dur("timeout"),
         retries=int(data.get("retries", 0)),
         retry_backoff=dur("retry_backoff"),
-        concurrency=Concurrency(data.get("concurrency", "forbid")),
-        catchup=Catchup(data.get("catchup", "skip")),
+        concurrency=_CONCURRENCY.get(data.get("concurrency")) or Concurrency(data["concurrency"]),
+        catchup=_CATCHUP.get(data.get("catchup")) or Catchup(data["catchup"]),
         starting_deadline=dur("starting_deadline"),
         jitter=dur("jitter"),
         repeat=data.get("repeat"),
@@ -1055,6 +1057,11 @@ def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0, 
         line=line,
         positions=positions,
     )
+
+
+# The enums by their text (None: the default), without EnumType.__call__ per job.
+_CONCURRENCY: dict[Any, Concurrency] = {None: Concurrency.forbid, **{c.value: c for c in Concurrency}}
+_CATCHUP: dict[Any, Catchup] = {None: Catchup.skip, **{c.value: c for c in Catchup}}
 
 
 def _int_or(value: Any, default: int) -> int:
