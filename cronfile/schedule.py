@@ -253,7 +253,7 @@ def _resolve_wall(z: _Offsets, wall: int) -> int:
 # -- cron fields ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one object per field: hashed by identity (a cache key)
 class _Field:
     name: str
     lo: int
