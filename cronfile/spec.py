@@ -21,6 +21,7 @@ from enum import StrEnum
 from functools import cache
 from importlib import resources
 from json.encoder import encode_basestring as _encode_str  # what ensure_ascii=False writes
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from .delivery import kinds as delivery_kinds
@@ -357,9 +358,7 @@ class JobSpec:
         kept = self._schedule
         if kept is not None and (not kept[1].relative or kept[0] == created_at):
             return kept[1]
-        from . import schedule as sched
-
-        built = sched.parse(
+        built = _schedule_module().parse(
             self.schedule,
             self.timezone,
             anchor=_parse_anchor(self.anchor) if self.anchor else None,
@@ -395,6 +394,15 @@ class JobSpec:
 
 
 _PICKLED = tuple(f.name for f in fields(JobSpec) if f.name != "_schedule")
+
+
+@cache
+def _schedule_module() -> ModuleType:
+    """cronfile.schedule, imported on first use (a function-level import per job cost
+    a lookup in sys.modules and the package each time)."""
+    from . import schedule
+
+    return schedule
 
 
 # What json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False) makes,
@@ -730,8 +738,7 @@ def job_from_document(
 ) -> tuple[JobSpec | None, list[Problem]]:
     """Validate one YAML document as a job. ``default_name`` is the file stem when the
     file holds a single job (else None, and the job must name itself)."""
-    from . import schedule as sched
-
+    sched = _schedule_module()
     P = doc.path
     if not isinstance(doc.data, dict):
         return None, [Problem(P, doc.line, doc.column, "", f"a job must be a mapping, got {_type_name(doc.data)}")]
@@ -848,7 +855,7 @@ def job_from_document(
         except re.error as e:
             problems.append(Problem(P, *where("expect", "regex"), "expect.regex", f"{expect['regex']!r} is not a valid regular expression: {e}"))
 
-    inherited = set(config.defaults) - set(doc.data)
+    inherited = set(config.defaults) - set(doc.data) if config.defaults else None
     if inherited:
         # Reported once by config_from_document at cronfile.yaml's line, not per job.
         problems = [p for p in problems if p.field.split(".")[0].split("[")[0] not in inherited]
@@ -1026,7 +1033,7 @@ def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0, 
 
     kind = _kind if _kind is not None else executor_kinds.job_kind(data)
     assert kind is not None, "validated data names its kind"
-    ctx = data.get("context") or {}
+    ctx = data.get("context")
     targets = []
     for item in data.get("deliver") or ():
         if isinstance(item, str):
@@ -1049,7 +1056,7 @@ def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0, 
         agent=data.get("agent"),
         model=data.get("model"),
         permissions=str(data.get("permissions", "read-only")),
-        context=Context(tuple(ctx.get("files") or ()), ctx.get("from_job"), ctx.get("script")),
+        context=Context(tuple(ctx.get("files") or ()), ctx.get("from_job"), ctx.get("script")) if ctx else _NO_CONTEXT,
         workdir=data.get("workdir", "."),
         env=tuple((str(k), str(v) if not isinstance(v, bool) else str(v).lower()) for k, v in (data.get("env") or {}).items()),
         timeout=dur("timeout"),
@@ -1071,6 +1078,8 @@ def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0, 
         positions=positions,
     )
 
+
+_NO_CONTEXT = Context()  # immutable: one for every job without `context`
 
 # The enums by their text (None: the default), without EnumType.__call__ per job.
 _CONCURRENCY: dict[Any, Concurrency] = {None: Concurrency.forbid, **{c.value: c for c in Concurrency}}

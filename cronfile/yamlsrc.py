@@ -208,6 +208,8 @@ class _Builder:
                 raise _Limits(f"more than {MAX_NODES} values (merge keys expanding too far?); refused")
             out: dict[str, Any] = {}
             key_positions = self.key_positions
+            positions = self.positions
+            inline = depth < MAX_DEPTH  # a child at depth + 1 passes the depth check
             for knode, vnode in pairs:
                 if knode.__class__ is yaml.ScalarNode and knode.tag == _STR:
                     key = knode.value
@@ -230,7 +232,16 @@ class _Builder:
                     continue
                 kpath = fpath + (key,)
                 key_positions[kpath] = kpos
-                out[key] = self.build(vnode, kpath, depth + 1)
+                if inline and vnode.__class__ is yaml.ScalarNode and vnode.tag == _STR:
+                    # build() of a plain string, without the call (most values are one).
+                    self.count += 1
+                    if self.count > MAX_NODES:
+                        raise _Limits(f"more than {MAX_NODES} values (an alias expanding too far?); refused")
+                    vmark = vnode.start_mark
+                    positions[kpath] = (vmark.line + 1, vmark.column + 1)
+                    out[key] = vnode.value
+                else:
+                    out[key] = self.build(vnode, kpath, depth + 1)
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(v, fpath + (i,), depth + 1) for i, v in enumerate(node.value)]
