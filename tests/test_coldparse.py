@@ -281,3 +281,17 @@ def test_loading_pauses_the_collector_and_gives_it_back(tmp_path: Path) -> None:
         assert not gc.isenabled()  # left as the caller had it
     finally:
         gc.enable()
+
+
+def test_every_value_and_key_keeps_its_line_and_column() -> None:
+    """Plain strings are built inline, everything else by build(): both record where."""
+    text = "a: x\nb:\n  c: 'y'\n  d: [1, z]\nlist:\n  - q\n"
+    for docs, problems in (yamlsrc.load_documents(text, "p"), _pure(text, "p")):
+        assert not problems
+        (doc,) = docs
+        assert doc.positions == {
+            (): (1, 1), ("a",): (1, 4), ("b",): (3, 3), ("b", "c"): (3, 6), ("b", "d"): (4, 6),
+            ("b", "d", 0): (4, 7), ("b", "d", 1): (4, 10), ("list",): (6, 3), ("list", 0): (6, 5),
+        }  # fmt: skip
+        assert doc.key_positions == {("a",): (1, 1), ("b",): (2, 1), ("b", "c"): (3, 3), ("b", "d"): (4, 3), ("list",): (5, 1)}
+        assert doc.raw == {("b", "d", 0): "1"}
