@@ -182,7 +182,7 @@ class _Compiler:
             # (Not a mapping: every `required` holds, so one only if there is one.)
             keys = tuple(s["required"][0] for s in value)
             alone = len(keys) == 1
-            return lambda x: sum(k in x for k in keys) == 1 if isinstance(x, dict) else alone
+            return lambda x: sum(map(x.__contains__, keys)) == 1 if isinstance(x, dict) else alone
         subs = tuple(self.compile(s) for s in value)
 
         def one_of(x: Any) -> bool:

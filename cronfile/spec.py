@@ -1034,6 +1034,8 @@ def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0, 
     kind = _kind if _kind is not None else executor_kinds.job_kind(data)
     assert kind is not None, "validated data names its kind"
     ctx = data.get("context")
+    env = data.get("env")
+    labels = data.get("labels")
     targets = []
     for item in data.get("deliver") or ():
         if isinstance(item, str):
@@ -1058,7 +1060,7 @@ def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0, 
         permissions=str(data.get("permissions", "read-only")),
         context=Context(tuple(ctx.get("files") or ()), ctx.get("from_job"), ctx.get("script")) if ctx else _NO_CONTEXT,
         workdir=data.get("workdir", "."),
-        env=tuple((str(k), str(v) if not isinstance(v, bool) else str(v).lower()) for k, v in (data.get("env") or {}).items()),
+        env=tuple((str(k), str(v) if not isinstance(v, bool) else str(v).lower()) for k, v in env.items()) if env else (),
         timeout=dur("timeout"),
         retries=int(data.get("retries", 0)),
         retry_backoff=dur("retry_backoff"),
@@ -1068,7 +1070,7 @@ def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0, 
         jitter=dur("jitter"),
         repeat=data.get("repeat"),
         enabled=bool(data.get("enabled", True)),
-        labels=tuple(sorted((str(k), str(v)) for k, v in (data.get("labels") or {}).items())),
+        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())) if labels else (),
         deliver=tuple(targets),
         allow_injection_risk=bool(data.get("allow_injection_risk", False)),
         budget=dict(data.get("budget") or {}),
