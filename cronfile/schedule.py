@@ -550,6 +550,7 @@ def _check_can_fire(days: _Days, months: tuple[int, ...], dom_text: str, dow_tex
     )
 
 
+_YEAR = re.compile(r"\d{4}")
 _DAYS_CACHE: dict[tuple[frozenset[_Atom], frozenset[_Atom], bool], _Days] = {}
 
 
@@ -562,7 +563,7 @@ class _CronFields:
         # a year, so a 6th field holding a year is a supercronic expression.
         # croniter differs: it reads 6 fields as seconds last (`*/10 * * * * *` is
         # every second of every tenth minute).
-        if len(parts) == 6 and re.search(r"\d{4}", parts[5]):
+        if len(parts) == 6 and _YEAR.search(parts[5]):
             raise ScheduleError(_YEAR_MSG)
         if len(parts) not in (5, 6):
             hint = " (cronfile has no year field)" if len(parts) == 7 else ""
