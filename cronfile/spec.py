@@ -771,7 +771,8 @@ def job_from_document(
         data["name"] = default_name
 
     problems += _schema_problems("job", data, doc, skip=("deliver",))
-    problems += _deliver_problems(data.get("deliver"), doc)
+    if "deliver" in data:
+        problems += _deliver_problems(data["deliver"], doc)
 
     def where(*fp: str | int) -> tuple[int, int]:
         return doc.where(tuple(fp))
@@ -823,7 +824,11 @@ def job_from_document(
             problems.append(Problem(P, *where("schedule"), "schedule", str(e)))
 
     # Agent profile.
-    kind = executor_kinds.job_kind(data) or Kind.shell
+    kind = Kind.shell
+    for k in executor_kinds.KINDS:  # executor_kinds.job_kind, without its generator
+        if k.value in data:
+            kind = k
+            break
     agent = data.get("agent")
     if kind is Kind.prompt:
         if agent is None:
@@ -841,12 +846,9 @@ def job_from_document(
                     f"unknown agent profile {agent!r} (known: {', '.join(sorted(config.agents))})",
                 )
             )
-    for other in executor_kinds.KINDS.values():
-        if other.kind is kind:
-            continue
-        for key in other.only:
-            if key in doc.data:
-                problems.append(Problem(P, *doc.where((key,), key=True), key, f"only applies to {other.kind} jobs"))
+    for key, other in _foreign_fields(kind):
+        if key in doc.data:
+            problems.append(Problem(P, *doc.where((key,), key=True), key, f"only applies to {other} jobs"))
 
     expect = data.get("expect")
     if isinstance(expect, dict) and isinstance(expect.get("regex"), str):
@@ -861,9 +863,9 @@ def job_from_document(
         problems = [p for p in problems if p.field.split(".")[0].split("[")[0] not in inherited]
         if any(p.severity == "error" for p in config_problems_for_defaults(config)):
             problems.append(Problem(P, doc.line, doc.column, "", f"inherits invalid defaults from {config.path}"))
-    problems += _permission_problems(doc, data, agent if kind is Kind.prompt else None, config)
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
+    if kind is Kind.prompt:  # (no agent, no profile: nothing to check)
+        problems += _permission_problems(doc, data, agent, config)
+    if any(p.severity == "error" for p in problems):
         return None, problems
 
     norm = dict(data)
@@ -883,6 +885,13 @@ def job_from_document(
     if parsed is not None:
         object.__setattr__(spec, "_schedule", (now, parsed))
     return spec, problems
+
+
+@cache
+def _foreign_fields(kind: Kind) -> tuple[tuple[str, Kind], ...]:
+    """(field, its kind) for the fields that apply only to another kind than ``kind``,
+    in declaration order."""
+    return tuple((key, other.kind) for other in executor_kinds.KINDS.values() if other.kind is not kind for key in other.only)
 
 
 def _permission_problems(doc: Document, data: Mapping[str, Any], agent: Any, config: Config) -> list[Problem]:
