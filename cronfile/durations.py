@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
+from functools import lru_cache
 
 __all__ = ["format_duration", "humanize_delta", "parse_duration"]
 
@@ -64,7 +65,13 @@ def parse_duration(value: str | int | float) -> timedelta:
         return timedelta(seconds=value)
     if not isinstance(value, str):
         raise _not_a_duration(value)
+    return _parse_text(value)
 
+
+@lru_cache(maxsize=1024)
+def _parse_text(value: str) -> timedelta:
+    """parse_duration of a string (a few spellings recur across thousands of jobs: `1h`,
+    `30m`; a timedelta is immutable, so one can be shared)."""
     bare = _BARE_NUMBER.fullmatch(value)
     if bare:
         return timedelta(seconds=float(bare.group(1)))

@@ -128,12 +128,7 @@ class _Compiler:
             checks.append(make(value, schema))
         if "properties" in schema or "additionalProperties" in schema:
             checks.append(self.object_members(schema))
-        if not checks:
-            return lambda x: True
-        if len(checks) == 1:
-            return checks[0]
-        checks_t = tuple(checks)
-        return lambda x: all(c(x) for c in checks_t)
+        return _every(checks)
 
     # Each k_<keyword>(value, schema) returns the check of that keyword alone.
 
@@ -149,6 +144,8 @@ class _Compiler:
             return lambda x: isinstance(x, list)
         if names == ["boolean"]:
             return lambda x: isinstance(x, bool)
+        if names == ["string", "integer"]:
+            return lambda x: isinstance(x, str) or _is_integer(x)
         tests = tuple(_TYPES[n] for n in names)
         return lambda x: any(t(x) for t in tests)
 
@@ -167,6 +164,9 @@ class _Compiler:
 
     def k_required(self, value: Any, schema: Any) -> Check:
         names = tuple(value)
+        if len(names) == 1:
+            (name,) = names
+            return lambda x: not isinstance(x, dict) or name in x
         return lambda x: not isinstance(x, dict) or all(n in x for n in names)
 
     def k_minProperties(self, value: Any, schema: Any) -> Check:  # noqa: N802 - the keyword's name
@@ -177,6 +177,12 @@ class _Compiler:
         return lambda x: not isinstance(x, dict) or all(check(k) for k in x)
 
     def k_oneOf(self, value: Any, schema: Any) -> Check:  # noqa: N802
+        if all(isinstance(s, dict) and s.keys() == {"required"} and len(s["required"]) == 1 for s in value):
+            # `oneOf: [{required: [a]}, {required: [b]}, ...]`: exactly one of the keys.
+            # (Not a mapping: every `required` holds, so one only if there is one.)
+            keys = tuple(s["required"][0] for s in value)
+            alone = len(keys) == 1
+            return lambda x: sum(map(x.__contains__, keys)) == 1 if isinstance(x, dict) else alone
         subs = tuple(self.compile(s) for s in value)
 
         def one_of(x: Any) -> bool:
@@ -227,7 +233,15 @@ class _Compiler:
         if "prefixItems" in schema:
             raise NotCompiled("items with prefixItems")
         sub = self.compile(value)
-        return lambda x: not isinstance(x, list) or all(sub(v) for v in x)
+
+        def items(x: Any) -> bool:
+            if isinstance(x, list):
+                for v in x:
+                    if not sub(v):
+                        return False
+            return True
+
+        return items
 
     def k_contains(self, value: Any, schema: Any) -> Check:
         if "minContains" in schema or "maxContains" in schema:
@@ -283,6 +297,30 @@ class _Compiler:
             return True
 
         return members
+
+
+def _every(checks: list[Check]) -> Check:
+    """One check for all of ``checks`` (a loop: ``all()`` over a generator cost a frame
+    per value)."""
+    if not checks:
+        return lambda x: True
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        a, b = checks
+        return lambda x: a(x) and b(x)
+    if len(checks) == 3:
+        a, b, c = checks
+        return lambda x: a(x) and b(x) and c(x)
+    checks_t = tuple(checks)
+
+    def every(x: Any) -> bool:
+        for check in checks_t:  # noqa: SIM110 - all() over a generator is the cost avoided
+            if not check(x):
+                return False
+        return True
+
+    return every
 
 
 def compile_schema(schema: Mapping[str, Any]) -> Check:

@@ -73,11 +73,15 @@ def local_time(dt: datetime | None, tz: str | None, *, seconds: bool | None = No
 # -- the plan --------------------------------------------------------------------------
 
 
+# json.dumps(ensure_ascii=False, separators=(", ", ": ")), one encoder for every value.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+
+
 def _value(v: Any) -> str:
     """A compact, JSON-ish rendering of one spec value."""
     if v is _UNSET:
         return "(unset)"
-    return json.dumps(v, ensure_ascii=False, separators=(", ", ": "))
+    return _COMPACT.encode(v)
 
 
 def _is_multiline(*values: Any) -> bool:

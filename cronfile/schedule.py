@@ -253,7 +253,7 @@ def _resolve_wall(z: _Offsets, wall: int) -> int:
 # -- cron fields ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one object per field: hashed by identity (a cache key)
 class _Field:
     name: str
     lo: int
@@ -409,9 +409,19 @@ def _parse_field(field: _Field, text: str) -> set[_Atom]:
     return atoms
 
 
+# One field's text recurs across many expressions (`0`, `*`, `1-5`): its values are
+# kept, while every expression of a big repo can be distinct (issue 17). Errors are not
+# kept: they are raised again, in the same order.
+@lru_cache(maxsize=4096)
 def _parse_values(field: _Field, text: str) -> tuple[int, ...]:
     """A field without L, W or # (all but the two day fields), sorted."""
     return tuple(sorted(x for x in _parse_field(field, text) if isinstance(x, int)))
+
+
+@lru_cache(maxsize=4096)
+def _field_atoms(field: _Field, text: str) -> frozenset[_Atom]:
+    """A day field's atoms (values, and the L, W and # forms)."""
+    return frozenset(_parse_field(field, text))
 
 
 def _last_weekday(first_weekday: int, length: int) -> int:
@@ -540,6 +550,7 @@ def _check_can_fire(days: _Days, months: tuple[int, ...], dom_text: str, dow_tex
     )
 
 
+_YEAR = re.compile(r"\d{4}")
 _DAYS_CACHE: dict[tuple[frozenset[_Atom], frozenset[_Atom], bool], _Days] = {}
 
 
@@ -552,7 +563,7 @@ class _CronFields:
         # a year, so a 6th field holding a year is a supercronic expression.
         # croniter differs: it reads 6 fields as seconds last (`*/10 * * * * *` is
         # every second of every tenth minute).
-        if len(parts) == 6 and re.search(r"\d{4}", parts[5]):
+        if len(parts) == 6 and _YEAR.search(parts[5]):
             raise ScheduleError(_YEAR_MSG)
         if len(parts) not in (5, 6):
             hint = " (cronfile has no year field)" if len(parts) == 7 else ""
@@ -564,10 +575,10 @@ class _CronFields:
         self.seconds = _parse_values(_SECOND, second)
         self.minutes = _parse_values(_MINUTE, minute)
         self.hours = _parse_values(_HOUR, hour)
-        dom_atoms = frozenset(_parse_field(_DOM, dom))
+        dom_atoms = _field_atoms(_DOM, dom)
         self.months = _parse_values(_MONTH, month)
         self.month_set = frozenset(self.months)
-        dow_atoms = frozenset(_parse_field(_DOW, dow))
+        dow_atoms = _field_atoms(_DOW, dow)
         # Debian cron: a day field that starts with '*' ANDs the two day fields
         # (`0 0 */2 * 1` is odd days that are Mondays).
         # croniter differs: it ORs them unless a field is exactly '*'.
@@ -731,6 +742,9 @@ class Schedule:
     #: Fired by an engine when it starts (``@reboot``), never by the clock: it has no
     #: fire times, and due/reconcile/pause/render ask this instead of reading the text.
     at_boot: bool = False
+    #: Whether its fire times depend on ``created_at`` (`30m`, `in 2h`): the others are
+    #: the same object whenever the job was created (JobSpec.build_schedule keeps one).
+    relative: bool = False
 
     def __init__(self, expr: str, tz: ZoneInfo, jitter: timedelta, jitter_key: str) -> None:
         self.expr = expr
@@ -1082,7 +1096,9 @@ def _parse(
         at = None
         if created_at is not None:
             at = (_EPOCH + timedelta(microseconds=_to_us(created_at) + delay // _US)).astimezone(tz)
-        return OnceSchedule(text, at, tz, jitter, jitter_key)
+        once = OnceSchedule(text, at, tz, jitter, jitter_key)
+        once.relative = True
+        return once
 
     if _DATE_START.match(text):
         try:

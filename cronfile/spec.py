@@ -12,16 +12,20 @@ import difflib
 import hashlib
 import json
 import marshal
+import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from importlib import resources
+from json.encoder import encode_basestring as _encode_str  # what ensure_ascii=False writes
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from .delivery import kinds as delivery_kinds
+from .durations import parse_duration
 from .errors import Problem
 from .executors import registry as executor_kinds
 from .executors.registry import Kind
@@ -314,6 +318,19 @@ class JobSpec:
     # every apply (10,000 jobs: 0.15 s of JSON encoding each time), and the parse cache
     # keeps them with the spec.
     _memo: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # The Schedule built last, as (created_at, schedule): checking a job parses its
+    # schedule, and reconcile and the warnings asked for it again (a cold `diff` parsed
+    # each schedule three times, issue 17). Not pickled (see __getstate__): the parse
+    # cache keeps data, and a Schedule is cheap to build again from it.
+    _schedule: tuple[datetime | None, Schedule] | None = field(default=None, init=False, compare=False, repr=False)
+
+    def __getstate__(self) -> list[Any]:
+        return [getattr(self, name) for name in _PICKLED]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        for name, value in zip(_PICKLED, state, strict=True):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_schedule", None)
 
     def where(self, *fpath: str | int) -> tuple[int, int]:
         """Line and column of a field in the job's file (the job's start if unknown)."""
@@ -336,10 +353,12 @@ class JobSpec:
         return h
 
     def build_schedule(self, created_at: datetime | None = None) -> Schedule:
-        """The job's Schedule (cronfile.schedule); ``created_at`` anchors `in 2h` forms."""
-        from . import schedule as sched
-
-        return sched.parse(
+        """The job's Schedule (cronfile.schedule); ``created_at`` anchors `in 2h` forms.
+        Built once: the same object comes back while ``created_at`` cannot change it."""
+        kept = self._schedule
+        if kept is not None and (not kept[1].relative or kept[0] == created_at):
+            return kept[1]
+        built = _schedule_module().parse(
             self.schedule,
             self.timezone,
             anchor=_parse_anchor(self.anchor) if self.anchor else None,
@@ -347,6 +366,8 @@ class JobSpec:
             jitter=timedelta(seconds=self.jitter),
             jitter_key=self.name,
         )
+        object.__setattr__(self, "_schedule", (created_at, built))
+        return built
 
     def env_refs(self) -> list[str]:
         """Names of the ``${VAR}`` references cronfile expands: in ``env`` and in delivery
@@ -372,14 +393,33 @@ class JobSpec:
         return out
 
 
+_PICKLED = tuple(f.name for f in fields(JobSpec) if f.name != "_schedule")
+
+
+@cache
+def _schedule_module() -> ModuleType:
+    """cronfile.schedule, imported on first use (a function-level import per job cost
+    a lookup in sys.modules and the package each time)."""
+    from . import schedule
+
+    return schedule
+
+
+# What json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False) makes,
+# without a JSONEncoder built per call (json.dumps does that for any non-default option).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _hash(data: Any) -> str:
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _digest(_CANONICAL.encode(data))
+
+
+def _digest(blob: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def schedule_signature(data: Mapping[str, Any]) -> str:
     """Hash of exactly the fields that decide fire times (docs/design.md section 4)."""
-    from .durations import parse_duration
 
     jitter = data.get("jitter")
     jitter_s: Any
@@ -393,14 +433,25 @@ def schedule_signature(data: Mapping[str, Any]) -> str:
             anchor = _parse_anchor(anchor).isoformat()
         except ValueError:
             pass
-    return _hash(
-        {
-            "schedule": " ".join(str(data.get("schedule", "")).split()),
-            "timezone": data.get("timezone"),
-            "anchor": anchor,
-            "jitter": jitter_s,
-        }
-    )
+    schedule = " ".join(str(data.get("schedule", "")).split())
+    timezone = data.get("timezone")
+    if type(jitter_s) is float and math.isfinite(jitter_s) and _str_or_none(anchor) and _str_or_none(timezone):
+        # The text _hash would encode (sorted keys, no spaces), written out: a JSON
+        # encoder per job was a third of reconcile's time on a first apply (issue 17).
+        # tests/test_load.py holds the two to the same text.
+        return _digest(
+            '{"anchor":' + _json_text(anchor) + ',"jitter":' + repr(jitter_s)
+            + ',"schedule":' + _encode_str(schedule) + ',"timezone":' + _json_text(timezone) + "}"
+        )
+    return _hash({"schedule": schedule, "timezone": timezone, "anchor": anchor, "jitter": jitter_s})
+
+
+def _str_or_none(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+def _json_text(value: str | None) -> str:
+    return "null" if value is None else _encode_str(value)
 
 
 def _parse_anchor(text: str) -> datetime:
@@ -550,7 +601,6 @@ def _schema_problems(kind: str, data: Any, doc: Document, skip: tuple[str, ...] 
 def config_from_document(doc: Document | None) -> tuple[Config, list[Problem]]:
     """Validate cronfile.yaml (``None``: no file, all defaults)."""
     from . import schedule as sched
-    from .durations import parse_duration
 
     agents = _builtin_profiles()
     if doc is None:
@@ -688,9 +738,7 @@ def job_from_document(
 ) -> tuple[JobSpec | None, list[Problem]]:
     """Validate one YAML document as a job. ``default_name`` is the file stem when the
     file holds a single job (else None, and the job must name itself)."""
-    from . import schedule as sched
-    from .durations import parse_duration
-
+    sched = _schedule_module()
     P = doc.path
     if not isinstance(doc.data, dict):
         return None, [Problem(P, doc.line, doc.column, "", f"a job must be a mapping, got {_type_name(doc.data)}")]
@@ -723,7 +771,8 @@ def job_from_document(
         data["name"] = default_name
 
     problems += _schema_problems("job", data, doc, skip=("deliver",))
-    problems += _deliver_problems(data.get("deliver"), doc)
+    if "deliver" in data:
+        problems += _deliver_problems(data["deliver"], doc)
 
     def where(*fp: str | int) -> tuple[int, int]:
         return doc.where(tuple(fp))
@@ -758,9 +807,10 @@ def job_from_document(
             problems.append(Problem(P, *where("anchor"), "anchor", f"{anchor!r} is not an ISO-8601 instant (e.g. 2026-01-01T00:00:00Z)"))
             anchor = None
     expr = data.get("schedule")
+    parsed: Schedule | None = None
     if isinstance(expr, str) and tz is not None:
         try:
-            s = sched.parse(
+            s = parsed = sched.parse(
                 expr,
                 tz,
                 anchor=_parse_anchor(anchor) if isinstance(anchor, str) else None,
@@ -774,7 +824,11 @@ def job_from_document(
             problems.append(Problem(P, *where("schedule"), "schedule", str(e)))
 
     # Agent profile.
-    kind = executor_kinds.job_kind(data) or Kind.shell
+    kind = Kind.shell
+    for k in executor_kinds.KINDS:  # executor_kinds.job_kind, without its generator
+        if k.value in data:
+            kind = k
+            break
     agent = data.get("agent")
     if kind is Kind.prompt:
         if agent is None:
@@ -792,12 +846,9 @@ def job_from_document(
                     f"unknown agent profile {agent!r} (known: {', '.join(sorted(config.agents))})",
                 )
             )
-    for other in executor_kinds.KINDS.values():
-        if other.kind is kind:
-            continue
-        for key in other.only:
-            if key in doc.data:
-                problems.append(Problem(P, *doc.where((key,), key=True), key, f"only applies to {other.kind} jobs"))
+    for key, other in _foreign_fields(kind):
+        if key in doc.data:
+            problems.append(Problem(P, *doc.where((key,), key=True), key, f"only applies to {other} jobs"))
 
     expect = data.get("expect")
     if isinstance(expect, dict) and isinstance(expect.get("regex"), str):
@@ -806,15 +857,15 @@ def job_from_document(
         except re.error as e:
             problems.append(Problem(P, *where("expect", "regex"), "expect.regex", f"{expect['regex']!r} is not a valid regular expression: {e}"))
 
-    inherited = set(config.defaults) - set(doc.data)
+    inherited = set(config.defaults) - set(doc.data) if config.defaults else None
     if inherited:
         # Reported once by config_from_document at cronfile.yaml's line, not per job.
         problems = [p for p in problems if p.field.split(".")[0].split("[")[0] not in inherited]
         if any(p.severity == "error" for p in config_problems_for_defaults(config)):
             problems.append(Problem(P, doc.line, doc.column, "", f"inherits invalid defaults from {config.path}"))
-    problems += _permission_problems(doc, data, agent if kind is Kind.prompt else None, config)
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
+    if kind is Kind.prompt:  # (no agent, no profile: nothing to check)
+        problems += _permission_problems(doc, data, agent, config)
+    if any(p.severity == "error" for p in problems):
         return None, problems
 
     norm = dict(data)
@@ -823,9 +874,24 @@ def job_from_document(
         norm["agent"] = agent
     else:
         norm.pop("permissions", None)  # a default for agent jobs; nothing to a shell job
-    norm = json.loads(json.dumps(norm, sort_keys=True))
-    spec = spec_from_data(norm, source=P, line=doc.line)
-    return replace(spec, positions=marshal.dumps(dict(doc.positions))), problems
+    # Sorted keys and plain JSON values; the same text is what spec_hash digests.
+    blob = _CANONICAL.encode(norm)
+    norm = json.loads(blob)
+    spec = spec_from_data(norm, source=P, line=doc.line, positions=marshal.dumps(doc.positions), _kind=kind)
+    try:
+        spec._memo["spec_hash"] = _digest(blob)
+    except UnicodeEncodeError:
+        pass  # a lone surrogate: left to spec_hash, which says so where it is asked
+    if parsed is not None:
+        object.__setattr__(spec, "_schedule", (now, parsed))
+    return spec, problems
+
+
+@cache
+def _foreign_fields(kind: Kind) -> tuple[tuple[str, Kind], ...]:
+    """(field, its kind) for the fields that apply only to another kind than ``kind``,
+    in declaration order."""
+    return tuple((key, other.kind) for other in executor_kinds.KINDS.values() if other.kind is not kind for key in other.only)
 
 
 def _permission_problems(doc: Document, data: Mapping[str, Any], agent: Any, config: Config) -> list[Problem]:
@@ -854,7 +920,6 @@ def _permission_problems(doc: Document, data: Mapping[str, Any], agent: Any, con
 
 def config_problems_for_defaults(config: Config) -> list[Problem]:
     """Whether the config's defaults themselves are invalid (checked without positions)."""
-    from .durations import parse_duration
 
     out = []
     for key in DURATION_FIELDS:
@@ -931,13 +996,14 @@ def _deliver_problems(items: Any, doc: Document) -> list[Problem]:
 @cache
 def _option_validators() -> dict[str, tuple[Any, str | None]]:
     """Each delivery option's schema validator and its message for a oneOf mismatch,
-    from the declarations (cronfile.delivery.kinds)."""
-    import jsonschema
+    from the declarations (cronfile.delivery.kinds). Compiled by fastschema, so that a
+    valid option costs no jsonschema (which still words the errors of an invalid one)."""
+    from .fastschema import Validator
 
     out: dict[str, tuple[Any, str | None]] = {}
     for decl in delivery_kinds.KINDS.values():
         for option in (decl.dest, *decl.options, delivery_kinds.ON):
-            out[option.name] = (jsonschema.Draft202012Validator(dict(option.schema)), option.mismatch)
+            out[option.name] = (Validator(dict(option.schema)), option.mismatch)
     return out
 
 
@@ -966,18 +1032,19 @@ def _item_schema_problems(item: dict[str, Any], sub: Document) -> list[Problem]:
     return out
 
 
-def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0) -> JobSpec:
+def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0, positions: bytes = b"", _kind: Kind | None = None) -> JobSpec:
     """Build a JobSpec from normalized data (validated before, or read back from state)."""
-    from .durations import parse_duration
 
     def dur(key: str) -> float:
         if key in data:
             return parse_duration(data[key]).total_seconds()
         return float(DEFAULTS[key])
 
-    kind = executor_kinds.job_kind(data)
+    kind = _kind if _kind is not None else executor_kinds.job_kind(data)
     assert kind is not None, "validated data names its kind"
-    ctx = data.get("context") or {}
+    ctx = data.get("context")
+    env = data.get("env")
+    labels = data.get("labels")
     targets = []
     for item in data.get("deliver") or ():
         if isinstance(item, str):
@@ -1000,26 +1067,34 @@ def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0) 
         agent=data.get("agent"),
         model=data.get("model"),
         permissions=str(data.get("permissions", "read-only")),
-        context=Context(tuple(ctx.get("files") or ()), ctx.get("from_job"), ctx.get("script")),
+        context=Context(tuple(ctx.get("files") or ()), ctx.get("from_job"), ctx.get("script")) if ctx else _NO_CONTEXT,
         workdir=data.get("workdir", "."),
-        env=tuple((str(k), str(v) if not isinstance(v, bool) else str(v).lower()) for k, v in (data.get("env") or {}).items()),
+        env=tuple((str(k), str(v) if not isinstance(v, bool) else str(v).lower()) for k, v in env.items()) if env else (),
         timeout=dur("timeout"),
         retries=int(data.get("retries", 0)),
         retry_backoff=dur("retry_backoff"),
-        concurrency=Concurrency(data.get("concurrency", "forbid")),
-        catchup=Catchup(data.get("catchup", "skip")),
+        concurrency=_CONCURRENCY.get(data.get("concurrency")) or Concurrency(data["concurrency"]),
+        catchup=_CATCHUP.get(data.get("catchup")) or Catchup(data["catchup"]),
         starting_deadline=dur("starting_deadline"),
         jitter=dur("jitter"),
         repeat=data.get("repeat"),
         enabled=bool(data.get("enabled", True)),
-        labels=tuple(sorted((str(k), str(v)) for k, v in (data.get("labels") or {}).items())),
+        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())) if labels else (),
         deliver=tuple(targets),
         allow_injection_risk=bool(data.get("allow_injection_risk", False)),
         budget=dict(data.get("budget") or {}),
         expect=dict(data.get("expect") or {}),
         source=source,
         line=line,
+        positions=positions,
     )
+
+
+_NO_CONTEXT = Context()  # immutable: one for every job without `context`
+
+# The enums by their text (None: the default), without EnumType.__call__ per job.
+_CONCURRENCY: dict[Any, Concurrency] = {None: Concurrency.forbid, **{c.value: c for c in Concurrency}}
+_CATCHUP: dict[Any, Catchup] = {None: Catchup.skip, **{c.value: c for c in Catchup}}
 
 
 def _int_or(value: Any, default: int) -> int:

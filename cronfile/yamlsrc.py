@@ -67,16 +67,54 @@ _Loader.add_implicit_resolver(
 )
 
 
+_STR = "tag:yaml.org,2002:str"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_MERGE = "tag:yaml.org,2002:merge"
+_VALUE = "tag:yaml.org,2002:value"
+# The implicit resolvers by a plain scalar's first character ("" for the empty one), as
+# tuples: PyYAML's Resolver.resolve concatenates two lists per scalar.
+_IMPLICIT: dict[str, tuple[tuple[str, re.Pattern[str]], ...]] = {
+    first: tuple(rules) for first, rules in _Loader.yaml_implicit_resolvers.items()
+}
+assert None not in _IMPLICIT and not _Loader.yaml_path_resolvers
+
+
+def _resolve(self: Any, kind: type, value: str | None, implicit: tuple[bool, bool]) -> str:
+    """Resolver.resolve for our resolvers, without path resolvers (we add none): the
+    composers call it for every node."""
+    if kind is yaml.ScalarNode:
+        if implicit[0]:
+            for tag, rx in _IMPLICIT.get(value[:1], ()):  # type: ignore[index]
+                if rx.match(value):  # type: ignore[arg-type]
+                    return tag
+        return _STR
+    return _SEQ_TAG if kind is yaml.SequenceNode else _MAP_TAG
+
+
+def _no_path(self: Any, *args: Any) -> None:
+    """descend_resolver/ascend_resolver: they only track path resolvers, and we add none."""
+
+
+_Loader.resolve = _resolve  # type: ignore[method-assign]
+_Loader.descend_resolver = _no_path  # type: ignore[method-assign]
+_Loader.ascend_resolver = _no_path  # type: ignore[method-assign]
+
 _CLoader: type | None = None
 if getattr(yaml, "__with_libyaml__", False):
 
-    class _CLoaderImpl(yaml.CSafeLoader):  # type: ignore[name-defined,misc]
-        """libyaml's parser with the same YAML 1.2 resolvers: about 10x faster to compose.
-        Used only for shallow text (its composer recurses in C, where Python's recursion
-        limit does not guard the stack) and only when it parses cleanly: any error is
-        re-read by the Python parser, whose messages are better."""
+    class _CLoaderImpl(yaml.cyaml.CParser):  # type: ignore[name-defined,misc]
+        """libyaml's parser and composer with the same YAML 1.2 resolvers: about 10x
+        faster to compose. Used only for shallow text (its composer recurses in C, where
+        Python's recursion limit does not guard the stack) and only when it parses
+        cleanly: any error is re-read by the Python parser, whose messages are better.
+        Just the parser: the nodes are built by _Builder, never by a PyYAML constructor
+        (setting one up per file was 4% of a cold `diff`)."""
 
-    _CLoaderImpl.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+        resolve = _resolve
+        descend_resolver = _no_path
+        ascend_resolver = _no_path
+
     _CLoader = _CLoaderImpl
 
 # flatten_mapping (merge keys) is the only constructor method used; one shared instance.
@@ -87,6 +125,8 @@ def _shallow(text: str) -> bool:
     """Whether flow collections nest at most MAX_DEPTH deep (block nesting is bounded by
     indentation within the 1 MiB cap). Quotes are ignored: over-counting only sends a
     file to the slower Python parser."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return True  # cannot nest deeper than it has brackets (a job file, nearly always)
     depth = peak = 0
     for ch in text:
         if ch in "[{":
@@ -148,22 +188,39 @@ class _Builder:
             )
         if depth > MAX_DEPTH:
             raise _Limits(f"nested deeper than {MAX_DEPTH} levels; refused")
-        self.positions[fpath] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        mark = node.start_mark
+        self.positions[fpath] = (mark.line + 1, mark.column + 1)
+        cls = node.__class__
+        if cls is yaml.ScalarNode and node.tag == _STR:
+            return node.value  # most values: no table to consult
         if isinstance(node, yaml.MappingNode):
-            # Merge keys (`<<: [*a, *a]`) are copied out by flatten_mapping, before any
-            # value is counted: a chain of them doubling at each level took gigabytes
-            # (found by tests/faults). Count what the merge would make first.
-            if self._merged_size(node) > MAX_NODES:
+            pairs = node.value
+            if any(k.tag == _MERGE or k.tag == _VALUE for k, _ in pairs):
+                # Merge keys (`<<: [*a, *a]`) are copied out by flatten_mapping, before any
+                # value is counted: a chain of them doubling at each level took gigabytes
+                # (found by tests/faults). Count what the merge would make first.
+                if self._merged_size(node) > MAX_NODES:
+                    raise _Limits(f"more than {MAX_NODES} values (merge keys expanding too far?); refused")
+                self.constructor.flatten_mapping(node)
+                pairs = node.value
+            elif len(pairs) > MAX_NODES:
+                # What _merged_size says of a mapping without merge keys: its size.
                 raise _Limits(f"more than {MAX_NODES} values (merge keys expanding too far?); refused")
-            self.constructor.flatten_mapping(node)
             out: dict[str, Any] = {}
-            for knode, vnode in node.value:
-                key = self.build_key(knode, fpath)
-                if key is None:
-                    continue
-                kpos = (knode.start_mark.line + 1, knode.start_mark.column + 1)
+            key_positions = self.key_positions
+            positions = self.positions
+            inline = depth < MAX_DEPTH  # a child at depth + 1 passes the depth check
+            for knode, vnode in pairs:
+                if knode.__class__ is yaml.ScalarNode and knode.tag == _STR:
+                    key = knode.value
+                else:
+                    key = self.build_key(knode, fpath)
+                    if key is None:
+                        continue
+                kmark = knode.start_mark
+                kpos = (kmark.line + 1, kmark.column + 1)
                 if key in out:
-                    first = self.key_positions.get(fpath + (key,), kpos)
+                    first = key_positions.get(fpath + (key,), kpos)
                     self.problems.append(
                         Problem(
                             self.path,
@@ -173,8 +230,18 @@ class _Builder:
                         )
                     )
                     continue
-                self.key_positions[fpath + (key,)] = kpos
-                out[key] = self.build(vnode, fpath + (key,), depth + 1)
+                kpath = fpath + (key,)
+                key_positions[kpath] = kpos
+                if inline and vnode.__class__ is yaml.ScalarNode and vnode.tag == _STR:
+                    # build() of a plain string, without the call (most values are one).
+                    self.count += 1
+                    if self.count > MAX_NODES:
+                        raise _Limits(f"more than {MAX_NODES} values (an alias expanding too far?); refused")
+                    vmark = vnode.start_mark
+                    positions[kpath] = (vmark.line + 1, vmark.column + 1)
+                    out[key] = vnode.value
+                else:
+                    out[key] = self.build(vnode, kpath, depth + 1)
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(v, fpath + (i,), depth + 1) for i, v in enumerate(node.value)]
