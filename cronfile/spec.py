@@ -14,6 +14,7 @@ import json
 import marshal
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
@@ -408,6 +409,7 @@ def _schedule_module() -> ModuleType:
 # What json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False) makes,
 # without a JSONEncoder built per call (json.dumps does that for any non-default option).
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_intern = sys.intern
 
 
 def _hash(data: Any) -> str:
@@ -876,7 +878,9 @@ def job_from_document(
         norm.pop("permissions", None)  # a default for agent jobs; nothing to a shell job
     # Sorted keys and plain JSON values; the same text is what spec_hash digests.
     blob = _CANONICAL.encode(norm)
-    norm = json.loads(blob)
+    # Keys and short values interned: 30,000 jobs repeat the same few dozen of them
+    # (field names, kinds, zones), and a pickle of the parse cache then keeps one copy.
+    norm = {_intern(k): (_intern(v) if type(v) is str and len(v) <= 40 else v) for k, v in json.loads(blob).items()}
     spec = spec_from_data(norm, source=P, line=doc.line, positions=marshal.dumps(doc.positions), _kind=kind)
     try:
         spec._memo["spec_hash"] = _digest(blob)

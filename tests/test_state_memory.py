@@ -61,3 +61,23 @@ def test_a_daemon_reading_the_state_shares_the_files_specs_and_follows_an_edit(t
         assert load_project(tmp_path).ok
     finally:
         share_specs({})
+
+
+def test_jobs_share_their_field_names_and_short_values_through_the_parse_cache(tmp_path: Path) -> None:
+    """30,000 specs repeat a few dozen keys and values (field names, kinds, zones): one
+    copy of each, also after the parse cache's pickle comes back."""
+    import pickle
+
+    from cronfile.parsecache import ParseCache
+
+    for name in ("a", "b"):
+        write_job(tmp_path, name, f"schedule: '0 9 * * *'\ntimezone: Europe/Berlin\nconcurrency: queue\nshell: echo {name} and a longer command line than forty characters\n")
+    cache = ParseCache(tmp_path / "cache.pickle", now_ns=lambda: 1 << 62)  # every file old enough
+    specs = load_project(tmp_path, now=T0, cache=cache).specs
+    cache.save()
+    again = [e.specs[0] for e in ParseCache(tmp_path / "cache.pickle").entries.values()]
+    for a, b in (specs, again):
+        ka = {k: k for k in a.data}
+        assert all(ka[k] is k for k in b.data), "field names are one object"
+        assert a.data["timezone"] is b.data["timezone"] and a.data["concurrency"] is b.data["concurrency"]
+        assert a.data["shell"] != b.data["shell"]
