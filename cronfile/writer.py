@@ -172,9 +172,12 @@ class StateWriter:
         try:
             self._txn(batch, atomic)
         except (OSError, CronfileError) as e:
-            # What the store or the disk said concerns every update alike.
+            # What the store or the disk said concerns every update alike, but for the
+            # lines already appended above (a store whose history is not in the
+            # transaction): those are written, and a retry would write them twice.
             for u in batch:
-                u.error = e
+                if atomic or u.fn is not None:
+                    u.error = e
         except BaseException as e:  # noqa: BLE001 - handed to its caller
             if len(batch) == 1:
                 batch[0].error = e

@@ -487,3 +487,33 @@ def test_a_log_file_written_by_spawn_is_closed_cleanly(tmp_path):
     with path.open("ab") as log:
         assert spawn(prepared_sh(tmp_path, "echo hi"), log, output_limit=100).wait(5) == 0
     assert path.read_bytes() == b"hi\n"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_the_shared_output_reader_outlives_a_reader_that_fails():
+    # Every run's output is copied by one thread (process._ReadLoop). A reader whose
+    # pipe went bad (closed behind its back: its close fails with EBADF) must not end
+    # that thread, or no run's output would be read again for the daemon's life.
+    from cronfile.executors.process import _LoopReader
+
+    bad_r, bad_w = os.pipe()
+    got_bad: list[bytes] = []
+    bad = _LoopReader(bad_r, got_bad.append)
+    bad.start()
+    os.write(bad_w, b"one")
+    wait_for(lambda: got_bad == [b"one"], timeout=10)
+    os.close(bad_r)  # behind the reader's back
+    bad.stop()
+    bad.join(10)
+    assert not bad.is_alive()
+    os.close(bad_w)
+
+    r, w = os.pipe()
+    got: list[bytes] = []
+    ended: list[bool] = []
+    good = _LoopReader(r, got.append, lambda: ended.append(True))
+    good.start()
+    os.write(w, b"still read")
+    os.close(w)
+    good.join(10)
+    assert b"".join(got) == b"still read" and ended == [True]

@@ -72,3 +72,26 @@ def test_the_runs_of_one_instant_never_share_an_id():
     ids = [new_run_id(instant) for _ in range(5000)]
     assert len(set(ids)) == len(ids)
     assert all(re.fullmatch(r"20261206T050800-[0-9a-f]{4}", i) for i in ids)
+
+
+def test_an_instant_keeps_unique_ids_however_many_other_instants_come_between():
+    # A claim pass after downtime names many missed instants between two runs of one
+    # instant; the ids given out for it must not be forgotten in between.
+    import threading
+
+    from cronfile.history import new_run_id
+
+    instant = at(5, 8)
+    ids = [new_run_id(instant) for _ in range(100)]
+    for k in range(500):
+        new_run_id(at(4, k // 60, k % 60))
+    ids += [new_run_id(instant) for _ in range(100)]
+    # and from several threads at once (a manual run beside the claim loop)
+    out: list[str] = []
+    threads = [threading.Thread(target=lambda: out.extend(new_run_id(instant) for _ in range(500))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids += out
+    assert len(set(ids)) == len(ids) == 2200

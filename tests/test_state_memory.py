@@ -66,8 +66,6 @@ def test_a_daemon_reading_the_state_shares_the_files_specs_and_follows_an_edit(t
 def test_jobs_share_their_field_names_and_short_values_through_the_parse_cache(tmp_path: Path) -> None:
     """30,000 specs repeat a few dozen keys and values (field names, kinds, zones): one
     copy of each, also after the parse cache's pickle comes back."""
-    import pickle
-
     from cronfile.parsecache import ParseCache
 
     for name in ("a", "b"):

@@ -169,3 +169,48 @@ def test_a_prune_keeps_history_limit_runs_of_that_job_only(store):
     assert writer.commit(ended("a"), history=(record("a", 5),), prune=("a", 3)) is None
     assert [r["run_id"] for r in store.read_history("a")] == ["run-a-3", "run-a-4", "run-a-5"]
     assert len(store.read_history("b")) == 5
+
+
+def test_a_history_line_written_beside_a_failed_state_change_is_not_reported_failed(tmp_path):
+    # The file store appends lines before its transaction. A pid (commit_soon) whose
+    # transaction fails must not fail a record that shared its batch: the line is on
+    # disk, and a caller told otherwise wrote it again on its retry.
+    store = FileStore(tmp_path / "state")
+    writer = seeded(store, ["a"])
+    errors: list[BaseException] = []
+
+    def broken(state: State) -> State:
+        raise StateWriteError("disk full", 28)
+
+    with writer._committer:  # hold the batch open until both are queued
+        writer.commit_soon(broken, on_error=errors.append)
+        done: list[Any] = []
+        t = threading.Thread(target=lambda: done.append(writer.commit(history=(record("a"),))))
+        t.start()
+        wait_for(lambda: len(writer._updates) == 2, timeout=10, what="both updates queued")
+    t.join(30)
+    assert done == [None]  # no error raised for the record
+    assert [h["run_id"] for h in store.read_history("a")] == ["run-a-0"]
+    wait_for(lambda: errors, timeout=SOON + 10, what="the pid's report")
+    assert isinstance(errors[0], StateWriteError)
+
+
+def test_a_prune_inside_a_transaction_deletes_its_logs_only_once_it_commits(tmp_path):
+    # The writer prunes inside a state transaction: if that never commits (a full disk
+    # at COMMIT), the history rows stay, and so must their logs.
+    store = SqliteStore(tmp_path / "state")
+    seeded(store, ["a"])
+    logs = store.job_dir("a")
+    logs.mkdir(parents=True, exist_ok=True)
+    for n in range(3):
+        store.append_history("a", {"run_id": f"run-a-{n}", "status": "success"})
+        (logs / f"run-a-{n}.log").write_text("output\n")
+    with pytest.raises(RuntimeError), store.transaction():
+        store.prune("a", 1)
+        raise RuntimeError("the commit never comes")
+    assert len(store.read_history("a")) == 3
+    assert sorted(p.name for p in logs.glob("*.log")) == ["run-a-0.log", "run-a-1.log", "run-a-2.log"]
+    with store.transaction():
+        store.prune("a", 1)
+    assert [h["run_id"] for h in store.read_history("a")] == ["run-a-2"]
+    assert sorted(p.name for p in logs.glob("*.log")) == ["run-a-2.log"]

@@ -191,21 +191,37 @@ class _ReadLoop:
                 pass  # a wake-up is pending already
 
     def _run(self, sel: selectors.BaseSelector, wake_r: int) -> None:
+        # Every run's output goes through this one thread: nothing one reader raises
+        # may end it (each step is guarded; a surprise is reported, then the loop goes
+        # on), or no run's output would be read again for the daemon's life.
         while True:
-            for key, _ in sel.select():
+            try:
+                events = sel.select()
+            except InterruptedError:
+                continue
+            for key, _ in events:
                 reader = key.data
-                if reader is None:
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(wake_r, 4096)
-                    with self._lock:
-                        ops, self._ops = self._ops, []
-                    for op, r in ops:
-                        if op == "add":
-                            r._add(sel)
-                        else:
-                            r._stop(sel)
-                else:
-                    reader._readable(sel)
+                try:
+                    if reader is None:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(wake_r, 4096)
+                        with self._lock:
+                            ops, self._ops = self._ops, []
+                        for op, r in ops:
+                            try:
+                                if op == "add":
+                                    r._add(sel)
+                                else:
+                                    r._stop(sel)
+                            except Exception as e:  # noqa: BLE001 - see above
+                                _LoopReader._report(e)
+                                r._end(sel)
+                    else:
+                        reader._readable(sel)
+                except Exception as e:  # noqa: BLE001 - see above
+                    _LoopReader._report(e)
+                    if reader is not None:
+                        reader._end(sel)
 
 
 _LOOP = _ReadLoop()
@@ -297,8 +313,12 @@ class _LoopReader:
         except BaseException as e:  # noqa: BLE001
             self._report(e)
         finally:
-            os.close(self._fd)
-            self._over.set()
+            try:
+                os.close(self._fd)
+            except OSError as e:
+                self._report(e)
+            finally:
+                self._over.set()
 
     @staticmethod
     def _report(e: BaseException) -> None:

@@ -498,8 +498,7 @@ class PostgresStore:
             raise StateError(f"{self.location}: {e}") from None
         state = head.with_(jobs=dict(jobs))
         with self._cache_lock:
-            if self._state_at is None or counter > self._state_at[0]:
-                self._state_at = (counter, state)
+            self._state_at = (counter, state)  # any (counter, state) pair is consistent
         return state
 
     _META = "SELECT counter, state_version, revision, applied_at, orphans FROM cronfile_meta WHERE id = 1"
@@ -534,8 +533,7 @@ class PostgresStore:
                     with self._cache_lock:
                         if written[0] > self._counter:
                             self._counter, self._jobs = written
-                        if self._state_at is None or written[0] > self._state_at[0]:
-                            self._state_at = (written[0], txn.state)
+                        self._state_at = (written[0], txn.state)
         finally:
             self._tls.in_txn = False
 

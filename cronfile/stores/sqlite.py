@@ -552,6 +552,7 @@ class SqliteStore(FileStore):
                 txn = Txn(memo.state)
                 self._local.conn = conn
                 self._local.wrote = False
+                self._local.after_commit = []  # prune's log deletions: only once committed
                 try:
                     yield txn
                 finally:
@@ -567,6 +568,8 @@ class SqliteStore(FileStore):
                 except sqlite3.Error as e:
                     _make_room(conn, e)
                     raise self._db_error(e) from None
+                for job, run_ids in self._local.after_commit:
+                    self._drop_logs(job, run_ids)
                 if wrote is not None:
                     self._memo_db = wrote
                     # The caller keeps what ``read()`` returns from now on (the very
@@ -761,7 +764,15 @@ class SqliteStore(FileStore):
                     conn.execute(f"DELETE FROM history WHERE job = ? AND {key} IN ({drop})", args)
         except sqlite3.Error as e:
             raise self._db_error(e) from None
-        for run_id in dropped:
+        if getattr(self._local, "conn", None) is not None:
+            # Inside a state transaction (the engine's writer prunes in its own): the
+            # rows go only when it commits, so their logs go then too, not before.
+            self._local.after_commit.append((job, dropped))
+        else:
+            self._drop_logs(job, dropped)
+
+    def _drop_logs(self, job: str, run_ids: list[str]) -> None:
+        for run_id in run_ids:
             try:
                 log = self.job_dir(job) / f"{_check_component('run id', run_id)}.log"
             except ValueError:
