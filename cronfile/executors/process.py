@@ -142,17 +142,23 @@ class _Reader(threading.Thread):  # a thread of its own: a run that mirrors to a
                         os.close(fd)
 
     def _drain(self) -> None:
-        os.set_blocking(self._fd, False)
-        copied = 0
-        while copied < _DRAIN_LIMIT:
-            try:
-                chunk = os.read(self._fd, _CHUNK)
-            except (BlockingIOError, InterruptedError):
-                return
-            if not chunk:
-                return
-            copied += len(chunk)
-            self._sink(chunk)
+        _drain(self._fd, self._sink)
+
+
+def _drain(fd: int, sink: Callable[[bytes], None]) -> None:
+    """What is already in the pipe ``fd`` (up to _DRAIN_LIMIT), into ``sink``, without
+    blocking: a run's stop leaves what its processes wrote last."""
+    os.set_blocking(fd, False)
+    copied = 0
+    while copied < _DRAIN_LIMIT:
+        try:
+            chunk = os.read(fd, _CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        if not chunk:
+            return
+        copied += len(chunk)
+        sink(chunk)
 
 
 class _ReadLoop:
@@ -288,17 +294,7 @@ class _LoopReader:
         if self._over.is_set():
             return
         try:
-            os.set_blocking(self._fd, False)
-            copied = 0
-            while copied < _DRAIN_LIMIT:
-                try:
-                    chunk = os.read(self._fd, _CHUNK)
-                except (BlockingIOError, InterruptedError):
-                    break
-                if not chunk:
-                    break
-                copied += len(chunk)
-                self._sink(chunk)
+            _drain(self._fd, self._sink)
         except BaseException as e:  # noqa: BLE001
             self._report(e)
         self._end(sel)
