@@ -26,7 +26,7 @@ from .harness import MARK, DaemonProc, child_env, cli, figure, make_repo, read_m
 
 pytestmark = pytest.mark.slow
 
-SECONDS = 60
+SECONDS = 60  # long mode; the normal run's 30 s (3 kills in turn, then one left dead) keeps CI short
 KILL_EVERY = 10
 GAP = 2.0  # seconds around a kill in which an instant may be lost (claimed, then killed)
 
@@ -48,7 +48,8 @@ def _final(store: PostgresStore, run_ids: set[str]) -> dict[str, dict]:
     return out
 
 
-def test_three_daemons_on_one_database_killed_in_turn(pg_url: str, tmp_path: Path) -> None:
+def test_three_daemons_on_one_database_killed_in_turn(pg_url: str, tmp_path: Path, long: bool) -> None:
+    seconds = SECONDS if long else SECONDS // 2
     marks = tmp_path / "marks"
     marks.mkdir()
     job = f'schedule: "* * * * * *"\nconcurrency: allow\nshell: {MARK.format(marks=marks / "every")}; sleep 0.7\n'
@@ -64,7 +65,7 @@ def test_three_daemons_on_one_database_killed_in_turn(pg_url: str, tmp_path: Pat
         engines = [_engine(d) for d in daemons]
         t0 = datetime.now(UTC)
         start = time.monotonic()
-        for k in range(SECONDS // KILL_EVERY):
+        for k in range(seconds // KILL_EVERY):
             time.sleep(max(0.0, start + KILL_EVERY * (k + 1) - 1.5 - time.monotonic()))
             # In turn, and while it runs something: the next daemon in turn that has a run
             # in flight (whichever wakes first wins most claims, so one may have none).
@@ -81,7 +82,7 @@ def test_three_daemons_on_one_database_killed_in_turn(pg_url: str, tmp_path: Pat
             old.append(daemons[i])
             daemons[i] = DaemonProc(roots[i], env=envs[i], tag=f"{i}-{k + 1}")
             engines[i] = _engine(daemons[i])
-        end = t0 + timedelta(seconds=SECONDS)
+        end = t0 + timedelta(seconds=seconds)
         time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()))
         # One more killed and left dead: only its peers (other hosts) can recover its run,
         # once its lease has lapsed.
