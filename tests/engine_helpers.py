@@ -185,3 +185,17 @@ def read_state(root: Path) -> dict[str, Any]:
 
 def history(root: Path, job: str) -> list[dict[str, Any]]:
     return merged_history(SqliteStore(root / ".cronfile"), job, None)
+
+
+def count_transactions(writer: Any) -> list[int]:
+    """Count ``writer``'s transactions from now on (engine's StateWriter): the returned
+    list's one item is the count so far."""
+    count = [0]
+    real_txn = writer.txn
+
+    def counting() -> Any:
+        count[0] += 1
+        return real_txn()
+
+    writer.txn = counting
+    return count

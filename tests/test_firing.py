@@ -22,7 +22,16 @@ from typing import Any
 
 import pytest
 from conftest import REPO_ROOT
-from engine_helpers import Daemon, LocalEngine, alive, history, read_state, wait_for, write_job
+from engine_helpers import (
+    Daemon,
+    LocalEngine,
+    alive,
+    count_transactions,
+    history,
+    read_state,
+    wait_for,
+    write_job,
+)
 from helpers_proc import make_ctx, make_spec, write_fake_agent
 
 from cronfile.clock import FakeClock
@@ -436,15 +445,7 @@ def test_the_pids_of_runs_started_together_are_written_in_at_most_two_transactio
 def test_updates_submitted_together_share_one_transaction(repo):
     with LocalEngine(repo, T0) as eng:
         writer = eng.engine.writer
-        count = 0
-        real_txn = writer.txn
-
-        def counting() -> Any:
-            nonlocal count
-            count += 1
-            return real_txn()
-
-        writer.txn = counting  # type: ignore[method-assign]
+        count = count_transactions(writer)
         seen: list[str] = []
 
         def update(tag: str) -> Any:
@@ -461,7 +462,7 @@ def test_updates_submitted_together_share_one_transaction(repo):
             wait_for(lambda: len(writer._updates) == 10, what="ten queued updates")
         for t in threads:
             t.join(10)
-        assert count == 1
+        assert count[0] == 1
         assert sorted(seen) == sorted(str(i) for i in range(10))
 
 

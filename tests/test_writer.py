@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import wait_for
+from engine_helpers import count_transactions, wait_for
 
 from cronfile.errors import StateWriteError
 from cronfile.state import JobState, Running, State
@@ -85,15 +85,7 @@ def test_sqlite_writes_neither_the_record_nor_the_end_when_the_transaction_fails
 def test_runs_ending_together_share_one_transaction_and_one_bad_update_fails_alone(store):
     names = [f"j{i}" for i in range(8)]
     writer = seeded(store, names)
-    count = 0
-    real_txn = writer.txn
-
-    def counting() -> Any:
-        nonlocal count
-        count += 1
-        return real_txn()
-
-    writer.txn = counting  # type: ignore[method-assign]
+    count = count_transactions(writer)
 
     def bad(state: State) -> State:
         raise ValueError("a bug in one update")
@@ -121,24 +113,16 @@ def test_runs_ending_together_share_one_transaction_and_one_bad_update_fails_alo
         assert (state.jobs[n].running == ()) == (n != "j3"), n
         assert bool(store.read_history(n)) == (n != "j3") or not getattr(store, "history_in_txn", False), n
     # One shared try, then each update again on its own (the bad one among them).
-    assert count == 1 + len(names)
+    assert count[0] == 1 + len(names)
 
 
 def test_a_pid_given_to_commit_soon_rides_on_the_next_commit(store):
     writer = seeded(store, ["a", "b"])
-    txns = 0
-    real_txn = writer.txn
-
-    def counting() -> Any:
-        nonlocal txns
-        txns += 1
-        return real_txn()
-
-    writer.txn = counting  # type: ignore[method-assign]
+    txns = count_transactions(writer)
     with writer._committer:  # hold the flusher off: only the next commit may carry it
         writer.commit_soon(lambda s: s.with_pids({"run-a": ("a", 4242)}), on_error=lambda e: None)
     writer.commit(ended("b"))
-    assert txns == 1
+    assert txns[0] == 1
     assert store.read().jobs["a"].running[0].pid == 4242
 
 
