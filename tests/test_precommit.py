@@ -40,10 +40,11 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedP
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.fixture
-def upstream(tmp_path: Path) -> Path:
-    """cronfile's repository as it is now (working tree, committed to a fresh repo)."""
-    up = tmp_path / "cronfile-upstream"
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cronfile's repository as it is now (working tree, committed to a fresh repo).
+    One for the module, so both documented configs share one hook environment."""
+    up = tmp_path_factory.mktemp("upstream") / "cronfile-upstream"
     up.mkdir()
     for name in SOURCES:
         src = ROOT / name
@@ -57,10 +58,18 @@ def upstream(tmp_path: Path) -> Path:
     return up
 
 
+@pytest.fixture(scope="module")
+def pre_commit_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pre-commit's cache, shared by the documented configs: both name the same repository
+    and rev, so the second reuses the hook environment the first installed (it is the
+    same install a user's second repo would reuse; installing it takes most of the time)."""
+    return tmp_path_factory.mktemp("pre-commit-home")
+
+
 @pytest.mark.parametrize("doc", ["README.md", "docs/operations.md"])
-def test_the_documented_hook_config_works_on_a_fresh_repo(doc, upstream, tmp_path):
+def test_the_documented_hook_config_works_on_a_fresh_repo(doc, upstream, pre_commit_home, tmp_path):
     exe = pre_commit_exe()
-    env = {**os.environ, **GIT_ENV, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"), "NO_COLOR": "1"}
+    env = {**os.environ, **GIT_ENV, "PRE_COMMIT_HOME": str(pre_commit_home), "NO_COLOR": "1"}
     env = {k: v for k, v in env.items() if not k.startswith("CRONFILE_")}
     jobs = tmp_path / "jobs"
     jobs.mkdir()
