@@ -355,9 +355,10 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
 
     from .history import engine_running, merged_histories
     from .render import RECENT_N, render_status, status_rows
+    from .statusread import read_status_repo
 
-    project = load_repo(args, warnings=False)
-    store = store_of(args, project)
+    project = read_status_repo(args)  # the repo's jobs, from the status index when unchanged
+    store = store_of(args, project)  # type: ignore[arg-type]
     state = store.read()
     now = datetime.now(UTC)
     names = set(state.jobs) | {s.name for s in project.specs}
@@ -367,8 +368,8 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     if out.json:
         out.json_data(rows)
     else:
-        if project.errors:
-            out.warn(f"warning: jobs.d has {len(project.errors)} problem(s); run `cronfile validate`")
+        if project.error_count:
+            out.warn(f"warning: jobs.d has {project.error_count} problem(s); run `cronfile validate`")
         out.data(render_status(rows, color=use_color(), now=now))
         if getattr(store, "shared", False):  # several hosts: whose daemons hold a lease
             from .shared import render_daemons
