@@ -259,7 +259,7 @@ def _deadline(spec_data: Mapping[str, Any]) -> timedelta:
 _DEADLINES: dict[Any, timedelta] = {}  # starting_deadline -> its duration (status: once per job)
 
 
-def _last_run(js: JobState | None, history: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _last_run(js: JobState | None, last: dict[str, Any] | None) -> dict[str, Any] | None:
     if js is not None and js.last_run is not None:
         lr = js.last_run
         return {
@@ -268,10 +268,23 @@ def _last_run(js: JobState | None, history: list[dict[str, Any]]) -> dict[str, A
             "started_at": iso(lr.started_at),
             "finished_at": iso(lr.finished_at),
         }
+    return last
+
+
+_NO_RUNS: tuple[tuple[str, ...], None] = ((), None)
+
+
+def run_summary(runs: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, ...], dict[str, Any] | None]:
+    """What ``status`` shows of a job's merged runs (oldest first): the statuses of the
+    last RECENT_N runs with one, and the last run that started (its id, status, start
+    and end), the row's ``last_run`` when the state has none."""
+    history = [r for r in runs if r.get("status")]
+    last = None
     for rec in reversed(history):
         if rec.get("started_at") and rec.get("status"):
-            return {k: rec.get(k) for k in ("run_id", "status", "started_at", "finished_at")}
-    return None
+            last = {k: rec.get(k) for k in ("run_id", "status", "started_at", "finished_at")}
+            break
+    return tuple(str(r["status"]) for r in history[-RECENT_N:]), last
 
 
 def status_rows(
@@ -282,6 +295,7 @@ def status_rows(
     *,
     engine_running: bool,
     usage: Mapping[str, Usage] | None = None,
+    summaries: Mapping[str, tuple[tuple[str, ...], dict[str, Any] | None]] | None = None,
 ) -> list[dict[str, Any]]:
     """One dict per job (docs/design.md 7's ``status --json`` keys, plus recent, overdue,
     drift, running; for agent jobs whose ``usage`` over the last 24 hours is given,
@@ -289,7 +303,8 @@ def status_rows(
     the applied jobs and the jobs in the files.
 
     ``project_specs=None`` means the files could not be read: no drift is reported then
-    (an unreadable jobs.d is not "every job deleted")."""
+    (an unreadable jobs.d is not "every job deleted"). ``summaries`` (job -> run_summary
+    of its runs) stands for ``histories`` when given (cronfile/statusmemo.py)."""
     declared = {s.name: s for s in project_specs or ()}
     names = sorted(set(state.jobs) | set(declared))
     rows = []
@@ -297,7 +312,7 @@ def status_rows(
         js = state.jobs.get(name)
         spec = declared.get(name)
         data: Mapping[str, Any] = js.spec if js is not None else (spec.data if spec else {})
-        history = [r for r in histories.get(name, []) if r.get("status")]
+        recent, last = summaries.get(name, _NO_RUNS) if summaries is not None else run_summary(histories.get(name, ()))
         drift = None
         if project_specs is not None:
             if js is None:
@@ -321,8 +336,8 @@ def status_rows(
                 "state": str(js.state) if js is not None else None,
                 "next_run": iso(js.next_run) if js is not None else None,
                 "run_count": js.run_count if js is not None else 0,
-                "last_run": _last_run(js, history),
-                "recent": [str(r["status"]) for r in history[-RECENT_N:]],
+                "last_run": _last_run(js, last),
+                "recent": list(recent),
                 "overdue": overdue,
                 "drift": drift,
                 "running": len(js.running) if js is not None else 0,
