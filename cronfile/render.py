@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .clock import iso, parse_iso
-from .durations import humanize_delta, parse_duration
+from .durations import parse_duration
 from .permissions import widening
 from .reconcile import Action, Change, Plan
 from .spec import FAILURES, JobSpec, Status
@@ -377,6 +377,9 @@ def _usage_line(r: Mapping[str, Any]) -> str | None:
     return text
 
 
+_MARKS = {s: (_OK if s == Status.success else _BAD if s in FAILURES else _QUIET) for s in Status}  # status -> its mark
+
+
 def _mark(status: str) -> tuple[str, str]:
     if status == Status.success:
         return _OK, GREEN
@@ -388,9 +391,38 @@ def _mark(status: str) -> tuple[str, str]:
 def _when(dt: datetime | None, tz: str | None, now: datetime) -> str:
     if dt is None:
         return "-"
-    local = dt.astimezone(_zone(tz))
+    zone = _ZONES.get(tz)
+    if zone is None:
+        zone = _ZONES[tz] = _zone(tz)
+    local = dt.astimezone(zone)
     # (what strftime("%Y-%m-%d %H:%M") gives, at a tenth of its cost: once per job)
-    return f"{local.year:04d}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d} ({humanize_delta(dt - now)})"
+    return f"{local.year:04d}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d} ({_delta(dt - now)})"
+
+
+_ZONES: dict[str | None, tzinfo] = {}  # name -> _zone(name), for this process
+
+
+def _delta(td: timedelta) -> str:
+    """``durations.humanize_delta(td)``, twice as fast (status calls it twice a job)."""
+    a = -td if td.days < 0 else td
+    total = a.days * 86_400 + a.seconds  # whole seconds, truncated, as humanize_delta's
+    if total == 0:
+        return "now"
+    if total >= 86_400:
+        big, small = f"{total // 86_400}d", total % 86_400 // 3_600
+        text = f"{big} {small}h" if small else big
+    elif total >= 3_600:
+        big, small = f"{total // 3_600}h", total % 3_600 // 60
+        text = f"{big} {small}m" if small else big
+    elif total >= 60:
+        big, small = f"{total // 60}m", total % 60
+        text = f"{big} {small}s" if small else big
+    else:
+        text = f"{total}s"
+    return f"in {text}" if td > _ZERO else f"{text} ago"
+
+
+_ZERO = timedelta(0)
 
 
 _STATE_COLOR: dict[str, str] = {
@@ -418,11 +450,12 @@ def render_status(rows: list[dict[str, Any]], *, color: bool, now: datetime) -> 
             at = parse_iso(last.get("finished_at") or last.get("started_at"))
             last_text = str(last.get("status"))
             if at is not None:
-                last_text += f" {humanize_delta(at - now)}"
+                last_text += f" {_delta(at - now)}"
             last_code = _mark(str(last.get("status")))[1]
         else:
             last_text, last_code = "-", ""
-        marks = [_mark(s) for s in r.get("recent") or ()]
+        recent = r.get("recent") or ()
+        marks = "".join([_MARKS.get(s) or _mark(s)[0] for s in recent])
         table.append(
             [
                 (r["name"], BOLD),
@@ -432,7 +465,7 @@ def render_status(rows: list[dict[str, Any]], *, color: bool, now: datetime) -> 
                 (_when(next_run, r["timezone"], now), RED if r.get("overdue") else ""),
                 (last_text, last_code),
                 # Marks are painted one by one below; the plain text sets the width.
-                ("".join(m for m, _ in marks), ""),
+                (marks, ""),
             ]
         )
     widths = [len(h) for h in header]
