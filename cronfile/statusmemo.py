@@ -40,9 +40,10 @@ class RecentRuns:
     """What ``status`` reads of the history: ``summaries`` (job -> Summary, the jobs with
     any run) and ``usage_runs(job)`` (the records usage_since counts)."""
 
-    def __init__(self, summaries: dict[str, Summary], usage: dict[str, UsageRuns]) -> None:
+    def __init__(self, summaries: dict[str, Summary], usage: dict[str, UsageRuns], how: str = "read") -> None:
         self.summaries = summaries
         self._usage = usage
+        self.how = how  # "read" (every job), "kept" (the memo as it was), "updated" (some jobs read again)
 
     def usage_runs(self, job: str) -> list[dict[str, Any]]:
         return [{"started_at": s, "usage": u} for s, u in self._usage.get(job, ())]
@@ -86,7 +87,7 @@ def recent_runs(store: Any, agents: Collection[str], environ: Mapping[str, str] 
         db_id, top, total, top_row = store.history_mark()
         memo, _ = _read_private(where)
         code = _code()
-        fresh = None
+        fresh, how = None, "read"
         if isinstance(memo, dict) and memo.get("code") == code and memo.get("db") == (str(store.db_path.resolve()), db_id):
             fresh = _update(store, memo, top, total, agents)
         if fresh is None:
@@ -96,12 +97,13 @@ def recent_runs(store: Any, agents: Collection[str], environ: Mapping[str, str] 
             fresh = {"counts": counts, "summaries": summaries, "usage": usage}
         else:
             counts, summaries, usage = fresh["counts"], fresh["summaries"], fresh["usage"]
+            how = "kept" if fresh is memo else "updated"
     if fresh is not memo:
         import pickle
 
         data = {"code": code, "db": (str(store.db_path.resolve()), db_id), "top": top, "top_row": top_row, "total": total, **fresh}
         _write_private(where, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
-    return RecentRuns(summaries, usage)
+    return RecentRuns(summaries, usage, how)
 
 
 def _update(store: Any, memo: dict[str, Any], top: int, total: int, agents: Collection[str]) -> dict[str, Any] | None:
