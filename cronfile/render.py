@@ -259,7 +259,8 @@ def _deadline(spec_data: Mapping[str, Any]) -> timedelta:
 _DEADLINES: dict[Any, timedelta] = {}  # starting_deadline -> its duration (status: once per job)
 
 
-def _last_run(js: JobState | None, last: dict[str, Any] | None) -> dict[str, Any] | None:
+def _last_run(js: JobState | None, last: dict[str, Any] | str | None) -> dict[str, Any] | None:
+    """The state's last run, else ``last`` (run_summary's; a str: its JSON)."""
     if js is not None and js.last_run is not None:
         lr = js.last_run
         return {
@@ -268,7 +269,7 @@ def _last_run(js: JobState | None, last: dict[str, Any] | None) -> dict[str, Any
             "started_at": iso(lr.started_at),
             "finished_at": iso(lr.finished_at),
         }
-    return last
+    return json.loads(last) if isinstance(last, str) else last
 
 
 _NO_RUNS: tuple[tuple[str, ...], None] = ((), None)
@@ -295,7 +296,7 @@ def status_rows(
     *,
     engine_running: bool,
     usage: Mapping[str, Usage] | None = None,
-    summaries: Mapping[str, tuple[tuple[str, ...], dict[str, Any] | None]] | None = None,
+    summaries: Mapping[str, tuple[tuple[str, ...], dict[str, Any] | str | None]] | None = None,
 ) -> list[dict[str, Any]]:
     """One dict per job (docs/design.md 7's ``status --json`` keys, plus recent, overdue,
     drift, running; for agent jobs whose ``usage`` over the last 24 hours is given,
