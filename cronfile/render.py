@@ -395,9 +395,8 @@ def _when(dt: datetime | None, tz: str | None, now: datetime) -> str:
     zone = _ZONES.get(tz)
     if zone is None:
         zone = _ZONES[tz] = _zone(tz)
-    local = dt.astimezone(zone)
     # (what strftime("%Y-%m-%d %H:%M") gives, at a tenth of its cost: once per job)
-    return f"{local.year:04d}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d} ({_delta(dt - now)})"
+    return f"{dt.astimezone(zone).isoformat(' ')[:16]} ({_delta(dt - now)})"
 
 
 _ZONES: dict[str | None, tzinfo] = {}  # name -> _zone(name), for this process
@@ -438,58 +437,71 @@ def render_status(rows: list[dict[str, Any]], *, color: bool, now: datetime) -> 
     if not rows:
         return "No jobs: add one to jobs.d and run `cronfile apply`."
     header = ("NAME", "SCHEDULE", "TZ", "STATE", "NEXT", "LAST", "RECENT")
-    table: list[list[tuple[str, str]]] = []  # (plain text, colour code)
+    texts: list[tuple[str, ...]] = []  # each row's cells, plain
+    codes: list[tuple[str, ...]] = []  # and their colour codes (when coloured)
+    marks_of = _MARKS.get
     for r in rows:
         state = r["state"] or "not applied"
         if r.get("pause"):
             state += " (runtime)"
         if r.get("running"):
             state += f", {r['running']} running"
-        next_run = parse_iso(r["next_run"])
+        next_run = r["next_run"]
         last = r.get("last_run")
         if last:
             at = parse_iso(last.get("finished_at") or last.get("started_at"))
             last_text = str(last.get("status"))
             if at is not None:
                 last_text += f" {_delta(at - now)}"
-            last_code = _mark(str(last.get("status")))[1]
         else:
-            last_text, last_code = "-", ""
-        recent = r.get("recent") or ()
-        marks = "".join([_MARKS.get(s) or _mark(s)[0] for s in recent])
-        table.append(
-            [
-                (r["name"], BOLD),
-                (str(r["schedule"]), ""),
-                (str(r["timezone"]), ""),
-                (state, _STATE_COLOR.get(r["state"] or "", YELLOW)),
-                (_when(next_run, r["timezone"], now), RED if r.get("overdue") else ""),
-                (last_text, last_code),
+            last_text = "-"
+        tz = r["timezone"]
+        texts.append(
+            (
+                r["name"],
+                str(r["schedule"]),
+                str(tz),
+                state,
+                _when(None if next_run is None else parse_iso(next_run), tz, now),
+                last_text,
                 # Marks are painted one by one below; the plain text sets the width.
-                (marks, ""),
-            ]
+                "".join([marks_of(s) or _mark(s)[0] for s in r.get("recent") or ()]),
+            )
         )
-    widths = [len(h) for h in header]
-    for row in table:
-        for i, (text, _) in enumerate(row):
-            widths[i] = max(widths[i], len(text))
+        if color:
+            codes.append(
+                (
+                    BOLD,
+                    "",
+                    "",
+                    _STATE_COLOR.get(r["state"] or "", YELLOW),
+                    RED if r.get("overdue") else "",
+                    _mark(str(last.get("status")))[1] if last else "",
+                    "",
+                )
+            )
+    widths = [max(len(h), *map(len, col)) for h, col in zip(header, zip(*texts, strict=True), strict=True)]
 
     def line(cells: list[str]) -> str:
         return "  ".join(cells).rstrip()
 
     out = [line([h.ljust(widths[i]) for i, h in enumerate(header)])]
     if not color:  # (the same cells as below, without a paint call per cell)
-        out += ["  ".join([text.ljust(w) for (text, _), w in zip(row, widths, strict=True)]).rstrip() for row in table]
-    for r, row in zip(rows, table, strict=True) if color else ():
+        w0, w1, w2, w3, w4, w5, w6 = widths
+        out += [
+            f"{a.ljust(w0)}  {b.ljust(w1)}  {c.ljust(w2)}  {d.ljust(w3)}  {e.ljust(w4)}  {f.ljust(w5)}  {g.ljust(w6)}".rstrip()
+            for a, b, c, d, e, f, g in texts
+        ]
+    for r, row, code in zip(rows, texts, codes, strict=True) if color else ():
         cells = []
-        for i, (text, code) in enumerate(row):
+        for i, text in enumerate(row):
             pad = " " * (widths[i] - len(text))
-            if i == len(row) - 1 and color:
+            if i == len(row) - 1:
                 text = "".join(
                     _paint(m, c, True) for m, c in (_mark(s) for s in r.get("recent") or ())
                 )
             else:
-                text = _paint(text, code, color)
+                text = _paint(text, code[i], True)
             cells.append(text + pad)
         out.append(line(cells))
 
