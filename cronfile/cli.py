@@ -355,18 +355,18 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
 
     from .history import engine_running
     from .render import render_status, status_rows
-    from .statusmemo import recent_runs
+    from .statusmemo import applied_jobs, recent_runs
     from .statusread import read_status_repo
 
     project = read_status_repo(args)  # the repo's jobs, from the status index when unchanged
     store = store_of(args, project)  # type: ignore[arg-type]
-    state = store.read()
+    jobs, _ = applied_jobs(store)  # the applied jobs, kept between commands (issue 17)
     now = datetime.now(UTC)
-    names = set(state.jobs) | {s.name for s in project.specs}
-    agents = _agent_jobs(project, state, names)
-    recent = recent_runs(store, agents)  # every job's, kept between commands (issue 17)
-    usage = agent_usage(store, project, state, names, now, runs_of=recent.usage_runs)
-    rows = status_rows(project.specs if project.ok else None, state, {}, now, engine_running=engine_running(store), usage=usage, summaries=recent.summaries)
+    names = set(jobs) | {s.name for s in project.specs}
+    agents = _agent_jobs(project, jobs, names)
+    recent = recent_runs(store, agents)  # every job's last runs, kept too
+    usage = agent_usage(store, project, jobs, names, now, runs_of=recent.usage_runs)
+    rows = status_rows(project.specs if project.ok else None, None, {}, now, engine_running=engine_running(store), usage=usage, summaries=recent.summaries, jobs=jobs)
     if out.json:
         out.json_data(rows)
     else:
@@ -412,7 +412,8 @@ def cmd_resume(args: argparse.Namespace, out: Out) -> int:
 def _agent_jobs(project: Any, state: Any, names: set[str]) -> set[str]:
     """The agent jobs among ``names`` (a prompt in the applied spec, else in the files)."""
     declared = {s.name: s.data for s in project.specs}
-    return {n for n in names if "prompt" in (state.jobs[n].spec if n in state.jobs else declared.get(n, {}))}
+    jobs = getattr(state, "jobs", state)  # a State, or name -> render.Applied
+    return {n for n in names if "prompt" in (jobs[n].spec if n in jobs else declared.get(n, {}))}
 
 
 def agent_usage(

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from .clock import iso, parse_iso
@@ -259,19 +259,6 @@ def _deadline(spec_data: Mapping[str, Any]) -> timedelta:
 _DEADLINES: dict[Any, timedelta] = {}  # starting_deadline -> its duration (status: once per job)
 
 
-def _last_run(js: JobState | None, last: dict[str, Any] | str | None) -> dict[str, Any] | None:
-    """The state's last run, else ``last`` (run_summary's; a str: its JSON)."""
-    if js is not None and js.last_run is not None:
-        lr = js.last_run
-        return {
-            "run_id": lr.run_id,
-            "status": lr.status,
-            "started_at": iso(lr.started_at),
-            "finished_at": iso(lr.finished_at),
-        }
-    return json.loads(last) if isinstance(last, str) else last
-
-
 _NO_RUNS: tuple[tuple[str, ...], None] = ((), None)
 
 
@@ -288,15 +275,47 @@ def run_summary(runs: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, ...], dic
     return tuple(str(r["status"]) for r in history[-RECENT_N:]), last
 
 
+class Applied(NamedTuple):
+    """What ``status`` shows of an applied job, in plain values (what the status memo
+    keeps between commands: cronfile/statusmemo.py). Made by ``applied``."""
+
+    spec: dict[str, Any]  # the spec's schedule, timezone, budget, starting_deadline; prompt: True
+    spec_hash: str
+    state: str
+    next_run: str | None  # iso
+    next_run_us: int | None  # the same instant in microseconds since the epoch (overdue)
+    run_count: int
+    last_run: dict[str, Any] | None
+    running: int
+    pause: dict[str, Any] | None
+
+
+_APPLIED_SPEC = ("schedule", "timezone", "budget", "starting_deadline")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def applied(js: JobState) -> Applied:
+    spec = {k: js.spec[k] for k in _APPLIED_SPEC if k in js.spec}
+    if "prompt" in js.spec:
+        spec["prompt"] = True  # (status asks only whether there is one)
+    lr = js.last_run
+    last = None if lr is None else {"run_id": lr.run_id, "status": str(lr.status), "started_at": iso(lr.started_at), "finished_at": iso(lr.finished_at)}
+    next_us = None if js.next_run is None else (js.next_run - _EPOCH) // _US
+    pause = js.pause.encode() if js.pause is not None else None
+    return Applied(spec, js.spec_hash, str(js.state), iso(js.next_run), next_us, js.run_count, last, len(js.running), pause)
+
+
 def status_rows(
     project_specs: Sequence[JobSpec] | None,
-    state: State,
+    state: State | None,
     histories: Mapping[str, list[dict[str, Any]]],
     now: datetime,
     *,
     engine_running: bool,
     usage: Mapping[str, Usage] | None = None,
     summaries: Mapping[str, tuple[tuple[str, ...], dict[str, Any] | str | None]] | None = None,
+    jobs: Mapping[str, Applied] | None = None,
 ) -> list[dict[str, Any]]:
     """One dict per job (docs/design.md 7's ``status --json`` keys, plus recent, overdue,
     drift, running; for agent jobs whose ``usage`` over the last 24 hours is given,
@@ -305,12 +324,16 @@ def status_rows(
 
     ``project_specs=None`` means the files could not be read: no drift is reported then
     (an unreadable jobs.d is not "every job deleted"). ``summaries`` (job -> run_summary
-    of its runs) stands for ``histories`` when given (cronfile/statusmemo.py)."""
+    of its runs) stands for ``histories``, and ``jobs`` (name -> ``applied``) for
+    ``state``, when given (cronfile/statusmemo.py)."""
+    if jobs is None:
+        jobs = {name: applied(js) for name, js in (state.jobs.items() if state is not None else ())}
     declared = {s.name: s for s in project_specs or ()}
-    names = sorted(set(state.jobs) | set(declared))
+    names = sorted(set(jobs) | set(declared))
+    now_us = (now - _EPOCH) // _US
     rows = []
     for name in names:
-        js = state.jobs.get(name)
+        js = jobs.get(name)
         spec = declared.get(name)
         data: Mapping[str, Any] = js.spec if js is not None else (spec.data if spec else {})
         recent, last = summaries.get(name, _NO_RUNS) if summaries is not None else run_summary(histories.get(name, ()))
@@ -325,25 +348,25 @@ def status_rows(
         overdue = bool(
             js is not None
             and not engine_running
-            and js.state is JobStatus.scheduled
-            and js.next_run is not None
-            and now - js.next_run > _deadline(js.spec)
+            and js.state == JobStatus.scheduled
+            and js.next_run_us is not None
+            and now_us - js.next_run_us > _deadline(js.spec) // _US
         )
         rows.append(
             {
                 "name": name,
                 "schedule": data.get("schedule"),
                 "timezone": data.get("timezone") or "UTC",
-                "state": str(js.state) if js is not None else None,
-                "next_run": iso(js.next_run) if js is not None else None,
+                "state": js.state if js is not None else None,
+                "next_run": js.next_run if js is not None else None,
                 "run_count": js.run_count if js is not None else 0,
-                "last_run": _last_run(js, last),
+                "last_run": js.last_run if js is not None and js.last_run is not None else (json.loads(last) if isinstance(last, str) else last),
                 "recent": list(recent),
                 "overdue": overdue,
                 "drift": drift,
-                "running": len(js.running) if js is not None else 0,
+                "running": js.running if js is not None else 0,
                 # `cronfile pause`: {at, user, host, reason, via}, or null (cronfile/pause.py)
-                "pause": js.pause.encode() if js is not None and js.pause is not None else None,
+                "pause": js.pause if js is not None else None,
             }
         )
         used = (usage or {}).get(name)

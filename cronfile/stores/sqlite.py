@@ -715,6 +715,23 @@ class SqliteStore(FileStore):
                 with suppress(sqlite3.Error):
                     conn.execute("COMMIT")
 
+    def jobs_mark(self) -> tuple[str, int, int, str]:
+        """(the database's id, its seq, purged_to, the head row's body): what tells a
+        reader that kept what it derived from the jobs' rows which rows to read again
+        (those with a higher seq, as ``read`` does with its own memo)."""
+        db_id, seq, purged_to, head = self._query("SELECT db_id, seq, purged_to, body FROM head")[0]
+        return str(db_id), int(seq), int(purged_to), str(head)
+
+    def jobs_since(self, seq: int) -> list[tuple[str, JobState | None]]:
+        """The jobs whose rows were written after ``seq``, decoded (None: deleted)."""
+        out: list[tuple[str, JobState | None]] = []
+        try:
+            for name, body in self._query("SELECT name, body FROM jobs WHERE seq > ?", (seq,)):
+                out.append((name, None if body is None else JobState.decode(json.loads(body))))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise StateError(f"{self.db_path}: malformed state ({type(e).__name__}: {e}): {_REMEDY}") from None
+        return out
+
     def history_mark(self) -> tuple[str, int, int, tuple[Any, ...] | None]:
         """(the database's id, the highest history row id, the number of history rows,
         (job, run_id, body length) of the highest row): what tells a reader that kept
