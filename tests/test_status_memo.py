@@ -255,3 +255,66 @@ def test_a_store_without_history_and_no_database(tmp_path: Path, monkeypatch: py
     empty = SqliteStore(tmp_path / "none")
     assert recent_runs(empty, AGENTS).summaries == {}
     assert not (tmp_path / "none" / "state.db").exists()  # status made no database
+
+
+# -- the applied jobs ------------------------------------------------------------------------
+
+
+def _applied_now(state_dir: Path) -> dict[str, Any]:
+    from cronfile.render import applied
+
+    return {name: applied(js) for name, js in SqliteStore(state_dir).read().jobs.items()}
+
+
+def test_the_applied_jobs_kept_are_the_states_after_applies_runs_pauses_and_deletes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cronfile.statusmemo import applied_jobs
+
+    monkeypatch.setenv("CRONFILE_CACHE_DIR", str(tmp_path / "cache"))
+    repo = _repo(tmp_path / "repo")
+    state = repo / ".cronfile"
+    assert cronfile("apply", "-q", cwd=repo).returncode == 0
+
+    def check(how: str) -> dict[str, Any]:
+        jobs, got = applied_jobs(SqliteStore(state))
+        assert got == how
+        assert jobs == _applied_now(state)
+        return jobs
+
+    check("read")
+    check("kept")
+    assert cronfile("run", "j0", cwd=repo).returncode == 0  # last run, run count
+    jobs = check("updated")
+    assert jobs["j0"].last_run["status"] == "success"
+    assert cronfile("pause", "j1", "--reason", "maintenance", cwd=repo).returncode == 0
+    assert check("updated")["j1"].pause["reason"] == "maintenance"
+    (repo / "jobs.d" / "team" / "j2.yaml").unlink()
+    (repo / "jobs.d" / "team" / "j0.yaml").write_text(_job("j0", "9 9 * * *"))
+    assert cronfile("apply", "-q", cwd=repo).returncode == 0
+    jobs = check("updated")
+    assert "j2" not in jobs and jobs["j0"].spec["schedule"] == "9 9 * * *"
+    check("kept")
+
+
+def test_the_applied_jobs_of_another_database_or_a_broken_head_are_read_as_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cronfile.statusmemo import applied_jobs
+
+    monkeypatch.setenv("CRONFILE_CACHE_DIR", str(tmp_path / "cache"))
+    repo = _repo(tmp_path / "repo")
+    state = repo / ".cronfile"
+    assert cronfile("apply", "-q", cwd=repo).returncode == 0
+    assert applied_jobs(SqliteStore(state))[1] == "read"
+    for p in state.glob("state.db*"):
+        p.unlink()
+    (repo / "jobs.d" / "team" / "j3.yaml").unlink()
+    assert cronfile("apply", "-q", cwd=repo).returncode == 0  # a new database, fewer jobs
+    jobs, how = applied_jobs(SqliteStore(state))
+    assert how == "read" and jobs == _applied_now(state) and "j3" not in jobs
+    before = cronfile("status", cwd=repo)
+    assert before.returncode == 0
+    with sqlite3.connect(state / "state.db") as db:
+        db.execute("UPDATE head SET seq = seq + 1, body = '{\"version\": 999}'")
+    broken = cronfile("status", cwd=repo)
+    monkeypatch.setenv("CRONFILE_NO_CACHE", "1")
+    plain = cronfile("status", cwd=repo)
+    assert broken.returncode == plain.returncode == 2
+    assert broken.stderr == plain.stderr and "version" in broken.stderr
