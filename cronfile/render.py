@@ -259,6 +259,7 @@ def _deadline(spec_data: Mapping[str, Any]) -> timedelta:
 _DEADLINES: dict[Any, timedelta] = {}  # starting_deadline -> its duration (status: once per job)
 
 
+LAST_RUN_KEYS = ("run_id", "status", "started_at", "finished_at")  # a row's last_run
 _NO_RUNS: tuple[tuple[str, ...], None] = ((), None)
 
 
@@ -270,7 +271,7 @@ def run_summary(runs: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, ...], dic
     last = None
     for rec in reversed(history):
         if rec.get("started_at") and rec.get("status"):
-            last = {k: rec.get(k) for k in ("run_id", "status", "started_at", "finished_at")}
+            last = {k: rec.get(k) for k in LAST_RUN_KEYS}
             break
     return tuple(str(r["status"]) for r in history[-RECENT_N:]), last
 
@@ -314,7 +315,7 @@ def status_rows(
     *,
     engine_running: bool,
     usage: Mapping[str, Usage] | None = None,
-    summaries: Mapping[str, tuple[tuple[str, ...], dict[str, Any] | str | None]] | None = None,
+    summaries: Mapping[str, tuple[tuple[str, ...], dict[str, Any] | tuple[Any, ...] | None]] | None = None,
     jobs: Mapping[str, Applied] | None = None,
 ) -> list[dict[str, Any]]:
     """One dict per job (docs/design.md 7's ``status --json`` keys, plus recent, overdue,
@@ -360,7 +361,7 @@ def status_rows(
                 "state": js.state if js is not None else None,
                 "next_run": js.next_run if js is not None else None,
                 "run_count": js.run_count if js is not None else 0,
-                "last_run": js.last_run if js is not None and js.last_run is not None else (json.loads(last) if isinstance(last, str) else last),
+                "last_run": js.last_run if js is not None and js.last_run is not None else (dict(zip(LAST_RUN_KEYS, last, strict=True)) if isinstance(last, tuple) else last),
                 "recent": list(recent),
                 "overdue": overdue,
                 "drift": drift,

@@ -20,7 +20,6 @@ SQLite store only; the others read as before.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 from collections.abc import Collection, Mapping
@@ -29,12 +28,12 @@ from typing import Any
 
 from .errors import CronfileError
 from .history import merge_lines
-from .render import RECENT_N, Applied, applied, run_summary
+from .render import LAST_RUN_KEYS, RECENT_N, Applied, applied, run_summary
 
 FORMAT = 1
 _REREAD_MAX = 1000  # jobs read again one by one; more: all at once
 
-Summary = tuple[tuple[str, ...], dict[str, Any] | str | None]  # recent statuses, last run or its JSON (render.run_summary)
+Summary = tuple[tuple[str, ...], dict[str, Any] | tuple[Any, ...] | None]  # recent statuses, last run (render.run_summary)
 UsageRuns = tuple[tuple[Any, Any], ...]  # (started_at, usage) of each run with a usage report
 
 
@@ -67,11 +66,11 @@ def _usage_of(merged: list[dict[str, Any]]) -> UsageRuns:
     return tuple((r.get("started_at"), r["usage"]) for r in merged if r.get("usage") is not None)
 
 
-def _intern(summary: Summary) -> tuple[tuple[str, ...], str | None]:
-    """As kept: each status interned (pickled once), the last run as its JSON (decoded
-    only for a job whose state has no last run: render._last_run)."""
+def _intern(summary: Summary) -> tuple[tuple[str, ...], tuple[Any, ...] | None]:
+    """As kept: each status interned (pickled once), the last run as the tuple of its
+    values (render.LAST_RUN_KEYS: a dict again only for a job whose state has none)."""
     recent, last = summary
-    return tuple(sys.intern(s) for s in recent), None if last is None else json.dumps(last)
+    return tuple(sys.intern(s) for s in recent), None if last is None else tuple(last[k] for k in LAST_RUN_KEYS)
 
 
 def recent_runs(store: Any, agents: Collection[str], environ: Mapping[str, str] | None = None) -> RecentRuns:

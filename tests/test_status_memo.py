@@ -27,6 +27,7 @@ from test_status_batch import _old_json, _run
 
 from cronfile.load import load_project
 from cronfile.parsecache import RACY_NS
+from cronfile.render import LAST_RUN_KEYS
 from cronfile.statusmemo import _read_all, recent_runs
 from cronfile.statusread import read_status_repo, status_fields
 from cronfile.stores.sqlite import SqliteStore
@@ -199,8 +200,8 @@ def _check(store: SqliteStore, how: str, agents: set[str] = AGENTS) -> None:
 
 
 def _plain(summaries: dict[str, Any]) -> dict[str, Any]:
-    """The memo keeps a last run as its JSON (render._last_run decodes it)."""
-    return {job: (recent, json.loads(last) if isinstance(last, str) else last) for job, (recent, last) in summaries.items()}
+    """The memo keeps a last run as the tuple of its values (render.LAST_RUN_KEYS)."""
+    return {job: (recent, dict(zip(LAST_RUN_KEYS, last, strict=True)) if isinstance(last, tuple) else last) for job, (recent, last) in summaries.items()}
 
 
 def _at(i: int) -> datetime:
