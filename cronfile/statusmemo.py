@@ -7,7 +7,7 @@ one statement) and decoding and merging 100,000 records cost 1-2 s of a ``status
 of its runs (``usage_since`` over 24 hours). This keeps that per job, with the job's
 number of history rows, in a file beside the parse cache, and on the next ``status``
 reads again only the jobs with rows added since (rows above the highest id it saw): a
-run adds its record, a prune in the same transaction drops that same job's oldest.
+run adds its record, and the prune that follows a run drops that same job's oldest.
 
 It is used only when nothing else can have changed, checked in one read snapshot: the
 same database (``head.db_id``), the highest row it saw still there and the same, and
