@@ -353,22 +353,25 @@ def cmd_apply(args: argparse.Namespace, out: Out) -> int:
 def cmd_status(args: argparse.Namespace, out: Out) -> int:
     from datetime import UTC, datetime
 
-    from .history import engine_running, merged_histories
-    from .render import RECENT_N, render_status, status_rows
+    from .history import engine_running
+    from .render import render_status, status_rows
+    from .statusmemo import applied_jobs, recent_runs
+    from .statusread import read_status_repo
 
-    project = load_repo(args, warnings=False)
-    store = store_of(args, project)
-    state = store.read()
+    project = read_status_repo(args)  # the repo's jobs, from the status index when unchanged
+    store = store_of(args, project)  # type: ignore[arg-type]
+    jobs, _ = applied_jobs(store)  # the applied jobs, kept between commands (issue 17)
     now = datetime.now(UTC)
-    names = set(state.jobs) | {s.name for s in project.specs}
-    histories = merged_histories(store, RECENT_N)  # every job's at once (issue 17)
-    usage = agent_usage(store, project, state, names, now, with_history=set(histories))
-    rows = status_rows(project.specs if project.ok else None, state, histories, now, engine_running=engine_running(store), usage=usage)
+    names = set(jobs) | {s.name for s in project.specs}
+    agents = _agent_jobs(project, jobs, names)
+    recent = recent_runs(store, agents)  # every job's last runs, kept too
+    usage = agent_usage(store, project, jobs, names, now, runs_of=recent.usage_runs)
+    rows = status_rows(project.specs if project.ok else None, None, {}, now, engine_running=engine_running(store), usage=usage, summaries=recent.summaries, jobs=jobs)
     if out.json:
         out.json_data(rows)
     else:
-        if project.errors:
-            out.warn(f"warning: jobs.d has {len(project.errors)} problem(s); run `cronfile validate`")
+        if project.error_count:
+            out.warn(f"warning: jobs.d has {project.error_count} problem(s); run `cronfile validate`")
         out.data(render_status(rows, color=use_color(), now=now))
         if getattr(store, "shared", False):  # several hosts: whose daemons hold a lease
             from .shared import render_daemons
@@ -406,22 +409,39 @@ def cmd_resume(args: argparse.Namespace, out: Out) -> int:
     return EXIT_OK
 
 
-def agent_usage(store: Store, project: Any, state: Any, names: set[str], now: Any, *, with_history: set[str] | None = None) -> dict[str, Any]:
+def _agent_jobs(project: Any, state: Any, names: set[str]) -> set[str]:
+    """The agent jobs among ``names`` (a prompt in the applied spec, else in the files)."""
+    declared = {s.name: s.data for s in project.specs}
+    jobs = getattr(state, "jobs", state)  # a State, or name -> render.Applied
+    return {n for n in names if "prompt" in (jobs[n].spec if n in jobs else declared.get(n, {}))}
+
+
+def agent_usage(
+    store: Store,
+    project: Any,
+    state: Any,
+    names: set[str],
+    now: Any,
+    *,
+    with_history: set[str] | None = None,
+    runs_of: Callable[[str], list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
     """Each agent job's usage over the last 24 hours (what its budget counts).
-    ``with_history``: the jobs known to have runs (the others read as none, unread)."""
+    ``with_history``: the jobs known to have runs (the others read as none, unread);
+    ``runs_of``: a job's runs as usage_since reads them, instead of its history."""
     from datetime import timedelta
 
     from .history import merged_history
     from .usage import usage_since
 
-    declared = {s.name: s.data for s in project.specs}
     out = {}
     since = now - timedelta(hours=24)
-    for n in names:
-        data = state.jobs[n].spec if n in state.jobs else declared.get(n, {})
-        if "prompt" in data:
+    for n in _agent_jobs(project, state, names):
+        if runs_of is not None:
+            runs = runs_of(n)
+        else:
             runs = merged_history(store, n, None) if with_history is None or n in with_history else []
-            out[n] = usage_since(runs, since)
+        out[n] = usage_since(runs, since)
     return out
 
 

@@ -82,7 +82,7 @@ def _code_fingerprint() -> str:
 
     here = Path(__file__).parent
     parts = [__version__, str(FORMAT), sys.version]
-    for name in ("spec.py", "yamlsrc.py", "schedule.py", "durations.py", "load.py", "fastschema.py", "errors.py", "parsecache.py", "schemas/job.schema.json", "delivery/kinds.py", "executors/registry.py"):
+    for name in ("spec.py", "yamlsrc.py", "schedule.py", "durations.py", "load.py", "fastschema.py", "errors.py", "parsecache.py", "statusread.py", "schemas/job.schema.json", "delivery/kinds.py", "executors/registry.py"):
         try:
             st = (here / name).stat()
         except OSError:
@@ -145,21 +145,7 @@ class ParseCache:
         return cls(cache_dir(env) / f"{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:20]}.pickle")
 
     def _load(self, path: Path) -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
-        except OSError:
-            return
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or not _private(st) or not _private(os.stat(path.parent)):
-                self._refused = not _ours_to_fix(st, os.stat(path.parent))
-                return
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                data = pickle.load(f)  # noqa: S301 - see the module docstring
-        except Exception:  # noqa: BLE001 - a cache that cannot be read is an empty cache
-            return
-        finally:
-            os.close(fd)
+        data, self._refused = _read_private(path)
         if isinstance(data, dict) and data.get("code") == self.code and isinstance(data.get("entries"), dict):
             self.entries = data["entries"]
 
@@ -198,24 +184,109 @@ class ParseCache:
         if self.path is None or not self._dirty or self._refused:
             return
         blob = pickle.dumps({"code": self.code, "entries": self.entries}, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp = None
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            dst = os.stat(self.path.parent)
-            if dst.st_uid != os.getuid():
-                return  # someone else's folder: never write a pickle there
-            if dst.st_mode & 0o077:
-                os.chmod(self.path.parent, 0o700)  # made wider by a umask, or by hand
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-            tmp = None
+        if _write_private(self.path, blob):
             self._dirty = False
-        except OSError:
-            pass
-        finally:
-            if tmp is not None:
-                with suppress(OSError):
-                    os.unlink(tmp)
+
+
+def _read_private(path: Path) -> tuple[Any, bool]:
+    """The pickle at ``path`` (None if missing, unreadable or not to be trusted), and
+    whether it must not be overwritten either (a file we may not trust, not ours)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None, False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or not _private(st) or not _private(os.stat(path.parent)):
+            return None, not _ours_to_fix(st, os.stat(path.parent))
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return pickle.load(f), False  # noqa: S301 - see the module docstring
+    except Exception:  # noqa: BLE001 - a cache that cannot be read is an empty cache
+        return None, False
+    finally:
+        os.close(fd)
+
+
+def _write_private(path: Path, blob: bytes) -> bool:
+    """Write ``blob`` to ``path`` atomically in a folder of ours made 0700; best effort."""
+    tmp = None
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        dst = os.stat(path.parent)
+        if dst.st_uid != os.getuid():
+            return False  # someone else's folder: never write a pickle there
+        if dst.st_mode & 0o077:
+            os.chmod(path.parent, 0o700)  # made wider by a umask, or by hand
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+        tmp = None
+        return True
+    except OSError:
+        return False
+    finally:
+        if tmp is not None:
+            with suppress(OSError):
+                os.unlink(tmp)
+
+
+# -- what `cronfile status` needs of the repo ---------------------------------------------
+
+STATUS_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class StatusIndex:
+    """What ``cronfile status`` needs of a jobs repo, as a full load gave it: each job's
+    name, spec hash and the few fields status shows, the config, and how many errors the
+    load found. At 10,000 jobs, unpickling the parse cache's JobSpecs only to show drift
+    was most of a ``status`` (issue 17); this is a tenth of its size.
+
+    It stands for the load only while ``signature`` (``load.files_signature``: the stat
+    of cronfile.yaml and of every job file, by path) is the repo's now, and the code is
+    the same: an edit, a rename, a delete, a new file, a config change and a rewrite of
+    the same size and mtime (its ctime moves) all change the signature, and status then
+    loads the repo in full. It is written only from a load that read no file within
+    ``RACY_NS`` of its last write (a coarse clock could give a second write the same
+    stamps). The checks of the paths jobs use (workdir, context files: other files than
+    the job files) are made again each time on the jobs that have any (``pathy``)."""
+
+    code: str  # _code_fingerprint()
+    root: str  # the repo, absolute
+    signature: dict[str, tuple[int, int, int, int]]
+    config: Any  # spec.Config
+    errors: int  # error problems of the load, but those of paths
+    pathy: tuple[Any, ...]  # the JobSpecs whose paths are checked (load.path_problems)
+    jobs: tuple[tuple[str, str, dict[str, Any]], ...]  # name, spec_hash, status_fields(data), by name
+
+
+def status_index_path(root: Path, environ: Mapping[str, str] | None = None) -> Path | None:
+    """Beside the repo's parse cache; None when ``CRONFILE_NO_CACHE=1``."""
+    env = os.environ if environ is None else environ
+    if env.get("CRONFILE_NO_CACHE") == "1":
+        return None
+    return cache_dir(env) / f"{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:20]}.status.pickle"
+
+
+def read_status_index(path: Path, root: Path, signature: Mapping[str, Any]) -> StatusIndex | None:
+    """The index at ``path`` if it is for ``root``, this code and ``signature``."""
+    data, _ = _read_private(path)
+    if not isinstance(data, dict) or data.get("format") != STATUS_FORMAT:
+        return None
+    index = data.get("index")
+    if not isinstance(index, StatusIndex) or index.root != str(root.resolve()) or index.signature != signature:
+        return None
+    if index.code != _code_fingerprint():
+        return None
+    return index
+
+
+def write_status_index(path: Path, index: StatusIndex) -> None:
+    """Best effort, atomic (as ParseCache.save)."""
+    _write_private(path, pickle.dumps({"format": STATUS_FORMAT, "index": index}, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def code_fingerprint() -> str:
+    return _code_fingerprint()

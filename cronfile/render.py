@@ -12,11 +12,11 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from .clock import iso, parse_iso
-from .durations import humanize_delta, parse_duration
+from .durations import parse_duration
 from .permissions import widening
 from .reconcile import Action, Change, Plan
 from .spec import FAILURES, JobSpec, Status
@@ -259,29 +259,64 @@ def _deadline(spec_data: Mapping[str, Any]) -> timedelta:
 _DEADLINES: dict[Any, timedelta] = {}  # starting_deadline -> its duration (status: once per job)
 
 
-def _last_run(js: JobState | None, history: list[dict[str, Any]]) -> dict[str, Any] | None:
-    if js is not None and js.last_run is not None:
-        lr = js.last_run
-        return {
-            "run_id": lr.run_id,
-            "status": lr.status,
-            "started_at": iso(lr.started_at),
-            "finished_at": iso(lr.finished_at),
-        }
+LAST_RUN_KEYS = ("run_id", "status", "started_at", "finished_at")  # a row's last_run
+_NO_RUNS: tuple[tuple[str, ...], None] = ((), None)
+
+
+def run_summary(runs: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, ...], dict[str, Any] | None]:
+    """What ``status`` shows of a job's merged runs (oldest first): the statuses of the
+    last RECENT_N runs with one, and the last run that started (its id, status, start
+    and end), the row's ``last_run`` when the state has none."""
+    history = [r for r in runs if r.get("status")]
+    last = None
     for rec in reversed(history):
         if rec.get("started_at") and rec.get("status"):
-            return {k: rec.get(k) for k in ("run_id", "status", "started_at", "finished_at")}
-    return None
+            last = {k: rec.get(k) for k in LAST_RUN_KEYS}
+            break
+    return tuple(str(r["status"]) for r in history[-RECENT_N:]), last
+
+
+class Applied(NamedTuple):
+    """What ``status`` shows of an applied job, in plain values (what the status memo
+    keeps between commands: cronfile/statusmemo.py). Made by ``applied``."""
+
+    spec: dict[str, Any]  # the spec's schedule, timezone, budget, starting_deadline; prompt: True
+    spec_hash: str
+    state: str
+    next_run: str | None  # iso
+    next_run_us: int | None  # the same instant in microseconds since the epoch (overdue)
+    run_count: int
+    last_run: dict[str, Any] | None
+    running: int
+    pause: dict[str, Any] | None
+
+
+_APPLIED_SPEC = ("schedule", "timezone", "budget", "starting_deadline")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def applied(js: JobState) -> Applied:
+    spec = {k: js.spec[k] for k in _APPLIED_SPEC if k in js.spec}
+    if "prompt" in js.spec:
+        spec["prompt"] = True  # (status asks only whether there is one)
+    lr = js.last_run
+    last = None if lr is None else {"run_id": lr.run_id, "status": str(lr.status), "started_at": iso(lr.started_at), "finished_at": iso(lr.finished_at)}
+    next_us = None if js.next_run is None else (js.next_run - _EPOCH) // _US
+    pause = js.pause.encode() if js.pause is not None else None
+    return Applied(spec, js.spec_hash, str(js.state), iso(js.next_run), next_us, js.run_count, last, len(js.running), pause)
 
 
 def status_rows(
     project_specs: Sequence[JobSpec] | None,
-    state: State,
+    state: State | None,
     histories: Mapping[str, list[dict[str, Any]]],
     now: datetime,
     *,
     engine_running: bool,
     usage: Mapping[str, Usage] | None = None,
+    summaries: Mapping[str, tuple[tuple[str, ...], dict[str, Any] | tuple[Any, ...] | None]] | None = None,
+    jobs: Mapping[str, Applied] | None = None,
 ) -> list[dict[str, Any]]:
     """One dict per job (docs/design.md 7's ``status --json`` keys, plus recent, overdue,
     drift, running; for agent jobs whose ``usage`` over the last 24 hours is given,
@@ -289,15 +324,20 @@ def status_rows(
     the applied jobs and the jobs in the files.
 
     ``project_specs=None`` means the files could not be read: no drift is reported then
-    (an unreadable jobs.d is not "every job deleted")."""
+    (an unreadable jobs.d is not "every job deleted"). ``summaries`` (job -> run_summary
+    of its runs) stands for ``histories``, and ``jobs`` (name -> ``applied``) for
+    ``state``, when given (cronfile/statusmemo.py)."""
+    if jobs is None:
+        jobs = {name: applied(js) for name, js in (state.jobs.items() if state is not None else ())}
     declared = {s.name: s for s in project_specs or ()}
-    names = sorted(set(state.jobs) | set(declared))
+    names = sorted(set(jobs) | set(declared))
+    now_us = (now - _EPOCH) // _US
     rows = []
     for name in names:
-        js = state.jobs.get(name)
+        js = jobs.get(name)
         spec = declared.get(name)
         data: Mapping[str, Any] = js.spec if js is not None else (spec.data if spec else {})
-        history = [r for r in histories.get(name, []) if r.get("status")]
+        recent, last = summaries.get(name, _NO_RUNS) if summaries is not None else run_summary(histories.get(name, ()))
         drift = None
         if project_specs is not None:
             if js is None:
@@ -309,25 +349,25 @@ def status_rows(
         overdue = bool(
             js is not None
             and not engine_running
-            and js.state is JobStatus.scheduled
-            and js.next_run is not None
-            and now - js.next_run > _deadline(js.spec)
+            and js.state == JobStatus.scheduled
+            and js.next_run_us is not None
+            and now_us - js.next_run_us > _deadline(js.spec) // _US
         )
         rows.append(
             {
                 "name": name,
                 "schedule": data.get("schedule"),
                 "timezone": data.get("timezone") or "UTC",
-                "state": str(js.state) if js is not None else None,
-                "next_run": iso(js.next_run) if js is not None else None,
+                "state": js.state if js is not None else None,
+                "next_run": js.next_run if js is not None else None,
                 "run_count": js.run_count if js is not None else 0,
-                "last_run": _last_run(js, history),
-                "recent": [str(r["status"]) for r in history[-RECENT_N:]],
+                "last_run": js.last_run if js is not None and js.last_run is not None else (dict(zip(LAST_RUN_KEYS, last, strict=True)) if isinstance(last, tuple) else last),
+                "recent": list(recent),
                 "overdue": overdue,
                 "drift": drift,
-                "running": len(js.running) if js is not None else 0,
+                "running": js.running if js is not None else 0,
                 # `cronfile pause`: {at, user, host, reason, via}, or null (cronfile/pause.py)
-                "pause": js.pause.encode() if js is not None and js.pause is not None else None,
+                "pause": js.pause if js is not None else None,
             }
         )
         used = (usage or {}).get(name)
@@ -362,6 +402,9 @@ def _usage_line(r: Mapping[str, Any]) -> str | None:
     return text
 
 
+_MARKS = {s: (_OK if s == Status.success else _BAD if s in FAILURES else _QUIET) for s in Status}  # status -> its mark
+
+
 def _mark(status: str) -> tuple[str, str]:
     if status == Status.success:
         return _OK, GREEN
@@ -373,9 +416,37 @@ def _mark(status: str) -> tuple[str, str]:
 def _when(dt: datetime | None, tz: str | None, now: datetime) -> str:
     if dt is None:
         return "-"
-    local = dt.astimezone(_zone(tz))
+    zone = _ZONES.get(tz)
+    if zone is None:
+        zone = _ZONES[tz] = _zone(tz)
     # (what strftime("%Y-%m-%d %H:%M") gives, at a tenth of its cost: once per job)
-    return f"{local.year:04d}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d} ({humanize_delta(dt - now)})"
+    return f"{dt.astimezone(zone).isoformat(' ')[:16]} ({_delta(dt - now)})"
+
+
+_ZONES: dict[str | None, tzinfo] = {}  # name -> _zone(name), for this process
+
+
+def _delta(td: timedelta) -> str:
+    """``durations.humanize_delta(td)``, twice as fast (status calls it twice a job)."""
+    a = -td if td.days < 0 else td
+    total = a.days * 86_400 + a.seconds  # whole seconds, truncated, as humanize_delta's
+    if total == 0:
+        return "now"
+    if total >= 86_400:
+        big, small = f"{total // 86_400}d", total % 86_400 // 3_600
+        text = f"{big} {small}h" if small else big
+    elif total >= 3_600:
+        big, small = f"{total // 3_600}h", total % 3_600 // 60
+        text = f"{big} {small}m" if small else big
+    elif total >= 60:
+        big, small = f"{total // 60}m", total % 60
+        text = f"{big} {small}s" if small else big
+    else:
+        text = f"{total}s"
+    return f"in {text}" if td > _ZERO else f"{text} ago"
+
+
+_ZERO = timedelta(0)
 
 
 _STATE_COLOR: dict[str, str] = {
@@ -390,57 +461,71 @@ def render_status(rows: list[dict[str, Any]], *, color: bool, now: datetime) -> 
     if not rows:
         return "No jobs: add one to jobs.d and run `cronfile apply`."
     header = ("NAME", "SCHEDULE", "TZ", "STATE", "NEXT", "LAST", "RECENT")
-    table: list[list[tuple[str, str]]] = []  # (plain text, colour code)
+    texts: list[tuple[str, ...]] = []  # each row's cells, plain
+    codes: list[tuple[str, ...]] = []  # and their colour codes (when coloured)
+    marks_of = _MARKS.get
     for r in rows:
         state = r["state"] or "not applied"
         if r.get("pause"):
             state += " (runtime)"
         if r.get("running"):
             state += f", {r['running']} running"
-        next_run = parse_iso(r["next_run"])
+        next_run = r["next_run"]
         last = r.get("last_run")
         if last:
             at = parse_iso(last.get("finished_at") or last.get("started_at"))
             last_text = str(last.get("status"))
             if at is not None:
-                last_text += f" {humanize_delta(at - now)}"
-            last_code = _mark(str(last.get("status")))[1]
+                last_text += f" {_delta(at - now)}"
         else:
-            last_text, last_code = "-", ""
-        marks = [_mark(s) for s in r.get("recent") or ()]
-        table.append(
-            [
-                (r["name"], BOLD),
-                (str(r["schedule"]), ""),
-                (str(r["timezone"]), ""),
-                (state, _STATE_COLOR.get(r["state"] or "", YELLOW)),
-                (_when(next_run, r["timezone"], now), RED if r.get("overdue") else ""),
-                (last_text, last_code),
+            last_text = "-"
+        tz = r["timezone"]
+        texts.append(
+            (
+                r["name"],
+                str(r["schedule"]),
+                str(tz),
+                state,
+                _when(None if next_run is None else parse_iso(next_run), tz, now),
+                last_text,
                 # Marks are painted one by one below; the plain text sets the width.
-                ("".join(m for m, _ in marks), ""),
-            ]
+                "".join([marks_of(s) or _mark(s)[0] for s in r.get("recent") or ()]),
+            )
         )
-    widths = [len(h) for h in header]
-    for row in table:
-        for i, (text, _) in enumerate(row):
-            widths[i] = max(widths[i], len(text))
+        if color:
+            codes.append(
+                (
+                    BOLD,
+                    "",
+                    "",
+                    _STATE_COLOR.get(r["state"] or "", YELLOW),
+                    RED if r.get("overdue") else "",
+                    _mark(str(last.get("status")))[1] if last else "",
+                    "",
+                )
+            )
+    widths = [max(len(h), *map(len, col)) for h, col in zip(header, zip(*texts, strict=True), strict=True)]
 
     def line(cells: list[str]) -> str:
         return "  ".join(cells).rstrip()
 
     out = [line([h.ljust(widths[i]) for i, h in enumerate(header)])]
     if not color:  # (the same cells as below, without a paint call per cell)
-        out += ["  ".join([text.ljust(w) for (text, _), w in zip(row, widths, strict=True)]).rstrip() for row in table]
-    for r, row in zip(rows, table, strict=True) if color else ():
+        w0, w1, w2, w3, w4, w5, w6 = widths
+        out += [
+            f"{a.ljust(w0)}  {b.ljust(w1)}  {c.ljust(w2)}  {d.ljust(w3)}  {e.ljust(w4)}  {f.ljust(w5)}  {g.ljust(w6)}".rstrip()
+            for a, b, c, d, e, f, g in texts
+        ]
+    for r, row, code in zip(rows, texts, codes, strict=True) if color else ():
         cells = []
-        for i, (text, code) in enumerate(row):
+        for i, text in enumerate(row):
             pad = " " * (widths[i] - len(text))
-            if i == len(row) - 1 and color:
+            if i == len(row) - 1:
                 text = "".join(
                     _paint(m, c, True) for m, c in (_mark(s) for s in r.get("recent") or ())
                 )
             else:
-                text = _paint(text, code, color)
+                text = _paint(text, code[i], True)
             cells.append(text + pad)
         out.append(line(cells))
 

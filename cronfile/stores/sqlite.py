@@ -690,6 +690,71 @@ class SqliteStore(FileStore):
                 out.setdefault(job, []).append(rec)
         return out
 
+    @contextmanager
+    def snapshot(self) -> Iterator[bool]:
+        """Reads of this thread in the block (``_query``: read_history, last_runs,
+        history_mark) see one snapshot of the database: for a reader that derives several
+        things from the history at once (cronfile/statusmemo.py). Yields False, reading
+        nothing, when there is no database."""
+        if getattr(self._local, "conn", None) is not None:
+            yield True
+            return
+        if not self._db_ready and not self.db_path.exists():
+            yield False
+            return
+        with self._conn() as conn:
+            try:
+                conn.execute("BEGIN")
+            except sqlite3.Error as e:
+                raise self._db_error(e) from None
+            self._local.conn = conn
+            try:
+                yield True
+            finally:
+                self._local.conn = None
+                with suppress(sqlite3.Error):
+                    conn.execute("COMMIT")
+
+    def jobs_mark(self) -> tuple[str, int, int, str]:
+        """(the database's id, its seq, purged_to, the head row's body): what tells a
+        reader that kept what it derived from the jobs' rows which rows to read again
+        (those with a higher seq, as ``read`` does with its own memo)."""
+        db_id, seq, purged_to, head = self._query("SELECT db_id, seq, purged_to, body FROM head")[0]
+        return str(db_id), int(seq), int(purged_to), str(head)
+
+    def jobs_since(self, seq: int) -> list[tuple[str, JobState | None]]:
+        """The jobs whose rows were written after ``seq``, decoded (None: deleted)."""
+        out: list[tuple[str, JobState | None]] = []
+        try:
+            for name, body in self._query("SELECT name, body FROM jobs WHERE seq > ?", (seq,)):
+                out.append((name, None if body is None else JobState.decode(json.loads(body))))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise StateError(f"{self.db_path}: malformed state ({type(e).__name__}: {e}): {_REMEDY}") from None
+        return out
+
+    def history_mark(self) -> tuple[str, int, int, tuple[Any, ...] | None]:
+        """(the database's id, the highest history row id, the number of history rows,
+        (job, run_id, body length) of the highest row): what tells a reader that kept
+        what it derived from the history whether rows came or went since."""
+        (db_id,) = self._query("SELECT db_id FROM head")[0]
+        top, count = self._query("SELECT max(id), count(*) FROM history")[0]
+        row = self._query("SELECT job, run_id, length(body) FROM history WHERE id = ?", (top,)) if top is not None else []
+        return str(db_id), int(top or 0), int(count), tuple(row[0]) if row else None
+
+    def history_jobs_after(self, after: int) -> dict[str, int]:
+        """The jobs with history rows above id ``after``, each with its row count."""
+        return dict(
+            self._query(
+                "SELECT d.job, (SELECT count(*) FROM history c WHERE c.job = d.job) "
+                "FROM (SELECT DISTINCT job FROM history WHERE id > ?) d",
+                (after,),
+            )
+        )
+
+    def history_counts(self) -> dict[str, int]:
+        """Every job's number of history rows."""
+        return dict(self._query("SELECT job, count(*) FROM history GROUP BY job"))
+
     def _history_run_index(self) -> bool:
         """Whether ``history_run`` exists, made now if it can be (a database from before
         it); False when it cannot (a read-only filesystem, the lock held elsewhere)."""
