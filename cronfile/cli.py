@@ -531,7 +531,10 @@ def cmd_logs(args: argparse.Namespace, out: Out) -> int:
     recorded = {r["run_id"]: r for r in merged_history(store, args.name, None) if r.get("status")}
     # A run in flight has a log but no history record yet (applied or not); run ids sort
     # by time, so the newest log is the latest run.
-    ids = sorted(set(store.log_ids(args.name)) | {r for r, v in recorded.items() if v.get("started_at")})
+    # A run's log is made at its first byte (runlog.py): a run in flight that printed
+    # nothing yet has no file, and is found by the state's running entries instead.
+    running = _running_ids(store, args.name)
+    ids = sorted(set(store.log_ids(args.name)) | {r for r, v in recorded.items() if v.get("started_at")} | running)
     if not ids:
         raise UsageError(f"no logs for {args.name}: it has not run yet (see `cronfile history {args.name}`)")
     if args.run_id:
@@ -544,10 +547,12 @@ def cmd_logs(args: argparse.Namespace, out: Out) -> int:
     if args.follow:
         return _follow(store, args.name, run_id)
     data = store.read_log(args.name, run_id)
+    rec = recorded.get(run_id)
+    if data is None and (run_id in running or (rec is not None and rec.get("log_path"))):
+        data = b""  # a log that stayed empty was never made: the run printed nothing
     if data is not None:
         sys.stdout.buffer.write(data)
     else:
-        rec = recorded.get(run_id)
         if rec is not None and not rec.get("attempts"):
             # Ended before anything was spawned (refused, a failing context script, a
             # missing ${VAR}): there is no output, only the reason.
@@ -556,6 +561,17 @@ def cmd_logs(args: argparse.Namespace, out: Out) -> int:
         raise UsageError(f"run {run_id} of {args.name}: its log was pruned (history_limit)")
     sys.stdout.flush()
     return EXIT_OK
+
+
+def _running_ids(store: Store, job: str) -> set[str]:
+    """Run ids of ``job`` in flight, from the state (empty if it cannot be read)."""
+    try:
+        state = store.read()
+    except (OSError, CronfileError):
+        return set()
+    js = state.jobs.get(job)
+    ids = {r.run_id for r in js.running} if js is not None else set()
+    return ids | {r.run_id for r in state.orphans if r.job == job}
 
 
 def _follow(store: Store, job: str, run_id: str) -> int:

@@ -693,7 +693,7 @@ class Engine:
             claimed_at=claim.claimed_at,
             outcome=outcome,
             status=status,
-            log_path=self.store.keep_log(claim.job, claim.run_id),
+            log_path=self.store.keep_log(claim.job, claim.run_id, empty=outcome.has_log),
             host=self.host,
             engine=self.engine_id,
         )
