@@ -12,7 +12,8 @@ prints nothing and exits 0 (a run in flight is found by its entry in the state),
 history record keeps its ``log_path`` (``Store.keep_log(..., empty=True)``), pruning
 removes what exists. A manual run (``cronfile run NAME``) makes its file at once: the
 run of a job not applied yet has no entry in the state, and its file is how ``logs``
-finds it while it runs.
+finds it while it runs. So does a job with deliveries: a webhook receiver may open the
+``log_path`` it is sent.
 
 The folder is made (and checked writable) before the run starts, so a log that cannot be
 written still fails the run before anything is spawned, as before.

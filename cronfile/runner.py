@@ -116,9 +116,10 @@ def backoff_delay(backoff: float, failed_attempt: int) -> float:
 
 
 def _open_log(ctx: RunContext) -> LazyLog:
-    # The file itself is made at the first byte written (cronfile/runlog.py); a manual
-    # run's at once (its run may have no entry in the state for `logs` to find it by).
-    return open_log(ctx.log_path, now=ctx.trigger == Trigger.manual)
+    # The file itself is made at the first byte written (cronfile/runlog.py); at once
+    # for a manual run (it may have no entry in the state for `logs` to find it by) and
+    # for a job with deliveries (a webhook receiver may open its log_path).
+    return open_log(ctx.log_path, now=ctx.trigger == Trigger.manual or bool(ctx.spec.deliver))
 
 
 def _write(log: BinaryIO, ctx: RunContext, data: bytes) -> None:
