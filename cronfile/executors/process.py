@@ -346,7 +346,11 @@ class _ExitWatch:
         except OSError:
             return None  # an old kernel (ENOSYS), or seccomp: wait as before
         w = cls(fd, popen)
-        _LOOP.submit("add", w)
+        try:
+            _LOOP.submit("add", w)
+        except OSError:
+            os.close(fd)  # the loop could not start (EMFILE): the process is running, so
+            return None  # it must still be watched: its run waits as before
         return w
 
     # -- in the loop's thread ----------------------------------------------------------------
