@@ -533,7 +533,9 @@ def cmd_logs(args: argparse.Namespace, out: Out) -> int:
     # by time, so the newest log is the latest run.
     # A run's log is made at its first byte (runlog.py): a run in flight that printed
     # nothing yet has no file, and is found by the state's running entries instead.
-    running = _running_ids(store, args.name)
+    from .runlog import in_flight
+
+    running = in_flight(store, args.name)
     ids = sorted(set(store.log_ids(args.name)) | {r for r, v in recorded.items() if v.get("started_at")} | running)
     if not ids:
         raise UsageError(f"no logs for {args.name}: it has not run yet (see `cronfile history {args.name}`)")
@@ -561,17 +563,6 @@ def cmd_logs(args: argparse.Namespace, out: Out) -> int:
         raise UsageError(f"run {run_id} of {args.name}: its log was pruned (history_limit)")
     sys.stdout.flush()
     return EXIT_OK
-
-
-def _running_ids(store: Store, job: str) -> set[str]:
-    """Run ids of ``job`` in flight, from the state (empty if it cannot be read)."""
-    try:
-        state = store.read()
-    except (OSError, CronfileError):
-        return set()
-    js = state.jobs.get(job)
-    ids = {r.run_id for r in js.running} if js is not None else set()
-    return ids | {r.run_id for r in state.orphans if r.job == job}
 
 
 def _follow(store: Store, job: str, run_id: str) -> int:

@@ -25,8 +25,9 @@ import errno
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
-__all__ = ["LazyLog", "open_log"]
+__all__ = ["LazyLog", "in_flight", "open_log"]
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
@@ -107,3 +108,17 @@ def open_log(path: Path, *, now: bool = False) -> LazyLog:
     if now:
         log.make()
     return log
+
+
+def in_flight(store: Any, job: str) -> set[str]:
+    """Run ids of ``job`` in flight, from the state (empty if it cannot be read): how
+    ``logs`` finds a run that has printed nothing yet, and so has no file."""
+    from .errors import CronfileError
+
+    try:
+        state = store.read()
+    except (OSError, CronfileError):
+        return set()
+    js = state.jobs.get(job)
+    ids = {r.run_id for r in js.running} if js is not None else set()
+    return ids | {r.run_id for r in state.orphans if r.job == job}
