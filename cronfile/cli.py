@@ -551,7 +551,12 @@ def cmd_logs(args: argparse.Namespace, out: Out) -> int:
     recorded = {r["run_id"]: r for r in merged_history(store, args.name, None) if r.get("status")}
     # A run in flight has a log but no history record yet (applied or not); run ids sort
     # by time, so the newest log is the latest run.
-    ids = sorted(set(store.log_ids(args.name)) | {r for r, v in recorded.items() if v.get("started_at")})
+    # A run's log is made at its first byte (runlog.py): a run in flight that printed
+    # nothing yet has no file, and is found by the state's running entries instead.
+    from .runlog import in_flight
+
+    running = in_flight(store, args.name)
+    ids = sorted(set(store.log_ids(args.name)) | {r for r, v in recorded.items() if v.get("started_at")} | running)
     if not ids:
         raise UsageError(f"no logs for {args.name}: it has not run yet (see `cronfile history {args.name}`)")
     if args.run_id:
@@ -564,10 +569,12 @@ def cmd_logs(args: argparse.Namespace, out: Out) -> int:
     if args.follow:
         return _follow(store, args.name, run_id)
     data = store.read_log(args.name, run_id)
+    rec = recorded.get(run_id)
+    if data is None and (run_id in running or (rec is not None and rec.get("log_path"))):
+        data = b""  # a log that stayed empty was never made: the run printed nothing
     if data is not None:
         sys.stdout.buffer.write(data)
     else:
-        rec = recorded.get(run_id)
         if rec is not None and not rec.get("attempts"):
             # Ended before anything was spawned (refused, a failing context script, a
             # missing ${VAR}): there is no output, only the reason.

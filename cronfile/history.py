@@ -385,6 +385,7 @@ def last_success_output(store: Store, job: str) -> str | None:
                 data = store.read_log(job, str(run["run_id"]))
             except (OSError, ValueError):
                 return None
-            return None if data is None else data.decode("utf-8", errors="replace")
+            # No file: the run printed nothing (a log is made at its first byte, runlog.py).
+            return "" if data is None else data.decode("utf-8", errors="replace")
     return None
 

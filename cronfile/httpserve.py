@@ -261,7 +261,13 @@ class StatusServer:
         except ValueError:
             return None  # not a name that can be a run's
         if data is None:
-            return None
+            # A run that printed nothing has no file (runlog.py): an empty log if the run
+            # is recorded with one.
+            from .history import merged_history
+
+            if not any(r.get("run_id") == run_id and r.get("log_path") for r in merged_history(self.store, job, None)):
+                return None
+            data = b""
         text = data[:limit].decode("utf-8", errors="replace")
         if len(data) > limit:
             text += "\n[... cut at 4 MiB]"

@@ -171,7 +171,10 @@ class Tools:
 
         self._known(name)
         recorded = {r["run_id"]: r for r in merged_history(self.store, name, None) if r.get("status")}
-        ids = sorted(set(self.store.log_ids(name)) | set(recorded))
+        from .runlog import in_flight
+
+        # (a run in flight that printed nothing has no log file yet: runlog.py)
+        ids = sorted(set(self.store.log_ids(name)) | set(recorded) | in_flight(self.store, name))
         if not ids:
             raise ToolRefused(f"no logs for {name}: it has not run yet")
         if run_id:

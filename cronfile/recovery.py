@@ -127,7 +127,7 @@ def reap(
                 scheduled_for=r.scheduled_for,
                 started_at=r.started_at,
                 finished_at=now,
-                log_path=store.keep_log(job, r.run_id),
+                log_path=store.keep_log(job, r.run_id, empty=r.pid is not None),  # spawned: it had a log (runlog.py)
                 message="the engine that ran it stopped" + (" (its leftover processes were stopped)" if pgid is not None or boxed else ""),
                 host=host,
             )

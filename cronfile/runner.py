@@ -29,7 +29,8 @@ from .executors.contain import Box, containment
 from .executors.dispatch import executor_for
 from .executors.process import Proc, Staged, can_park, spawn
 from .expect import check_expect
-from .spec import JobSpec, Kind, Status
+from .runlog import LazyLog, open_log
+from .spec import JobSpec, Kind, Status, Trigger
 from .usage import Decoder, Usage
 
 __all__ = ["Outcome", "Start", "backoff_delay", "event_sleep", "execute", "prepares_ahead"]
@@ -54,6 +55,9 @@ class Outcome:
     detail: dict[str, Any] = field(default_factory=dict)  # refused phrase/source, error, signal
     usage: Usage | None = None  # tokens (and cost) the agent reported, summed over attempts
     usage_error: str | None = None  # why usage is None although the profile reports it
+    # The run got as far as its log (made at the first byte: runlog.py): the history
+    # records a log_path for it even when nothing was written (Store.keep_log(empty=)).
+    has_log: bool = False
 
     def to_record(self) -> dict[str, Any]:
         """The fields of the run's history line that the runner owns."""
@@ -111,11 +115,11 @@ def backoff_delay(backoff: float, failed_attempt: int) -> float:
     return min(backoff * 2 ** (failed_attempt - 1), 10 * backoff)
 
 
-def _open_log(ctx: RunContext) -> BinaryIO:
-    # The state dir is 0700 and every file in it 0600 (docs/design.md section 1).
-    ctx.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(ctx.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    return os.fdopen(fd, "ab")
+def _open_log(ctx: RunContext) -> LazyLog:
+    # The file itself is made at the first byte written (cronfile/runlog.py); at once
+    # for a manual run (it may have no entry in the state for `logs` to find it by) and
+    # for a job with deliveries (a webhook receiver may open its log_path).
+    return open_log(ctx.log_path, now=ctx.trigger == Trigger.manual or bool(ctx.spec.deliver))
 
 
 def _write(log: BinaryIO, ctx: RunContext, data: bytes) -> None:
@@ -227,6 +231,7 @@ def execute(
         result.detail,
         tally.usage,
         tally.usage_error if tally.usage is None else None,
+        tally.has_log,
     )
 
 
@@ -267,6 +272,7 @@ def _execute(
                     Status.failed, None, msg, {"error": msg}
                 )
             else:
+                tally.has_log = True
                 if box.note:
                     _write(log, ctx, f"[cronfile: {box.note}]\n".encode())
                 with log:
@@ -299,6 +305,7 @@ class _Tally:
     ends_with_newline: bool = True
     usage: Usage | None = None
     usage_error: str | None = None
+    has_log: bool = False
 
     def add_usage(self, dec: Decoder) -> None:
         if dec.usage is not None:

@@ -218,10 +218,11 @@ def test_a_run_with_a_start_prepares_before_its_instant_and_starts_at_it(tmp_pat
     clock = FakeClock(AHEAD)
     spec = make_spec(shell='echo "$CRONFILE_SCHEDULED_FOR" > started')
     ctx = make_ctx(tmp_path, spec, scheduled_for=H)
-    start = FakeStart(clock, H, lambda: (ctx.log_path.exists(), (tmp_path / "started").exists()), park=park)
+    start = FakeStart(clock, H, lambda: (ctx.log_path.parent.is_dir(), (tmp_path / "started").exists()), park=park)
     outcome = execute(ctx, now=clock.now, start=start)
     assert outcome.status is Status.success
-    # Prepared (its log open) and not started when it waited; started_at is the instant.
+    # Prepared (its log's folder made: the file comes with the first byte, runlog.py) and
+    # not started when it waited; started_at is the instant.
     assert start.events == [("park" if park else "wait", (True, False))]
     assert outcome.started_at == H
     assert (tmp_path / "started").read_text().strip() == H.isoformat()

@@ -303,9 +303,11 @@ def test_the_cancel_event_interrupts_a_backoff_wait(tmp_path):
     cancel = threading.Event()
     result: list[Outcome] = []
     ctx = make_ctx(tmp_path, make_spec(shell="exit 1", retries=2, retry_backoff=300))
-    t = threading.Thread(target=lambda: result.append(execute(ctx, now=Ticks(), cancel=cancel)))
+    pids: list[int] = []
+    t = threading.Thread(target=lambda: result.append(execute(ctx, now=Ticks(), cancel=cancel, on_spawn=pids.append)))
     t.start()
-    wait_for(lambda: ctx.log_path.exists(), what="the first attempt")
+    # (not the log file: a run that prints nothing has none, runlog.py)
+    wait_for(lambda: pids, what="the first attempt")
     cancel.set()
     t.join(5)
     assert not t.is_alive()

@@ -187,10 +187,12 @@ class _ReadLoop:
         self._ops = []
         threading.Thread(target=self._run, args=(self._sel, self._wake_r), name="cronfile-output", daemon=True).start()
 
-    def submit(self, op: str, reader: _LoopReader) -> None:
+    def submit(self, op: str, reader: _LoopReader | _ExitWatch) -> None:
         with self._lock:
             self._ensure()
             self._ops.append((op, reader))
+            if len(self._ops) > 1:
+                return  # the loop is woken for the first op already, and takes them all
             try:
                 os.write(self._wake_w, b"x")
             except BlockingIOError:
@@ -319,6 +321,67 @@ class _LoopReader:
     @staticmethod
     def _report(e: BaseException) -> None:
         threading.excepthook(threading.ExceptHookArgs((type(e), e, e.__traceback__, threading.current_thread())))
+
+
+class _ExitWatch:
+    """The exit of a spawned process, seen by the shared ``_ReadLoop`` through a pidfd
+    (Linux 5.3+): the loop reaps it (``Popen.poll``) and sets ``exited``. One thread
+    watching every run's leader instead of each run's thread polling ``waitpid`` with
+    sleeps that double from 0.5 ms (``Popen.wait(timeout)``): several wake-ups per run,
+    each a GIL hand-over (issue 17, round 4). ``watch`` is None where there is no pidfd
+    (macOS, older kernels): the caller then waits as before."""
+
+    def __init__(self, fd: int, popen: subprocess.Popen[bytes]) -> None:
+        self._fd = fd
+        self._popen = popen
+        self.exited = threading.Event()
+        self._over = False
+
+    @classmethod
+    def watch(cls, popen: subprocess.Popen[bytes]) -> _ExitWatch | None:
+        if _PIDFD_OPEN is None:
+            return None
+        try:
+            fd = _PIDFD_OPEN(popen.pid)
+        except OSError:
+            return None  # an old kernel (ENOSYS), or seccomp: wait as before
+        w = cls(fd, popen)
+        try:
+            _LOOP.submit("add", w)
+        except OSError:
+            os.close(fd)  # the loop could not start (EMFILE): the process is running, so
+            return None  # it must still be watched: its run waits as before
+        return w
+
+    # -- in the loop's thread ----------------------------------------------------------------
+
+    def _add(self, sel: selectors.BaseSelector) -> None:
+        sel.register(self._fd, selectors.EVENT_READ, self)
+
+    def _readable(self, sel: selectors.BaseSelector) -> None:
+        self._end(sel)
+
+    def _stop(self, sel: selectors.BaseSelector) -> None:
+        self._end(sel)
+
+    def _end(self, sel: selectors.BaseSelector) -> None:
+        if self._over:
+            return
+        self._over = True
+        with contextlib.suppress(KeyError, ValueError):
+            sel.unregister(self._fd)
+        try:
+            os.close(self._fd)
+        finally:
+            # Reaped here (the waiting thread may have reaped it already: that is fine),
+            # then the waiter is woken. Set even on a surprise: it then polls itself.
+            try:
+                self._popen.poll()
+            finally:
+                self.exited.set()
+
+
+_PIDFD_OPEN: Callable[[int], int] | None = getattr(os, "pidfd_open", None) if sys.platform.startswith("linux") else None
 
 
 class _Output:
@@ -466,6 +529,7 @@ class Proc:
         self.decoder: Decoder | None = None  # what read the output (Prepared.output_format)
         self._gate = gate  # write end of a parked process's gate; None once let go
         self._gate_lock = threading.Lock()
+        self._exit = _ExitWatch.watch(popen)  # None: Popen.wait polls (no pidfd here)
 
     @property
     def parked(self) -> bool:
@@ -542,11 +606,21 @@ class Proc:
         def interrupted() -> bool:
             return (cancel is not None and cancel.is_set()) or left() == 0.0
 
-        # The leader: a blocking wait, in slices only when a cancel event must be seen.
+        # The leader: a blocking wait, in slices only when a cancel event must be seen;
+        # woken by the shared loop where a pidfd watches the exit (_ExitWatch).
+        exited = self._exit.exited if self._exit is not None else None
         while self._popen.poll() is None:
             if interrupted():
                 return None
             slice_ = left() if cancel is None else min(left() or 0.1, 0.1)
+            if exited is not None:
+                if exited.is_set():
+                    # Set and not reaped: the loop could not (a surprise it reported):
+                    # wait as if there were no pidfd.
+                    exited = None
+                    continue
+                exited.wait(slice_)
+                continue
             try:
                 self._popen.wait(timeout=slice_)
             except subprocess.TimeoutExpired:

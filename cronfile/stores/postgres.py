@@ -742,7 +742,7 @@ class PostgresStore:
                 d.mkdir(mode=0o700, parents=True)
         return path
 
-    def keep_log(self, job: str, run_id: str, *, limit: int | None = None) -> str | None:
+    def keep_log(self, job: str, run_id: str, *, limit: int | None = None, empty: bool = False) -> str | None:
         """Upload the spool file (its first ``limit`` bytes) into ``cronfile_logs``; the
         local copy stays until the run is pruned, so this host's deliveries still read it.
         Returns the spool file's path (what the history records as ``log_path``).
@@ -752,7 +752,9 @@ class PostgresStore:
         (``append_history`` uploads a pending log in the same transaction)."""
         path = self._spool(job, run_id)
         if not path.exists():
-            return None
+            # A log that stayed empty was never made (cronfile/runlog.py): nothing to
+            # upload; readers take the missing log of a recorded run as empty.
+            return str(path.resolve()) if empty else None
         if limit is not None:
             with suppress(OSError):
                 if path.stat().st_size > limit:
