@@ -749,10 +749,10 @@ def job_from_document(
         # Environment values and labels are text: pass `0022` or `1.10` as written.
         if isinstance(own.get(key), dict):
             own[key] = {
-                k: doc.raw.get((key, k), v) if isinstance(v, int | float) else v
+                k: doc.raw.get((key, k), v) if isinstance(v, (int, float)) else v  # noqa: UP038 - a tuple: no UnionType built per value
                 for k, v in own[key].items()
             }
-    data = merge_defaults(own, config.defaults)
+    data = merge_defaults(own, config.defaults) if config.defaults else own  # own: a copy already
     problems: list[Problem] = []
     if "name" not in data:
         if default_name is None:
@@ -772,7 +772,8 @@ def job_from_document(
             default_name = "invalid-file-name"
         data["name"] = default_name
 
-    problems += _schema_problems("job", data, doc, skip=("deliver",))
+    if not _validator("job").is_valid(data):  # the compiled check: a valid job costs one call
+        problems += _schema_problems("job", data, doc, skip=("deliver",))
     if "deliver" in data:
         problems += _deliver_problems(data["deliver"], doc)
 
@@ -782,7 +783,7 @@ def job_from_document(
     # Durations.
     seconds: dict[str, float] = {}
     for key in DURATION_FIELDS:
-        if key in data and isinstance(data[key], str | int) and not isinstance(data[key], bool):
+        if key in data and isinstance(data[key], (str, int)) and not isinstance(data[key], bool):  # noqa: UP038 - no UnionType per job
             try:
                 seconds[key] = parse_duration(data[key]).total_seconds()
             except ValueError as e:
@@ -972,6 +973,8 @@ def _deliver_problems(items: Any, doc: Document) -> list[Problem]:
         return [Problem(P, *doc.where(("deliver",)), "deliver", f"expected a list, got {_type_name(items)}")]
     out: list[Problem] = []
     for i, item in enumerate(items):
+        if type(item) is str and item in delivery_kinds.BARE:
+            continue  # `- stdout`: nothing to say, nothing to work out where
         fp: tuple[str | int, ...] = ("deliver", i)
         line, col = doc.where(fp)
         name = dotted(fp)
