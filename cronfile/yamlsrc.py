@@ -538,7 +538,7 @@ class _Fast:
                 if ": " in text or text[-1] == ":" or ind[nxt[j + 1]] > n:
                     raise _Bail
                 positions[kpath] = (j + 1, n + col + 1)
-                out[key] = self.plain(text, kpath)
+                out[key] = self.plain(text, kpath) if text[0] in _IMPLICIT else text
                 i = j + 1
                 continue
             out[key], i = self.value(rest, n + col, j, n, kpath, depth)
