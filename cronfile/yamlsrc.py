@@ -716,7 +716,9 @@ class _Fast:
 
 def _fast(text: str, path: str) -> list[Document] | None:
     """The documents of ``text`` if it is in the fast path's subset (see above), else None."""
-    if len(text) > FAST_MAX or not text.endswith("\n") or not _FAST_TEXT.fullmatch(text):
+    if len(text) > FAST_MAX or not text.endswith("\n"):
+        return None
+    if not (text.replace("\n", "").isprintable() if text.isascii() else _FAST_TEXT.fullmatch(text)):
         return None
     if "\n---" in text or "\n..." in text or text.startswith(("---", "...", "%")):
         return None
