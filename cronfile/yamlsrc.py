@@ -433,7 +433,7 @@ def _yaml_problem(e: yaml.MarkedYAMLError, path: str) -> Problem:
 # (None) on anything else, which then takes the libyaml/PyYAML path as before: an
 # error of any kind, a tab, a multi-line plain or quoted scalar, anchors, tags,
 # directives, several documents, duplicate keys, a null value, `>` text, non-ASCII
-# keys, and files over FAST_MAX bytes. tests/test_yamlfast.py holds it to the builder's
+# keys, and files over FAST_MAX bytes. tests/test_coldread.py holds it to the builder's
 # result on generated documents and on the broken-file corpus.
 
 FAST_MAX = 16 * 1024
