@@ -65,6 +65,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORD = date(1970, 1, 1).toordinal()
 _US = timedelta(microseconds=1)
 _SEC = timedelta(seconds=1)
+_ZERO = timedelta(0)
 _DAY = 86_400
 _MIN_ORD = date(2, 1, 1).toordinal()  # keep a day of margin from datetime.min/max
 _MAX_ORD = date(9998, 12, 31).toordinal()
@@ -550,6 +551,38 @@ def _check_can_fire(days: _Days, months: tuple[int, ...], dom_text: str, dow_tex
     )
 
 
+def _day_fields(dom: str, month: str, dow: str) -> tuple[_Days, tuple[int, ...], frozenset[int]]:
+    """The date part of an expression: its days, months and month set, checked to fire
+    on some date. Kept by text (_DAY_FIELDS): `* * *` or `1 */3 *` recur across a whole
+    repo whose times of day all differ (issue 17). Errors are not kept: they are raised
+    again, in the same order."""
+    key = (dom, month, dow)
+    found = _DAY_FIELDS.get(key)
+    if found is not None:
+        return found
+    dom_atoms = _field_atoms(_DOM, dom)
+    months = _parse_values(_MONTH, month)
+    dow_atoms = _field_atoms(_DOW, dow)
+    # Debian cron: a day field that starts with '*' ANDs the two day fields
+    # (`0 0 */2 * 1` is odd days that are Mondays).
+    # croniter differs: it ORs them unless a field is exactly '*'.
+    day_and = dom.startswith("*") or dow.startswith("*")
+    days_key = (dom_atoms, dow_atoms, day_and)
+    days = _DAYS_CACHE.get(days_key)
+    if days is None:
+        days = _DAYS_CACHE[days_key] = _Days(dom_atoms, dow_atoms, day_and)
+    if day_and:
+        # cronsim differs: it rejects only a day past the end of every listed month
+        # and finds out about `0 0 */20 * 1#5` by searching 50 years.
+        # croniter differs: it accepts `0 0 30 2 *` and fails when asked for a time.
+        _check_can_fire(days, months, dom, dow)
+    found = (days, months, frozenset(months))
+    if len(_DAY_FIELDS) < 4096:
+        _DAY_FIELDS[key] = found
+    return found
+
+
+_DAY_FIELDS: dict[tuple[str, str, str], tuple[_Days, tuple[int, ...], frozenset[int]]] = {}
 _YEAR = re.compile(r"\d{4}")
 _DAYS_CACHE: dict[tuple[frozenset[_Atom], frozenset[_Atom], bool], _Days] = {}
 
@@ -575,24 +608,7 @@ class _CronFields:
         self.seconds = _parse_values(_SECOND, second)
         self.minutes = _parse_values(_MINUTE, minute)
         self.hours = _parse_values(_HOUR, hour)
-        dom_atoms = _field_atoms(_DOM, dom)
-        self.months = _parse_values(_MONTH, month)
-        self.month_set = frozenset(self.months)
-        dow_atoms = _field_atoms(_DOW, dow)
-        # Debian cron: a day field that starts with '*' ANDs the two day fields
-        # (`0 0 */2 * 1` is odd days that are Mondays).
-        # croniter differs: it ORs them unless a field is exactly '*'.
-        day_and = dom.startswith("*") or dow.startswith("*")
-        key = (dom_atoms, dow_atoms, day_and)
-        days = _DAYS_CACHE.get(key)
-        if days is None:
-            days = _DAYS_CACHE[key] = _Days(dom_atoms, dow_atoms, day_and)
-        self.days = days
-        if day_and:
-            # cronsim differs: it rejects only a day past the end of every listed month
-            # and finds out about `0 0 */20 * 1#5` by searching 50 years.
-            # croniter differs: it accepts `0 0 30 2 *` and fails when asked for a time.
-            _check_can_fire(days, self.months, dom, dow)
+        self.days, self.months, self.month_set = _day_fields(dom, month, dow)
         # Debian cron: a job whose minute and hour fields do not start with '*' is a
         # fixed-time job for daylight saving. cronsim: only for 5-field expressions;
         # 6-field ones are not Debian's and are always matched on real instants.
@@ -1052,7 +1068,7 @@ def _parse(
     if not isinstance(expr, str):
         raise ScheduleError(f"a schedule is a string, not {type(expr).__name__}")
     tz = get_zone(timezone)
-    if jitter < timedelta(0):
+    if jitter < _ZERO:
         raise ScheduleError(f"jitter must not be negative, got -{format_duration(-jitter)}")
     text = expr.strip()
     if not text:
@@ -1124,8 +1140,8 @@ def _parse(
 def jitter_offset(key: str, jitter: timedelta) -> timedelta:
     """A fixed delay in ``[0, jitter)`` derived from ``sha256(key)``: the same job name
     gives the same delay on every host. Whole seconds when ``jitter`` is 1s or more."""
-    if jitter <= timedelta(0):
-        return timedelta(0)
+    if jitter <= _ZERO:
+        return _ZERO
     h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
     total_us = jitter // _US
     if total_us >= 1_000_000:

@@ -749,10 +749,10 @@ def job_from_document(
         # Environment values and labels are text: pass `0022` or `1.10` as written.
         if isinstance(own.get(key), dict):
             own[key] = {
-                k: doc.raw.get((key, k), v) if isinstance(v, int | float) else v
+                k: doc.raw.get((key, k), v) if isinstance(v, (int, float)) else v  # noqa: UP038 - a tuple: no UnionType built per value
                 for k, v in own[key].items()
             }
-    data = merge_defaults(own, config.defaults)
+    data = merge_defaults(own, config.defaults) if config.defaults else own  # own: a copy already
     problems: list[Problem] = []
     if "name" not in data:
         if default_name is None:
@@ -772,7 +772,8 @@ def job_from_document(
             default_name = "invalid-file-name"
         data["name"] = default_name
 
-    problems += _schema_problems("job", data, doc, skip=("deliver",))
+    if not _validator("job").is_valid(data):  # the compiled check: a valid job costs one call
+        problems += _schema_problems("job", data, doc, skip=("deliver",))
     if "deliver" in data:
         problems += _deliver_problems(data["deliver"], doc)
 
@@ -782,7 +783,7 @@ def job_from_document(
     # Durations.
     seconds: dict[str, float] = {}
     for key in DURATION_FIELDS:
-        if key in data and isinstance(data[key], str | int) and not isinstance(data[key], bool):
+        if key in data and isinstance(data[key], (str, int)) and not isinstance(data[key], bool):  # noqa: UP038 - no UnionType per job
             try:
                 seconds[key] = parse_duration(data[key]).total_seconds()
             except ValueError as e:
@@ -827,8 +828,8 @@ def job_from_document(
 
     # Agent profile.
     kind = Kind.shell
-    for k in executor_kinds.KINDS:  # executor_kinds.job_kind, without its generator
-        if k.value in data:
+    for key, k in _KIND_KEYS:  # executor_kinds.job_kind, without its generator
+        if key in data:
             kind = k
             break
     agent = data.get("agent")
@@ -848,9 +849,11 @@ def job_from_document(
                     f"unknown agent profile {agent!r} (known: {', '.join(sorted(config.agents))})",
                 )
             )
-    for key, other in _foreign_fields(kind):
-        if key in doc.data:
-            problems.append(Problem(P, *doc.where((key,), key=True), key, f"only applies to {other} jobs"))
+    foreign = _foreign_fields(kind)
+    if not _FOREIGN_KEYS[kind].isdisjoint(doc.data):
+        for key, other in foreign:
+            if key in doc.data:
+                problems.append(Problem(P, *doc.where((key,), key=True), key, f"only applies to {other} jobs"))
 
     expect = data.get("expect")
     if isinstance(expect, dict) and isinstance(expect.get("regex"), str):
@@ -867,7 +870,7 @@ def job_from_document(
             problems.append(Problem(P, doc.line, doc.column, "", f"inherits invalid defaults from {config.path}"))
     if kind is Kind.prompt:  # (no agent, no profile: nothing to check)
         problems += _permission_problems(doc, data, agent, config)
-    if any(p.severity == "error" for p in problems):
+    if problems and any(p.severity == "error" for p in problems):
         return None, problems
 
     norm = dict(data)
@@ -878,10 +881,15 @@ def job_from_document(
         norm.pop("permissions", None)  # a default for agent jobs; nothing to a shell job
     # Sorted keys and plain JSON values; the same text is what spec_hash digests.
     blob = _CANONICAL.encode(norm)
+    # The data as json.loads(blob) gives it (keys sorted at every level), copied here
+    # without decoding the text again (issue 17: the round trip was 8% of a cold read).
     # Keys and short values interned: 30,000 jobs repeat the same few dozen of them
     # (field names, kinds, zones), and a pickle of the parse cache then keeps one copy.
-    norm = {_intern(k): (_intern(v) if type(v) is str and len(v) <= 40 else v) for k, v in json.loads(blob).items()}
-    spec = spec_from_data(norm, source=P, line=doc.line, positions=marshal.dumps(doc.positions), _kind=kind)
+    norm = {
+        _intern(k): (_intern(v) if len(v) <= 40 else v) if type(v) is str else v if type(v) in _SCALARS else _sorted_copy(v)
+        for k, v in sorted(norm.items())
+    }
+    spec = spec_from_data(norm, source=P, line=doc.line, positions=marshal.dumps(doc.positions), _kind=kind, _seconds=seconds)
     try:
         spec._memo["spec_hash"] = _digest(blob)
     except UnicodeEncodeError:
@@ -891,11 +899,32 @@ def job_from_document(
     return spec, problems
 
 
+_KIND_KEYS = tuple((k.value, k) for k in executor_kinds.KINDS)  # (key, kind), in declaration order
+# JSON's scalar types as a validated job holds them (bool is not int here: type() is exact).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _sorted_copy(value: Any) -> Any:
+    """``json.loads(_CANONICAL.encode(value))`` for the data of a job (mappings with text
+    keys, lists, JSON scalars): mappings copied with their keys sorted, lists copied."""
+    t = type(value)
+    if t is dict:
+        return {k: _sorted_copy(value[k]) for k in sorted(value)}
+    if t is list:
+        return [_sorted_copy(v) for v in value]
+    if t in _SCALARS:
+        return value
+    return json.loads(_CANONICAL.encode(value))  # anything else: as the round trip made it
+
+
 @cache
 def _foreign_fields(kind: Kind) -> tuple[tuple[str, Kind], ...]:
     """(field, its kind) for the fields that apply only to another kind than ``kind``,
     in declaration order."""
     return tuple((key, other.kind) for other in executor_kinds.KINDS.values() if other.kind is not kind for key in other.only)
+
+
+_FOREIGN_KEYS = {k: frozenset(key for key, _ in _foreign_fields(k)) for k in Kind}
 
 
 def _permission_problems(doc: Document, data: Mapping[str, Any], agent: Any, config: Config) -> list[Problem]:
@@ -944,6 +973,8 @@ def _deliver_problems(items: Any, doc: Document) -> list[Problem]:
         return [Problem(P, *doc.where(("deliver",)), "deliver", f"expected a list, got {_type_name(items)}")]
     out: list[Problem] = []
     for i, item in enumerate(items):
+        if type(item) is str and item in delivery_kinds.BARE:
+            continue  # `- stdout`: nothing to say, nothing to work out where
         fp: tuple[str | int, ...] = ("deliver", i)
         line, col = doc.where(fp)
         name = dotted(fp)
@@ -1036,11 +1067,22 @@ def _item_schema_problems(item: dict[str, Any], sub: Document) -> list[Problem]:
     return out
 
 
-def spec_from_data(data: Mapping[str, Any], *, source: str = "", line: int = 0, positions: bytes = b"", _kind: Kind | None = None) -> JobSpec:
-    """Build a JobSpec from normalized data (validated before, or read back from state)."""
+def spec_from_data(
+    data: Mapping[str, Any],
+    *,
+    source: str = "",
+    line: int = 0,
+    positions: bytes = b"",
+    _kind: Kind | None = None,
+    _seconds: Mapping[str, float] | None = None,
+) -> JobSpec:
+    """Build a JobSpec from normalized data (validated before, or read back from state).
+    ``_seconds``: the durations job_from_document already parsed from this data."""
 
     def dur(key: str) -> float:
         if key in data:
+            if _seconds is not None and key in _seconds:
+                return _seconds[key]
             return parse_duration(data[key]).total_seconds()
         return float(DEFAULTS[key])
 

@@ -357,6 +357,9 @@ def load_documents(text: str | bytes, path: str) -> tuple[list[Document], list[P
         return [], [Problem(path, 1, 1, message=f"file is larger than {MAX_FILE_BYTES // 1024} KiB; refused")]
     if text.startswith("\ufeff"):
         text = text[1:]
+    docs = _fast(text, path)
+    if docs is not None:
+        return docs, []
     if _CLoader is not None and _shallow(text):
         try:
             return _compose(_CLoader(text), text, path)
@@ -418,3 +421,318 @@ def _yaml_problem(e: yaml.MarkedYAMLError, path: str) -> Problem:
     if "\t" in what or "\\t" in what:
         what += " (YAML does not allow tabs for indentation)"
     return Problem(path, line, col, message=f"invalid YAML: {what}")
+
+
+# -- the plain-YAML fast path ------------------------------------------------------------
+#
+# Most job files are a handful of `key: value` lines: block mappings and sequences, plain
+# and simply quoted scalars, one-line flow collections, literal `|` text. For those,
+# libyaml's parse, its node objects and our walk over them were most of a cold read's
+# YAML cost (issue 17). ``_fast`` reads that subset line by line into the very Document
+# the builder makes (data, every position, raw text of typed scalars) and gives up
+# (None) on anything else, which then takes the libyaml/PyYAML path as before: an
+# error of any kind, a tab, a multi-line plain or quoted scalar, anchors, tags,
+# directives, several documents, duplicate keys, a null value, `>` text, non-ASCII
+# keys, and files over FAST_MAX bytes. tests/test_coldread.py holds it to the builder's
+# result on generated documents and on the broken-file corpus.
+
+FAST_MAX = 16 * 1024
+
+# What the fast path reads at all: printable text that YAML takes as such, without tabs,
+# CR, NEL, the Unicode line separators, NBSP, a BOM, or anything outside the BMP.
+# Compiled on the first file that is not ASCII (its compile is 4 ms of every start).
+_FAST_TEXT = "[\n\x20-\x7e\xa1-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]*"
+_FAST_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*):(?: +|\Z)")
+_TYPED_KEYS = frozenset(("true", "True", "TRUE", "false", "False", "FALSE", "null", "Null", "NULL"))
+# A plain scalar's first character: none of YAML's indicators (nor `=`, `<`, `~`).
+_PLAIN_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./($")
+_FLOW_PLAIN = re.compile(r"[A-Za-z0-9_./$][^,\[\]{}#:'\"]*")
+_FLOW_SEP = re.compile(r" *(,|\]|\}) *")
+_BLOCK_HEADER = re.compile(r"\|(-?)(?: +#.*)?\Z")
+_TAIL = re.compile(r"(?: +#.*)?\Z")
+
+
+class _Bail(Exception):
+    """The text is outside the fast path's subset."""
+
+
+def _typed(tag: str, text: str) -> Any:
+    """A plain scalar's value for the tags the resolver gives (as _Builder.scalar)."""
+    if tag == "tag:yaml.org,2002:int":
+        sign = -1 if text.startswith("-") else 1
+        digits = text.lstrip("+-")
+        if digits.startswith("0o"):
+            return sign * int(digits[2:], 8)
+        if digits.startswith("0x"):
+            return sign * int(digits[2:], 16)
+        return sign * int(digits, 10)
+    if tag == "tag:yaml.org,2002:bool":
+        return text.lower() == "true"
+    if tag == "tag:yaml.org,2002:null":
+        return None
+    if tag == "tag:yaml.org,2002:float":
+        low = text.lower()
+        if low.endswith(".inf"):
+            return float("-inf") if low.startswith("-") else float("inf")
+        if low.endswith(".nan"):
+            return float("nan")
+        return float(low)
+    raise _Bail
+
+
+class _Fast:
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.n = n = len(lines)
+        self.stripped = stripped = [line.lstrip(" ") for line in lines]
+        # Each line's indentation (-1 past the end), and for each line the index of the
+        # first line at or after it that is not blank or a comment (n: none).
+        self.ind = [len(a) - len(b) for a, b in zip(lines, stripped, strict=True)]
+        self.ind.append(-1)
+        nxt = [n] * (n + 1)
+        for i in range(n - 1, -1, -1):
+            s = stripped[i]
+            nxt[i] = i if s and s[0] != "#" else nxt[i + 1]
+        self.nxt = nxt
+        self.positions: dict[Path, tuple[int, int]] = {}
+        self.key_positions: dict[Path, tuple[int, int]] = {}
+        self.raw: dict[Path, str] = {}
+
+    def mapping(self, i: int, n: int, fpath: Path, depth: int, first: str | None = None) -> tuple[dict[str, Any], int]:
+        """A block mapping whose keys are at column ``n``, from line ``i`` (``first``: the
+        text of its first entry, when it sits after a sequence's `- ` on line ``i``)."""
+        if depth > 16:
+            raise _Bail
+        nxt, ind, stripped, end = self.nxt, self.ind, self.stripped, self.n
+        out: dict[str, Any] = {}
+        key_positions = self.key_positions
+        positions = self.positions
+        while True:
+            if first is not None:
+                j, content, first = i, first, None
+            else:
+                j = nxt[i]
+                if j == end:
+                    return out, j
+                d = ind[j]
+                if d < n:
+                    return out, j
+                if d > n:
+                    raise _Bail
+                content = stripped[j]
+                if content[0] == "-" and (len(content) == 1 or content[1] == " "):
+                    return out, j  # a sequence at this column: the caller's, or an error
+            m = _FAST_KEY.match(content)
+            if m is None:
+                raise _Bail
+            key = m.group(1)
+            if key in _TYPED_KEYS or key in out:
+                raise _Bail
+            kpath = fpath + (key,)
+            key_positions[kpath] = (j + 1, n + 1)
+            col = m.end()
+            rest = content[col:]
+            if rest and rest[0] in _PLAIN_FIRST:
+                # The common entry, `key: plain text`, without a call of value().
+                cut = rest.find(" #")
+                text = (rest if cut < 0 else rest[:cut]).rstrip(" ")
+                if ": " in text or text[-1] == ":" or ind[nxt[j + 1]] > n:
+                    raise _Bail
+                positions[kpath] = (j + 1, n + col + 1)
+                out[key] = self.plain(text, kpath) if text[0] in _IMPLICIT else text
+                i = j + 1
+                continue
+            out[key], i = self.value(rest, n + col, j, n, kpath, depth)
+
+    def sequence(self, i: int, m: int, fpath: Path, depth: int) -> tuple[list[Any], int]:
+        """A block sequence whose `-` are at column ``m``, from line ``i``."""
+        if depth > 16:
+            raise _Bail
+        nxt, indents, contents = self.nxt, self.ind, self.stripped
+        out: list[Any] = []
+        while True:
+            j = nxt[i]
+            if j == self.n:
+                return out, j
+            ind = indents[j]
+            if ind < m:
+                return out, j
+            if ind > m:
+                raise _Bail
+            content = contents[j]
+            if not content.startswith("- "):
+                if content == "-":
+                    raise _Bail
+                return out, j
+            rest = content[2:]
+            stripped = rest.lstrip(" ")
+            col = m + 2 + len(rest) - len(stripped)
+            ipath = fpath + (len(out),)
+            if not stripped or stripped[0] == "#" or stripped[0] == "-":
+                raise _Bail
+            if _FAST_KEY.match(stripped):
+                self.positions[ipath] = (j + 1, col + 1)
+                value, i = self.mapping(j, col, ipath, depth + 1, first=stripped)
+            else:
+                value, i = self.value(stripped, col, j, m, ipath, depth)
+            out.append(value)
+
+    def value(self, rest: str, col: int, j: int, n: int, fpath: Path, depth: int) -> tuple[Any, int]:
+        """The value of the entry on line ``j`` whose text from column ``col`` is ``rest``,
+        in a collection at column ``n``; and the line after it."""
+        if not rest or rest[0] == "#":
+            k = self.nxt[j + 1]
+            if k == self.n:
+                raise _Bail  # a null value
+            ind = self.ind[k]
+            c = self.stripped[k]
+            if c[0] == "-" and (len(c) == 1 or c[1] == " ") and ind >= n:
+                self.positions[fpath] = (k + 1, ind + 1)
+                return self.sequence(k, ind, fpath, depth + 1)
+            if ind > n:
+                self.positions[fpath] = (k + 1, ind + 1)
+                return self.mapping(k, ind, fpath, depth + 1)
+            raise _Bail  # a null value
+        self.positions[fpath] = (j + 1, col + 1)
+        first = rest[0]
+        if first == "|":
+            return self.literal(rest, j, n)
+        if first == '"' or first == "'":
+            end = rest.find(first, 1)
+            text = rest[1:end]
+            if end < 0 or (first == '"' and "\\" in text) or not _TAIL.match(rest, end + 1):
+                raise _Bail
+            value: Any = text
+        elif first == "[" or first == "{":
+            value, end = self.flow(rest, col, j, fpath)
+            if not _TAIL.match(rest, end):
+                raise _Bail
+        elif first in _PLAIN_FIRST:
+            cut = rest.find(" #")
+            text = (rest if cut < 0 else rest[:cut]).rstrip(" ")
+            if ": " in text or text.endswith(":"):
+                raise _Bail
+            value = self.plain(text, fpath)
+        else:
+            raise _Bail
+        if self.ind[self.nxt[j + 1]] > n:
+            raise _Bail  # continued on the next line (or an error)
+        return value, j + 1
+
+    def plain(self, text: str, fpath: Path) -> Any:
+        for tag, rx in _IMPLICIT.get(text[:1], ()):
+            if rx.match(text):
+                if tag != "tag:yaml.org,2002:null":
+                    self.raw[fpath] = text
+                return _typed(tag, text)
+        return text
+
+    def flow(self, rest: str, col: int, j: int, fpath: Path) -> tuple[Any, int]:
+        """A one-line flow sequence or mapping of scalars: its value and where it ends."""
+        closing = "]" if rest[0] == "[" else "}"
+        is_map = closing == "}"
+        out_l: list[Any] = []
+        out_d: dict[str, Any] = {}
+        pos = 1
+        while rest.startswith(" ", pos):
+            pos += 1
+        if rest.startswith(closing, pos):
+            return (out_d if is_map else out_l), pos + 1
+        while True:
+            if is_map:
+                m = _FAST_KEY.match(rest, pos)
+                if m is None or m.end() == len(rest) or rest[m.end() - 1] != " ":
+                    raise _Bail
+                key = m.group(1)
+                if key in _TYPED_KEYS or key in out_d:
+                    raise _Bail
+                ipath = fpath + (key,)
+                self.key_positions[ipath] = (j + 1, col + pos + 1)
+                pos = m.end()
+            else:
+                ipath = fpath + (len(out_l),)
+            self.positions[ipath] = (j + 1, col + pos + 1)
+            c = rest[pos : pos + 1]
+            if c == '"' or c == "'":
+                end = rest.find(c, pos + 1)
+                if end < 0:
+                    raise _Bail
+                item: Any = rest[pos + 1 : end]
+                if c == '"' and "\\" in item:
+                    raise _Bail
+                pos = end + 1
+            else:
+                m = _FLOW_PLAIN.match(rest, pos)
+                if m is None:
+                    raise _Bail
+                text = m.group().rstrip(" ")
+                item = self.plain(text, ipath)
+                pos += len(text)
+            if is_map:
+                out_d[key] = item
+            else:
+                out_l.append(item)
+            sep = _FLOW_SEP.match(rest, pos)
+            if sep is None:
+                raise _Bail
+            pos = sep.end()
+            if sep.group(1) == closing:
+                return (out_d if is_map else out_l), pos
+            if sep.group(1) != ",":
+                raise _Bail
+
+    def literal(self, rest: str, j: int, n: int) -> tuple[str, int]:
+        """A `|` or `|-` block scalar whose header is on line ``j``."""
+        head = _BLOCK_HEADER.match(rest)
+        if head is None:
+            raise _Bail
+        lines = self.lines
+        k = j + 1
+        if k >= self.n or not lines[k]:
+            raise _Bail  # empty, or a leading blank line
+        m = len(lines[k]) - len(lines[k].lstrip(" "))
+        if m <= n or m == len(lines[k]):
+            raise _Bail
+        body: list[str] = []
+        blanks = 0
+        while k < self.n:
+            line = lines[k]
+            if not line:
+                blanks += 1
+                k += 1
+                continue
+            ind = len(line) - len(line.lstrip(" "))
+            if ind == len(line):
+                raise _Bail  # a line of spaces only
+            if ind < m:
+                break
+            if blanks:
+                body.extend([""] * blanks)
+                blanks = 0
+            body.append(line[m:])
+            k += 1
+        text = "\n".join(body)
+        return (text if head.group(1) else text + "\n"), k
+
+
+def _fast(text: str, path: str) -> list[Document] | None:
+    """The documents of ``text`` if it is in the fast path's subset (see above), else None."""
+    if len(text) > FAST_MAX or not text.endswith("\n"):
+        return None
+    if not (text.replace("\n", "").isprintable() if text.isascii() else re.fullmatch(_FAST_TEXT, text)):
+        return None
+    if "\n---" in text or "\n..." in text or text.startswith(("---", "...", "%")):
+        return None
+    lines = text.split("\n")
+    f = _Fast(lines)
+    start = f.nxt[0]
+    if start == f.n or f.ind[start]:
+        return None
+    try:
+        f.positions[()] = (start + 1, 1)
+        data, end = f.mapping(start, 0, (), 0)
+        if f.nxt[end] != f.n:
+            return None
+    except _Bail:
+        return None
+    return [Document(path, data, start + 1, 1, f.positions, f.key_positions, f.raw)]

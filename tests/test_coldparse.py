@@ -65,6 +65,13 @@ TRICKY = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _no_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Here libyaml is compared with PyYAML's pure parser: the plain-YAML fast path in
+    front of both (yamlsrc._fast) has its own tests, against them (test_coldread.py)."""
+    monkeypatch.setattr(yamlsrc, "_fast", lambda text, path: None)
+
+
 def _flat(result: tuple[list[yamlsrc.Document], list[Any]]) -> str:
     docs, problems = result
     return repr(
