@@ -419,6 +419,11 @@ def _parse_values(field: _Field, text: str) -> tuple[int, ...]:
 
 
 @lru_cache(maxsize=4096)
+def _frozen(values: tuple[int, ...]) -> frozenset[int]:
+    return frozenset(values)
+
+
+@lru_cache(maxsize=4096)
 def _field_atoms(field: _Field, text: str) -> frozenset[_Atom]:
     """A day field's atoms (values, and the L, W and # forms)."""
     return frozenset(_parse_field(field, text))
@@ -577,7 +582,7 @@ class _CronFields:
         self.hours = _parse_values(_HOUR, hour)
         dom_atoms = _field_atoms(_DOM, dom)
         self.months = _parse_values(_MONTH, month)
-        self.month_set = frozenset(self.months)
+        self.month_set = _frozen(self.months)  # one set per months tuple (8 MB at 30,000 jobs)
         dow_atoms = _field_atoms(_DOW, dow)
         # Debian cron: a day field that starts with '*' ANDs the two day fields
         # (`0 0 */2 * 1` is odd days that are Mondays).
@@ -1121,11 +1126,14 @@ def _parse(
 # -- jitter and warnings ----------------------------------------------------------------
 
 
+_ZERO = timedelta(0)
+
+
 def jitter_offset(key: str, jitter: timedelta) -> timedelta:
     """A fixed delay in ``[0, jitter)`` derived from ``sha256(key)``: the same job name
     gives the same delay on every host. Whole seconds when ``jitter`` is 1s or more."""
-    if jitter <= timedelta(0):
-        return timedelta(0)
+    if jitter <= _ZERO:
+        return _ZERO  # (one object: every schedule without jitter keeps it)
     h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
     total_us = jitter // _US
     if total_us >= 1_000_000:
