@@ -37,8 +37,19 @@ CONFIG_NAME = "cronfile.yaml"
 JOBS_DIR = "jobs.d"
 SUFFIXES = (".yaml", ".yml")
 # path -> (inode, size, mtime_ns, ctime_ns) of cronfile.yaml and every job file, as
-# walked; (-1, -1, -1, -1) for a name that could not be stat'ed (a dangling symlink).
-Signature = dict[str, tuple[int, int, int, int]]
+# walked, packed in one int (``_stamp``); -1 for a name that could not be stat'ed (a
+# dangling symlink). A daemon keeps one per file: as a tuple of four ints it was 9 MB
+# at 30,000 files (issue 17).
+Signature = dict[str, int]
+
+
+def _stamp(st: os.stat_result) -> int:
+    """(inode, size, mtime_ns, ctime_ns) as one int, each in its own 64 bits (the times
+    shifted by 2**63: one before 1970 is negative). Equal stamps, equal four."""
+    return st.st_ino | st.st_size << 64 | (st.st_mtime_ns + _HALF) << 128 | (st.st_ctime_ns + _HALF) << 192
+
+
+_HALF = 1 << 63
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +59,15 @@ class FileResult:
 
     path: str  # as walked (below root/jobs.d as given)
     shown: str  # as problems and specs name it
-    order: str  # its place in the walk (Paths' order: "/" sorts lowest)
     specs: tuple[JobSpec, ...]  # its valid jobs, in file order
     problems: tuple[Problem, ...]
+
+    @property
+    def order(self) -> str:
+        """Its place in the walk (Paths' order: "/" sorts lowest). Worked out when asked
+        (a file came or went): a daemon keeps a FileResult per file."""
+        folder, name = os.path.split(self.path)
+        return _order(folder) + name
 
     def same(self, other: FileResult) -> bool:
         """Whether both hold the same jobs and problems, down to where each field is."""
@@ -183,7 +200,7 @@ def _scan(root: Path, jobs_dir: Path, *, signature_only: bool = False) -> _Scan:
     config = str(root / CONFIG_NAME)
     try:
         st = os.stat(config)
-        sig[config] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        sig[config] = _stamp(st)
     except FileNotFoundError:
         if os.path.islink(config):
             sig[config] = _UNREADABLE
@@ -208,6 +225,8 @@ def _scan(root: Path, jobs_dir: Path, *, signature_only: bool = False) -> _Scan:
         if not signature_only:
             rel = _display_dir(dirpath)
             absdir = os.path.abspath(dirpath)
+            if absdir == dirpath:
+                absdir = dirpath
             scan.dirs[real] = (dirpath, rel, absdir)
             # Sorted as Paths sort, by component: with "/" as the lowest character.
             order = _order(dirpath)
@@ -232,7 +251,7 @@ def _scan(root: Path, jobs_dir: Path, *, signature_only: bool = False) -> _Scan:
                     elif os.path.lexists(full):
                         scan.problems.append(Problem(shown, message="not a regular file"))
                 continue
-            sig[full] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            sig[full] = _stamp(st)
             if signature_only:
                 continue
             shown = full if rel is None else (name if rel == "." else rel + "/" + name)
@@ -242,13 +261,15 @@ def _scan(root: Path, jobs_dir: Path, *, signature_only: bool = False) -> _Scan:
             if not stat.S_ISREG(st.st_mode):
                 scan.problems.append(Problem(shown, message="not a regular file"))
                 continue
-            found.append((full, shown, st, absdir + "/" + name, order + name))
+            # (the absolute path is the walked one whenever the root was given absolute:
+            # one string, not two, for each file a daemon keeps)
+            found.append((full, shown, st, full if absdir is dirpath else absdir + "/" + name, order + name))
     found.sort(key=lambda t: t[4])
     scan.files = found
     return scan
 
 
-_UNREADABLE = (-1, -1, -1, -1)
+_UNREADABLE = -1
 
 
 def _order(dirpath: str) -> str:
@@ -399,7 +420,7 @@ def load_project(
             todo.append((str(p), display_path(Path(p)), st, os.path.abspath(p), ""))
     context = config_fingerprint(config) if cache is not None else ""
     entries: dict[str, FileResult] = {}
-    for path, shown, st, key, order in todo:
+    for path, shown, st, key, _ in todo:
         entry = None
         if cache is not None and st is not None:
             entry = cache.get(key, file_key(st), shown, context)
@@ -411,7 +432,7 @@ def load_project(
             if cache is not None and read_st is not None:
                 _memoize(found)
                 cache.put(key, Entry(file_key(read_st), shown, context, found, more))
-        entries[key] = FileResult(path, shown, order, found, more)
+        entries[key] = FileResult(path, shown, found, more)
     if cache is not None and files is None:
         cache.forget_unseen()
     base = tuple(problems)
@@ -585,7 +606,7 @@ def reload_project(prev: Project, changed: Iterable[str], *, now: datetime | Non
             return None
         if not stat.S_ISREG(st.st_mode):
             return None
-        sig[full] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        sig[full] = _stamp(st)
         racy.pop(full, None)
         shown = full if rel is None else (name if rel == "." else rel + "/" + name)
         # Read again whatever the cache holds: the watcher saw it change.
@@ -594,7 +615,7 @@ def reload_project(prev: Project, changed: Iterable[str], *, now: datetime | Non
         if cache is not None and read_st is not None:
             _memoize(found)
             cache.put(key, Entry(file_key(read_st), shown, context, found, more))
-        updated[key] = FileResult(full, shown, _order(walked) + name, found, more)
+        updated[key] = FileResult(full, shown, found, more)
     moved = False  # a file came or went
     edited: list[tuple[FileResult, FileResult]] = []
     new_entries = dict(entries)
@@ -647,7 +668,7 @@ def config_unchanged(project: Project) -> bool:
     config = str(project.root / CONFIG_NAME)
     try:
         st = os.stat(config)
-        now: tuple[int, int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        now: int | None = _stamp(st)
     except FileNotFoundError:
         now = _UNREADABLE if os.path.islink(config) else None
     except OSError:
