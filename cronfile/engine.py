@@ -237,8 +237,13 @@ class Engine:
         return spec
 
     def schedule_for(self, spec: JobSpec, js: JobState) -> Schedule:
+        sched = spec.build_schedule(created_at=js.created_at)
+        if not sched.relative:
+            # Kept on the spec, one per job. (A cache by schedule_sig, which leaves the
+            # name out, gave a job another's jitter offset; and 30,000 keys, 3 MB.)
+            return sched
         # (not iso(): this runs per job per pass; the offset kept apart, as iso kept it)
-        key = (js.schedule_sig, js.created_at, js.created_at.utcoffset() if js.created_at else None)
+        key = (js.schedule_sig, js.created_at, js.created_at.utcoffset() if js.created_at else None, spec.name)
         sched = self._sched_cache.get(key)
         if sched is None:
             sched = spec.build_schedule(created_at=js.created_at)
