@@ -925,6 +925,8 @@ class Engine:
         # Import what a run needs now, so the first run is not late by an import.
         from . import runner  # noqa: F401
         from .delivery import base, dispatch  # noqa: F401
+
+        dispatch.preload(self.project.specs)  # (only the kinds the jobs deliver to: httpx is 15 MB)
         from .executors import agent, command, process, shell  # noqa: F401
         watcher = Watcher(self.root, self.store.watch_file(), on_change=self._on_change)
         try:
