@@ -55,6 +55,7 @@ from .history import (
 )
 from .load import (
     Project,
+    cache_for,
     config_unchanged,
     files_signature,
     load_project,
@@ -175,8 +176,14 @@ class Engine:
         # cache the command loaded the project with, kept in memory from here on.
         # (It was saved by the command; from here on it lives in memory: a save per edit
         # would cost more than the edit.)
-        self._parse_cache = project.cache if project.cache is not None else ParseCache()
-        self._parse_cache.path = None
+        # A project read file by file keeps every file's result: reading the repo again
+        # goes through those (load.ProjectCache), and the command's cache is let go.
+        self._parse_cache: ParseCache | None = None
+        if project.incremental:
+            project.cache = None
+        else:
+            self._parse_cache = project.cache if project.cache is not None else ParseCache()
+            self._parse_cache.path = None
         self._watcher: Any = None  # the daemon's (serve); it names the files that changed
         self._files = project  # the files as last read, valid or not (reload builds on it)
         self._specs_of: Project | None = None  # the project _spec_cache holds the specs of
@@ -335,7 +342,7 @@ class Engine:
                 self.project = self._files = project
                 return  # written again as it was
         else:
-            project = load_project(self.root, now=now, cache=self._parse_cache, warnings=False)
+            project = load_project(self.root, now=now, cache=self._parse_cache or cache_for(self._files), warnings=False)
             if project.signature == self.project.signature and not racy_changed(self.project):
                 self.project = self._files = project
                 return  # nothing changed (the event was a temp file, or a folder)
