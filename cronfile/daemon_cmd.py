@@ -75,6 +75,9 @@ def cmd_daemon(args: argparse.Namespace, out: Out) -> int:
         # landed, 0.1-0.3 s at a time, in the middle of reloads and claims.
         gc.collect()
         gc.freeze()
+        from .memtrim import release
+
+        release()  # the load's and the state read's freed blocks, back to the system
         try:
             engine.serve()
         finally:

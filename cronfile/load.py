@@ -426,6 +426,11 @@ def load_project(
             entry = cache.get(key, file_key(st), shown, context)
         if entry is not None:
             found, more = entry.specs, entry.problems
+            for s in found:
+                if s.source is not shown and s.source == shown:
+                    # The walk's string, which the signature keeps too: one copy of each
+                    # path in a daemon, not two (a spec is immutable to everyone else).
+                    object.__setattr__(s, "source", shown)
         else:
             found_l, more_l, read_st = parse_file(path, shown, config, now, fresh)
             found, more = tuple(found_l), tuple(more_l)

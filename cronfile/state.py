@@ -20,18 +20,21 @@ from .spec import Status, Trigger
 
 STATE_VERSION = 1
 
-# spec_hash -> the spec mapping a process already holds (its project's JobSpec.data):
-# a decoded JobState keeps that one instead of its own equal copy (``share_specs``).
-_SHARED_SPECS: Mapping[str, Mapping[str, Any]] = {}
+# spec_hash -> the spec mapping a process already holds (its project's JobSpec.data), or
+# the JobSpec itself: a decoded JobState keeps that one instead of its own equal copy
+# (``share_specs``).
+_SHARED_SPECS: Mapping[str, Any] = {}
 
 
-def share_specs(specs: Mapping[str, Mapping[str, Any]]) -> None:
+def share_specs(specs: Mapping[str, Any]) -> None:
     """From now on, decoding a JobState whose spec equals one of ``specs`` (spec_hash ->
-    spec mapping) keeps that mapping instead of its own copy. A daemon at 30,000 jobs
-    held each spec twice otherwise: the files' and the state's (issue 17). Replaces the
-    previous set (pass the current specs only: the old ones are then let go)."""
+    spec mapping, or an object whose ``data`` is one: a JobSpec) keeps that mapping
+    instead of its own copy. A daemon at 30,000 jobs held each spec twice otherwise: the
+    files' and the state's (issue 17). Replaces the previous set (pass the current specs
+    only: the old ones are then let go). Kept as given, not copied (a daemon passes the
+    spec cache it keeps current; a copy of 30,000 entries per edit was 1 MB a time)."""
     global _SHARED_SPECS
-    _SHARED_SPECS = dict(specs)
+    _SHARED_SPECS = specs
 
 
 class JobStatus(StrEnum):
@@ -179,8 +182,10 @@ class JobState:
     def decode(cls, d: dict[str, Any]) -> JobState:
         spec = d["spec"]
         shared = _SHARED_SPECS.get(d["spec_hash"])
-        if shared is not None and shared == spec:
-            spec = shared  # the project's own mapping: one copy of each spec, not two
+        if shared is not None:
+            shared = getattr(shared, "data", shared)  # (a JobSpec: its mapping)
+            if shared == spec:
+                spec = shared  # the project's own mapping: one copy of each spec, not two
         return cls(
             spec=spec,
             # Interned, as JobSpec interns its own: one copy of each hash (issue 17).
