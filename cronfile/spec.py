@@ -352,9 +352,15 @@ class JobSpec:
     ) -> None:
         given = locals()
         over: dict[str, Any] | None = None
+        get = data.get
         for key in _DERIVED_NAMES:
             value = given[key]
-            if value is _FROM_DATA or _same(value, _DERIVE[key](data)):
+            if value is _FROM_DATA:
+                continue
+            mirror = _MIRRORS.get(key, _FROM_DATA)
+            if mirror is not _FROM_DATA and value is get(key, mirror):
+                continue  # data's own object (spec_from_data passes those): no need to derive
+            if _same(value, _DERIVE[key](data)):
                 continue
             if over is None:
                 over = {}
@@ -749,6 +755,11 @@ _DERIVE: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "expect": lambda d: dict(d.get("expect") or {}),
 }
 _DERIVED_NAMES = tuple(_DERIVE)
+# The attributes that are data's value itself (or this default): checked by identity.
+_MIRRORS: dict[str, Any] = {
+    "schedule": None, "anchor": None, "description": "", "prompt": None, "shell": None,
+    "agent": None, "model": None, "workdir": ".", "repeat": None,
+}
 
 
 @cache
