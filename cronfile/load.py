@@ -678,8 +678,8 @@ class ProjectCache(ParseCache):
     checked against the same cronfile.yaml, is not one read within RACY_NS of its last
     write, and has no error."""
 
-    def __init__(self, project: Project) -> None:
-        super().__init__()
+    def __init__(self, project: Project, *, now_ns: Callable[[], int] = time.time_ns) -> None:
+        super().__init__(now_ns=now_ns)
         self.project = project
         self.context = config_fingerprint(project.config)
 

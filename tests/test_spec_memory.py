@@ -122,3 +122,80 @@ def test_two_jobs_alike_but_for_their_name_keep_their_own_jitter(tmp_path: Path)
         assert sorted(c.job for c in claims) == [first]
         claims = eng.step(hour + jitter_offset(other, fifty) + timedelta(seconds=1))
         assert sorted(c.job for c in claims) == [other]
+
+
+def _same_project(a, b) -> None:  # type: ignore[no-untyped-def]
+    assert [(s.name, s.spec_hash, s.source, s.line, s.positions) for s in a.specs] == [(s.name, s.spec_hash, s.source, s.line, s.positions) for s in b.specs]
+    assert [str(p) for p in a.problems] == [str(p) for p in b.problems]
+    assert a.signature == b.signature
+
+
+def test_a_daemon_reads_the_repo_again_through_its_own_file_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """load.ProjectCache: what the daemon reads the whole repo through (a new folder, a
+    lost event, cronfile.yaml edited) instead of a second copy of every file's entry.
+    It serves only files as they were read; an edit, a new file, a deletion, a broken
+    file and a config change are read again, and the result is a full load's."""
+    from cronfile import load
+    from cronfile.load import ProjectCache, cache_for
+
+    monkeypatch.setattr(load, "RACY_NS", 0)  # files just written count as settled (see below)
+    for name in ("a", "b", "c", "d"):
+        write_job(tmp_path, name, f"schedule: '@daily'\nshell: echo {name}\n")
+    old = load_project(tmp_path, now=T0, warnings=False)
+    assert old.incremental and old.cache is None
+    assert isinstance(cache_for(old), ProjectCache)
+    write_job(tmp_path, "a", "schedule: '@hourly'\nshell: echo a2\n")  # edited
+    (tmp_path / "jobs.d" / "b.yaml").unlink()  # deleted
+    write_job(tmp_path, "e", "schedule: '@daily'\nshell: echo e\n")  # new
+    write_job(tmp_path, "d", "schedule: 'nope'\nshell: echo d\n")  # broken now
+    cache = ProjectCache(old, now_ns=lambda: 1 << 62)  # every file old enough to trust
+    again = load_project(tmp_path, now=T0, cache=cache, warnings=False)
+    assert (cache.hits, cache.misses) == (1, 3)  # only c served; a, d, e read
+    _same_project(again, load_project(tmp_path, now=T0, warnings=False))
+    assert next(s for s in again.specs if s.name == "a").data["shell"] == "echo a2"
+    assert any("d.yaml:1:" in str(p) and "schedule" in str(p) for p in again.errors)
+    # A broken file is never served: it is read again, as the parse cache reads it.
+    cache = ProjectCache(again, now_ns=lambda: 1 << 62)
+    load_project(tmp_path, now=T0, cache=cache, warnings=False)
+    assert (cache.hits, cache.misses) == (3, 1)
+    # A file changed within RACY_NS of now is not served either.
+    monkeypatch.setattr(load, "RACY_NS", 2_000_000_000)
+    cache = ProjectCache(again)
+    load_project(tmp_path, now=T0, cache=cache, warnings=False)
+    assert cache.hits == 0
+    # cronfile.yaml decides every spec: changed, nothing is served.
+    monkeypatch.setattr(load, "RACY_NS", 0)
+    (tmp_path / "cronfile.yaml").write_text("timezone: Europe/Berlin\n")
+    cache = ProjectCache(again, now_ns=lambda: 1 << 62)
+    moved = load_project(tmp_path, now=T0, cache=cache, warnings=False)
+    assert cache.hits == 0 and all(s.timezone == "Europe/Berlin" for s in moved.specs)
+    _same_project(moved, load_project(tmp_path, now=T0, warnings=False))
+
+
+def test_an_engine_lets_the_commands_parse_cache_go_and_keeps_few_schedules(tmp_path: Path) -> None:
+    from cronfile.engine import Engine
+    from cronfile.parsecache import ParseCache
+    from cronfile.stores.sqlite import SqliteStore
+
+    for name in ("a", "b"):
+        write_job(tmp_path, name, f"schedule: '@daily'\nshell: echo {name}\n")
+    project = load_project(tmp_path, now=T0, cache=ParseCache(tmp_path / "c.pickle"), warnings=False)
+    assert all(s._schedule is not None for s in project.specs)  # kept by the check
+    Engine(tmp_path, SqliteStore(tmp_path / ".cronfile"), project=project, mode="daemon")
+    assert project.cache is None  # its file results are the cache from here on
+    assert all(s._schedule is None for s in project.specs)  # built when due, a few kept
+
+
+def test_the_delivery_dispatch_imports_httpx_only_for_a_target_that_needs_it() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from cronfile.delivery import dispatch, kinds\n"
+        "dispatch.deliverer_class(kinds.kind_of('stdout'))\n"
+        "assert 'httpx' not in sys.modules, 'stdout imported httpx'\n"
+        "dispatch.deliverer_class(kinds.kind_of('webhook'))\n"
+        "assert 'httpx' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
