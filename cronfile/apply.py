@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from .clock import iso
-from .load import Project, files_signature, load_project, racy_changed
+from .load import Project, cache_for, files_signature, load_project, racy_changed
 from .state import State
 from .stores.base import Store
 
@@ -61,7 +61,7 @@ def apply_project(
     from .shared import check_revision
 
     def read_again() -> Project:
-        fresh = load_project(project.root, now=now, cache=project.cache, warnings=False)
+        fresh = load_project(project.root, now=now, cache=cache_for(project), warnings=False)
         if fresh.errors:
             raise SpecError(fresh.errors)
         if on_reload is not None:

@@ -32,7 +32,6 @@ def cmd_daemon(args: argparse.Namespace, out: Out) -> int:
     from .console import EXIT_OK, load_repo, refuse_inside_run, store_of
     from .engine import Engine
     from .health import Health
-    from .httpserve import StatusServer, parse_listen
     from .observe import Observers
     from .sdnotify import from_environ
 
@@ -44,10 +43,15 @@ def cmd_daemon(args: argparse.Namespace, out: Out) -> int:
     fmt = log_format_of(args, data)
     http = getattr(args, "http", None)
     listen = None
-    if http:
-        listen = parse_listen(http)
-    elif data.get("http") not in (None, "", False):
-        listen = parse_listen(data["http"], what=f"{project.config.path}: http:")
+    if http or data.get("http") not in (None, "", False):
+        # Imported only for a daemon that serves: http.server brings ssl and email
+        # (6 MB of every daemon's memory, issue 17).
+        from .httpserve import StatusServer, parse_listen
+
+        if http:
+            listen = parse_listen(http)
+        else:
+            listen = parse_listen(data["http"], what=f"{project.config.path}: http:")
     store = store_of(args, project)
     health = Health(store.write_problem)
     observers = Observers([health])
@@ -71,6 +75,9 @@ def cmd_daemon(args: argparse.Namespace, out: Out) -> int:
         # landed, 0.1-0.3 s at a time, in the middle of reloads and claims.
         gc.collect()
         gc.freeze()
+        from .memtrim import release
+
+        release()  # the load's and the state read's freed blocks, back to the system
         try:
             engine.serve()
         finally:

@@ -15,11 +15,11 @@ import marshal
 import math
 import re
 import sys
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import FrozenInstanceError, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from json.encoder import encode_basestring as _encode_str  # what ensure_ascii=False writes
 from types import ModuleType
@@ -274,64 +274,154 @@ class Context:
     script: str | None = None
 
 
-@dataclass(frozen=True, eq=True, slots=True)
+# A constructor keyword not given: the attribute is what data gives.
+_FROM_DATA: Any = object()
+
+
 class JobSpec:
     """One job as declared, with defaults merged. ``data`` is the normalized mapping that
-    is stored in state and hashed; everything else is derived from it."""
+    is stored in state and hashed; everything else is derived from it.
+
+    A daemon holds one JobSpec per job for its whole life, so a spec keeps only what
+    cannot be derived again (issue 17, RSS: 2.7 KB a spec at 30,000 jobs, 80 MB): its
+    name, ``data``, where it was read, and the hashes and schedule computed once. Every
+    other attribute (``timeout``, ``deliver``, ``env``, ...) is worked out from ``data``
+    when asked, as ``spec_from_data`` works it out. The constructor still takes every
+    attribute as a keyword; a value that differs from what ``data`` gives is kept
+    (``_over``), so what a caller passed is what it reads back."""
+
+    __slots__ = ("name", "data", "source", "line", "positions", "_hash", "_sig", "_over", "_schedule")
 
     name: str
     data: Mapping[str, Any]
-    schedule: str
-    timezone: str
-    kind: Kind
-    anchor: str | None = None
-    description: str = ""
-    prompt: str | None = None
-    shell: str | None = None
-    command: tuple[str, ...] = ()
-    agent: str | None = None
-    model: str | None = None
-    permissions: str = "read-only"  # cronfile.permissions.Level
-    context: Context = Context()
-    workdir: str = "."
-    env: tuple[tuple[str, str], ...] = ()
-    timeout: float = DEFAULTS["timeout"]
-    retries: int = 0
-    retry_backoff: float = DEFAULTS["retry_backoff"]
-    concurrency: Concurrency = Concurrency.forbid
-    catchup: Catchup = Catchup.skip
-    starting_deadline: float = DEFAULTS["starting_deadline"]
-    jitter: float = 0.0
-    repeat: int | None = None
-    enabled: bool = True
-    labels: tuple[tuple[str, str], ...] = ()
-    deliver: tuple[Target, ...] = ()
-    allow_injection_risk: bool = False
-    budget: Mapping[str, float] = field(default_factory=dict)  # tokens_per_day, cost_per_day
-    expect: Mapping[str, Any] = field(default_factory=dict)  # contains, regex, non_empty
-    source: str = field(default="", compare=False)
-    line: int = field(default=0, compare=False)
+    source: str
+    line: int
     # Where each field is in the file, for messages: {("deliver", 0, "on"): (line, col)}
-    # packed with marshal (a dict of tuples cost 1.6 KB a job, the largest part of a
-    # 10,000-job daemon's memory; it is read only to word a problem).
-    positions: bytes = field(default=b"", compare=False, repr=False)
+    # packed with marshal (a dict of tuples cost 1.6 KB a job; it is read only to word a
+    # problem).
+    positions: bytes
     # spec_hash and schedule_sig, computed once: reconcile compares them for every job on
     # every apply (10,000 jobs: 0.15 s of JSON encoding each time), and the parse cache
     # keeps them with the spec.
-    _memo: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    _hash: str | None
+    _sig: str | None
+    _over: dict[str, Any] | None  # constructor values that differ from what data gives
     # The Schedule built last, as (created_at, schedule): checking a job parses its
     # schedule, and reconcile and the warnings asked for it again (a cold `diff` parsed
     # each schedule three times, issue 17). Not pickled (see __getstate__): the parse
-    # cache keeps data, and a Schedule is cheap to build again from it.
-    _schedule: tuple[datetime | None, Schedule] | None = field(default=None, init=False, compare=False, repr=False)
+    # cache keeps data, and a Schedule is cheap to build again from it. Once built
+    # again, one that created_at cannot change is kept bare.
+    _schedule: tuple[datetime | None, Schedule] | Schedule | None
+
+    def __init__(
+        self,
+        name: str,
+        data: Mapping[str, Any],
+        schedule: str = _FROM_DATA,
+        timezone: str = _FROM_DATA,
+        kind: Kind = _FROM_DATA,
+        anchor: str | None = _FROM_DATA,
+        description: str = _FROM_DATA,
+        prompt: str | None = _FROM_DATA,
+        shell: str | None = _FROM_DATA,
+        command: tuple[str, ...] = _FROM_DATA,
+        agent: str | None = _FROM_DATA,
+        model: str | None = _FROM_DATA,
+        permissions: str = _FROM_DATA,  # cronfile.permissions.Level
+        context: Context = _FROM_DATA,
+        workdir: str = _FROM_DATA,
+        env: tuple[tuple[str, str], ...] = _FROM_DATA,
+        timeout: float = _FROM_DATA,
+        retries: int = _FROM_DATA,
+        retry_backoff: float = _FROM_DATA,
+        concurrency: Concurrency = _FROM_DATA,
+        catchup: Catchup = _FROM_DATA,
+        starting_deadline: float = _FROM_DATA,
+        jitter: float = _FROM_DATA,
+        repeat: int | None = _FROM_DATA,
+        enabled: bool = _FROM_DATA,
+        labels: tuple[tuple[str, str], ...] = _FROM_DATA,
+        deliver: tuple[Target, ...] = _FROM_DATA,
+        allow_injection_risk: bool = _FROM_DATA,
+        budget: Mapping[str, float] = _FROM_DATA,  # tokens_per_day, cost_per_day
+        expect: Mapping[str, Any] = _FROM_DATA,  # contains, regex, non_empty
+        source: str = "",
+        line: int = 0,
+        positions: bytes = b"",
+        _memo: Mapping[str, str] | None = None,
+    ) -> None:
+        given = locals()
+        over: dict[str, Any] | None = None
+        get = data.get
+        for key in _DERIVED_NAMES:
+            value = given[key]
+            if value is _FROM_DATA:
+                continue
+            mirror = _MIRRORS.get(key, _FROM_DATA)
+            if mirror is not _FROM_DATA and value is get(key, mirror):
+                continue  # data's own object (spec_from_data passes those): no need to derive
+            if _same(value, _DERIVE[key](data)):
+                continue
+            if over is None:
+                over = {}
+            over[key] = value
+        sa = object.__setattr__
+        sa(self, "name", name)
+        sa(self, "data", data)
+        sa(self, "source", source)
+        sa(self, "line", line)
+        sa(self, "positions", _layout(positions))
+        sa(self, "_hash", _interned(_memo.get("spec_hash")) if _memo else None)
+        sa(self, "_sig", _interned(_memo.get("schedule_sig")) if _memo else None)
+        sa(self, "_over", over)
+        sa(self, "_schedule", None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def _fields(self) -> tuple[Any, ...]:
+        """Every compared attribute, in the constructor's order (what a dataclass's
+        equality compared)."""
+        return (self.name, self.data, *(getattr(self, k) for k in _DERIVED_NAMES))
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, JobSpec)
+        if self is other:
+            return True
+        if self._over is None and other._over is None:
+            # Everything else is derived from data alone.
+            return self.name == other.name and self.data == other.data
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # data is a dict: as the dataclass was
+
+    def __repr__(self) -> str:
+        parts = [f"name={self.name!r}", f"data={self.data!r}"]
+        parts += [f"{k}={getattr(self, k)!r}" for k in _DERIVED_NAMES]
+        parts += [f"source={self.source!r}", f"line={self.line!r}"]
+        return f"JobSpec({', '.join(parts)})"
 
     def __getstate__(self) -> list[Any]:
-        return [getattr(self, name) for name in _PICKLED]
+        return [self.name, self.data, self.source, self.line, self.positions, self._hash, self._sig, self._over]
 
     def __setstate__(self, state: list[Any]) -> None:
+        sa = object.__setattr__
         for name, value in zip(_PICKLED, state, strict=True):
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "_schedule", None)
+            sa(self, name, value)
+        sa(self, "positions", _layout(self.positions))
+        sa(self, "_hash", _interned(self._hash))  # the state's JobStates share these
+        sa(self, "_sig", _interned(self._sig))
+        sa(self, "_schedule", None)
+
+    @property
+    def _memo(self) -> _Memo:
+        """spec_hash and schedule_sig as a mapping (what the builders set them through)."""
+        return _Memo(self)
 
     def where(self, *fpath: str | int) -> tuple[int, int]:
         """Line and column of a field in the job's file (the job's start if unknown)."""
@@ -341,34 +431,51 @@ class JobSpec:
 
     @property
     def spec_hash(self) -> str:
-        h = self._memo.get("spec_hash")
+        h = self._hash
         if h is None:
-            h = self._memo["spec_hash"] = _hash(self.data)
+            h = _intern(_hash(self.data))
+            object.__setattr__(self, "_hash", h)
         return h
 
     @property
     def schedule_sig(self) -> str:
-        h = self._memo.get("schedule_sig")
+        h = self._sig
         if h is None:
-            h = self._memo["schedule_sig"] = schedule_signature(self.data)
+            h = _intern(schedule_signature(self.data))
+            object.__setattr__(self, "_sig", h)
         return h
 
-    def build_schedule(self, created_at: datetime | None = None) -> Schedule:
+    def build_schedule(self, created_at: datetime | None = None, *, keep: bool = True) -> Schedule:
         """The job's Schedule (cronfile.schedule); ``created_at`` anchors `in 2h` forms.
-        Built once: the same object comes back while ``created_at`` cannot change it."""
+        Built once: the same object comes back while ``created_at`` cannot change it.
+        ``keep=False``: one built now is not kept (a daemon keeps a bounded few, not one
+        for each of 30,000 jobs)."""
         kept = self._schedule
-        if kept is not None and (not kept[1].relative or kept[0] == created_at):
-            return kept[1]
+        if kept is not None:
+            if type(kept) is not tuple:
+                return kept  # (one that created_at cannot change, kept bare)
+            if not kept[1].relative:
+                object.__setattr__(self, "_schedule", kept[1])
+                return kept[1]
+            if kept[0] == created_at:
+                return kept[1]
         built = _schedule_module().parse(
             self.schedule,
             self.timezone,
             anchor=_parse_anchor(self.anchor) if self.anchor else None,
             created_at=created_at,
-            jitter=timedelta(seconds=self.jitter),
+            jitter=_seconds(self.jitter),
             jitter_key=self.name,
         )
-        object.__setattr__(self, "_schedule", (created_at, built))
+        # Bare when created_at cannot change it: a daemon keeps one per job (56 bytes
+        # of tuple each, 1.7 MB at 30,000 jobs).
+        if keep:
+            object.__setattr__(self, "_schedule", (created_at, built) if built.relative else built)
         return built
+
+    def forget_schedule(self) -> None:
+        """Let the Schedule kept since the spec was checked go (built again when asked)."""
+        object.__setattr__(self, "_schedule", None)
 
     def env_refs(self) -> list[str]:
         """Names of the ``${VAR}`` references cronfile expands: in ``env`` and in delivery
@@ -393,8 +500,266 @@ class JobSpec:
         walk(self.data.get("deliver") or [], ("deliver",))
         return out
 
+    # -- what data gives (spec_from_data's rules; a constructor value in _over wins) ----
 
-_PICKLED = tuple(f.name for f in fields(JobSpec) if f.name != "_schedule")
+    def _get(self, key: str) -> Any:
+        over = self._over
+        if over is not None and key in over:
+            return over[key]
+        return _DERIVE[key](self.data)
+
+    @property
+    def schedule(self) -> str:
+        return self._get("schedule")  # type: ignore[no-any-return]
+
+    @property
+    def timezone(self) -> str:
+        return self._get("timezone")  # type: ignore[no-any-return]
+
+    @property
+    def kind(self) -> Kind:
+        return self._get("kind")  # type: ignore[no-any-return]
+
+    @property
+    def anchor(self) -> str | None:
+        return self._get("anchor")  # type: ignore[no-any-return]
+
+    @property
+    def description(self) -> str:
+        return self._get("description")  # type: ignore[no-any-return]
+
+    @property
+    def prompt(self) -> str | None:
+        return self._get("prompt")  # type: ignore[no-any-return]
+
+    @property
+    def shell(self) -> str | None:
+        return self._get("shell")  # type: ignore[no-any-return]
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        return self._get("command")  # type: ignore[no-any-return]
+
+    @property
+    def agent(self) -> str | None:
+        return self._get("agent")  # type: ignore[no-any-return]
+
+    @property
+    def model(self) -> str | None:
+        return self._get("model")  # type: ignore[no-any-return]
+
+    @property
+    def permissions(self) -> str:
+        return self._get("permissions")  # type: ignore[no-any-return]
+
+    @property
+    def context(self) -> Context:
+        return self._get("context")  # type: ignore[no-any-return]
+
+    @property
+    def workdir(self) -> str:
+        return self._get("workdir")  # type: ignore[no-any-return]
+
+    @property
+    def env(self) -> tuple[tuple[str, str], ...]:
+        return self._get("env")  # type: ignore[no-any-return]
+
+    @property
+    def timeout(self) -> float:
+        return self._get("timeout")  # type: ignore[no-any-return]
+
+    @property
+    def retries(self) -> int:
+        return self._get("retries")  # type: ignore[no-any-return]
+
+    @property
+    def retry_backoff(self) -> float:
+        return self._get("retry_backoff")  # type: ignore[no-any-return]
+
+    @property
+    def concurrency(self) -> Concurrency:
+        return self._get("concurrency")  # type: ignore[no-any-return]
+
+    @property
+    def catchup(self) -> Catchup:
+        return self._get("catchup")  # type: ignore[no-any-return]
+
+    @property
+    def starting_deadline(self) -> float:
+        return self._get("starting_deadline")  # type: ignore[no-any-return]
+
+    @property
+    def jitter(self) -> float:
+        return self._get("jitter")  # type: ignore[no-any-return]
+
+    @property
+    def repeat(self) -> int | None:
+        return self._get("repeat")  # type: ignore[no-any-return]
+
+    @property
+    def enabled(self) -> bool:
+        return self._get("enabled")  # type: ignore[no-any-return]
+
+    @property
+    def labels(self) -> tuple[tuple[str, str], ...]:
+        return self._get("labels")  # type: ignore[no-any-return]
+
+    @property
+    def deliver(self) -> tuple[Target, ...]:
+        return self._get("deliver")  # type: ignore[no-any-return]
+
+    @property
+    def allow_injection_risk(self) -> bool:
+        return self._get("allow_injection_risk")  # type: ignore[no-any-return]
+
+    @property
+    def budget(self) -> Mapping[str, float]:
+        return self._get("budget")  # type: ignore[no-any-return]
+
+    @property
+    def expect(self) -> Mapping[str, Any]:
+        return self._get("expect")  # type: ignore[no-any-return]
+
+
+# One bytes object for each layout of positions: files written from one template put
+# their fields at the same lines and columns (30,000 generated jobs have 440 layouts;
+# 7 MB as one copy each). Bounded: a daemon that lives through many edits starts over.
+_LAYOUTS: dict[bytes, bytes] = {}
+_LAYOUTS_MAX = 1 << 16
+
+
+def _layout(positions: bytes) -> bytes:
+    kept = _LAYOUTS.get(positions)
+    if kept is None:
+        if len(_LAYOUTS) >= _LAYOUTS_MAX:
+            _LAYOUTS.clear()
+        kept = _LAYOUTS[positions] = positions
+    return kept
+
+
+_PICKLED = ("name", "data", "source", "line", "positions", "_hash", "_sig", "_over")
+
+
+class _Memo:
+    """A spec's spec_hash and schedule_sig, read and set as a mapping (``spec._memo``)."""
+
+    __slots__ = ("_spec",)
+    _SLOTS = {"spec_hash": "_hash", "schedule_sig": "_sig"}
+
+    def __init__(self, spec: JobSpec) -> None:
+        self._spec = spec
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        value = getattr(self._spec, self._SLOTS[key]) if key in self._SLOTS else None
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def __setitem__(self, key: str, value: str) -> None:
+        object.__setattr__(self._spec, self._SLOTS[key], _interned(value))
+
+
+@lru_cache(maxsize=1024)
+def _seconds(value: float) -> timedelta:
+    """timedelta(seconds=value), one object for each value (a schedule keeps its jitter)."""
+    return timedelta(seconds=value)
+
+
+def _interned(text: str | None) -> str | None:
+    """A hash, interned: a daemon's JobStates decode the same text (state.py)."""
+    return sys.intern(text) if type(text) is str else text
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether a constructor value is what data gives (of the same type too: 60 is
+    not 60.0 to a caller that reads it back)."""
+    return a is b or (type(a) is type(b) and a == b)
+
+
+def _dur(data: Mapping[str, Any], key: str) -> float:
+    if key in data:
+        return parse_duration(data[key]).total_seconds()
+    return float(DEFAULTS[key])
+
+
+def _context(data: Mapping[str, Any]) -> Context:
+    ctx = data.get("context")
+    return Context(tuple(ctx.get("files") or ()), ctx.get("from_job"), ctx.get("script")) if ctx else _NO_CONTEXT
+
+
+def _env(data: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    env = data.get("env")
+    return tuple((str(k), str(v) if not isinstance(v, bool) else str(v).lower()) for k, v in env.items()) if env else ()
+
+
+def _labels(data: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    labels = data.get("labels")
+    return tuple(sorted((str(k), str(v)) for k, v in labels.items())) if labels else ()
+
+
+def _targets(data: Mapping[str, Any]) -> tuple[Target, ...]:
+    targets = []
+    for item in data.get("deliver") or ():
+        if isinstance(item, str):
+            targets.append(Target(item, True))  # a bare kind (validated: stdout)
+            continue
+        tkind = next(k for k in TARGET_KEYS if k in item)
+        opts = {k: v for k, v in item.items() if k not in (tkind, "on")}
+        targets.append(Target(tkind, item[tkind], tuple(item.get("on", ("always",))), opts))
+    return tuple(targets)
+
+
+def _kind(data: Mapping[str, Any]) -> Kind:
+    for k in executor_kinds.KINDS:  # executor_kinds.job_kind, without its generator
+        if k.value in data:
+            return k
+    raise AssertionError("validated data names its kind")
+
+
+# Each attribute of a JobSpec that is not kept: how data gives it (spec_from_data's rules).
+_DERIVE: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "schedule": lambda d: d["schedule"],
+    "timezone": lambda d: d.get("timezone") or "UTC",
+    "kind": _kind,
+    "anchor": lambda d: d.get("anchor"),
+    "description": lambda d: d.get("description", ""),
+    "prompt": lambda d: d.get("prompt"),
+    "shell": lambda d: d.get("shell"),
+    "command": lambda d: tuple(d.get("command") or ()),
+    "agent": lambda d: d.get("agent"),
+    "model": lambda d: d.get("model"),
+    "permissions": lambda d: str(d.get("permissions", "read-only")),
+    "context": _context,
+    "workdir": lambda d: d.get("workdir", "."),
+    "env": _env,
+    "timeout": lambda d: _dur(d, "timeout"),
+    "retries": lambda d: int(d.get("retries", 0)),
+    "retry_backoff": lambda d: _dur(d, "retry_backoff"),
+    "concurrency": lambda d: _CONCURRENCY.get(d.get("concurrency")) or Concurrency(d["concurrency"]),
+    "catchup": lambda d: _CATCHUP.get(d.get("catchup")) or Catchup(d["catchup"]),
+    "starting_deadline": lambda d: _dur(d, "starting_deadline"),
+    "jitter": lambda d: _dur(d, "jitter"),
+    "repeat": lambda d: d.get("repeat"),
+    "enabled": lambda d: bool(d.get("enabled", True)),
+    "labels": _labels,
+    "deliver": _targets,
+    "allow_injection_risk": lambda d: bool(d.get("allow_injection_risk", False)),
+    "budget": lambda d: dict(d.get("budget") or {}),
+    "expect": lambda d: dict(d.get("expect") or {}),
+}
+_DERIVED_NAMES = tuple(_DERIVE)
+# The attributes that are data's value itself (or this default): checked by identity.
+_MIRRORS: dict[str, Any] = {
+    "schedule": None, "anchor": None, "description": "", "prompt": None, "shell": None,
+    "agent": None, "model": None, "workdir": ".", "repeat": None,
+}
 
 
 @cache

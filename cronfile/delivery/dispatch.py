@@ -9,19 +9,61 @@ the names.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..secrets import Masker, MissingVariable, expand_text
-from ..spec import Config, Target
-from . import email, healthchecks, netguard, stdout, telegram, webhook
+from ..spec import Config, JobSpec, Target
+from . import netguard
 from .base import Deliverer, DeliveryResult, Report, target_wants
 from .kinds import DeliveryKind, kind_of, names
 
 if TYPE_CHECKING:  # the type only: httpx is imported by http.py alone (STYLE.md, 7)
     import httpx
 
-_MODULES = {m.__name__.rpartition(".")[2]: m for m in (email, healthchecks, stdout, telegram, webhook)}
+
+
+# Each deliverer's module, imported when a target of its kind is first delivered: the
+# HTTP ones import httpx, 15 MB of a daemon's memory that a repo without HTTP targets
+# never needs (issue 17).
+def _email() -> ModuleType:
+    from . import email
+
+    return email
+
+
+def _healthchecks() -> ModuleType:
+    from . import healthchecks
+
+    return healthchecks
+
+
+def _stdout() -> ModuleType:
+    from . import stdout
+
+    return stdout
+
+
+def _telegram() -> ModuleType:
+    from . import telegram
+
+    return telegram
+
+
+def _webhook() -> ModuleType:
+    from . import webhook
+
+    return webhook
+
+
+_MODULES: dict[str, Callable[[], ModuleType]] = {
+    "email": _email,
+    "healthchecks": _healthchecks,
+    "stdout": _stdout,
+    "telegram": _telegram,
+    "webhook": _webhook,
+}
 
 __all__ = [
     "deliver_all",
@@ -49,7 +91,23 @@ def streams(kind: str) -> bool:
 def deliverer_class(decl: DeliveryKind) -> type[Deliverer]:
     """The deliverer class a declaration names (its module imported now)."""
     module, _, cls = decl.deliverer.rpartition(".")
-    return getattr(_MODULES[module], cls)
+    return getattr(_MODULES[module](), cls)
+
+
+def preload(specs: Iterable[JobSpec]) -> None:
+    """Import the deliverers of the kinds ``specs`` deliver to, now (a daemon's start):
+    a run that starts must not wait for an import (healthchecks' /start ping), and a
+    kind no job uses is never imported."""
+    seen: set[str] = set()
+    keys = names()
+    for spec in specs:
+        for item in spec.data.get("deliver") or ():
+            kind = item if isinstance(item, str) else next((k for k in keys if k in item), None)
+            if kind is not None and kind not in seen:
+                seen.add(kind)
+                decl = kind_of(kind)
+                if decl is not None:
+                    deliverer_class(decl)
 
 
 def deliverer_for(
