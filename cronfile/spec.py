@@ -1254,7 +1254,7 @@ def job_from_document(
         _intern(k): (_intern(v) if len(v) <= 40 else v) if type(v) is str else v if type(v) in _SCALARS else _sorted_copy(v)
         for k, v in sorted(norm.items())
     }
-    spec = spec_from_data(norm, source=P, line=doc.line, positions=marshal.dumps(doc.positions), _kind=kind, _seconds=seconds)
+    spec = spec_from_data(norm, source=P, line=doc.line, positions=marshal.dumps(doc.positions), _kind=kind)
     try:
         spec._memo["spec_hash"] = _digest(blob)
     except UnicodeEncodeError:
@@ -1439,66 +1439,13 @@ def spec_from_data(
     line: int = 0,
     positions: bytes = b"",
     _kind: Kind | None = None,
-    _seconds: Mapping[str, float] | None = None,
 ) -> JobSpec:
-    """Build a JobSpec from normalized data (validated before, or read back from state).
-    ``_seconds``: the durations job_from_document already parsed from this data."""
-
-    def dur(key: str) -> float:
-        if key in data:
-            if _seconds is not None and key in _seconds:
-                return _seconds[key]
-            return parse_duration(data[key]).total_seconds()
-        return float(DEFAULTS[key])
-
-    kind = _kind if _kind is not None else executor_kinds.job_kind(data)
-    assert kind is not None, "validated data names its kind"
-    ctx = data.get("context")
-    env = data.get("env")
-    labels = data.get("labels")
-    targets = []
-    for item in data.get("deliver") or ():
-        if isinstance(item, str):
-            targets.append(Target(item, True))  # a bare kind (validated: stdout)
-            continue
-        tkind = next(k for k in TARGET_KEYS if k in item)
-        opts = {k: v for k, v in item.items() if k not in (tkind, "on")}
-        targets.append(Target(tkind, item[tkind], tuple(item.get("on", ("always",))), opts))
-    return JobSpec(
-        name=data["name"],
-        data=data,
-        schedule=data["schedule"],
-        timezone=data.get("timezone") or "UTC",
-        kind=kind,
-        anchor=data.get("anchor"),
-        description=data.get("description", ""),
-        prompt=data.get("prompt"),
-        shell=data.get("shell"),
-        command=tuple(data.get("command") or ()),
-        agent=data.get("agent"),
-        model=data.get("model"),
-        permissions=str(data.get("permissions", "read-only")),
-        context=Context(tuple(ctx.get("files") or ()), ctx.get("from_job"), ctx.get("script")) if ctx else _NO_CONTEXT,
-        workdir=data.get("workdir", "."),
-        env=tuple((str(k), str(v) if not isinstance(v, bool) else str(v).lower()) for k, v in env.items()) if env else (),
-        timeout=dur("timeout"),
-        retries=int(data.get("retries", 0)),
-        retry_backoff=dur("retry_backoff"),
-        concurrency=_CONCURRENCY.get(data.get("concurrency")) or Concurrency(data["concurrency"]),
-        catchup=_CATCHUP.get(data.get("catchup")) or Catchup(data["catchup"]),
-        starting_deadline=dur("starting_deadline"),
-        jitter=dur("jitter"),
-        repeat=data.get("repeat"),
-        enabled=bool(data.get("enabled", True)),
-        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())) if labels else (),
-        deliver=tuple(targets),
-        allow_injection_risk=bool(data.get("allow_injection_risk", False)),
-        budget=dict(data.get("budget") or {}),
-        expect=dict(data.get("expect") or {}),
-        source=source,
-        line=line,
-        positions=positions,
-    )
+    """Build a JobSpec from normalized data (validated before, or read back from state)."""
+    # Every other attribute is derived from data when read (JobSpec's _DERIVE rules, the
+    # ones this function applied eagerly before): passing them would make the
+    # constructor derive each one again only to compare (5 µs a job, issue 17).
+    assert (_kind if _kind is not None else executor_kinds.job_kind(data)) is not None, "validated data names its kind"
+    return JobSpec(name=data["name"], data=data, source=source, line=line, positions=positions)
 
 
 _NO_CONTEXT = Context()  # immutable: one for every job without `context`
