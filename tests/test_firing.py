@@ -188,6 +188,14 @@ def test_only_sh_jobs_with_nothing_on_stdin_are_parked(prepared, can):
 # -- the runner with a start at an instant ------------------------------------------------
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 class FakeStart:
     """A runner.Start that records what had happened when the instant was awaited."""
 
@@ -204,6 +212,8 @@ class FakeStart:
 
     def park(self, proc: Any, cancel: threading.Event | None) -> bool:
         self.events.append(("park", self.seen()))
+        # Prepared means spawned: the job's process exists, held at its gate.
+        self.parked_alive = proc.parked and _alive(proc.pid)
         return self._instant() and proc.release()
 
     def _instant(self) -> bool:
@@ -224,6 +234,8 @@ def test_a_run_with_a_start_prepares_before_its_instant_and_starts_at_it(tmp_pat
     # Prepared (its log's folder made: the file comes with the first byte, runlog.py) and
     # not started when it waited; started_at is the instant.
     assert start.events == [("park" if park else "wait", (True, False))]
+    if park:
+        assert start.parked_alive
     assert outcome.started_at == H
     assert (tmp_path / "started").read_text().strip() == H.isoformat()
 
