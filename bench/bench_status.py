@@ -31,14 +31,6 @@ GOAL_S = 0.300
 STATUSES = ("success", "success", "success", "failed", "success", "timeout", "success", "success", "skipped", "success")
 
 
-def compile_package() -> None:
-    """Bytecode for cronfile, as a pip install leaves it."""
-    import cronfile
-
-    pkg = Path(cronfile.__file__).parent
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(pkg)], check=True)
-
-
 def add_history(state_dir: Path, names: list[str], per_job: int, sample: dict[str, object]) -> int:
     from cronfile.stores import open_store
 
@@ -86,9 +78,7 @@ def main() -> None:
     p.add_argument("--keep", action="store_true")
     args = p.parse_args()
     n, reps, hist = (200, 1, 3) if args.tiny else (args.n, args.repeats, args.history)
-    compile_package()
-    note("cronfile's bytecode compiled (python -m compileall): the commands are timed as an installed package runs")
-    base = cronfile_argv()
+    base = cronfile_argv()  # compiles cronfile's bytecode first, and says so
     with workdir("status", args.keep) as d:
         files = generate(d, n)
         env_argv = [*base, "-C", str(d)]
