@@ -377,3 +377,51 @@ def test_a_transient_read_error_is_not_kept_by_the_index(tmp_path: Path, monkeyp
     assert _seen(repo) == (*_full(repo), False)
     assert _seen(repo) == (*_full(repo), True)  # the good read is kept
     assert _full(repo)[1] == 0
+
+
+def _restore(state: Path, backup: Path) -> None:
+    """What the store's error message tells a user to do: put a backup back."""
+    import shutil
+
+    for p in state.glob("state.db-*"):
+        p.unlink()
+    shutil.copyfile(backup, state / "state.db")
+
+
+def _paused(repo: Path, env: dict[str, str] | None = None) -> dict[str, bool]:
+    out = cronfile("status", "--json", cwd=repo, env=env)
+    assert out.returncode == 0, out
+    return {r["name"]: bool(r["pause"]) for r in json.loads(out.stdout)}
+
+
+@pytest.mark.parametrize("more_writes", [0, 3])
+def test_the_applied_jobs_after_state_db_is_restored_from_a_backup_are_the_restored_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, more_writes: int) -> None:
+    """A backup has the database's id, and after it is put back the seq numbers it had
+    reached are handed out again for other rows: the memo must see the rows it kept are
+    not those any more, with no write since the restore (0) and with some (3)."""
+    from cronfile.statusmemo import applied_jobs
+
+    monkeypatch.setenv("CRONFILE_CACHE_DIR", str(tmp_path / "cache"))
+    repo = _repo(tmp_path / "repo")
+    state = repo / ".cronfile"
+    assert cronfile("apply", "-q", cwd=repo).returncode == 0
+    assert cronfile("status", cwd=repo).returncode == 0
+    with sqlite3.connect(state / "state.db") as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    backup = tmp_path / "backup.db"
+    backup.write_bytes((state / "state.db").read_bytes())
+    assert cronfile("pause", "j0", cwd=repo).returncode == 0
+    for i in range(more_writes):
+        assert cronfile("pause", f"j{i + 2}", cwd=repo).returncode == 0
+    assert _paused(repo)["j0"]  # the memo is of this
+    _restore(state, backup)
+    assert cronfile("pause", "j1", cwd=repo).returncode == 0
+    for _ in range(more_writes):
+        assert cronfile("resume", "j1", cwd=repo).returncode == 0
+        assert cronfile("pause", "j1", cwd=repo).returncode == 0
+    plain = _paused(repo, env={"CRONFILE_NO_CACHE": "1"})
+    assert plain["j1"] and not plain["j0"]
+    assert _paused(repo) == plain
+    jobs, how = applied_jobs(SqliteStore(state))
+    assert jobs == _applied_now(state) and how == "kept"
