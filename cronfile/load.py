@@ -461,7 +461,9 @@ def load_project(
         problems=problems,
         file_names=[t[0] for t in todo],
         signature=scan.signature,
-        cache=cache,
+        # A ProjectCache is the previous project's results: kept here, every later
+        # project would read through (and keep alive) the first one (issue 17).
+        cache=None if isinstance(cache, ProjectCache) else cache,
         racy=fresh,
         entries=entries if incremental else {},
         dirs=scan.dirs if incremental else {},
@@ -721,7 +723,8 @@ class ProjectCache(ParseCache):
 
 def cache_for(project: Project) -> ParseCache | None:
     """The cache to read ``project``'s repo again through: the one it was loaded with,
-    else its own file results (ProjectCache), else none."""
+    else its own file results (ProjectCache), else none. A project never holds a
+    ProjectCache (load_project drops it), so this serves the newest project's results."""
     if project.cache is not None:
         return project.cache
     return ProjectCache(project) if project.incremental else None

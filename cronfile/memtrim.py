@@ -26,5 +26,5 @@ def _malloc_trim() -> Callable[[int], Any] | None:
         import ctypes
 
         return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):  # (ImportError: a Python without _ctypes)
         return None

@@ -172,18 +172,20 @@ def applied_jobs(store: Any, environ: Mapping[str, str] | None = None) -> tuple[
             with store.snapshot():
                 db_id, seq, purged_to, head = store.jobs_mark()
                 if memo.get("db_id") == db_id and purged_to <= memo["seq"] <= seq:
-                    if memo["head"] != head:
-                        _decode_head(head, {})  # (a head read() would refuse: read() says why)
-                    if memo["seq"] == seq:
-                        return memo["jobs"], "kept"
-                    jobs = dict(memo["jobs"])
-                    for name, js in store.jobs_since(memo["seq"]):
-                        if js is None:
-                            jobs.pop(name, None)
-                        else:
-                            jobs[name] = applied(js)
-                    _save_jobs(where, code, db, db_id, seq, head, jobs, _write_private)
-                    return jobs, "updated"
+                    rows = store.job_seqs()
+                    if _rows_still(memo, rows, purged_to):
+                        if memo["head"] != head:
+                            _decode_head(head, {})  # (a head read() would refuse: read() says why)
+                        if memo["seq"] == seq:
+                            return memo["jobs"], "kept"
+                        jobs = dict(memo["jobs"])
+                        for name, js in store.jobs_since(memo["seq"]):
+                            if js is None:
+                                jobs.pop(name, None)
+                            else:
+                                jobs[name] = applied(js)
+                        _save_jobs(where, code, db, db_id, seq, head, jobs, rows, _write_private)
+                        return jobs, "updated"
         except CronfileError:
             pass  # read() below reads it all, and reports what is wrong in its words
     state = store.read()
@@ -191,11 +193,41 @@ def applied_jobs(store: Any, environ: Mapping[str, str] | None = None) -> tuple[
     jobs = {name: applied(js) for name, js in state.jobs.items()}
     if kept is None or kept.state is not state:
         return jobs, "read"
-    _save_jobs(where, code, db, kept.db_id, kept.seq, kept.head, jobs, _write_private)
+    try:
+        with store.snapshot():
+            db_id, seq, _, _ = store.jobs_mark()
+            rows = store.job_seqs()
+    except CronfileError:
+        return jobs, "read"
+    if (db_id, seq) == (kept.db_id, kept.seq):  # (else written since read(): next time)
+        _save_jobs(where, code, db, kept.db_id, kept.seq, kept.head, jobs, rows, _write_private)
     return jobs, "read"
 
 
-def _save_jobs(where: Path, code: str, db: str, db_id: str, seq: int, head: str, jobs: dict[str, Applied], write: Any) -> None:
+def _rows_still(memo: dict[str, Any], rows: dict[str, int], purged_to: int) -> bool:
+    """Whether the job rows the memo was made of (name -> seq) are still there, but for
+    those written after it (seq above its own) and the deleted jobs' rows a purge took.
+    A backup put back has the database's id, and the seqs it had reached are handed out
+    again to other rows: a row at or below the memo's seq that is not the one it kept,
+    or a kept row gone, means the state is not the one the memo follows."""
+    was: dict[str, int] | None = memo.get("rows")
+    if not isinstance(was, dict):
+        return False
+    upto = memo["seq"]
+    alive = memo["jobs"]
+    for name, seq in rows.items():
+        if seq <= upto and was.get(name) != seq:
+            return False
+    if len(rows) == len(was) and all(name in rows for name in was):
+        return True  # (the common case: no row came or went)
+    for name, seq in was.items():
+        if name not in rows and (name in alive or seq > purged_to):
+            return False  # a job's row, or a deleted job's row a purge keeps, is gone
+    return True
+
+
+def _save_jobs(where: Path, code: str, db: str, db_id: str, seq: int, head: str, jobs: dict[str, Applied], rows: dict[str, int], write: Any) -> None:
     import pickle
 
-    write(where, pickle.dumps({"code": code, "db": db, "db_id": db_id, "seq": seq, "head": head, "jobs": jobs}, protocol=pickle.HIGHEST_PROTOCOL))
+    data = {"code": code, "db": db, "db_id": db_id, "seq": seq, "head": head, "jobs": jobs, "rows": rows}
+    write(where, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))

@@ -81,13 +81,18 @@ def read_status_repo(args: argparse.Namespace) -> StatusRepo:
 def _save_index(where: Path, project: Any, signature: Mapping[str, Any]) -> None:
     """Write the index of ``project``, loaded after ``signature`` was taken: unless a
     file changed since (the load's own signature differs), was read within a clock tick
-    of its last write (``project.racy``), or the load was not a full one."""
+    of its last write (``project.racy``), the load was not a full one, or it found an
+    error in the files: as the parse cache never keeps a broken file, since what decides
+    its problems can change under unchanged files (a timezone database upgrade, a read
+    that failed once). The paths' problems are checked at each status, so do not count."""
     from .parsecache import StatusIndex, code_fingerprint, write_status_index
 
     if project.racy or project.signature != signature or project.index is None:
         return
     head = project.index.head  # the problems before those of the paths (load._assemble)
     errors = sum(p.severity == "error" for p in project.problems[:head])
+    if errors:
+        return
     jobs = tuple((s.name, s.spec_hash, status_fields(s.data)) for s in project.specs)
     index = StatusIndex(code_fingerprint(), str(project.root.resolve()), dict(signature), project.config, errors, tuple(project.index.pathy), jobs)
     write_status_index(where, index)

@@ -433,7 +433,8 @@ def _yaml_problem(e: yaml.MarkedYAMLError, path: str) -> Problem:
 # (None) on anything else, which then takes the libyaml/PyYAML path as before: an
 # error of any kind, a tab, a multi-line plain or quoted scalar, anchors, tags,
 # directives, several documents, duplicate keys, a null value, `>` text, non-ASCII
-# keys, and files over FAST_MAX bytes. tests/test_coldread.py holds it to the builder's
+# keys, keys over 1024 characters, `?` in a flow scalar, and files over FAST_MAX bytes.
+# tests/test_coldread.py holds it to the builder's
 # result on generated documents and on the broken-file corpus.
 
 FAST_MAX = 16 * 1024
@@ -442,11 +443,14 @@ FAST_MAX = 16 * 1024
 # CR, NEL, the Unicode line separators, NBSP, a BOM, or anything outside the BMP.
 # Compiled on the first file that is not ASCII (its compile is 4 ms of every start).
 _FAST_TEXT = "[\n\x20-\x7e\xa1-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]*"
-_FAST_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*):(?: +|\Z)")
+# A key of at most 1024 characters: libyaml and PyYAML refuse a longer implicit key.
+_FAST_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_-]{0,1023}):(?: +|\Z)")
 _TYPED_KEYS = frozenset(("true", "True", "TRUE", "false", "False", "FALSE", "null", "Null", "NULL"))
 # A plain scalar's first character: none of YAML's indicators (nor `=`, `<`, `~`).
 _PLAIN_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./($")
-_FLOW_PLAIN = re.compile(r"[A-Za-z0-9_./$][^,\[\]{}#:'\"]*")
+# Not `?` either: libyaml takes it inside a flow plain scalar, PyYAML's pure parser does
+# not; stepping aside gives whichever the install has.
+_FLOW_PLAIN = re.compile(r"[A-Za-z0-9_./$][^,\[\]{}#:'\"?]*")
 _FLOW_SEP = re.compile(r" *(,|\]|\}) *")
 _BLOCK_HEADER = re.compile(r"\|(-?)(?: +#.*)?\Z")
 _TAIL = re.compile(r"(?: +#.*)?\Z")

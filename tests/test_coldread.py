@@ -86,7 +86,12 @@ SUBSET = [
     "a: é\n",
     "é: a\n",
     "  a: indented root\n",
+    # `?` in a flow plain scalar: libyaml takes it, PyYAML's pure parser refuses it.
+    "a: [a?b]\n",
+    "a: {k: a?b}\n",
 ]
+# An implicit key is at most 1024 characters to libyaml and PyYAML alike: (length, text).
+LONG_KEYS = [(n, t) for n in (1024, 1025) for t in ("a" * n + ": 1\n", "x: {" + "a" * n + ": 1}\n", "x:\n- " + "a" * n + ": 1\n")]
 
 
 def _same(text: str) -> bool:
@@ -99,7 +104,7 @@ def _same(text: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("text", SUBSET + TRICKY)
+@pytest.mark.parametrize("text", SUBSET + TRICKY + [t for _, t in LONG_KEYS])
 def test_the_fast_path_reads_exactly_what_the_builder_reads_or_steps_aside(text: str) -> None:
     _same(text)
     # And load_documents, whichever way it went, gives the builder's answer.
@@ -111,6 +116,8 @@ def test_the_fast_path_takes_plain_job_files_and_leaves_the_rest() -> None:
     assert taken == SUBSET[:12]  # the first twelve: plain files of every construct above
     for text in SUBSET[12:]:
         assert yamlsrc._fast(text, "t.yaml") is None, text
+    for n, text in LONG_KEYS:
+        assert (yamlsrc._fast(text, "t.yaml") is not None) == (n <= 1024), n
 
 
 def test_generated_job_files_all_take_the_fast_path(tmp_path: Path) -> None:
@@ -218,3 +225,26 @@ def test_a_kept_date_part_is_a_fresh_one_and_errors_come_every_time() -> None:
         assert fresh.iter_after(NOW, 8) == a.iter_after(NOW, 8)
     finally:
         sched._DAY_FIELDS.update(kept)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "schedule: '* * * * *'\nshell: echo\nenv:\n  " + "A" * 1025 + ": x\n",
+        "schedule: '* * * * *'\nshell: echo\nenv: {" + "A" * 1025 + ": x}\n",
+        "schedule: '* * * * *'\nshell: echo\ncommand:\n- " + "A" * 1025 + ": x\n",
+    ],
+)
+def test_a_key_longer_than_1024_characters_is_refused_as_yaml_refuses_it(text: str) -> None:
+    docs, problems = yamlsrc.load_documents(text, "j.yaml")
+    assert docs == []
+    assert [str(p) for p in problems] == [str(p) for p in _builder(text, "j.yaml")[1]]
+    assert len(problems) == 1 and "invalid YAML" in str(problems[0])
+
+
+def test_a_question_mark_in_a_flow_scalar_reads_as_the_installed_parser_reads_it() -> None:
+    """The fast path steps aside: libyaml (where installed) takes `[a?b]`, the pure
+    parser refuses it; either way load_documents answers as the parser would alone."""
+    for text in ("a: [a?b]\n", "a: {k: a?b}\n"):
+        assert yamlsrc._fast(text, "t.yaml") is None
+        assert _flat(yamlsrc.load_documents(text, "t.yaml")) == _flat(_builder(text))

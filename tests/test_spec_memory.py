@@ -199,3 +199,33 @@ def test_the_delivery_dispatch_imports_httpx_only_for_a_target_that_needs_it() -
         "assert 'httpx' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_daemon_reading_the_repo_again_serves_its_newest_project_and_lets_the_old_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cache_for(P1) reads through P1's file results, not those of the first project the
+    daemon read (which a ProjectCache stored in P1 kept alive for the daemon's life, and
+    whose results missed on every file edited since)."""
+    import gc
+    import weakref
+
+    from cronfile import load
+    from cronfile.load import ProjectCache, cache_for
+
+    monkeypatch.setattr(load, "RACY_NS", 0)  # files just written count as settled
+    for name in ("a", "b", "c", "d", "e"):
+        write_job(tmp_path, name, f"schedule: '@daily'\nshell: echo {name}\n")
+    p0 = load_project(tmp_path, now=T0, warnings=False)
+    gone = weakref.ref(p0)
+    write_job(tmp_path, "a", "schedule: '@hourly'\nshell: echo a2\n")
+    c1 = cache_for(p0)
+    p1 = load_project(tmp_path, now=T0, cache=c1, warnings=False)
+    assert c1 is not None and (c1.hits, c1.misses) == (4, 1)
+    assert p1.cache is None
+    c2 = cache_for(p1)
+    assert isinstance(c2, ProjectCache) and c2.project is p1
+    p2 = load_project(tmp_path, now=T0, cache=c2, warnings=False)
+    assert (c2.hits, c2.misses) == (5, 0)  # a as edited is served too
+    assert next(s for s in p2.specs if s.name == "a").data["shell"] == "echo a2"
+    del p0, c1, c2
+    gc.collect()
+    assert gone() is None

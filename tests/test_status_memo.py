@@ -319,3 +319,109 @@ def test_the_applied_jobs_of_another_database_or_a_broken_head_are_read_as_befor
     plain = cronfile("status", cwd=repo)
     assert broken.returncode == plain.returncode == 2
     assert broken.stderr == plain.stderr and "version" in broken.stderr
+
+
+def _a_zone_file() -> Path:
+    """A TZif file to install under a new name (the system's UTC, else tzdata's)."""
+    import zoneinfo
+
+    for d in zoneinfo.TZPATH:
+        if (Path(d) / "UTC").is_file():
+            return Path(d) / "UTC"
+    from importlib.resources import files
+
+    return Path(str(files("tzdata.zoneinfo") / "UTC"))
+
+
+def test_a_problem_is_not_kept_by_the_index_a_new_timezone_database_fixes_it(tmp_path: Path) -> None:
+    """The parse cache never keeps a broken file (what decides its problems may change
+    under it); the status index must not keep its error count either."""
+    repo = tmp_path / "repo"
+    (repo / "jobs.d").mkdir(parents=True)
+    (repo / "jobs.d" / "j.yaml").write_text("schedule: '0 9 * * *'\nshell: echo hi\ntimezone: Foo/Bar\n")
+    _settled(_files(repo)[:-1])
+    for _ in range(2):
+        bad = cronfile("status", cwd=repo)
+        assert "has 1 problem" in bad.stderr, bad
+    assert "Foo/Bar" in cronfile("validate", cwd=repo).stderr
+    tz = tmp_path / "tz"
+    (tz / "Foo").mkdir(parents=True)
+    (tz / "Foo" / "Bar").write_bytes(_a_zone_file().read_bytes())
+    env = {"PYTHONTZPATH": str(tz)}
+    assert cronfile("validate", cwd=repo, env=env).returncode == 0
+    good = cronfile("status", cwd=repo, env=env)
+    plain = cronfile("status", cwd=repo, env={**env, "CRONFILE_NO_CACHE": "1"})
+    assert (good.returncode, good.stdout, good.stderr) == (plain.returncode, plain.stdout, plain.stderr)
+    assert good.returncode == 0 and "problem" not in good.stderr, good
+
+
+def test_a_transient_read_error_is_not_kept_by_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from cronfile import load
+
+    monkeypatch.setenv("CRONFILE_CACHE_DIR", str(tmp_path / "cache"))
+    repo = _repo(tmp_path / "repo")
+    _settled(_files(repo))
+    flaky = str(repo / "jobs.d" / "team" / "j3.yaml")
+    real = load._read_capped
+
+    def read_capped(path: Any) -> Any:
+        if str(path) == flaky:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))  # a disk hiccup, once
+        return real(path)
+
+    monkeypatch.setattr(load, "_read_capped", read_capped)
+    assert _seen(repo)[1:] == (1, False)
+    monkeypatch.setattr(load, "_read_capped", real)
+    assert _seen(repo) == (*_full(repo), False)
+    assert _seen(repo) == (*_full(repo), True)  # the good read is kept
+    assert _full(repo)[1] == 0
+
+
+def _restore(state: Path, backup: Path) -> None:
+    """What the store's error message tells a user to do: put a backup back."""
+    import shutil
+
+    for p in state.glob("state.db-*"):
+        p.unlink()
+    shutil.copyfile(backup, state / "state.db")
+
+
+def _paused(repo: Path, env: dict[str, str] | None = None) -> dict[str, bool]:
+    out = cronfile("status", "--json", cwd=repo, env=env)
+    assert out.returncode == 0, out
+    return {r["name"]: bool(r["pause"]) for r in json.loads(out.stdout)}
+
+
+@pytest.mark.parametrize("more_writes", [0, 3])
+def test_the_applied_jobs_after_state_db_is_restored_from_a_backup_are_the_restored_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, more_writes: int) -> None:
+    """A backup has the database's id, and after it is put back the seq numbers it had
+    reached are handed out again for other rows: the memo must see the rows it kept are
+    not those any more, with no write since the restore (0) and with some (3)."""
+    from cronfile.statusmemo import applied_jobs
+
+    monkeypatch.setenv("CRONFILE_CACHE_DIR", str(tmp_path / "cache"))
+    repo = _repo(tmp_path / "repo")
+    state = repo / ".cronfile"
+    assert cronfile("apply", "-q", cwd=repo).returncode == 0
+    assert cronfile("status", cwd=repo).returncode == 0
+    with sqlite3.connect(state / "state.db") as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    backup = tmp_path / "backup.db"
+    backup.write_bytes((state / "state.db").read_bytes())
+    assert cronfile("pause", "j0", cwd=repo).returncode == 0
+    for i in range(more_writes):
+        assert cronfile("pause", f"j{i + 2}", cwd=repo).returncode == 0
+    assert _paused(repo)["j0"]  # the memo is of this
+    _restore(state, backup)
+    assert cronfile("pause", "j1", cwd=repo).returncode == 0
+    for _ in range(more_writes):
+        assert cronfile("resume", "j1", cwd=repo).returncode == 0
+        assert cronfile("pause", "j1", cwd=repo).returncode == 0
+    plain = _paused(repo, env={"CRONFILE_NO_CACHE": "1"})
+    assert plain["j1"] and not plain["j0"]
+    assert _paused(repo) == plain
+    jobs, how = applied_jobs(SqliteStore(state))
+    assert jobs == _applied_now(state) and how == "kept"

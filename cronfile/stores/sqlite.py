@@ -722,6 +722,12 @@ class SqliteStore(FileStore):
         db_id, seq, purged_to, head = self._query("SELECT db_id, seq, purged_to, body FROM head")[0]
         return str(db_id), int(seq), int(purged_to), str(head)
 
+    def job_seqs(self) -> dict[str, int]:
+        """Each job row's name and the seq that wrote it (deleted jobs' rows too), from
+        the seq index alone: what tells a reader that kept the rows up to a seq whether
+        they are still those (a backup put back hands the same seqs out again)."""
+        return dict(self._query("SELECT name, seq FROM jobs INDEXED BY jobs_seq"))
+
     def jobs_since(self, seq: int) -> list[tuple[str, JobState | None]]:
         """The jobs whose rows were written after ``seq``, decoded (None: deleted)."""
         out: list[tuple[str, JobState | None]] = []
