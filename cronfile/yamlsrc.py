@@ -293,28 +293,8 @@ class _Builder:
         if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"):
             # Kept so that `env: {UMASK: 0022, VER: 1.10}` can pass the text as written.
             self.raw[fpath] = node.value
-        if tag == "tag:yaml.org,2002:int":
-            # YAML 1.2 core: `0022` is 22 (PyYAML's 1.1 constructor would read octal 18);
-            # only `0o` and `0x` change the base.
-            text = node.value
-            sign = -1 if text.startswith("-") else 1
-            digits = text.lstrip("+-")
-            if digits.startswith("0o"):
-                return sign * int(digits[2:], 8)
-            if digits.startswith("0x"):
-                return sign * int(digits[2:], 16)
-            return sign * int(digits, 10)
-        if tag == "tag:yaml.org,2002:bool":
-            return node.value.lower() == "true"
-        if tag == "tag:yaml.org,2002:null":
-            return None
-        if tag == "tag:yaml.org,2002:float":
-            text = node.value.lower()
-            if text.endswith(".inf"):
-                return float("-inf") if text.startswith("-") else float("inf")
-            if text.endswith(".nan"):
-                return float("nan")
-            return float(text)
+        if tag in _TYPED_TAGS:
+            return _typed(tag, node.value)
         # Any other tag (!!binary, !!python/..., custom) is not part of a job file.
         self.problems.append(
             Problem(
@@ -460,9 +440,15 @@ class _Bail(Exception):
     """The text is outside the fast path's subset."""
 
 
+_TYPED_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:float"})
+
+
 def _typed(tag: str, text: str) -> Any:
-    """A plain scalar's value for the tags the resolver gives (as _Builder.scalar)."""
+    """A plain scalar's value for the tags the resolver gives (both builders: _Builder and
+    the fast path). _Bail for any other tag."""
     if tag == "tag:yaml.org,2002:int":
+        # YAML 1.2 core: `0022` is 22 (PyYAML's 1.1 constructor would read octal 18);
+        # only `0o` and `0x` change the base.
         sign = -1 if text.startswith("-") else 1
         digits = text.lstrip("+-")
         if digits.startswith("0o"):
