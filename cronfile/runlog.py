@@ -142,8 +142,12 @@ def open_log(path: Path, *, now: bool = False) -> LazyLog:
 
 
 def in_flight(store: Any, job: str) -> set[str]:
-    """Run ids of ``job`` in flight, from the state (empty if it cannot be read): how
-    ``logs`` finds a run that has printed nothing yet, and so has no file."""
+    """Run ids of ``job`` in flight that have started, from the state (empty if it
+    cannot be read): how ``logs`` finds a run that has printed nothing yet, and so has
+    no file. A run claimed but not started (waiting for a ``max_concurrent`` slot, for
+    its instant, for the run it replaces) is not counted: ``logs`` still shows the
+    latest run that ran. Started: its pid is recorded, or (the pid is written up to 0.2 s
+    after the spawn, docs/design.md 2) a process of it runs on this host."""
     from .errors import CronfileError
 
     try:
@@ -151,5 +155,11 @@ def in_flight(store: Any, job: str) -> set[str]:
     except (OSError, CronfileError):
         return set()
     js = state.jobs.get(job)
-    ids = {r.run_id for r in js.running} if js is not None else set()
-    return ids | {r.run_id for r in state.orphans if r.job == job}
+    runs = [*(js.running if js is not None else ()), *(r for r in state.orphans if r.job == job)]
+    started = {r.run_id for r in runs if r.pid is not None}
+    waiting = [r.run_id for r in runs if r.pid is None]
+    if waiting:
+        from .executors.procfs import run_spawned
+
+        started.update(r for r in waiting if run_spawned(r))
+    return started

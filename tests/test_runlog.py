@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import cronfile
-from engine_helpers import Daemon, LocalEngine, history, wait_for, write_job
+from engine_helpers import Daemon, LocalEngine, history, read_state, wait_for, write_job
 
 from cronfile.runlog import LazyLog, open_log
 
@@ -190,3 +190,36 @@ def test_a_lazy_log_keeps_its_first_failure_and_writes_no_more_after_it(tmp_path
     with fine:
         fine.write(b"ok\n")
     assert fine.problem is None
+
+
+def test_logs_of_the_latest_run_skip_a_run_claimed_but_not_started(tmp_path):
+    # One slot: `hold` takes it once `b` has run, and keeps it until `go` exists, so
+    # `b`'s next run is claimed (an entry in the state) and waits for the slot.
+    (tmp_path / "cronfile.yaml").write_text("max_concurrent: 1\n")
+    write_job(tmp_path, "b", 'schedule: "* * * * * *"\nshell: echo hi-from-B; touch b-ran\n')
+    write_job(tmp_path, "hold", 'schedule: "* * * * * *"\nshell: |\n'
+              "  [ -f b-ran ] || exit 0\n"
+              "  touch held\n"
+              "  while [ ! -f go ]; do sleep 0.02; done\n")
+    with Daemon(tmp_path) as d:
+        try:
+            def waiting() -> list[dict]:
+                running = read_state(tmp_path)["jobs"]["b"]["running"]
+                # ... and an instant after it recorded skipped (concurrency: forbid)
+                skipped = any(r["status"] == "skipped" for r in history(tmp_path, "b"))
+                return (tmp_path / "held").exists() and skipped and [r for r in running if r["pid"] is None]
+
+            [claimed] = wait_for(waiting, 30, what="a run of b claimed while hold has the slot, one skipped")
+            recorded = [r["run_id"] for r in history(tmp_path, "b") if r.get("started_at")]
+            assert recorded and claimed["run_id"] > recorded[-1]
+            res = cronfile("logs", "b", cwd=tmp_path)
+            assert (res.returncode, res.stdout, res.stderr) == (0, "hi-from-B\n", "")
+            from cronfile.mcp_server import McpSettings, Tools
+            from cronfile.stores.sqlite import SqliteStore
+
+            tool = Tools(tmp_path, SqliteStore(tmp_path / ".cronfile"), McpSettings()).job_logs("b")
+            assert (tool["run_id"], tool["output"]) == (recorded[-1], "hi-from-B\n")
+            assert read_state(tmp_path)["jobs"]["b"]["running"][0]["run_id"] == claimed["run_id"]  # still waiting
+        finally:
+            (tmp_path / "go").touch()
+        d.stop()
