@@ -580,6 +580,10 @@ def cmd_logs(args: argparse.Namespace, out: Out) -> int:
             # missing ${VAR}): there is no output, only the reason.
             out.msg(f"run {run_id} produced no output: {rec.get('status')}: {rec.get('message') or 'nothing was started'}")
             return EXIT_OK
+        if rec is not None and rec.get("log_path") is None:
+            # Its log could not be made or written (runlog.py): the record says why.
+            out.msg(f"run {run_id} has no log: {rec.get('status')}: {rec.get('message') or 'its output was not kept'}")
+            return EXIT_OK
         raise UsageError(f"run {run_id} of {args.name}: its log was pruned (history_limit)")
     sys.stdout.flush()
     return EXIT_OK

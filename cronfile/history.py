@@ -378,14 +378,18 @@ def delivery_recorded(store: Store, job: str, run_id: str) -> bool:
 
 
 def last_success_output(store: Store, job: str) -> str | None:
-    """The log of ``job``'s latest successful run (``context: from_job``), if readable."""
+    """The log of ``job``'s latest successful run (``context: from_job``), if readable:
+    "" for a run recorded silent (it printed nothing, so its log was never made:
+    runlog.py), None if the log of a run that printed something is missing."""
     for run in reversed(merged_history(store, job, None)):
         if run.get("status") == Status.success and run.get("log_path"):
             try:
                 data = store.read_log(job, str(run["run_id"]))
             except (OSError, ValueError):
                 return None
-            # No file: the run printed nothing (a log is made at its first byte, runlog.py).
-            return "" if data is None else data.decode("utf-8", errors="replace")
+            if data is None:
+                # No file: the run printed nothing (its record says so), or it was lost.
+                return "" if run.get("output_bytes") == 0 else None
+            return data.decode("utf-8", errors="replace")
     return None
 

@@ -158,7 +158,7 @@ class StatusServer:
         self.content_type = CONTENT_TYPE
         self._cache = ParseCache()
         self._page_lock = threading.Lock()  # one page build at a time (its caches)
-        self._schedules: dict[tuple[str, str], Any] = {}
+        self._schedules: dict[tuple[str, str, str], Any] = {}
         self._httpd = _Server(listen, self)
         self._thread: threading.Thread | None = None
 
@@ -225,7 +225,8 @@ class StatusServer:
                     continue
                 spec = spec_from_data(js.spec)
                 applied_specs.append(spec)
-                key = (js.schedule_sig, js.created_at.isoformat() if js.created_at else "")
+                # The name too: the jitter offset comes from it (schedule_sig leaves it out).
+                key = (name, js.schedule_sig, js.created_at.isoformat() if js.created_at else "")
                 sched = self._schedules.get(key)
                 if sched is None:
                     sched = self._schedules[key] = spec.build_schedule(created_at=js.created_at)

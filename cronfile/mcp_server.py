@@ -182,6 +182,10 @@ class Tools:
             if not match:
                 raise ToolRefused(f"{name} has no run {run_id!r}")
             ids = match
+        else:
+            # The latest run, as `cronfile logs`: one that started, not the record of an
+            # occurrence skipped or missed since.
+            ids = [r for r in ids if r not in recorded or recorded[r].get("started_at")] or ids
         chosen = ids[-1]
         rec = recorded.get(chosen, {})
         data = self.store.read_log(name, chosen) or b""

@@ -127,7 +127,8 @@ def reap(
                 scheduled_for=r.scheduled_for,
                 started_at=r.started_at,
                 finished_at=now,
-                log_path=store.keep_log(job, r.run_id, empty=r.pid is not None),  # spawned: it had a log (runlog.py)
+                # spawned: it had a log (runlog.py), here if its engine ran on this host
+                log_path=store.keep_log(job, r.run_id, empty=r.pid is not None, engine=r.engine),
                 message="the engine that ran it stopped" + (" (its leftover processes were stopped)" if pgid is not None or boxed else ""),
                 host=host,
             )

@@ -277,7 +277,21 @@ def _execute(
                     _write(log, ctx, f"[cronfile: {box.note}]\n".encode())
                 with log:
                     result = _attempts(ctx, prepared, log, tally, on_spawn, cancel, sleep, start, now, box)
+                if log.problem is not None:
+                    result = _log_lost(result, log.problem)
+                    tally.has_log = log.created  # never made: no empty log to record
     return result
+
+
+def _log_lost(result: _Attempt, problem: str) -> _Attempt:
+    """The run's output could not all be kept (its log made at the first byte could not
+    be made, or a write failed): the run fails with why, as when the log could not be
+    opened at the start (runlog.py). An outcome that is already a failure keeps its
+    status and says both."""
+    if result.status in (Status.success, Status.silent):
+        return _Attempt(Status.failed, result.exit_code, problem, {"error": problem})
+    message = f"{result.message}; {problem}" if result.message else problem
+    return _Attempt(result.status, result.exit_code, message, {**result.detail, "error": problem})
 
 
 def _await(

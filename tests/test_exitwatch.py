@@ -30,8 +30,10 @@ def test_the_loop_reaps_a_runs_leader_and_wakes_its_waiter(tmp_path):
     proc, log = _spawn(tmp_path, "echo out; exit 3")
     try:
         assert proc._exit is not None
-        assert proc.wait(10) == 3
-        assert proc._exit.exited.is_set() and proc.returncode == 3
+        assert proc.wait(10) == 3 and proc.returncode == 3
+        # wait() may return once this thread's own poll reaped the leader, before the
+        # loop has seen its pidfd: the loop sets exited soon after, not necessarily yet.
+        assert proc._exit.exited.wait(10)
         proc.finish()
     finally:
         log.close()
@@ -77,7 +79,8 @@ def test_many_runs_ending_together_are_each_seen_once(tmp_path):
             procs.append(p)
             logs.append(log)
         assert [p.wait(20) for p in procs] == [i % 5 for i in range(30)]
-        assert all(p._exit.exited.is_set() for p in procs)
+        # (exited is set by the loop, maybe just after wait() returned: waited for)
+        assert all(p._exit.exited.wait(10) for p in procs)
     finally:
         for log in logs:
             log.close()

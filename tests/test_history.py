@@ -68,3 +68,23 @@ def test_a_line_without_version_decodes_as_version_1_and_unknown_keys_are_ignore
 def test_a_delivery_line_is_not_a_run_record():
     with pytest.raises(ValueError):
         RunRecord.decode({"run_id": "20260302T100000-abcd", "deliveries": [{"target": "stdout", "ok": True}]})
+
+
+def test_last_success_output_reads_a_silent_run_as_empty_and_a_lost_log_as_none(repo):
+    # context.from_job reads this: "" is what a run printed, None that its log is gone.
+    from pathlib import Path
+
+    from cronfile.history import last_success_output
+
+    write_job(repo, "quiet", 'schedule: "* * * * * *"\nshell: "true"\n')
+    write_job(repo, "loud", 'schedule: "* * * * * *"\nshell: echo hello\n')
+    with LocalEngine(repo, T0) as eng:
+        eng.step(datetime(2026, 3, 2, 10, 0, 31, tzinfo=UTC))
+        [quiet] = eng.history("quiet")
+        [loud] = eng.history("loud")
+        assert quiet["status"] == loud["status"] == "success"
+        assert quiet["log_path"] and not Path(quiet["log_path"]).exists()  # never made: silent
+        assert last_success_output(eng.store, "quiet") == ""
+        assert last_success_output(eng.store, "loud") == "hello\n"
+        Path(loud["log_path"]).unlink()  # lost (removed by hand): not the same as silent
+        assert last_success_output(eng.store, "loud") is None

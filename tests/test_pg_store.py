@@ -299,3 +299,48 @@ def test_location_hides_the_password_and_an_unreachable_database_is_one_line(pg_
     text = str(e.value)
     assert "\n" not in text and "hunter2" not in text and f"127.0.0.1:{port}" in text
     assert isinstance(e.value, StateError)
+
+
+def test_a_recovered_silent_run_keeps_a_log_path_only_on_the_host_that_ran_it(pg_url: str, tmp_path: Path) -> None:
+    import psycopg
+
+    from cronfile.observe import Observer
+    from cronfile.recovery import reap
+    from cronfile.spec import Trigger
+
+    here = store(pg_url, tmp_path, "here")  # the dead engine's host
+    peer = store(pg_url, tmp_path, "peer")
+    here.host, peer.host = "host-a", "peer-host"
+    here.ensure()
+    # An engine of host-a, killed with a run spawned that printed nothing (no spool file).
+    child = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import time; from pathlib import Path\n"
+            "from cronfile.stores.postgres import PostgresStore\n"
+            f"s = PostgresStore({pg_url!r}, Path({str(tmp_path / 'child')!r}))\n"
+            "lock = s.engine_lock('dead-a'); print('ready', flush=True); time.sleep(600)\n"
+        )],
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "CRONFILE_HOST": "host-a", "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    child.kill()
+    child.wait(timeout=10)
+    # Its lease lapses (what LEASE_S seconds would do), so the peer takes it for dead too.
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE cronfile_engines SET expires_at = now() - interval '1 second' WHERE engine_id = 'dead-a'")
+
+    def recover(s: PostgresStore, name: str) -> dict:
+        run = Running(f"20260302T080000-{name}", T0, T0, Trigger.schedule, "dead-a", pid=child.pid)
+        state = State(jobs={name: job(name).with_(running=(run,))})
+        reaped = reap(state, store=s, engine_id=f"engine-{name}", now=T0 + timedelta(minutes=1), host=s.host,
+                      observer=Observer(), log=lambda *a, **k: None)
+        assert reaped.state.jobs[name].running == ()
+        [rec] = s.read_history(name)
+        assert rec["status"] == "interrupted" and rec["run_id"] == run.run_id
+        return rec
+
+    # A peer host: the run's log (had it printed) was in host-a's spool, not here.
+    assert recover(peer, "p")["log_path"] is None
+    # Its own host: a spawned run without a file stayed silent, its log_path kept.
+    assert recover(here, "h")["log_path"] == str((tmp_path / "here" / "spool" / "h" / "20260302T080000-h.log").resolve())

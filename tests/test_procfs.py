@@ -12,7 +12,7 @@ import pytest
 from engine_helpers import wait_for
 
 from cronfile.executors.process import group_alive
-from cronfile.executors.procfs import all_stats, group_runs, run_group, stat
+from cronfile.executors.procfs import GATE_NAME, all_stats, group_runs, run_group, run_spawned, stat
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
 
@@ -46,3 +46,26 @@ def test_a_group_that_is_gone_runs_nothing(run_proc):
     run_proc.wait()
     wait_for(lambda: not group_alive(run_proc.pid), what="the group to be gone")
     assert run_group(run_proc.pid, "20260302T100000-beef") is None
+
+
+def test_a_run_counts_as_spawned_once_its_job_runs_not_while_parked_behind_its_gate():
+    # How `cronfile logs` tells a run that started (its pid not recorded yet) from one
+    # claimed ahead and parked: the gate of executors/process.py, let go by one line.
+    from cronfile.executors.process import _GATE
+
+    run_id = "20260302T100000-0a7e"
+    assert not run_spawned(run_id)
+    read, write = os.pipe()
+    proc = subprocess.Popen(["/bin/sh", "-c", _GATE, GATE_NAME, "/bin/sh", "-c", "sleep 30"],
+                            stdin=read, env={**os.environ, "CRONFILE_RUN_ID": run_id}, start_new_session=True)
+    os.close(read)
+    try:
+        wait_for(lambda: stat(proc.pid) is not None, what="the gate")
+        assert not run_spawned(run_id)
+        os.write(write, b"\n")
+        wait_for(lambda: run_spawned(run_id), what="the job let go by its gate")
+    finally:
+        os.close(write)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not run_spawned(run_id)

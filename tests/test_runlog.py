@@ -3,14 +3,17 @@ that printed nothing is what it was when every run's log was made at its start."
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cli_helpers import cronfile
-from engine_helpers import Daemon, history, wait_for, write_job
+from engine_helpers import Daemon, LocalEngine, history, read_state, wait_for, write_job
 
 from cronfile.runlog import LazyLog, open_log
 
@@ -138,3 +141,85 @@ def test_a_log_folder_that_cannot_be_written_fails_the_run_before_it_starts(tmp_
     (tmp_path / "ro").mkdir(mode=0o500)
     with pytest.raises(PermissionError):
         open_log(tmp_path / "ro" / "r.log")
+
+
+T0 = datetime(2026, 3, 2, 10, 0, 30, tzinfo=UTC)
+
+
+def test_a_log_that_cannot_be_made_at_its_first_byte_fails_the_run_and_records_no_log(tmp_path):
+    # The folder is there (and writable) when the run starts; the job removes it before
+    # it prints, so the file cannot be made at the first byte (ENOENT, root or not).
+    folder = _logs_dir(tmp_path, "j")
+    write_job(tmp_path, "j", f'schedule: "* * * * * *"\nshell: rm -rf "{folder}" && echo hello world\n')
+    with LocalEngine(tmp_path, T0) as eng:
+        eng.step(T0 + timedelta(seconds=1))
+        [run] = eng.history("j")
+    log = f"{run['run_id']}.log"
+    assert run["status"] == "failed" and run["attempts"] == 1, run
+    assert run["message"].startswith("cannot open the run's log ") and run["message"].endswith(f"{log}: No such file or directory"), run
+    assert run["log_path"] is None  # not an empty log: the output was lost
+    assert not (folder / log).exists()
+    res = cronfile("logs", "j", cwd=tmp_path)
+    assert res.returncode == 0 and "cannot open the run's log" in res.stderr + res.stdout, (res.stdout, res.stderr)
+
+
+def test_a_lazy_log_keeps_its_first_failure_and_writes_no_more_after_it(tmp_path):
+    # A failed open is not retried at the next chunk (EMFILE in the shared output
+    # thread, a folder made again): the log would have a hole in it.
+    path = tmp_path / "runs" / "j" / "r.log"
+    log = open_log(path)
+    shutil.rmtree(path.parent)
+    with pytest.raises(FileNotFoundError):
+        log.write(b"one\n")
+    assert log.problem == f"cannot open the run's log {path}: No such file or directory"
+    path.parent.mkdir()
+    with pytest.raises(OSError) as e:
+        log.write(b"two\n")
+    assert e.value.errno == errno.ENOENT and not path.exists() and not log.created
+    log.close()
+    # A write that fails once the file exists: a full device, for real.
+    full = LazyLog(Path("/dev/full"))
+    with pytest.raises(OSError) as e:
+        full.write(b"hello\n")
+    assert e.value.errno == errno.ENOSPC and full.created
+    assert full.problem == "cannot write the run's log /dev/full: No space left on device"
+    with pytest.raises(OSError):
+        full.write(b"more\n")
+    full.close()
+    fine = LazyLog(tmp_path / "fine.log")
+    with fine:
+        fine.write(b"ok\n")
+    assert fine.problem is None
+
+
+def test_logs_of_the_latest_run_skip_a_run_claimed_but_not_started(tmp_path):
+    # One slot: `hold` takes it once `b` has run, and keeps it until `go` exists, so
+    # `b`'s next run is claimed (an entry in the state) and waits for the slot.
+    (tmp_path / "cronfile.yaml").write_text("max_concurrent: 1\n")
+    write_job(tmp_path, "b", 'schedule: "* * * * * *"\nshell: echo hi-from-B; touch b-ran\n')
+    write_job(tmp_path, "hold", 'schedule: "* * * * * *"\nshell: |\n'
+              "  [ -f b-ran ] || exit 0\n"
+              "  touch held\n"
+              "  while [ ! -f go ]; do sleep 0.02; done\n")
+    with Daemon(tmp_path) as d:
+        try:
+            def waiting() -> list[dict]:
+                running = read_state(tmp_path)["jobs"]["b"]["running"]
+                # ... and an instant after it recorded skipped (concurrency: forbid)
+                skipped = any(r["status"] == "skipped" for r in history(tmp_path, "b"))
+                return (tmp_path / "held").exists() and skipped and [r for r in running if r["pid"] is None]
+
+            [claimed] = wait_for(waiting, 30, what="a run of b claimed while hold has the slot, one skipped")
+            recorded = [r["run_id"] for r in history(tmp_path, "b") if r.get("started_at")]
+            assert recorded and claimed["run_id"] > recorded[-1]
+            res = cronfile("logs", "b", cwd=tmp_path)
+            assert (res.returncode, res.stdout, res.stderr) == (0, "hi-from-B\n", "")
+            from cronfile.mcp_server import McpSettings, Tools
+            from cronfile.stores.sqlite import SqliteStore
+
+            tool = Tools(tmp_path, SqliteStore(tmp_path / ".cronfile"), McpSettings()).job_logs("b")
+            assert (tool["run_id"], tool["output"]) == (recorded[-1], "hi-from-B\n")
+            assert read_state(tmp_path)["jobs"]["b"]["running"][0]["run_id"] == claimed["run_id"]  # still waiting
+        finally:
+            (tmp_path / "go").touch()
+        d.stop()

@@ -135,3 +135,32 @@ def test_the_log_route_serves_only_run_logs(repo, tmp_path):
         with urllib.request.urlopen(urllib.request.Request(d.url, method="HEAD"), timeout=20) as resp:
             assert resp.status == 200 and resp.read() == b""
 
+
+
+def test_jobs_sharing_a_schedule_and_jitter_show_each_its_own_fire_times(tmp_path):
+    """The page builds each job's Schedule once and keeps it: two jobs with the same
+    schedule and jitter differ by their jitter offset, which comes from the name."""
+    from cronfile.apply import apply_project
+    from cronfile.health import Health
+    from cronfile.httpserve import StatusServer, parse_listen
+    from cronfile.schedule import jitter_offset
+
+    root = tmp_path / "repo"
+    for name in ("alpha", "beta"):
+        write_job(root, name, 'schedule: "0 * * * *"\njitter: 30m\nshell: "true"\n')
+    offsets = {name: int(jitter_offset(name, timedelta(minutes=30)).total_seconds()) for name in ("alpha", "beta")}
+    assert offsets["alpha"] != offsets["beta"]
+    now = datetime.now(UTC)
+    store = FileStore(root / ".cronfile")
+    apply_project(store, load_project(root, now=now), now=now, revision=None, source="test")
+    server = StatusServer(parse_listen("127.0.0.1:0"), root=root, store=store, environ={}, health=Health(lambda: None))
+    server.start()
+    try:
+        page = get(server.url)[2]
+    finally:
+        server.stop()
+    for name, offset in offsets.items():
+        titles = re.findall(r'<i style="left:[\d.]+%" title="([^"]+) UTC"', section(page, name))
+        assert len(titles) >= 23, (name, titles)  # hourly, over the 24-hour timeline
+        # Every fire of the job at its own offset past the hour (MM:SS), none at the other's.
+        assert {t[-5:] for t in titles} == {f"{offset // 60:02d}:{offset % 60:02d}"}, (name, titles)

@@ -48,7 +48,7 @@ from ..secrets import Masker
 from ..usage import Decoder, decoder_for
 from .base import Prepared
 from .contain import Box, poll_until
-from .procfs import iter_stats, live
+from .procfs import GATE_NAME, iter_stats, live
 from .shell import SHELL
 
 __all__ = [
@@ -750,7 +750,7 @@ def _start(
         else:
             preexec = box.mover()
     if gate is not None:
-        argv, stdin = [SHELL, "-c", _GATE, "cronfile-gate", *argv], gate[0]
+        argv, stdin = [SHELL, "-c", _GATE, GATE_NAME, *argv], gate[0]
     # The readers run already, so that once the child runs nothing can fail before it
     # is watched.
     try:

@@ -12,9 +12,23 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["RUN_ID_ENV", "Stat", "all_stats", "environ", "group_runs", "iter_stats", "live", "run_group", "stat"]
+__all__ = [
+    "GATE_NAME",
+    "RUN_ID_ENV",
+    "Stat",
+    "all_stats",
+    "environ",
+    "group_runs",
+    "iter_stats",
+    "live",
+    "run_group",
+    "run_spawned",
+    "stat",
+]
 
 RUN_ID_ENV = "CRONFILE_RUN_ID"
+# $0 of the gate a parked run waits behind (executors/process.py): `sh -c GATE NAME ARGV`.
+GATE_NAME = "cronfile-gate"
 
 
 @dataclass(frozen=True)
@@ -112,3 +126,24 @@ def run_group(pid: int | None, run_id: str) -> int | None:
         if st is not None and st.pgid > 1 and st.pgid != own:
             return st.pgid
     return None
+
+
+def run_spawned(run_id: str) -> bool:
+    """Whether a live process runs run ``run_id``'s job: found by the run id in its
+    environment, and not a gate (a parked run waiting for its instant, process.py).
+    For a run in flight whose pid is not recorded yet (docs/design.md 2: written up to
+    0.2 s after the spawn). False without /proc."""
+    needle = _marker(run_id)
+    gate = GATE_NAME.encode()
+    for st in iter_stats():
+        if not live(st) or needle not in environ(st.pid):
+            continue
+        try:
+            with open(f"/proc/{st.pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 3 and argv[3] == gate:
+            continue  # behind its gate: let go at the instant, by an exec
+        return True
+    return False

@@ -182,12 +182,17 @@ class Store(Protocol):
         """The local file a run writes its output to while it runs."""
         ...
 
-    def keep_log(self, job: str, run_id: str, *, limit: int | None = None, empty: bool = False) -> str | None:
+    def keep_log(
+        self, job: str, run_id: str, *, limit: int | None = None, empty: bool = False, engine: str | None = None
+    ) -> str | None:
         """Make a finished run's log durable (at most ``limit`` bytes: its head, as the
         runner keeps it); return what the history records as ``log_path`` (None: the run
         wrote no log). Also called for a dead engine's run, by the engine recovering it.
         ``empty``: the run had a log that stayed empty, so its file was never made
-        (cronfile/runlog.py): its ``log_path`` all the same, and readers read it as empty."""
+        (cronfile/runlog.py): its ``log_path`` all the same, and readers read it as empty.
+        ``engine``: the engine that ran it, when the caller is another (recovery): a run
+        of another host's engine has its log there, not here, and ``empty`` then says
+        nothing about it (None, as for any log not on this host)."""
         ...
 
     def read_log(self, job: str, run_id: str, *, offset: int = 0, limit: int | None = None) -> bytes | None:

@@ -535,10 +535,13 @@ class FileStore:
     def _log(self, job: str, run_id: str) -> Path:
         return self.job_dir(job) / f"{_check_component('run id', run_id)}.log"
 
-    def keep_log(self, job: str, run_id: str, *, limit: int | None = None, empty: bool = False) -> str | None:
+    def keep_log(
+        self, job: str, run_id: str, *, limit: int | None = None, empty: bool = False, engine: str | None = None
+    ) -> str | None:
         """The log is already where it is kept: its absolute path (so a webhook receiver
         or a script elsewhere can open it), or None when the run wrote none (``empty``:
-        a log that stayed empty was never made, and its path is returned all the same)."""
+        a log that stayed empty was never made, and its path is returned all the same).
+        ``engine`` changes nothing: every engine of a state dir runs on its host."""
         path = self._log(job, run_id)
         if not path.exists():
             if not empty:

@@ -742,7 +742,9 @@ class PostgresStore:
                 d.mkdir(mode=0o700, parents=True)
         return path
 
-    def keep_log(self, job: str, run_id: str, *, limit: int | None = None, empty: bool = False) -> str | None:
+    def keep_log(
+        self, job: str, run_id: str, *, limit: int | None = None, empty: bool = False, engine: str | None = None
+    ) -> str | None:
         """Upload the spool file (its first ``limit`` bytes) into ``cronfile_logs``; the
         local copy stays until the run is pruned, so this host's deliveries still read it.
         Returns the spool file's path (what the history records as ``log_path``).
@@ -753,8 +755,12 @@ class PostgresStore:
         path = self._spool(job, run_id)
         if not path.exists():
             # A log that stayed empty was never made (cronfile/runlog.py): nothing to
-            # upload; readers take the missing log of a recorded run as empty.
-            return str(path.resolve()) if empty else None
+            # upload; readers take the missing log of a recorded run as empty. Not so for
+            # a run of another host's engine (a peer recovering it): its log, if any, was
+            # in that host's spool, and no path of this host stands for it.
+            if not empty or (engine is not None and not self._ran_here(engine)):
+                return None
+            return str(path.resolve())
         if limit is not None:
             with suppress(OSError):
                 if path.stat().st_size > limit:
@@ -767,6 +773,19 @@ class PostgresStore:
             with self._cache_lock:
                 self._unsent.add((job, run_id))
         return str(path.resolve())
+
+    def _ran_here(self, engine_id: str) -> bool:
+        """Whether ``engine_id`` ran on this host (False if that cannot be told)."""
+        if engine_id in self._held_engines:
+            return True
+        try:
+            if not self.created():
+                return False
+            with self._conn() as conn:
+                row = conn.execute("SELECT host FROM cronfile_engines WHERE engine_id = %s", (engine_id,)).fetchone()
+        except StateError:
+            return False
+        return row is not None and row[0] == self.host
 
     def _upload(self, conn: Any, job: str, run_id: str) -> None:
         try:
