@@ -396,7 +396,6 @@ class _Output:
         self.dropped = 0
         self.head = b""
         self.ends_with_newline = True  # nothing written yet: a header needs no newline first
-        self.write_error: str | None = None
 
     def feed(self, raw: bytes) -> None:
         if self.written >= self._limit:
@@ -432,9 +431,10 @@ class _Output:
         try:
             self._log.write(data)
             self._log.flush()  # `cronfile logs` of a run in flight shows what came so far
-        except (OSError, ValueError) as e:
-            # Keep draining the pipe regardless, or the child blocks on a full pipe.
-            self.write_error = self.write_error or str(e)
+        except (OSError, ValueError):
+            # Keep draining the pipe regardless, or the child blocks on a full pipe. The
+            # log itself keeps the first failure and the run is failed by it (runlog.LazyLog).
+            pass
         if self._stream is not None:
             try:
                 self._stream.write(data)
