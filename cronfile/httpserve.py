@@ -230,10 +230,14 @@ class StatusServer:
                 sched = self._schedules.get(key)
                 if sched is None:
                     sched = self._schedules[key] = spec.build_schedule(created_at=js.created_at)
-                start = max(now, js.next_run) if js.next_run is not None else now
+                if js.next_run is None:  # no fire left (a dated schedule that has passed)
+                    fires[name] = []
+                    continue
+                # A next_run already past (due, or overdue while the engine catches up) is
+                # not drawn; the schedule's fires from now on are.
                 end = now + HORIZON
-                first = [js.next_run] if js.next_run is not None and now <= js.next_run <= end else []
-                fires[name] = first + next_fires(sched, start, end) if first else []
+                first = [js.next_run] if now <= js.next_run <= end else []
+                fires[name] = first + next_fires(sched, max(now, js.next_run), end)
             masker = self._masker([*project.specs, *applied_specs])
             problems = []
             if project.errors:

@@ -164,3 +164,32 @@ def test_jobs_sharing_a_schedule_and_jitter_show_each_its_own_fire_times(tmp_pat
         assert len(titles) >= 23, (name, titles)  # hourly, over the 24-hour timeline
         # Every fire of the job at its own offset past the hour (MM:SS), none at the other's.
         assert {t[-5:] for t in titles} == {f"{offset // 60:02d}:{offset % 60:02d}"}, (name, titles)
+
+
+def test_a_job_whose_next_run_is_already_past_still_shows_its_coming_fires(tmp_path):
+    """A next_run in the past (the job is due, or overdue while the engine catches up, or
+    the daemon was stopped) must not blank the job's timeline: its fires from now on are
+    drawn, and the past next_run is not."""
+    from cronfile.apply import apply_project
+    from cronfile.health import Health
+    from cronfile.httpserve import StatusServer, parse_listen
+
+    root = tmp_path / "repo"
+    write_job(root, "hourly", 'schedule: "0 * * * *"\nshell: "true"\n')
+    now = datetime.now(UTC)
+    then = now - timedelta(hours=3)
+    store = FileStore(root / ".cronfile")
+    apply_project(store, load_project(root, now=then), now=then, revision=None, source="test")
+    past = store.read().jobs["hourly"].next_run
+    assert past is not None and past < now
+    server = StatusServer(parse_listen("127.0.0.1:0"), root=root, store=store, environ={}, health=Health(lambda: None))
+    server.start()
+    try:
+        page = get(server.url)[2]
+    finally:
+        server.stop()
+    titles = re.findall(r'<i style="left:[\d.]+%" title="([^"]+) UTC"', section(page, "hourly"))
+    assert len(titles) >= 23, titles  # hourly, over the 24-hour timeline
+    assert all(t.endswith(":00:00") for t in titles), titles
+    shown = {datetime.strptime(t, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC) for t in titles}
+    assert min(shown) > now - timedelta(seconds=1) and past not in shown
