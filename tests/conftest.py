@@ -57,6 +57,25 @@ def build_spec(**fields: Any) -> JobSpec:
     return spec_from_data(json.loads(json.dumps(data, sort_keys=True)))
 
 
+# The fault suite's figures (tests/faults/conftest.py) when pytest-xdist runs the tests
+# in workers (`pytest -n 2`, as CI does): the controlling process collects no tests, so
+# it prints the figures each worker handed back.
+_WORKER_FIGURES: list[str] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    _WORKER_FIGURES.extend(getattr(node, "workeroutput", {}).get("fault_figures", []))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _WORKER_FIGURES:
+        return
+    terminalreporter.section("fault suite figures")
+    for line in _WORKER_FIGURES:
+        terminalreporter.write_line(line)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_parse_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Every cronfile the tests run (in-process or spawned: they inherit the

@@ -178,12 +178,12 @@ def test_a_job_cannot_start_a_daemon_or_apply(repo):
 def test_a_queued_occurrence_starts_as_soon_as_the_run_before_it_ends(repo):
     # The daemon sleeps until its next instant; a run's end wakes it only when that end
     # lets something start (concurrency: queue). The queued run must start right after the
-    # first one ends, not at the job's next instant 10 s later.
+    # first one ends, not at the job's next instant 5 s later.
     out, release = repo / "marks", repo / "release"
     write_job(
         repo,
         "q",
-        'schedule: "*/10 * * * * *"\nconcurrency: queue\n'
+        'schedule: "*/5 * * * * *"\nconcurrency: queue\n'
         f'shell: echo "$CRONFILE_SCHEDULED_FOR $(date +%s.%N)" >> "{out}"; '
         f'while [ ! -e "{release}" ]; do sleep 0.05; done\n',
     )
@@ -198,5 +198,5 @@ def test_a_queued_occurrence_starts_as_soon_as_the_run_before_it_ends(repo):
     assert datetime.fromisoformat(second[0]) == datetime.fromisoformat(queued)  # not a later one
     runs = history(repo, "q")
     assert [h["trigger"] for h in runs[:2]] == ["schedule", "queued"]
-    # It started before the job's next occurrence (queued + 10 s) would have woken the daemon.
-    assert float(second[1]) < datetime.fromisoformat(queued).timestamp() + 10
+    # It started before the job's next occurrence (queued + 5 s) would have woken the daemon.
+    assert float(second[1]) < datetime.fromisoformat(queued).timestamp() + 5

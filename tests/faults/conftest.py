@@ -52,3 +52,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("fault suite figures")
     for line in FIGURES:
         terminalreporter.write_line(line)
+
+
+# Under pytest-xdist (`pytest -n 2`, as CI runs) the figures are made in a worker; each
+# worker hands its own to the controlling process, which prints them (tests/conftest.py).
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["fault_figures"] = list(FIGURES)

@@ -72,11 +72,58 @@ class Result:
     out: str
     err: str
     seconds: float
-    max_rss_kb: int  # the child's own peak resident memory (wait4's rusage)
+    max_rss_kb: int  # the child's own peak resident memory (wait4's rusage; see _LAUNCHER)
 
     @property
     def hung(self) -> bool:
         return self.code is None
+
+
+# A child's peak RSS as wait4 reports it (ru_maxrss) is at least its parent's at the fork:
+# Linux keeps the largest RSS of every memory image the process had, and exec counts
+# the one it replaces, a copy of (or, after vfork, the same as) the parent's. Spawned by
+# pytest, every child would "peak" at least at pytest's own size (127 MB in one run,
+# 351 MB in a pytest-xdist worker that had run other tests first). So the command is
+# forked by this small launcher (python -S, about 10 MB), which reports its pid, waits
+# for it, reports its ru_maxrss and ends the way it ended (same code, same signal).
+_LAUNCHER = """
+import os, signal, sys
+fd, argv = int(sys.argv[1]), sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    os.close(fd)
+    try:
+        os.execv(argv[0], argv)
+    finally:
+        os._exit(127)
+os.write(fd, b"%d\\n" % pid)
+while True:
+    try:
+        _, status, usage = os.wait4(pid, 0)
+        break
+    except InterruptedError:
+        pass
+os.write(fd, b"%d\\n" % usage.ru_maxrss)
+os.close(fd)
+if os.WIFSIGNALED(status):
+    if os.WTERMSIG(status) != signal.SIGKILL:
+        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+os._exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+class _Child:
+    """The command a launcher runs, as ``run``'s ``on_start`` sees it: its own pid (what
+    a test signals) and the launcher's return code (None while it runs)."""
+
+    def __init__(self, launcher: subprocess.Popen[bytes], pid: int) -> None:
+        self._launcher = launcher
+        self.pid = pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._launcher.returncode
 
 
 def run(
@@ -85,39 +132,45 @@ def run(
     timeout: float = 30.0,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
-    on_start: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    on_start: Callable[[Any], None] | None = None,
 ) -> Result:
     """Run ``python -m cronfile ARGS`` and measure it: exit code, output, time and the
-    peak RSS of that child alone (os.wait4, not RUSAGE_CHILDREN's maximum over all)."""
+    peak RSS of that command alone (its launcher's os.wait4, see _LAUNCHER)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cronfile", *args],
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            env=env or child_env(),
-            cwd=cwd,
-            start_new_session=True,
-        )
-        if on_start is not None:
-            on_start(proc)
-        code: int | None = None
-        rss = 0
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                code = os.waitstatus_to_exitcode(status)
-                rss = usage.ru_maxrss
-                proc.returncode = code  # reaped here; keep Popen from waiting again
-                break
-            if time.monotonic() - start > timeout:
-                os.killpg(proc.pid, signal.SIGKILL)
-                _, _, usage = os.wait4(proc.pid, 0)
-                proc.returncode = -9
-                rss = usage.ru_maxrss
-                break
-            time.sleep(0.005)
+        rfd, wfd = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-S", "-c", _LAUNCHER, str(wfd), sys.executable, "-m", "cronfile", *args],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=env or child_env(),
+                cwd=cwd,
+                start_new_session=True,
+                pass_fds=(wfd,),
+            )
+        finally:
+            os.close(wfd)
+        with os.fdopen(rfd, "rb") as report:
+            first = report.readline().strip()
+            if on_start is not None:
+                on_start(_Child(proc, int(first)) if first else proc)
+            code: int | None = None
+            while True:
+                pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    code = os.waitstatus_to_exitcode(status)
+                    proc.returncode = code  # reaped here; keep Popen from waiting again
+                    break
+                if time.monotonic() - start > timeout:
+                    os.killpg(proc.pid, signal.SIGKILL)  # the launcher's session: both
+                    os.wait4(proc.pid, 0)
+                    proc.returncode = -9
+                    break
+                time.sleep(0.005)
+            rest = report.read().split()
+        rss = int(rest[0]) if rest else 0
         seconds = time.monotonic() - start
         out.seek(0)
         err.seek(0)
