@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,13 @@ def make_ctx(tmp_path: Path, spec: JobSpec, **fields: Any) -> RunContext:
     environ = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
     environ.update(fields.pop("environ", {}))
     fields.setdefault("config", Config(agents=PROFILES, default_agent="codex"))
-    fields.setdefault("run_id", "r-0001")
+    # A run id of its own: with cgroup v2 a run's cgroup is named after it, and tests
+    # running at the same time (pytest -n 2) must not share one (one's stop would
+    # SIGTERM the other's processes).
+    fields.setdefault("run_id", f"r-{uuid.uuid4().hex[:12]}")
     fields.setdefault("scheduled_for", T0)
     fields.setdefault("trigger", "schedule")
-    fields.setdefault("log_path", tmp_path / "runs" / spec.name / "r-0001.log")
+    fields.setdefault("log_path", tmp_path / "runs" / spec.name / f"{fields['run_id']}.log")
     return RunContext(spec=spec, root=tmp_path, job=spec.name, environ=environ, **fields)
 
 

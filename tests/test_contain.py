@@ -79,11 +79,12 @@ def test_a_double_fork_with_the_environment_cleared_is_stopped_when_the_run_ends
             f"while [ ! -s {pids} ]; do sleep 0.01; done; echo started"
         ),
     )
-    outcome = execute(make_ctx(tmp_path, spec), now=_now)
+    ctx = make_ctx(tmp_path, spec)
+    outcome = execute(ctx, now=_now)
     assert outcome.status is Status.success
     (daemon,) = pid_file_appears(pids)
     assert not alive(daemon)
-    log = (tmp_path / "runs" / spec.name / "r-0001.log").read_text()
+    log = ctx.log_path.read_text()
     assert "processes the run left running were stopped" in log
 
 
@@ -96,11 +97,12 @@ def test_a_background_process_that_ignores_sigterm_is_killed_after_the_grace(tmp
         shell=f"sh -c 'trap \"\" TERM; echo $$ >> {pids}; while :; do sleep 0.05; done' >/dev/null 2>&1 & "
         f"while [ ! -s {pids} ]; do sleep 0.01; done",
     )
-    outcome = execute(make_ctx(tmp_path, spec), now=_now)
+    ctx = make_ctx(tmp_path, spec)
+    outcome = execute(ctx, now=_now)
     assert outcome.status is Status.success
     (stubborn,) = pid_file_appears(pids)
     assert not alive(stubborn)
-    log = (tmp_path / "runs" / spec.name / "r-0001.log").read_text()
+    log = ctx.log_path.read_text()
     assert "were stopped (SIGKILL)" in log
 
 

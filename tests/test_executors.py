@@ -63,7 +63,7 @@ def test_every_executor_prepares_cwd_env_and_crontab_variables(job, tmp_path):
     env = prepared.env
     assert env["API_TOKEN"] == "tok-12345" and env["MODE"] == "fast" and env["KEEP"] == "1"
     assert env["CRONFILE_JOB"] == "job"
-    assert env["CRONFILE_RUN_ID"] == "r-0001"
+    assert env["CRONFILE_RUN_ID"] == ctx.run_id
     assert env["CRONFILE_SCHEDULED_FOR"] == "2026-03-02T09:00:00+00:00"
     assert env["CRONFILE_TRIGGER"] == "manual"
     assert prepared.masker.mask("x tok-12345") == "x ***"
@@ -104,7 +104,7 @@ def test_every_executor_output_reaches_the_log_with_crontab_variables(job, tmp_p
     assert proc.wait(10) == 0
     assert log.getvalue().decode().splitlines() == [
         "hello ***",
-        "job=job run=r-0001 sched=2026-03-02T09:00:00+00:00 trigger=schedule",
+        f"job=job run={ctx.run_id} sched=2026-03-02T09:00:00+00:00 trigger=schedule",
     ]
 
 

@@ -85,7 +85,7 @@ def test_the_child_sees_the_cronfile_variables(tmp_path):
         shell='echo "$CRONFILE_JOB $CRONFILE_RUN_ID $CRONFILE_SCHEDULED_FOR $CRONFILE_TRIGGER"'
     )
     _, ctx = run(tmp_path, spec)
-    assert log_of(ctx) == b"job r-0001 2026-03-02T09:00:00+00:00 schedule\n"
+    assert log_of(ctx) == f"job {ctx.run_id} 2026-03-02T09:00:00+00:00 schedule\n".encode()
 
 
 def test_a_timeout_kills_the_whole_process_tree(tmp_path):
