@@ -1500,6 +1500,8 @@ def cross_problems(specs: Iterable[JobSpec]) -> list[Problem]:
     names = {s.name for s in specs}
     out = []
     for s in specs:
+        if s._over is None and "context" not in s.data:
+            continue  # no context: no from_job (without deriving a Context per job)
         ref = s.context.from_job
         if ref is not None and (ref not in names or ref == s.name):
             why = "cannot be the job itself" if ref == s.name else f"no job named {ref!r}"

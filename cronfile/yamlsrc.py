@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from operator import sub as _sub
 from typing import Any
 
 import yaml
@@ -477,7 +478,7 @@ class _Fast:
         self.stripped = stripped = [line.lstrip(" ") for line in lines]
         # Each line's indentation (-1 past the end), and for each line the index of the
         # first line at or after it that is not blank or a comment (n: none).
-        self.ind = [len(a) - len(b) for a, b in zip(lines, stripped, strict=True)]
+        self.ind = list(map(_sub, map(len, lines), map(len, stripped)))  # (no bytecode per line)
         self.ind.append(-1)
         nxt = [n] * (n + 1)
         for i in range(n - 1, -1, -1):
@@ -522,16 +523,28 @@ class _Fast:
             key_positions[kpath] = (j + 1, n + 1)
             col = m.end()
             rest = content[col:]
-            if rest and rest[0] in _PLAIN_FIRST:
-                # The common entry, `key: plain text`, without a call of value().
-                cut = rest.find(" #")
-                text = (rest if cut < 0 else rest[:cut]).rstrip(" ")
-                if ": " in text or text[-1] == ":" or ind[nxt[j + 1]] > n:
-                    raise _Bail
-                positions[kpath] = (j + 1, n + col + 1)
-                out[key] = self.plain(text, kpath) if text[0] in _IMPLICIT else text
-                i = j + 1
-                continue
+            if rest:
+                c0 = rest[0]
+                if c0 in _PLAIN_FIRST:
+                    # The common entries, `key: plain text` and `key: "quoted"`, without a
+                    # call of value() (the same steps, inline).
+                    cut = rest.find(" #")
+                    text = (rest if cut < 0 else rest[:cut]).rstrip(" ")
+                    if ": " in text or text[-1] == ":" or ind[nxt[j + 1]] > n:
+                        raise _Bail
+                    positions[kpath] = (j + 1, n + col + 1)
+                    out[key] = self.plain(text, kpath) if text[0] in _IMPLICIT else text
+                    i = j + 1
+                    continue
+                if c0 == '"' or c0 == "'":
+                    close = rest.find(c0, 1)
+                    text = rest[1:close]
+                    if close < 0 or (c0 == '"' and "\\" in text) or not _TAIL.match(rest, close + 1) or ind[nxt[j + 1]] > n:
+                        raise _Bail
+                    positions[kpath] = (j + 1, n + col + 1)
+                    out[key] = text
+                    i = j + 1
+                    continue
             out[key], i = self.value(rest, n + col, j, n, kpath, depth)
 
     def sequence(self, i: int, m: int, fpath: Path, depth: int) -> tuple[list[Any], int]:
