@@ -423,6 +423,7 @@ FAST_MAX = 16 * 1024
 # What the fast path reads at all: printable text that YAML takes as such, without tabs,
 # CR, NEL, the Unicode line separators, NBSP, a BOM, or anything outside the BMP.
 # Compiled on the first file that is not ASCII (its compile is 4 ms of every start).
+_ASCII_TEXT = bytes(range(0x20, 0x7F)) + b"\n"  # the ASCII the fast path reads
 _FAST_TEXT = "[\n\x20-\x7e\xa1-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]*"
 # A key of at most 1024 characters: libyaml and PyYAML refuse a longer implicit key.
 _FAST_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_-]{0,1023}):(?: +|\Z)")
@@ -722,7 +723,13 @@ def _fast(text: str, path: str) -> list[Document] | None:
     """The documents of ``text`` if it is in the fast path's subset (see above), else None."""
     if len(text) > FAST_MAX or not text.endswith("\n"):
         return None
-    if not (text.replace("\n", "").isprintable() if text.isascii() else re.fullmatch(_FAST_TEXT, text)):
+    if text.isascii():
+        # Printable ASCII and newlines only: what is left after deleting those is a
+        # control character (tab, CR, ...). (str.isprintable looked each character up
+        # in the Unicode tables: 3% of the fast path.)
+        if text.encode().translate(None, _ASCII_TEXT):
+            return None
+    elif not re.fullmatch(_FAST_TEXT, text):
         return None
     if "\n---" in text or "\n..." in text or text.startswith(("---", "...", "%")):
         return None
