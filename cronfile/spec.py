@@ -1178,9 +1178,10 @@ def job_from_document(
 
     # Timezone and schedule.
     tz = data.get("timezone", config.timezone)
+    zone = None
     if isinstance(tz, str):
         try:
-            sched.get_zone(tz)
+            zone = sched.get_zone(tz)  # (handed to the schedule's parse: one look-up)
         except sched.ScheduleError as e:
             problems.append(Problem(P, *where("timezone"), "timezone", str(e)))
             tz = None
@@ -1199,7 +1200,7 @@ def job_from_document(
         try:
             s = parsed = sched.parse(
                 expr,
-                tz,
+                zone or tz,
                 anchor=_parse_anchor(anchor) if isinstance(anchor, str) else None,
                 created_at=now,
                 jitter=_seconds(seconds.get("jitter", 0.0)),
@@ -1257,7 +1258,7 @@ def job_from_document(
     if problems and any(p.severity == "error" for p in problems):
         return None, problems
 
-    norm = dict(data)
+    norm = data  # a copy of the document's mapping already (own, or merged with defaults)
     norm["timezone"] = tz
     if kind is Kind.prompt:
         norm["agent"] = agent
