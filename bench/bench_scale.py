@@ -13,7 +13,8 @@ APScheduler 3 loading the same files (PyYAML + add_job) is the peer for load tim
 memory. Medians of R runs; peak RSS from wait4.
 
 Goals (issue 7) at 10,000 jobs: `diff` and re-`apply` under 1.5 s, one edited file
-applied by the daemon within 300 ms, daemon memory under 150 MB.
+applied by the daemon within 300 ms, daemon memory under 150 MB; (issue 17) the cold
+`diff`, with no parse cache, under 1.5 s too.
 """
 
 from __future__ import annotations
@@ -132,7 +133,9 @@ def main() -> None:
                 continue
             cold = {**os.environ, "CRONFILE_NO_CACHE": "1"}
             rows.append(_row("validate (cold: no parse cache)", times("validate", "-q", env=cold), n))
-            rows.append(_row("diff (cold, empty state: all create)", times("diff", "-q", ok=(1,), state=d / "empty", env=cold), n))
+            # Issue 17: the cold `diff` (no parse cache, every file read and checked) is
+            # held to the same 1.5 s as the warm one.
+            rows.append(_row("diff (cold, empty state: all create)", times("diff", "-q", ok=(1,), state=d / "empty", env=cold), n, GOALS["diff"]))
             rows.append(_row("validate", times("validate", "-q"), n))
             rows.append(_row("diff (empty state: all create)", times("diff", "-q", ok=(1,), state=d / "empty"), n, GOALS["diff"]))
             firsts = [run_timed([*base, "apply", "-q", "--state-dir", str(d / f"state-{k}")]) for k in range(reps)]

@@ -248,7 +248,7 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
     from datetime import UTC, datetime
 
     from .load import warnings_for
-    from .reconcile import Action, reconcile
+    from .reconcile import Action, plan_for
     from .render import render_plan
 
     # Warnings are for the jobs this change creates or updates (`validate` lists them
@@ -288,7 +288,7 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
         )
     else:
         state = store.read()
-        _, plan = reconcile(project.specs, state, now, revision=None)
+        plan = plan_for(project.specs, state, now)  # diff: the plan, not the state
         if saved is not None:  # apply --plan --dry-run: would it apply?
             from .planfile import verify
 

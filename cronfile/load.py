@@ -527,6 +527,10 @@ def _assemble(
 
 
 def _pathy(spec: JobSpec) -> bool:
+    if spec._over is None and "context" not in spec.data:
+        # What the properties below give for such a spec, read off its data (three
+        # derivations per job at every load, issue 17).
+        return spec.data.get("workdir", ".") != "."
     return spec.workdir != "." or bool(spec.context.files) or bool(spec.context.script)
 
 

@@ -26,7 +26,7 @@ from .state import JobState, JobStatus, Running, State
 if TYPE_CHECKING:
     from .schedule import Schedule
 
-__all__ = ["Action", "Change", "Plan", "reconcile"]
+__all__ = ["Action", "Change", "Plan", "plan_for", "reconcile"]
 
 CATCHUP_NONE = "catch-up: none"
 _MISSING = object()
@@ -177,6 +177,17 @@ def reconcile(
     A job whose spec is unchanged keeps its JobState object as it is; when nothing changes
     at all the very same State comes back (``revision``/``applied_at`` untouched), so an
     apply that changes nothing writes nothing."""
+    return _reconcile(specs, state, now, revision, plan_only=False)
+
+
+def plan_for(specs: Sequence[JobSpec], state: State, now: datetime) -> Plan:
+    """The plan ``reconcile`` gives, without the state it would write: what `diff`
+    shows. The same Plan, but a new job's JobState (and the schedule signature it
+    keeps) is not built: 10,000 of them were 14% of a cold `diff` (issue 17)."""
+    return _reconcile(specs, state, now, None, plan_only=True)[1]
+
+
+def _reconcile(specs: Sequence[JobSpec], state: State, now: datetime, revision: str | None, *, plan_only: bool) -> tuple[State, Plan]:
     jobs: dict[str, JobState] = {}
     changes: list[Change] = []
     same: list[tuple[JobState, JobSpec]] = []
@@ -190,7 +201,7 @@ def reconcile(
             raise ValueError(f"job {name!r} is declared twice")
         old = applied.get(name)
         if old is None:
-            js, change = _create(spec, now)
+            js, change = _create(spec, now, plan_only)
         elif old.spec_hash == spec.spec_hash and old.schedule_sig == spec.schedule_sig:
             jobs[name] = old
             same.append((old, spec))
@@ -200,7 +211,7 @@ def reconcile(
             if old.pause is not None:
                 # `cronfile pause` holds across applies (cronfile/pause.py).
                 js, change = _keep_pause(old, js, change)
-        jobs[name] = js
+        jobs[name] = js  # type: ignore[assignment]  # None only with plan_only: no State made
         changes.append(change)
 
     for name in sorted(applied.keys() - jobs.keys()):
@@ -227,7 +238,7 @@ def reconcile(
 
     changes.sort(key=lambda c: (_ORDER[c.action], c.name))
     plan = Plan(changes, same=same)
-    if not plan.has_changes:
+    if not plan.has_changes or plan_only:
         return state, plan
     new_state = state.with_(
         jobs=jobs,
@@ -265,7 +276,7 @@ def _never_fires_note(schedule: Schedule, now: datetime) -> str:
     return "never fires: the schedule has no time after now"
 
 
-def _create(spec: JobSpec, now: datetime) -> tuple[JobState, Change]:
+def _create(spec: JobSpec, now: datetime, plan_only: bool = False) -> tuple[JobState | None, Change]:
     schedule = spec.build_schedule(created_at=now)
     notes: list[str] = []
     status = JobStatus.scheduled
@@ -282,7 +293,7 @@ def _create(spec: JobSpec, now: datetime) -> tuple[JobState, Change]:
             # reported as never firing (and kept, completed, so status shows it).
             status = JobStatus.completed
             notes.append(_never_fires_note(schedule, now))
-    js = JobState(
+    js = None if plan_only else JobState(
         spec=spec.data,  # shared, never mutated: one copy per job in memory
         spec_hash=spec.spec_hash,
         schedule_sig=spec.schedule_sig,

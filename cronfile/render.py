@@ -63,7 +63,10 @@ def local_time(dt: datetime | None, tz: str | None, *, seconds: bool | None = No
     """``2026-03-29 09:00 CEST``; seconds only when the instant has them."""
     if dt is None:
         return "none"
-    local = dt.astimezone(_zone(tz))
+    zone = _ZONES.get(tz)
+    if zone is None:
+        zone = _ZONES[tz] = _zone(tz)
+    local = dt.astimezone(zone)
     if seconds is None:
         seconds = bool(local.second or local.microsecond)
     fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
@@ -146,8 +149,9 @@ def _what(data: Mapping[str, Any]) -> str:
     for key in ("prompt", "shell"):
         if isinstance(data.get(key), str):
             text = data[key].strip()
-            first = text.splitlines()[0] if text else ""
-            more = len(text.splitlines()) - 1
+            split = text.splitlines()
+            first = split[0] if text else ""
+            more = len(split) - 1
             if len(first) > 60:
                 first = first[:57] + "..."
             suffix = f" (+{more} more line{'s' if more != 1 else ''})" if more > 0 else ""

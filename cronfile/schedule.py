@@ -212,8 +212,11 @@ class _Offsets:
         table = self._table
         if table is None or lo < table.lo or hi > table.hi:
             table = self._cover(lo, hi)
-        i, j = bisect_right(table.trans, lo), bisect_right(table.trans, hi)
-        trans, after = table.trans, table.after
+        trans = table.trans
+        i, j = bisect_right(trans, lo), bisect_right(trans, hi)
+        if i == j:
+            return []  # (the common answer: no change in two days)
+        after = table.after
         return [(trans[k], after[k - 1] if k else table.base, after[k]) for k in range(i, j)]
 
 

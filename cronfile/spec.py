@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache, lru_cache
 from importlib import resources
+from json.encoder import c_make_encoder  # type: ignore[attr-defined]  # None without _json
 from json.encoder import encode_basestring as _encode_str  # what ensure_ascii=False writes
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -781,6 +782,24 @@ def _hash(data: Any) -> str:
     return _digest(_CANONICAL.encode(data))
 
 
+# _CANONICAL's C encoder, made once and without sort_keys: for a value whose mappings
+# hold their keys in order already (job_from_document's copy), the same text without
+# the set-up JSONEncoder.encode does per call or a second sort (issue 17). No markers:
+# such a value comes from a YAML document, which cannot hold a cycle (yamlsrc refuses).
+_SORTED_ENCODER = (
+    c_make_encoder(None, _CANONICAL.default, _encode_str, None, ":", ",", False, False, True)
+    if c_make_encoder is not None
+    else None
+)
+
+
+def _sorted_text(value: Any) -> str:
+    """``_CANONICAL.encode(value)`` for a value whose mappings are key-sorted already."""
+    if _SORTED_ENCODER is None:
+        return _CANONICAL.encode(value)
+    return "".join(_SORTED_ENCODER(value, 0))
+
+
 def _digest(blob: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -1159,9 +1178,10 @@ def job_from_document(
 
     # Timezone and schedule.
     tz = data.get("timezone", config.timezone)
+    zone = None
     if isinstance(tz, str):
         try:
-            sched.get_zone(tz)
+            zone = sched.get_zone(tz)  # (handed to the schedule's parse: one look-up)
         except sched.ScheduleError as e:
             problems.append(Problem(P, *where("timezone"), "timezone", str(e)))
             tz = None
@@ -1180,10 +1200,10 @@ def job_from_document(
         try:
             s = parsed = sched.parse(
                 expr,
-                tz,
+                zone or tz,
                 anchor=_parse_anchor(anchor) if isinstance(anchor, str) else None,
                 created_at=now,
-                jitter=timedelta(seconds=seconds.get("jitter", 0.0)),
+                jitter=_seconds(seconds.get("jitter", 0.0)),
                 jitter_key=str(data.get("name")),
             )
             if anchor and s.kind != "interval":
@@ -1238,25 +1258,25 @@ def job_from_document(
     if problems and any(p.severity == "error" for p in problems):
         return None, problems
 
-    norm = dict(data)
+    norm = data  # a copy of the document's mapping already (own, or merged with defaults)
     norm["timezone"] = tz
     if kind is Kind.prompt:
         norm["agent"] = agent
     else:
         norm.pop("permissions", None)  # a default for agent jobs; nothing to a shell job
-    # Sorted keys and plain JSON values; the same text is what spec_hash digests.
-    blob = _CANONICAL.encode(norm)
-    # The data as json.loads(blob) gives it (keys sorted at every level), copied here
-    # without decoding the text again (issue 17: the round trip was 8% of a cold read).
-    # Keys and short values interned: 30,000 jobs repeat the same few dozen of them
-    # (field names, kinds, zones), and a pickle of the parse cache then keeps one copy.
+    # The data as json.loads(canonical JSON) gives it (keys sorted at every level),
+    # copied without encoding and decoding (issue 17: the round trip was 8% of a cold
+    # read). Keys and short values interned: 30,000 jobs repeat the same few dozen of
+    # them (field names, kinds, zones), and a pickle of the parse cache then keeps one copy.
     norm = {
         _intern(k): (_intern(v) if len(v) <= 40 else v) if type(v) is str else v if type(v) in _SCALARS else _sorted_copy(v)
         for k, v in sorted(norm.items())
     }
+    # Its canonical JSON (what spec_hash digests), written without sorting it again.
+    blob = _sorted_text(norm)
     spec = spec_from_data(norm, source=P, line=doc.line, positions=marshal.dumps(doc.positions), _kind=kind)
     try:
-        spec._memo["spec_hash"] = _digest(blob)
+        object.__setattr__(spec, "_hash", _intern(_digest(blob)))
     except UnicodeEncodeError:
         pass  # a lone surrogate: left to spec_hash, which says so where it is asked
     if parsed is not None:
@@ -1445,7 +1465,23 @@ def spec_from_data(
     # ones this function applied eagerly before): passing them would make the
     # constructor derive each one again only to compare (5 µs a job, issue 17).
     assert (_kind if _kind is not None else executor_kinds.job_kind(data)) is not None, "validated data names its kind"
-    return JobSpec(name=data["name"], data=data, source=source, line=line, positions=positions)
+    # What JobSpec(name=, data=, source=, line=, positions=) makes, without the
+    # constructor's walk over its 28 other keywords, none of them given here (issue 17).
+    spec = _new_spec(JobSpec)
+    sa = object.__setattr__
+    sa(spec, "name", data["name"])
+    sa(spec, "data", data)
+    sa(spec, "source", source)
+    sa(spec, "line", line)
+    sa(spec, "positions", _layout(positions))
+    sa(spec, "_hash", None)
+    sa(spec, "_sig", None)
+    sa(spec, "_over", None)
+    sa(spec, "_schedule", None)
+    return spec
+
+
+_new_spec = object.__new__
 
 
 _NO_CONTEXT = Context()  # immutable: one for every job without `context`
@@ -1465,6 +1501,8 @@ def cross_problems(specs: Iterable[JobSpec]) -> list[Problem]:
     names = {s.name for s in specs}
     out = []
     for s in specs:
+        if s._over is None and "context" not in s.data:
+            continue  # no context: no from_job (without deriving a Context per job)
         ref = s.context.from_job
         if ref is not None and (ref not in names or ref == s.name):
             why = "cannot be the job itself" if ref == s.name else f"no job named {ref!r}"

@@ -248,3 +248,20 @@ def test_a_question_mark_in_a_flow_scalar_reads_as_the_installed_parser_reads_it
     for text in ("a: [a?b]\n", "a: {k: a?b}\n"):
         assert yamlsrc._fast(text, "t.yaml") is None
         assert _flat(yamlsrc.load_documents(text, "t.yaml")) == _flat(_builder(text))
+
+
+def test_every_ascii_control_character_sends_a_file_off_the_fast_path() -> None:
+    """The fast path reads printable ASCII and newlines (checked on the file's bytes):
+    any other ASCII character (tab, CR, DEL, NUL, ...) anywhere, in a value, a comment
+    or a key, leaves the file to the YAML parser (which words the error); a printable one
+    is read as the builder reads it."""
+    for code in range(128):
+        c = chr(code)
+        for text in (f"a: x{c}y\n", f"a: x # {c}\n", f"a{c}: x\n", f"a: 'x{c}'\n"):
+            if c == "\n":
+                continue
+            if c.isprintable():
+                _same(text)  # taken or not, never read differently
+            else:
+                assert yamlsrc._fast(text, "t.yaml") is None, repr(text)
+    assert yamlsrc._fast("a: x y\n# ok ~ {}\n", "t.yaml") is not None

@@ -229,3 +229,37 @@ def test_a_daemon_reading_the_repo_again_serves_its_newest_project_and_lets_the_
     del p0, c1, c2
     gc.collect()
     assert gone() is None
+
+
+def test_the_builder_makes_the_spec_the_constructor_makes(tmp_path: Path) -> None:
+    """spec_from_data sets a JobSpec's slots without the constructor's keyword walk: the
+    spec is the one JobSpec(name=, data=, source=, line=, positions=) makes, slot for
+    slot, through equality, repr, pickle and positions."""
+    s = _spec(tmp_path)
+    built = JobSpec(name=s.name, data=s.data, source=s.source, line=s.line, positions=s.positions)
+    fast = spec_from_data(s.data, source=s.source, line=s.line, positions=s.positions)
+    for slot in JobSpec.__slots__:
+        assert getattr(fast, slot) == getattr(built, slot), slot
+    assert fast._over is None and fast.positions is built.positions  # one object per layout
+    assert fast == built and repr(fast) == repr(built)
+    back = pickle.loads(pickle.dumps(fast))
+    assert back == built and back.where("labels", "team") == built.where("labels", "team") == (18, 16)
+    assert fast.spec_hash == built.spec_hash == s.spec_hash and fast.schedule_sig == s.schedule_sig
+
+
+def test_a_context_or_workdir_given_to_the_constructor_is_checked_like_one_in_data(tmp_path: Path) -> None:
+    """The load's checks read a spec's data when nothing overrides it; a value given to
+    the constructor (an API caller's) is still what they check."""
+    from cronfile.load import _pathy
+    from cronfile.spec import Context, cross_problems
+
+    data = {"name": "a", "schedule": "@daily", "shell": "echo a"}
+    plain = spec_from_data(data)
+    assert not _pathy(plain) and cross_problems([plain]) == []
+    given = JobSpec(name="a", data=data, context=Context(from_job="nowhere"))
+    assert [p.message for p in cross_problems([given])] == ["no job named 'nowhere'"]
+    assert _pathy(given) is False and _pathy(JobSpec(name="a", data=data, workdir="sub")) is True
+    assert _pathy(JobSpec(name="a", data=data, context=Context(files=("x.md",)))) is True
+    in_data = spec_from_data({**data, "context": {"from_job": "nowhere", "files": ["x.md"]}})
+    assert [p.message for p in cross_problems([in_data])] == ["no job named 'nowhere'"] and _pathy(in_data)
+    assert _pathy(spec_from_data({**data, "workdir": "sub"})) and not _pathy(spec_from_data({**data, "workdir": "."}))
