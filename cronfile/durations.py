@@ -58,20 +58,38 @@ def parse_duration(value: str | int | float) -> timedelta:
     if isinstance(value, int):
         if value < 0:
             raise _not_a_duration(value)
-        return timedelta(seconds=value)
+        try:
+            return timedelta(seconds=value)
+        except OverflowError:
+            raise _too_long(value) from None
     if isinstance(value, float):
         if not math.isfinite(value) or value < 0:
             raise _not_a_duration(value)
-        return timedelta(seconds=value)
+        try:
+            return timedelta(seconds=value)
+        except OverflowError:
+            raise _too_long(value) from None
     if not isinstance(value, str):
         raise _not_a_duration(value)
     return _parse_text(value)
+
+
+def _too_long(value: object) -> ValueError:
+    text = value if isinstance(value, str) else str(value)
+    return ValueError(f'"{text}" is too long a duration (at most {timedelta.max.days} days)')
 
 
 @lru_cache(maxsize=1024)
 def _parse_text(value: str) -> timedelta:
     """parse_duration of a string (a few spellings recur across thousands of jobs: `1h`,
     `30m`; a timedelta is immutable, so one can be shared)."""
+    try:
+        return _text_to_delta(value)
+    except OverflowError:
+        raise _too_long(value) from None
+
+
+def _text_to_delta(value: str) -> timedelta:
     bare = _BARE_NUMBER.fullmatch(value)
     if bare:
         return timedelta(seconds=float(bare.group(1)))

@@ -1055,7 +1055,7 @@ def config_from_document(doc: Document | None) -> tuple[Config, list[Problem]]:
             )
         for key in DURATION_FIELDS:
             value = defaults.get(key)
-            if isinstance(value, str | int) and not isinstance(value, bool):
+            if isinstance(value, str | int | float) and not isinstance(value, bool):
                 try:
                     parse_duration(value)
                 except ValueError as e:
@@ -1167,7 +1167,7 @@ def job_from_document(
     # Durations.
     seconds: dict[str, float] = {}
     for key in DURATION_FIELDS:
-        if key in data and isinstance(data[key], (str, int)) and not isinstance(data[key], bool):  # noqa: UP038 - no UnionType per job
+        if key in data and isinstance(data[key], (str, int, float)) and not isinstance(data[key], bool):  # noqa: UP038 - no UnionType per job
             try:
                 seconds[key] = parse_duration(data[key]).total_seconds()
             except ValueError as e:

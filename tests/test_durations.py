@@ -155,3 +155,27 @@ HUMANIZED = [
 )
 def test_it_humanizes_a_delta_for_the_cli(td: timedelta, expected: str) -> None:
     assert humanize_delta(td) == expected
+
+
+@pytest.mark.parametrize("value", ["99999999999d", "1e300", 10**30, 1e300])
+def test_a_duration_too_long_for_a_timedelta_is_a_clear_error_not_an_overflow(value: object) -> None:
+    with pytest.raises(ValueError, match="too long a duration|is not a duration"):
+        parse_duration(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["99999999999d", "1e300", "1.0e+300"])
+def test_a_job_or_default_with_a_huge_timeout_is_a_problem_at_its_line(tmp_path, text: str) -> None:
+    """Was: `cronfile validate` stopped with "internal error: OverflowError" (exit 3), or
+    took `timeout: 1e300` (a YAML 1.2 float the schema counts as an integer) as valid
+    and failed later, when the job ran."""
+    from cli_helpers import cronfile
+
+    (tmp_path / "jobs.d").mkdir()
+    (tmp_path / "jobs.d" / "a.yaml").write_text(f'schedule: "@daily"\ntimeout: {text}\nshell: "true"\n')
+    r = cronfile("-C", str(tmp_path), "validate")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "jobs.d/a.yaml:2:10: timeout:" in r.stdout + r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "jobs.d" / "a.yaml").write_text('schedule: "@daily"\nshell: "true"\n')
+    (tmp_path / "cronfile.yaml").write_text(f"defaults:\n  timeout: {text}\n")
+    r = cronfile("-C", str(tmp_path), "validate")
+    assert r.returncode == 2 and "cronfile.yaml:2:12: defaults.timeout:" in r.stdout + r.stderr, r.stdout + r.stderr
