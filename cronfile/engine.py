@@ -512,16 +512,16 @@ class Engine:
         from .executors.contain import recover_run
         from .executors.process import kill_group
 
-        def stop(pgid: int | None) -> None:
+        def stop(pgid: int | None, engine: str) -> None:
             if pgid is not None:
                 kill_group(pgid, 10.0)
-            recover_run(run_id)  # its cgroup, if runs get one here
+            recover_run(run_id, engine=engine)  # its cgroup, if runs get one here
 
         for js in state.jobs.values():
             for r in js.running:
                 if r.run_id == run_id:
                     pgid = r.pid if r.pid and group_runs(r.pid, run_id) else None
-                    t = threading.Thread(target=stop, args=(pgid,), daemon=True)
+                    t = threading.Thread(target=stop, args=(pgid, r.engine), daemon=True)
                     self._killers[run_id] = t
                     t.start()
 
@@ -670,6 +670,7 @@ class Engine:
             output_limit=self.config.output_limit,
             stream=stream,
             budget_used=self._budget_used(claim.job, spec),
+            engine=self.engine_id,
         )
         report_base: dict[str, Any] = dict(job=claim.job, run_id=claim.run_id, trigger=claim.trigger, scheduled_for=claim.scheduled_for, log_path=str(log_path), host=self.host, description=spec.description)
         spawned_at: list[datetime] = []

@@ -101,7 +101,7 @@ def reap(
         # recovery that wrote the line and died before it could stop them left
         # them running for ever (found by tests/faults).
         pgid = run_group(r.pid, r.run_id)
-        boxed = terminate_run_box(r.run_id)
+        boxed = terminate_run_box(r.run_id, r.engine)
         # Every dead run: its cgroup, empty or not, is removed after the transaction.
         stops.append((job, r, pgid))
         if pgid is not None:
@@ -154,7 +154,7 @@ def stop_leftovers(stops: tuple[tuple[str, Running, int | None], ...] | list[tup
                 kill_group(pgid, grace=10.0)
         except ValueError:
             pass  # our own group, or 0/1: never signal those
-        recover_run(r.run_id)
+        recover_run(r.run_id, engine=r.engine)
 
 
 def _parse_time(text: Any) -> datetime | None:

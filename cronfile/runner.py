@@ -214,7 +214,7 @@ def execute(
     result: _Attempt | None = None
     # Every process of the run, context script included, goes into one box, emptied
     # after each attempt and closed at the end: nothing the run started outlives it.
-    box = containment().box(ctx.run_id)
+    box = containment().box(ctx.run_id, ctx.engine)
     try:
         result = _execute(ctx, tally, box, now, on_spawn, cancel, sleep, start)
     finally:

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -228,7 +229,8 @@ def test_a_crashed_daemons_runs_are_stopped_by_the_next_one(tmp_path, daemon_env
     # And its cgroup is gone with it.
     base = contain._detect(daemon_env).cgroup_base
     crashed = [r for r in history(tmp_path, "bg") if r["status"] == "interrupted"]
-    assert crashed and all(not (base / f"cronfile-run.{r['run_id']}").exists() for r in crashed)
+    # (Named cronfile-run.<engine id>.<run id>: any engine's.)
+    assert crashed and not [p for r in crashed for p in base.glob(f"cronfile-run.*{r['run_id']}")]
 
 
 def test_replace_starts_the_new_run_only_after_the_old_runs_processes_are_gone(tmp_path):
@@ -347,7 +349,8 @@ def test_a_box_swept_between_its_mover_and_the_spawn_still_holds_the_run(tmp_pat
     box = mechanism.box("swept-at-the-fork")
     move = box.mover()
     assert move is not None
-    box.path.rmdir()  # the sweep, at the worst moment
+    with suppress(FileNotFoundError):  # (another worker's daemon may sweep it first)
+        box.path.rmdir()  # the sweep, at the worst moment
     child = subprocess.Popen(["sleep", "300"], preexec_fn=move)
     try:
         assert child.pid in box.pids()
@@ -356,3 +359,84 @@ def test_a_box_swept_between_its_mover_and_the_spawn_still_holds_the_run(tmp_pat
         child.wait()
     box.close()
     assert not box.path.exists()
+
+
+@pytest.mark.parametrize("mechanism", ["cgroup2"], indirect=True)  # run cgroups only
+def test_two_engines_runs_of_one_id_have_cgroups_of_their_own(tmp_path, mechanism):
+    """Run ids are unique within one state, not across the daemons of one host: two
+    daemons' runs of the same second can draw the same 4 hex digits. Named by the run id
+    alone, both runs shared one cgroup, and the first to end stopped the other's
+    processes (seen as a context script "failed (exit code -15)" when two pytest workers
+    ran runs with the same id). The claiming engine's id is in the name."""
+    import subprocess
+
+    rid = "20260302T100000-0a7e"
+    a, b = mechanism.box(rid, "engine-a"), mechanism.box(rid, "engine-b")
+    assert a.path != b.path and a.path.name == f"cronfile-run.engine-a.{rid}"
+    children = []
+    try:
+        for box in (a, b):
+            child = subprocess.Popen(["sleep", "300"], preexec_fn=box.mover())
+            box.started(child.pid)
+            children.append(child)
+        assert a.pids() == [children[0].pid] and b.pids() == [children[1].pid]
+        b.stop(1.0)  # engine b's run ends: its own process only
+        b.close()
+        children[1].wait(10)
+        assert children[0].poll() is None and a.pids() == [children[0].pid]
+        # A recovering engine finds the dead engine's run by the engine id in its claim,
+        # and stops nothing of another engine's run of the same id.
+        assert contain.recover_run(rid, 1.0, engine="engine-b") is False
+        assert children[0].poll() is None
+        assert contain.recover_run(rid, 1.0, engine="engine-a") is True
+        children[0].wait(10)
+        assert not a.path.exists()
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+        a.close()
+
+
+@pytest.mark.parametrize("mechanism", ["cgroup2"], indirect=True)  # run cgroups only
+def test_a_run_cgroup_from_before_engine_ids_in_the_name_is_still_recovered(tmp_path, mechanism):
+    import subprocess
+
+    rid = "20260302T100000-0b0e"
+    old = mechanism.box(rid)  # cronfile-run.<run id>, as an older cronfile named it
+    assert old.path.name == f"cronfile-run.{rid}"
+    child = subprocess.Popen(["sleep", "300"], preexec_fn=old.mover())
+    try:
+        old.started(child.pid)
+        assert contain.terminate_run_box(rid, "engine-old") is True  # SIGTERM to it
+        child.wait(10)
+        assert contain.recover_run(rid, 1.0, engine="engine-old") is False  # nothing left
+        assert not old.path.exists()
+    finally:
+        child.kill()
+        child.wait()
+        old.close()
+
+
+@pytest.mark.parametrize("mechanism", ["cgroup2"], indirect=True)  # run cgroups only
+def test_the_sweep_leaves_the_probe_cgroup_of_a_live_process(tmp_path, mechanism):
+    """Every engine's start sweeps; the cgroup another process is testing cgroup2 with
+    (_cgroup_base: mkdir, then move a child in) must not go between the two, or that
+    process falls back to subreaper (or fails, when cgroup2 is required)."""
+    import subprocess
+
+    base = mechanism.cgroup_base
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    live_probe = base / f"cronfile-probe.{os.getpid()}-abc123"
+    dead_probe = base / f"cronfile-probe.{gone.pid}-abc123"
+    for p in (live_probe, dead_probe):
+        p.mkdir(exist_ok=True)
+    try:
+        contain.sweep_empty()
+        assert live_probe.exists()
+        assert not dead_probe.exists() or contain._probe_in_use(dead_probe.name)  # (its pid reused)
+    finally:
+        for p in (live_probe, dead_probe):
+            with suppress(FileNotFoundError):
+                p.rmdir()

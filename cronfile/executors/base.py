@@ -54,6 +54,7 @@ class RunContext:
     budget_used: Usage | None = None  # the job's usage over the last 24 hours, if it has a budget
     box: Any = None  # executors.contain.Box: where every process of the run goes
     deadline: float | None = None  # time.monotonic() by which the first attempt must end
+    engine: str = ""  # the claiming engine's id: with the run id, names the run's cgroup
 
 
 @dataclass(frozen=True)

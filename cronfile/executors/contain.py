@@ -64,7 +64,16 @@ ENV = "CRONFILE_CONTAINMENT"
 MECHANISMS = ("cgroup2", "subreaper", "process-group")
 _PREFIX = "cronfile-run."  # cgroup names: cronfile-run.<run id>
 _MOVE_TRIES = 5  # a child re-making its run cgroup swept by another engine
-_PROBE = "cronfile-probe."
+_PROBE = "cronfile-probe."  # cronfile-probe.<pid>-<hex>: _cgroup_base's test cgroup
+
+
+def _box_name(run_id: str, engine: str = "") -> str:
+    """A run's cgroup: cronfile-run.<engine id>.<run id>. Cgroups are host-wide, and a run
+    id is unique within one state only: two daemons of one host (two repos) can draw the
+    same id for runs of the same second (history.new_run_id's 4 hex digits), and one
+    run's end would stop the other's processes. The engine id tells them apart; the
+    recovering engine reads it from the dead run's claim (state.Running.engine)."""
+    return f"{_PREFIX}{engine}.{run_id}" if engine else f"{_PREFIX}{run_id}"
 _PR_SET_CHILD_SUBREAPER = 36
 _TRACK_EVERY = 0.05  # seconds between two walks of /proc (subreaper)
 
@@ -81,10 +90,11 @@ class Containment:
     detail: str
     cgroup_base: Path | None = None  # cgroup2: where the runs' cgroups are made
 
-    def box(self, run_id: str) -> Box:
+    def box(self, run_id: str, engine: str = "") -> Box:
+        """``engine``: the claiming engine's id, part of the cgroup's name (_box_name)."""
         if self.mechanism == "cgroup2" and self.cgroup_base is not None:
             try:
-                return _CgroupBox(run_id, self.cgroup_base)
+                return _CgroupBox(run_id, self.cgroup_base, engine)
             except OSError as e:
                 # (cgroup.max.descendants reached, the tree changed under us): the run
                 # still runs, and its log says what it lacks.
@@ -364,9 +374,9 @@ class _CgroupBox(Box):
     mechanism = "cgroup2"
     holds = True
 
-    def __init__(self, run_id: str, base: Path) -> None:
+    def __init__(self, run_id: str, base: Path, engine: str = "") -> None:
         super().__init__(run_id)
-        self.path = base / f"{_PREFIX}{run_id}"
+        self.path = base / _box_name(run_id, engine)
         self._events = f"{self.path}/cgroup.events"
         try:
             self.path.mkdir()
@@ -637,20 +647,27 @@ _tracker = _Tracker()
 # -- recovery and the recursion guard ------------------------------------------------------
 
 
-def recover_run(run_id: str, grace: float = 10.0) -> bool:
-    """A dead engine's run: stop whatever is left in its cgroup (if runs get one here)
-    and remove it. True if anything was left."""
+def _run_box_names(run_id: str, engine: str) -> tuple[str, ...]:
+    """Where a run's cgroup may be: under its engine's name, or (made by a cronfile from
+    before engine ids were in the name) under its run id alone."""
+    return (_box_name(run_id, engine), _box_name(run_id)) if engine else (_box_name(run_id),)
+
+
+def recover_run(run_id: str, grace: float = 10.0, *, engine: str = "") -> bool:
+    """A dead engine's run (``engine``: the id in its claim): stop whatever is left in
+    its cgroup (if runs get one here) and remove it. True if anything was left."""
     c = containment()
     if c.mechanism != "cgroup2" or c.cgroup_base is None:
         return False
-    path = c.cgroup_base / f"{_PREFIX}{run_id}"
-    if not path.is_dir():
-        return False
-    box = _CgroupBox(run_id, c.cgroup_base)
-    had = box.alive()
-    if had:
-        box.stop(grace)
-    box.close()
+    had = False
+    for name in _run_box_names(run_id, engine):
+        if not (c.cgroup_base / name).is_dir():
+            continue
+        box = _CgroupBox(run_id, c.cgroup_base, engine if name != _box_name(run_id) else "")
+        if box.alive():
+            had = True
+            box.stop(grace)
+        box.close()
     return had
 
 
@@ -668,6 +685,10 @@ def sweep_empty() -> int:
     except OSError:
         return 0
     for name in names:
+        if name.startswith(_PROBE) and _probe_in_use(name):
+            # Another process is testing cgroup2 with it right now (_cgroup_base): removed
+            # between its mkdir and its write, that process fell back to subreaper.
+            continue
         if name.startswith((_PREFIX, _PROBE)):
             try:
                 os.rmdir(c.cgroup_base / name)
@@ -677,18 +698,30 @@ def sweep_empty() -> int:
     return removed
 
 
-def terminate_run_box(run_id: str) -> bool:
+def _probe_in_use(name: str) -> bool:
+    """Whether the process that made probe cgroup ``name`` (cronfile-probe.<pid>-<hex>)
+    still lives."""
+    try:
+        pid = int(name[len(_PROBE) :].split("-", 1)[0])
+    except ValueError:
+        return False
+    return pid > 0 and live(stat(pid))
+
+
+def terminate_run_box(run_id: str, engine: str = "") -> bool:
     """Whether a dead engine's run still has processes in its cgroup (if runs get one
     here); SIGTERM to them if so. The wait and the SIGKILL come later (recover_run):
     this runs under state.lock."""
     c = containment()
     if c.cgroup_base is None:
         return False
-    try:
-        text = (c.cgroup_base / f"{_PREFIX}{run_id}" / "cgroup.procs").read_text()
-        pids = [int(p) for p in text.split()]
-    except (OSError, ValueError):
-        return False
+    pids: list[int] = []
+    for name in _run_box_names(run_id, engine):
+        try:
+            text = (c.cgroup_base / name / "cgroup.procs").read_text()
+            pids += [int(p) for p in text.split()]
+        except (OSError, ValueError):
+            pass
     for pid in pids:
         _signal(pid, signal.SIGTERM)
         _signal(pid, signal.SIGCONT)
