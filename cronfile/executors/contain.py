@@ -368,12 +368,17 @@ class _CgroupBox(Box):
         super().__init__(run_id)
         self.path = base / f"{_PREFIX}{run_id}"
         self._events = f"{self.path}/cgroup.events"
+        # Seen empty since the last process was put in: a cgroup nothing is moved into
+        # stays empty (its members' forks are born inside it), so close() need not
+        # look again after stop() found it so (a read of cgroup.events a run).
+        self._empty = False
         try:
             self.path.mkdir()
         except FileExistsError:
             pass  # left by an engine that died: the same run's
 
     def mover(self) -> Callable[[], None] | None:
+        self._empty = False
         path = str(self.path)
         procs = str(self.path / "cgroup.procs")
 
@@ -404,6 +409,7 @@ class _CgroupBox(Box):
         return move
 
     def started(self, pid: int, *, held: bool = False) -> None:
+        self._empty = False
         for attempt in range(_MOVE_TRIES):
             try:
                 _move_tree(self.path, pid, descendants=not held)
@@ -436,6 +442,7 @@ class _CgroupBox(Box):
         except OSError:
             return False
         if b"populated 0" in text.split(b"\n"):
+            self._empty = True
             return False
         return bool(self.pids())
 
@@ -450,7 +457,8 @@ class _CgroupBox(Box):
         super().kill()
 
     def close(self) -> None:
-        super().close()
+        if not self._empty:
+            super().close()
         _rmdir(self.path, 2.0)
 
 

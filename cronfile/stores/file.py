@@ -542,6 +542,11 @@ class FileStore:
         or a script elsewhere can open it), or None when the run wrote none (``empty``:
         a log that stayed empty was never made, and its path is returned all the same).
         ``engine`` changes nothing: every engine of a state dir runs on its host."""
+        real = self._real_dirs.get(job)
+        if real is not None and empty and limit is None:
+            # Its path whether or not the file was made: nothing to look at (the common
+            # case, a run's end: the job's folder known, no stat, no Path).
+            return os.path.join(real, f"{_check_component('run id', run_id)}.log")
         path = self._log(job, run_id)
         if not path.exists():
             if not empty:
@@ -552,7 +557,6 @@ class FileStore:
                     os.truncate(path, limit)
         # The job's folder resolved once (a realpath walk of every component at every
         # run's end cost more than the rest of this); the log in it is our own file.
-        real = self._real_dirs.get(job)
         if real is None:
             real = self._real_dirs[job] = os.path.realpath(path.parent)
         return os.path.join(real, path.name)
