@@ -270,6 +270,7 @@ class FileStore:
         self.daemon_pid_path = self.state_dir / "daemon.pid"
         self.runs_dir = self.state_dir / "runs"
         self._real_dirs: dict[str, str] = {}  # job -> its runs folder, symlinks resolved (keep_log)
+        self._log_dirs: dict[str, Path] = {}  # job -> its runs folder, made (log_file)
         self.engines_dir = self.state_dir / "engines"
         self.audit_path = self.state_dir / "audit.jsonl"
         self.gitignore_path = self.state_dir / ".gitignore"
@@ -530,7 +531,13 @@ class FileStore:
     def log_file(self, job: str, run_id: str) -> Path:
         """``runs/<job>/<run_id>.log``; the job's directory exists on return. The runner
         creates the file 0600 (docs/design.md 1.1)."""
-        return self.job_dir(job, create=True) / f"{_check_component('run id', run_id)}.log"
+        # The folder made once per job in this process, not looked at again at every run
+        # (a stat and a few Paths a run). Removed since, the runner makes it again
+        # (runlog.open_log), with the same mode.
+        d = self._log_dirs.get(job)
+        if d is None:
+            d = self._log_dirs[job] = self.job_dir(job, create=True)
+        return d / f"{_check_component('run id', run_id)}.log"
 
     def _log(self, job: str, run_id: str) -> Path:
         return self.job_dir(job) / f"{_check_component('run id', run_id)}.log"
