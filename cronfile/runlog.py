@@ -132,9 +132,12 @@ def open_log(path: Path, *, now: bool = False) -> LazyLog:
     itself made at the first byte (``now``: at once). OSError if the folder cannot be
     made or written."""
     parent = path.parent
-    parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # (One access() when the folder is there, as it is for every run but a job's first:
+    # a mkdir that fails EEXIST and the stat after it cost more.)
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(parent))
+        parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(parent))
     log = LazyLog(path)
     if now:
         log.make()

@@ -74,7 +74,13 @@ class Volley:
         self._record_pids = record_pids
         self._txn_seconds = txn_seconds
         self._done = done
-        self._cv = threading.Condition()
+        # Two conditions on one lock: the volley's thread waits on ``_cv`` (members
+        # arriving, pids reported), the members on ``_go`` (the release, a cancel). One
+        # condition for both woke every waiting member at each arrival: 200 members made
+        # 20,000 wake-ups an instant, 0.4 ms of CPU a run (issue 17 round 5).
+        lock = threading.Lock()
+        self._cv = threading.Condition(lock)
+        self._go = threading.Condition(lock)
         self._park = park  # how many more runs may start parked
         self._expected = 0  # members with a thread
         self._here: set[str] = set()  # run ids of the members waiting here
@@ -104,7 +110,7 @@ class Volley:
     def poke(self) -> None:
         """A cancel event was set: the members waiting here look at theirs."""
         with self._cv:
-            self._cv.notify_all()
+            self._go.notify_all()
         self._wake.set()
 
     # -- what the members call -----------------------------------------------------------
@@ -130,9 +136,10 @@ class Volley:
                         self._parked.pop(run_id, None)
                         self._here.discard(run_id)
                         self._gone += 1
+                        self._cv.notify_all()
                         self._wake.set()
                         return False
-                    self._cv.wait()
+                    self._go.wait()
         if late and proc is not None:
             proc.release()
         return True
@@ -186,7 +193,7 @@ class Volley:
             with self._cv:
                 self.released = True
                 procs = [proc for _, proc in self._parked.values()]
-                self._cv.notify_all()
+                self._go.notify_all()
             for proc in procs:
                 proc.release()
             self.over.set()
@@ -216,6 +223,7 @@ class Volley:
             with self._cv:
                 self.released = self._closed = True
                 self._cv.notify_all()
+                self._go.notify_all()
             self.over.set()
             self._done(self)
 

@@ -251,12 +251,12 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _move_tree(cgroup: Path, pid: int, *, descendants: bool = True) -> None:
+def _move_tree(cgroup: Path | str, pid: int, *, descendants: bool = True) -> None:
     """Move ``pid`` into ``cgroup``, then whatever it had forked before the move (its
     descendants, moved parent first: anything forked after its parent moved is born
     inside; ``descendants=False``: a process held behind a gate has none to look for).
     A process that already exited is no error; anything else is OSError."""
-    procs = str(cgroup / "cgroup.procs")
+    procs = f"{cgroup}/cgroup.procs"
     todo, seen = [pid], set()
     while todo:
         p = todo.pop()
@@ -279,13 +279,13 @@ def _move_tree(cgroup: Path, pid: int, *, descendants: bool = True) -> None:
             todo += _children(p)
 
 
-def _rmdir(path: Path, timeout: float) -> bool:
+def _rmdir(path: Path | str, timeout: float) -> bool:
     # An empty cgroup can be removed at once; a just-emptied one may take a moment.
     deadline = time.monotonic() + timeout
     pause = 0.002
     while True:
         try:
-            path.rmdir()
+            os.rmdir(path)
             return True
         except FileNotFoundError:
             return True
@@ -377,13 +377,19 @@ class _CgroupBox(Box):
     def __init__(self, run_id: str, base: Path, engine: str = "") -> None:
         super().__init__(run_id)
         self.path = base / _box_name(run_id, engine)
-        self._events = f"{self.path}/cgroup.events"
+        self._dir = str(self.path)  # (os calls on a str: no Path made again per call)
+        self._events = f"{self._dir}/cgroup.events"
+        # Seen empty since the last process was put in: a cgroup nothing is moved into
+        # stays empty (its members' forks are born inside it), so close() need not
+        # look again after stop() found it so (a read of cgroup.events a run).
+        self._empty = False
         try:
-            self.path.mkdir()
+            os.mkdir(self._dir)
         except FileExistsError:
             pass  # left by an engine that died: the same run's
 
     def mover(self) -> Callable[[], None] | None:
+        self._empty = False
         path = str(self.path)
         procs = str(self.path / "cgroup.procs")
 
@@ -414,9 +420,10 @@ class _CgroupBox(Box):
         return move
 
     def started(self, pid: int, *, held: bool = False) -> None:
+        self._empty = False
         for attempt in range(_MOVE_TRIES):
             try:
-                _move_tree(self.path, pid, descendants=not held)
+                _move_tree(self._dir, pid, descendants=not held)
                 return
             except OSError as e:
                 # Swept while empty (sweep_empty, by another engine's start): ENOENT at
@@ -446,6 +453,7 @@ class _CgroupBox(Box):
         except OSError:
             return False
         if b"populated 0" in text.split(b"\n"):
+            self._empty = True
             return False
         return bool(self.pids())
 
@@ -460,8 +468,9 @@ class _CgroupBox(Box):
         super().kill()
 
     def close(self) -> None:
-        super().close()
-        _rmdir(self.path, 2.0)
+        if not self._empty:
+            super().close()
+        _rmdir(self._dir, 2.0)
 
 
 class _TrackedBox(Box):

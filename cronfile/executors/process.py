@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import selectors
 import signal
 import subprocess
@@ -161,6 +162,48 @@ def _drain(fd: int, sink: Callable[[bytes], None]) -> None:
         sink(chunk)
 
 
+class _Epoll:
+    """The few calls of a ``selectors`` selector the shared loop makes, straight on an
+    epoll object: register, unregister and select with the ``selectors`` errors, but
+    ``select`` gives each ready fd's data, not a SelectorKey (selectors' bookkeeping
+    was a third of the loop's CPU: four registrations and two events a run)."""
+
+    def __init__(self) -> None:
+        self._ep = select.epoll()
+        self._data: dict[int, object] = {}
+
+    def register(self, fd: int, events: int, data: object = None) -> None:
+        if fd in self._data:
+            raise KeyError(f"{fd} is already registered")
+        self._ep.register(fd, select.EPOLLIN)  # OSError for a closed fd
+        self._data[fd] = data
+
+    def unregister(self, fd: int) -> None:
+        del self._data[fd]  # KeyError: not registered (as selectors)
+        with contextlib.suppress(OSError):
+            self._ep.unregister(fd)  # (closed already: the kernel dropped it)
+
+    def select(self) -> list[object]:
+        data = self._data
+        return [data[fd] for fd, _ in self._ep.poll() if fd in data]
+
+
+class _Selector:
+    """``selectors.DefaultSelector`` where there is no epoll, with ``_Epoll``'s select."""
+
+    def __init__(self) -> None:
+        self._sel = selectors.DefaultSelector()
+
+    def register(self, fd: int, events: int, data: object = None) -> None:
+        self._sel.register(fd, selectors.EVENT_READ, data)
+
+    def unregister(self, fd: int) -> None:
+        self._sel.unregister(fd)
+
+    def select(self) -> list[object]:
+        return [key.data for key, _ in self._sel.select()]
+
+
 class _ReadLoop:
     """One thread that copies the output pipes of every run (an epoll selector) instead of
     a thread per run: a thread's start, its stack, its own selector and self-pipe cost a
@@ -179,7 +222,7 @@ class _ReadLoop:
         if self._pid == os.getpid():
             return
         self._pid = os.getpid()
-        self._sel = selectors.DefaultSelector()
+        self._sel = _Epoll() if hasattr(select, "epoll") else _Selector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -198,7 +241,7 @@ class _ReadLoop:
             except BlockingIOError:
                 pass  # a wake-up is pending already
 
-    def _run(self, sel: selectors.BaseSelector, wake_r: int) -> None:
+    def _run(self, sel: _Epoll | _Selector, wake_r: int) -> None:
         # Every run's output goes through this one thread: nothing one reader raises
         # may end it (each step is guarded; a surprise is reported, then the loop goes
         # on), or no run's output would be read again for the daemon's life.
@@ -207,8 +250,7 @@ class _ReadLoop:
                 events = sel.select()
             except InterruptedError:
                 continue
-            for key, _ in events:
-                reader = key.data
+            for reader in events:
                 try:
                     if reader is None:
                         with contextlib.suppress(BlockingIOError):
@@ -271,7 +313,7 @@ class _LoopReader:
 
     # -- in the loop's thread ----------------------------------------------------------------
 
-    def _add(self, sel: selectors.BaseSelector) -> None:
+    def _add(self, sel: _Epoll | _Selector) -> None:
         if self._over.is_set():
             return
         try:
@@ -280,7 +322,7 @@ class _LoopReader:
             self._report(e)
             self._end(sel)
 
-    def _readable(self, sel: selectors.BaseSelector) -> None:
+    def _readable(self, sel: _Epoll | _Selector) -> None:
         if self._over.is_set():
             return  # ended earlier in the same batch of events: its fd is closed (or another's now)
         try:
@@ -292,7 +334,7 @@ class _LoopReader:
             self._report(e)
         self._end(sel)
 
-    def _stop(self, sel: selectors.BaseSelector) -> None:
+    def _stop(self, sel: _Epoll | _Selector) -> None:
         if self._over.is_set():
             return
         try:
@@ -301,7 +343,7 @@ class _LoopReader:
             self._report(e)
         self._end(sel)
 
-    def _end(self, sel: selectors.BaseSelector) -> None:
+    def _end(self, sel: _Epoll | _Selector) -> None:
         if self._over.is_set():
             return
         with contextlib.suppress(KeyError, ValueError):
@@ -355,16 +397,16 @@ class _ExitWatch:
 
     # -- in the loop's thread ----------------------------------------------------------------
 
-    def _add(self, sel: selectors.BaseSelector) -> None:
+    def _add(self, sel: _Epoll | _Selector) -> None:
         sel.register(self._fd, selectors.EVENT_READ, self)
 
-    def _readable(self, sel: selectors.BaseSelector) -> None:
+    def _readable(self, sel: _Epoll | _Selector) -> None:
         self._end(sel)
 
-    def _stop(self, sel: selectors.BaseSelector) -> None:
+    def _stop(self, sel: _Epoll | _Selector) -> None:
         self._end(sel)
 
-    def _end(self, sel: selectors.BaseSelector) -> None:
+    def _end(self, sel: _Epoll | _Selector) -> None:
         if self._over:
             return
         self._over = True
