@@ -318,6 +318,10 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
                 out.data(f"  ~ {d['name']}: {d['note']} (`cronfile resume {d['name']}`)")
         if write and plan.has_changes:
             out.msg(f"applied to {store.location}")
+    if write:  # what the next `status` reads, from what apply has in hand (issue 17)
+        from .statusread import prime_after_apply
+
+        prime_after_apply(project, store)
     if is_diff:
         return EXIT_FAILED if plan.has_changes else EXIT_OK
     return EXIT_OK
