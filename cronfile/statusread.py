@@ -46,6 +46,8 @@ class StatusRepo:
     specs: list[Any] = field(default_factory=list)  # DeclaredJob or JobSpec, by name
     error_count: int = 0
     from_index: bool = False
+    signature: Any = None  # files_signature, when read from the index
+    pathy: bool = False  # some job's paths are checked at each status
 
     @property
     def ok(self) -> bool:
@@ -70,7 +72,7 @@ def read_status_repo(args: argparse.Namespace) -> StatusRepo:
 
                 errors += sum(p.severity == "error" for s in index.pathy for p in path_problems(s, root, index.config))
             specs = [DeclaredJob(*j) for j in index.jobs]
-            return StatusRepo(root, index.config, specs, errors, from_index=True)
+            return StatusRepo(root, index.config, specs, errors, from_index=True, signature=signature, pathy=bool(index.pathy))
     project = load_repo(args, warnings=False)
     repo = StatusRepo(project.root, project.config, project.specs, len(project.errors))
     if where is not None:
