@@ -355,22 +355,26 @@ def cmd_apply(args: argparse.Namespace, out: Out) -> int:
 
 
 def cmd_status(args: argparse.Namespace, out: Out) -> int:
+    from .statusview import db_marks, print_ready, save, signature
+
+    root = root_of(args)
+    if not out.json and not use_color():
+        ready = print_ready(args, root)  # the table kept ready to print, if nothing changed
+        if ready is not None:
+            out.data(ready)
+            return EXIT_OK
+    sig = signature(root)  # (before anything is read: see statusview)
     from datetime import UTC, datetime
 
     from .history import engine_running
     from .render import render_status, status_rows
     from .statusmemo import applied_jobs, recent_runs
     from .statusread import read_status_repo
-    from .statusview import marks, print_ready, save
 
-    if not out.json and not use_color():
-        ready = print_ready(args)  # the table kept ready to print, if nothing changed
-        if ready is not None:
-            out.data(ready)
-            return EXIT_OK
     project = read_status_repo(args)  # the repo's jobs, from the status index when unchanged
     store = store_of(args, project)  # type: ignore[arg-type]
-    mark = marks(store) if project.from_index else None  # (before the reads: see statusview)
+    db = getattr(store, "db_path", None)
+    mark = db_marks(db) if project.from_index and db is not None else None  # (before the reads)
     jobs, _ = applied_jobs(store)  # the applied jobs, kept between commands (issue 17)
     now = datetime.now(UTC)
     names = set(jobs) | {s.name for s in project.specs}
@@ -378,7 +382,7 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     recent = recent_runs(store, agents)  # every job's last runs, kept too
     usage = agent_usage(store, project, jobs, names, now, runs_of=recent.usage_runs)
     rows = status_rows(project.specs if project.ok else None, None, {}, now, engine_running=engine_running(store), usage=usage, summaries=recent.summaries, jobs=jobs)
-    save(args, project, store, mark, rows, jobs, recent._usage)
+    save(args, project, store, sig, mark, rows, jobs, recent._usage)
     if out.json:
         out.json_data(rows)
     else:

@@ -12,9 +12,11 @@ the last 24 hours (kept as the runs ``usage_since`` counts).
 It is used only when everything else is as it was when it was written, all checked at
 each status:
 
-- the same code (``parsecache.code_fingerprint`` and ``statusmemo._code``, and this file);
-- the same repo, and the same ``load.files_signature`` (one stat per job file and of
-  cronfile.yaml: an edit, a rename, a delete, a new file, a config change);
+- the same code (``parsecache.code_fingerprint`` and the files that make a row);
+- the same repo, the same way to its state (cwd, -C, --state-dir, --state-url and their
+  variables; cronfile.yaml's are in the signature), and the same signature of its files
+  (``signature``: the stat of cronfile.yaml and of every job file and the real path of
+  every folder below jobs.d: an edit, a rename, a delete, a new file, a config change);
 - the same state database with the same marks, read in one snapshot: its id, ``seq``,
   ``purged_to`` and head row; every job row's ``seq`` (a backup put back hands seqs out
   again to other rows); the history's highest row, its row count and the highest row's
@@ -24,8 +26,10 @@ each status:
   store (not shared).
 
 Anything else, and the coloured table and ``--json``, take the full path, which writes
-it again. The marks are taken before the reads the rows are made of: a write in between
-leaves a view older than its marks say, which the next status finds changed.
+it again. The signature and the marks are taken before the reads the rows are made of:
+a change in between leaves a view older than its key says, which the next status finds
+changed. Printing from it imports neither the specs, the state, the store nor YAML: it
+reads the database's marks with sqlite3 and probes the daemon's lock with flock itself.
 """
 
 from __future__ import annotations
@@ -41,11 +45,14 @@ from typing import Any
 FORMAT = 1
 
 # A row as kept: the four leading cells (name, schedule, timezone, state: plain text),
-# the next run (iso) and the job's zone, the LAST cell's text without its "ago" (None:
-# "-") and the instant it counts from (iso, or None), the RECENT marks, the overdue
-# deadline in microseconds (None: never overdue), the next run in microseconds, the pause
-# (a dict) and the drift warning (text, or None).
-Row = tuple[str, str, str, str, str | None, str, str | None, str | None, str, int | None, int | None, Any, str | None]
+# the next run (iso) and the job's zone, the LAST cell's text without its "ago" and the
+# instant that counts from (iso, or None), the RECENT marks, the overdue deadline in
+# microseconds (None: never overdue), the next run in microseconds, the pause (a dict,
+# or None) and the drift warning (text, or None).
+Row = tuple[str, str, str, str, "str | None", "str | None", str, "str | None", str, "int | None", "int | None", Any, "str | None"]
+
+# What decides a row besides the repo and the state (the code that makes it).
+_CODE_FILES = ("statusview.py", "statustext.py", "statusread.py", "statusmemo.py", "history.py", "render.py", "usage.py", "state.py", "cli.py", "console.py", "stores/sqlite.py", "stores/file.py")
 
 
 def view_path(root: Path, environ: Mapping[str, str] | None = None) -> Path | None:
@@ -60,58 +67,157 @@ def view_path(root: Path, environ: Mapping[str, str] | None = None) -> Path | No
 
 def _code() -> str:
     from .parsecache import code_fingerprint
-    from .statusmemo import _code as memo_code
 
+    here = Path(__file__).parent
+    parts = [str(FORMAT), code_fingerprint()]
+    for name in _CODE_FILES:
+        try:
+            st = os.stat(here / name)
+            parts.append(f"{st.st_mtime_ns}:{st.st_size}")
+        except OSError:
+            parts.append("-")
+    return "|".join(parts)
+
+
+def _route(args: argparse.Namespace) -> tuple[Any, ...]:
+    """What, besides cronfile.yaml, decides which state status reads (console.store_of)."""
+    env = os.environ
+    return (os.getcwd(), getattr(args, "C", "."), getattr(args, "state_dir", None), getattr(args, "state_url", None), env.get("CRONFILE_STATE_DIR"), env.get("CRONFILE_STATE_URL"))
+
+
+def signature(root: Path) -> dict[str, Any]:
+    """The stat of cronfile.yaml and of every job file below jobs.d (as the loader finds
+    them: ``*.yaml``/``*.yml``, not hidden, symlinks followed), and the real path of every
+    folder walked: what a change of the repo changes. A superset of what
+    ``load.files_signature`` takes (with the device, and the folders), without importing
+    the loader."""
+    sig: dict[str, Any] = {}
+    top = str(root)
+    config = top + "/cronfile.yaml"
     try:
-        st = os.stat(__file__)
-        mine = f"{st.st_mtime_ns}:{st.st_size}"
+        st = os.stat(config)
+        sig[config] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except FileNotFoundError:
+        if os.path.islink(config):
+            sig[config] = -1
     except OSError:
-        mine = "-"
-    return f"{FORMAT}|{code_fingerprint()}|{memo_code()}|{mine}"
+        sig[config] = -1
+    seen: set[str] = set()
+    stack = [top + "/jobs.d"]
+    suffixes = (".yaml", ".yml")
+    while stack:
+        d = stack.pop()
+        real = os.path.realpath(d)
+        sig[d + "/"] = real
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                name = e.name
+                if name[0] == ".":
+                    continue
+                try:
+                    is_dir = e.is_dir()
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    stack.append(e.path)
+                elif name.endswith(suffixes):
+                    try:
+                        st = e.stat()
+                    except OSError:
+                        sig[e.path] = -1
+                        continue
+                    sig[e.path] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return sig
 
 
-def marks(store: Any) -> tuple[Any, ...] | None:
-    """What the view is of in the state database, in one snapshot (None: no database)."""
-    from .errors import CronfileError
-    from .stores.sqlite import SqliteStore
+def db_marks(db_path: Path | str) -> tuple[Any, ...] | None:
+    """What the view is of in the state database, read in one snapshot with sqlite3
+    alone (as ``SqliteStore.jobs_mark``, ``job_seqs`` and ``history_mark`` read it, and
+    the schema version): None when there is no database or it cannot be read so."""
+    import sqlite3
+    from urllib.parse import quote
 
-    if not isinstance(store, SqliteStore):
+    path = str(db_path)
+    if not os.path.exists(path) or os.path.exists(path + ".migrating"):
         return None
     try:
-        with store.snapshot() as there:
-            if not there:
-                return None
-            return (store.jobs_mark(), store.job_seqs(), store.history_mark())
-    except CronfileError:
-        return None  # (the reads that follow say what is wrong)
+        conn = sqlite3.connect(f"file:{quote(path)}?mode=rw", uri=True, isolation_level=None, timeout=5.0)
+    except sqlite3.Error:
+        return None
+    try:
+        conn.execute("BEGIN")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        db_id, seq, purged_to, head = conn.execute("SELECT db_id, seq, purged_to, body FROM head").fetchone()
+        seqs = dict(conn.execute("SELECT name, seq FROM jobs INDEXED BY jobs_seq").fetchall())
+        top, count = conn.execute("SELECT max(id), count(*) FROM history").fetchone()
+        row = conn.execute("SELECT job, run_id, length(body) FROM history WHERE id = ?", (top,)).fetchone() if top is not None else None
+        conn.execute("COMMIT")
+    except (sqlite3.Error, TypeError, ValueError):
+        return None
+    finally:
+        conn.close()
+    return (version, str(db_id), int(seq), int(purged_to), str(head), seqs, int(top or 0), int(count), row)
+
+
+def daemon_running(lock_path: Path | str) -> bool | None:
+    """Whether a process holds the state dir's daemon lock (``FileStore.daemon_running``:
+    an flock probe that takes nothing); None when flock cannot tell (then filelock may
+    hold it its other way: the full path asks filelock)."""
+    import fcntl
+
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def save(
     args: argparse.Namespace,
     repo: Any,
     store: Any,
+    sig: Mapping[str, Any],
     mark: tuple[Any, ...] | None,
     rows: Sequence[Mapping[str, Any]],
     jobs: Mapping[str, Any],
     usage_runs: Mapping[str, Any],
 ) -> None:
-    """Keep ``rows`` (render.status_rows of this status) ready for the next, when what
-    they were made of can be checked then (see the module's docstring)."""
+    """Keep ``rows`` (render.status_rows of this status) ready for the next, with the
+    signature and marks taken before they were read (see the module's docstring)."""
     from .parsecache import _write_private
-    from .render import _deadline, _US
+    from .render import _US, _deadline
     from .state import JobStatus
     from .stores.sqlite import SqliteStore
 
-    if mark is None or not repo.from_index or repo.error_count or repo.pathy or repo.signature is None:
+    if mark is None or not repo.from_index or repo.error_count or repo.pathy:
         return
-    if not isinstance(store, SqliteStore) or getattr(store, "shared", False):
+    if type(store) is not SqliteStore or getattr(store, "shared", False):
         return
     where = view_path(repo.root)
     if where is None:
         return
     kept: list[Row] = []
-    agents: list[tuple[int, str, Any, Any]] = []  # row index, name, usage runs, budget
-    for i, r in enumerate(rows):
+    agents: list[tuple[str, tuple[Any, ...], Any]] = []  # name, usage runs, budget: in row order
+    for r in rows:
         name = r["name"]
         state = r["state"] or "not applied"
         if r.get("pause"):
@@ -136,14 +242,15 @@ def save(
             note = f"! {name} has changes in jobs.d that are not applied: run `cronfile apply`"
         else:
             note = None
+        tz = r["timezone"]
         kept.append(
             (
                 name,
                 str(r["schedule"]),
-                str(r["timezone"]),
+                str(tz),
                 state,
                 r["next_run"],
-                r["timezone"],
+                tz,
                 last_text,
                 last_at,
                 "".join(_marks(r.get("recent") or ())),
@@ -154,16 +261,17 @@ def save(
             )
         )
         if "usage_24h" in r:
-            agents.append((i, name, tuple(usage_runs.get(name, ())), r.get("budget")))
+            agents.append((name, tuple(usage_runs.get(name, ())), r.get("budget")))
     import pickle
 
     data = {
         "format": FORMAT,
         "code": _code(),
         "root": str(repo.root.resolve()),
-        "signature": repo.signature,
-        "config": repo.config,
-        "db": str(store.db_path.resolve()),
+        "route": _route(args),
+        "signature": sig,
+        "db": str(store.db_path),
+        "lock": str(store.daemon_lock_path),
         "mark": mark,
         "rows": kept,
         "agents": agents,
@@ -177,51 +285,35 @@ def _marks(recent: Sequence[str]) -> list[str]:
     return [_MARKS.get(s) or _mark(s)[0] for s in recent]
 
 
-def print_ready(args: argparse.Namespace) -> str | None:
-    """The plain ``status`` table from the view, if it holds (else None: the full path)."""
-    from .console import root_of
+def print_ready(args: argparse.Namespace, root: Path) -> str | None:
+    """The plain ``status`` table of the repo at ``root`` from the view, if it holds
+    (else None: the full path)."""
     from .parsecache import _read_private
 
-    root = root_of(args)
     where = view_path(root)
     if where is None:
         return None
     data, _ = _read_private(where)
-    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("root") != str(root.resolve()):
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("root") != str(root.resolve()) or data.get("route") != _route(args):
         return None
-    from .load import files_signature
-
-    if files_signature(root) != data["signature"] or data["code"] != _code():
+    if signature(root) != data["signature"] or data["code"] != _code():
         return None
-    from .console import store_of
-    from .statusread import StatusRepo
-    from .stores.sqlite import SqliteStore
-
-    store = store_of(args, StatusRepo(root, data["config"]))  # type: ignore[arg-type]
-    if not isinstance(store, SqliteStore) or getattr(store, "shared", False) or str(store.db_path.resolve()) != data["db"]:
-        return None
-    from .errors import CronfileError
-
-    mark = marks(store)
+    mark = db_marks(data["db"])
     if mark is None or mark != data["mark"]:
         return None
-    try:
-        running = store.daemon_running()
-    except (CronfileError, OSError):
-        return None  # (the full path says what is wrong, in its words)
+    running = daemon_running(data["lock"])
+    if running is None:
+        return None
     return render(data["rows"], data["agents"], datetime.now(UTC), engine_running=running)
 
 
-def render(rows: Sequence[Row], agents: Sequence[tuple[int, str, Any, Any]], now: datetime, *, engine_running: bool) -> str:
+def render(rows: Sequence[Row], agents: Sequence[tuple[str, tuple[Any, ...], Any]], now: datetime, *, engine_running: bool) -> str:
     """What render.render_status prints, uncoloured, for the rows these were kept of."""
-    from .clock import parse_iso
-    from .render import _ZONES, _delta, _usage_line, _zone, local_time
-    from .usage import budget_left, usage_since
+    from .statustext import _ZONES, _delta, _usage_line, _zone, local_time
 
     if not rows:
         return "No jobs: add one to jobs.d and run `cronfile apply`."
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    now_us = (now - epoch) // timedelta(microseconds=1)
+    now_us = (now - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
     nexts: list[str] = []
     lasts: list[str] = []
     zones = _ZONES
@@ -235,15 +327,13 @@ def render(rows: Sequence[Row], agents: Sequence[tuple[int, str, Any, Any]], now
                 zone = zones[tz] = _zone(tz)
             dt = fromiso(next_run)
             nexts.append(f"{dt.astimezone(zone).isoformat(' ')[:16]} ({_delta(dt - now)})")
-        if last_at is None:
-            lasts.append(last_text)
-        else:
-            lasts.append(f"{last_text} {_delta(fromiso(last_at) - now)}")
+        lasts.append(last_text if last_at is None else f"{last_text} {_delta(fromiso(last_at) - now)}")
     header = ("NAME", "SCHEDULE", "TZ", "STATE", "NEXT", "LAST", "RECENT")
-    cols = list(zip(*(r[:4] for r in rows), strict=True))
-    widths = [max(len(header[0]), *map(len, cols[0])), max(len(header[1]), *map(len, cols[1])), max(len(header[2]), *map(len, cols[2])), max(len(header[3]), *map(len, cols[3]))]
-    widths += [max(len(header[4]), *map(len, nexts)), max(len(header[5]), *map(len, lasts)), max(len(header[6]), *(len(r[8]) for r in rows))]
-    w0, w1, w2, w3, w4, w5, w6 = widths
+    c0, c1, c2, c3 = zip(*(r[:4] for r in rows), strict=True)
+    w0, w1, w2, w3 = (max(len(h), *map(len, c)) for h, c in zip(header, (c0, c1, c2, c3), strict=False))
+    w4, w5 = max(len(header[4]), *map(len, nexts)), max(len(header[5]), *map(len, lasts))
+    w6 = max(len(header[6]), *(len(r[8]) for r in rows))
+    widths = (w0, w1, w2, w3, w4, w5, w6)
     out = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(header)).rstrip()]
     out += [
         f"{r[0].ljust(w0)}  {r[1].ljust(w1)}  {r[2].ljust(w2)}  {r[3].ljust(w3)}  {e.ljust(w4)}  {f.ljust(w5)}  {r[8].ljust(w6)}".rstrip()
@@ -252,30 +342,32 @@ def render(rows: Sequence[Row], agents: Sequence[tuple[int, str, Any, Any]], now
     warnings = []
     for name, _s, _t, _st, next_run, tz, _lt, _la, _m, deadline, next_us, pause, note in rows:
         if deadline is not None and not engine_running and now_us - next_us > deadline:
-            since = parse_iso(next_run)
-            assert since is not None
+            since = fromiso(next_run)
             local = since.astimezone(_zone(tz))
             same_day = local.date() == now.astimezone(_zone(tz)).date()
             shown = local.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M")
             warnings.append(f"! {name} is overdue since {shown} and no engine is running: start `cronfile daemon` or run `cronfile tick`")
         if pause:
             why = f": {pause['reason']}" if pause.get("reason") else ""
-            at = parse_iso(pause.get("at"))
-            shown = local_time(at, tz) if at is not None else "?"
+            at = pause.get("at")
+            shown = local_time(fromiso(at), tz) if at is not None else "?"
             warnings.append(f"! {name} is paused at runtime by {pause.get('user')}@{pause.get('host')} since {shown}{why} (`cronfile resume {name}`)")
         if note is not None:
             warnings.append(note)
     usage_lines = []
-    since_24h = now - timedelta(hours=24)
-    for _i, name, runs, budget in agents:
-        used = usage_since(({"started_at": s, "usage": u} for s, u in runs), since_24h)
-        row: dict[str, Any] = {"name": name, "usage_24h": used.to_json()}
-        if isinstance(budget, Mapping) and budget:
-            row["budget"] = dict(budget)
-            row["budget_left"] = budget_left(budget, used)
-        line = _usage_line(row)
-        if line is not None:
-            usage_lines.append(line)
+    if agents:
+        from .usage import budget_left, usage_since
+
+        since_24h = now - timedelta(hours=24)
+        for name, runs, budget in agents:
+            used = usage_since([{"started_at": s, "usage": u} for s, u in runs], since_24h)
+            row: dict[str, Any] = {"name": name, "usage_24h": used.to_json()}
+            if isinstance(budget, Mapping) and budget:
+                row["budget"] = dict(budget)
+                row["budget_left"] = budget_left(budget, used)
+            line = _usage_line(row)
+            if line is not None:
+                usage_lines.append(line)
     if usage_lines:
         out.append("")
         out.append("agent usage, last 24 hours:")
