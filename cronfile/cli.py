@@ -374,7 +374,7 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     project = read_status_repo(args)  # the repo's jobs, from the status index when unchanged
     store = store_of(args, project)  # type: ignore[arg-type]
     db = getattr(store, "db_path", None)
-    mark = db_marks(db) if project.from_index and db is not None else None  # (before the reads)
+    mark = db_marks(db) if db is not None and project.signature is not None else None  # (before the reads)
     jobs, _ = applied_jobs(store)  # the applied jobs, kept between commands (issue 17)
     now = datetime.now(UTC)
     names = set(jobs) | {s.name for s in project.specs}

@@ -48,6 +48,7 @@ class StatusRepo:
     from_index: bool = False
     signature: Any = None  # files_signature, when read from the index
     pathy: bool = False  # some job's paths are checked at each status
+    indexed: bool = False  # read in full, and the index written of it
 
     @property
     def ok(self) -> bool:
@@ -75,8 +76,8 @@ def read_status_repo(args: argparse.Namespace) -> StatusRepo:
             return StatusRepo(root, index.config, specs, errors, from_index=True, signature=signature, pathy=bool(index.pathy))
     project = load_repo(args, warnings=False)
     repo = StatusRepo(project.root, project.config, project.specs, len(project.errors))
-    if where is not None:
-        _save_index(where, project, signature)
+    if where is not None and _save_index(where, project, signature):
+        repo.signature, repo.pathy, repo.indexed = signature, bool(project.index.pathy), True
     return repo
 
 
@@ -99,21 +100,23 @@ def prime_after_apply(project: Any, store: Any) -> None:
         pass  # (status reads it all then, and says what is wrong)
 
 
-def _save_index(where: Path, project: Any, signature: Mapping[str, Any]) -> None:
+def _save_index(where: Path, project: Any, signature: Mapping[str, Any]) -> bool:
     """Write the index of ``project``, loaded after ``signature`` was taken: unless a
     file changed since (the load's own signature differs), was read within a clock tick
     of its last write (``project.racy``), the load was not a full one, or it found an
     error in the files: as the parse cache never keeps a broken file, since what decides
     its problems can change under unchanged files (a timezone database upgrade, a read
-    that failed once). The paths' problems are checked at each status, so do not count."""
+    that failed once). The paths' problems are checked at each status, so do not count.
+    Whether it was written (so that the status that read the repo may keep its table)."""
     from .parsecache import StatusIndex, code_fingerprint, write_status_index
 
     if project.racy or project.signature != signature or project.index is None:
-        return
+        return False
     head = project.index.head  # the problems before those of the paths (load._assemble)
     errors = sum(p.severity == "error" for p in project.problems[:head])
     if errors:
-        return
+        return False
     jobs = tuple((s.name, s.spec_hash, status_fields(s.data)) for s in project.specs)
     index = StatusIndex(code_fingerprint(), str(project.root.resolve()), dict(signature), project.config, errors, tuple(project.index.pathy), jobs)
     write_status_index(where, index)
+    return True

@@ -21,8 +21,8 @@ each status:
   ``purged_to`` and head row; every job row's ``seq`` (a backup put back hands seqs out
   again to other rows); the history's highest row, its row count and the highest row's
   job, run and length;
-- written from a status that read the repo from the status index with no problem and no
-  path to check (workdir, context files: those are read at each status), and the SQLite
+- written from a status that read the repo from the status index, or in full and wrote
+  that index (no file read within the racy window), with no problem and no path to check (workdir, context files: those are read at each status), and the SQLite
   store (not shared).
 
 Anything else, and the coloured table and ``--json``, take the full path, which writes
@@ -208,7 +208,7 @@ def save(
     from .state import JobStatus
     from .stores.sqlite import SqliteStore
 
-    if mark is None or not repo.from_index or repo.error_count or repo.pathy:
+    if mark is None or not (repo.from_index or repo.indexed) or repo.error_count or repo.pathy:
         return
     if type(store) is not SqliteStore or getattr(store, "shared", False):
         return
