@@ -41,9 +41,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from filelock import FileLock, Timeout
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 from ..errors import LockedError, StateError, StateWriteError
 from ..faults import fault
@@ -404,6 +405,7 @@ class FileStore:
         self._ready()
         # A fresh FileLock per transaction: its own descriptor, so threads of one process
         # exclude each other through the OS like separate processes do.
+        from filelock import FileLock, Timeout  # (imported when a lock is taken)
         lock = FileLock(self.lock_path, timeout=self.lock_timeout, mode=FILE_MODE)
         try:
             lock.acquire()
@@ -484,6 +486,7 @@ class FileStore:
     def _history_lock(self, job: str) -> FileLock:
         # Appends and prune's rewrite exclude each other: an append landing between
         # prune's read and its rename would go to the replaced file and be lost.
+        from filelock import FileLock
         return FileLock(
             self.job_dir(job, create=True) / "history.lock",
             timeout=self.lock_timeout,
@@ -630,6 +633,7 @@ class FileStore:
         path = self._engine_lock_path(engine_id)
         # thread_local=False: the engine may release it from another thread than the one
         # that took it (a signal handler, the daemon's shutdown path).
+        from filelock import FileLock, Timeout  # (imported when a lock is taken)
         lock = FileLock(path, mode=FILE_MODE, thread_local=False, blocking=False)
         try:
             lock.acquire()
@@ -651,6 +655,7 @@ class FileStore:
         path = self._engine_lock_path(engine_id)
         if not path.exists():
             return False
+        from filelock import FileLock, Timeout  # (imported when a lock is taken)
         lock = FileLock(path, mode=FILE_MODE, timeout=_ALIVE_PROBE_S)
         try:
             lock.acquire(poll_interval=_ALIVE_POLL_S)
@@ -701,6 +706,7 @@ class FileStore:
         """Whether some process holds ``daemon.lock`` (a probe; takes nothing)."""
         if not self.daemon_lock_path.exists():
             return False
+        from filelock import FileLock, Timeout  # (imported when a lock is taken)
         lock = FileLock(self.daemon_lock_path, mode=FILE_MODE, blocking=False)
         try:
             lock.acquire()
@@ -713,6 +719,7 @@ class FileStore:
         """Take ``daemon.lock`` without waiting: one daemon per state dir. If another
         process holds it, LockedError names that process's pid."""
         self._ready()
+        from filelock import FileLock, Timeout  # (imported when a lock is taken)
         lock = FileLock(self.daemon_lock_path, mode=FILE_MODE, thread_local=False, blocking=False)
         try:
             lock.acquire()

@@ -61,8 +61,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from filelock import FileLock, Timeout
-
 from ..clock import parse_iso
 from ..errors import LockedError, StateError, StateWriteError
 from ..faults import fault
@@ -349,6 +347,8 @@ class SqliteStore(FileStore):
     def _create_db(self) -> None:
         """Build the database in a temp file and rename it to ``state.db``, under
         ``state.lock`` (another process may be doing the same)."""
+        from filelock import FileLock, Timeout  # (here: `status` and `diff` never lock)
+
         lock = FileLock(self.lock_path, timeout=self.lock_timeout, mode=FILE_MODE)
         try:
             lock.acquire()
