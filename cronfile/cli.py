@@ -358,8 +358,8 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     from .statusview import db_marks, print_ready, save, signature
 
     root = root_of(args)
-    if not out.json and not use_color():
-        ready = print_ready(args, root)  # the table kept ready to print, if nothing changed
+    if out.json or not use_color():
+        ready = print_ready(args, root, as_json=out.json)  # the table kept ready to print, if nothing changed
         if ready is not None:
             out.data(ready)
             return EXIT_OK
@@ -382,7 +382,7 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     recent = recent_runs(store, agents)  # every job's last runs, kept too
     usage = agent_usage(store, project, jobs, names, now, runs_of=recent.usage_runs)
     rows = status_rows(project.specs if project.ok else None, None, {}, now, engine_running=engine_running(store), usage=usage, summaries=recent.summaries, jobs=jobs)
-    save(args, project, store, sig, mark, rows, jobs, recent._usage)
+    save(args, project, store, sig, mark, rows, jobs, recent._usage, as_json=out.json)
     if out.json:
         out.json_data(rows)
     else:

@@ -25,8 +25,9 @@ each status:
   that index (no file read within the racy window), with no problem and no path to check (workdir, context files: those are read at each status), and the SQLite
   store (not shared).
 
-Anything else, and the coloured table and ``--json``, take the full path, which writes
-it again. The signature and the marks are taken before the reads the rows are made of:
+Anything else, and the coloured table, take the full path, which writes it again.
+``--json`` is kept the same way in a file of its own: each row's JSON text but its
+``overdue`` and its usage keys. The signature and the marks are taken before the reads the rows are made of:
 a change in between leaves a view older than its key says, which the next status finds
 changed. Printing from it imports neither the specs, the state, the store nor YAML: it
 reads the database's marks with sqlite3 and probes the daemon's lock with flock itself.
@@ -55,14 +56,16 @@ Row = tuple[str, str, str, str, "str | None", "str | None", str, "str | None", s
 _CODE_FILES = ("statusview.py", "statustext.py", "statusread.py", "statusmemo.py", "history.py", "render.py", "usage.py", "state.py", "cli.py", "console.py", "stores/sqlite.py", "stores/file.py")
 
 
-def view_path(root: Path, environ: Mapping[str, str] | None = None) -> Path | None:
-    """Beside the repo's status index; None when ``CRONFILE_NO_CACHE=1``."""
+def view_path(root: Path, environ: Mapping[str, str] | None = None, *, as_json: bool = False) -> Path | None:
+    """Beside the repo's status index (the table's, or ``--json``'s); None when
+    ``CRONFILE_NO_CACHE=1``."""
     from .parsecache import cache_dir
 
     env = os.environ if environ is None else environ
     if env.get("CRONFILE_NO_CACHE") == "1":
         return None
-    return cache_dir(env) / f"{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:20]}.view.pickle"
+    kind = "json" if as_json else "view"
+    return cache_dir(env) / f"{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:20]}.{kind}.pickle"
 
 
 def _code() -> str:
@@ -200,9 +203,13 @@ def save(
     rows: Sequence[Mapping[str, Any]],
     jobs: Mapping[str, Any],
     usage_runs: Mapping[str, Any],
+    *,
+    as_json: bool = False,
 ) -> None:
     """Keep ``rows`` (render.status_rows of this status) ready for the next, with the
-    signature and marks taken before they were read (see the module's docstring)."""
+    signature and marks taken before they were read (see the module's docstring): as
+    the table prints them, or for ``--json``, each row's JSON text around its
+    ``overdue`` (and its usage, for agent jobs)."""
     from .parsecache import _write_private
     from .render import _US, _deadline
     from .state import JobStatus
@@ -212,12 +219,12 @@ def save(
         return
     if type(store) is not SqliteStore or getattr(store, "shared", False):
         return
-    where = view_path(repo.root)
+    where = view_path(repo.root, as_json=as_json)
     if where is None:
         return
-    kept: list[Row] = []
-    agents: list[tuple[str, tuple[Any, ...], Any]] = []  # name, usage runs, budget: in row order
-    for r in rows:
+    kept: list[Any] = []
+    agents: list[tuple[int, str, tuple[Any, ...], Any]] = []  # row index, name, usage runs, budget: in row order
+    for i, r in enumerate(rows):
         name = r["name"]
         state = r["state"] or "not applied"
         if r.get("pause"):
@@ -242,6 +249,14 @@ def save(
             note = f"! {name} has changes in jobs.d that are not applied: run `cronfile apply`"
         else:
             note = None
+        if "usage_24h" in r:
+            agents.append((i, name, tuple(usage_runs.get(name, ())), r.get("budget")))
+        if as_json:
+            text = _json_row(r)
+            if text is None:
+                return
+            kept.append((*text, deadline, None if js is None else js.next_run_us))
+            continue
         tz = r["timezone"]
         kept.append(
             (
@@ -260,8 +275,6 @@ def save(
                 note,
             )
         )
-        if "usage_24h" in r:
-            agents.append((name, tuple(usage_runs.get(name, ())), r.get("budget")))
     import pickle
 
     data = {
@@ -279,18 +292,66 @@ def save(
     _write_private(where, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+_USAGE_KEYS = ("usage_24h", "budget", "budget_left")
+_OVERDUE = '\n    "overdue": false,\n'
+
+
+def _json_row(r: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A row's text in ``json.dumps(rows, indent=2, ensure_ascii=False)`` (one level in)
+    before and after its ``overdue`` value, without its usage keys (the last ones), and
+    without its closing brace. A top-level key is the only thing at four spaces after a
+    newline: a string holds no raw newline."""
+    import json
+
+    base = {k: v for k, v in r.items() if k not in _USAGE_KEYS}
+    base["overdue"] = False
+    text = json.dumps([base], indent=2, ensure_ascii=False)[2:-2]  # ("[\n" and "\n]")
+    head, sep, tail = text.partition(_OVERDUE)
+    if not sep or not tail.endswith("\n  }") or _OVERDUE in tail:
+        return None
+    return head + '\n    "overdue": ', ",\n" + tail[:-4]
+
+
+def _json_usage(name: str, runs: tuple[Any, ...], budget: Any, since: datetime) -> str:
+    """An agent row's usage keys, as they follow its ``pause`` in that text."""
+    import json
+
+    from .usage import budget_left, usage_since
+
+    used = usage_since([{"started_at": s, "usage": u} for s, u in runs], since)
+    extra: dict[str, Any] = {"usage_24h": used.to_json()}
+    if isinstance(budget, Mapping) and budget:
+        extra["budget"] = dict(budget)
+        extra["budget_left"] = budget_left(budget, used)
+    return "".join(f',\n    "{k}": ' + json.dumps(v, indent=2, ensure_ascii=False).replace("\n", "\n    ") for k, v in extra.items())
+
+
+def print_json(rows: Sequence[tuple[str, str, int | None, int | None]], agents: Sequence[tuple[int, str, tuple[Any, ...], Any]], now: datetime, *, engine_running: bool) -> str:
+    """What ``status --json`` prints for the rows these were kept of."""
+    if not rows:
+        return "[]"
+    now_us = (now - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    since = now - timedelta(hours=24)
+    usage = {i: _json_usage(name, runs, budget, since) for i, name, runs, budget in agents}
+    parts = []
+    for i, (pre, post, deadline, next_us) in enumerate(rows):
+        overdue = deadline is not None and not engine_running and now_us - next_us > deadline  # type: ignore[operator]
+        parts.append(f"{pre}{'true' if overdue else 'false'}{post}{usage.get(i, '')}\n  }}")
+    return "[\n" + ",\n".join(parts) + "\n]"
+
+
 def _marks(recent: Sequence[str]) -> list[str]:
     from .render import _MARKS, _mark
 
     return [_MARKS.get(s) or _mark(s)[0] for s in recent]
 
 
-def print_ready(args: argparse.Namespace, root: Path) -> str | None:
-    """The plain ``status`` table of the repo at ``root`` from the view, if it holds
-    (else None: the full path)."""
+def print_ready(args: argparse.Namespace, root: Path, *, as_json: bool = False) -> str | None:
+    """The plain ``status`` table (or its ``--json``) of the repo at ``root`` from the
+    view, if it holds (else None: the full path)."""
     from .parsecache import _read_private
 
-    where = view_path(root)
+    where = view_path(root, as_json=as_json)
     if where is None:
         return None
     data, _ = _read_private(where)
@@ -304,10 +365,10 @@ def print_ready(args: argparse.Namespace, root: Path) -> str | None:
     running = daemon_running(data["lock"])
     if running is None:
         return None
-    return render(data["rows"], data["agents"], datetime.now(UTC), engine_running=running)
+    return (print_json if as_json else render)(data["rows"], data["agents"], datetime.now(UTC), engine_running=running)
 
 
-def render(rows: Sequence[Row], agents: Sequence[tuple[str, tuple[Any, ...], Any]], now: datetime, *, engine_running: bool) -> str:
+def render(rows: Sequence[Row], agents: Sequence[tuple[int, str, tuple[Any, ...], Any]], now: datetime, *, engine_running: bool) -> str:
     """What render.render_status prints, uncoloured, for the rows these were kept of."""
     from .statustext import _ZONES, _delta, _usage_line, _zone, local_time
 
@@ -359,7 +420,7 @@ def render(rows: Sequence[Row], agents: Sequence[tuple[str, tuple[Any, ...], Any
         from .usage import budget_left, usage_since
 
         since_24h = now - timedelta(hours=24)
-        for name, runs, budget in agents:
+        for _i, name, runs, budget in agents:
             used = usage_since([{"started_at": s, "usage": u} for s, u in runs], since_24h)
             row: dict[str, Any] = {"name": name, "usage_24h": used.to_json()}
             if isinstance(budget, Mapping) and budget:

@@ -9,6 +9,7 @@ keeps nothing (``CRONFILE_NO_CACHE=1``).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -96,6 +97,7 @@ def _cli(repo: Path, *argv: str, env: dict[str, str] | None = None) -> str:
         with contextlib.redirect_stdout(out):
             assert main(list(argv)) == 0
     finally:
+        gc.collect()  # (the command's store and its connections, as at a process's exit)
         os.chdir(cwd)
         for k, v in was.items():
             if v is None:
@@ -109,23 +111,23 @@ def _status(repo: Path, *extra: str, env: dict[str, str] | None = None) -> str:
     return _cli(repo, "status", *extra, env=env)
 
 
-def _as_full(repo: Path, env: dict[str, str] | None = None) -> str:
+def _as_full(repo: Path, *extra: str, env: dict[str, str] | None = None) -> str:
     """`status` equals a status that keeps nothing. (Its "5m ago" texts move with the
     clock: a second apart, both are run again, a few times at most.)"""
     for _ in range(5):
-        kept = _status(repo, env=env)
-        plain = _status(repo, env={**(env or {}), "CRONFILE_NO_CACHE": "1"})
+        kept = _status(repo, *extra, env=env)
+        plain = _status(repo, *extra, env={**(env or {}), "CRONFILE_NO_CACHE": "1"})
         if kept == plain:
             return kept
     assert kept == plain
     return kept
 
 
-def _ready(repo: Path, monkeypatch: pytest.MonkeyPatch) -> bool:
+def _ready(repo: Path, monkeypatch: pytest.MonkeyPatch, *, as_json: bool = False) -> bool:
     """Whether the next `status` (run in ``repo``, no flags) prints the kept table."""
     monkeypatch.chdir(repo)
     args = argparse.Namespace(C=".", state_dir=None)
-    return print_ready(args, root_of(args)) is not None
+    return print_ready(args, root_of(args), as_json=as_json) is not None
 
 
 def _backup(repo: Path) -> None:
@@ -189,7 +191,7 @@ CHANGES: dict[str, Callable[[Path], object]] = {
 @pytest.fixture(scope="module")
 def repos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One repo per change, made at once, so that one wait lets them all settle."""
-    out = {name: _repo(tmp_path_factory.mktemp(name.replace(" ", "-")) / "repo") for name in [*CHANGES, "daemon", "other state", "paths"]}
+    out = {name: _repo(tmp_path_factory.mktemp(name.replace(" ", "-")) / "repo") for name in [*CHANGES, "daemon", "other state", "paths", "json"]}
     for repo in out.values():
         _setup(repo)
     paths = out["paths"]  # a job that reads a context file
@@ -226,6 +228,24 @@ def test_the_kept_table_is_the_full_one_and_every_change_is_seen(repos: dict[str
     assert after != before or change == "a history row deleted"
     if change.startswith("state.db restored"):
         assert "j4 is paused" not in after
+
+
+def test_the_kept_json_is_the_full_one_and_every_change_is_seen(repos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`status --json` (docs/design.md 7) from its own kept rows: byte for byte the full
+    path's, with overdue and usage (and budget left) made at each print."""
+    repo = repos["json"]
+    before = _as_full(repo, "--json")
+    rows = {r["name"]: r for r in json.loads(before)}
+    assert rows["late"]["overdue"] is True and rows["agent"]["budget_left"]["tokens"] == 1000 - 12 * 107
+    assert _ready(repo, monkeypatch, as_json=True) and not _ready(repo, monkeypatch)
+    for change in ("a run recorded", "pause", "edit"):
+        CHANGES[change](repo)
+        assert not _ready(repo, monkeypatch, as_json=True)
+        after = _as_full(repo, "--json")
+        assert after != before
+        assert _ready(repo, monkeypatch, as_json=True) == (change != "edit")  # (an edit this recent: racy, not kept)
+        before = after
+    assert json.loads(after)[0]["usage_24h"]["input_tokens"] == 1300
 
 
 def test_a_running_daemon_is_seen_by_the_kept_table(repos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
