@@ -254,6 +254,11 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
     # Warnings are for the jobs this change creates or updates (`validate` lists them
     # all): at 10,000 jobs, checking every unchanged job's DST hours and variables on
     # every diff cost 0.7 s, to repeat what the last apply already said.
+    sig = None
+    if write:  # (the repo's, before it is read: for the table apply leaves ready, statusview)
+        from .statusview import signature
+
+        sig = signature(root_of(args))
     project = load_repo(args, warnings=False)
     if project.errors:
         if out.json:
@@ -319,9 +324,7 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
         if write and plan.has_changes:
             out.msg(f"applied to {store.location}")
     if write:  # what the next `status` reads, from what apply has in hand (issue 17)
-        from .statusread import prime_after_apply
-
-        prime_after_apply(project, store)
+        _prime_status(args, project, store, sig)
     if is_diff:
         return EXIT_FAILED if plan.has_changes else EXIT_OK
     return EXIT_OK
@@ -355,7 +358,7 @@ def cmd_apply(args: argparse.Namespace, out: Out) -> int:
 
 
 def cmd_status(args: argparse.Namespace, out: Out) -> int:
-    from .statusview import db_marks, print_ready, save, signature
+    from .statusview import db_marks, prepare, print_json, print_ready, render, save, signature
 
     root = root_of(args)
     if out.json or not use_color():
@@ -366,34 +369,75 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     sig = signature(root)  # (before anything is read: see statusview)
     from datetime import UTC, datetime
 
-    from .history import engine_running
-    from .render import render_status, status_rows
-    from .statusmemo import applied_jobs, recent_runs
+    from .render import render_status
     from .statusread import read_status_repo
 
     project = read_status_repo(args)  # the repo's jobs, from the status index when unchanged
     store = store_of(args, project)  # type: ignore[arg-type]
     db = getattr(store, "db_path", None)
     mark = db_marks(db) if db is not None and project.signature is not None else None  # (before the reads)
-    jobs, _ = applied_jobs(store)  # the applied jobs, kept between commands (issue 17)
     now = datetime.now(UTC)
-    names = set(jobs) | {s.name for s in project.specs}
-    agents = _agent_jobs(project, jobs, names)
-    recent = recent_runs(store, agents)  # every job's last runs, kept too
-    usage = agent_usage(store, project, jobs, names, now, runs_of=recent.usage_runs)
-    rows = status_rows(project.specs if project.ok else None, None, {}, now, engine_running=engine_running(store), usage=usage, summaries=recent.summaries, jobs=jobs)
-    save(args, project, store, sig, mark, rows, jobs, recent._usage, as_json=out.json)
+    jobs, recent, rows, running = _status_rows(project, store, now)
+    color = not out.json and use_color()
+    ready = None if color else prepare(rows, jobs, recent._usage, as_json=out.json)  # (printed from, and kept)
+    save(args, project, store, sig, mark, ready, as_json=out.json)
     if out.json:
-        out.json_data(rows)
+        if ready is None:
+            out.json_data(rows)
+        else:
+            out.data(print_json(*ready, now, engine_running=running))  # (json.dumps(rows, indent=2)'s bytes)
     else:
         if project.error_count:
             out.warn(f"warning: jobs.d has {project.error_count} problem(s); run `cronfile validate`")
-        out.data(render_status(rows, color=use_color(), now=now))
+        out.data(render_status(rows, color=True, now=now) if ready is None else render(*ready, now, engine_running=running))
         if getattr(store, "shared", False):  # several hosts: whose daemons hold a lease
             from .shared import render_daemons
 
             out.data(render_daemons(store.daemons(), now))  # type: ignore[attr-defined]
     return EXIT_OK
+
+
+def _status_rows(project: Any, store: Store, now: Any) -> tuple[Any, Any, list[dict[str, Any]], bool]:
+    """What `status` shows of ``project`` (a StatusRepo or Project) and ``store`` at
+    ``now``: the applied jobs, the recent runs, the rows, and whether an engine runs."""
+    from .history import engine_running
+    from .render import status_rows
+    from .statusmemo import applied_jobs, recent_runs
+
+    jobs, _ = applied_jobs(store)  # the applied jobs, kept between commands (issue 17)
+    names = set(jobs) | {s.name for s in project.specs}
+    agents = _agent_jobs(project, jobs, names)
+    recent = recent_runs(store, agents)  # every job's last runs, kept too
+    usage = agent_usage(store, project, jobs, names, now, runs_of=recent.usage_runs)
+    running = engine_running(store)
+    rows = status_rows(project.specs if project.ok else None, None, {}, now, engine_running=running, usage=usage, summaries=recent.summaries, jobs=jobs)
+    return jobs, recent, rows, running
+
+
+def _prime_status(args: argparse.Namespace, project: Project, store: Store, sig: Any) -> None:
+    """What the next `status` reads, left by `apply` from what it has in hand (issue 17):
+    the status index of the project it applied, the applied-jobs memo of the state it
+    wrote (the store's own memo makes that read cheap), and the table kept ready to print
+    (statusview), keyed by the repo's signature taken before apply read it. The first
+    `status` after an apply of 10,000 jobs read the repo in full and decoded every
+    JobState (0.5 CPU s). Best effort: all of it is checked as ever when read."""
+    from datetime import UTC, datetime
+
+    from .statusmemo import applied_jobs
+    from .statusread import index_of
+    from .statusview import db_marks, prepare, save
+
+    repo = index_of(project)
+    db = getattr(store, "db_path", None)
+    try:
+        if repo is None or db is None or sig is None:
+            applied_jobs(store)
+            return
+        mark = db_marks(db)  # (before the reads)
+        jobs, recent, rows, _ = _status_rows(repo, store, datetime.now(UTC))
+    except CronfileError:
+        return  # (status reads it all then, and says what is wrong)
+    save(args, repo, store, sig, mark, prepare(rows, jobs, recent._usage))
 
 
 def cmd_pause(args: argparse.Namespace, out: Out) -> int:

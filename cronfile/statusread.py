@@ -81,23 +81,16 @@ def read_status_repo(args: argparse.Namespace) -> StatusRepo:
     return repo
 
 
-def prime_after_apply(project: Any, store: Any) -> None:
-    """What the next ``status`` reads, written by ``apply`` from what it has in hand: the
-    status index of the project it applied and the applied-jobs memo of the state it
-    wrote (statusmemo.applied_jobs: the store's own memo makes that read cheap). The
-    first ``status`` after an apply of 10,000 jobs read the repo in full and decoded
-    every JobState (0.5 CPU s); both are best effort and checked as ever when read."""
-    from .errors import CronfileError
+def index_of(project: Any) -> StatusRepo | None:
+    """The status index of a ``project`` loaded in full (by ``apply``), written for the
+    next ``status``; the StatusRepo it stands for, or None when it is not written (see
+    ``_save_index``). Best effort, checked as ever when read."""
     from .parsecache import status_index_path
-    from .statusmemo import applied_jobs
 
     where = status_index_path(project.root)
-    if where is not None:
-        _save_index(where, project, project.signature)
-    try:
-        applied_jobs(store)
-    except CronfileError:
-        pass  # (status reads it all then, and says what is wrong)
+    if where is None or not _save_index(where, project, project.signature):
+        return None
+    return StatusRepo(project.root, project.config, project.specs, 0, signature=project.signature, pathy=bool(project.index.pathy), indexed=True)
 
 
 def _save_index(where: Path, project: Any, signature: Mapping[str, Any]) -> bool:

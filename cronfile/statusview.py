@@ -194,38 +194,36 @@ def daemon_running(lock_path: Path | str) -> bool | None:
         os.close(fd)
 
 
-def save(
-    args: argparse.Namespace,
-    repo: Any,
-    store: Any,
-    sig: Mapping[str, Any],
-    mark: tuple[Any, ...] | None,
-    rows: Sequence[Mapping[str, Any]],
-    jobs: Mapping[str, Any],
-    usage_runs: Mapping[str, Any],
-    *,
-    as_json: bool = False,
-) -> None:
-    """Keep ``rows`` (render.status_rows of this status) ready for the next, with the
-    signature and marks taken before they were read (see the module's docstring): as
-    the table prints them, or for ``--json``, each row's JSON text around its
-    ``overdue`` (and its usage, for agent jobs)."""
-    from .parsecache import _write_private
-    from .render import _US, _deadline
-    from .state import JobStatus
-    from .stores.sqlite import SqliteStore
+Agents = list[tuple[int, str, tuple[Any, ...], Any]]  # row index, name, usage runs, budget: in row order
 
-    if mark is None or not (repo.from_index or repo.indexed) or repo.error_count or repo.pathy:
-        return
-    if type(store) is not SqliteStore or getattr(store, "shared", False):
-        return
-    where = view_path(repo.root, as_json=as_json)
-    if where is None:
-        return
+
+def prepare(rows: Sequence[Mapping[str, Any]], jobs: Mapping[str, Any], usage_runs: Mapping[str, Any], *, as_json: bool = False) -> tuple[list[Any], Agents] | None:
+    """``rows`` (render.status_rows) as kept, and as ``render`` and ``print_json`` print
+    them: the table's cells but for the time texts, or for ``--json`` each row's JSON
+    text around its ``overdue`` (and its usage, for agent jobs); with each row's overdue
+    deadline and each agent job's usage runs. None when a row's JSON cannot be split so."""
+    from .render import _MARKS, _US, _deadline, _mark
+    from .state import JobStatus
+
+    marks_of = _MARKS.get
+    scheduled = JobStatus.scheduled
     kept: list[Any] = []
-    agents: list[tuple[int, str, tuple[Any, ...], Any]] = []  # row index, name, usage runs, budget: in row order
+    agents: Agents = []
     for i, r in enumerate(rows):
         name = r["name"]
+        js = jobs.get(name)
+        deadline = None
+        if js is not None and js.state == scheduled and js.next_run_us is not None:
+            deadline = _deadline(js.spec) // _US
+        next_us = None if js is None else js.next_run_us
+        if "usage_24h" in r:
+            agents.append((i, name, tuple(usage_runs.get(name, ())), r.get("budget")))
+        if as_json:
+            text = _json_row(r)
+            if text is None:
+                return None
+            kept.append((*text, deadline, next_us))
+            continue
         state = r["state"] or "not applied"
         if r.get("pause"):
             state += " (runtime)"
@@ -236,12 +234,10 @@ def save(
             last_text, last_at = str(last.get("status")), last.get("finished_at") or last.get("started_at")
         else:
             last_text, last_at = "-", None
-        js = jobs.get(name)
-        deadline = None
-        if js is not None and js.state == JobStatus.scheduled and js.next_run_us is not None:
-            deadline = _deadline(js.spec) // _US
         drift = r.get("drift")
-        if drift == "not applied":
+        if drift is None:
+            note = None
+        elif drift == "not applied":
             note = f"! {name} is in jobs.d but not applied: run `cronfile apply`"
         elif drift == "not in files":
             note = f"! {name} is applied but no longer in jobs.d: run `cronfile apply` to delete it"
@@ -249,15 +245,8 @@ def save(
             note = f"! {name} has changes in jobs.d that are not applied: run `cronfile apply`"
         else:
             note = None
-        if "usage_24h" in r:
-            agents.append((i, name, tuple(usage_runs.get(name, ())), r.get("budget")))
-        if as_json:
-            text = _json_row(r)
-            if text is None:
-                return
-            kept.append((*text, deadline, None if js is None else js.next_run_us))
-            continue
         tz = r["timezone"]
+        recent = r.get("recent") or ()
         kept.append(
             (
                 name,
@@ -268,15 +257,42 @@ def save(
                 tz,
                 last_text,
                 last_at,
-                "".join(_marks(r.get("recent") or ())),
+                "".join([marks_of(s) or _mark(s)[0] for s in recent]),
                 deadline,
-                None if js is None else js.next_run_us,
+                next_us,
                 r.get("pause") or None,
                 note,
             )
         )
+    return kept, agents
+
+
+def save(
+    args: argparse.Namespace,
+    repo: Any,
+    store: Any,
+    sig: Mapping[str, Any],
+    mark: tuple[Any, ...] | None,
+    prepared: tuple[list[Any], Agents] | None,
+    *,
+    as_json: bool = False,
+) -> None:
+    """Keep what ``prepare`` made of this status's rows for the next, with the signature
+    and marks taken before they were read, when those can be checked then (see the
+    module's docstring). Best effort."""
+    from .parsecache import _write_private
+    from .stores.sqlite import SqliteStore
+
+    if prepared is None or mark is None or not (repo.from_index or repo.indexed) or repo.error_count or repo.pathy:
+        return
+    if type(store) is not SqliteStore or getattr(store, "shared", False):
+        return
+    where = view_path(repo.root, as_json=as_json)
+    if where is None:
+        return
     import pickle
 
+    kept, agents = prepared
     data = {
         "format": FORMAT,
         "code": _code(),
@@ -326,7 +342,7 @@ def _json_usage(name: str, runs: tuple[Any, ...], budget: Any, since: datetime) 
     return "".join(f',\n    "{k}": ' + json.dumps(v, indent=2, ensure_ascii=False).replace("\n", "\n    ") for k, v in extra.items())
 
 
-def print_json(rows: Sequence[tuple[str, str, int | None, int | None]], agents: Sequence[tuple[int, str, tuple[Any, ...], Any]], now: datetime, *, engine_running: bool) -> str:
+def print_json(rows: Sequence[tuple[str, str, int | None, int | None]], agents: Agents, now: datetime, *, engine_running: bool) -> str:
     """What ``status --json`` prints for the rows these were kept of."""
     if not rows:
         return "[]"
@@ -338,12 +354,6 @@ def print_json(rows: Sequence[tuple[str, str, int | None, int | None]], agents: 
         overdue = deadline is not None and not engine_running and now_us - next_us > deadline  # type: ignore[operator]
         parts.append(f"{pre}{'true' if overdue else 'false'}{post}{usage.get(i, '')}\n  }}")
     return "[\n" + ",\n".join(parts) + "\n]"
-
-
-def _marks(recent: Sequence[str]) -> list[str]:
-    from .render import _MARKS, _mark
-
-    return [_MARKS.get(s) or _mark(s)[0] for s in recent]
 
 
 def print_ready(args: argparse.Namespace, root: Path, *, as_json: bool = False) -> str | None:
@@ -368,7 +378,7 @@ def print_ready(args: argparse.Namespace, root: Path, *, as_json: bool = False) 
     return (print_json if as_json else render)(data["rows"], data["agents"], datetime.now(UTC), engine_running=running)
 
 
-def render(rows: Sequence[Row], agents: Sequence[tuple[int, str, tuple[Any, ...], Any]], now: datetime, *, engine_running: bool) -> str:
+def render(rows: Sequence[Row], agents: Agents, now: datetime, *, engine_running: bool) -> str:
     """What render.render_status prints, uncoloured, for the rows these were kept of."""
     from .statustext import _ZONES, _delta, _usage_line, _zone, local_time
 
