@@ -56,7 +56,15 @@ _ZONES: dict[str | None, tzinfo] = {}  # name -> _zone(name), for this process
 def _delta(td: timedelta) -> str:
     """``durations.humanize_delta(td)``, twice as fast (status calls it twice a job)."""
     a = -td if td.days < 0 else td
-    total = a.days * 86_400 + a.seconds  # whole seconds, truncated, as humanize_delta's
+    return _in_or_ago(a.days * 86_400 + a.seconds, td > _ZERO)  # whole seconds, truncated, as humanize_delta's
+
+
+def delta_us(us: int) -> str:
+    """``_delta(timedelta(microseconds=us))``, from the microseconds themselves."""
+    return _in_or_ago((-us if us < 0 else us) // 1_000_000, us > 0)
+
+
+def _in_or_ago(total: int, future: bool) -> str:
     if total == 0:
         return "now"
     if total >= 86_400:
@@ -70,7 +78,7 @@ def _delta(td: timedelta) -> str:
         text = f"{big} {small}s" if small else big
     else:
         text = f"{total}s"
-    return f"in {text}" if td > _ZERO else f"{text} ago"
+    return f"in {text}" if future else f"{text} ago"
 
 
 _ZERO = timedelta(0)
