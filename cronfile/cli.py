@@ -361,12 +361,14 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     from .statusview import db_marks, prepare, print_json, print_ready, render, save, signature
 
     root = root_of(args)
+    text, sig = None, None
     if out.json or not use_color():
-        ready = print_ready(args, root, as_json=out.json)  # the table kept ready to print, if nothing changed
-        if ready is not None:
-            out.data(ready)
+        text, sig = print_ready(args, root, as_json=out.json)  # the table kept ready to print, if nothing changed
+        if text is not None:
+            out.data(text)
             return EXIT_OK
-    sig = signature(root)  # (before anything is read: see statusview)
+    if sig is None:
+        sig = signature(root)  # (before anything is read: see statusview)
     from datetime import UTC, datetime
 
     from .render import render_status

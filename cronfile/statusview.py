@@ -333,8 +333,8 @@ def save(
         "db": str(store.db_path),
         "lock": str(store.daemon_lock_path),
         "mark": mark,
-        "rows": kept,
-        "agents": agents,
+        # (a pickle in the pickle: unpickled only once everything above is found to hold)
+        "body": pickle.dumps((kept, agents), protocol=pickle.HIGHEST_PROTOCOL),
     }
     _write_private(where, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
 
@@ -387,26 +387,31 @@ def print_json(rows: Sequence[tuple[str, str, int | None, int | None]], agents: 
     return "[\n" + ",\n".join(parts) + "\n]"
 
 
-def print_ready(args: argparse.Namespace, root: Path, *, as_json: bool = False) -> str | None:
+def print_ready(args: argparse.Namespace, root: Path, *, as_json: bool = False) -> tuple[str | None, dict[str, Any] | None]:
     """The plain ``status`` table (or its ``--json``) of the repo at ``root`` from the
-    view, if it holds (else None: the full path)."""
+    view, if it holds (else None: the full path), and the repo's ``signature`` if it was
+    taken (before anything else was read: the full path keeps its rows under it)."""
     from .parsecache import _read_private
 
     where = view_path(root, as_json=as_json)
     if where is None:
-        return None
+        return None, None
     data, _ = _read_private(where)
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("root") != str(root.resolve()) or data.get("route") != _route(args):
-        return None
-    if signature(root) != data["signature"] or data["code"] != _code():
-        return None
+        return None, None
+    sig = signature(root)
+    if sig != data["signature"] or data["code"] != _code():
+        return None, sig
     mark = db_marks(data["db"])
     if mark is None or mark != data["mark"]:
-        return None
+        return None, sig
     running = daemon_running(data["lock"])
     if running is None:
-        return None
-    return (print_json if as_json else render)(data["rows"], data["agents"], datetime.now(UTC), engine_running=running)
+        return None, sig
+    import pickle
+
+    rows, agents = pickle.loads(data["body"])  # noqa: S301 - a file of ours, as parsecache's
+    return (print_json if as_json else render)(rows, agents, datetime.now(UTC), engine_running=running), sig
 
 
 def render(table: Mapping[str, Any], agents: Agents, now: datetime, *, engine_running: bool) -> str:

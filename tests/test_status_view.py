@@ -127,7 +127,7 @@ def _ready(repo: Path, monkeypatch: pytest.MonkeyPatch, *, as_json: bool = False
     """Whether the next `status` (run in ``repo``, no flags) prints the kept table."""
     monkeypatch.chdir(repo)
     args = argparse.Namespace(C=".", state_dir=None)
-    return print_ready(args, root_of(args), as_json=as_json) is not None
+    return print_ready(args, root_of(args), as_json=as_json)[0] is not None
 
 
 def _backup(repo: Path) -> None:
@@ -278,7 +278,7 @@ def test_the_kept_table_is_not_used_for_another_state_dir_or_json_or_colour(repo
     shutil.copytree(repo / ".cronfile", other)
     monkeypatch.chdir(repo)
     args = argparse.Namespace(C=".", state_dir=str(other))
-    assert print_ready(args, root_of(args)) is None  # (the same state, but reached another way)
+    assert print_ready(args, root_of(args))[0] is None  # (the same state, but reached another way)
     _cli(repo, "apply", "-q", "--state-dir", str(other))
     _cli(repo, "pause", "j3", "--state-dir", str(other))
     elsewhere = _as_full(repo, "--state-dir", str(other))
