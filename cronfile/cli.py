@@ -361,17 +361,15 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     from .statusview import db_marks, prepare, print_json, print_ready, render, save, signature
 
     root = root_of(args)
-    text, sig = None, None
-    if out.json or not use_color():
-        text, sig = print_ready(args, root, as_json=out.json)  # the table kept ready to print, if nothing changed
-        if text is not None:
-            out.data(text)
-            return EXIT_OK
+    color = not out.json and use_color()
+    text, sig = print_ready(args, root, as_json=out.json, color=color)  # the table kept ready to print, if nothing changed
+    if text is not None:
+        out.data(text)
+        return EXIT_OK
     if sig is None:
         sig = signature(root)  # (before anything is read: see statusview)
     from datetime import UTC, datetime
 
-    from .render import render_status
     from .statusread import read_status_repo
 
     project = read_status_repo(args)  # the repo's jobs, from the status index when unchanged
@@ -380,9 +378,8 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     mark = db_marks(db) if db is not None and project.signature is not None else None  # (before the reads)
     now = datetime.now(UTC)
     jobs, recent, rows, running = _status_rows(project, store, now)
-    color = not out.json and use_color()
-    ready = None if color else prepare(rows, jobs, recent._usage, as_json=out.json)  # (printed from, and kept)
-    save(args, project, store, sig, mark, ready, as_json=out.json)
+    ready = prepare(rows, jobs, recent._usage, as_json=out.json, color=color)  # (printed from, and kept)
+    save(args, project, store, sig, mark, ready, as_json=out.json, color=color)
     if out.json:
         if ready is None:
             out.json_data(rows)
@@ -391,7 +388,7 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     else:
         if project.error_count:
             out.warn(f"warning: jobs.d has {project.error_count} problem(s); run `cronfile validate`")
-        out.data(render_status(rows, color=True, now=now) if ready is None else render(*ready, now, engine_running=running))
+        out.data(render(*ready, now, engine_running=running))  # type: ignore[misc]  # (render_status's text)
         if getattr(store, "shared", False):  # several hosts: whose daemons hold a lease
             from .shared import render_daemons
 
@@ -429,17 +426,21 @@ def _prime_status(args: argparse.Namespace, project: Project, store: Store, sig:
     from .statusread import index_of
     from .statusview import db_marks, prepare, save
 
-    repo = index_of(project)
     db = getattr(store, "db_path", None)
+    if db is None or os.environ.get("CRONFILE_NO_CACHE") == "1":
+        return  # (the memos and the table are the SQLite store's, and caches)
     try:
-        if repo is None or db is None or sig is None:
+        repo = index_of(project)
+        if repo is None or sig is None:
             applied_jobs(store)
             return
         mark = db_marks(db)  # (before the reads)
         jobs, recent, rows, _ = _status_rows(repo, store, datetime.now(UTC))
-    except CronfileError:
-        return  # (status reads it all then, and says what is wrong)
-    save(args, repo, store, sig, mark, prepare(rows, jobs, recent._usage))
+        color = use_color()  # (the table for the terminal apply printed to)
+        save(args, repo, store, sig, mark, prepare(rows, jobs, recent._usage, color=color), color=color)
+    except Exception:  # noqa: BLE001 - the apply is done; a cache is best effort (status reads all then)
+        if getattr(args, "debug", False):
+            raise
 
 
 def cmd_pause(args: argparse.Namespace, out: Out) -> int:

@@ -25,9 +25,9 @@ each status:
   that index (no file read within the racy window), with no problem and no path to check (workdir, context files: those are read at each status), and the SQLite
   store (not shared).
 
-Anything else, and the coloured table, take the full path, which writes it again.
-``--json`` is kept the same way in a file of its own: each row's JSON text but its
-``overdue`` and its usage keys. The signature and the marks are taken before the reads the rows are made of:
+Anything else takes the full path, which writes it again. The coloured table and
+``--json`` are kept the same way in files of their own (for ``--json``, each row's JSON
+text but its ``overdue`` and its usage keys). The signature and the marks are taken before the reads the rows are made of:
 a change in between leaves a view older than its key says, which the next status finds
 changed. Printing from it imports neither the specs, the state, the store nor YAML: it
 reads the database's marks with sqlite3 and probes the daemon's lock with flock itself.
@@ -49,15 +49,15 @@ FORMAT = 2
 _CODE_FILES = ("statusview.py", "statustext.py", "statusread.py", "statusmemo.py", "history.py", "render.py", "usage.py", "state.py", "cli.py", "console.py", "stores/sqlite.py", "stores/file.py")
 
 
-def view_path(root: Path, environ: Mapping[str, str] | None = None, *, as_json: bool = False) -> Path | None:
-    """Beside the repo's status index (the table's, or ``--json``'s); None when
-    ``CRONFILE_NO_CACHE=1``."""
+def view_path(root: Path, environ: Mapping[str, str] | None = None, *, as_json: bool = False, color: bool = False) -> Path | None:
+    """Beside the repo's status index (the table's, the coloured table's, or
+    ``--json``'s); None when ``CRONFILE_NO_CACHE=1``."""
     from .parsecache import cache_dir
 
     env = os.environ if environ is None else environ
     if env.get("CRONFILE_NO_CACHE") == "1":
         return None
-    kind = "json" if as_json else "view"
+    kind = "json" if as_json else "color" if color else "view"
     return cache_dir(env) / f"{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:20]}.{kind}.pickle"
 
 
@@ -192,12 +192,12 @@ def daemon_running(lock_path: Path | str) -> bool | None:
 Agents = list[tuple[int, str, tuple[Any, ...], Any]]  # row index, name, usage runs, budget: in row order
 
 
-def prepare(rows: Sequence[Mapping[str, Any]], jobs: Mapping[str, Any], usage_runs: Mapping[str, Any], *, as_json: bool = False) -> tuple[list[Any], Agents] | None:
+def prepare(rows: Sequence[Mapping[str, Any]], jobs: Mapping[str, Any], usage_runs: Mapping[str, Any], *, as_json: bool = False, color: bool = False) -> tuple[Any, Agents] | None:
     """``rows`` (render.status_rows) as kept, and as ``render`` and ``print_json`` print
     them: the table's cells but for the time texts, or for ``--json`` each row's JSON
     text around its ``overdue`` (and its usage, for agent jobs); with each row's overdue
     deadline and each agent job's usage runs. None when a row's JSON cannot be split so."""
-    from .render import _MARKS, _US, _deadline, _mark
+    from .render import _MARKS, _STATE_COLOR, _US, YELLOW, _deadline, _mark, _paint
     from .state import JobStatus
 
     marks_of = _MARKS.get
@@ -257,15 +257,19 @@ def prepare(rows: Sequence[Mapping[str, Any]], jobs: Mapping[str, Any], usage_ru
                 next_us,
                 r.get("pause") or None,
                 note,
+                # coloured: the STATE cell's code, the LAST cell's, the RECENT marks painted
+                (_STATE_COLOR.get(r["state"] or "", YELLOW), _mark(last_text)[1] if last else "", "".join([_paint(m, c, True) for m, c in map(_mark, recent)]))
+                if color
+                else None,
             )
         )
-    return (kept if as_json else _table(kept)), agents
+    return (kept if as_json else _table(kept, color=color)), agents
 
 
 _HEADER = ("NAME", "SCHEDULE", "TZ", "STATE", "NEXT", "LAST", "RECENT")
 
 
-def _table(cells: list[tuple[Any, ...]]) -> dict[str, Any]:
+def _table(cells: list[tuple[Any, ...]], *, color: bool = False) -> dict[str, Any]:
     """The rows as ``render`` prints them: each row's NAME..STATE cells padded to their
     widths (which no clock changes) and its RECENT marks padded, its next run and last
     run as text and as microseconds since the epoch (of those texts, as render_status
@@ -278,12 +282,24 @@ def _table(cells: list[tuple[Any, ...]]) -> dict[str, Any]:
             if len(c[k]) > widths[w]:
                 widths[w] = len(c[k])
     w0, w1, w2, w3, w6 = widths[0], widths[1], widths[2], widths[3], widths[6]
-    lines, checks, notes = [], [], []
-    for i, (name, sched, tz_text, state, next_run, tz, last_text, last_at, marks, deadline, next_us, pause, note) in enumerate(cells):
+    lines, checks, notes, last_codes = [], [], [], []
+    if color:
+        from .render import BOLD, _paint
+    for i, (name, sched, tz_text, state, next_run, tz, last_text, last_at, marks, deadline, next_us, pause, note, paint) in enumerate(cells):
+        if paint is None:
+            prefix = f"{name.ljust(w0)}  {sched.ljust(w1)}  {tz_text.ljust(w2)}  {state.ljust(w3)}  "
+            suffix = marks.ljust(w6)
+        else:  # (as render_status paints each cell, then pads it by its plain width)
+            state_code, last_code, painted = paint
+            prefix = "".join(
+                _paint(text, code, True) + " " * (w - len(text)) + "  " for text, code, w in ((name, BOLD, w0), (sched, "", w1), (tz_text, "", w2), (state, state_code, w3))
+            )
+            suffix = painted + " " * (w6 - len(marks))
+            last_codes.append(last_code)
         lines.append(
             (
-                f"{name.ljust(w0)}  {sched.ljust(w1)}  {tz_text.ljust(w2)}  {state.ljust(w3)}  ",
-                marks.ljust(w6),
+                prefix,
+                suffix,
                 next_run,
                 tz,
                 None if next_run is None else (fromiso(next_run) - epoch) // us,
@@ -295,7 +311,7 @@ def _table(cells: list[tuple[Any, ...]]) -> dict[str, Any]:
             checks.append((i, name, next_run, tz, deadline, next_us))
         if pause or note is not None:
             notes.append((i, name, tz, pause, note))
-    return {"widths": (w0, w1, w2, w3, w6), "lines": lines, "checks": checks, "notes": notes}
+    return {"widths": (w0, w1, w2, w3, w6), "lines": lines, "checks": checks, "notes": notes, "last_codes": last_codes if color else None}
 
 
 def save(
@@ -304,9 +320,10 @@ def save(
     store: Any,
     sig: Mapping[str, Any],
     mark: tuple[Any, ...] | None,
-    prepared: tuple[list[Any], Agents] | None,
+    prepared: tuple[Any, Agents] | None,
     *,
     as_json: bool = False,
+    color: bool = False,
 ) -> None:
     """Keep what ``prepare`` made of this status's rows for the next, with the signature
     and marks taken before they were read, when those can be checked then (see the
@@ -318,7 +335,7 @@ def save(
         return
     if type(store) is not SqliteStore or getattr(store, "shared", False):
         return
-    where = view_path(repo.root, as_json=as_json)
+    where = view_path(repo.root, as_json=as_json, color=color)
     if where is None:
         return
     import pickle
@@ -387,13 +404,13 @@ def print_json(rows: Sequence[tuple[str, str, int | None, int | None]], agents: 
     return "[\n" + ",\n".join(parts) + "\n]"
 
 
-def print_ready(args: argparse.Namespace, root: Path, *, as_json: bool = False) -> tuple[str | None, dict[str, Any] | None]:
+def print_ready(args: argparse.Namespace, root: Path, *, as_json: bool = False, color: bool = False) -> tuple[str | None, dict[str, Any] | None]:
     """The plain ``status`` table (or its ``--json``) of the repo at ``root`` from the
     view, if it holds (else None: the full path), and the repo's ``signature`` if it was
     taken (before anything else was read: the full path keeps its rows under it)."""
     from .parsecache import _read_private
 
-    where = view_path(root, as_json=as_json)
+    where = view_path(root, as_json=as_json, color=color)
     if where is None:
         return None, None
     data, _ = _read_private(where)
@@ -438,16 +455,25 @@ def render(table: Mapping[str, Any], agents: Agents, now: datetime, *, engine_ru
     w0, w1, w2, w3, w6 = table["widths"]
     w4, w5 = max(4, *map(len, nexts)), max(4, *map(len, lasts))
     widths = (w0, w1, w2, w3, w4, w5, w6)
+    overdue = [] if engine_running else [c for c in table["checks"] if now_us - c[5] > c[4]]
     out = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(_HEADER)).rstrip()]
-    out += [f"{line[0]}{e.ljust(w4)}  {f.ljust(w5)}  {line[1]}".rstrip() for line, e, f in zip(lines, nexts, lasts, strict=True)]
+    codes = table["last_codes"]
+    if codes is None:
+        out += [f"{line[0]}{e.ljust(w4)}  {f.ljust(w5)}  {line[1]}".rstrip() for line, e, f in zip(lines, nexts, lasts, strict=True)]
+    else:  # coloured: NEXT red when overdue, LAST in its status's colour (render_status's codes)
+        from .render import RED, RESET, YELLOW
+
+        late = {c[0] for c in overdue}
+        out += [
+            f"{line[0]}{RED if i in late else ''}{e}{RESET}{' ' * (w4 - len(e))}  {code}{f}{RESET}{' ' * (w5 - len(f))}  {line[1]}".rstrip()
+            for i, (line, e, f, code) in enumerate(zip(lines, nexts, lasts, codes, strict=True))
+        ]
     said: dict[int, list[str]] = {}  # row -> its warnings, in the order render_status gives them
-    if not engine_running:
-        for i, name, next_run, tz, deadline, next_us in table["checks"]:
-            if now_us - next_us > deadline:
-                local = fromiso(next_run).astimezone(_zone(tz))
-                same_day = local.date() == now.astimezone(_zone(tz)).date()
-                shown = local.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M")
-                said[i] = [f"! {name} is overdue since {shown} and no engine is running: start `cronfile daemon` or run `cronfile tick`"]
+    for i, name, next_run, tz, _deadline, _next_us in overdue:
+        local = fromiso(next_run).astimezone(_zone(tz))
+        same_day = local.date() == now.astimezone(_zone(tz)).date()
+        shown = local.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M")
+        said[i] = [f"! {name} is overdue since {shown} and no engine is running: start `cronfile daemon` or run `cronfile tick`"]
     for i, name, tz, pause, note in table["notes"]:
         row = said.setdefault(i, [])
         if pause:
@@ -458,6 +484,8 @@ def render(table: Mapping[str, Any], agents: Agents, now: datetime, *, engine_ru
         if note is not None:
             row.append(note)
     warnings = [w for i in sorted(said) for w in said[i]]
+    if codes is not None:
+        warnings = [f"{YELLOW}{w}{RESET}" for w in warnings]
     usage_lines = []
     if agents:
         from .usage import budget_left, usage_since

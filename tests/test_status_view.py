@@ -191,7 +191,7 @@ CHANGES: dict[str, Callable[[Path], object]] = {
 @pytest.fixture(scope="module")
 def repos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One repo per change, made at once, so that one wait lets them all settle."""
-    out = {name: _repo(tmp_path_factory.mktemp(name.replace(" ", "-")) / "repo") for name in [*CHANGES, "daemon", "other state", "paths", "json"]}
+    out = {name: _repo(tmp_path_factory.mktemp(name.replace(" ", "-")) / "repo") for name in [*CHANGES, "daemon", "other state", "paths", "json", "colour"]}
     for repo in out.values():
         _setup(repo)
     paths = out["paths"]  # a job that reads a context file
@@ -270,7 +270,7 @@ def test_a_running_daemon_is_seen_by_the_kept_table(repos: dict[str, Path], monk
     assert "late is overdue" in _as_full(repo)
 
 
-def test_the_kept_table_is_not_used_for_another_state_dir_or_json_or_colour(repos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_kept_table_is_not_used_for_another_state_dir(repos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     repo = repos["other state"]
     _as_full(repo)
     assert _ready(repo, monkeypatch)
@@ -283,14 +283,25 @@ def test_the_kept_table_is_not_used_for_another_state_dir_or_json_or_colour(repo
     _cli(repo, "pause", "j3", "--state-dir", str(other))
     elsewhere = _as_full(repo, "--state-dir", str(other))
     assert "j3 is paused at runtime" in elsewhere and "j3 is paused" not in _as_full(repo)
-    # --json and the coloured table are printed as before, from the full path
-    for extra, env in ((("--json",), None), ((), {"FORCE_COLOR": "1"})):
-        for _ in range(5):
-            kept = _status(repo, *extra, env=env)
-            if kept == _status(repo, *extra, env={**(env or {}), "CRONFILE_NO_CACHE": "1"}):
-                break
-        else:
-            raise AssertionError(extra)
+
+
+
+def test_the_kept_coloured_table_is_the_full_one_and_every_change_is_seen(repos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table for a terminal (FORCE_COLOR here) is kept in a file of its own, painted
+    cell by cell as render_status paints it; NEXT red for an overdue job."""
+    repo = repos["colour"]
+    colour = {"FORCE_COLOR": "1"}
+    before = _as_full(repo, env=colour)
+    assert "\x1b[31m" in before and "\x1b[33m! j2 is paused" in before
+    monkeypatch.chdir(repo)
+    args = argparse.Namespace(C=".", state_dir=None)
+    assert print_ready(args, root_of(args), color=True)[0] is not None and not _ready(repo, monkeypatch)
+    for change in ("a run recorded", "resume"):
+        CHANGES[change](repo)
+        assert print_ready(args, root_of(args), color=True)[0] is None
+        after = _as_full(repo, env=colour)
+        assert after != before and print_ready(args, root_of(args), color=True)[0] is not None
+        before = after
 
 
 def test_jobs_whose_paths_are_checked_each_time_keep_no_table(repos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
