@@ -372,7 +372,7 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
 
     from .statusread import read_status_repo
 
-    project = read_status_repo(args)  # the repo's jobs, from the status index when unchanged
+    project = read_status_repo(args, sig)  # the repo's jobs, from the status index when unchanged
     store = store_of(args, project)  # type: ignore[arg-type]
     db = getattr(store, "db_path", None)
     mark = db_marks(db) if db is not None and project.signature is not None else None  # (before the reads)
@@ -430,7 +430,7 @@ def _prime_status(args: argparse.Namespace, project: Project, store: Store, sig:
     if db is None or os.environ.get("CRONFILE_NO_CACHE") == "1":
         return  # (the memos and the table are the SQLite store's, and caches)
     try:
-        repo = index_of(project)
+        repo = index_of(project, sig)
         if repo is None or sig is None:
             applied_jobs(store)
             return

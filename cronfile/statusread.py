@@ -55,17 +55,23 @@ class StatusRepo:
         return self.error_count == 0
 
 
-def read_status_repo(args: argparse.Namespace) -> StatusRepo:
-    """The repo ``args`` names (as ``console.load_repo(args, warnings=False)`` reads it)."""
+def read_status_repo(args: argparse.Namespace, view_sig: Any = None) -> StatusRepo:
+    """The repo ``args`` names (as ``console.load_repo(args, warnings=False)`` reads it).
+    ``view_sig``: its ``statusview.signature``, taken before anything was read."""
     from .console import load_repo, root_of
     from .load import files_signature
-    from .parsecache import read_status_index, status_index_path
+    from .parsecache import load_status_index, status_index_path
 
     root = root_of(args)
     where = status_index_path(root)
     if where is not None:
-        signature = files_signature(root)
-        index = read_status_index(where, root, signature)
+        index = load_status_index(where, root)
+        if index is not None and view_sig is not None and index.view_sig == view_sig:
+            signature = index.signature  # (the files as the load that wrote it saw them)
+        else:
+            signature = files_signature(root)
+            if index is not None and index.signature != signature:
+                index = None
         if index is not None:
             errors = index.errors
             if index.pathy:
@@ -76,24 +82,24 @@ def read_status_repo(args: argparse.Namespace) -> StatusRepo:
             return StatusRepo(root, index.config, specs, errors, from_index=True, signature=signature, pathy=bool(index.pathy))
     project = load_repo(args, warnings=False)
     repo = StatusRepo(project.root, project.config, project.specs, len(project.errors))
-    if where is not None and _save_index(where, project, signature):
+    if where is not None and _save_index(where, project, signature, view_sig):
         repo.signature, repo.pathy, repo.indexed = signature, bool(project.index.pathy), True
     return repo
 
 
-def index_of(project: Any) -> StatusRepo | None:
+def index_of(project: Any, view_sig: Any = None) -> StatusRepo | None:
     """The status index of a ``project`` loaded in full (by ``apply``), written for the
     next ``status``; the StatusRepo it stands for, or None when it is not written (see
     ``_save_index``). Best effort, checked as ever when read."""
     from .parsecache import status_index_path
 
     where = status_index_path(project.root)
-    if where is None or not _save_index(where, project, project.signature):
+    if where is None or not _save_index(where, project, project.signature, view_sig):
         return None
     return StatusRepo(project.root, project.config, project.specs, 0, signature=project.signature, pathy=bool(project.index.pathy), indexed=True)
 
 
-def _save_index(where: Path, project: Any, signature: Mapping[str, Any]) -> bool:
+def _save_index(where: Path, project: Any, signature: Mapping[str, Any], view_sig: Any = None) -> bool:
     """Write the index of ``project``, loaded after ``signature`` was taken: unless a
     file changed since (the load's own signature differs), was read within a clock tick
     of its last write (``project.racy``), the load was not a full one, or it found an
@@ -110,6 +116,6 @@ def _save_index(where: Path, project: Any, signature: Mapping[str, Any]) -> bool
     if errors:
         return False
     jobs = tuple((s.name, s.spec_hash, status_fields(s.data)) for s in project.specs)
-    index = StatusIndex(code_fingerprint(), str(project.root.resolve()), dict(signature), project.config, errors, tuple(project.index.pathy), jobs)
+    index = StatusIndex(code_fingerprint(), str(project.root.resolve()), dict(signature), project.config, errors, tuple(project.index.pathy), jobs, view_sig)
     write_status_index(where, index)
     return True
