@@ -81,10 +81,12 @@ def read_status_repo(args: argparse.Namespace, view_sig: Any = None) -> StatusRe
             specs = [DeclaredJob(*j) for j in index.jobs]
             return StatusRepo(root, index.config, specs, errors, from_index=True, signature=signature, pathy=bool(index.pathy))
     project = load_repo(args, warnings=False)
-    repo = StatusRepo(project.root, project.config, project.specs, len(project.errors))
-    if where is not None and _save_index(where, project, signature, view_sig):
-        repo.signature, repo.pathy, repo.indexed = signature, bool(project.index.pathy), True
-    return repo
+    written = _save_index(where, project, signature, view_sig) if where is not None else None
+    if written is None:
+        return StatusRepo(project.root, project.config, project.specs, len(project.errors))
+    # (the jobs as the index has them: what status reads of a JobSpec, in plain values)
+    specs = [DeclaredJob(*j) for j in written.jobs]
+    return StatusRepo(project.root, project.config, specs, len(project.errors), signature=signature, pathy=bool(written.pathy), indexed=True)
 
 
 def index_of(project: Any, view_sig: Any = None) -> StatusRepo | None:
@@ -94,28 +96,30 @@ def index_of(project: Any, view_sig: Any = None) -> StatusRepo | None:
     from .parsecache import status_index_path
 
     where = status_index_path(project.root)
-    if where is None or not _save_index(where, project, project.signature, view_sig):
+    written = _save_index(where, project, project.signature, view_sig) if where is not None else None
+    if written is None:
         return None
-    return StatusRepo(project.root, project.config, project.specs, 0, signature=project.signature, pathy=bool(project.index.pathy), indexed=True)
+    specs = [DeclaredJob(*j) for j in written.jobs]
+    return StatusRepo(project.root, project.config, specs, 0, signature=project.signature, pathy=bool(written.pathy), indexed=True)
 
 
-def _save_index(where: Path, project: Any, signature: Mapping[str, Any], view_sig: Any = None) -> bool:
+def _save_index(where: Path, project: Any, signature: Mapping[str, Any], view_sig: Any = None) -> Any:
     """Write the index of ``project``, loaded after ``signature`` was taken: unless a
     file changed since (the load's own signature differs), was read within a clock tick
     of its last write (``project.racy``), the load was not a full one, or it found an
     error in the files: as the parse cache never keeps a broken file, since what decides
     its problems can change under unchanged files (a timezone database upgrade, a read
     that failed once). The paths' problems are checked at each status, so do not count.
-    Whether it was written (so that the status that read the repo may keep its table)."""
+    The index written (so that the status that read the repo may keep its table), or None."""
     from .parsecache import StatusIndex, code_fingerprint, write_status_index
 
     if project.racy or project.signature != signature or project.index is None:
-        return False
+        return None
     head = project.index.head  # the problems before those of the paths (load._assemble)
     errors = sum(p.severity == "error" for p in project.problems[:head])
     if errors:
-        return False
+        return None
     jobs = tuple((s.name, s.spec_hash, status_fields(s.data)) for s in project.specs)
     index = StatusIndex(code_fingerprint(), str(project.root.resolve()), dict(signature), project.config, errors, tuple(project.index.pathy), jobs, view_sig)
     write_status_index(where, index)
-    return True
+    return index
