@@ -213,11 +213,13 @@ def test_the_kept_table_is_the_full_one_and_every_change_is_seen(repos: dict[str
     assert _ready(repo, monkeypatch)
     if change == "edit":  # printed from the view by a `cronfile` of its own, as the full path prints it
         for _ in range(5):
-            kept = cronfile("status", cwd=repo).stdout
-            if kept == _status(repo, env={"CRONFILE_NO_CACHE": "1"}):
+            got = cronfile("status", cwd=repo)
+            assert got.returncode == 0, got.stderr
+            plain = _status(repo, env={"CRONFILE_NO_CACHE": "1"})
+            if got.stdout == plain:
                 break
         else:
-            raise AssertionError(kept)
+            assert got.stdout == plain
     if change.startswith("state.db restored"):
         assert cronfile("pause", "j4", cwd=repo).returncode == 0  # lost by the restore
         before = _as_full(repo)
