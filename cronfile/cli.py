@@ -358,7 +358,16 @@ def cmd_apply(args: argparse.Namespace, out: Out) -> int:
 
 
 def cmd_status(args: argparse.Namespace, out: Out) -> int:
-    from .statusview import db_marks, prepare, print_json, print_ready, render, save, signature
+    from .statusview import (
+        db_marks,
+        keepable,
+        prepare,
+        print_json,
+        print_ready,
+        render,
+        save,
+        signature,
+    )
 
     root = root_of(args)
     color = not out.json and use_color()
@@ -378,8 +387,10 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     mark = db_marks(db) if db is not None and project.signature is not None else None  # (before the reads)
     now = datetime.now(UTC)
     jobs, recent, rows, running = _status_rows(project, store, now)
-    ready = prepare(rows, jobs, recent._usage, as_json=out.json, color=color)  # (printed from, and kept)
-    save(args, project, store, sig, mark, ready, as_json=out.json, color=color)
+    ready = None
+    if keepable(project, store, mark):  # printed from what is kept, and kept
+        ready = prepare(rows, jobs, recent._usage, as_json=out.json, color=color)
+        save(args, project, store, sig, mark, ready, as_json=out.json, color=color)
     if out.json:
         if ready is None:
             out.json_data(rows)
@@ -388,7 +399,12 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     else:
         if project.error_count:
             out.warn(f"warning: jobs.d has {project.error_count} problem(s); run `cronfile validate`")
-        out.data(render(*ready, now, engine_running=running))  # type: ignore[misc]  # (render_status's text)
+        if ready is None:
+            from .render import render_status
+
+            out.data(render_status(rows, color=color, now=now))
+        else:
+            out.data(render(*ready, now, engine_running=running))  # (render_status's text)
         if getattr(store, "shared", False):  # several hosts: whose daemons hold a lease
             from .shared import render_daemons
 

@@ -314,6 +314,15 @@ def _table(cells: list[tuple[Any, ...]], *, color: bool = False) -> dict[str, An
     return {"widths": (w0, w1, w2, w3, w6), "lines": lines, "checks": checks, "notes": notes, "last_codes": last_codes if color else None}
 
 
+def keepable(repo: Any, store: Any, mark: tuple[Any, ...] | None) -> bool:
+    """Whether the rows of a status of ``repo`` and ``store`` can be kept (``save``)."""
+    from .stores.sqlite import SqliteStore
+
+    if mark is None or not (repo.from_index or repo.indexed) or repo.error_count or repo.pathy:
+        return False
+    return type(store) is SqliteStore and not getattr(store, "shared", False)
+
+
 def save(
     args: argparse.Namespace,
     repo: Any,
@@ -329,11 +338,8 @@ def save(
     and marks taken before they were read, when those can be checked then (see the
     module's docstring). Best effort."""
     from .parsecache import _write_private
-    from .stores.sqlite import SqliteStore
 
-    if prepared is None or mark is None or not (repo.from_index or repo.indexed) or repo.error_count or repo.pathy:
-        return
-    if type(store) is not SqliteStore or getattr(store, "shared", False):
+    if prepared is None or not keepable(repo, store, mark):
         return
     where = view_path(repo.root, as_json=as_json, color=color)
     if where is None:
