@@ -371,7 +371,7 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
 
     root = root_of(args)
     color = not out.json and use_color()
-    text, sig = print_ready(args, root, as_json=out.json, color=color)  # the table kept ready to print, if nothing changed
+    text, sig, by_hand = print_ready(args, root, as_json=out.json, color=color)  # the table kept ready to print, if nothing changed
     if text is not None:
         out.data(text)
         return EXIT_OK
@@ -386,7 +386,7 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     db = getattr(store, "db_path", None)
     mark = db_marks(db) if db is not None and project.signature is not None else None  # (before the reads)
     now = datetime.now(UTC)
-    jobs, recent, rows, running = _status_rows(project, store, now)
+    jobs, recent, rows, running = _status_rows(project, store, now, full=by_hand)
     ready = None
     if keepable(project, store, mark):  # printed from what is kept, and kept
         ready = prepare(rows, jobs, recent._usage, as_json=out.json, color=color)
@@ -412,14 +412,15 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     return EXIT_OK
 
 
-def _status_rows(project: Any, store: Store, now: Any) -> tuple[Any, Any, list[dict[str, Any]], bool]:
+def _status_rows(project: Any, store: Store, now: Any, *, full: bool = False, keep: bool = True) -> tuple[Any, Any, list[dict[str, Any]], bool]:
     """What `status` shows of ``project`` (a StatusRepo or Project) and ``store`` at
-    ``now``: the applied jobs, the recent runs, the rows, and whether an engine runs."""
+    ``now``: the applied jobs, the recent runs, the rows, and whether an engine runs
+    (``full``, ``keep``: statusmemo.applied_jobs's)."""
     from .history import engine_running
     from .render import status_rows
     from .statusmemo import applied_jobs, recent_runs
 
-    jobs, _ = applied_jobs(store)  # the applied jobs, kept between commands (issue 17)
+    jobs, _ = applied_jobs(store, full=full, keep=keep)  # the applied jobs, kept between commands (issue 17)
     names = set(jobs) | {s.name for s in project.specs}
     agents = _agent_jobs(project, jobs, names)
     recent = recent_runs(store, agents)  # every job's last runs, kept too
@@ -431,27 +432,27 @@ def _status_rows(project: Any, store: Store, now: Any) -> tuple[Any, Any, list[d
 
 def _prime_status(args: argparse.Namespace, project: Project, store: Store, sig: Any) -> None:
     """What the next `status` reads, left by `apply` from what it has in hand (issue 17):
-    the status index of the project it applied, the applied-jobs memo of the state it
-    wrote (the store's own memo makes that read cheap), and the table kept ready to print
-    (statusview), keyed by the repo's signature taken before apply read it. The first
-    `status` after an apply of 10,000 jobs read the repo in full and decoded every
-    JobState (0.5 CPU s). Best effort: all of it is checked as ever when read."""
+    the status index of the project it applied, and the table kept ready to print
+    (statusview), keyed by the repo's signature taken before apply read it and by the
+    database's marks taken after its write. The
+    first `status` after an apply of 10,000 jobs read the repo in full and decoded every
+    JobState (0.5 CPU s). No applied-jobs memo is left: a state damaged by hand after
+    this apply must be read in full by the next status, which then says what is wrong
+    (tests/faults/test_damaged_state.py). Best effort: all is checked as ever when read."""
     from datetime import UTC, datetime
 
-    from .statusmemo import applied_jobs
     from .statusread import index_of
     from .statusview import db_marks, prepare, save
 
     db = getattr(store, "db_path", None)
     if db is None or os.environ.get("CRONFILE_NO_CACHE") == "1":
-        return  # (the memos and the table are the SQLite store's, and caches)
+        return  # (the table is the SQLite store's, and a cache)
     try:
         repo = index_of(project, sig)
         if repo is None or sig is None:
-            applied_jobs(store)
             return
         mark = db_marks(db)  # (before the reads)
-        jobs, recent, rows, _ = _status_rows(repo, store, datetime.now(UTC))
+        jobs, recent, rows, _ = _status_rows(repo, store, datetime.now(UTC), keep=False)
         color = use_color()  # (the table for the terminal apply printed to)
         save(args, repo, store, sig, mark, prepare(rows, jobs, recent._usage, color=color), color=color)
     except Exception:  # noqa: BLE001 - the apply is done; a cache is best effort (status reads all then)

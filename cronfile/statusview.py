@@ -136,14 +136,18 @@ def signature(root: Path) -> dict[str, Any]:
 def db_marks(db_path: Path | str) -> tuple[Any, ...] | None:
     """What the view is of in the state database, read in one snapshot with sqlite3
     alone (as ``SqliteStore.jobs_mark``, ``job_seqs`` and ``history_mark`` read it, and
-    the schema version): None when there is no database or it cannot be read so. (A job
-    name is a word: no space or comma in it, so the names and seqs joined are unambiguous.)"""
+    the schema version), with a digest of every job row's body: None when there is no
+    database or it cannot be read so. Every write cronfile makes bumps ``seq``; a write by
+    hand (or a tool) does not, but changes the digest: a status that finds only that
+    changed reads the state in full (cli.cmd_status), which then says what is wrong. (A job name is a word: no space or comma in it, so the names and seqs
+    joined are unambiguous.)"""
     import sqlite3
     from urllib.parse import quote
 
     path = str(db_path)
     if not os.path.exists(path) or os.path.exists(path + ".migrating"):
         return None
+
     try:
         conn = sqlite3.connect(f"file:{quote(path)}?mode=rw", uri=True, isolation_level=None, timeout=5.0)
     except sqlite3.Error:
@@ -154,6 +158,8 @@ def db_marks(db_path: Path | str) -> tuple[Any, ...] | None:
         db_id, seq, purged_to, head = conn.execute("SELECT db_id, seq, purged_to, body FROM head").fetchone()
         # every job row's name and seq, in one string made by SQLite (a dict of 10,000 was 2x slower)
         (seqs,) = conn.execute("SELECT group_concat(name || ' ' || seq, ',') FROM (SELECT name, seq FROM jobs ORDER BY name)").fetchone()
+        # and every job row's body: a write by hand (or by a tool) bumps no seq
+        (bodies,) = conn.execute("SELECT group_concat(ifnull(body, ''), char(30)) FROM (SELECT body FROM jobs ORDER BY name)").fetchone()
         top, count = conn.execute("SELECT max(id), count(*) FROM history").fetchone()
         row = conn.execute("SELECT job, run_id, length(body) FROM history WHERE id = ?", (top,)).fetchone() if top is not None else None
         conn.execute("COMMIT")
@@ -161,7 +167,8 @@ def db_marks(db_path: Path | str) -> tuple[Any, ...] | None:
         return None
     finally:
         conn.close()
-    return (version, str(db_id), int(seq), int(purged_to), str(head), seqs, int(top or 0), int(count), row)
+    digest = hashlib.blake2b((bodies or "").encode(), digest_size=16).hexdigest()
+    return digest, (version, str(db_id), int(seq), int(purged_to), str(head), seqs, int(top or 0), int(count), row)
 
 
 def daemon_running(lock_path: Path | str) -> bool | None:
@@ -410,31 +417,33 @@ def print_json(rows: Sequence[tuple[str, str, int | None, int | None]], agents: 
     return "[\n" + ",\n".join(parts) + "\n]"
 
 
-def print_ready(args: argparse.Namespace, root: Path, *, as_json: bool = False, color: bool = False) -> tuple[str | None, dict[str, Any] | None]:
+def print_ready(args: argparse.Namespace, root: Path, *, as_json: bool = False, color: bool = False) -> tuple[str | None, dict[str, Any] | None, bool]:
     """The plain ``status`` table (or its ``--json``) of the repo at ``root`` from the
-    view, if it holds (else None: the full path), and the repo's ``signature`` if it was
-    taken (before anything else was read: the full path keeps its rows under it)."""
+    view, if it holds (else None: the full path); the repo's ``signature`` if it was
+    taken (before anything else was read: the full path keeps its rows under it); and
+    whether the database's files changed with no write of cronfile's (the full path then
+    reads the whole state, not its memo)."""
     from .parsecache import _read_private
 
     where = view_path(root, as_json=as_json, color=color)
     if where is None:
-        return None, None
+        return None, None, False
     data, _ = _read_private(where)
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("root") != str(root.resolve()) or data.get("route") != _route(args):
-        return None, None
+        return None, None, False
     sig = signature(root)
     if sig != data["signature"] or data["code"] != _code():
-        return None, sig
+        return None, sig, False
     mark = db_marks(data["db"])
     if mark is None or mark != data["mark"]:
-        return None, sig
+        return None, sig, mark is not None and mark[1] == data["mark"][1]
     running = daemon_running(data["lock"])
     if running is None:
-        return None, sig
+        return None, sig, False
     import pickle
 
     rows, agents = pickle.loads(data["body"])  # noqa: S301 - a file of ours, as parsecache's
-    return (print_json if as_json else render)(rows, agents, datetime.now(UTC), engine_running=running), sig
+    return (print_json if as_json else render)(rows, agents, datetime.now(UTC), engine_running=running), sig, False
 
 
 def render(table: Mapping[str, Any], agents: Agents, now: datetime, *, engine_running: bool) -> str:
