@@ -254,6 +254,11 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
     # Warnings are for the jobs this change creates or updates (`validate` lists them
     # all): at 10,000 jobs, checking every unchanged job's DST hours and variables on
     # every diff cost 0.7 s, to repeat what the last apply already said.
+    sig = None
+    if write:  # (the repo's, before it is read: for the table apply leaves ready, statusview)
+        from .statusview import signature
+
+        sig = signature(root_of(args))
     project = load_repo(args, warnings=False)
     if project.errors:
         if out.json:
@@ -318,6 +323,8 @@ def _plan(args: argparse.Namespace, out: Out, *, write: bool, is_diff: bool = Fa
                 out.data(f"  ~ {d['name']}: {d['note']} (`cronfile resume {d['name']}`)")
         if write and plan.has_changes:
             out.msg(f"applied to {store.location}")
+    if write:  # what the next `status` reads, from what apply has in hand (issue 17)
+        _prime_status(args, project, store, sig)
     if is_diff:
         return EXIT_FAILED if plan.has_changes else EXIT_OK
     return EXIT_OK
@@ -351,33 +358,106 @@ def cmd_apply(args: argparse.Namespace, out: Out) -> int:
 
 
 def cmd_status(args: argparse.Namespace, out: Out) -> int:
+    from .statusview import (
+        db_marks,
+        keepable,
+        prepare,
+        print_json,
+        print_ready,
+        render,
+        save,
+        signature,
+    )
+
+    root = root_of(args)
+    color = not out.json and use_color()
+    text, sig, by_hand = print_ready(args, root, as_json=out.json, color=color)  # the table kept ready to print, if nothing changed
+    if text is not None:
+        out.data(text)
+        return EXIT_OK
+    if sig is None:
+        sig = signature(root)  # (before anything is read: see statusview)
     from datetime import UTC, datetime
 
-    from .history import engine_running
-    from .render import render_status, status_rows
-    from .statusmemo import applied_jobs, recent_runs
     from .statusread import read_status_repo
 
-    project = read_status_repo(args)  # the repo's jobs, from the status index when unchanged
+    project = read_status_repo(args, sig)  # the repo's jobs, from the status index when unchanged
     store = store_of(args, project)  # type: ignore[arg-type]
-    jobs, _ = applied_jobs(store)  # the applied jobs, kept between commands (issue 17)
+    db = getattr(store, "db_path", None)
+    mark = db_marks(db) if db is not None and project.signature is not None else None  # (before the reads)
     now = datetime.now(UTC)
-    names = set(jobs) | {s.name for s in project.specs}
-    agents = _agent_jobs(project, jobs, names)
-    recent = recent_runs(store, agents)  # every job's last runs, kept too
-    usage = agent_usage(store, project, jobs, names, now, runs_of=recent.usage_runs)
-    rows = status_rows(project.specs if project.ok else None, None, {}, now, engine_running=engine_running(store), usage=usage, summaries=recent.summaries, jobs=jobs)
+    jobs, recent, rows, running = _status_rows(project, store, now, full=by_hand)
+    ready = None
+    if keepable(project, store, mark):  # printed from what is kept, and kept
+        ready = prepare(rows, jobs, recent._usage, as_json=out.json, color=color)
+        save(args, project, store, sig, mark, ready, as_json=out.json, color=color)
     if out.json:
-        out.json_data(rows)
+        if ready is None:
+            out.json_data(rows)
+        else:
+            out.data(print_json(*ready, now, engine_running=running))  # (json.dumps(rows, indent=2)'s bytes)
     else:
         if project.error_count:
             out.warn(f"warning: jobs.d has {project.error_count} problem(s); run `cronfile validate`")
-        out.data(render_status(rows, color=use_color(), now=now))
+        if ready is None:
+            from .render import render_status
+
+            out.data(render_status(rows, color=color, now=now))
+        else:
+            out.data(render(*ready, now, engine_running=running))  # (render_status's text)
         if getattr(store, "shared", False):  # several hosts: whose daemons hold a lease
             from .shared import render_daemons
 
             out.data(render_daemons(store.daemons(), now))  # type: ignore[attr-defined]
     return EXIT_OK
+
+
+def _status_rows(project: Any, store: Store, now: Any, *, full: bool = False, keep: bool = True) -> tuple[Any, Any, list[dict[str, Any]], bool]:
+    """What `status` shows of ``project`` (a StatusRepo or Project) and ``store`` at
+    ``now``: the applied jobs, the recent runs, the rows, and whether an engine runs
+    (``full``, ``keep``: statusmemo.applied_jobs's)."""
+    from .history import engine_running
+    from .render import status_rows
+    from .statusmemo import applied_jobs, recent_runs
+
+    jobs, _ = applied_jobs(store, full=full, keep=keep)  # the applied jobs, kept between commands (issue 17)
+    names = set(jobs) | {s.name for s in project.specs}
+    agents = _agent_jobs(project, jobs, names)
+    recent = recent_runs(store, agents)  # every job's last runs, kept too
+    usage = agent_usage(store, project, jobs, names, now, runs_of=recent.usage_runs)
+    running = engine_running(store)
+    rows = status_rows(project.specs if project.ok else None, None, {}, now, engine_running=running, usage=usage, summaries=recent.summaries, jobs=jobs)
+    return jobs, recent, rows, running
+
+
+def _prime_status(args: argparse.Namespace, project: Project, store: Store, sig: Any) -> None:
+    """What the next `status` reads, left by `apply` from what it has in hand (issue 17):
+    the status index of the project it applied, and the table kept ready to print
+    (statusview), keyed by the repo's signature taken before apply read it and by the
+    database's marks taken after its write. The
+    first `status` after an apply of 10,000 jobs read the repo in full and decoded every
+    JobState (0.5 CPU s). No applied-jobs memo is left: a state damaged by hand after
+    this apply must be read in full by the next status, which then says what is wrong
+    (tests/faults/test_damaged_state.py). Best effort: all is checked as ever when read."""
+    from datetime import UTC, datetime
+
+    from .statusread import index_of
+    from .statusview import db_marks, prepare, save
+
+    db = getattr(store, "db_path", None)
+    if db is None or os.environ.get("CRONFILE_NO_CACHE") == "1":
+        return  # (the table is the SQLite store's, and a cache)
+    try:
+        repo = index_of(project, sig)
+        if repo is None or sig is None:
+            return
+        mark = db_marks(db)  # (before the reads)
+        jobs, recent, rows, _ = _status_rows(repo, store, datetime.now(UTC), keep=False)
+        color = use_color()  # (the table for the terminal apply printed to)
+        save(args, repo, store, sig, mark, prepare(rows, jobs, recent._usage, color=color), color=color)
+    except Exception:  # noqa: BLE001 - the apply is done; a cache is best effort (status reads all then)
+        if getattr(args, "debug", False):
+            raise
 
 
 def cmd_pause(args: argparse.Namespace, out: Out) -> int:

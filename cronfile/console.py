@@ -98,8 +98,9 @@ def root_of(args: argparse.Namespace, *, required: bool = True) -> Path:
 
 def find_root(start: Path) -> Path | None:
     """``start`` (as given) or its nearest ancestor holding jobs.d/ or cronfile.yaml."""
-    from .load import CONFIG_NAME, JOBS_DIR
-
+    # (load.JOBS_DIR and load.CONFIG_NAME, not imported: `status` prints its kept table
+    # without importing the loader, cronfile/statusview.py)
+    JOBS_DIR, CONFIG_NAME = "jobs.d", "cronfile.yaml"  # noqa: N806
     for d in (start, *start.resolve().parents):
         if (d / JOBS_DIR).is_dir() or (d / CONFIG_NAME).is_file():
             return d

@@ -234,7 +234,7 @@ def _write_private(path: Path, blob: bytes) -> bool:
 
 # -- what `cronfile status` needs of the repo ---------------------------------------------
 
-STATUS_FORMAT = 1
+STATUS_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -260,6 +260,9 @@ class StatusIndex:
     errors: int  # error problems of the load, but those of paths
     pathy: tuple[Any, ...]  # the JobSpecs whose paths are checked (load.path_problems)
     jobs: tuple[tuple[str, str, dict[str, Any]], ...]  # name, spec_hash, status_fields(data), by name
+    # statusview.signature taken before the load it was written from (None: not taken):
+    # equal to the repo's now, it stands for ``signature`` (one stat walk, not two)
+    view_sig: Any = None
 
 
 def status_index_path(root: Path, environ: Mapping[str, str] | None = None) -> Path | None:
@@ -272,11 +275,18 @@ def status_index_path(root: Path, environ: Mapping[str, str] | None = None) -> P
 
 def read_status_index(path: Path, root: Path, signature: Mapping[str, Any]) -> StatusIndex | None:
     """The index at ``path`` if it is for ``root``, this code and ``signature``."""
+    index = load_status_index(path, root)
+    return index if index is not None and index.signature == signature else None
+
+
+def load_status_index(path: Path, root: Path) -> StatusIndex | None:
+    """The index at ``path`` if it is for ``root`` and this code (its signature, the
+    caller checks)."""
     data, _ = _read_private(path)
     if not isinstance(data, dict) or data.get("format") != STATUS_FORMAT:
         return None
     index = data.get("index")
-    if not isinstance(index, StatusIndex) or index.root != str(root.resolve()) or index.signature != signature:
+    if not isinstance(index, StatusIndex) or index.root != str(root.resolve()):
         return None
     if index.code != _code_fingerprint():
         return None

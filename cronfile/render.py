@@ -11,9 +11,8 @@ import difflib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
 from .clock import iso, parse_iso
 from .durations import parse_duration
@@ -21,6 +20,7 @@ from .permissions import widening
 from .reconcile import Action, Change, Plan
 from .spec import FAILURES, JobSpec, Status
 from .state import JobState, JobStatus, State
+from .statustext import _ZONES, _delta, _usage_line, _zone, local_time
 from .usage import Usage, budget_left
 
 __all__ = ["render_plan", "render_status", "status_rows"]
@@ -50,27 +50,6 @@ RECENT_N = 10
 
 def _paint(text: str, code: str, color: bool) -> str:
     return f"{code}{text}{RESET}" if color and text else text
-
-
-def _zone(name: str | None) -> tzinfo:
-    try:
-        return ZoneInfo(name) if name else UTC
-    except (ValueError, OSError, LookupError):
-        return UTC
-
-
-def local_time(dt: datetime | None, tz: str | None, *, seconds: bool | None = None) -> str:
-    """``2026-03-29 09:00 CEST``; seconds only when the instant has them."""
-    if dt is None:
-        return "none"
-    zone = _ZONES.get(tz)
-    if zone is None:
-        zone = _ZONES[tz] = _zone(tz)
-    local = dt.astimezone(zone)
-    if seconds is None:
-        seconds = bool(local.second or local.microsecond)
-    fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
-    return f"{local.strftime(fmt)} {local.tzname()}"
 
 
 # -- the plan --------------------------------------------------------------------------
@@ -384,28 +363,6 @@ def status_rows(
     return rows
 
 
-def _usage_line(r: Mapping[str, Any]) -> str | None:
-    """``brief: 1234 in + 56 out tokens, 0.0031 USD; budget left: 18710 of 20000 tokens``."""
-    u = r.get("usage_24h")
-    if u is None or not (u["input_tokens"] or u["output_tokens"] or r.get("budget")):
-        return None
-    text = f"  {r['name']}: {u['input_tokens']} in + {u['output_tokens']} out tokens"
-    if u.get("cost_usd") is not None:
-        text += f", {u['cost_usd']:.4f} USD"
-    left = r.get("budget_left")
-    if left:
-        budget = r.get("budget") or {}
-        parts = []
-        if "tokens" in left:
-            parts.append(f"{max(left['tokens'], 0)} of {budget.get('tokens_per_day')} tokens")
-        if "cost_usd" in left:
-            parts.append(f"{max(left['cost_usd'], 0):.4f} of {budget.get('cost_per_day')} USD")
-        text += "; budget left: " + ", ".join(parts)
-        if any(v <= 0 for v in left.values()):
-            text += " (used up: runs are refused)"
-    return text
-
-
 _MARKS = {s: (_OK if s == Status.success else _BAD if s in FAILURES else _QUIET) for s in Status}  # status -> its mark
 
 
@@ -425,32 +382,6 @@ def _when(dt: datetime | None, tz: str | None, now: datetime) -> str:
         zone = _ZONES[tz] = _zone(tz)
     # (what strftime("%Y-%m-%d %H:%M") gives, at a tenth of its cost: once per job)
     return f"{dt.astimezone(zone).isoformat(' ')[:16]} ({_delta(dt - now)})"
-
-
-_ZONES: dict[str | None, tzinfo] = {}  # name -> _zone(name), for this process
-
-
-def _delta(td: timedelta) -> str:
-    """``durations.humanize_delta(td)``, twice as fast (status calls it twice a job)."""
-    a = -td if td.days < 0 else td
-    total = a.days * 86_400 + a.seconds  # whole seconds, truncated, as humanize_delta's
-    if total == 0:
-        return "now"
-    if total >= 86_400:
-        big, small = f"{total // 86_400}d", total % 86_400 // 3_600
-        text = f"{big} {small}h" if small else big
-    elif total >= 3_600:
-        big, small = f"{total // 3_600}h", total % 3_600 // 60
-        text = f"{big} {small}m" if small else big
-    elif total >= 60:
-        big, small = f"{total // 60}m", total % 60
-        text = f"{big} {small}s" if small else big
-    else:
-        text = f"{total}s"
-    return f"in {text}" if td > _ZERO else f"{text} ago"
-
-
-_ZERO = timedelta(0)
 
 
 _STATE_COLOR: dict[str, str] = {

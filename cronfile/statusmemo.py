@@ -150,11 +150,13 @@ def _read_all(store: Any, agents: Collection[str]) -> RecentRuns:
 # -- the applied jobs ----------------------------------------------------------------------
 
 
-def applied_jobs(store: Any, environ: Mapping[str, str] | None = None) -> tuple[dict[str, Applied], str]:
+def applied_jobs(store: Any, environ: Mapping[str, str] | None = None, *, full: bool = False, keep: bool = True) -> tuple[dict[str, Applied], str]:
     """Every applied job as status shows it (render.applied), and how it was read:
     "read" (the whole state), "kept" or "updated" (the memo, with the jobs whose rows
     were written since it, by their seq, as the store's own memo reads them). Decoding
-    10,000 JobStates was a third of a ``status``. SQLite store only."""
+    10,000 JobStates was a third of a ``status``. SQLite store only. ``full``: read the
+    whole state, not the memo (its files changed with no seq moved: a write by hand);
+    ``keep``: write the memo of what was read."""
     from .stores.sqlite import SqliteStore
 
     env = os.environ if environ is None else environ
@@ -166,7 +168,7 @@ def applied_jobs(store: Any, environ: Mapping[str, str] | None = None) -> tuple[
     db = str(store.db_path.resolve())
     where = cache_dir(env) / f"{hashlib.sha256(db.encode()).hexdigest()[:20]}.jobs.pickle"
     code = _code()
-    memo, _ = _read_private(where)
+    memo, _ = _read_private(where) if not full else (None, False)
     if isinstance(memo, dict) and memo.get("code") == code and memo.get("db") == db and store.db_path.exists():
         try:
             with store.snapshot():
@@ -191,7 +193,7 @@ def applied_jobs(store: Any, environ: Mapping[str, str] | None = None) -> tuple[
     state = store.read()
     kept = getattr(store, "_memo_db", None)  # what read() decoded, and the seq it is of
     jobs = {name: applied(js) for name, js in state.jobs.items()}
-    if kept is None or kept.state is not state:
+    if kept is None or kept.state is not state or not keep:
         return jobs, "read"
     try:
         with store.snapshot():

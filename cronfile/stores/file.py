@@ -43,15 +43,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+if TYPE_CHECKING:
+    from filelock import FileLock
+
 from ..errors import LockedError, StateError, StateWriteError
 from ..faults import fault
 from ..state import State
 from .base import EngineInfo, Finding, Txn, tail_runs
-
-# filelock (74 M instructions, 20 modules with logging and decimal) is imported where a
-# lock is taken, not here: `diff` and `status` read the store and take none (issue 17).
-if TYPE_CHECKING:
-    from filelock import FileLock
 
 __all__ = ["DaemonLock", "EngineLock", "FileStore", "StateWriteError", "encode_state"]
 
@@ -273,7 +271,6 @@ class FileStore:
         self.daemon_pid_path = self.state_dir / "daemon.pid"
         self.runs_dir = self.state_dir / "runs"
         self._real_dirs: dict[str, str] = {}  # job -> its runs folder, symlinks resolved (keep_log)
-        self._log_dirs: dict[str, Path] = {}  # job -> its runs folder, made (log_file)
         self.engines_dir = self.state_dir / "engines"
         self.audit_path = self.state_dir / "audit.jsonl"
         self.gitignore_path = self.state_dir / ".gitignore"
@@ -408,8 +405,7 @@ class FileStore:
         self._ready()
         # A fresh FileLock per transaction: its own descriptor, so threads of one process
         # exclude each other through the OS like separate processes do.
-        from filelock import FileLock, Timeout
-
+        from filelock import FileLock, Timeout  # (imported when a lock is taken)
         lock = FileLock(self.lock_path, timeout=self.lock_timeout, mode=FILE_MODE)
         try:
             lock.acquire()
@@ -491,7 +487,6 @@ class FileStore:
         # Appends and prune's rewrite exclude each other: an append landing between
         # prune's read and its rename would go to the replaced file and be lost.
         from filelock import FileLock
-
         return FileLock(
             self.job_dir(job, create=True) / "history.lock",
             timeout=self.lock_timeout,
@@ -538,13 +533,7 @@ class FileStore:
     def log_file(self, job: str, run_id: str) -> Path:
         """``runs/<job>/<run_id>.log``; the job's directory exists on return. The runner
         creates the file 0600 (docs/design.md 1.1)."""
-        # The folder made once per job in this process, not looked at again at every run
-        # (a stat and a few Paths a run). Removed since, the runner makes it again
-        # (runlog.open_log), with the same mode.
-        d = self._log_dirs.get(job)
-        if d is None:
-            d = self._log_dirs[job] = self.job_dir(job, create=True)
-        return d / f"{_check_component('run id', run_id)}.log"
+        return self.job_dir(job, create=True) / f"{_check_component('run id', run_id)}.log"
 
     def _log(self, job: str, run_id: str) -> Path:
         return self.job_dir(job) / f"{_check_component('run id', run_id)}.log"
@@ -556,11 +545,6 @@ class FileStore:
         or a script elsewhere can open it), or None when the run wrote none (``empty``:
         a log that stayed empty was never made, and its path is returned all the same).
         ``engine`` changes nothing: every engine of a state dir runs on its host."""
-        real = self._real_dirs.get(job)
-        if real is not None and empty and limit is None:
-            # Its path whether or not the file was made: nothing to look at (the common
-            # case, a run's end: the job's folder known, no stat, no Path).
-            return os.path.join(real, f"{_check_component('run id', run_id)}.log")
         path = self._log(job, run_id)
         if not path.exists():
             if not empty:
@@ -571,6 +555,7 @@ class FileStore:
                     os.truncate(path, limit)
         # The job's folder resolved once (a realpath walk of every component at every
         # run's end cost more than the rest of this); the log in it is our own file.
+        real = self._real_dirs.get(job)
         if real is None:
             real = self._real_dirs[job] = os.path.realpath(path.parent)
         return os.path.join(real, path.name)
@@ -648,8 +633,7 @@ class FileStore:
         path = self._engine_lock_path(engine_id)
         # thread_local=False: the engine may release it from another thread than the one
         # that took it (a signal handler, the daemon's shutdown path).
-        from filelock import FileLock, Timeout
-
+        from filelock import FileLock, Timeout  # (imported when a lock is taken)
         lock = FileLock(path, mode=FILE_MODE, thread_local=False, blocking=False)
         try:
             lock.acquire()
@@ -671,8 +655,7 @@ class FileStore:
         path = self._engine_lock_path(engine_id)
         if not path.exists():
             return False
-        from filelock import FileLock, Timeout
-
+        from filelock import FileLock, Timeout  # (imported when a lock is taken)
         lock = FileLock(path, mode=FILE_MODE, timeout=_ALIVE_PROBE_S)
         try:
             lock.acquire(poll_interval=_ALIVE_POLL_S)
@@ -723,8 +706,7 @@ class FileStore:
         """Whether some process holds ``daemon.lock`` (a probe; takes nothing)."""
         if not self.daemon_lock_path.exists():
             return False
-        from filelock import FileLock, Timeout
-
+        from filelock import FileLock, Timeout  # (imported when a lock is taken)
         lock = FileLock(self.daemon_lock_path, mode=FILE_MODE, blocking=False)
         try:
             lock.acquire()
@@ -737,8 +719,7 @@ class FileStore:
         """Take ``daemon.lock`` without waiting: one daemon per state dir. If another
         process holds it, LockedError names that process's pid."""
         self._ready()
-        from filelock import FileLock, Timeout
-
+        from filelock import FileLock, Timeout  # (imported when a lock is taken)
         lock = FileLock(self.daemon_lock_path, mode=FILE_MODE, thread_local=False, blocking=False)
         try:
             lock.acquire()

@@ -115,13 +115,8 @@ CREATE TABLE history_jobs (job TEXT PRIMARY KEY) WITHOUT ROWID;
 _REMEDY = "restore it from a backup or move it aside to start afresh; cronfile never replaces it silently"
 
 
-# json.dumps with any option builds a JSONEncoder at every call: one, kept (the same
-# text; a few microseconds saved on each of the rows and records a run writes).
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
-
-
 def _dumps(value: Any) -> str:
-    return _ENCODER.encode(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _head_body(state: State) -> str:
@@ -352,7 +347,7 @@ class SqliteStore(FileStore):
     def _create_db(self) -> None:
         """Build the database in a temp file and rename it to ``state.db``, under
         ``state.lock`` (another process may be doing the same)."""
-        from filelock import FileLock, Timeout  # here, not at import: diff and status never take it
+        from filelock import FileLock, Timeout  # (here: `status` and `diff` never lock)
 
         lock = FileLock(self.lock_path, timeout=self.lock_timeout, mode=FILE_MODE)
         try:
