@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -75,10 +76,35 @@ def _code() -> str:
     return "|".join(parts)
 
 
+# (stores/url.py's: `${VAR}` in a state URL is the environment's VAR.)
+_URL_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 def _route(args: argparse.Namespace) -> tuple[Any, ...]:
-    """What, besides cronfile.yaml, decides which state status reads (console.store_of)."""
+    """What, besides cronfile.yaml, decides which state status reads (console.store_of),
+    as resolved: a folder's `~` (HOME) and a URL's `${VAR}` are part of where it leads.
+    A URL naming a variable that is not set is a route no view matches (the full path
+    then says what is missing)."""
     env = os.environ
-    return (os.getcwd(), getattr(args, "C", "."), getattr(args, "state_dir", None), getattr(args, "state_url", None), env.get("CRONFILE_STATE_DIR"), env.get("CRONFILE_STATE_URL"))
+
+    def folder(text: str | None) -> str | None:
+        return None if text is None else os.path.expanduser(text)
+
+    def url(text: str | None) -> Any:
+        if not text or "${" not in text:
+            return text
+        if any(name not in env for name in _URL_VAR.findall(text)):
+            return object()
+        return _URL_VAR.sub(lambda m: env[m.group(1)], text)
+
+    return (
+        os.getcwd(),
+        folder(getattr(args, "C", ".")),
+        folder(getattr(args, "state_dir", None)),
+        url(getattr(args, "state_url", None)),
+        folder(env.get("CRONFILE_STATE_DIR")),
+        url(env.get("CRONFILE_STATE_URL")),
+    )
 
 
 def signature(root: Path) -> dict[str, Any]:
@@ -442,8 +468,12 @@ def print_ready(args: argparse.Namespace, root: Path, *, as_json: bool = False, 
         return None, sig, False
     import pickle
 
-    rows, agents = pickle.loads(data["body"])  # noqa: S301 - a file of ours, as parsecache's
-    return (print_json if as_json else render)(rows, agents, datetime.now(UTC), engine_running=running), sig, False
+    try:
+        rows, agents = pickle.loads(data["body"])  # noqa: S301 - a file of ours, as parsecache's
+        text = (print_json if as_json else render)(rows, agents, datetime.now(UTC), engine_running=running)
+    except Exception:  # noqa: BLE001 - a damaged or odd kept file: the full path, never an error
+        return None, sig, False
+    return text, sig, False
 
 
 def render(table: Mapping[str, Any], agents: Agents, now: datetime, *, engine_running: bool) -> str:

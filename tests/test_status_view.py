@@ -334,3 +334,40 @@ def test_the_signature_sees_what_the_loader_reads(tmp_path: Path) -> None:
     shutil.rmtree(repo / "jobs.d" / "team")
     (repo / "jobs.d" / "team").symlink_to(copy)
     assert signature(repo) != sig
+
+
+def test_a_state_reached_through_a_variable_or_home_is_the_one_it_leads_to(tmp_path: Path) -> None:
+    """The route is kept as resolved: `${WHICH}` in CRONFILE_STATE_URL and `~` in
+    CRONFILE_STATE_DIR lead to another database when the variable or HOME changes, and
+    the table kept for the first must not be printed for the second (found by review:
+    it printed prod's applied table for an empty state)."""
+    repo = _repo(tmp_path / "r")
+    _settled(repo)
+    url = {"CRONFILE_STATE_URL": f"file://{tmp_path}/st-${{WHICH}}"}
+    _cli(repo, "apply", "-q", env={**url, "WHICH": "prod"})
+    prod = _as_full(repo, env={**url, "WHICH": "prod"})
+    assert "not applied" not in prod.split("\n")[1]
+    (tmp_path / "st-empty").mkdir()
+    empty = _status(repo, env={**url, "WHICH": "empty"})
+    assert empty == _status(repo, env={**url, "WHICH": "empty", "CRONFILE_NO_CACHE": "1"}) and empty != prod
+    for home in ("h1", "h2"):
+        (tmp_path / home / "st").mkdir(parents=True)
+    via_home = {"CRONFILE_STATE_DIR": "~/st"}
+    _cli(repo, "apply", "-q", env={**via_home, "HOME": str(tmp_path / "h1")})
+    h1 = _as_full(repo, env={**via_home, "HOME": str(tmp_path / "h1")})
+    h2 = _status(repo, env={**via_home, "HOME": str(tmp_path / "h2")})
+    assert h2 == _status(repo, env={**via_home, "HOME": str(tmp_path / "h2"), "CRONFILE_NO_CACHE": "1"}) and h2 != h1
+
+
+def test_a_damaged_kept_table_is_read_the_full_way(repos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+
+    repo = repos["other state"]
+    full = _as_full(repo)
+    assert _ready(repo, monkeypatch)
+    where = view_path(repo.resolve())
+    assert where is not None
+    data = pickle.loads(where.read_bytes())
+    data["body"] = b"not a pickle"
+    where.write_bytes(pickle.dumps(data))
+    assert _status(repo) == full
