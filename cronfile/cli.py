@@ -359,8 +359,8 @@ def cmd_apply(args: argparse.Namespace, out: Out) -> int:
 
 def cmd_status(args: argparse.Namespace, out: Out) -> int:
     from .statusview import (
-        db_marks,
         keepable,
+        marks_before_reads,
         prepare,
         print_json,
         print_ready,
@@ -384,7 +384,7 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     project = read_status_repo(args, sig)  # the repo's jobs, from the status index when unchanged
     store = store_of(args, project)  # type: ignore[arg-type]
     db = getattr(store, "db_path", None)
-    mark = db_marks(db) if db is not None and project.signature is not None else None  # (before the reads)
+    mark = marks_before_reads(db) if db is not None and project.signature is not None else None  # (before the reads)
     now = datetime.now(UTC)
     jobs, recent, rows, running = _status_rows(project, store, now, full=by_hand)
     ready = None
