@@ -271,6 +271,7 @@ class FileStore:
         self.daemon_pid_path = self.state_dir / "daemon.pid"
         self.runs_dir = self.state_dir / "runs"
         self._real_dirs: dict[str, str] = {}  # job -> its runs folder, symlinks resolved (keep_log)
+        self._log_dirs: dict[str, Path] = {}  # job -> its runs folder, made (log_file)
         self.engines_dir = self.state_dir / "engines"
         self.audit_path = self.state_dir / "audit.jsonl"
         self.gitignore_path = self.state_dir / ".gitignore"
@@ -533,7 +534,13 @@ class FileStore:
     def log_file(self, job: str, run_id: str) -> Path:
         """``runs/<job>/<run_id>.log``; the job's directory exists on return. The runner
         creates the file 0600 (docs/design.md 1.1)."""
-        return self.job_dir(job, create=True) / f"{_check_component('run id', run_id)}.log"
+        # The folder made once per job in this process, not looked at again at every run
+        # (a stat and a few Paths a run). Removed since, the runner makes it again
+        # (runlog.open_log), with the same mode.
+        d = self._log_dirs.get(job)
+        if d is None:
+            d = self._log_dirs[job] = self.job_dir(job, create=True)
+        return d / f"{_check_component('run id', run_id)}.log"
 
     def _log(self, job: str, run_id: str) -> Path:
         return self.job_dir(job) / f"{_check_component('run id', run_id)}.log"
@@ -545,6 +552,11 @@ class FileStore:
         or a script elsewhere can open it), or None when the run wrote none (``empty``:
         a log that stayed empty was never made, and its path is returned all the same).
         ``engine`` changes nothing: every engine of a state dir runs on its host."""
+        real = self._real_dirs.get(job)
+        if real is not None and empty and limit is None:
+            # Its path whether or not the file was made: nothing to look at (the common
+            # case, a run's end: the job's folder known, no stat, no Path).
+            return os.path.join(real, f"{_check_component('run id', run_id)}.log")
         path = self._log(job, run_id)
         if not path.exists():
             if not empty:
@@ -555,7 +567,6 @@ class FileStore:
                     os.truncate(path, limit)
         # The job's folder resolved once (a realpath walk of every component at every
         # run's end cost more than the rest of this); the log in it is our own file.
-        real = self._real_dirs.get(job)
         if real is None:
             real = self._real_dirs[job] = os.path.realpath(path.parent)
         return os.path.join(real, path.name)
