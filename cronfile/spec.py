@@ -1278,7 +1278,11 @@ def job_from_document(
     try:
         object.__setattr__(spec, "_hash", _intern(_digest(blob)))
     except UnicodeEncodeError:
-        pass  # a lone surrogate: left to spec_hash, which says so where it is asked
+        # A lone surrogate ("\ud800" in a double-quoted scalar): YAML reads it, but it is
+        # not text, and nothing can write it (the hash, the state, a child's argv).
+        path, bad = _surrogate_at(norm)  # (with what the defaults added)
+        field = _dotted_path(path)
+        return None, [*problems, Problem(P, *where(*path), field, f"{bad!r} holds a lone surrogate (half of a UTF-16 pair), which is not text: write the character itself")]
     if parsed is not None:
         object.__setattr__(spec, "_schedule", (now, parsed))
     return spec, problems
@@ -1287,6 +1291,39 @@ def job_from_document(
 _KIND_KEYS = tuple((k.value, k) for k in executor_kinds.KINDS)  # (key, kind), in declaration order
 # JSON's scalar types as a validated job holds them (bool is not int here: type() is exact).
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _surrogate_at(value: Any, path: tuple[str | int, ...] = ()) -> tuple[tuple[str | int, ...], str]:
+    """The path of the first text in ``value`` (a key or a value) that UTF-8 cannot
+    encode, and that text; ((), "") if none."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str):
+                try:
+                    k.encode()
+                except UnicodeEncodeError:
+                    return (*path, k), k
+            found = _surrogate_at(v, (*path, k))
+            if found[0] or found[1]:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _surrogate_at(v, (*path, i))
+            if found[0] or found[1]:
+                return found
+    return (), ""
+
+
+def _dotted_path(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def _sorted_copy(value: Any) -> Any:

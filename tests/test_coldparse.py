@@ -302,3 +302,25 @@ def test_every_value_and_key_keeps_its_line_and_column() -> None:
         }  # fmt: skip
         assert doc.key_positions == {("a",): (1, 1), ("b",): (2, 1), ("b", "c"): (3, 3), ("b", "d"): (4, 3), ("list",): (5, 1)}
         assert doc.raw == {("b", "d", 0): "1"}
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "field"),
+    [
+        ('schedule: "@daily"\nshell: "echo \\ud800"\n', "2:8", "shell"),
+        ('schedule: "@daily"\ncommand: ["a", "b\\udc00"]\n', "2:16", "command[1]"),
+        ('schedule: "@daily"\nshell: "true"\nenv:\n  "A\\udc00": x\n', "4:", "env.A"),
+    ],
+)
+def test_a_lone_surrogate_is_a_problem_at_its_line_not_an_internal_error(tmp_path: Path, text: str, where: str, field: str) -> None:
+    """YAML's "\\ud800" escape reads as half of a UTF-16 pair, which is not text: validate,
+    diff and apply stopped with "internal error: UnicodeEncodeError" (exit 3)."""
+    from cli_helpers import cronfile
+
+    (tmp_path / "jobs.d").mkdir()
+    (tmp_path / "jobs.d" / "a.yaml").write_text(text)
+    for command in ("validate", "diff", "apply"):
+        r = cronfile("-C", str(tmp_path), command)
+        out = r.stdout + r.stderr
+        assert r.returncode == 2 and "Traceback" not in out and "internal error" not in out, (command, out)
+        assert f"jobs.d/a.yaml:{where}" in out and f"{field}" in out and "lone surrogate" in out, (command, out)

@@ -5,7 +5,8 @@ double-forks) leaves the group, and ``killpg`` no longer reaches it. So each run
 a *box* that the job cannot leave by accident:
 
 - ``cgroup2`` (Linux, where the engine can create a cgroup v2 beside its own: as root, or
-  in a subtree systemd delegated). Each run gets ``<our cgroup>/cronfile-run.<run id>``;
+  in a subtree systemd delegated). Each run gets ``<our cgroup>/cronfile-run.<engine id>.<run id>``
+  (_box_name);
   no process of the run executes a single instruction of the job outside it: a
   ``/bin/sh`` job is held behind the gate (process.py, as a parked run is) while the
   engine moves it in, then let go; any other program moves itself between fork and exec
@@ -62,7 +63,7 @@ __all__ = [
 
 ENV = "CRONFILE_CONTAINMENT"
 MECHANISMS = ("cgroup2", "subreaper", "process-group")
-_PREFIX = "cronfile-run."  # cgroup names: cronfile-run.<run id>
+_PREFIX = "cronfile-run."  # cgroup names: cronfile-run.<engine id>.<run id> (_box_name)
 _MOVE_TRIES = 5  # a child re-making its run cgroup swept by another engine
 _PROBE = "cronfile-probe."  # cronfile-probe.<pid>-<hex>: _cgroup_base's test cgroup
 
