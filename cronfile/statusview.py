@@ -81,14 +81,15 @@ _URL_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _route(args: argparse.Namespace) -> tuple[Any, ...]:
-    """What, besides cronfile.yaml, decides which state status reads (console.store_of),
-    as resolved: a folder's `~` (HOME) and a URL's `${VAR}` are part of where it leads.
+    """What, besides cronfile.yaml and the repo, decides which state status reads
+    (console.store_of), as resolved: a folder's `~` (HOME), its place relative to the
+    current folder and a URL's `${VAR}` are part of where it leads.
     A URL naming a variable that is not set is a route no view matches (the full path
     then says what is missing)."""
     env = os.environ
 
-    def folder(text: str | None) -> str | None:
-        return None if text is None else os.path.expanduser(text)
+    def folder(text: str | None) -> str | None:  # (relative: to the current folder)
+        return None if text is None else os.path.abspath(os.path.expanduser(text))
 
     def url(text: str | None) -> Any:
         if not text or "${" not in text:
@@ -97,9 +98,10 @@ def _route(args: argparse.Namespace) -> tuple[Any, ...]:
             return object()
         return _URL_VAR.sub(lambda m: env[m.group(1)], text)
 
+    # (The repo itself is checked apart, by its resolved root; the current folder counts
+    # only through relative paths, resolved here: a status from jobs.d/ and one from the
+    # repo's top take the same route.)
     return (
-        os.getcwd(),
-        folder(getattr(args, "C", ".")),
         folder(getattr(args, "state_dir", None)),
         url(getattr(args, "state_url", None)),
         folder(env.get("CRONFILE_STATE_DIR")),
@@ -114,7 +116,7 @@ def signature(root: Path) -> dict[str, Any]:
     ``load.files_signature`` takes (with the device, and the folders), without importing
     the loader."""
     sig: dict[str, Any] = {}
-    top = str(root)
+    top = os.path.abspath(root)  # (the same keys whether the repo was found as `.` or above it)
     config = top + "/cronfile.yaml"
     try:
         st = os.stat(config)
@@ -386,8 +388,8 @@ def save(
         "root": str(repo.root.resolve()),
         "route": _route(args),
         "signature": sig,
-        "db": str(store.db_path),
-        "lock": str(store.daemon_lock_path),
+        "db": os.path.abspath(store.db_path),  # (absolute: a status from a subfolder reads it too)
+        "lock": os.path.abspath(store.daemon_lock_path),
         "mark": mark,
         # (a pickle in the pickle: unpickled only once everything above is found to hold)
         "body": pickle.dumps((kept, agents), protocol=pickle.HIGHEST_PROTOCOL),
@@ -451,8 +453,9 @@ def marks_before_reads(db: Any) -> Any:
     taken before anything of the state was read, they are as good (a write after them
     makes the kept marks older, so the next status reads again), and reading them twice
     cost about 34 ms at 10k jobs on every status after a daemon's write."""
-    if db in _TAKEN:
-        return _TAKEN.pop(db)
+    key = os.path.abspath(db)
+    if key in _TAKEN:
+        return _TAKEN.pop(key)
     return db_marks(db)
 
 
@@ -474,7 +477,7 @@ def print_ready(args: argparse.Namespace, root: Path, *, as_json: bool = False, 
     if sig != data["signature"] or data["code"] != _code():
         return None, sig, False
     mark = db_marks(data["db"])
-    _TAKEN[data["db"]] = mark
+    _TAKEN[os.path.abspath(data["db"])] = mark
     if mark is None or mark != data["mark"]:
         return None, sig, mark is not None and mark[1] == data["mark"][1]
     running = daemon_running(data["lock"])

@@ -371,3 +371,35 @@ def test_a_damaged_kept_table_is_read_the_full_way(repos: dict[str, Path], monke
     data["body"] = b"not a pickle"
     where.write_bytes(pickle.dumps(data))
     assert _status(repo) == full
+
+
+def test_the_kept_table_serves_a_status_from_any_folder_of_the_repo(repos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The current folder counts only through the relative paths it resolves: a status
+    from jobs.d/ and one from the repo's top read the same state (found by review: each
+    rewrote the kept table, so neither was ever printed from it)."""
+    repo = repos["other state"]
+    _as_full(repo)
+    assert _ready(repo, monkeypatch)
+    monkeypatch.chdir(repo / "jobs.d" / "team")
+    args = argparse.Namespace(C=".", state_dir=None)
+    assert print_ready(args, root_of(args))[0] is not None
+    # A relative state dir is resolved from where the command runs: elsewhere, another route.
+    monkeypatch.chdir(repo)
+    assert print_ready(argparse.Namespace(C=".", state_dir=".cronfile"), root_of(args))[0] is None
+
+
+def test_a_status_after_a_write_reads_the_database_marks_once(repos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The marks print_ready took (before anything of the state was read) are the full
+    path's too: at 10k jobs each read of them costs about 34 ms, on every status after a
+    daemon's write."""
+    from cronfile import statusview
+
+    repo = repos["other state"]
+    _as_full(repo)
+    _cli(repo, "pause", "j4")  # a write: the kept table no longer holds
+    calls: list[object] = []
+    real = statusview.db_marks
+    monkeypatch.setattr(statusview, "db_marks", lambda db: calls.append(db) or real(db))
+    out = _status(repo)
+    assert "j4" in out and len(calls) == 1, calls
+    assert _ready(repo, monkeypatch)  # and the table is kept again, with those marks
