@@ -20,7 +20,7 @@ from .permissions import widening
 from .reconcile import Action, Change, Plan
 from .spec import FAILURES, JobSpec, Status
 from .state import JobState, JobStatus, State
-from .statustext import _ZONES, _delta, _usage_line, _zone, local_time
+from .statustext import _ZONES, _delta, _usage_line, _zone, end_table, local_time
 from .usage import Usage, budget_left
 
 __all__ = ["render_plan", "render_status", "status_rows"]
@@ -498,11 +498,4 @@ def render_status(rows: list[dict[str, Any]], *, color: bool, now: datetime) -> 
                 f"! {name} has changes in jobs.d that are not applied: run `cronfile apply`"
             )
     usage_lines = [u for u in map(_usage_line, rows) if u is not None]
-    if usage_lines:
-        out.append("")
-        out.append("agent usage, last 24 hours:")
-        out.extend(usage_lines)
-    if warnings:
-        out.append("")
-        out.extend(_paint(w, YELLOW, color) for w in warnings)
-    return "\n".join(out)
+    return end_table(out, usage_lines, [_paint(w, YELLOW, color) for w in warnings])

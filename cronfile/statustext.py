@@ -4,7 +4,7 @@ specs nor the state to print it. render.py uses them from here."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -87,3 +87,16 @@ def _in_or_ago(total: int, future: bool) -> str:
 _ZERO = timedelta(0)
 
 
+
+
+def end_table(out: list[str], usage_lines: Sequence[str], warnings: Sequence[str]) -> str:
+    """The status table's lines ``out``, then its agent usage and its warnings (painted
+    already, if at all), as one text: render.render_status's end and statusview.render's."""
+    if usage_lines:
+        out.append("")
+        out.append("agent usage, last 24 hours:")
+        out.extend(usage_lines)
+    if warnings:
+        out.append("")
+        out.extend(warnings)
+    return "\n".join(out)

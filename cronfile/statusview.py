@@ -495,7 +495,7 @@ def print_ready(args: argparse.Namespace, root: Path, *, as_json: bool = False, 
 
 def render(table: Mapping[str, Any], agents: Agents, now: datetime, *, engine_running: bool) -> str:
     """What render.render_status prints, uncoloured, for the rows ``prepare`` kept."""
-    from .statustext import _ZONES, _usage_line, _zone, delta_us, local_time
+    from .statustext import _ZONES, _usage_line, _zone, delta_us, end_table, local_time
 
     lines = table["lines"]
     if not lines:
@@ -562,11 +562,4 @@ def render(table: Mapping[str, Any], agents: Agents, now: datetime, *, engine_ru
             line = _usage_line(row)
             if line is not None:
                 usage_lines.append(line)
-    if usage_lines:
-        out.append("")
-        out.append("agent usage, last 24 hours:")
-        out.extend(usage_lines)
-    if warnings:
-        out.append("")
-        out.extend(warnings)
-    return "\n".join(out)
+    return end_table(out, usage_lines, warnings)
