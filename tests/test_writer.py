@@ -201,8 +201,7 @@ def test_a_prune_inside_a_transaction_deletes_its_logs_only_once_it_commits(tmp_
 
 
 def test_two_engines_writing_one_job_leave_exactly_history_limit_runs(tmp_path):
-    # Two stores on one state dir: two engines, each with its own connections and its own
-    # counts from its inserts (prune_due answers from them right after a commit). Their
+    # Two stores on one state dir: two engines, each with its own connections. Their
     # runs' ends interleave; whatever the order, the last prune sees every line.
     first = SqliteStore(tmp_path / "state")
     writers = [seeded(first, ["a"]), StateWriter(SqliteStore(tmp_path / "state"))]

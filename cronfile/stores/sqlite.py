@@ -120,10 +120,6 @@ _REMEDY = "restore it from a backup or move it aside to start afresh; cronfile n
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-# INSERT ... RETURNING: SQLite 3.35 and later (else prune_due always counts).
-_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
-
-
 def _dumps(value: Any) -> str:
     return _ENCODER.encode(value)
 
@@ -165,10 +161,6 @@ class SqliteStore(FileStore):
         self._memo_db: _Memo | None = None
         self._spec_json: dict[int, tuple[Any, str]] = {}  # id(spec) -> (spec, its JSON): _row
         self._has_run_index = False
-        # Each job's count of records as of this process's last committed transaction
-        # that appended to it (an INSERT ... RETURNING's count): prune_due's answer
-        # without a query right after that commit. Replaced at every commit.
-        self._counted: dict[str, int] = {}
 
     # ``append_history`` inside ``transaction()`` (the same thread) writes on the
     # transaction's connection: the line commits with the state, or not at all. The
@@ -300,7 +292,6 @@ class SqliteStore(FileStore):
             except sqlite3.Error as e:
                 _make_room(conn, e)
                 raise
-            self._counted = {}  # (a line appended on its own: prune_due counts again)
 
     def close(self) -> None:
         """Close the pooled connections (they are reopened on the next use)."""
@@ -567,7 +558,6 @@ class SqliteStore(FileStore):
                 self._local.conn = conn
                 self._local.wrote = False
                 self._local.after_commit = []  # prune's log deletions: only once committed
-                self._local.counted = {}  # append_history's counts: kept once committed
                 try:
                     yield txn
                 finally:
@@ -583,7 +573,6 @@ class SqliteStore(FileStore):
                 except sqlite3.Error as e:
                     _make_room(conn, e)
                     raise self._db_error(e) from None
-                self._counted = self._local.counted
                 for job, run_ids in self._local.after_commit:
                     self._drop_logs(job, run_ids)
                 if wrote is not None:
@@ -652,20 +641,9 @@ class SqliteStore(FileStore):
         try:
             with self._writing() as conn:
                 conn.execute("INSERT OR IGNORE INTO history_jobs (job) VALUES (?)", (job,))
-                counted = getattr(self._local, "counted", None) if getattr(self._local, "conn", None) else None
-                if counted is not None and _RETURNING:
-                    # In a state transaction (the engine's writer, a run's end): the job's
-                    # count comes with the insert, for prune_due once this commits.
-                    (counted[job],) = conn.execute(
-                        "INSERT INTO history (job, run_id, body) VALUES (?, ?, ?) "
-                        "RETURNING (SELECT COUNT(*) FROM history WHERE job = ?)",
-                        (job, _run_id(record), _dumps(record), job),
-                    ).fetchone()
-                else:
-                    conn.execute(
-                        "INSERT INTO history (job, run_id, body) VALUES (?, ?, ?)",
-                        (job, _run_id(record), _dumps(record)),
-                    )
+                conn.execute(
+                    "INSERT INTO history (job, run_id, body) VALUES (?, ?, ?)", (job, _run_id(record), _dumps(record))
+                )
                 fault("mid-history-write")
         except sqlite3.Error as e:
             raise self._db_error(e) from None
@@ -821,16 +799,7 @@ class SqliteStore(FileStore):
     def prune_due(self, job: str, keep: int) -> bool:
         """Whether ``prune(job, keep)`` may have anything to drop: more than ``keep``
         records (each run has at least one). One count over the (job, id) index: cheaper
-        than counting runs, and the engine asks at every run's end.
-
-        Right after this process's transaction that appended to ``job`` commits (the
-        engine's writer prunes then), the count its insert returned answers, without a
-        query, when it is below ``keep`` (counted with or without the new row, either way
-        at most ``keep``). Another process's lines since then are its own to prune: it
-        counts after its commit, ours included. Any other commit here drops the counts; each is used once."""
-        n = self._counted.pop(job, None)  # once: for the prune right after that commit
-        if n is not None and n < keep:
-            return False
+        than counting runs, and the engine asks at every run's end."""
         return self._query("SELECT COUNT(*) FROM history WHERE job = ?", (job,))[0][0] > max(keep, 0)
 
     def prune(self, job: str, keep: int) -> None:
