@@ -198,3 +198,43 @@ def test_a_prune_inside_a_transaction_deletes_its_logs_only_once_it_commits(tmp_
         store.prune("a", 1)
     assert [h["run_id"] for h in store.read_history("a")] == ["run-a-2"]
     assert sorted(p.name for p in logs.glob("*.log")) == ["run-a-2.log"]
+
+
+def test_two_engines_writing_one_job_leave_exactly_history_limit_runs(tmp_path):
+    # Two stores on one state dir: two engines, each with its own connections. Their
+    # runs' ends interleave; whatever the order, the last prune sees every line.
+    first = SqliteStore(tmp_path / "state")
+    writers = [seeded(first, ["a"]), StateWriter(SqliteStore(tmp_path / "state"))]
+    errors: list[BaseException | None] = []
+
+    def engine(k: int) -> None:
+        for i in range(12):
+            errors.append(writers[k].commit(history=(record("a", 100 * k + i),), prune=("a", 3)))
+
+    threads = [threading.Thread(target=engine, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [None] * 24
+    kept = [r["run_id"] for r in first.read_history("a")]
+    assert len(kept) == 3
+    written = {f"run-a-{100 * k + i}" for k in (0, 1) for i in range(12)}
+    assert set(kept) <= written
+
+
+def test_a_prune_counts_the_lines_another_engine_wrote_since_this_one_counted(tmp_path):
+    # One engine's count after its commit is below the limit; the other then appends
+    # lines without pruning; the first engine's next run's end must still prune to the limit.
+    mine = SqliteStore(tmp_path / "state")
+    writer = seeded(mine, ["a"])
+    assert writer.commit(history=(record("a", 0),), prune=("a", 3)) is None
+    other = SqliteStore(tmp_path / "state")
+    for i in range(1, 6):
+        other.append_history(*record("a", i))
+    assert len(mine.read_history("a")) == 6
+    assert writer.commit(history=(record("a", 6),), prune=("a", 3)) is None
+    assert [r["run_id"] for r in mine.read_history("a")] == ["run-a-4", "run-a-5", "run-a-6"]
+    # Below the limit again, a prune asked of a job this engine did not just write counts.
+    assert mine.prune_due("a", 2) is True
+    assert mine.prune_due("a", 3) is False
