@@ -137,12 +137,23 @@ def test_the_log_route_serves_only_run_logs(repo, tmp_path):
 
 
 
+def _served_page(root: Path, store: FileStore) -> str:
+    """The status page a StatusServer on 127.0.0.1 serves for ``root`` and ``store``."""
+    from cronfile.health import Health
+    from cronfile.httpserve import StatusServer, parse_listen
+
+    server = StatusServer(parse_listen("127.0.0.1:0"), root=root, store=store, environ={}, health=Health(lambda: None))
+    server.start()
+    try:
+        return get(server.url)[2]
+    finally:
+        server.stop()
+
+
 def test_jobs_sharing_a_schedule_and_jitter_show_each_its_own_fire_times(tmp_path):
     """The page builds each job's Schedule once and keeps it: two jobs with the same
     schedule and jitter differ by their jitter offset, which comes from the name."""
     from cronfile.apply import apply_project
-    from cronfile.health import Health
-    from cronfile.httpserve import StatusServer, parse_listen
     from cronfile.schedule import jitter_offset
 
     root = tmp_path / "repo"
@@ -153,12 +164,7 @@ def test_jobs_sharing_a_schedule_and_jitter_show_each_its_own_fire_times(tmp_pat
     now = datetime.now(UTC)
     store = FileStore(root / ".cronfile")
     apply_project(store, load_project(root, now=now), now=now, revision=None, source="test")
-    server = StatusServer(parse_listen("127.0.0.1:0"), root=root, store=store, environ={}, health=Health(lambda: None))
-    server.start()
-    try:
-        page = get(server.url)[2]
-    finally:
-        server.stop()
+    page = _served_page(root, store)
     for name, offset in offsets.items():
         titles = re.findall(r'<i style="left:[\d.]+%" title="([^"]+) UTC"', section(page, name))
         assert len(titles) >= 23, (name, titles)  # hourly, over the 24-hour timeline
@@ -171,8 +177,6 @@ def test_a_job_whose_next_run_is_already_past_still_shows_its_coming_fires(tmp_p
     the daemon was stopped) must not blank the job's timeline: its fires from now on are
     drawn, and the past next_run is not."""
     from cronfile.apply import apply_project
-    from cronfile.health import Health
-    from cronfile.httpserve import StatusServer, parse_listen
 
     root = tmp_path / "repo"
     write_job(root, "hourly", 'schedule: "0 * * * *"\nshell: "true"\n')
@@ -182,12 +186,7 @@ def test_a_job_whose_next_run_is_already_past_still_shows_its_coming_fires(tmp_p
     apply_project(store, load_project(root, now=then), now=then, revision=None, source="test")
     past = store.read().jobs["hourly"].next_run
     assert past is not None and past < now
-    server = StatusServer(parse_listen("127.0.0.1:0"), root=root, store=store, environ={}, health=Health(lambda: None))
-    server.start()
-    try:
-        page = get(server.url)[2]
-    finally:
-        server.stop()
+    page = _served_page(root, store)
     titles = re.findall(r'<i style="left:[\d.]+%" title="([^"]+) UTC"', section(page, "hourly"))
     assert len(titles) >= 23, titles  # hourly, over the 24-hour timeline
     assert all(t.endswith(":00:00") for t in titles), titles
