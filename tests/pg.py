@@ -176,6 +176,13 @@ class TcpProxy:
                 c.close()
                 continue
             with self.lock:
+                if not self.up.is_set():
+                    # Cut while this one was being connected (after the check above): it
+                    # is part of the partition. Registered after the cut's close, it
+                    # outlived it, and the partition was not one.
+                    for s in (c, u):
+                        s.close()
+                    continue
                 self.conns += [c, u]
             for x, y in ((c, u), (u, c)):
                 threading.Thread(target=self._pipe, args=(x, y), daemon=True).start()
