@@ -891,8 +891,12 @@ class Engine:
         would otherwise not even let SIGTERM stop."""
         cancel = threading.Event()
 
+        got: list[str] = []
+
         def on_signal(signum: int, _frame: Any) -> None:
-            self.log(spec.name, f"received {signal.Signals(signum).name}: stopping the run")
+            # Flags only: a handler runs in the main thread between two of its bytecodes,
+            # maybe inside the log's lock (not re-entrant): logging here could hang it.
+            got.append(signal.Signals(signum).name)
             self._stop.set()
             cancel.set()
 
@@ -904,6 +908,8 @@ class Engine:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+            if got:
+                self.log(spec.name, f"received {got[0]}: stopped the run")
 
     def _run_now(self, spec: JobSpec, *, stream: IO[bytes] | None, cancel: threading.Event) -> str:
         now = self.clock.now()
@@ -953,8 +959,14 @@ class Engine:
         from .due import next_wake
         from .watch import Watcher
 
+        got: list[str] = []
+
         def on_signal(signum: int, _frame: Any) -> None:
-            self.log("", f"received {signal.Signals(signum).name}: no new runs; waiting up to {self.config.shutdown_grace:g}s for {len(self._active)} in flight", event="daemon.stopping")
+            # Flags only: the handler runs in the main thread between two of its bytecodes,
+            # maybe inside the log's lock, which is not re-entrant: a daemon that logged
+            # here hung for good when SIGTERM came while it wrote a line (seen once in CI,
+            # tests/test_contain.py). The loop wakes and says so (below).
+            got.append(signal.Signals(signum).name)
             self._stop.set()
             self._wake.set()
 
@@ -1055,6 +1067,8 @@ class Engine:
                     continue
                 self.clock.sleep_until(wake, self._wake)
         finally:
+            if got:
+                self.log("", f"received {got[0]}: no new runs; waiting up to {self.config.shutdown_grace:g}s for {len(self._active)} in flight", event="daemon.stopping")
             self.observer.stopping()
             watcher.stop()
             self._shutdown()
