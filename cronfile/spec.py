@@ -1281,7 +1281,7 @@ def job_from_document(
         # A lone surrogate ("\ud800" in a double-quoted scalar): YAML reads it, but it is
         # not text, and nothing can write it (the hash, the state, a child's argv).
         path, bad = _surrogate_at(norm)  # (with what the defaults added)
-        field = _dotted_path(path)
+        field = dotted(path)
         return None, [*problems, Problem(P, *where(*path), field, f"{bad!r} holds a lone surrogate (half of a UTF-16 pair), which is not text: write the character itself")]
     if parsed is not None:
         object.__setattr__(spec, "_schedule", (now, parsed))
@@ -1317,13 +1317,6 @@ def _surrogate_at(value: Any, path: tuple[str | int, ...] = ()) -> tuple[tuple[s
             if found[0] or found[1]:
                 return found
     return (), ""
-
-
-def _dotted_path(path: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def _sorted_copy(value: Any) -> Any:
