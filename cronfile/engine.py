@@ -27,7 +27,6 @@ from __future__ import annotations
 import heapq
 import os
 import secrets
-import signal
 import socket
 import sys
 import threading
@@ -69,6 +68,7 @@ from .parsecache import ParseCache
 from .recovery import reap, stop_leftovers
 from .runpool import RunHandle, RunPool
 from .schedule import Schedule
+from .signals import SignalWatch
 from .spec import Config, JobSpec, Status, Trigger, spec_from_data
 from .state import JobState, LastRun, Running, State, share_specs
 from .stores.base import Store
@@ -893,21 +893,17 @@ class Engine:
 
         got: list[str] = []
 
-        def on_signal(signum: int, _frame: Any) -> None:
-            # Flags only: a handler runs in the main thread between two of its bytecodes,
-            # maybe inside the log's lock (not re-entrant): logging here could hang it.
-            got.append(signal.Signals(signum).name)
+        def on_signal(name: str) -> None:
+            # From cronfile/signals.py's thread, whichever thread the signal came to
+            # (this one waits for the run's process with no timeout).
+            got.append(name)
             self._stop.set()
             cancel.set()
 
-        old: dict[int, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-            old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
-            return self._run_now(spec, stream=stream, cancel=cancel)
+            with SignalWatch(on_signal):
+                return self._run_now(spec, stream=stream, cancel=cancel)
         finally:
-            for s, h in old.items():
-                signal.signal(s, h)
             if got:
                 self.log(spec.name, f"received {got[0]}: stopped the run")
 
@@ -961,16 +957,16 @@ class Engine:
 
         got: list[str] = []
 
-        def on_signal(signum: int, _frame: Any) -> None:
-            # Flags only: the handler runs in the main thread between two of its bytecodes,
-            # maybe inside the log's lock, which is not re-entrant: a daemon that logged
-            # here hung for good when SIGTERM came while it wrote a line (seen once in CI,
-            # tests/test_contain.py). The loop wakes and says so (below).
-            got.append(signal.Signals(signum).name)
+        def on_signal(name: str) -> None:
+            # From cronfile/signals.py's thread, whichever thread the signal came to: a
+            # Python handler runs only in the main thread, which may be asleep for a
+            # minute, and one that logged could hang inside the log's own lock. The loop
+            # wakes and says so (below).
+            got.append(name)
             self._stop.set()
             self._wake.set()
 
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        signals = SignalWatch(on_signal).start()
         # Import what a run needs now, so the first run is not late by an import.
         from . import runner  # noqa: F401
         from .delivery import base, dispatch  # noqa: F401
@@ -1072,8 +1068,7 @@ class Engine:
             self.observer.stopping()
             watcher.stop()
             self._shutdown()
-            for s, h in old.items():
-                signal.signal(s, h)
+            signals.stop()
 
     def _lead(self, state: State, instant: datetime) -> float:
         """Seconds before ``instant`` to claim and prepare the runs due at it."""
