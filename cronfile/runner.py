@@ -85,8 +85,9 @@ class Start(Protocol):
         executors.process.can_park)."""
         ...
 
-    def wait(self, cancel: threading.Event | None) -> bool:
-        """Block until the instant; False if ``cancel`` was set first."""
+    def wait(self, cancel: threading.Event | None, staged: Staged | None = None) -> bool:
+        """Block until the instant; False if ``cancel`` was set first. ``staged``: the
+        start may spawn it at the instant itself (``Staged.spawn_ahead``)."""
         ...
 
     def park(self, proc: Proc, cancel: threading.Event | None) -> bool:
@@ -295,15 +296,20 @@ def _log_lost(result: _Attempt, problem: str) -> _Attempt:
 
 
 def _await(
-    start: Start | None, cancel: threading.Event | None, tally: _Tally, now: Callable[[], datetime]
+    start: Start | None,
+    cancel: threading.Event | None,
+    tally: _Tally,
+    now: Callable[[], datetime],
+    staged: Staged | None = None,
 ) -> _Attempt | None:
     """Wait for the instant (if the run has one ahead); None once it came, else the
-    cancelled attempt."""
+    cancelled attempt. ``staged``: the start may spawn it at the instant (its
+    ``spawn()`` then hands the process over)."""
     if start is None:
         return None
-    if not start.wait(cancel):
+    if not start.wait(cancel, staged):
         return _Attempt(Status.cancelled, None, "cancelled before its instant")
-    tally.started = now()
+    tally.started = (staged.began if staged is not None else None) or now()
     return None
 
 
@@ -386,7 +392,7 @@ def _attempts(
                     return _Attempt(Status.cancelled, None, "cancelled before its instant")
                 tally.started = now()
             else:
-                early = _await(start, cancel, tally, now)
+                early = _await(start, cancel, tally, now, staged)
                 if early is not None:
                     if staged is not None:
                         staged.discard()

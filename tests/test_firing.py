@@ -206,7 +206,7 @@ class FakeStart:
     def may_park(self) -> bool:
         return self.park_ok
 
-    def wait(self, cancel: threading.Event | None) -> bool:
+    def wait(self, cancel: threading.Event | None, staged: Any = None) -> bool:
         self.events.append(("wait", self.seen()))
         return self._instant()
 
