@@ -267,12 +267,13 @@ class Volley:
 
         def spawn() -> None:
             while True:
-                with take:
+                with take:  # (taken and timed together: the times keep the order)
                     item = next(todo, None)
+                    began = now()
                 if item is None:
                     return
                 rid, (job, staged) = item
-                proc = staged.spawn_ahead(now)
+                proc = staged.spawn_ahead(now, began)
                 if proc is not None:
                     with self._cv:
                         self._pids[rid] = (job, proc.pid)

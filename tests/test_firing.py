@@ -506,6 +506,30 @@ def test_the_daemon_starts_every_run_at_or_after_its_instant(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_record_says_when_its_process_started_though_its_volley_spawned_it(tmp_path):
+    # More runs an instant than may park: the others are spawned by their volley's thread
+    # (volley.py), their own threads woken only once all are. Their records still say
+    # when their process was started, not when their thread woke.
+    (tmp_path / "jobs.d").mkdir()
+    (tmp_path / "cronfile.yaml").write_text("max_concurrent: 20\n")
+    out = tmp_path / "stamps"
+    names = [f"j{i:02d}" for i in range(12)]
+    for name in names:
+        write_job(tmp_path, name, STAMP.format(out=out))
+    with Daemon(tmp_path) as d:
+        d.wait_log(r"j11 run \w+ started \(schedule", timeout=30, count=3)
+        assert d.stop() == 0
+    own = {(job, scheduled): float(started) for scheduled, started, job in (ln.split() for ln in out.read_text().splitlines())}
+    runs = [(name, r) for name in names for r in history(tmp_path, name) if r["status"] == "success"]
+    assert len(runs) >= 24
+    for name, r in runs:
+        job_started = own[(name, r["scheduled_for"])]
+        assert datetime.fromisoformat(r["scheduled_for"]) <= datetime.fromisoformat(r["started_at"])
+        assert datetime.fromisoformat(r["started_at"]).timestamp() <= job_started
+        assert r["lateness_ms"] >= 0
+
+
+@pytest.mark.slow
 def test_sigkill_with_runs_parked_runs_none_of_them_and_recovers_them_interrupted(tmp_path):
     (tmp_path / "jobs.d").mkdir()
     out = tmp_path / "stamps"

@@ -912,11 +912,12 @@ class Staged:
         proc.decoder = self.decoder
         return proc
 
-    def spawn_ahead(self, now: Callable[[], datetime]) -> Proc | None:
+    def spawn_ahead(self, now: Callable[[], datetime], began: datetime | None = None) -> Proc | None:
         """Spawn now, for the run's own thread to take with its ``spawn()`` later (its
         error then too): a volley's thread starts its runs' processes one after another
-        at the instant (volley.py). The process, or None if it could not start."""
-        self.began = now()
+        at the instant (volley.py). The process, or None if it could not start.
+        ``began``: when the caller decided to (default: ``now()``)."""
+        self.began = began or now()
         try:
             self._ready = self.spawn()
         except Exception as e:  # noqa: BLE001 - raised again by spawn(), in the run's thread
