@@ -568,7 +568,7 @@ class Engine:
             cancel = self._cancels.get(claim.run_id) or threading.Event()
             self._cancels[claim.run_id] = cancel
             if claim.volley is not None:
-                claim.volley.enlist(claim.run_id)
+                claim.volley.enlist()
             self._active[claim.run_id] = self._pool.submit(partial(self._run_thread, claim, cancel), f"run-{claim.job}")
 
     def _run_thread(self, claim: Claim, cancel: threading.Event, stream: IO[bytes] | None = None) -> str:
@@ -676,9 +676,8 @@ class Engine:
         spawned_at: list[datetime] = []
 
         def on_spawn(pid: int) -> None:
+            now = self.clock.now()
             first = not spawned_at
-            # (Spawned by its volley's thread, at the instant: its time, not this one.)
-            now = (first and claim.volley is not None and claim.volley.spawned_at(claim)) or self.clock.now()
             spawned_at.append(now)
             fault("after-spawn")
 

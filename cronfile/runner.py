@@ -85,9 +85,8 @@ class Start(Protocol):
         executors.process.can_park)."""
         ...
 
-    def wait(self, cancel: threading.Event | None, staged: Staged | None = None) -> bool:
-        """Block until the instant; False if ``cancel`` was set first. ``staged``: the
-        start may spawn it at the instant itself (``Staged.spawn_ahead``)."""
+    def wait(self, cancel: threading.Event | None) -> bool:
+        """Block until the instant; False if ``cancel`` was set first."""
         ...
 
     def park(self, proc: Proc, cancel: threading.Event | None) -> bool:
@@ -296,20 +295,15 @@ def _log_lost(result: _Attempt, problem: str) -> _Attempt:
 
 
 def _await(
-    start: Start | None,
-    cancel: threading.Event | None,
-    tally: _Tally,
-    now: Callable[[], datetime],
-    staged: Staged | None = None,
+    start: Start | None, cancel: threading.Event | None, tally: _Tally, now: Callable[[], datetime]
 ) -> _Attempt | None:
     """Wait for the instant (if the run has one ahead); None once it came, else the
-    cancelled attempt. ``staged``: the start may spawn it at the instant (its
-    ``spawn()`` then hands the process over)."""
+    cancelled attempt."""
     if start is None:
         return None
-    if not start.wait(cancel, staged):
+    if not start.wait(cancel):
         return _Attempt(Status.cancelled, None, "cancelled before its instant")
-    tally.started = (staged.began if staged is not None else None) or now()
+    tally.started = now()
     return None
 
 
@@ -392,7 +386,7 @@ def _attempts(
                     return _Attempt(Status.cancelled, None, "cancelled before its instant")
                 tally.started = now()
             else:
-                early = _await(start, cancel, tally, now, staged)
+                early = _await(start, cancel, tally, now)
                 if early is not None:
                     if staged is not None:
                         staged.discard()

@@ -5,7 +5,6 @@ it is over."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,9 +19,6 @@ __all__ = ["Member", "Volley"]
 # How long after the release a volley waits for the pids of members that came late (they
 # were still preparing at the instant) to record them with the others.
 LATE_WAIT = 1.0
-# How many threads spawn a volley's staged runs at its instant, one after another each
-# (its own thread and the others'): about one a CPU.
-SPAWNERS = max(1, min(4, os.cpu_count() or 1))
 
 
 class Member(Protocol):
@@ -85,15 +81,8 @@ class Volley:
         lock = threading.Lock()
         self._cv = threading.Condition(lock)
         self._go = threading.Condition(lock)
-        # A third for the members whose process this volley's thread spawns: they wait
-        # until it has spawned them all (woken once, not at the release as well).
-        self._spawned_go = threading.Condition(lock)
         self._park = park  # how many more runs may start parked
         self._expected = 0  # members with a thread
-        self._order: dict[str, int] = {}  # run id -> its place in the engine's due order
-        self._staged: dict[str, tuple[str, Any]] = {}  # run id -> (job, Staged) to spawn here
-        self._spawning: dict[str, Any] = {}  # taken at the release: spawned by this thread
-        self._spawned_all = False
         self._here: set[str] = set()  # run ids of the members waiting here
         self._gone = 0  # members cancelled before the instant
         self._parked: dict[str, tuple[str, Any]] = {}  # run id -> (job, its parked Proc)
@@ -108,13 +97,9 @@ class Volley:
     def __repr__(self) -> str:
         return f"Volley({iso(self.at)}, {self._expected} runs)"
 
-    def enlist(self, run_id: str = "") -> None:
-        """A member will come (its thread is on its way), ``run_id`` in due order: this
-        volley spawns the processes it is given in the order of enlisting."""
+    def enlist(self) -> None:
         with self._cv:
             self._expected += 1
-            if run_id:
-                self._order.setdefault(run_id, len(self._order))
 
     def member(self, claim: Member) -> _Member:
         return _Member(self, claim)
@@ -126,7 +111,6 @@ class Volley:
         """A cancel event was set: the members waiting here look at theirs."""
         with self._cv:
             self._go.notify_all()
-            self._spawned_go.notify_all()
         self._wake.set()
 
     # -- what the members call -----------------------------------------------------------
@@ -138,32 +122,24 @@ class Volley:
             self._park -= 1
             return True
 
-    def _wait(self, claim: Member, proc: Any, cancel: threading.Event | None, staged: Any = None) -> bool:
+    def _wait(self, claim: Member, proc: Any, cancel: threading.Event | None) -> bool:
         run_id = claim.run_id
         with self._cv:
             late = self.released
             if not late:
                 if proc is not None:
                     self._parked[run_id] = (claim.job, proc)
-                if staged is not None:
-                    self._staged[run_id] = (claim.job, staged)
                 self._here.add(run_id)
                 self._cv.notify_all()
-                go = self._go if staged is None else self._spawned_go
                 while not self.released:
                     if cancel is not None and cancel.is_set():
                         self._parked.pop(run_id, None)
-                        self._staged.pop(run_id, None)
                         self._here.discard(run_id)
                         self._gone += 1
                         self._cv.notify_all()
                         self._wake.set()
                         return False
-                    go.wait()
-                # Spawned by this volley's thread (its spawn() hands the process over):
-                # wait until it has spawned them all. A cancel now is the run's, after.
-                while run_id in self._spawning and not self._spawned_all:
-                    go.wait()
+                    self._go.wait()
         if late and proc is not None:
             proc.release()
         return True
@@ -217,13 +193,10 @@ class Volley:
             with self._cv:
                 self.released = True
                 procs = [proc for _, proc in self._parked.values()]
-                order = self._order
-                self._spawning = dict(sorted(self._staged.items(), key=lambda kv: order.get(kv[0], len(order))))
                 self._go.notify_all()
             for proc in procs:
                 proc.release()
             self.over.set()
-            self._spawn_all()
             # Then every other pid, once each member has spawned (or ended), in one go:
             # those waiting here (up to 5 s), and those that came after the release (up
             # to LATE_WAIT more: a pid recorded by its own run is a transaction per run).
@@ -248,54 +221,11 @@ class Volley:
                 self._record(rest)
         finally:
             with self._cv:
-                self.released = self._closed = self._spawned_all = True
+                self.released = self._closed = True
                 self._cv.notify_all()
                 self._go.notify_all()
-                self._spawned_go.notify_all()
             self.over.set()
             self._done(self)
-
-    def _spawn_all(self) -> None:
-        """The members that handed their staged process over, spawned one after another
-        in due order from this one thread, then woken once. Threads spawning at once
-        fought over the GIL at every syscall (issue 17 round 6: context switches, CPU and
-        the last starts' lateness); a member whose spawn failed gets the error in its
-        thread, from its ``spawn()``."""
-        now = self._clock.now
-        todo = iter(list(self._spawning.items()))
-        take = threading.Lock()
-
-        def spawn() -> None:
-            while True:
-                with take:  # (taken and timed together: the times keep the order)
-                    item = next(todo, None)
-                    began = now()
-                if item is None:
-                    return
-                rid, (job, staged) = item
-                proc = staged.spawn_ahead(now, began)
-                if proc is not None:
-                    with self._cv:
-                        self._pids[rid] = (job, proc.pid)
-
-        helpers = [threading.Thread(target=spawn, daemon=True) for _ in range(min(SPAWNERS, len(self._spawning)) - 1)]
-        try:
-            for t in helpers:
-                t.start()
-            spawn()
-            for t in helpers:
-                t.join()
-        finally:
-            with self._cv:
-                self._spawned_all = True
-                self._spawned_go.notify_all()
-                self._cv.notify_all()
-
-    def spawned_at(self, claim: Member) -> datetime | None:
-        """When this volley's thread spawned ``claim``'s process (None: it did not)."""
-        with self._cv:
-            got = self._spawning.get(claim.run_id)
-        return None if got is None else got[1].spawned_at
 
     def _record(self, pids: dict[str, tuple[str, int]]) -> None:
         # If they cannot be written, the runs go on; a recovery finds their groups by
@@ -315,8 +245,8 @@ class _Member:
     def may_park(self) -> bool:
         return self._volley._may_park()
 
-    def wait(self, cancel: threading.Event | None, staged: Any = None) -> bool:
-        return self._volley._wait(self._claim, None, cancel, staged)
+    def wait(self, cancel: threading.Event | None) -> bool:
+        return self._volley._wait(self._claim, None, cancel)
 
     def park(self, proc: Any, cancel: threading.Event | None) -> bool:
         return self._volley._wait(self._claim, proc, cancel)

@@ -206,7 +206,7 @@ class FakeStart:
     def may_park(self) -> bool:
         return self.park_ok
 
-    def wait(self, cancel: threading.Event | None, staged: Any = None) -> bool:
+    def wait(self, cancel: threading.Event | None) -> bool:
         self.events.append(("wait", self.seen()))
         return self._instant()
 
@@ -507,9 +507,8 @@ def test_the_daemon_starts_every_run_at_or_after_its_instant(tmp_path):
 
 @pytest.mark.slow
 def test_a_record_says_when_its_process_started_though_its_volley_spawned_it(tmp_path):
-    # More runs an instant than may park: the others are spawned by their volley's thread
-    # (volley.py), their own threads woken only once all are. Their records still say
-    # when their process was started, not when their thread woke.
+    # Runs of one instant, parked or not: each record says when its process started, at
+    # or after the instant and never after the job's own first instruction.
     (tmp_path / "jobs.d").mkdir()
     (tmp_path / "cronfile.yaml").write_text("max_concurrent: 20\n")
     out = tmp_path / "stamps"

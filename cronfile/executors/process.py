@@ -43,7 +43,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import IO, BinaryIO
 
 from ..secrets import Masker
@@ -872,11 +871,6 @@ class Staged:
     ) -> None:
         self.prepared = prepared
         self.box = box
-        # spawn_ahead: the process (or why it could not start), when it was about to be
-        # spawned and when it was (wall clock, the caller's ``now``).
-        self._ready: Proc | Exception | None = None
-        self.began: datetime | None = None
-        self.spawned_at: datetime | None = None
         self._output = _Output(log, output_limit, stream, prepared.masker)
         self.decoder: Decoder | None = None
         # A stream (a terminal) may block its writer: such a run's output keeps a thread.
@@ -891,11 +885,6 @@ class Staged:
         """Start the process in its own session and process group. Raises OSError when
         the program cannot be started. ``gate``: parked until ``Proc.release()`` (only
         if ``can_park``: ValueError otherwise)."""
-        ready, self._ready = self._ready, None
-        if isinstance(ready, Exception):
-            raise ready
-        if ready is not None:
-            return ready
         if gate and not can_park(self.prepared):
             self.discard()
             raise ValueError(f"{self.prepared.argv[0]} cannot be started parked")
@@ -911,19 +900,6 @@ class Staged:
         )
         proc.decoder = self.decoder
         return proc
-
-    def spawn_ahead(self, now: Callable[[], datetime], began: datetime | None = None) -> Proc | None:
-        """Spawn now, for the run's own thread to take with its ``spawn()`` later (its
-        error then too): a volley's thread starts its runs' processes one after another
-        at the instant (volley.py). The process, or None if it could not start.
-        ``began``: when the caller decided to (default: ``now()``)."""
-        self.began = began or now()
-        try:
-            self._ready = self.spawn()
-        except Exception as e:  # noqa: BLE001 - raised again by spawn(), in the run's thread
-            self._ready = e
-        self.spawned_at = now()
-        return self._ready if isinstance(self._ready, Proc) else None
 
     def discard(self) -> None:
         """Never spawned: the reader sees EOF and ends."""
