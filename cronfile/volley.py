@@ -47,7 +47,10 @@ class Volley:
     Why only a few parked: released together, 100 processes share 2 CPUs and each gets
     through its start later than when they are spawned one after another (measured with
     bench/bench_firing.py, p50 97-102 ms against 75-82 ms); a handful, up to the number
-    of CPUs, start sooner parked than spawned (1 job: p50 2.7 ms against 3.4 ms).
+    of CPUs, start sooner parked than spawned (1 job: p50 2.7 ms against 3.4 ms). Where
+    runs get a cgroup each, a spawned /bin/sh job is held at the same gate anyway while
+    it is moved in, and the moves are serialized by the kernel: there the engine parks
+    every run it can (``engine.park_limit``; 200 runs: p99 175 ms against 256-276).
 
     At most once holds as before: the claim was persisted before any process existed,
     and a parked process runs its job only when released; if this process dies first,
