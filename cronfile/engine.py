@@ -565,6 +565,10 @@ class Engine:
                         park=self._park,
                     )
                 c.volley = v
+        if volleys:
+            from .executors.contain import make_ahead
+
+            make_ahead((c.run_id, self.engine_id) for c in claims if c.volley is not None)
         with self._cv:
             self._volleys.update(volleys.values())
             for c in claims:
@@ -690,8 +694,9 @@ class Engine:
         spawned_at: list[datetime] = []
 
         def on_spawn(pid: int) -> None:
-            now = self.clock.now()
             first = not spawned_at
+            # (A parked run started when its volley let it go, a moment before this.)
+            now = (first and claim.volley is not None and claim.volley.release_time(claim)) or self.clock.now()
             spawned_at.append(now)
             fault("after-spawn")
 

@@ -546,7 +546,7 @@ def test_the_daemon_starts_every_run_at_or_after_its_instant(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_record_says_when_its_process_started_though_its_volley_spawned_it(tmp_path):
+def test_a_record_says_when_its_process_started_parked_or_not(tmp_path):
     # Runs of one instant, parked or not: each record says when its process started, at
     # or after the instant and never after the job's own first instruction.
     (tmp_path / "jobs.d").mkdir()
