@@ -97,8 +97,21 @@ AGAIN_GAP = 0.05  # another pass ahead of an instant only if it leaves this much
 AGAIN_STEP = 0.1  # seconds between two passes ahead of one instant
 AGAIN_MAX = 5  # passes ahead of one instant after the first
 # How many runs of one instant may start parked (executors/process.py) rather than be
-# spawned at the instant: about as many as there are CPUs (see Volley).
+# spawned at the instant: about as many as there are CPUs (see Volley); every one where
+# runs get a cgroup each (park_limit).
 PARK = os.cpu_count() or 1
+
+
+def park_limit(mechanism: str) -> int:
+    """How many runs of one instant may start parked under containment ``mechanism``.
+    With a cgroup a run, a /bin/sh job's process is started behind the gate anyway, and
+    held there while it is moved into its cgroup (executors/process.py ``_start``): a
+    parked start is the same process, the same move, made before the instant instead of
+    at it. The moves are what the kernel serializes (0.2-0.5 ms each, of wall time:
+    200 runs an instant took their last start 100 ms and more past it), so every run
+    that can park does (issue 17 round 6). Elsewhere a parked start costs a shell more,
+    and only the first few are worth it (see Volley)."""
+    return sys.maxsize if mechanism == "cgroup2" else PARK
 # A daemon on a shared store re-reads the state at least this often (seconds).
 SHARED_POLL_S = 5.0
 
@@ -205,6 +218,7 @@ class Engine:
         self._sched_cache: dict[str, tuple[JobSpec, Any, Any, Schedule]] = {}  # name -> (spec, created_at, offset, schedule)
         self._finished: list[str] = []
         self._volleys: set[Volley] = set()
+        self._park = PARK  # runs of one instant that may start parked (park_limit, once detected)
         self._claimed_to: datetime | None = None  # the latest instant claimed ahead
         self._again: tuple[datetime | None, int] = (None, 0)  # an instant claimed ahead, passes again
         self._replaced: dict[str, str] = {}  # run id -> the run that replaces it
@@ -223,7 +237,7 @@ class Engine:
 
         try:
             # Detected once, before any run: a run must not wait for the probe.
-            containment(self.environ)
+            self._park = park_limit(containment(self.environ).mechanism)
         except ContainmentError as e:
             raise CronfileError(str(e)) from None
         sweep_empty()  # run cgroups that dead engines (of any state dir) left empty
@@ -548,9 +562,13 @@ class Engine:
                         record_pids=self._record_volley_pids,
                         txn_seconds=lambda: self.writer.seconds,
                         done=self._volley_done,
-                        park=PARK,
+                        park=self._park,
                     )
                 c.volley = v
+        if volleys:
+            from .executors.contain import make_ahead
+
+            make_ahead((c.run_id, self.engine_id) for c in claims if c.volley is not None)
         with self._cv:
             self._volleys.update(volleys.values())
             for c in claims:
@@ -676,8 +694,9 @@ class Engine:
         spawned_at: list[datetime] = []
 
         def on_spawn(pid: int) -> None:
-            now = self.clock.now()
             first = not spawned_at
+            # (A parked run started when its volley let it go, a moment before this.)
+            now = (first and claim.volley is not None and claim.volley.release_time(claim)) or self.clock.now()
             spawned_at.append(now)
             fault("after-spawn")
 

@@ -384,7 +384,7 @@ def _attempts(
                 if not start.park(proc, cancel):
                     proc.abort()
                     return _Attempt(Status.cancelled, None, "cancelled before its instant")
-                tally.started = now()
+                tally.started = proc.released_at or now()
             else:
                 early = _await(start, cancel, tally, now)
                 if early is not None:

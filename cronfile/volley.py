@@ -47,7 +47,10 @@ class Volley:
     Why only a few parked: released together, 100 processes share 2 CPUs and each gets
     through its start later than when they are spawned one after another (measured with
     bench/bench_firing.py, p50 97-102 ms against 75-82 ms); a handful, up to the number
-    of CPUs, start sooner parked than spawned (1 job: p50 2.7 ms against 3.4 ms).
+    of CPUs, start sooner parked than spawned (1 job: p50 2.7 ms against 3.4 ms). Where
+    runs get a cgroup each, a spawned /bin/sh job is held at the same gate anyway while
+    it is moved in, and the moves are serialized by the kernel: there the engine parks
+    every run it can (``engine.park_limit``; 200 runs: p99 175 ms against 256-276).
 
     At most once holds as before: the claim was persisted before any process existed,
     and a parked process runs its job only when released; if this process dies first,
@@ -91,6 +94,7 @@ class Volley:
         self._recorded: set[str] = set()
         self._closed = False  # pids reported from now on are recorded by their runs
         self.released = False
+        self._release_time: datetime | None = None  # when the parked runs were let go
         self.over = threading.Event()  # released, or given up
         self._wake = threading.Event()
 
@@ -193,6 +197,11 @@ class Volley:
             with self._cv:
                 self.released = True
                 procs = [proc for _, proc in self._parked.values()]
+                # When they were let go (just before): their runs' start, not when their
+                # threads wake after it (release_time).
+                self._release_time = clock.now()
+                for proc in procs:
+                    proc.released_at = self._release_time
                 self._go.notify_all()
             for proc in procs:
                 proc.release()
@@ -226,6 +235,11 @@ class Volley:
                 self._go.notify_all()
             self.over.set()
             self._done(self)
+
+    def release_time(self, claim: Member) -> datetime | None:
+        """When ``claim``'s parked process was let go (None: it was not parked here)."""
+        with self._cv:
+            return self._release_time if claim.run_id in self._parked else None
 
     def _record(self, pids: dict[str, tuple[str, int]]) -> None:
         # If they cannot be written, the runs go on; a recovery finds their groups by

@@ -440,3 +440,54 @@ def test_the_sweep_leaves_the_probe_cgroup_of_a_live_process(tmp_path, mechanism
         for p in (live_probe, dead_probe):
             with suppress(FileNotFoundError):
                 p.rmdir()
+
+
+def test_a_cgroup_made_ahead_is_empty_holds_the_run_and_is_gone_after_it(tmp_path, monkeypatch):
+    # A daemon makes the cgroups of an instant's runs ahead of their threads, one after
+    # another (contain.make_ahead, from Engine.dispatch). Such a cgroup is the run's own:
+    # empty when its run starts, it still holds what the run leaves behind (stopped at
+    # the run's end, a double fork with its environment cleared included), then removed.
+    try:
+        c = contain._detect({contain.ENV: "cgroup2"})
+    except contain.ContainmentError as e:
+        if os.environ.get("CRONFILE_TEST_REQUIRE_CGROUP") == "1":
+            raise
+        pytest.skip(str(e))
+    monkeypatch.setattr(contain, "_current", c)
+    pids = tmp_path / "pids"
+    spec = make_spec(
+        shell=(
+            f"env -i /bin/sh -c '(setsid /bin/sh -c \"echo \\$\\$ >> {pids}; exec sleep 300\" "
+            "</dev/null >/dev/null 2>&1 &) ; exit 0'; "
+            f"while [ ! -s {pids} ]; do sleep 0.01; done; echo started"
+        ),
+    )
+    ctx = make_ctx(tmp_path, spec, run_id="20260302T100100-a1a1", engine="e-ahead")
+    cg = c.cgroup_base / contain._box_name(ctx.run_id, ctx.engine)
+    contain.make_ahead([(ctx.run_id, ctx.engine)])
+    try:
+        assert cg.is_dir()
+        assert (cg / "cgroup.procs").read_text() == ""
+        outcome = execute(ctx, now=_now)
+        assert outcome.status is Status.success
+        (daemon,) = pid_file_appears(pids)
+        assert not alive(daemon)
+        assert "processes the run left running were stopped" in ctx.log_path.read_text()
+        assert not cg.exists()
+        # Used once: a box made again for the same run makes its cgroup again.
+        box = c.box(ctx.run_id, ctx.engine)
+        assert cg.is_dir()
+        box.close()
+        assert not cg.exists()
+    finally:
+        with suppress(OSError):
+            cg.rmdir()
+
+
+def test_make_ahead_makes_nothing_where_runs_get_no_cgroup(tmp_path, monkeypatch):
+    c = contain._detect({contain.ENV: "subreaper"})
+    monkeypatch.setattr(contain, "_current", c)
+    base = contain._detect({}).cgroup_base
+    contain.make_ahead([("20260302T100100-b2b2", "e-none")])
+    if base is not None:
+        assert not (base / contain._box_name("20260302T100100-b2b2", "e-none")).exists()

@@ -384,6 +384,9 @@ class _CgroupBox(Box):
         # stays empty (its members' forks are born inside it), so close() need not
         # look again after stop() found it so (a read of cgroup.events a run).
         self._empty = False
+        if self._dir in _made:
+            _made.discard(self._dir)  # made ahead (make_ahead): no mkdir racing 200 others
+            return
         try:
             os.mkdir(self._dir)
         except FileExistsError:
@@ -655,6 +658,30 @@ _tracker = _Tracker()
 
 
 # -- recovery and the recursion guard ------------------------------------------------------
+
+
+_made: set[str] = set()  # cgroups made ahead of their runs' boxes (make_ahead)
+
+
+def make_ahead(runs: Iterable[tuple[str, str]]) -> None:
+    """Make the cgroups of runs (run id, engine id) about to start together, one after
+    another from one thread, before their threads do: 200 threads' mkdirs at once cost
+    several times one's each (the kernel's cgroup lock, and the GIL given up at each).
+    A cgroup that cannot be made here is left to its box (it says why in the run's log).
+    Nothing if runs get no cgroup."""
+    c = containment()
+    if c.mechanism != "cgroup2" or c.cgroup_base is None:
+        return
+    base = str(c.cgroup_base)
+    for run_id, engine in runs:
+        path = f"{base}/{_box_name(run_id, engine)}"
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            pass
+        except OSError:
+            continue
+        _made.add(path)
 
 
 def _run_box_names(run_id: str, engine: str) -> tuple[str, ...]:

@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, BinaryIO
 
 from ..secrets import Masker
@@ -568,6 +569,7 @@ class Proc:
         self._output = output
         self.pid: int = popen.pid
         self.killed_by: str | None = None  # the signal stop() had to use, if any
+        self.released_at: datetime | None = None  # parked: when its releaser let it go
         self.decoder: Decoder | None = None  # what read the output (Prepared.output_format)
         self._gate = gate  # write end of a parked process's gate; None once let go
         self._gate_lock = threading.Lock()
