@@ -593,6 +593,10 @@ class Engine:
         try:
             return self.execute(claim, cancel, stream=stream)
         finally:
+            if claim.volley is not None:
+                from .executors.contain import drop_ahead
+
+                drop_ahead(claim.run_id, self.engine_id)  # (a cgroup made ahead that no run took)
             with self._cv:
                 self._active.pop(claim.run_id, None)
                 self._cancels.pop(claim.run_id, None)
@@ -1126,6 +1130,11 @@ class Engine:
         with self._cv:
             pending = list(self._pending)
             self._pending.clear()
+        if pending:
+            from .executors.contain import drop_ahead
+
+            for c in pending:
+                drop_ahead(c.run_id, self.engine_id)
         if pending:
             now = self.clock.now()
             with self.writer.txn() as txn:

@@ -9,6 +9,7 @@ process left after the job ended, a process that ignores SIGTERM."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -491,3 +492,26 @@ def test_make_ahead_makes_nothing_where_runs_get_no_cgroup(tmp_path, monkeypatch
     contain.make_ahead([("20260302T100100-b2b2", "e-none")])
     if base is not None:
         assert not (base / contain._box_name("20260302T100100-b2b2", "e-none")).exists()
+
+
+def test_a_cgroup_made_ahead_for_a_run_that_never_starts_is_removed(tmp_path):
+    # max_concurrent: 1 and three runs at one instant: two wait for a slot, their cgroups
+    # made ahead (Engine.dispatch); the daemon stops before a slot frees. Their cgroups go
+    # with them (contain.drop_ahead), not left for the next start's sweep.
+    try:
+        base = contain._detect({contain.ENV: "cgroup2"}).cgroup_base
+    except contain.ContainmentError as e:
+        if os.environ.get("CRONFILE_TEST_REQUIRE_CGROUP") == "1":
+            raise
+        pytest.skip(str(e))
+    (tmp_path / "cronfile.yaml").write_text("shutdown_grace: 1s\nmax_concurrent: 1\n")
+    for name in ("a", "b", "c"):
+        write_job(tmp_path, name, 'schedule: "*/2 * * * * *"\nshell: "sleep 300"\n')
+    with Daemon(tmp_path, env={contain.ENV: "cgroup2"}) as d:
+        engine = re.search(r"engine (\w+);", d.text()).group(1)
+        d.wait_log(r"run \w+ started")
+        wait_for(lambda: len(list(base.glob(f"cronfile-run.{engine}*"))) >= 3, timeout=10, what="three cgroups: one run's, two made ahead")
+        assert d.stop() == 0
+    assert not list(base.glob(f"cronfile-run.{engine}*"))
+    statuses = sorted(r["status"] for n in ("a", "b", "c") for r in history(tmp_path, n))
+    assert statuses.count("interrupted") == 3

@@ -684,6 +684,21 @@ def make_ahead(runs: Iterable[tuple[str, str]]) -> None:
         _made.add(path)
 
 
+def drop_ahead(run_id: str, engine: str) -> None:
+    """A run whose cgroup was made ahead ended without a box taking it (cancelled, or
+    the daemon stopped before its slot came): its empty cgroup goes, and is forgotten."""
+    if not _made:
+        return
+    c = containment()
+    if c.cgroup_base is None:
+        return
+    path = f"{c.cgroup_base}/{_box_name(run_id, engine)}"
+    if path in _made:
+        _made.discard(path)
+        with suppress(OSError):
+            os.rmdir(path)
+
+
 def _run_box_names(run_id: str, engine: str) -> tuple[str, ...]:
     """Where a run's cgroup may be: under its engine's name, or (made by a cronfile from
     before engine ids were in the name) under its run id alone."""
