@@ -495,9 +495,12 @@ def test_make_ahead_makes_nothing_where_runs_get_no_cgroup(tmp_path, monkeypatch
 
 
 def test_a_cgroup_made_ahead_for_a_run_that_never_starts_is_removed(tmp_path):
-    # max_concurrent: 1 and three runs at one instant: two wait for a slot, their cgroups
-    # made ahead (Engine.dispatch); the daemon stops before a slot frees. Their cgroups go
-    # with them (contain.drop_ahead), not left for the next start's sweep.
+    # max_concurrent: 1 and three runs an instant (concurrency: allow): all but the first
+    # wait for a slot, their cgroups made ahead (Engine.dispatch, for an instant claimed
+    # ahead); the daemon stops before a slot frees. Their cgroups go with them
+    # (contain.drop_ahead), not left for the next start's sweep. (An instant claimed at
+    # or after its time -- a loop late under load -- makes none ahead: then the daemon is
+    # started again, at most three times, until one did.)
     try:
         base = contain._detect({contain.ENV: "cgroup2"}).cgroup_base
     except contain.ContainmentError as e:
@@ -506,12 +509,18 @@ def test_a_cgroup_made_ahead_for_a_run_that_never_starts_is_removed(tmp_path):
         pytest.skip(str(e))
     (tmp_path / "cronfile.yaml").write_text("shutdown_grace: 1s\nmax_concurrent: 1\n")
     for name in ("a", "b", "c"):
-        write_job(tmp_path, name, 'schedule: "*/2 * * * * *"\nshell: "sleep 300"\n')
-    with Daemon(tmp_path, env={contain.ENV: "cgroup2"}) as d:
-        engine = re.search(r"engine (\w+);", d.text()).group(1)
-        d.wait_log(r"run \w+ started")
-        wait_for(lambda: len(list(base.glob(f"cronfile-run.{engine}*"))) >= 3, timeout=10, what="three cgroups: one run's, two made ahead")
-        assert d.stop() == 0
-    assert not list(base.glob(f"cronfile-run.{engine}*"))
-    statuses = sorted(r["status"] for n in ("a", "b", "c") for r in history(tmp_path, n))
-    assert statuses.count("interrupted") == 3
+        write_job(tmp_path, name, 'schedule: "* * * * * *"\nshell: "sleep 300"\nconcurrency: allow\n')
+    made_ahead = False
+    for _ in range(3):
+        with Daemon(tmp_path, env={contain.ENV: "cgroup2"}) as d:
+            engine = re.search(r"engine (\w+);", d.text()).group(1)
+            d.wait_log(r"run \w+ started")
+            with suppress(AssertionError):
+                made_ahead = bool(wait_for(lambda e=engine: len(list(base.glob(f"cronfile-run.{e}*"))) >= 3, timeout=5, what="three cgroups: one run's, two made ahead"))
+            assert d.stop() == 0
+        assert not list(base.glob(f"cronfile-run.{engine}*"))
+        if made_ahead:
+            break
+    assert made_ahead, "no instant was claimed ahead in three daemons' starts"
+    statuses = {r["status"] for n in ("a", "b", "c") for r in history(tmp_path, n)}
+    assert statuses == {"interrupted"}
