@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -22,7 +23,7 @@ from cli_helpers import cronfile
 from engine_helpers import Daemon, history, write_job
 from helpers_proc import alive, make_ctx, make_spec, wait_for, write_fake_agent
 
-from cronfile.executors import contain
+from cronfile.executors import contain, procfs
 from cronfile.runner import execute
 from cronfile.spec import Status
 
@@ -524,3 +525,30 @@ def test_a_cgroup_made_ahead_for_a_run_that_never_starts_is_removed(tmp_path):
     assert made_ahead, "no instant was claimed ahead in three daemons' starts"
     statuses = {r["status"] for n in ("a", "b", "c") for r in history(tmp_path, n)}
     assert statuses == {"interrupted"}
+
+
+def test_a_runs_own_process_that_exits_before_its_spawn_returns_is_no_orphan_of_another_run():
+    # The subreaper's walk takes a child of the engine that no run spawned for an adopted
+    # orphan. A run's own process that exited before its Popen returned (so before the
+    # box knew it) was such a child: reaped by the walk (its exit status lost: the run
+    # recorded `success`, no exit code), and, its environment unreadable once exited,
+    # given to every run in flight, the first of which to end would stop it. Here the
+    # spawn is held open on purpose, with another run in flight.
+    other = contain._TrackedBox("20260302T100100-c3c3")
+    mine = contain._TrackedBox("20260302T100100-c4c4")
+    sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        other.started(sleeper.pid)
+        mine.spawning()
+        quick = subprocess.Popen(["/bin/sh", "-c", "exit 7"], start_new_session=True, env={})
+        wait_for(lambda: (st := procfs.stat(quick.pid)) is not None and st.state == b"Z", timeout=10, what="the quick process to exit")
+        contain._tracker.walk()
+        contain._tracker.reap_all()
+        assert quick.pid not in other.members
+        mine.started(quick.pid)
+        assert quick.wait(10) == 7  # its exit status is still its Popen's
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        for box in (other, mine):
+            box.close()

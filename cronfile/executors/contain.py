@@ -321,6 +321,9 @@ class Box:
         self.run_id = run_id
         self.note = ""  # why this run has less containment than the engine's mechanism
 
+    def spawning(self) -> None:
+        """A process of the run is about to be spawned (started() follows once it is)."""
+
     def started(self, pid: int, *, held: bool = False) -> None:
         """A process of the run was spawned (``held``: it waits behind a gate, so it has
         started nothing of its own yet)."""
@@ -486,12 +489,23 @@ class _TrackedBox(Box):
         self.roots: set[int] = set()  # processes the engine spawned for the run
         self.opened = _boot_ticks()
         self.closed = False
+        # While a process of the run is being spawned: when that began (clock ticks).
+        # A child of ours born since is maybe that process, not yet in roots: no walk
+        # may take it for an adopted orphan (_Tracker.walk).
+        self.spawn_since: int | None = None
         _tracker.add(self)
+
+    def spawning(self) -> None:
+        since = _boot_ticks()
+        with _tracker.lock:
+            if self.spawn_since is None:
+                self.spawn_since = since
 
     def started(self, pid: int, *, held: bool = False) -> None:
         st = stat(pid)
         with _tracker.lock:
             self.roots.add(pid)
+            self.spawn_since = None
             if st is not None:
                 self.members[pid] = st.start
         _tracker.walk()
@@ -586,6 +600,9 @@ class _Tracker:
             me = os.getpid()
             with self.lock:
                 boxes = list(self.boxes)
+                # (Read under the lock that started() takes: a spawn that ended before
+                # is in its box's roots, one that did not is in spawn_since.)
+                spawns = [b.spawn_since for b in boxes if b.spawn_since is not None]
                 owner: dict[tuple[int, int], list[_TrackedBox]] = {}
                 for box in boxes:
                     for pid, start in box.members.items():
@@ -602,6 +619,13 @@ class _Tracker:
                 if (st.pid, st.start) in owner or st.sid == own_sid:
                     continue
                 if not any(st.pid in b.roots for b in boxes):
+                    if spawns and st.start >= min(spawns) - 1:
+                        # Maybe a run's own process whose Popen has not returned: taken
+                        # for an orphan it was reaped here (its exit status lost, the run
+                        # recorded `success` with no exit code) and, with its environment
+                        # unreadable once it had exited, given to every run in flight,
+                        # the first of which to end stopped it. The next walk decides.
+                        continue
                     found = self._claimants(st, boxes)
                     if found:
                         owner[(st.pid, st.start)] = found

@@ -795,6 +795,8 @@ def _start(
             preexec = box.mover()
     if gate is not None:
         argv, stdin = [SHELL, "-c", _GATE, GATE_NAME, *argv], gate[0]
+    if box is not None:
+        box.spawning()
     # The readers run already, so that once the child runs nothing can fail before it
     # is watched.
     try:
