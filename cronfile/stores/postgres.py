@@ -71,6 +71,17 @@ RENEW_S = 5.0
 LEASE_S = 15.0
 HELD_S = LEASE_S - 3.0
 CONNECT_TIMEOUT_S = 5
+# What bounds a session that holds the meta row's lock and stops talking (a hung or
+# vanished process, a half-open connection): docs/design.md 14.3. The server ends a
+# cronfile session idle inside a transaction for IDLE_IN_TXN_S (rolling it back, so
+# the lock goes), and any statement after STATEMENT_S; TCP keepalives, both ways, and
+# TCP_USER_TIMEOUT_S on unacknowledged data, tell either end that the other is gone.
+IDLE_IN_TXN_S = 10
+STATEMENT_S = 60
+KEEPALIVE_IDLE_S = 5
+KEEPALIVE_INTERVAL_S = 2
+KEEPALIVE_COUNT = 3
+TCP_USER_TIMEOUT_S = 10
 SCHEMA_VERSION = 1
 _POOL_IDLE = 4  # connections kept open per store for the next call
 _CLAIM_TRIGGERS = ("schedule", "catchup", "queued")  # runs of a scheduled instant
@@ -337,6 +348,7 @@ class PostgresStore:
         self._held_engines: dict[str, EngineLease] = {}
         self._unsent: set[tuple[str, str]] = set()  # logs kept while the database was away
         self._claims_pruned = 0.0
+        self._tcp: dict[str, str] | None = None  # libpq's keepalive options (_tcp_options)
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.location!r})"
@@ -361,6 +373,9 @@ class PostgresStore:
     # -- connections -------------------------------------------------------------------
 
     def _connect(self) -> Any:
+        """A new session, with the timeouts that keep a stuck one from holding the
+        state's lock for good (IDLE_IN_TXN_S and the rest, above). Keepalive options the
+        URL gives are its own."""
         psycopg = _psycopg()
         try:
             conn = psycopg.connect(
@@ -368,10 +383,53 @@ class PostgresStore:
                 autocommit=True,
                 connect_timeout=CONNECT_TIMEOUT_S,
                 application_name="cronfile",
+                **self._tcp_options(),
             )
         except psycopg.Error as e:
             raise StoreUnavailable(f"cannot reach the state database {self.location}: {_first_line(e)}") from None
+        try:
+            conn.execute(self._session_sql())
+        except psycopg.Error as e:
+            with suppress(Exception):
+                conn.close()
+            raise StoreUnavailable(f"the state database {self.location}: {_first_line(e)}") from None
         return conn
+
+    def _tcp_options(self) -> dict[str, str]:
+        """libpq's keepalive options (not over a Unix socket, where they mean nothing),
+        but for those the URL sets itself."""
+        if self._tcp is None:
+            from psycopg import conninfo, pq
+
+            try:
+                given = conninfo.conninfo_to_dict(self.url)
+            except Exception:  # noqa: BLE001 - connect says what is wrong with it
+                given = {}
+            host = str(given.get("host") or "")
+            options = {
+                "keepalives": "1",
+                "keepalives_idle": str(KEEPALIVE_IDLE_S),
+                "keepalives_interval": str(KEEPALIVE_INTERVAL_S),
+                "keepalives_count": str(KEEPALIVE_COUNT),
+            }
+            if pq.version() >= 120000:
+                options["tcp_user_timeout"] = str(TCP_USER_TIMEOUT_S * 1000)
+            unix = host.startswith("/") or (not host and not given.get("hostaddr"))
+            self._tcp = {} if unix else {k: v for k, v in options.items() if k not in given}
+        return self._tcp
+
+    def _session_sql(self) -> str:
+        """The settings of each of cronfile's sessions (one round trip, once per
+        connection): the lock wait, the idle-in-transaction and statement limits, and the
+        server's side of the keepalives."""
+        return (
+            f"SET lock_timeout = {int(self.lock_timeout * 1000)};"
+            f" SET idle_in_transaction_session_timeout = {IDLE_IN_TXN_S * 1000};"
+            f" SET statement_timeout = {STATEMENT_S * 1000};"
+            f" SET tcp_keepalives_idle = {KEEPALIVE_IDLE_S};"
+            f" SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL_S};"
+            f" SET tcp_keepalives_count = {KEEPALIVE_COUNT}"
+        )
 
     @contextmanager
     def _conn(self) -> Iterator[Any]:
@@ -523,7 +581,7 @@ class PostgresStore:
         try:
             with self._conn() as conn:
                 with conn.transaction():
-                    conn.execute(f"SET LOCAL lock_timeout = '{int(self.lock_timeout * 1000)}ms'")
+                    # (lock_timeout: the session's, set when it connected)
                     meta = conn.execute(self._META + " FOR UPDATE").fetchone()
                     state = self._load(conn, meta)
                     txn = Txn(state)
