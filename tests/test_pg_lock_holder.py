@@ -17,7 +17,7 @@ from pg import PgServer, TcpProxy
 
 from cronfile.errors import LockedError
 from cronfile.state import JobState
-from cronfile.stores.postgres import IDLE_IN_TXN_S, PostgresStore
+from cronfile.stores.postgres import IDLE_IN_TXN_S, STALE_MARGIN_S, PostgresStore
 
 pytestmark = pytest.mark.slow
 
@@ -119,3 +119,42 @@ def test_a_half_open_connection_holding_the_lock_does_not_stop_a_daemon(pg_serve
     early = {c[0] for c in observer.claimed("every") if c[0] < stop_at - timedelta(seconds=2)}
     assert sorted(early - ran) == []
     assert observer.read().revision != "written by the stuck session"
+
+
+def test_a_lock_wait_that_times_out_names_the_holder_and_ends_a_stale_cronfile_session(pg_url: str, tmp_path: Path) -> None:
+    """The server's limit is set by each cronfile session itself; a session without it
+    (an older cronfile, a pooler that dropped the setting) that sits on the lock is ended
+    by the next peer whose wait times out once it has been idle STALE_MARGIN_S past the
+    limit. Anyone else's session (someone's psql) is named, never ended."""
+    waiter = PostgresStore(pg_url, tmp_path / "waiter", lock_timeout=2)
+    with waiter.transaction() as txn:
+        txn.state = txn.state.with_job("one", _job("one"))
+    with psycopg.connect(pg_url, autocommit=True, application_name="psql") as psql:
+        psql_pid = psql.execute("SELECT pg_backend_pid()").fetchone()[0]
+        psql.execute("BEGIN")
+        psql.execute("SELECT 1 FROM cronfile_meta WHERE id = 1 FOR UPDATE")
+        with pytest.raises(LockedError) as e, waiter.transaction():
+            pass
+        assert f"held by session {psql_pid} (psql, idle in transaction for " in str(e.value)
+        assert "ended" not in str(e.value)
+        psql.execute("ROLLBACK")
+    old = psycopg.connect(pg_url, autocommit=True, application_name="cronfile old-host")
+    old_pid = old.execute("SELECT pg_backend_pid()").fetchone()[0]
+    old.execute("BEGIN")
+    old.execute("SELECT 1 FROM cronfile_meta WHERE id = 1 FOR UPDATE")
+    t0 = time.monotonic()
+    said: list[str] = []
+    while True:
+        try:
+            with waiter.transaction() as txn:
+                txn.state = txn.state.with_job("two", _job("two"))
+            break
+        except LockedError as e:
+            said.append(str(e))
+            assert time.monotonic() - t0 < IDLE_IN_TXN_S + STALE_MARGIN_S + 20, said
+    assert time.monotonic() - t0 >= IDLE_IN_TXN_S + STALE_MARGIN_S
+    assert all(f"held by session {old_pid} (cronfile old-host, idle in transaction for " in m for m in said), said
+    assert said[-1].endswith(": ended it"), said[-1]
+    assert not _alive(pg_url, old_pid)
+    assert sorted(waiter.read().jobs) == ["one", "two"]
+    old.close()

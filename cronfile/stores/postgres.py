@@ -82,6 +82,7 @@ KEEPALIVE_IDLE_S = 5
 KEEPALIVE_INTERVAL_S = 2
 KEEPALIVE_COUNT = 3
 TCP_USER_TIMEOUT_S = 10
+STALE_MARGIN_S = 5  # a cronfile session idle in a transaction this much longer is ended by its peers
 SCHEMA_VERSION = 1
 _POOL_IDLE = 4  # connections kept open per store for the next call
 _CLAIM_TRIGGERS = ("schedule", "catchup", "queued")  # runs of a scheduled instant
@@ -382,7 +383,8 @@ class PostgresStore:
                 self.url,
                 autocommit=True,
                 connect_timeout=CONNECT_TIMEOUT_S,
-                application_name="cronfile",
+                # (the host, so that pg_stat_activity tells whose session is whose)
+                application_name=f"cronfile {self.host}"[:63],
                 **self._tcp_options(),
             )
         except psycopg.Error as e:
@@ -448,7 +450,7 @@ class PostgresStore:
         except psycopg.errors.LockNotAvailable:
             raise LockedError(
                 f"the state in {self.location} is locked by another process for more than "
-                f"{self.lock_timeout:g}s (a stuck cronfile apply, tick or run?)"
+                f"{self.lock_timeout:g}s (a stuck cronfile apply, tick or run?){self._lock_holders()}"
             ) from None
         except psycopg.errors.UniqueViolation as e:
             raise ClaimConflict(f"{self.location}: {_first_line(e)}") from None
@@ -467,6 +469,35 @@ class PostgresStore:
                 if conn is not None:
                     with suppress(Exception):
                         conn.close()
+
+    def _lock_holders(self) -> str:
+        """Who holds the meta row's lock, for the message of a lock wait that timed out
+        ("; held by session 4242 (cronfile host-a, idle in transaction for 12s)"). A
+        cronfile session idle in a transaction for well over IDLE_IN_TXN_S (one the
+        server's limit did not reach: a cronfile older than that limit, a pooler that
+        dropped the setting) is ended here, so that it cannot hold the state for good;
+        any other session (someone's psql) is only named."""
+        try:
+            with self._conn() as conn:
+                rows = conn.execute(
+                    "SELECT a.pid, a.application_name, a.state,"
+                    " extract(epoch FROM now() - coalesce(a.state_change, a.xact_start))::int"
+                    " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE l.locktype = 'relation' AND l.relation = 'cronfile_meta'::regclass AND l.granted"
+                    "   AND a.pid <> pg_backend_pid() AND a.wait_event_type IS DISTINCT FROM 'Lock'"
+                    " ORDER BY a.xact_start LIMIT 3"
+                ).fetchall()
+                said = []
+                for pid, app, state, seconds in rows:
+                    what = f"session {pid} ({app or 'no application name'}, {state or '?'} for {seconds}s)"
+                    stale = str(app or "").startswith("cronfile") and state == "idle in transaction"
+                    if stale and seconds is not None and seconds > IDLE_IN_TXN_S + STALE_MARGIN_S:
+                        ended = conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+                        what += ": ended it" if ended else ": could not end it"
+                    said.append(what)
+        except Exception:  # noqa: BLE001 - a diagnosis never replaces the error it explains
+            return ""
+        return f"; held by {', '.join(said)}" if said else ""
 
     def close(self) -> None:
         """Close the pooled connections (leases keep their own until released)."""
