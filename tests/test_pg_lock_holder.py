@@ -158,3 +158,48 @@ def test_a_lock_wait_that_times_out_names_the_holder_and_ends_a_stale_cronfile_s
     assert not _alive(pg_url, old_pid)
     assert sorted(waiter.read().jobs) == ["one", "two"]
     old.close()
+
+
+def test_each_session_is_armed_against_a_half_open_connection(pg_url: str, tmp_path: Path) -> None:
+    """What a half-open connection (a peer gone without a word) is detected by, as the
+    kernel and the server hold it for a session of the store: TCP keepalives and a user
+    timeout on this end, keepalives and the idle-in-transaction limit on the server's.
+    (Packets that vanish cannot be made on 127.0.0.1 without root's firewall; the
+    server's limit is shown at work above.)"""
+    import socket
+
+    from cronfile.stores.postgres import (
+        KEEPALIVE_COUNT,
+        KEEPALIVE_IDLE_S,
+        KEEPALIVE_INTERVAL_S,
+        TCP_USER_TIMEOUT_S,
+    )
+
+    s = PostgresStore(pg_url, tmp_path / "local")
+    with s._conn() as conn:
+        sock = socket.socket(fileno=conn.fileno())
+        try:
+            got = (
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0,
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+            )
+        finally:
+            sock.detach()  # the connection's, not ours to close
+        assert got == (True, KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT, TCP_USER_TIMEOUT_S * 1000)
+        server = conn.execute(
+            "SELECT current_setting('idle_in_transaction_session_timeout'), current_setting('tcp_keepalives_idle'),"
+            " current_setting('lock_timeout'), application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        ).fetchone()
+        assert server == (f"{IDLE_IN_TXN_S}s", f"{KEEPALIVE_IDLE_S}", "10s", f"cronfile {s.host}"[:63])
+    # A URL's own keepalive settings stand.
+    own = PostgresStore(pg_url + "?keepalives_idle=30", tmp_path / "own")
+    with own._conn() as conn:
+        sock = socket.socket(fileno=conn.fileno())
+        try:
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == KEEPALIVE_INTERVAL_S
+        finally:
+            sock.detach()
