@@ -206,6 +206,13 @@ class TcpProxy:
             pass
         self.flowing.wait()  # (a close, too, waits for the thaw)
         for s in (src, dst):
+            # shutdown first: a close alone neither wakes the other direction's thread
+            # blocked in recv on the same socket nor sends the FIN (the kernel keeps the
+            # socket while that recv runs), and the other end never heard it was closed.
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 s.close()
             except OSError:

@@ -76,7 +76,7 @@ CONNECT_TIMEOUT_S = 5
 # cronfile session idle inside a transaction for IDLE_IN_TXN_S (rolling it back, so
 # the lock goes), and any statement after STATEMENT_S; TCP keepalives, both ways, and
 # TCP_USER_TIMEOUT_S on unacknowledged data, tell either end that the other is gone.
-IDLE_IN_TXN_S = 10
+IDLE_IN_TXN_S = 8  # under the lock wait (lock_timeout, 10 s): a waiting peer gets the lock, no error
 STATEMENT_S = 60
 KEEPALIVE_IDLE_S = 5
 KEEPALIVE_INTERVAL_S = 2

@@ -207,3 +207,66 @@ def test_a_daemon_cut_from_the_database_stops_claiming_and_finishes_what_it_star
     assert [w.isoformat() for w in cut_span if w not in ran] == []
     # And after, a claims again.
     assert any(claims[w].startswith(engine_a) for w in claims if w > back_at)
+
+
+def _meta_holder(url: str, host: str) -> int | None:
+    """The server pid of ``host``'s session that holds the meta row's lock, if one does."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'relation' AND l.relation = 'cronfile_meta'::regclass AND l.granted"
+            "   AND a.application_name = %s AND a.wait_event_type IS DISTINCT FROM 'Lock'",
+            (f"cronfile {host}",),
+        ).fetchone()
+    return row[0] if row else None
+
+
+def test_a_daemon_hung_holding_the_state_lock_stops_its_peer_for_the_idle_limit_only(pg_url: str, tmp_path: Path) -> None:
+    """Host a's daemon is stopped (SIGSTOP: a hung process; its connection stays open)
+    in the middle of a state transaction, holding the meta row's lock. The server ends
+    its session IDLE_IN_TXN_S later, and host b claims again; a, continued, finds its
+    session gone, retries, and claims again; no instant runs twice."""
+    import signal
+
+    from cronfile.stores.postgres import IDLE_IN_TXN_S
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    job = f'schedule: "* * * * * *"\nconcurrency: allow\nshell: {MARK.format(marks=marks / "every")}\n'
+    ra, rb = make_repo(tmp_path / "a", {"every": job}), make_repo(tmp_path / "b", {"every": job})
+    ea = child_env(CRONFILE_STATE_URL=pg_url, CRONFILE_HOST="host-a")
+    eb = child_env(CRONFILE_STATE_URL=pg_url, CRONFILE_HOST="host-b")
+    assert cli(ra, "apply", env=ea).code == 0
+    store = PostgresStore(pg_url, tmp_path / "observer")
+    with DaemonProc(ra, env=ea, tag="a") as a, DaemonProc(rb, env=eb, tag="b") as b:
+        engine_a, _ = _engine(a), _engine(b)
+        # Stop a while its session holds the lock (its transactions take milliseconds:
+        # watch for one, stop a, and look again; continue it if it let go meanwhile).
+        deadline = time.monotonic() + 60
+        held = None
+        while held is None:
+            assert time.monotonic() < deadline, "never caught host a holding the state's lock"
+            if _meta_holder(pg_url, "host-a") is None:
+                continue
+            a.proc.send_signal(signal.SIGSTOP)
+            held = _meta_holder(pg_url, "host-a")
+            if held is None:
+                a.proc.send_signal(signal.SIGCONT)
+        stopped_at = datetime.now(UTC)
+        try:
+            wait_for(lambda: _meta_holder(pg_url, "host-a") is None, IDLE_IN_TXN_S + 10, what="the server ending a's session")
+            assert (datetime.now(UTC) - stopped_at).total_seconds() >= IDLE_IN_TXN_S - 1
+            freed_at = datetime.now(UTC)
+            wait_for(lambda: any(c[0] > freed_at and not c[2].startswith(engine_a) for c in store.claimed("every")) or None, 15, what="host b claiming again")
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        # a finds its session ended (its transaction wrote nothing), and goes on.
+        b_left = datetime.now(UTC)
+        assert b.stop() == 0
+        wait_for(lambda: any(c[2].startswith(engine_a) and c[0] > b_left for c in store.claimed("every")) or None, 30, what="host a claiming again")
+        assert a.stop() == 0
+    got = read_marks(tmp_path)
+    assert [w for w, n in Counter(m.scheduled_for for m in got).items() if n > 1] == []
+    figure(f"hosts: a daemon hung holding the state's lock was cut off by the server {IDLE_IN_TXN_S}s after; its peer claimed again at once")
