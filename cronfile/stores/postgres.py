@@ -596,7 +596,12 @@ class PostgresStore:
         """A committed state (one REPEATABLE READ snapshot); no lock."""
         self._ready()
         with self._conn() as conn, conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            # (it holds no lock: the idle limit that ends a stuck writer need not hurry it
+            # while it decodes every job of a first read)
+            conn.execute(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY;"
+                f" SET LOCAL idle_in_transaction_session_timeout = {STATEMENT_S * 1000}"
+            )
             meta = conn.execute(self._META).fetchone()
             return self._load(conn, meta)
 
@@ -608,6 +613,11 @@ class PostgresStore:
         if getattr(self._tls, "in_txn", False):
             raise RuntimeError("Store.transaction is not re-entrant")
         self._ready()
+        if self._counter < 0:
+            # The first transaction of this store: every job is read and decoded (10,000
+            # of them take seconds) before the meta row is locked, so that the locked
+            # part reads only what changed since, and stays well within IDLE_IN_TXN_S.
+            self.read()
         self._tls.in_txn = True
         try:
             with self._conn() as conn:
