@@ -54,6 +54,7 @@ from ..state import STATE_VERSION, JobState, Running, State
 from .base import EngineInfo, Finding, Txn
 
 __all__ = [
+    "IDLE_IN_TXN_S",
     "LEASE_S",
     "RENEW_S",
     "SCHEMA_VERSION",
