@@ -482,16 +482,21 @@ class PostgresStore:
             with self._conn() as conn:
                 rows = conn.execute(
                     "SELECT a.pid, a.application_name, a.state,"
-                    " extract(epoch FROM now() - coalesce(a.state_change, a.xact_start))::int"
+                    " extract(epoch FROM now() - coalesce(a.state_change, a.xact_start))::int,"
+                    " a.wait_event IS NOT DISTINCT FROM 'ClientRead'"
                     " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
                     " WHERE l.locktype = 'relation' AND l.relation = 'cronfile_meta'::regclass AND l.granted"
                     "   AND a.pid <> pg_backend_pid() AND a.wait_event_type IS DISTINCT FROM 'Lock'"
                     " ORDER BY a.xact_start LIMIT 3"
                 ).fetchall()
                 said = []
-                for pid, app, state, seconds in rows:
+                for pid, app, state, seconds, reading in rows:
                     what = f"session {pid} ({app or 'no application name'}, {state or '?'} for {seconds}s)"
-                    stale = str(app or "").startswith("cronfile") and state == "idle in transaction"
+                    # Idle in a transaction, or waiting for the rest of a pipeline (an
+                    # executemany whose client stopped before its Sync: the server's
+                    # idle limit does not count that time).
+                    waiting = state == "idle in transaction" or (state == "active" and reading)
+                    stale = str(app or "").startswith("cronfile") and waiting
                     if stale and seconds is not None and seconds > IDLE_IN_TXN_S + STALE_MARGIN_S:
                         ended = conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
                         what += ": ended it" if ended else ": could not end it"
