@@ -203,3 +203,38 @@ def test_each_session_is_armed_against_a_half_open_connection(pg_url: str, tmp_p
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == KEEPALIVE_INTERVAL_S
         finally:
             sock.detach()
+
+
+def test_a_cronfile_session_stopped_inside_a_pipeline_is_ended_by_a_peer(pg_url: str, tmp_path: Path) -> None:
+    """A session stopped between a pipeline's statements and its Sync (an executemany
+    whose process was stopped) waits for its client as an `active` one: the server's
+    idle limit does not count that time. A peer whose lock wait times out ends it once
+    it has waited STALE_MARGIN_S past that limit."""
+    holder = PostgresStore(pg_url, tmp_path / "holder")
+    waiter = PostgresStore(pg_url, tmp_path / "waiter", lock_timeout=2)
+    with waiter.transaction() as txn:
+        txn.state = txn.state.with_job("one", _job("one"))
+    conn = holder._connect()
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    conn.execute("BEGIN")
+    conn.execute("SELECT 1 FROM cronfile_meta WHERE id = 1 FOR UPDATE")
+    said: list[str] = []
+    with pytest.raises(psycopg.Error), conn.pipeline():
+        conn.execute("UPDATE cronfile_meta SET revision = 'mid-pipeline' WHERE id = 1")
+        # (sent; the Sync is not: it goes when the pipeline block ends)
+        t0 = time.monotonic()
+        while True:
+            try:
+                with waiter.transaction() as txn:
+                    txn.state = txn.state.with_job("two", _job("two"))
+                break
+            except LockedError as e:
+                said.append(str(e))
+                assert time.monotonic() - t0 < IDLE_IN_TXN_S + STALE_MARGIN_S + 20, said
+        assert time.monotonic() - t0 >= IDLE_IN_TXN_S + STALE_MARGIN_S - 1
+        assert f"held by session {pid} (cronfile " in said[0] and ", active for " in said[0], said[0]
+        assert said[-1].endswith(": ended it"), said[-1]
+        assert not _alive(pg_url, pid)
+    conn.close()
+    got = waiter.read()
+    assert sorted(got.jobs) == ["one", "two"] and got.revision != "mid-pipeline"
