@@ -661,12 +661,16 @@ class PostgresStore:
             return None
         self._claim(conn, old, new)
         if upserts:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO cronfile_jobs (name, data, changed) VALUES (%s, %s::json, %s)"
-                    " ON CONFLICT (name) DO UPDATE SET data = EXCLUDED.data, changed = EXCLUDED.changed",
-                    upserts,
-                )
+            # One statement (not executemany's pipeline: a client stopped between its
+            # statements and its Sync holds the lock where the server's idle limit does
+            # not count; the peers' backstop in _lock_holders would be needed then).
+            names, datas, changed = zip(*upserts, strict=True)
+            conn.execute(
+                "INSERT INTO cronfile_jobs (name, data, changed)"
+                " SELECT * FROM unnest(%s::text[], %s::json[], %s::bigint[])"
+                " ON CONFLICT (name) DO UPDATE SET data = EXCLUDED.data, changed = EXCLUDED.changed",
+                (list(names), list(datas), list(changed)),
+            )
         conn.execute(
             "UPDATE cronfile_meta SET counter = %s, revision = %s, applied_at = %s, orphans = %s::json,"
             " written_at = now() WHERE id = 1",

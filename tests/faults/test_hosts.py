@@ -264,8 +264,9 @@ def test_a_daemon_hung_holding_the_state_lock_stops_its_peer_for_the_idle_limit_
                 wait_for(lambda: _meta_holder(pg_url, "host-a") is None, bound, what="a's session ended")
             except AssertionError as e:
                 raise AssertionError(f"{e}; sessions holding locks: {_lock_holders(pg_url)}") from None
-            assert (datetime.now(UTC) - stopped_at).total_seconds() >= IDLE_IN_TXN_S - 1
             freed_at = datetime.now(UTC)
+            took = (freed_at - stopped_at).total_seconds()
+            assert took >= IDLE_IN_TXN_S - 1
             wait_for(lambda: any(c[0] > freed_at and not c[2].startswith(engine_a) for c in store.claimed("every")) or None, 15, what="host b claiming again")
         finally:
             a.proc.send_signal(signal.SIGCONT)
@@ -276,4 +277,4 @@ def test_a_daemon_hung_holding_the_state_lock_stops_its_peer_for_the_idle_limit_
         assert a.stop() == 0
     got = read_marks(tmp_path)
     assert [w for w, n in Counter(m.scheduled_for for m in got).items() if n > 1] == []
-    figure(f"hosts: a daemon hung holding the state's lock was cut off by the server {IDLE_IN_TXN_S}s after; its peer claimed again at once")
+    figure(f"hosts: a daemon hung holding the state's lock lost its session {took:.1f}s after (idle limit {IDLE_IN_TXN_S}s); its peer claimed again, and it did once continued")
