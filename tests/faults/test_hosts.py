@@ -123,7 +123,10 @@ def test_three_daemons_on_one_database_killed_in_turn(pg_url: str, tmp_path: Pat
     for when, engine, ids, restarted in killed:
         for rid in ids:
             rec = finals[rid]
-            assert rec["status"] == "interrupted", rec
+            # (or it ended, its record written, just before the kill landed: seen under
+            # -n 2; the recovery then lets its own record stand, recovery.reap)
+            ended_first = rec["status"] != "interrupted" and datetime.fromisoformat(rec["finished_at"]) <= when
+            assert rec["status"] == "interrupted" or ended_first, rec
             took = (datetime.fromisoformat(rec["finished_at"]) - when).total_seconds()
             assert took <= LEASE_S + 5, (engine, rid, took)
             worst[restarted] = max(worst[restarted], took)
