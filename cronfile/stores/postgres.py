@@ -484,8 +484,8 @@ class PostgresStore:
                     "SELECT a.pid, a.application_name, a.state,"
                     " extract(epoch FROM now() - coalesce(a.state_change, a.xact_start))::int,"
                     " a.wait_event IS NOT DISTINCT FROM 'ClientRead'"
-                    " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                    " WHERE l.locktype = 'relation' AND l.relation = 'cronfile_meta'::regclass AND l.granted"
+                    " FROM pg_stat_activity a WHERE a.pid IN (SELECT l.pid FROM pg_locks l"
+                    "   WHERE l.locktype = 'relation' AND l.relation = 'cronfile_meta'::regclass AND l.granted)"
                     "   AND a.pid <> pg_backend_pid() AND a.wait_event_type IS DISTINCT FROM 'Lock'"
                     " ORDER BY a.xact_start LIMIT 3"
                 ).fetchall()
