@@ -146,7 +146,10 @@ def pg_url(pg_server: PgServer) -> Iterator[str]:
 
 
 class TcpProxy:
-    """A TCP proxy on 127.0.0.1 to the server, that can be cut (a network partition)."""
+    """A TCP proxy on 127.0.0.1 to the server, that can be cut (a network partition that
+    closes every connection through it) or frozen (one that drops every packet: nothing
+    passes either way, and neither end hears that the other is gone, as with a cable
+    pulled; ``thaw`` delivers what was held, a close too)."""
 
     def __init__(self, port: int) -> None:
         self.target = port
@@ -157,6 +160,9 @@ class TcpProxy:
         self.port = self.sock.getsockname()[1]
         self.up = threading.Event()
         self.up.set()
+        self.flowing = threading.Event()  # cleared while frozen
+        self.flowing.set()
+        self.held: list[socket.socket] = []  # connections made while frozen (never answered)
         self.conns: list[socket.socket] = []
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -170,6 +176,10 @@ class TcpProxy:
             if not self.up.is_set():
                 c.close()
                 continue
+            with self.lock:
+                if not self.flowing.is_set():
+                    self.held.append(c)  # a connect that times out, as into a black hole
+                    continue
             try:
                 u = socket.create_connection(("127.0.0.1", self.target))
             except OSError:
@@ -187,14 +197,22 @@ class TcpProxy:
             for x, y in ((c, u), (u, c)):
                 threading.Thread(target=self._pipe, args=(x, y), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self.flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass
+        self.flowing.wait()  # (a close, too, waits for the thaw)
         for s in (src, dst):
+            # shutdown first: a close alone neither wakes the other direction's thread
+            # blocked in recv on the same socket nor sends the FIN (the kernel keeps the
+            # socket while that recv runs), and the other end never heard it was closed.
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 s.close()
             except OSError:
@@ -213,3 +231,14 @@ class TcpProxy:
 
     def restore(self) -> None:
         self.up.set()
+
+    def freeze(self) -> None:
+        with self.lock:
+            self.flowing.clear()
+
+    def thaw(self) -> None:
+        with self.lock:
+            held, self.held = self.held, []
+            self.flowing.set()
+        for c in held:
+            c.close()

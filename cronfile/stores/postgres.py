@@ -54,6 +54,7 @@ from ..state import STATE_VERSION, JobState, Running, State
 from .base import EngineInfo, Finding, Txn
 
 __all__ = [
+    "IDLE_IN_TXN_S",
     "LEASE_S",
     "RENEW_S",
     "SCHEMA_VERSION",
@@ -71,6 +72,18 @@ RENEW_S = 5.0
 LEASE_S = 15.0
 HELD_S = LEASE_S - 3.0
 CONNECT_TIMEOUT_S = 5
+# What bounds a session that holds the meta row's lock and stops talking (a hung or
+# vanished process, a half-open connection): docs/design.md 14.3. The server ends a
+# cronfile session idle inside a transaction for IDLE_IN_TXN_S (rolling it back, so
+# the lock goes), and any statement after STATEMENT_S; TCP keepalives, both ways, and
+# TCP_USER_TIMEOUT_S on unacknowledged data, tell either end that the other is gone.
+IDLE_IN_TXN_S = 8  # under the lock wait (lock_timeout, 10 s): a waiting peer gets the lock, no error
+STATEMENT_S = 60
+KEEPALIVE_IDLE_S = 5
+KEEPALIVE_INTERVAL_S = 2
+KEEPALIVE_COUNT = 3
+TCP_USER_TIMEOUT_S = 10
+STALE_MARGIN_S = 5  # a cronfile session idle in a transaction this much longer is ended by its peers
 SCHEMA_VERSION = 1
 _POOL_IDLE = 4  # connections kept open per store for the next call
 _CLAIM_TRIGGERS = ("schedule", "catchup", "queued")  # runs of a scheduled instant
@@ -337,6 +350,7 @@ class PostgresStore:
         self._held_engines: dict[str, EngineLease] = {}
         self._unsent: set[tuple[str, str]] = set()  # logs kept while the database was away
         self._claims_pruned = 0.0
+        self._tcp: dict[str, str] | None = None  # libpq's keepalive options (_tcp_options)
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.location!r})"
@@ -361,17 +375,64 @@ class PostgresStore:
     # -- connections -------------------------------------------------------------------
 
     def _connect(self) -> Any:
+        """A new session, with the timeouts that keep a stuck one from holding the
+        state's lock for good (IDLE_IN_TXN_S and the rest, above). Keepalive options the
+        URL gives are its own."""
         psycopg = _psycopg()
         try:
             conn = psycopg.connect(
                 self.url,
                 autocommit=True,
                 connect_timeout=CONNECT_TIMEOUT_S,
-                application_name="cronfile",
+                # (the host, so that pg_stat_activity tells whose session is whose)
+                application_name=f"cronfile {self.host}"[:63],
+                **self._tcp_options(),
             )
         except psycopg.Error as e:
             raise StoreUnavailable(f"cannot reach the state database {self.location}: {_first_line(e)}") from None
+        try:
+            conn.execute(self._session_sql())
+        except psycopg.Error as e:
+            with suppress(Exception):
+                conn.close()
+            raise StoreUnavailable(f"the state database {self.location}: {_first_line(e)}") from None
         return conn
+
+    def _tcp_options(self) -> dict[str, str]:
+        """libpq's keepalive options (not over a Unix socket, where they mean nothing),
+        but for those the URL sets itself."""
+        if self._tcp is None:
+            from psycopg import conninfo, pq
+
+            try:
+                given = conninfo.conninfo_to_dict(self.url)
+            except Exception:  # noqa: BLE001 - connect says what is wrong with it
+                given = {}
+            host = str(given.get("host") or "")
+            options = {
+                "keepalives": "1",
+                "keepalives_idle": str(KEEPALIVE_IDLE_S),
+                "keepalives_interval": str(KEEPALIVE_INTERVAL_S),
+                "keepalives_count": str(KEEPALIVE_COUNT),
+            }
+            if pq.version() >= 120000:
+                options["tcp_user_timeout"] = str(TCP_USER_TIMEOUT_S * 1000)
+            unix = host.startswith("/") or (not host and not given.get("hostaddr"))
+            self._tcp = {} if unix else {k: v for k, v in options.items() if k not in given}
+        return self._tcp
+
+    def _session_sql(self) -> str:
+        """The settings of each of cronfile's sessions (one round trip, once per
+        connection): the lock wait, the idle-in-transaction and statement limits, and the
+        server's side of the keepalives."""
+        return (
+            f"SET lock_timeout = {int(self.lock_timeout * 1000)};"
+            f" SET idle_in_transaction_session_timeout = {IDLE_IN_TXN_S * 1000};"
+            f" SET statement_timeout = {STATEMENT_S * 1000};"
+            f" SET tcp_keepalives_idle = {KEEPALIVE_IDLE_S};"
+            f" SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL_S};"
+            f" SET tcp_keepalives_count = {KEEPALIVE_COUNT}"
+        )
 
     @contextmanager
     def _conn(self) -> Iterator[Any]:
@@ -390,7 +451,7 @@ class PostgresStore:
         except psycopg.errors.LockNotAvailable:
             raise LockedError(
                 f"the state in {self.location} is locked by another process for more than "
-                f"{self.lock_timeout:g}s (a stuck cronfile apply, tick or run?)"
+                f"{self.lock_timeout:g}s (a stuck cronfile apply, tick or run?){self._lock_holders()}"
             ) from None
         except psycopg.errors.UniqueViolation as e:
             raise ClaimConflict(f"{self.location}: {_first_line(e)}") from None
@@ -409,6 +470,40 @@ class PostgresStore:
                 if conn is not None:
                     with suppress(Exception):
                         conn.close()
+
+    def _lock_holders(self) -> str:
+        """Who holds the meta row's lock, for the message of a lock wait that timed out
+        ("; held by session 4242 (cronfile host-a, idle in transaction for 12s)"). A
+        cronfile session idle in a transaction for well over IDLE_IN_TXN_S (one the
+        server's limit did not reach: a cronfile older than that limit, a pooler that
+        dropped the setting) is ended here, so that it cannot hold the state for good;
+        any other session (someone's psql) is only named."""
+        try:
+            with self._conn() as conn:
+                rows = conn.execute(
+                    "SELECT a.pid, a.application_name, a.state,"
+                    " extract(epoch FROM now() - coalesce(a.state_change, a.xact_start))::int,"
+                    " a.wait_event IS NOT DISTINCT FROM 'ClientRead'"
+                    " FROM pg_stat_activity a WHERE a.pid IN (SELECT l.pid FROM pg_locks l"
+                    "   WHERE l.locktype = 'relation' AND l.relation = 'cronfile_meta'::regclass AND l.granted)"
+                    "   AND a.pid <> pg_backend_pid() AND a.wait_event_type IS DISTINCT FROM 'Lock'"
+                    " ORDER BY a.xact_start LIMIT 3"
+                ).fetchall()
+                said = []
+                for pid, app, state, seconds, reading in rows:
+                    what = f"session {pid} ({app or 'no application name'}, {state or '?'} for {seconds}s)"
+                    # Idle in a transaction, or waiting for the rest of a pipeline (an
+                    # executemany whose client stopped before its Sync: the server's
+                    # idle limit does not count that time).
+                    waiting = state == "idle in transaction" or (state == "active" and reading)
+                    stale = str(app or "").startswith("cronfile") and waiting
+                    if stale and seconds is not None and seconds > IDLE_IN_TXN_S + STALE_MARGIN_S:
+                        ended = conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+                        what += ": ended it" if ended else ": could not end it"
+                    said.append(what)
+        except Exception:  # noqa: BLE001 - a diagnosis never replaces the error it explains
+            return ""
+        return f"; held by {', '.join(said)}" if said else ""
 
     def close(self) -> None:
         """Close the pooled connections (leases keep their own until released)."""
@@ -507,7 +602,12 @@ class PostgresStore:
         """A committed state (one REPEATABLE READ snapshot); no lock."""
         self._ready()
         with self._conn() as conn, conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            # (it holds no lock: the idle limit that ends a stuck writer need not hurry it
+            # while it decodes every job of a first read)
+            conn.execute(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY;"
+                f" SET LOCAL idle_in_transaction_session_timeout = {STATEMENT_S * 1000}"
+            )
             meta = conn.execute(self._META).fetchone()
             return self._load(conn, meta)
 
@@ -519,11 +619,16 @@ class PostgresStore:
         if getattr(self._tls, "in_txn", False):
             raise RuntimeError("Store.transaction is not re-entrant")
         self._ready()
+        if self._counter < 0:
+            # The first transaction of this store: every job is read and decoded (10,000
+            # of them take seconds) before the meta row is locked, so that the locked
+            # part reads only what changed since, and stays well within IDLE_IN_TXN_S.
+            self.read()
         self._tls.in_txn = True
         try:
             with self._conn() as conn:
                 with conn.transaction():
-                    conn.execute(f"SET LOCAL lock_timeout = '{int(self.lock_timeout * 1000)}ms'")
+                    # (lock_timeout: the session's, set when it connected)
                     meta = conn.execute(self._META + " FOR UPDATE").fetchone()
                     state = self._load(conn, meta)
                     txn = Txn(state)
@@ -556,12 +661,16 @@ class PostgresStore:
             return None
         self._claim(conn, old, new)
         if upserts:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO cronfile_jobs (name, data, changed) VALUES (%s, %s::json, %s)"
-                    " ON CONFLICT (name) DO UPDATE SET data = EXCLUDED.data, changed = EXCLUDED.changed",
-                    upserts,
-                )
+            # One statement (not executemany's pipeline: a client stopped between its
+            # statements and its Sync holds the lock where the server's idle limit does
+            # not count; the peers' backstop in _lock_holders would be needed then).
+            names, datas, changed = zip(*upserts, strict=True)
+            conn.execute(
+                "INSERT INTO cronfile_jobs (name, data, changed)"
+                " SELECT * FROM unnest(%s::text[], %s::json[], %s::bigint[])"
+                " ON CONFLICT (name) DO UPDATE SET data = EXCLUDED.data, changed = EXCLUDED.changed",
+                (list(names), list(datas), list(changed)),
+            )
         conn.execute(
             "UPDATE cronfile_meta SET counter = %s, revision = %s, applied_at = %s, orphans = %s::json,"
             " written_at = now() WHERE id = 1",
