@@ -72,16 +72,20 @@ def test_a_grandchild_that_calls_setsid_is_stopped_at_the_timeout(tmp_path, mech
     assert not alive(escaped), f"{mechanism.mechanism}: the setsid grandchild outlived its run"
 
 
+def _daemonizing(pids: Path) -> str:
+    """A job that daemonizes a `sleep 300` (fork, setsid, fork again, the parent exits at
+    once, CRONFILE_RUN_ID gone), writing its pid to ``pids``, then says "started"."""
+    return (
+        f"env -i /bin/sh -c '(setsid /bin/sh -c \"echo \\$\\$ >> {pids}; exec sleep 300\" "
+        "</dev/null >/dev/null 2>&1 &) ; exit 0'; "
+        f"while [ ! -s {pids} ]; do sleep 0.01; done; echo started"
+    )
+
+
 def test_a_double_fork_with_the_environment_cleared_is_stopped_when_the_run_ends(tmp_path, mechanism):
     pids = tmp_path / "pids"
     # Daemonize: fork, setsid, fork again, the parent exits at once, CRONFILE_RUN_ID gone.
-    spec = make_spec(
-        shell=(
-            f"env -i /bin/sh -c '(setsid /bin/sh -c \"echo \\$\\$ >> {pids}; exec sleep 300\" "
-            "</dev/null >/dev/null 2>&1 &) ; exit 0'; "
-            f"while [ ! -s {pids} ]; do sleep 0.01; done; echo started"
-        ),
-    )
+    spec = make_spec(shell=_daemonizing(pids))
     ctx = make_ctx(tmp_path, spec)
     outcome = execute(ctx, now=_now)
     assert outcome.status is Status.success
@@ -457,13 +461,7 @@ def test_a_cgroup_made_ahead_is_empty_holds_the_run_and_is_gone_after_it(tmp_pat
         pytest.skip(str(e))
     monkeypatch.setattr(contain, "_current", c)
     pids = tmp_path / "pids"
-    spec = make_spec(
-        shell=(
-            f"env -i /bin/sh -c '(setsid /bin/sh -c \"echo \\$\\$ >> {pids}; exec sleep 300\" "
-            "</dev/null >/dev/null 2>&1 &) ; exit 0'; "
-            f"while [ ! -s {pids} ]; do sleep 0.01; done; echo started"
-        ),
-    )
+    spec = make_spec(shell=_daemonizing(pids))
     ctx = make_ctx(tmp_path, spec, run_id="20260302T100100-a1a1", engine="e-ahead")
     cg = c.cgroup_base / contain._box_name(ctx.run_id, ctx.engine)
     contain.make_ahead([(ctx.run_id, ctx.engine)])
