@@ -989,7 +989,6 @@ class Engine:
             self._stop.set()
             self._wake.set()
 
-        signals = SignalWatch(on_signal).start()
         # Import what a run needs now, so the first run is not late by an import.
         from . import runner  # noqa: F401
         from .delivery import base, dispatch  # noqa: F401
@@ -997,6 +996,7 @@ class Engine:
         dispatch.preload(self.project.specs)  # (only the kinds the jobs deliver to: httpx is 15 MB)
         from .executors import agent, command, process, shell  # noqa: F401
         watcher = Watcher(self.root, self.store.watch_file(), on_change=self._on_change)
+        signals = SignalWatch(on_signal).start()  # (stopped in the finally below)
         try:
             self.apply(self.project, "daemon")
             watcher.start()
