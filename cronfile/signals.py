@@ -6,9 +6,10 @@ kernel delivers a signal sent to the process to any of its threads that does not
 it; when that is not the main thread, the C-level handler only marks the signal pending,
 and a main thread asleep in a timed wait (the daemon's loop sleeps up to a minute at a
 time; `cronfile run` waits for its process with no timeout) does not see it until the
-wait ends. A daemon with a run in flight has half a dozen threads: in CI one in about a
-thousand SIGTERMs went to another thread and the daemon ignored it for the 40 s the test
-waited (tests/test_signals.py sends SIGTERM to each thread in turn with tgkill).
+wait ends. A daemon with a run in flight has half a dozen threads: twice in CI, and once
+in 32 loops of two daemon tests of tests/test_contain.py, the daemon ignored a SIGTERM for
+the 40 s the test waited (py-spy: its main thread asleep in that wait). tests/test_signals.py
+sends the signal to chosen threads with tgkill.
 
 Here the Python handler does nothing; ``signal.set_wakeup_fd`` makes the C-level handler
 write the signal's number to a pipe, whichever thread it runs in, and a thread reading

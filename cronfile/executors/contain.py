@@ -491,7 +491,8 @@ class _TrackedBox(Box):
         self.closed = False
         # While a process of the run is being spawned: when that began (clock ticks).
         # A child of ours born since is maybe that process, not yet in roots: no walk
-        # may take it for an adopted orphan (_Tracker.walk).
+        # may take it for an adopted orphan (_Tracker.walk). (A spawn that fails leaves
+        # it set until the box closes: orphans born since wait for a later walk.)
         self.spawn_since: int | None = None
         _tracker.add(self)
 
