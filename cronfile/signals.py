@@ -84,9 +84,7 @@ class SignalWatch:
     def _read(self, r: int) -> None:
         while True:
             try:
-                data = os.read(r, 64)
-            except InterruptedError:  # (retried by Python itself; kept for clarity)
-                continue
+                data = os.read(r, 64)  # (EINTR is retried by Python itself: PEP 475)
             except OSError:
                 return
             if not data:

@@ -694,12 +694,12 @@ def make_ahead(runs: Iterable[tuple[str, str]]) -> None:
     several times one's each (the kernel's cgroup lock, and the GIL given up at each).
     A cgroup that cannot be made here is left to its box (it says why in the run's log).
     Nothing if runs get no cgroup."""
-    c = containment()
-    if c.mechanism != "cgroup2" or c.cgroup_base is None:
+    if containment().mechanism != "cgroup2":
         return
-    base = str(c.cgroup_base)
     for run_id, engine in runs:
-        path = f"{base}/{_box_name(run_id, engine)}"
+        path = _ahead_path(run_id, engine)
+        if path is None:
+            return
         try:
             os.mkdir(path)
         except FileExistsError:
@@ -709,16 +709,19 @@ def make_ahead(runs: Iterable[tuple[str, str]]) -> None:
         _made.add(path)
 
 
+def _ahead_path(run_id: str, engine: str) -> str | None:
+    """The cgroup a box of this run uses (_CgroupBox._dir), or None with no cgroups."""
+    base = containment().cgroup_base
+    return None if base is None else f"{base}/{_box_name(run_id, engine)}"
+
+
 def drop_ahead(run_id: str, engine: str) -> None:
     """A run whose cgroup was made ahead ended without a box taking it (cancelled, or
     the daemon stopped before its slot came): its empty cgroup goes, and is forgotten."""
     if not _made:
         return
-    c = containment()
-    if c.cgroup_base is None:
-        return
-    path = f"{c.cgroup_base}/{_box_name(run_id, engine)}"
-    if path in _made:
+    path = _ahead_path(run_id, engine)
+    if path is not None and path in _made:
         _made.discard(path)
         with suppress(OSError):
             os.rmdir(path)
