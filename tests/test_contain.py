@@ -484,6 +484,46 @@ def test_a_cgroup_made_ahead_is_empty_holds_the_run_and_is_gone_after_it(tmp_pat
             cg.rmdir()
 
 
+@pytest.mark.parametrize("mechanism", ["cgroup2"], indirect=True)  # run cgroups only
+def test_an_attempt_that_leaves_nothing_removes_its_cgroup_and_the_next_attempt_has_one_again(tmp_path, mechanism):
+    # The end of an attempt with nothing left: the empty cgroup is removed at once,
+    # instead of read first (issue 17). A retry's process is made a cgroup again, and
+    # what that attempt leaves running is still stopped at its end.
+    pids, seen = tmp_path / "pids", tmp_path / "cgroups"
+    spec = make_spec(
+        shell=(
+            f"grep '^0::' /proc/self/cgroup >> {seen}; "
+            f"if [ ! -e {tmp_path}/second ]; then touch {tmp_path}/second; exit 3; fi; "
+            + _daemonizing(pids)
+        ),
+        retries=1,
+        retry_backoff=0.2,
+    )
+    ctx = make_ctx(tmp_path, spec)
+    box_path = mechanism.cgroup_base / contain._box_name(ctx.run_id, ctx.engine)
+    removed_at: list[bool] = []
+    real_stop = contain._CgroupBox.stop
+
+    def stop(self, grace):
+        left = real_stop(self, grace)
+        removed_at.append(not box_path.exists())
+        return left
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(contain._CgroupBox, "stop", stop)
+        outcome = execute(ctx, now=_now)
+    assert outcome.status is Status.success and outcome.attempts == 2
+    # Attempt 1 left nothing: its cgroup went at its end. Attempt 2 left a daemon: the
+    # cgroup stayed until it was stopped, then the run's close removed it.
+    assert removed_at == [True, False]
+    lines = seen.read_text().split()
+    assert len(lines) == 2 and all(line.endswith("/" + box_path.name) for line in lines)
+    (daemon,) = pid_file_appears(pids)
+    assert not alive(daemon)
+    assert "processes the run left running were stopped" in ctx.log_path.read_text()
+    assert not box_path.exists()
+
+
 def test_make_ahead_makes_nothing_where_runs_get_no_cgroup(tmp_path, monkeypatch):
     c = contain._detect({contain.ENV: "subreaper"})
     monkeypatch.setattr(contain, "_current", c)

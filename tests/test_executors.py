@@ -5,6 +5,8 @@ import json
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -422,31 +424,85 @@ def test_stop_kills_the_whole_group_escalating_to_sigkill(tmp_path):
     assert not group_alive(proc.pid)
 
 
-def test_a_background_process_holding_the_output_keeps_the_run_going(tmp_path):
+# A cancel event, as the engine always gives one, makes wait() sleep for the exit and the
+# output's end together (Proc._over); without one it waits for the exit first.
+WAYS = [pytest.param(None, id="no-cancel"), pytest.param(threading.Event, id="cancel")]
+
+
+@pytest.mark.parametrize("cancel", WAYS)
+def test_a_background_process_holding_the_output_keeps_the_run_going(tmp_path, cancel):
     pidfile = tmp_path / "pid"
     proc = spawn(
         prepared_sh(tmp_path, f"sleep 300 & echo $! > {pidfile}; echo done"),
         io.BytesIO(),
         output_limit=1000,
     )
-    assert proc.wait(0.3) is None  # like Debian cron: the output is still open
+    assert proc.wait(0.3, cancel and cancel()) is None  # like Debian cron: the output is still open
     assert proc.returncode == 0
     proc.stop(grace=1)
     assert not alive(int(pidfile.read_text()))
 
 
-def test_a_process_that_left_the_group_does_not_hold_the_run(tmp_path):
+@pytest.mark.parametrize("cancel", WAYS)
+def test_a_process_that_left_the_group_does_not_hold_the_run(tmp_path, cancel):
     pidfile = tmp_path / "pid"
     escape = f"import os, time; os.setsid(); open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
     script = f'{sys.executable} -c "{escape}" & echo started'
     log = io.BytesIO()
     proc = spawn(prepared_sh(tmp_path, script), log, output_limit=1000)
     try:
-        assert proc.wait(10) == 0
+        assert proc.wait(10, cancel and cancel()) == 0
         assert log.getvalue() == b"started\n"
     finally:
         escaped = int(wait_for(lambda: pidfile.exists() and pidfile.read_text(), what="pidfile"))
         os.kill(escaped, signal.SIGKILL)
+
+
+def test_a_leader_that_exited_before_its_wait_has_its_output_read_to_the_end(tmp_path, monkeypatch):
+    # At 200 runs a second a run's process often ends before its thread gets to wait
+    # for it, while the shared loop that copies every run's output is behind. The wait
+    # then sleeps until the loop has read that output to its EOF (one wake-up), instead
+    # of reaping the leader itself, finding the output not read yet and, 5 ms later,
+    # having the loop cut the pipe (a stop, then a second wait).
+    from cronfile.executors import process
+
+    stops: list[object] = []
+    real_stop = process._LoopReader._stop
+
+    def counted(self, sel):
+        stops.append(self)
+        return real_stop(self, sel)
+
+    monkeypatch.setattr(process._LoopReader, "_stop", counted)
+
+    class BehindLog(io.BytesIO):
+        """The loop, busy with other runs: slow to copy the first chunk."""
+
+        first = True
+
+        def write(self, data):
+            if self.first:
+                self.first = False
+                time.sleep(0.5)
+            return super().write(data)
+
+    def exited(pid: int) -> bool:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+
+    log = BehindLog()
+    proc = spawn(prepared_sh(tmp_path, "echo hi"), log, output_limit=1000)
+    wait_for(lambda: exited(proc.pid), what="the leader a zombie, its output not copied yet")
+    assert proc.wait(10, threading.Event()) == 0
+    assert log.getvalue() == b"hi\n"
+    assert stops == []  # its EOF was read, the pipe not cut
+    # A cancel still ends such a wait promptly.
+    proc = spawn(prepared_sh(tmp_path, "sleep 300"), io.BytesIO(), output_limit=1000)
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    assert proc.wait(30, cancel) is None
+    proc.stop(grace=1)
+    assert not alive(proc.pid)
 
 
 def test_kill_group_stops_a_leftover_group(tmp_path):

@@ -387,6 +387,7 @@ class _CgroupBox(Box):
         # stays empty (its members' forks are born inside it), so close() need not
         # look again after stop() found it so (a read of cgroup.events a run).
         self._empty = False
+        self._gone = False  # removed by stop() (made again by the next spawn)
         if self._dir in _made:
             _made.discard(self._dir)  # made ahead (make_ahead): no mkdir racing 200 others
             return
@@ -396,7 +397,7 @@ class _CgroupBox(Box):
             pass  # left by an engine that died: the same run's
 
     def mover(self) -> Callable[[], None] | None:
-        self._empty = False
+        self._empty = self._gone = False
         path = str(self.path)
         procs = str(self.path / "cgroup.procs")
 
@@ -427,7 +428,7 @@ class _CgroupBox(Box):
         return move
 
     def started(self, pid: int, *, held: bool = False) -> None:
-        self._empty = False
+        self._empty = self._gone = False
         for attempt in range(_MOVE_TRIES):
             try:
                 _move_tree(self._dir, pid, descendants=not held)
@@ -474,7 +475,24 @@ class _CgroupBox(Box):
                 pass
         super().kill()
 
+    def stop(self, grace: float) -> str | None:
+        # The common end of an attempt: nothing of it is left, and the cgroup is removed
+        # at once instead of read first (cgroup.events: an open, a read and a close a
+        # run; issue 17). The kernel refuses to remove one that holds a process
+        # (EBUSY): that is stopped as before. A next attempt's spawn makes it again, as
+        # after sweep_empty.
+        try:
+            os.rmdir(self._dir)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return super().stop(grace)
+        self._empty = self._gone = True
+        return None
+
     def close(self) -> None:
+        if self._gone:
+            return
         if not self._empty:
             super().close()
         _rmdir(self._dir, 2.0)

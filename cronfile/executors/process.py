@@ -292,6 +292,7 @@ class _LoopReader:
         self._done = done
         self._started = False
         self._over = threading.Event()
+        self.on_over: Callable[[], None] | None = None  # hears the end, in the loop's thread
 
     def start(self) -> None:
         self._started = True
@@ -360,6 +361,8 @@ class _LoopReader:
                 self._report(e)
             finally:
                 self._over.set()
+                if self.on_over is not None:
+                    self.on_over()
 
     @staticmethod
     def _report(e: BaseException) -> None:
@@ -378,6 +381,7 @@ class _ExitWatch:
         self._fd = fd
         self._popen = popen
         self.exited = threading.Event()
+        self.on_over: Callable[[], None] | None = None  # hears the exit, in the loop's thread
         self._over = False
 
     @classmethod
@@ -422,6 +426,8 @@ class _ExitWatch:
                 self._popen.poll()
             finally:
                 self.exited.set()
+                if self.on_over is not None:
+                    self.on_over()
 
 
 _PIDFD_OPEN: Callable[[int], int] | None = getattr(os, "pidfd_open", None) if sys.platform.startswith("linux") else None
@@ -574,6 +580,24 @@ class Proc:
         self._gate = gate  # write end of a parked process's gate; None once let go
         self._gate_lock = threading.Lock()
         self._exit = _ExitWatch.watch(popen)  # None: Popen.wait polls (no pidfd here)
+        # Set in the loop's thread once it has seen both the exit and the end of every
+        # output pipe: ``wait`` then sleeps once for both (issue 17).
+        self._over: threading.Event | None = None
+        if self._exit is not None and readers and all(isinstance(r, _LoopReader) for r in readers):
+            self._over = threading.Event()
+            for r in readers:
+                r.on_over = self._check_over  # type: ignore[union-attr]
+            self._exit.on_over = self._check_over
+            self._check_over()  # (either may have come already)
+
+    def _check_over(self) -> None:
+        if (
+            self._over is not None
+            and self._exit is not None
+            and self._exit.exited.is_set()
+            and not any(r.is_alive() for r in self._readers)
+        ):
+            self._over.set()
 
     @property
     def parked(self) -> bool:
@@ -653,6 +677,19 @@ class Proc:
         # The leader: a blocking wait, in slices only when a cancel event must be seen;
         # woken by the shared loop where a pidfd watches the exit (_ExitWatch).
         exited = self._exit.exited if self._exit is not None else None
+        if self._over is not None and exited is not None and cancel is not None:
+            # The exit and the output's end together, as the loop sees them, in one
+            # sleep. At 200 runs a second the leader has often exited before its run's
+            # thread gets here, and the loop has not read its output's EOF yet: reaping it
+            # here first, the thread then waited again for the EOF, and after 5 ms looked
+            # for processes left in the run's box and had the loop close the pipe (half
+            # the runs). An output held open after the exit goes on below, at the next
+            # slice, as before.
+            while not self._over.is_set():
+                if interrupted():
+                    return None
+                if not self._over.wait(min(left() or 0.1, 0.1)) and exited.is_set():
+                    break
         while self._popen.poll() is None:
             if interrupted():
                 return None
