@@ -412,9 +412,6 @@ def _attempts(
         on_spawn(proc.pid)
         # The first attempt's deadline began before its context script ran.
         deadline = time.monotonic() + spec.timeout
-        if proc.released_at is not None:
-            # Parked: its thread may wake a little after the release (volley.PARKED_NAP).
-            deadline -= max((now() - proc.released_at).total_seconds(), 0.0)
         if attempt == 1 and ctx.deadline is not None and not prepares_ahead(spec):
             deadline = ctx.deadline
         code = proc.wait(max(deadline - time.monotonic(), 0.0), cancel)

@@ -19,11 +19,6 @@ __all__ = ["Member", "Volley"]
 # How long after the release a volley waits for the pids of members that came late (they
 # were still preparing at the instant) to record them with the others.
 LATE_WAIT = 1.0
-# A parked run's thread is not woken by the release: it sleeps on until its process is
-# over (most runs of an instant are: one wake-up a run instead of two, and no 200
-# threads woken at once at the instant; issue 17), or at most this long after the
-# release, to log its start and watch its timeout.
-PARKED_NAP = 0.5
 
 
 class Member(Protocol):
@@ -87,13 +82,8 @@ class Volley:
         # condition for both woke every waiting member at each arrival: 200 members made
         # 20,000 wake-ups an instant, 0.4 ms of CPU a run (issue 17 round 5).
         lock = threading.Lock()
-        self._lock = lock
         self._cv = threading.Condition(lock)
         self._go = threading.Condition(lock)
-        # The parked members whose process says when it is over: each waits on its own
-        # condition (same lock), which the release leaves alone (PARKED_NAP).
-        self._naps: dict[str, threading.Condition] = {}
-        self._released_mono = 0.0
         self._park = park  # how many more runs may start parked
         self._expected = 0  # members with a thread
         self._here: set[str] = set()  # run ids of the members waiting here
@@ -125,7 +115,6 @@ class Volley:
         """A cancel event was set: the members waiting here look at theirs."""
         with self._cv:
             self._go.notify_all()
-            self._wake_naps()
         self._wake.set()
 
     # -- what the members call -----------------------------------------------------------
@@ -137,61 +126,24 @@ class Volley:
             self._park -= 1
             return True
 
-    def _wake_naps(self) -> None:
-        # caller holds the lock
-        for nap in self._naps.values():
-            nap.notify()
-
-    def _nudge(self, run_id: str) -> None:
-        with self._cv:
-            nap = self._naps.get(run_id)
-            if nap is not None:
-                nap.notify()
-
     def _wait(self, claim: Member, proc: Any, cancel: threading.Event | None) -> bool:
         run_id = claim.run_id
-        nap: threading.Condition | None = None
-        if proc is not None and getattr(proc, "when_over", None) is not None:
-            # (Before the lock: a hook that comes before the nap is listed finds none,
-            # and proc.over() below says it.)
-            cond = threading.Condition(self._lock)
-            if proc.when_over(lambda: self._nudge(run_id)):
-                nap = cond
         with self._cv:
             late = self.released
-            if late:
-                nap = None
-            elif nap is not None:
-                self._naps[run_id] = nap
-            try:
-                if not late:
-                    if proc is not None:
-                        self._parked[run_id] = (claim.job, proc)
-                    self._here.add(run_id)
-                    self._cv.notify_all()
-                    while not self.released:
-                        if cancel is not None and cancel.is_set():
-                            self._parked.pop(run_id, None)
-                            self._here.discard(run_id)
-                            self._gone += 1
-                            self._cv.notify_all()
-                            self._wake.set()
-                            return False
-                        if nap is None:
-                            self._go.wait()
-                        else:
-                            # Past the instant by PARKED_NAP at most, should the release
-                            # come late (the volley's thread slow to run).
-                            left = (self.at - self._clock.now()).total_seconds()
-                            nap.wait(max(left, 0.0) + PARKED_NAP)
-                    if nap is not None:
-                        # Released: on when the process is over, a cancel or the
-                        # volley's end wakes it, or PARKED_NAP after the release.
-                        left = self._released_mono + PARKED_NAP - time.monotonic()
-                        if left > 0 and not proc.over():
-                            nap.wait(left)
-            finally:
-                self._naps.pop(run_id, None)
+            if not late:
+                if proc is not None:
+                    self._parked[run_id] = (claim.job, proc)
+                self._here.add(run_id)
+                self._cv.notify_all()
+                while not self.released:
+                    if cancel is not None and cancel.is_set():
+                        self._parked.pop(run_id, None)
+                        self._here.discard(run_id)
+                        self._gone += 1
+                        self._cv.notify_all()
+                        self._wake.set()
+                        return False
+                    self._go.wait()
         if late and proc is not None:
             proc.release()
         return True
@@ -250,7 +202,6 @@ class Volley:
                 self._release_time = clock.now()
                 for proc in procs:
                     proc.released_at = self._release_time
-                self._released_mono = time.monotonic()
                 self._go.notify_all()
             for proc in procs:
                 proc.release()
@@ -282,7 +233,6 @@ class Volley:
                 self.released = self._closed = True
                 self._cv.notify_all()
                 self._go.notify_all()
-                self._wake_naps()
             self.over.set()
             self._done(self)
 

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -274,61 +273,6 @@ def test_an_agent_jobs_context_script_runs_at_the_instant_not_before(tmp_path):
     outcome = execute(ctx, now=clock.now, start=start)
     assert outcome.status is Status.success, outcome.message
     assert start.events == [("wait", False)]
-
-
-def test_a_parked_runs_thread_sleeps_through_the_release_until_its_process_is_over(tmp_path):
-    # At the instant the volley lets every parked process go with one write each, and
-    # wakes no run's thread: each sleeps on until its process is over (one wake-up a run
-    # instead of two; issue 17), or at most PARKED_NAP after the release for one that
-    # runs longer, which then logs its start and watches its timeout as before.
-    from types import SimpleNamespace
-
-    from cronfile.clock import SystemClock
-    from cronfile.volley import PARKED_NAP, Volley
-
-    clock = SystemClock()
-    volley = Volley(clock.now() + timedelta(seconds=0.5), clock=clock, record_pids=lambda pids: True, txn_seconds=lambda: 0.001, done=lambda v: None, park=2)
-    short = spawn(Prepared(["/bin/sh", "-c", "sleep 0.2; echo short"], tmp_path, dict(os.environ), None, Masker()), io.BytesIO(), output_limit=100, gate=True)
-    long = spawn(Prepared(["/bin/sh", "-c", "sleep 60"], tmp_path, dict(os.environ), None, Masker()), io.BytesIO(), output_limit=100, gate=True)
-    seen: dict[str, tuple[bool, bool, float]] = {}
-
-    def park(name: str, proc: Any) -> None:
-        ok = volley.member(SimpleNamespace(run_id=name, job=name)).park(proc, threading.Event())
-        seen[name] = (ok, proc.over(), time.monotonic())
-
-    threads = [threading.Thread(target=park, args=(n, p)) for n, p in (("short", short), ("long", long))]
-    for _ in threads:
-        volley.enlist()
-    volley.start()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    try:
-        assert short.released_at is not None and long.released_at is not None
-        assert seen["short"][:2] == (True, True)  # woken once: its process was over
-        assert short.wait(5, threading.Event()) == 0
-        ok, over, at = seen["long"]
-        assert (ok, over) == (True, False)  # woken while its job still runs
-        assert at - volley._released_mono >= PARKED_NAP * 0.9
-    finally:
-        long.stop(1.0)
-
-
-def test_a_parked_runs_timeout_counts_from_its_release_not_from_its_wake(tmp_path):
-    # (Its thread may wake PARKED_NAP after the release.) Released 10 s before its
-    # thread got back, a job with a 5 s timeout is already out of time.
-    clock = FakeClock(AHEAD)
-
-    class LateWake(FakeStart):
-        def park(self, proc: Any, cancel: threading.Event | None) -> bool:
-            ok = super().park(proc, cancel)
-            proc.released_at = self.clock.now() - timedelta(seconds=10)
-            return ok
-
-    ctx = make_ctx(tmp_path, make_spec(shell="sleep 1", timeout=5.0), scheduled_for=H)
-    outcome = execute(ctx, now=clock.now, start=LateWake(clock, H))
-    assert outcome.status is Status.timeout, outcome.message
 
 
 # -- the engine: claim ahead, start at the instant ----------------------------------------

@@ -583,7 +583,6 @@ class Proc:
         # Set in the loop's thread once it has seen both the exit and the end of every
         # output pipe: ``wait`` then sleeps once for both (issue 17).
         self._over: threading.Event | None = None
-        self._over_hooks: list[Callable[[], None]] = []
         if self._exit is not None and readers and all(isinstance(r, _LoopReader) for r in readers):
             self._over = threading.Event()
             for r in readers:
@@ -594,31 +593,11 @@ class Proc:
     def _check_over(self) -> None:
         if (
             self._over is not None
-            and not self._over.is_set()
             and self._exit is not None
             and self._exit.exited.is_set()
             and not any(r.is_alive() for r in self._readers)
         ):
             self._over.set()
-            for hook in self._over_hooks:
-                hook()
-
-    def over(self) -> bool:
-        """Exited with its output ended, as the output loop saw it (False where it
-        cannot see that: ``when_over``)."""
-        return self._over is not None and self._over.is_set()
-
-    def when_over(self, hook: Callable[[], None]) -> bool:
-        """Have ``hook`` called (in the output loop's thread, or at once if it is over
-        already; twice if it ends meanwhile: a hook is a wake-up) once the process
-        exited and its output ended. False where that is not seen (no pidfd, or a reader
-        thread of its own): ``hook`` is never called."""
-        if self._over is None:
-            return False
-        self._over_hooks.append(hook)
-        if self._over.is_set():
-            hook()
-        return True
 
     @property
     def parked(self) -> bool:
