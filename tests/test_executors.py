@@ -487,8 +487,11 @@ def test_a_leader_that_exited_before_its_wait_has_its_output_read_to_the_end(tmp
             return super().write(data)
 
     def exited(pid: int) -> bool:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] == "Z"
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rpartition(")")[2].split()[0] == "Z"
+        except FileNotFoundError:
+            return True  # reaped by the loop already (its exit seen before its output)
 
     log = BehindLog()
     proc = spawn(prepared_sh(tmp_path, "echo hi"), log, output_limit=1000)
