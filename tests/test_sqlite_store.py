@@ -558,3 +558,27 @@ def test_on_a_read_only_filesystem_reads_work_and_a_write_is_one_clear_error(tmp
             ro.append_history("job0", {"run_id": "r2"})
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_lines_appended_inside_a_transaction_do_not_look_at_the_state_dir_again(store: SqliteStore, monkeypatch) -> None:
+    # A group commit appends a line per run ending in one transaction, whose start
+    # checked the state dir already: a stat per line was a GIL hand-over per run (issue 17).
+    with store.transaction() as txn:
+        txn.state = sample_state(1)
+    looked: list[str] = []
+    real = Path.is_dir
+
+    def is_dir(self: Path) -> bool:
+        looked.append(str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "is_dir", is_dir)
+    with store.transaction() as txn:
+        looked.clear()
+        for i in range(5):
+            store.append_history("job0", {"run_id": f"20260301T000000-000{i}", "status": "success"})
+        assert looked == []
+        txn.state = txn.state.with_job("job0", txn.state.jobs["job0"].with_(run_count=5))
+    assert [r["run_id"] for r in store.read_history("job0")][-5:] == [f"20260301T000000-000{i}" for i in range(5)]
+    store.append_history("job0", {"run_id": "20260301T000001-0000", "status": "success"})
+    assert looked  # outside a transaction it still checks (a dir removed meanwhile is made again)

@@ -636,8 +636,11 @@ class SqliteStore(FileStore):
     def append_history(self, job: str, record: dict[str, Any]) -> None:
         """Append one run's record (one committed, fsync'd transaction)."""
         _check_component("job name", job)
-        self._ready()
-        self._writable()
+        if getattr(self._local, "conn", None) is None:
+            # (Inside a state transaction both were checked as it began: a group commit
+            # appends a line per run ending, and this was a stat each.)
+            self._ready()
+            self._writable()
         try:
             with self._writing() as conn:
                 conn.execute("INSERT OR IGNORE INTO history_jobs (job) VALUES (?)", (job,))
