@@ -97,19 +97,25 @@ class LogWriter:
     def _write_pending(self) -> None:
         # The caller set _writing. One write a batch: print() wrote the newline apart,
         # two syscalls a line on an unbuffered stream (PYTHONUNBUFFERED, as our service
-        # files set it).
+        # files set it). _writing is cleared under the lock that finds the list empty: a
+        # line added after that is its own thread's to write.
+        stopped = False
         try:
             while True:
                 with self._lock:
                     batch, self._pending = self._pending, []
                     if not batch:
-                        break
+                        self._writing = False
+                        self._idle.notify_all()
+                        stopped = True
+                        return
                 try:
                     self.stream.write("\n".join(batch) + "\n")
                     self.stream.flush()
                 except (BrokenPipeError, ValueError):
                     pass
         finally:
-            with self._lock:
-                self._writing = False
-                self._idle.notify_all()
+            if not stopped:  # raised: the lines left wait for the next writer
+                with self._lock:
+                    self._writing = False
+                    self._idle.notify_all()
