@@ -183,6 +183,8 @@ def thread_per_run(out: Path, n: int, seconds: int, cg: Path | None, env: dict[s
             if one is not None:
                 one.acquire()
 
+    failed: list[BaseException] = []
+
     def worker(i: int) -> None:
         while (job := inbox[i].get()) is not None:
             at, go = job
@@ -196,6 +198,8 @@ def thread_per_run(out: Path, n: int, seconds: int, cg: Path | None, env: dict[s
                 run.release()
                 waiting(run.ended.wait)
                 run.end()
+            except BaseException as e:  # noqa: BLE001 - the main thread says it
+                failed.append(e)
             finally:
                 if one is not None:
                     one.release()
@@ -214,6 +218,8 @@ def thread_per_run(out: Path, n: int, seconds: int, cg: Path | None, env: dict[s
         go.set()
         for _ in range(n):
             done.get()
+        if failed:
+            raise failed[0]
 
     try:
         _seconds(seconds, second)
