@@ -256,7 +256,6 @@ class Engine:
         for lock in reversed(self._locks):
             _release(lock)
         self._locks.clear()
-        self._logw.drain()  # a line another thread was left to write is out before we return
 
     def log(self, job: str, text: str, *, event: str = "log", level: str = "info", **fields: Any) -> None:
         """One log line (cronfile/logfmt.py: dated text or JSON); ``fields`` are the JSON

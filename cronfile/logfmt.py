@@ -54,13 +54,7 @@ def format_json(now: datetime, level: str, event: str, msg: str, fields: dict[st
 
 
 class LogWriter:
-    """Writes log lines to a stream in one format; thread-safe (runs log from threads).
-
-    A line is written by the thread that logs it, unless another thread is writing at
-    that moment: then that thread writes it too, after its own and in the order the
-    lines came, before it stops writing (``drain`` waits for that). At 200 runs a second
-    the runs' threads queued on a lock held across a write and its flush (a GIL hand-over
-    and a wake-up each); now one write carries every line that came meanwhile (issue 17)."""
+    """Writes log lines to a stream in one format; thread-safe (runs log from threads)."""
 
     def __init__(self, stream: IO[str], fmt: str = "text") -> None:
         if fmt not in FORMATS:
@@ -68,54 +62,21 @@ class LogWriter:
         self.stream = stream
         self.fmt = fmt
         self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._pending: list[str] = []
-        self._writing = False
 
     def write(self, now: datetime, *, level: str, event: str, msg: str, job: str = "", **fields: Any) -> None:
         if self.fmt == "json":
             line = format_json(now, level, event, msg, {"job": job or None, **fields})
         else:
             line = format_text(now, level, job, msg)
+        # One write with its newline: print() wrote the newline apart, two syscalls a
+        # line under the lock on an unbuffered stream (PYTHONUNBUFFERED, as our service
+        # files set it). (Lines written by whichever thread was writing, with no lock held
+        # across the write, cost less CPU but made the bench's p99 start lateness worse:
+        # docs/performance.md, round 8.)
+        line += "\n"
         with self._lock:
-            self._pending.append(line)
-            if self._writing:
-                return  # the thread writing now writes this line too, before it stops
-            self._writing = True
-        self._write_pending()
-
-    def drain(self) -> None:
-        """Return once every line logged so far is written (by whichever thread)."""
-        with self._lock:
-            while self._writing:
-                self._idle.wait(1.0)
-            if not self._pending:
-                return
-            self._writing = True
-        self._write_pending()
-
-    def _write_pending(self) -> None:
-        # The caller set _writing. One write a batch: print() wrote the newline apart,
-        # two syscalls a line on an unbuffered stream (PYTHONUNBUFFERED, as our service
-        # files set it). _writing is cleared under the lock that finds the list empty: a
-        # line added after that is its own thread's to write.
-        stopped = False
-        try:
-            while True:
-                with self._lock:
-                    batch, self._pending = self._pending, []
-                    if not batch:
-                        self._writing = False
-                        self._idle.notify_all()
-                        stopped = True
-                        return
-                try:
-                    self.stream.write("\n".join(batch) + "\n")
-                    self.stream.flush()
-                except (BrokenPipeError, ValueError):
-                    pass
-        finally:
-            if not stopped:  # raised: the lines left wait for the next writer
-                with self._lock:
-                    self._writing = False
-                    self._idle.notify_all()
+            try:
+                self.stream.write(line)
+                self.stream.flush()
+            except (BrokenPipeError, ValueError):
+                pass

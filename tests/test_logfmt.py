@@ -125,20 +125,12 @@ def test_a_quiet_daemon_keeps_its_warnings_and_errors(repo):
 
 
 class _Stream:
-    """A text stream that records each write; ``gate`` (if given) holds the first
-    write until it is set, as a slow pipe would."""
+    """A text stream that records each write."""
 
-    def __init__(self, gate=None):
-        import threading
-
+    def __init__(self):
         self.writes: list[str] = []
-        self.gate = gate
-        self.entered = threading.Event()
 
     def write(self, text: str) -> int:
-        self.entered.set()
-        if self.gate is not None and not self.writes:
-            assert self.gate.wait(10)
         self.writes.append(text)
         return len(text)
 
@@ -160,35 +152,6 @@ def test_a_line_is_one_write_with_its_newline():
     assert len(s.writes) == 2 and all(x.endswith(" a one\n") or x.endswith(" a two\n") for x in s.writes)
 
 
-def test_lines_logged_while_another_thread_writes_are_written_by_it_in_order_before_it_returns():
-    import threading
-    from datetime import UTC
-
-    from cronfile.logfmt import LogWriter
-
-    gate = threading.Event()
-    s = _Stream(gate)
-    w = LogWriter(s)
-    t = datetime(2026, 12, 6, 5, 7, 0, 650000, tzinfo=UTC)
-    first = threading.Thread(target=w.write, args=(t,), kwargs=dict(level="info", event="log", msg="first", job="a"))
-    first.start()
-    assert s.entered.wait(10)  # the first thread is inside its write, held there
-    for i in range(50):
-        w.write(t, level="info", event="log", msg=f"line {i}", job="b")  # returns at once: queued
-    assert s.writes == []
-    waiter = threading.Thread(target=w.drain)
-    waiter.start()
-    waiter.join(0.2)
-    assert waiter.is_alive()  # drain waits for the writing thread
-    gate.set()
-    first.join(10)
-    waiter.join(10)
-    assert not first.is_alive() and not waiter.is_alive()
-    assert len(s.writes) == 2  # its own line, then the fifty in one write
-    lines = "".join(s.writes).splitlines()
-    assert [ln.split(" ", 2)[2] for ln in lines] == ["first"] + [f"line {i}" for i in range(50)]
-
-
 def test_many_threads_logging_at_once_lose_no_line_and_tear_none():
     import threading
     from datetime import UTC
@@ -208,8 +171,6 @@ def test_many_threads_logging_at_once_lose_no_line_and_tear_none():
         th.start()
     for th in threads:
         th.join(30)
-    # No drain: once every thread has returned, every line is written (a line handed to
-    # a thread that is writing is written before that thread returns).
     msgs = [json.loads(ln)["msg"] for ln in "".join(s.writes).splitlines()]
     assert sorted(msgs) == sorted(f"{n}-{i}" for n in range(16) for i in range(200))
     for n in range(16):  # each thread's lines in the order it logged them
