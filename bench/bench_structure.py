@@ -7,7 +7,7 @@ No scheduler, no state, no log: each second, N runs of ``date +%s.%N >> OUT/<job
 each doing what a run of the daemon asks of the kernel (cronfile/executors/process.py,
 contain.py): two pipes (output, gate); a cgroup made, where this process may make them
 (cgroup v2, as the daemon's containment detects it); the job spawned parked behind its
-gate (``subprocess.Popen`` of ``/bin/sh -c GATE``, new session, ``close_fds``, the
+gate (``subprocess.Popen`` of ``/bin/sh -c _GATE``, process.py's own, new session, ``close_fds``, the
 daemon's environment), moved into the cgroup; at the second, its gate written; its
 output read to EOF by one shared loop (``selectors``), the process reaped, the cgroup
 removed. Done by:
@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import header, median, note, parser, ratio, table, workdir  # noqa: E402
 
-GATE = 'read -r G || exit 111; unset G; exec 0<>/dev/null; exec "$@"'  # as process.py's
+from cronfile.executors.process import _GATE, GATE_NAME  # the daemon's own gate  # noqa: E402
 
 
 def _cgroup_base() -> Path | None:
@@ -75,7 +75,7 @@ class _Run:
             cg.mkdir()
         try:
             self.p = subprocess.Popen(
-                ["/bin/sh", "-c", GATE, "gate", "/bin/sh", "-c", f"date +%s.%N >> {out}/job-{job:05d}"],
+                ["/bin/sh", "-c", _GATE, GATE_NAME, "/bin/sh", "-c", f"date +%s.%N >> {out}/job-{job:05d}"],
                 cwd=out,
                 env=env,
                 stdin=gr,
