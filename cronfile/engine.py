@@ -71,9 +71,10 @@ from .schedule import Schedule
 from .signals import SignalWatch
 from .spec import Config, JobSpec, Status, Trigger, spec_from_data
 from .state import JobState, LastRun, Running, State, share_specs
+from .steps import Call, CancelEvent, Stepper, Steps, Task, Wait, drive
 from .stores.base import Store
 from .volley import Volley
-from .writer import StateWriter
+from .writer import StateWriter, Update
 
 _SCHEDULES_KEPT = 4096  # schedule_for keeps the Schedules of the jobs due most recently
 
@@ -150,6 +151,28 @@ class Claim:
         return self.scheduled_for is not None and self.scheduled_for > self.claimed_at
 
 
+class _EndCommit(Wait):
+    """A run's end (its history line and its end in the state) in a shared transaction:
+    ``StateWriter.commit`` on the run's thread; under a Stepper, with the other runs'
+    ends that came meanwhile, handed over in one batch (the update's ``error`` says
+    how it went: it never raises)."""
+
+    def __init__(self, writer: StateWriter, item: Update) -> None:
+        self.writer, self.item = writer, item
+
+    def block(self) -> None:
+        self.writer.submit([self.item])
+
+    def arm(self, stepper: Stepper, resume: Callable[[Any, BaseException | None], None]) -> None:
+        writer = self.writer
+
+        def flush(items: list[Update]) -> list[tuple[Any, BaseException | None]]:
+            writer.submit(items)
+            return [(None, None)] * len(items)
+
+        stepper.batch(writer, self.item, resume, flush)
+
+
 class Engine:
     """One engine process: a daemon, a tick, or a `run NAME`."""
 
@@ -185,11 +208,14 @@ class Engine:
         self.writer.on_foreign = lambda: self._wake.set()
         self._cv = threading.Condition()
         self._pending: list[Claim] = []
-        self._active: dict[str, RunHandle] = {}
+        self._active: dict[str, RunHandle | Task] = {}
         self._pool = RunPool()  # the runs' threads, reused
+        # The daemon steps its runs on one thread (cronfile/steps.py); the other modes
+        # run each on a thread of its own (a run with a stream to a terminal, too).
+        self._stepper = Stepper(self._pool.submit) if mode == "daemon" and os.environ.get("CRONFILE_THREAD_PER_RUN") != "1" else None
         self._unrun: list[RunRecord] = []  # missed and skipped occurrences to record (claim_due)
         self._unrun_busy = False  # a thread is writing them
-        self._cancels: dict[str, threading.Event] = {}
+        self._cancels: dict[str, CancelEvent] = {}
         self._seq = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -520,7 +546,7 @@ class Engine:
         with self._cv:
             if any(c.run_id == run_id for c in self._pending):
                 # Still waiting for a slot: it starts cancelled, and spawns nothing.
-                ev = self._cancels[run_id] = threading.Event()
+                ev = self._cancels[run_id] = CancelEvent()
                 ev.set()
                 return
         from .executors.contain import recover_run
@@ -583,30 +609,39 @@ class Engine:
         while self._pending and len(self._active) < max(1, self.config.max_concurrent):
             claim = heapq.heappop(self._pending)
             claim.slot_wait = time.monotonic() - claim.queued_at
-            cancel = self._cancels.get(claim.run_id) or threading.Event()
+            cancel = self._cancels.get(claim.run_id) or CancelEvent()
             self._cancels[claim.run_id] = cancel
             if claim.volley is not None:
                 claim.volley.enlist()
-            self._active[claim.run_id] = self._pool.submit(partial(self._run_thread, claim, cancel), f"run-{claim.job}")
+            if self._stepper is not None:
+                steps = self.execute_steps(claim, cancel)
+                self._active[claim.run_id] = self._stepper.start(steps, partial(self._run_ended, claim), f"run-{claim.job}")
+            else:
+                self._active[claim.run_id] = self._pool.submit(partial(self._run_thread, claim, cancel), f"run-{claim.job}")
 
     def _run_thread(self, claim: Claim, cancel: threading.Event, stream: IO[bytes] | None = None) -> str:
         try:
             return self.execute(claim, cancel, stream=stream)
         finally:
-            if claim.volley is not None:
-                from .executors.contain import drop_ahead
+            self._run_ended(claim)
 
-                drop_ahead(claim.run_id, self.engine_id)  # (a cgroup made ahead that no run took)
-            with self._cv:
-                self._active.pop(claim.run_id, None)
-                self._cancels.pop(claim.run_id, None)
-                self._start_pending()
-                self._cv.notify_all()
-            if self.mode != "daemon":
-                self._wake.set()
-            # A daemon's loop is woken by a run's end only when the claim has something to
-            # do with it (a queued occurrence: _finish_update); a pass per run ended cost a
-            # state transaction and a decision over every job, 200 times a second.
+    def _run_ended(self, claim: Claim, *_: object) -> None:
+        """A run is over (its thread's end, or its steps' in the daemon): its slot is
+        free."""
+        if claim.volley is not None:
+            from .executors.contain import drop_ahead
+
+            drop_ahead(claim.run_id, self.engine_id)  # (a cgroup made ahead that no run took)
+        with self._cv:
+            self._active.pop(claim.run_id, None)
+            self._cancels.pop(claim.run_id, None)
+            self._start_pending()
+            self._cv.notify_all()
+        if self.mode != "daemon":
+            self._wake.set()
+        # A daemon's loop is woken by a run's end only when the claim has something to
+        # do with it (a queued occurrence: _finish_update); a pass per run ended cost a
+        # state transaction and a decision over every job, 200 times a second.
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -671,13 +706,21 @@ class Engine:
 
     def execute(self, claim: Claim, cancel: threading.Event, *, stream: IO[bytes] | None = None) -> str:
         """Run one claimed run to its end: spawn, wait, record, deliver. Returns the status."""
+        return drive(self.execute_steps(claim, cancel, stream=stream))
+
+    def execute_steps(self, claim: Claim, cancel: threading.Event, *, stream: IO[bytes] | None = None) -> Steps:
+        """``execute`` as steps (cronfile/steps.py): the daemon's Stepper drives it."""
         from .delivery.base import Report
         from .delivery.dispatch import notify_start, pings_start
         from .executors.base import RunContext
-        from .runner import execute
+        from .runner import execute_steps
 
         spec = claim.spec
         log_path = self.store.log_file(claim.job, claim.run_id)
+        from_job_output = None
+        if spec.context.from_job:
+            from_job_output = yield Call(partial(last_success_output, self.store, spec.context.from_job))
+        budget_used = (yield Call(partial(self._budget_used, claim.job, spec))) if spec.budget else None
         ctx = RunContext(
             spec=spec,
             config=self.config,
@@ -688,10 +731,10 @@ class Engine:
             trigger=claim.trigger,
             log_path=log_path,
             environ=self.environ,
-            from_job_output=last_success_output(self.store, spec.context.from_job) if spec.context.from_job else None,
+            from_job_output=from_job_output,
             output_limit=self.config.output_limit,
             stream=stream,
-            budget_used=self._budget_used(claim.job, spec),
+            budget_used=budget_used,
             engine=self.engine_id,
         )
         report_base: dict[str, Any] = dict(job=claim.job, run_id=claim.run_id, trigger=claim.trigger, scheduled_for=claim.scheduled_for, log_path=str(log_path), host=self.host, description=spec.description)
@@ -741,9 +784,9 @@ class Engine:
             start_ping = threading.Thread(target=ping, daemon=True)
             start_ping.start()
         start = volley.member(claim) if volley is not None else None
-        waited = self._wait_replaced(claim)
+        waited = (yield Call(partial(self._wait_replaced, claim))) if claim.after else []
         try:
-            outcome = execute(ctx, now=self.clock.now, on_spawn=on_spawn, cancel=cancel, start=start)
+            outcome = yield from execute_steps(ctx, now=self.clock.now, on_spawn=on_spawn, cancel=cancel, start=start)
         finally:
             if volley is not None:
                 volley.ended(claim)
@@ -782,10 +825,18 @@ class Engine:
         pruned: list[BaseException | None] = []
         prune = (claim.job, self.config.history_limit)
         if together:
-            what = "its record and its end in the state"
-            recorded = self._persist(claim, what, lambda: pruned.append(self.writer.commit(ends, history=((claim.job, record),), prune=prune)))
+            # Handed to the writer with the other runs ending meanwhile (a Stepper's
+            # batch: no thread waits for it); retried as _persist says if it failed.
+            item = Update(ends, ((claim.job, record),), prune)
+            yield _EndCommit(self.writer, item)
+            recorded = item.error is None
+            if recorded:
+                pruned.append(item.prune_error)
+            else:
+                what = "its record and its end in the state"
+                recorded = yield Call(partial(self._persist, claim, what, lambda: pruned.append(self.writer.commit(ends, history=((claim.job, record),), prune=prune))))
         else:
-            recorded = self._persist(claim, "its record", lambda: self.writer.commit(history=((claim.job, record),)))
+            recorded = yield Call(partial(self._persist, claim, "its record", lambda: self.writer.commit(history=((claim.job, record),))))
         fault("after-history")
         if recorded:
             self.observer.recorded(claim.job, record)
@@ -815,12 +866,12 @@ class Engine:
         if spec.deliver and recorded:
             if start_ping is not None:
                 self._start_pings[claim.run_id] = start_ping
-            self._persist(claim, "its deliveries to the outbox", lambda: self._queue_deliveries(claim.job, spec, record, skip_stdout=stream is not None))
+            yield Call(partial(self._persist, claim, "its deliveries to the outbox", lambda: self._queue_deliveries(claim.job, spec, record, skip_stdout=stream is not None)))
         if recorded and not together:
             # Its end in state.json only now: a crash before it leaves the run to the
             # recovery, which finds the record and queues the deliveries if they are not
             # in the outbox yet (at least once).
-            self._persist(claim, "its end in state.json", lambda: pruned.append(self.writer.commit(ends, prune=prune)))
+            yield Call(partial(self._persist, claim, "its end in state.json", lambda: pruned.append(self.writer.commit(ends, prune=prune))))
         e = pruned[-1] if pruned else None
         if isinstance(e, (OSError, CronfileError)):
             self.log(claim.job, f"could not prune history: {e}")

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, BinaryIO, Protocol
 
 from .clock import iso
@@ -31,9 +32,10 @@ from .executors.process import Proc, Staged, can_park, spawn
 from .expect import check_expect
 from .runlog import LazyLog, open_log
 from .spec import JobSpec, Kind, Status, Trigger
+from .steps import Call, CancelEvent, Stepper, Steps, Wait, drive
 from .usage import Decoder, Usage
 
-__all__ = ["Outcome", "Start", "backoff_delay", "event_sleep", "execute", "prepares_ahead"]
+__all__ = ["Exit", "Outcome", "Start", "backoff_delay", "event_sleep", "execute", "execute_steps", "prepares_ahead"]
 
 STOP_GRACE = 10.0  # SIGTERM, then SIGKILL this many seconds later (docs/design.md section 5)
 NO_RETRIES_ENV = "CRONFILE_NO_RETRIES"  # "1": one attempt whatever `retries` says
@@ -93,6 +95,96 @@ class Start(Protocol):
         """``proc`` was started parked: block until it was released at the instant
         (True), or until ``cancel`` (False: still parked, the caller aborts it)."""
         ...
+
+    def arm(self, proc: Proc | None, cancel: threading.Event | None, resume: Callable[[bool, None], None]) -> None:
+        """``wait`` (``proc`` None) or ``park`` without blocking: ``resume(result, None)``
+        once it is known (steps.Stepper)."""
+        ...
+
+
+class _Instant(Wait):
+    """The run's instant (``Start.wait``), or its parked process's release
+    (``Start.park``): True once it came, False if cancelled first."""
+
+    def __init__(self, start: Start, proc: Proc | None, cancel: threading.Event | None) -> None:
+        self.start, self.proc, self.cancel = start, proc, cancel
+
+    def block(self) -> bool:
+        if self.proc is None:
+            return self.start.wait(self.cancel)
+        return self.start.park(self.proc, self.cancel)
+
+    def arm(self, stepper: Stepper, resume: Callable[[Any, BaseException | None], None]) -> None:
+        arm = getattr(self.start, "arm", None)
+        if arm is None:
+            super().arm(stepper, resume)
+        else:
+            arm(self.proc, self.cancel, resume)
+
+
+# How long after its leader's exit a stepped run waits for its output's end before a
+# pool thread takes over the wait (Proc.wait: an output held open, polled).
+_EOF_WAIT = 0.05
+
+
+class Exit(Wait):
+    """A run's process: its exit status once it is over (``Proc.wait``), None if
+    ``timeout`` passed or ``cancel`` was set first."""
+
+    def __init__(self, proc: Proc, timeout: float, cancel: threading.Event | None) -> None:
+        self.proc, self.timeout, self.cancel = proc, timeout, cancel
+
+    def block(self) -> int | None:
+        return self.proc.wait(self.timeout, self.cancel)
+
+    def arm(self, stepper: Stepper, resume: Callable[[Any, BaseException | None], None]) -> None:
+        proc, cancel = self.proc, self.cancel
+        if cancel is not None and not isinstance(cancel, CancelEvent):
+            super().arm(stepper, resume)  # (nothing would tell it of a cancel)
+            return
+        deadline = time.monotonic() + self.timeout
+        lock = threading.Lock()
+        taken = [False]
+        timers: list[Any] = []
+
+        def take() -> bool:
+            # The first of the exit, a cancel or the timeout; then nothing else listens.
+            with lock:
+                if taken[0]:
+                    return False
+                taken[0] = True
+            proc.unlisten(on_change)
+            if cancel is not None:
+                cancel.unhook(stopped)
+            for t in timers:
+                stepper.timers.cancel(t)
+            return True
+
+        def on_change(over: bool) -> None:
+            if over:
+                if take():
+                    resume(proc.returncode, None)
+            elif len(timers) == 1:
+                with lock:
+                    if not taken[0] and len(timers) == 1:
+                        timers.append(stepper.timers.add(time.monotonic() + _EOF_WAIT, held))
+
+        def held() -> None:
+            # Exited, but its output is still open: Proc.wait's polling, on a thread.
+            if take():
+                stepper.call(lambda: proc.wait(max(deadline - time.monotonic(), 0.0), cancel), resume)
+
+        def stopped() -> None:
+            if take():
+                resume(None, None)
+
+        timers.append(stepper.timers.add(deadline, stopped))
+        if not proc.when_over(on_change):
+            if take():
+                stepper.call(self.block, resume)
+            return
+        if cancel is not None:
+            cancel.hook(stopped)
 
 
 def prepares_ahead(spec: JobSpec) -> bool:
@@ -210,15 +302,32 @@ def execute(
     wait) and gives ``cancelled``. ``sleep(s, cancel)`` waits between attempts and
     returns True if cancelled. ``start``: the run was claimed ahead of its instant
     (module docstring)."""
+    return drive(execute_steps(ctx, now=now, on_spawn=on_spawn, cancel=cancel, sleep=sleep, start=start))
+
+
+def execute_steps(
+    ctx: RunContext,
+    *,
+    now: Callable[[], datetime],
+    on_spawn: Callable[[int], None] = lambda pid: None,
+    cancel: threading.Event | None = None,
+    sleep: Callable[[float, threading.Event | None], bool] = event_sleep,
+    start: Start | None = None,
+) -> Steps:
+    """``execute`` as steps (cronfile/steps.py): yields where it would block; its
+    return value is the Outcome."""
     tally = _Tally(started=now())
     result: _Attempt | None = None
     # Every process of the run, context script included, goes into one box, emptied
     # after each attempt and closed at the end: nothing the run started outlives it.
     box = containment().box(ctx.run_id, ctx.engine)
     try:
-        result = _execute(ctx, tally, box, now, on_spawn, cancel, sleep, start)
+        result = yield from _execute(ctx, tally, box, now, on_spawn, cancel, sleep, start)
     finally:
-        box.close()
+        if box.closes_at_once():
+            box.close()
+        else:
+            yield Call(box.close)
     return Outcome(
         result.status,
         result.exit_code,
@@ -244,21 +353,26 @@ def _execute(
     cancel: threading.Event | None,
     sleep: Callable[[float, threading.Event | None], bool],
     start: Start | None,
-) -> _Attempt:
+) -> Steps:
     result: _Attempt | None = None
     if start is not None and not prepares_ahead(ctx.spec):
-        result = _await(start, cancel, tally, now)
+        result = yield from _await(start, cancel, tally, now)
         start = None
     if result is None:
         # One deadline for the first attempt: the context script and the agent together.
         ctx = dataclasses.replace(ctx, box=box, deadline=time.monotonic() + ctx.spec.timeout)
-        try:
-            prepared = executor_for(ctx.spec).prepare(ctx, cancel=cancel, on_spawn=on_spawn)
-        except OSError as e:
-            prepared = Early(Status.failed, f"could not prepare the run: {e}", {"error": str(e)})
+
+        def prepare() -> Prepared | Early:
+            try:
+                return executor_for(ctx.spec).prepare(ctx, cancel=cancel, on_spawn=on_spawn)
+            except OSError as e:
+                return Early(Status.failed, f"could not prepare the run: {e}", {"error": str(e)})
+
+        # Preparing acts (a context script runs) only where it cannot be done ahead.
+        prepared = prepare() if prepares_ahead(ctx.spec) else (yield Call(prepare))
         if isinstance(prepared, Early):
             # Even an outcome decided before spawning is the run's, at its instant.
-            result = _await(start, cancel, tally, now) or _Attempt(
+            result = (yield from _await(start, cancel, tally, now)) or _Attempt(
                 prepared.status, None, prepared.message, dict(prepared.detail)
             )
         elif cancel is not None and cancel.is_set():
@@ -268,7 +382,7 @@ def _execute(
                 log = _open_log(ctx)
             except OSError as e:
                 msg = f"cannot open the run's log {ctx.log_path}: {e.strerror or e}"
-                result = _await(start, cancel, tally, now) or _Attempt(
+                result = (yield from _await(start, cancel, tally, now)) or _Attempt(
                     Status.failed, None, msg, {"error": msg}
                 )
             else:
@@ -276,7 +390,7 @@ def _execute(
                 if box.note:
                     _write(log, ctx, f"[cronfile: {box.note}]\n".encode())
                 with log:
-                    result = _attempts(ctx, prepared, log, tally, on_spawn, cancel, sleep, start, now, box)
+                    result = yield from _attempts(ctx, prepared, log, tally, on_spawn, cancel, sleep, start, now, box)
                 if log.problem is not None:
                     result = _log_lost(result, log.problem)
                     tally.has_log = log.created  # never made: no empty log to record
@@ -296,12 +410,12 @@ def _log_lost(result: _Attempt, problem: str) -> _Attempt:
 
 def _await(
     start: Start | None, cancel: threading.Event | None, tally: _Tally, now: Callable[[], datetime]
-) -> _Attempt | None:
+) -> Steps:
     """Wait for the instant (if the run has one ahead); None once it came, else the
     cancelled attempt."""
     if start is None:
         return None
-    if not start.wait(cancel):
+    if not (yield _Instant(start, None, cancel)):
         return _Attempt(Status.cancelled, None, "cancelled before its instant")
     tally.started = now()
     return None
@@ -351,7 +465,7 @@ def _attempts(
     start: Start | None,
     now: Callable[[], datetime],
     box: Box,
-) -> _Attempt:
+) -> Steps:
     spec = ctx.spec
     retries = max(spec.retries, 0)
     if ctx.environ.get(NO_RETRIES_ENV) == "1":
@@ -363,7 +477,7 @@ def _attempts(
     for attempt in range(1, total + 1):
         if attempt > 1:
             delay = backoff_delay(spec.retry_backoff, attempt - 1)
-            if sleep(delay, cancel):
+            if (yield Call(partial(sleep, delay, cancel))):
                 return _Attempt(Status.cancelled, None, "cancelled while waiting to retry")
             header = f"--- attempt {attempt} of {total} (after {format_duration(delay)} backoff) ---"
             _write(log, ctx, tally.line(header))
@@ -381,12 +495,12 @@ def _attempts(
             except OSError:
                 proc = staged = None  # spawned at the instant, where the error is judged
             if proc is not None:
-                if not start.park(proc, cancel):
-                    proc.abort()
+                if not (yield _Instant(start, proc, cancel)):
+                    yield Call(proc.abort)
                     return _Attempt(Status.cancelled, None, "cancelled before its instant")
                 tally.started = proc.released_at or now()
             else:
-                early = _await(start, cancel, tally, now)
+                early = yield from _await(start, cancel, tally, now)
                 if early is not None:
                     if staged is not None:
                         staged.discard()
@@ -414,13 +528,13 @@ def _attempts(
         deadline = time.monotonic() + spec.timeout
         if attempt == 1 and ctx.deadline is not None and not prepares_ahead(spec):
             deadline = ctx.deadline
-        code = proc.wait(max(deadline - time.monotonic(), 0.0), cancel)
+        code = yield Exit(proc, max(deadline - time.monotonic(), 0.0), cancel)
         leader_code = proc.returncode
         if code is None:
-            proc.stop(STOP_GRACE)
+            yield Call(partial(proc.stop, STOP_GRACE))
         else:
             # Ended, output closed: what it left running in the background goes too.
-            left = proc.finish(STOP_GRACE)
+            left = None if proc.finish_at_once() else (yield Call(partial(proc.finish, STOP_GRACE)))
             if left:
                 _write(log, ctx, tally.line(f"[cronfile: processes the run left running were stopped ({left})]"))
         cancelled = code is None and cancel is not None and cancel.is_set()

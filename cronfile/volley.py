@@ -97,6 +97,9 @@ class Volley:
         self._release_time: datetime | None = None  # when the parked runs were let go
         self.over = threading.Event()  # released, or given up
         self._wake = threading.Event()
+        # Members stepped instead of blocking here (steps.Stepper): run id -> (cancel,
+        # resume). Resumed (True) after the release, or (False) once cancelled first.
+        self._armed: dict[str, tuple[threading.Event | None, Callable[[Any, Any], None]]] = {}
 
     def __repr__(self) -> str:
         return f"Volley({iso(self.at)}, {self._expected} runs)"
@@ -113,9 +116,22 @@ class Volley:
 
     def poke(self) -> None:
         """A cancel event was set: the members waiting here look at theirs."""
+        gone = []
         with self._cv:
             self._go.notify_all()
+            if not self.released:
+                for run_id, (cancel, resume) in list(self._armed.items()):
+                    if cancel is not None and cancel.is_set():
+                        del self._armed[run_id]
+                        self._parked.pop(run_id, None)
+                        self._here.discard(run_id)
+                        self._gone += 1
+                        gone.append(resume)
+                if gone:
+                    self._cv.notify_all()
         self._wake.set()
+        for resume in gone:
+            resume(False, None)
 
     # -- what the members call -----------------------------------------------------------
 
@@ -147,6 +163,37 @@ class Volley:
         if late and proc is not None:
             proc.release()
         return True
+
+    def _arm(self, claim: Member, proc: Any, cancel: threading.Event | None, resume: Callable[[Any, Any], None]) -> None:
+        """``_wait`` without blocking: ``resume(True, None)`` after the release,
+        ``resume(False, None)`` if ``cancel`` came first (then found by ``poke``)."""
+        run_id = claim.run_id
+        with self._cv:
+            late = self.released
+            if not late:
+                if cancel is not None and cancel.is_set():
+                    self._gone += 1
+                    self._cv.notify_all()
+                    self._wake.set()
+                else:
+                    if proc is not None:
+                        self._parked[run_id] = (claim.job, proc)
+                    self._here.add(run_id)
+                    self._armed[run_id] = (cancel, resume)
+                    self._cv.notify_all()
+                    return
+        if not late:
+            resume(False, None)
+            return
+        if proc is not None:
+            proc.release()
+        resume(True, None)
+
+    def _resume_armed(self) -> None:
+        with self._cv:
+            armed, self._armed = self._armed, {}
+        for _, resume in armed.values():
+            resume(True, None)
 
     def spawned(self, claim: Member, pid: int) -> bool:
         """A member's first process exists: True if this volley records its pid (in its
@@ -206,6 +253,7 @@ class Volley:
             for proc in procs:
                 proc.release()
             self.over.set()
+            self._resume_armed()
             # Then every other pid, once each member has spawned (or ended), in one go:
             # those waiting here (up to 5 s), and those that came after the release (up
             # to LATE_WAIT more: a pid recorded by its own run is a transaction per run).
@@ -234,6 +282,7 @@ class Volley:
                 self._cv.notify_all()
                 self._go.notify_all()
             self.over.set()
+            self._resume_armed()
             self._done(self)
 
     def release_time(self, claim: Member) -> datetime | None:
@@ -264,3 +313,6 @@ class _Member:
 
     def park(self, proc: Any, cancel: threading.Event | None) -> bool:
         return self._volley._wait(self._claim, proc, cancel)
+
+    def arm(self, proc: Any, cancel: threading.Event | None, resume: Callable[[Any, Any], None]) -> None:
+        self._volley._arm(self._claim, proc, cancel, resume)

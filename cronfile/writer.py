@@ -16,7 +16,7 @@ from .errors import CronfileError
 from .state import State
 from .stores.base import Store
 
-__all__ = ["SOON", "StateWriter"]
+__all__ = ["SOON", "StateWriter", "Update"]
 
 # commit_soon: at most this long (seconds) before an update no other commit carried is
 # written by a flush of its own.
@@ -27,7 +27,7 @@ History = tuple[tuple[str, dict[str, Any]], ...]  # (job, record) lines to appen
 
 
 @dataclass
-class _Update:
+class Update:
     """A change waiting for a shared transaction (StateWriter.commit): history lines to
     append, then a change to the state."""
 
@@ -47,7 +47,7 @@ class StateWriter:
         self.store = store
         self.lock = threading.Lock()  # held for each transaction (apply_project takes it too)
         self.seconds = 0.005  # how long a state transaction takes here (recent)
-        self._updates: list[_Update] = []
+        self._updates: list[Update] = []
         self._updates_lock = threading.Lock()
         self._committer = threading.Lock()
         # The state as this writer's last transaction left it (None: unknown), and whom
@@ -104,7 +104,7 @@ class StateWriter:
         ``prune`` (job, keep): once written, the job's history is pruned to its last
         ``keep`` runs (``Store.prune``), the prunes of a batch in one more transaction;
         what that raised is returned (it never fails the commit)."""
-        item = _Update(update, tuple(history), prune)
+        item = Update(update, tuple(history), prune)
         self._submit([item])
         if item.error is not None:
             raise item.error
@@ -117,7 +117,7 @@ class StateWriter:
         and must not cost a transaction of its own: a run's pid, which its end (a
         commit that comes soon for most runs) then writes in the same transaction.
         ``on_error`` hears what its transaction raised (it is not retried)."""
-        item = _Update(update, on_error=on_error)
+        item = Update(update, on_error=on_error)
         with self._updates_lock:
             self._updates.append(item)
             if self._soon is None:
@@ -139,11 +139,16 @@ class StateWriter:
     def append_many(self, history: History) -> list[BaseException | None]:
         """History lines appended in shared transactions, each on its own: what each
         one's write raised (None: written)."""
-        items = [_Update(None, (line,)) for line in history]
+        items = [Update(None, (line,)) for line in history]
         self._submit(items)
         return [u.error for u in items]
 
-    def _submit(self, items: list[_Update]) -> None:
+    def submit(self, items: list[Update]) -> None:
+        """Commit ``items`` (with whatever else is waiting) and return once each is
+        done; what went wrong is in each one's ``error`` and ``prune_error``."""
+        self._submit(items)
+
+    def _submit(self, items: list[Update]) -> None:
         with self._updates_lock:
             self._updates.extend(items)
         for item in items:
@@ -156,7 +161,7 @@ class StateWriter:
                     batch, self._updates = self._updates, []
                 self._commit_batch(batch)
 
-    def _commit_batch(self, batch: list[_Update]) -> None:
+    def _commit_batch(self, batch: list[Update]) -> None:
         """Commit ``batch``, setting each update's ``done`` and ``error``."""
         atomic = bool(getattr(self.store, "history_in_txn", False))
         if not atomic:
@@ -197,7 +202,7 @@ class StateWriter:
                 except Exception:  # noqa: BLE001, S110 - a report must not fail the batch
                     pass
 
-    def _prune(self, items: list[_Update], atomic: bool) -> None:
+    def _prune(self, items: list[Update], atomic: bool) -> None:
         """The prunes of a batch's written updates: in one transaction where the store's
         history is in it (one fsync, and no second writer waiting on the database's lock
         at every run's end once a job has history_limit runs), else one by one."""
@@ -232,7 +237,7 @@ class StateWriter:
             except BaseException as e:  # noqa: BLE001
                 u.prune_error = e
 
-    def _txn(self, batch: list[_Update], atomic: bool) -> None:
+    def _txn(self, batch: list[Update], atomic: bool) -> None:
         if not any(u.fn is not None or (atomic and u.history) for u in batch):
             return
         with self.txn() as txn:

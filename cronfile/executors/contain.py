@@ -367,6 +367,14 @@ class Box:
         _wait(lambda: not self.alive(), 5.0)
         return "SIGKILL"
 
+    def stop_at_once(self) -> bool:
+        """``stop`` where nothing is left to stop (True); False if ``stop`` has to."""
+        return not self.alive()
+
+    def closes_at_once(self) -> bool:
+        """Whether ``close`` has nothing to wait for."""
+        return not self.alive()
+
     def close(self) -> None:
         """The run is over: kill what is left at once and free the box."""
         if self.alive():
@@ -489,6 +497,19 @@ class _CgroupBox(Box):
             return super().stop(grace)
         self._empty = self._gone = True
         return None
+
+    def stop_at_once(self) -> bool:
+        try:
+            os.rmdir(self._dir)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+        self._empty = self._gone = True
+        return True
+
+    def closes_at_once(self) -> bool:
+        return self._gone
 
     def close(self) -> None:
         if self._gone:

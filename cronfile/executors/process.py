@@ -583,6 +583,7 @@ class Proc:
         # Set in the loop's thread once it has seen both the exit and the end of every
         # output pipe: ``wait`` then sleeps once for both (issue 17).
         self._over: threading.Event | None = None
+        self._listeners: list[Callable[[bool], None]] = []  # when_over
         if self._exit is not None and readers and all(isinstance(r, _LoopReader) for r in readers):
             self._over = threading.Event()
             for r in readers:
@@ -591,13 +592,37 @@ class Proc:
             self._check_over()  # (either may have come already)
 
     def _check_over(self) -> None:
-        if (
-            self._over is not None
-            and self._exit is not None
-            and self._exit.exited.is_set()
-            and not any(r.is_alive() for r in self._readers)
-        ):
+        if self._over is None or self._exit is None or not self._exit.exited.is_set():
+            return
+        over = not any(r.is_alive() for r in self._readers)
+        if over:
             self._over.set()
+        for fn in list(self._listeners):
+            fn(over)
+
+    def when_over(self, fn: Callable[[bool], None]) -> bool:
+        """Have ``fn(over)`` called, in the output loop's thread, at the leader's exit
+        and at each end of an output pipe after it: ``over`` once the run is over as
+        ``wait`` means it (exit and EOF). False, and nothing registered, where ``wait``
+        has to poll instead (no pidfd, or a reader on a thread of its own)."""
+        if self._over is None:
+            return False
+        self._listeners.append(fn)
+        self._check_over()  # (it may have come already)
+        return True
+
+    def unlisten(self, fn: Callable[[bool], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(fn)
+
+    def finish_at_once(self) -> bool:
+        """``finish`` where nothing of the run is left, without waiting: True if that was
+        so (the box is closed as ``finish`` leaves it); False if ``finish`` must stop
+        what is left (it may wait up to its grace)."""
+        if self.box is None:
+            return True
+        _signal_group(self.pid, signal.SIGTERM)  # harmless if the group is empty
+        return self.box.stop_at_once()
 
     @property
     def parked(self) -> bool:
