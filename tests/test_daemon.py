@@ -4,6 +4,7 @@ cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import statistics
@@ -200,3 +201,24 @@ def test_a_queued_occurrence_starts_as_soon_as_the_run_before_it_ends(repo):
     assert [h["trigger"] for h in runs[:2]] == ["schedule", "queued"]
     # It started before the job's next occurrence (queued + 5 s) would have woken the daemon.
     assert float(second[1]) < datetime.fromisoformat(queued).timestamp() + 5
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc")
+def test_runs_in_flight_do_not_get_a_thread_each(repo):
+    # The daemon steps its runs on one thread (cronfile/steps.py): 24 runs in flight, a
+    # few threads (the loop, the output loop, the runs', a volley's, timers).
+    (repo / "cronfile.yaml").write_text("max_concurrent: 30\nshutdown_grace: 1s\n")
+    for i in range(24):
+        write_job(repo, f"j{i:02}", 'schedule: "* * * * * *"\nshell: echo $$; sleep 3\n')
+    with Daemon(repo) as d:
+        d.wait_log(r"run \w+ started", count=24, timeout=30)
+
+        def in_flight() -> int:
+            text = d.text()
+            return len(re.findall(r"run \w+ started", text)) - len(re.findall(r"run \w+ (success|failed|interrupted)", text))
+
+        wait_for(lambda: in_flight() >= 24, 20, what="24 runs in flight")
+        threads = len(os.listdir(f"/proc/{d.proc.pid}/task"))
+        flying = in_flight()
+        d.stop()
+    assert flying >= 24 and threads < 16, (flying, threads)
