@@ -212,7 +212,7 @@ class Engine:
         self._pool = RunPool()  # the runs' threads, reused
         # The daemon steps its runs on one thread (cronfile/steps.py); the other modes
         # run each on a thread of its own (a run with a stream to a terminal, too).
-        self._stepper = Stepper(self._pool.submit) if mode == "daemon" and os.environ.get("CRONFILE_THREAD_PER_RUN") != "1" else None
+        self._stepper = Stepper(self._pool.submit, busy=self._logw.hold, idle=self._logw.release) if mode == "daemon" and os.environ.get("CRONFILE_THREAD_PER_RUN") != "1" else None
         self._unrun: list[RunRecord] = []  # missed and skipped occurrences to record (claim_due)
         self._unrun_busy = False  # a thread is writing them
         self._cancels: dict[str, CancelEvent] = {}

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import datetime
 from typing import IO, Any
 
 __all__ = ["FORMATS", "LEVELS", "LogWriter", "format_json", "format_text", "timestamp"]
 
 FORMATS = ("text", "json")
+HELD_LINES = 64  # LogWriter.hold: held lines are written once there are this many
+HELD_SECONDS = 0.05  # or once the first of them is this old (at the next line)
 LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -62,6 +65,11 @@ class LogWriter:
         self.stream = stream
         self.fmt = fmt
         self._lock = threading.Lock()
+        # hold(): the thread whose lines wait for release() (or HELD_LINES, HELD_SECONDS),
+        # and those lines.
+        self._holder: int | None = None
+        self._held: list[str] = []
+        self._held_since = 0.0
 
     def write(self, now: datetime, *, level: str, event: str, msg: str, job: str = "", **fields: Any) -> None:
         if self.fmt == "json":
@@ -75,8 +83,46 @@ class LogWriter:
         # docs/performance.md, round 8.)
         line += "\n"
         with self._lock:
-            try:
-                self.stream.write(line)
-                self.stream.flush()
-            except (BrokenPipeError, ValueError):
-                pass
+            if self._holder is not None:
+                # Held (hold): kept in order with the holder's lines. Another thread's
+                # line goes out at once, with the held ones before it.
+                if not self._held:
+                    self._held_since = time.monotonic()
+                self._held.append(line)
+                if (
+                    self._holder != threading.get_ident()
+                    or len(self._held) >= HELD_LINES
+                    or time.monotonic() - self._held_since >= HELD_SECONDS
+                ):
+                    self._write_held()
+                return
+            self._write(line)
+
+    def hold(self) -> None:
+        """The lines this thread writes from now on wait for ``release`` (at most
+        HELD_LINES lines, HELD_SECONDS seconds): one write for many. The daemon's runs
+        are stepped by one thread (cronfile/steps.py), which holds its lines while it
+        has work and lets them go before it sleeps: two writes a run were 8% of its
+        time at 200 runs a second."""
+        with self._lock:
+            self._holder = threading.get_ident()
+
+    def release(self) -> None:
+        """Write the held lines; lines are written at once again."""
+        with self._lock:
+            self._holder = None
+            self._write_held()
+
+    def _write_held(self) -> None:
+        # caller holds self._lock
+        if self._held:
+            text, self._held = "".join(self._held), []
+            self._write(text)
+
+    def _write(self, text: str) -> None:
+        # caller holds self._lock
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass

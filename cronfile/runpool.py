@@ -3,6 +3,10 @@
 a second, bench/bench_throughput.py --profile). A worker that finished a run waits
 ``IDLE`` seconds for the next one, then ends: an idle daemon keeps no threads.
 
+The daemon steps its runs on one thread (cronfile/steps.py) and uses these threads
+only for what blocks (a backoff, a context script, a batch of end commits); `tick` and
+`cronfile run` run each run on one.
+
 Never a bound: every run submitted gets a thread at once (the engine's ``max_concurrent``
 is the limit, counted by the engine), an idle one if there is one, else a new one."""
 

@@ -189,8 +189,12 @@ class Stepper:
     whoever sees it come. Everything a run does between two waits (a spawn, a log line,
     a state update handed to the writer) happens here, one run after another."""
 
-    def __init__(self, submit: Submit) -> None:
+    def __init__(self, submit: Submit, *, busy: Callable[[], None] | None = None, idle: Callable[[], None] | None = None) -> None:
+        """``busy()`` and ``idle()`` in this stepper's thread, as it starts stepping after
+        a sleep and before it sleeps again (the engine holds its log lines between)."""
         self._submit = submit
+        self._on_busy = busy
+        self._on_idle = idle
         self._ready: deque[tuple[Task, Any, BaseException | None]] = deque()
         self._cv = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
@@ -271,12 +275,31 @@ class Stepper:
         self._submit(run, "cronfile-commit")
 
     def _run(self) -> None:
+        busy = False
         while True:
             with self._cv:
-                while not self._ready:
-                    self._cv.wait()
-                task, value, error = self._ready.popleft()
-            self._step(task, value, error)
+                item = self._ready.popleft() if self._ready else None
+            if item is None:
+                if busy:
+                    busy = False
+                    self._hook(self._on_idle)
+                with self._cv:
+                    while not self._ready:
+                        self._cv.wait()
+                    item = self._ready.popleft()
+            if not busy:
+                busy = True
+                self._hook(self._on_busy)
+            self._step(*item)
+
+    @staticmethod
+    def _hook(fn: Callable[[], None] | None) -> None:
+        if fn is None:
+            return
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - never the end of the stepper
+            threading.excepthook(threading.ExceptHookArgs((type(e), e, e.__traceback__, threading.current_thread())))
 
     def _step(self, task: Task, value: Any, error: BaseException | None) -> None:
         try:

@@ -34,8 +34,10 @@ class Member(Protocol):
 class Volley:
     """Runs claimed ahead of one instant, started together at it.
 
-    The daemon claims the runs due at an instant a little before it; each run's thread
-    then prepares its run (executor, log, environment) and joins here. The first
+    The daemon claims the runs due at an instant a little before it; each run is then
+    prepared (executor, log, environment) and joins here: a daemon's runs, stepped by
+    one thread (cronfile/steps.py), arm themselves here (``_arm``) and are resumed at
+    the release; a run on a thread of its own blocks here (``_wait``). The first
     ``park`` runs that are ``/bin/sh`` jobs start their process group parked
     (executors/process.py) before the instant; the others wait for it and spawn then.
     This volley's thread waits for the instant by the wall clock, releases the parked

@@ -175,3 +175,34 @@ def test_many_threads_logging_at_once_lose_no_line_and_tear_none():
     assert sorted(msgs) == sorted(f"{n}-{i}" for n in range(16) for i in range(200))
     for n in range(16):  # each thread's lines in the order it logged them
         assert [m for m in msgs if m.startswith(f"{n}-")] == [f"{n}-{i}" for i in range(200)]
+
+
+def test_held_lines_go_out_in_one_write_in_order_with_other_threads_lines():
+    # The daemon's stepper holds its lines while it has work (LogWriter.hold).
+    import threading
+    from datetime import UTC
+
+    from cronfile import logfmt
+    from cronfile.logfmt import LogWriter
+
+    s = _Stream()
+    w = LogWriter(s)
+    t = datetime(2026, 12, 6, 5, 7, 0, 650000, tzinfo=UTC)
+    w.hold()
+    for i in range(3):
+        w.write(t, level="info", event="log", msg=f"held {i}", job="a")
+    assert s.writes == []
+    # Another thread's line: out at once, after the held ones.
+    th = threading.Thread(target=lambda: w.write(t, level="info", event="log", msg="other", job="b"))
+    th.start()
+    th.join(10)
+    assert len(s.writes) == 1 and [ln.split()[-2:] for ln in s.writes[0].splitlines()] == [["held", "0"], ["held", "1"], ["held", "2"], ["b", "other"]]
+    for i in range(logfmt.HELD_LINES):
+        w.write(t, level="info", event="log", msg=f"many {i}", job="a")
+    assert len(s.writes) == 2 and s.writes[1].count("\n") == logfmt.HELD_LINES  # the cap
+    w.write(t, level="info", event="log", msg="last", job="a")
+    assert len(s.writes) == 2
+    w.release()
+    assert s.writes[2].endswith(" a last\n")
+    w.write(t, level="info", event="log", msg="after", job="a")
+    assert len(s.writes) == 4  # released: at once again

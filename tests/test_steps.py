@@ -147,3 +147,21 @@ def test_a_stepped_run_is_resumed_by_its_cancel(tmp_path):
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_the_stepper_says_when_it_starts_working_and_before_it_sleeps():
+    pool = RunPool(idle=1.0)
+    events: list[str] = []
+    stepper = Stepper(pool.submit, busy=lambda: events.append("busy"), idle=lambda: events.append("idle"))
+    ended = threading.Event()
+
+    def gen():
+        events.append("step 1")
+        yield Call(lambda: time.sleep(0.1))
+        events.append("step 2")
+
+    stepper.start(gen(), lambda r, e: ended.set(), "run")
+    assert ended.wait(10)
+    wait_for(lambda: events[-1:] == ["idle"], 5)
+    # Asleep while the call blocked a pool thread: idle between the steps.
+    assert events == ["busy", "step 1", "idle", "busy", "step 2", "idle"]

@@ -242,6 +242,22 @@ class _ReadLoop:
             except BlockingIOError:
                 pass  # a wake-up is pending already
 
+    def add(self, reader: _LoopReader | _ExitWatch) -> None:
+        """Start watching ``reader``'s fd. With epoll, registered from this thread at
+        once (epoll takes registrations while another thread waits in it): no write to
+        the loop's wake pipe and no wake-up of the loop for it, two a run (issue 17,
+        round 9). In order with the ops queued before it, which go first."""
+        with self._lock:
+            self._ensure()
+            sel = self._sel
+            if isinstance(sel, _Epoll) and not self._ops:
+                try:
+                    sel.register(reader._fd, selectors.EVENT_READ, reader)
+                    return
+                except (OSError, ValueError, KeyError):
+                    pass  # said and ended in the loop's thread, as before
+        self.submit("add", reader)
+
     def _run(self, sel: _Epoll | _Selector, wake_r: int) -> None:
         # Every run's output goes through this one thread: nothing one reader raises
         # may end it (each step is guarded; a surprise is reported, then the loop goes
@@ -296,7 +312,7 @@ class _LoopReader:
 
     def start(self) -> None:
         self._started = True
-        _LOOP.submit("add", self)
+        _LOOP.add(self)
 
     def discard(self) -> None:
         """Close the fd of a reader that was never started."""
@@ -394,7 +410,7 @@ class _ExitWatch:
             return None  # an old kernel (ENOSYS), or seccomp: wait as before
         w = cls(fd, popen)
         try:
-            _LOOP.submit("add", w)
+            _LOOP.add(w)
         except OSError:
             os.close(fd)  # the loop could not start (EMFILE): the process is running, so
             return None  # it must still be watched: its run waits as before
