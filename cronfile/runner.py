@@ -138,53 +138,66 @@ class Exit(Wait):
         return self.proc.wait(self.timeout, self.cancel)
 
     def arm(self, stepper: Stepper, resume: Callable[[Any, BaseException | None], None]) -> None:
-        proc, cancel = self.proc, self.cancel
-        if cancel is not None and not isinstance(cancel, CancelEvent):
+        if self.cancel is not None and not isinstance(self.cancel, CancelEvent):
             super().arm(stepper, resume)  # (nothing would tell it of a cancel)
             return
-        deadline = time.monotonic() + self.timeout
-        lock = threading.Lock()
-        taken = [False]
-        timers: list[Any] = []
+        _ArmedExit(self, stepper, resume).arm()
 
-        def take() -> bool:
-            # The first of the exit, a cancel or the timeout; then nothing else listens.
-            with lock:
-                if taken[0]:
-                    return False
-                taken[0] = True
-            proc.unlisten(on_change)
-            if cancel is not None:
-                cancel.unhook(stopped)
-            for t in timers:
-                stepper.timers.cancel(t)
-            return True
 
-        def on_change(over: bool) -> None:
-            if over:
-                if take():
-                    resume(proc.returncode, None)
-            elif len(timers) == 1:
-                with lock:
-                    if not taken[0] and len(timers) == 1:
-                        timers.append(stepper.timers.add(time.monotonic() + _EOF_WAIT, held))
+class _ArmedExit:
+    """An ``Exit`` armed: the first of the run's end, its cancel and its timeout resumes
+    it; then nothing refers back to it (no cycle for the garbage collector: one a run
+    made the daemon's young collections ten times as frequent)."""
 
-        def held() -> None:
-            # Exited, but its output is still open: Proc.wait's polling, on a thread.
-            if take():
-                stepper.call(lambda: proc.wait(max(deadline - time.monotonic(), 0.0), cancel), resume)
+    def __init__(self, wait: Exit, stepper: Stepper, resume: Callable[[Any, BaseException | None], None]) -> None:
+        self.proc, self.cancel, self.stepper, self.resume = wait.proc, wait.cancel, stepper, resume
+        self.deadline = time.monotonic() + wait.timeout
+        self.lock = threading.Lock()
+        self.taken = False
+        self.timers: list[Any] = []
 
-        def stopped() -> None:
-            if take():
-                resume(None, None)
-
-        timers.append(stepper.timers.add(deadline, stopped))
-        if not proc.when_over(on_change):
-            if take():
-                stepper.call(self.block, resume)
+    def arm(self) -> None:
+        self.timers.append(self.stepper.timers.add(self.deadline, self.stopped))
+        if not self.proc.when_over(self.on_change):
+            if self.take():
+                self.stepper.call(partial(self.proc.wait, max(self.deadline - time.monotonic(), 0.0), self.cancel), self.resume)
             return
-        if cancel is not None:
-            cancel.hook(stopped)
+        if self.cancel is not None:
+            self.cancel.hook(self.stopped)
+            if self.taken:
+                self.cancel.unhook(self.stopped)  # (over already, as when_over called)
+
+    def take(self) -> bool:
+        # The first of the exit, a cancel or the timeout; then nothing else listens.
+        with self.lock:
+            if self.taken:
+                return False
+            self.taken = True
+        self.proc.unlisten(self.on_change)
+        if self.cancel is not None:
+            self.cancel.unhook(self.stopped)
+        for t in self.timers:
+            self.stepper.timers.cancel(t)
+        return True
+
+    def on_change(self, over: bool) -> None:
+        if over:
+            if self.take():
+                self.resume(self.proc.returncode, None)
+        elif len(self.timers) == 1:
+            with self.lock:
+                if not self.taken and len(self.timers) == 1:
+                    self.timers.append(self.stepper.timers.add(time.monotonic() + _EOF_WAIT, self.held))
+
+    def held(self) -> None:
+        # Exited, but its output is still open: Proc.wait's polling, on a thread.
+        if self.take():
+            wait = partial(self.proc.wait, max(self.deadline - time.monotonic(), 0.0), self.cancel)
+            self.stepper.call(wait, self.resume)
+
+    def stopped(self) -> None:
+        if self.take():
+            self.resume(None, None)
 
 
 def prepares_ahead(spec: JobSpec) -> bool:

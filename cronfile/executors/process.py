@@ -377,8 +377,9 @@ class _LoopReader:
                 self._report(e)
             finally:
                 self._over.set()
-                if self.on_over is not None:
-                    self.on_over()
+                on_over = self.on_over  # (read once: the Proc may clear it meanwhile)
+                if on_over is not None:
+                    on_over()
 
     @staticmethod
     def _report(e: BaseException) -> None:
@@ -442,8 +443,9 @@ class _ExitWatch:
                 self._popen.poll()
             finally:
                 self.exited.set()
-                if self.on_over is not None:
-                    self.on_over()
+                on_over = self.on_over  # (read once: the Proc may clear it meanwhile)
+                if on_over is not None:
+                    on_over()
 
 
 _PIDFD_OPEN: Callable[[int], int] | None = getattr(os, "pidfd_open", None) if sys.platform.startswith("linux") else None
@@ -613,6 +615,11 @@ class Proc:
         over = not any(r.is_alive() for r in self._readers)
         if over:
             self._over.set()
+            # Nothing of the loop refers back to this Proc any more (no cycle left for
+            # the garbage collector: issue 17, round 9).
+            self._exit.on_over = None
+            for r in self._readers:
+                r.on_over = None  # type: ignore[union-attr]
         for fn in list(self._listeners):
             fn(over)
 
