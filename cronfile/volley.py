@@ -163,6 +163,7 @@ class Volley:
                         return False
                     self._go.wait()
         if late and proc is not None:
+            proc.released_at = self._clock.now()  # (its start: before, not after, the job's)
             proc.release()
         return True
 
@@ -188,6 +189,7 @@ class Volley:
             resume(False, None)
             return
         if proc is not None:
+            proc.released_at = self._clock.now()  # (its start: before, not after, the job's)
             proc.release()
         resume(True, None)
 

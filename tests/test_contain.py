@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import cronfile
 from engine_helpers import Daemon, history, write_job
-from helpers_proc import alive, make_ctx, make_spec, wait_for, write_fake_agent
+from helpers_proc import T0, alive, make_ctx, make_spec, wait_for, write_fake_agent
 
 from cronfile.executors import contain, procfs
 from cronfile.runner import execute
@@ -600,3 +600,36 @@ def test_a_runs_own_process_that_exits_before_its_spawn_returns_is_no_orphan_of_
         sleeper.wait()
         for box in (other, mine):
             box.close()
+
+
+class _UnwritableCgroupBox(contain.Box):
+    """A box whose cgroup a shell cannot write itself into (nor make): the job must
+    never run."""
+
+    holds = True
+
+    def moved_by_child(self):
+        return "/proc/cronfile-no-such-cgroup"
+
+
+def test_a_shell_that_cannot_put_itself_in_its_cgroup_never_runs_the_job(tmp_path, monkeypatch):
+    # Under cgroup2 a /bin/sh job moves itself into its run's cgroup before the job
+    # (executors/process.py, _MOVE); when it cannot, it says so and exits, and the run
+    # fails with why.
+    from cronfile import runner
+
+    class _Containment:
+        mechanism = "cgroup2"
+
+        def box(self, run_id, engine=""):
+            return _UnwritableCgroupBox(run_id)
+
+    monkeypatch.setattr(runner, "containment", lambda: _Containment())
+    ran = tmp_path / "ran"
+    spec = make_spec(shell=f"touch {ran}")
+    ctx = make_ctx(tmp_path, spec)
+    outcome = execute(ctx, now=lambda: T0)
+    assert outcome.status is Status.failed and outcome.exit_code is None
+    assert outcome.message == "could not start the job: its shell could not put itself in the run's cgroup"
+    assert not ran.exists()
+    assert ctx.log_path.read_bytes().startswith(b"[cronfile: could not put the run in its cgroup /proc/cronfile-no-such-cgroup]")

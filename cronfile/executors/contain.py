@@ -332,6 +332,11 @@ class Box:
         """For a child that cannot be held: a function it runs between fork and exec."""
         return None
 
+    def moved_by_child(self) -> str | None:
+        """For a ``/bin/sh`` child (``holds`` only): the cgroup it writes itself into
+        before it runs anything of the job (executors/process.py, ``_MOVE``)."""
+        return None
+
     def pids(self) -> list[int]:
         """The live processes of the run."""
         return []
@@ -403,6 +408,10 @@ class _CgroupBox(Box):
             os.mkdir(self._dir)
         except FileExistsError:
             pass  # left by an engine that died: the same run's
+
+    def moved_by_child(self) -> str | None:
+        self._empty = self._gone = False
+        return self._dir
 
     def mover(self) -> Callable[[], None] | None:
         self._empty = self._gone = False

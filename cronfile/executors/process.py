@@ -55,6 +55,7 @@ from .shell import SHELL
 
 __all__ = [
     "GATE_EXIT",
+    "MOVE_EXIT",
     "Captured",
     "Proc",
     "Staged",
@@ -76,6 +77,20 @@ _DRAIN_LIMIT = 4 * 1024 * 1024
 _GATE_VAR = "__cronfile_gate"
 _GATE = f'read -r {_GATE_VAR} || exit 111; unset {_GATE_VAR}; exec 0<>/dev/null; exec "$@"'
 GATE_EXIT = 111  # a gate that read EOF: its engine went away before the instant
+# A /bin/sh job under cgroup2 moves itself into its run's cgroup ($1) before anything
+# else (the gate, or the job): one write in the child instead of the engine's write
+# after the spawn (issue 17, round 9: 11% of the daemon's run thread). A cgroup swept
+# meanwhile (another engine's start) is made again, as the engine's move did; if it
+# still cannot, the job never runs: the shell says so and exits MOVE_EXIT.
+MOVE_EXIT = 112
+MOVE_MARK = b"[cronfile: could not put the run in its cgroup "
+_MOVE = (
+    '{ echo 0 >"$1/cgroup.procs"; } 2>/dev/null || '
+    '{ /bin/mkdir -p "$1" && echo 0 >"$1/cgroup.procs"; } 2>/dev/null || '
+    f'{{ echo "{MOVE_MARK.decode()}$1]" >&2; exit {MOVE_EXIT}; }}; shift; '
+)
+_MOVE_GATE = _MOVE + _GATE
+_MOVE_EXEC = _MOVE + 'exec "$@"'
 
 
 def can_park(prepared: Prepared) -> bool:
@@ -873,12 +888,18 @@ def _start(
     # vfork(), which costs more, so only where the gate cannot be used).
     hold: tuple[int, int] | None = None
     preexec = None
-    if box is not None and box.holds and gate is None:
+    moves_itself: str | None = None  # the cgroup a /bin/sh job moves itself into (_MOVE)
+    if box is not None and box.holds:
         if can_park(prepared):
-            gate = hold = os.pipe()
-        else:
+            moves_itself = box.moved_by_child()
+        elif gate is None:
             preexec = box.mover()
-    if gate is not None:
+    if moves_itself is not None:
+        script = _MOVE_GATE if gate is not None else _MOVE_EXEC
+        argv = [SHELL, "-c", script, GATE_NAME, moves_itself, *argv]
+        if gate is not None:
+            stdin = gate[0]
+    elif gate is not None:
         argv, stdin = [SHELL, "-c", _GATE, GATE_NAME, *argv], gate[0]
     if box is not None:
         box.spawning()
@@ -905,7 +926,7 @@ def _start(
             os.close(gate[0])  # the same for the gate's read end
         if hold is not None and "popen" not in locals():
             os.close(hold[1])
-    if box is not None:
+    if box is not None and moves_itself is None:
         # Into the run's box (executors/contain.py), before the held job is let go.
         try:
             # Behind a gate (held, or parked), the child has forked nothing yet.
