@@ -310,10 +310,11 @@ class Stepper:
         except BaseException as e:  # noqa: BLE001 - the run's end, said like a thread's
             self._end(task, None, e)
             return
+        resume = self.resumer(task)
         try:
-            wait.arm(self, self.resumer(task))
+            wait.arm(self, resume)
         except BaseException as e:  # noqa: BLE001 - thrown into the run at its next step
-            self._push(task, None, e)
+            resume(None, e)  # (unless the wait resumed it already: then it goes on)
 
     def _end(self, task: Task, result: Any, error: BaseException | None) -> None:
         try:
