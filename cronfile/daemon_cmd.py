@@ -31,11 +31,15 @@ def log_format_of(args: argparse.Namespace, config_data: dict[str, object]) -> s
 def cmd_daemon(args: argparse.Namespace, out: Out) -> int:
     from .console import EXIT_OK, load_repo, refuse_inside_run, store_of
     from .engine import Engine
+    from .executors.process import close_inherited_fds
     from .health import Health
     from .observe import Observers
     from .sdnotify import from_environ
 
     refuse_inside_run("start a daemon")
+    # Descriptors this daemon inherited become close-on-exec, so that its jobs can be
+    # started by os.posix_spawn (executors/process.py) and still get none of them.
+    close_inherited_fds()
     project = load_repo(args, warnings=False)
     if project.errors:
         raise SpecError(project.errors)

@@ -28,7 +28,7 @@ from .durations import format_duration
 from .executors.base import Early, Prepared, RunContext
 from .executors.contain import Box, containment
 from .executors.dispatch import executor_for
-from .executors.process import MOVE_EXIT, MOVE_MARK, Proc, Staged, can_park, spawn
+from .executors.process import CD_EXIT, CD_MARK, MOVE_EXIT, MOVE_MARK, Proc, Staged, can_park, spawn
 from .expect import check_expect
 from .runlog import LazyLog, open_log
 from .spec import JobSpec, Kind, Status, Trigger
@@ -272,6 +272,10 @@ def _judge(
     if code == MOVE_EXIT and proc.head.startswith(MOVE_MARK):
         # Its shell could not move itself into the run's cgroup: the job never ran.
         msg = "could not start the job: its shell could not put itself in the run's cgroup"
+        return _Attempt(Status.failed, None, msg, {"error": msg})
+    if code == CD_EXIT and proc.head.startswith(CD_MARK):
+        # Its gate's shell could not enter the workdir (gone since it was checked).
+        msg = "could not start the job: its workdir is gone"
         return _Attempt(Status.failed, None, msg, {"error": msg})
     if code != 0:
         return _Attempt(Status.failed, code, f"exit code {code}", {})

@@ -107,7 +107,14 @@ class LocalEngine:
 class Daemon:
     """`cronfile daemon` as a real child process, its log in a file."""
 
-    def __init__(self, root: Path, *extra: str, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
         self.root = root
         self.log_path = root / f"daemon-{time.monotonic_ns()}.log"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("CRONFILE_") or k == "CRONFILE_CACHE_DIR"}
@@ -122,6 +129,7 @@ class Daemon:
             stderr=subprocess.STDOUT,
             env=full_env,
             start_new_session=True,
+            pass_fds=pass_fds,  # inherited, as from a careless parent
         )
 
     def text(self) -> str:
