@@ -576,3 +576,33 @@ def test_the_shared_output_reader_outlives_a_reader_that_fails():
     os.close(w)
     good.join(10)
     assert b"".join(got) == b"still read" and ended == [True]
+
+
+def test_a_jobs_environment_is_its_own_at_every_run_and_follows_a_new_spec(tmp_path):
+    # The part of the environment only the spec, the config and the engine's environment
+    # decide is worked out once per job (executors/base.py, _job_base): each run still
+    # gets its own CRONFILE_* values, a new spec (a reload) its own env and masker, and
+    # a missing variable fails every run, not only the first.
+    from cronfile.executors.base import job_env
+    from cronfile.secrets import MissingVariable
+
+    environ = {"PATH": "/usr/bin:/bin", "TOKEN": "s3cret-value", "ONLY_DELIVERY": "hook-secret"}
+    spec = make_spec(shell="true", env={"A": "${TOKEN}"}, deliver=[{"webhook": "https://example.invalid/${ONLY_DELIVERY}"}])
+    first = make_ctx(tmp_path, spec, environ=environ, run_id="r-first")
+    second = make_ctx(tmp_path, spec, environ=first.environ, run_id="r-second")
+    env1, masker1 = job_env(first)
+    env2, masker2 = job_env(second)
+    assert env1["CRONFILE_RUN_ID"] == "r-first" and env2["CRONFILE_RUN_ID"] == "r-second"
+    assert env1["A"] == env2["A"] == "s3cret-value"
+    assert "ONLY_DELIVERY" not in env1 and "ONLY_DELIVERY" not in env2  # delivery-only: never the job's
+    assert masker1.mask("s3cret-value hook-secret") == "*** ***" == masker2.mask("s3cret-value hook-secret")
+    env1["A"] = "changed by a caller"
+    assert job_env(second)[0]["A"] == "s3cret-value"  # each run gets a copy
+    edited = make_spec(shell="true", env={"A": "plain", "B": "${TOKEN}"})
+    env3, masker3 = job_env(make_ctx(tmp_path, edited, environ=first.environ))
+    assert (env3["A"], env3["B"], env3["ONLY_DELIVERY"]) == ("plain", "s3cret-value", "hook-secret")
+    assert masker3.mask("s3cret-value hook-secret") == "*** hook-secret"  # (no delivery now)
+    missing = make_spec(shell="true", env={"A": "${NOT_SET_ANYWHERE}"})
+    for _ in range(2):
+        with pytest.raises(MissingVariable):
+            job_env(make_ctx(tmp_path, missing, environ=first.environ))
