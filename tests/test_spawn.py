@@ -119,6 +119,22 @@ def test_a_job_started_by_posix_spawn_sees_exactly_what_a_popen_child_sees(tmp_p
     assert "--- fds\nlrwx------ 0 -> /dev/null\nl-wx------ 1 -> pipe\nl-wx------ 2 -> pipe\n--- status" in got[1]
 
 
+def test_a_relative_workdir_is_the_same_directory_whatever_the_jobs_cdpath(tmp_path, monkeypatch, fast):
+    # A repo given as `-C .` makes the workdir relative: Popen's chdir takes it from the
+    # engine's own directory, and so must the gate's `cd` (not from $CDPATH).
+    (tmp_path / "sub").mkdir()
+    decoy = tmp_path / "decoy"
+    (decoy / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    env = {"PATH": "/usr/bin:/bin", "CDPATH": str(decoy)}
+    prepared = Prepared(["/bin/sh", "-c", INTROSPECT], Path("sub"), env, None, Masker())
+    expected = plain(prepared, monkeypatch)
+    got = run(prepared, park=True)
+    assert fast
+    assert internal_ignored(got[1])[0] == expected[1]
+    assert f"cwd={tmp_path / 'sub'} " in got[1]
+
+
 def test_its_exit_code_and_a_signal_that_ends_it_come_back_as_from_popen(tmp_path, monkeypatch, fast):
     env = {"PATH": "/usr/bin:/bin"}
     for script, code in (("exit 7", 7), ("kill -TERM $$", -15), ("echo out; echo err >&2", 0)):

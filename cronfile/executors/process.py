@@ -1071,11 +1071,16 @@ def _spawn_fast(
     session, with the workdir, PWD and OLDPWD passed for _CD to set."""
     env = prepared.env
     pwd, old = env.get("PWD"), env.get("OLDPWD")
+    # Absolute, as Popen's chdir would take it from here: `cd` would look a relative
+    # path up in the job's CDPATH first.
+    cwd = os.fspath(prepared.cwd)
+    if not os.path.isabs(cwd):
+        cwd = os.path.join(os.getcwd(), cwd)
     full = [
         *argv[:2],
         _CD + argv[2],
         argv[3],
-        str(prepared.cwd),
+        cwd,
         "-" if pwd is None else "=" + pwd,
         "-" if old is None else "=" + old,
         *argv[4:],
