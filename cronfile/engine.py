@@ -793,6 +793,9 @@ class Engine:
         status = Status(outcome.status)
         if status == Status.cancelled and self._stop.is_set():
             status = Status.interrupted
+        late = None
+        if spawned_at and claim.scheduled_for is not None:
+            late = round((spawned_at[0] - claim.scheduled_for).total_seconds() * 1000, 1)
         run = RunRecord.finished(
             job=claim.job,
             run_id=claim.run_id,
@@ -804,6 +807,7 @@ class Engine:
             log_path=self.store.keep_log(claim.job, claim.run_id, empty=outcome.has_log),
             host=self.host,
             engine=self.engine_id,
+            lateness_ms=late,
         )
         if waited:
             run = replace(run, replaced=tuple(waited))
@@ -813,8 +817,6 @@ class Engine:
         replaced_by = self._replaced.pop(claim.run_id, None)
         if replaced_by is not None and status == Status.cancelled:
             run = replace(run, replaced_by=replaced_by, message=f"{run.message}; replaced by run {replaced_by} (concurrency: replace)")
-        if spawned_at and claim.scheduled_for is not None:
-            run = replace(run, lateness_ms=round((spawned_at[0] - claim.scheduled_for).total_seconds() * 1000, 1))
         record = run.encode()
         ends = self._finish_update(claim, outcome, status)
         # Where the store commits history with the state (SQLite) and nothing is to be

@@ -132,9 +132,11 @@ class RunRecord:
         log_path: str | None,
         host: str,
         engine: str,
+        lateness_ms: float | None = None,
     ) -> RunRecord:
         """A run that was executed (runner.Outcome), whatever its status."""
         return cls(
+            lateness_ms=lateness_ms,
             job=job,
             run_id=run_id,
             trigger=trigger,

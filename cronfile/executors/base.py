@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from ..delivery.kinds import literal_secrets
+from ..paths import run_paths_reason
 from ..secrets import Masker, MissingVariable, expand_env, var_names
 from ..spec import Config, JobSpec, Status
 from ..usage import Usage
@@ -170,14 +171,13 @@ def prepare_common(ctx: RunContext) -> tuple[Path, dict[str, str], Masker] | Ear
         env, masker = job_env(ctx)
     except MissingVariable as e:
         return Early(Status.failed, str(e), {"error": str(e), "variable": e.name})
-    from ..paths import run_paths_reason
-
     refused = run_paths_reason(ctx.root, ctx.spec)
     if refused is not None:
         # Validate refuses it too; here the repo changed since (a symlink swapped).
         return Early(Status.refused, refused, {"reason": refused})
-    cwd = ctx.root / ctx.spec.workdir
-    if not cwd.is_dir():
+    workdir = ctx.spec.workdir
+    cwd = ctx.root if workdir == "." else ctx.root / workdir  # (most jobs: no join)
+    if not os.path.isdir(cwd):
         msg = f"workdir {ctx.spec.workdir!r} does not exist ({cwd})"
         return Early(Status.failed, msg, {"error": msg})
     return cwd, env, masker
