@@ -553,10 +553,12 @@ class FileStore:
         a log that stayed empty was never made, and its path is returned all the same).
         ``engine`` changes nothing: every engine of a state dir runs on its host."""
         real = self._real_dirs.get(job)
-        if real is not None and empty and limit is None:
-            # Its path whether or not the file was made: nothing to look at (the common
-            # case, a run's end: the job's folder known, no stat, no Path).
-            return os.path.join(real, f"{_check_component('run id', run_id)}.log")
+        if real is not None and limit is None:
+            # The common case, a run's end: the job's folder known, no Path. Its path
+            # whether or not the file was made (``empty``: nothing to look at), else
+            # only if it was.
+            kept = os.path.join(real, f"{_check_component('run id', run_id)}.log")
+            return kept if empty or os.path.exists(kept) else None
         path = self._log(job, run_id)
         if not path.exists():
             if not empty:
