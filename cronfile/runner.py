@@ -274,8 +274,9 @@ def _judge(
         msg = "could not start the job: its shell could not put itself in the run's cgroup"
         return _Attempt(Status.failed, None, msg, {"error": msg})
     if code == CD_EXIT and proc.head.startswith(CD_MARK):
-        # Its gate's shell could not enter the workdir (gone since it was checked).
-        msg = "could not start the job: its workdir is gone"
+        # Its gate's shell could not enter the workdir (removed since it was checked, or
+        # no longer searchable): the job never ran.
+        msg = "could not start the job: its workdir could not be entered"
         return _Attempt(Status.failed, None, msg, {"error": msg})
     if code != 0:
         return _Attempt(Status.failed, code, f"exit code {code}", {})

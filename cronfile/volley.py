@@ -92,6 +92,13 @@ class Volley:
         self._pids: dict[str, tuple[str, int]] = {}  # run id -> (job, pid) to record
         self._ended: set[str] = set()  # members whose spawning is over (or never came)
         self._recorded: set[str] = set()
+        # What the thread waits for after the release, kept as it comes so that a member
+        # wakes it only when that may be complete (issue 17, round 10: a wake-up per
+        # spawn and per end, each comparing three sets of 200, was a third of the
+        # volley's CPU): the run ids in _pids, _recorded or _ended, and how many of
+        # _here are not among them.
+        self._acc: set[str] = set()
+        self._here_left = 0
         self._closed = False  # pids reported from now on are recorded by their runs
         self.released = False
         self._release_time: datetime | None = None  # when the parked runs were let go
@@ -123,6 +130,8 @@ class Volley:
                     if cancel is not None and cancel.is_set():
                         del self._armed[run_id]
                         self._parked.pop(run_id, None)
+                        if run_id in self._here and run_id not in self._acc:
+                            self._here_left -= 1
                         self._here.discard(run_id)
                         self._gone += 1
                         gone.append(resume)
@@ -164,9 +173,12 @@ class Volley:
                 else:
                     if proc is not None:
                         self._parked[run_id] = (claim.job, proc)
+                    if run_id not in self._here and run_id not in self._acc:
+                        self._here_left += 1
                     self._here.add(run_id)
                     self._armed[run_id] = (cancel, resume)
-                    self._cv.notify_all()
+                    if len(self._here) + self._gone >= self._expected:
+                        self._cv.notify_all()  # the last one: the thread may go on
                     return
         if not late:
             resume(False, None)
@@ -191,13 +203,24 @@ class Volley:
             if self._closed:
                 return False
             self._pids[claim.run_id] = (claim.job, pid)
-            self._cv.notify_all()
+            self._account(claim.run_id)
             return True
 
     def ended(self, claim: Member) -> None:
         """A member's run is over: whatever it spawned was reported."""
         with self._cv:
             self._ended.add(claim.run_id)
+            self._account(claim.run_id)
+
+    def _account(self, run_id: str) -> None:
+        """(Under ``_cv``.) ``run_id``'s pid is known, recorded, or will never come; the
+        thread is woken once what it waits for after the release may be complete."""
+        if run_id in self._acc:
+            return
+        self._acc.add(run_id)
+        if run_id in self._here:
+            self._here_left -= 1
+        if self.released and (self._here_left <= 0 or len(self._acc) >= self._expected):
             self._cv.notify_all()
 
     # -- the volley's thread ---------------------------------------------------------------
@@ -249,10 +272,10 @@ class Volley:
                 for rid, (job, proc) in self._parked.items():
                     if rid not in self._recorded:
                         self._pids[rid] = (job, proc.pid)
+                        self._account(rid)
                 while True:
-                    accounted = self._pids.keys() | self._recorded | self._ended
-                    here_done = self._here <= accounted
-                    if here_done and len(accounted) >= self._expected:
+                    here_done = self._here_left <= 0
+                    if here_done and len(self._acc) >= self._expected:
                         break
                     left = (late_deadline if here_done else deadline) - time.monotonic()
                     if left <= 0:
@@ -281,6 +304,8 @@ class Volley:
         if self._record_pids(pids):
             with self._cv:
                 self._recorded.update(pids)
+                for rid in pids:
+                    self._account(rid)
 
 
 class _Member:
