@@ -159,7 +159,7 @@ def test_a_workdir_gone_before_the_spawn_never_runs_the_job_and_the_run_says_why
     assert fast
     attempt = _judge(make_ctx(tmp_path, make_spec(shell="true")), proc, CD_EXIT, False, None)
     assert attempt.status is Status.failed and attempt.exit_code is None
-    assert attempt.message == "could not start the job: its workdir is gone"
+    assert attempt.message == "could not start the job: its workdir could not be entered"
 
 
 def test_a_daemon_never_hands_a_descriptor_it_inherited_to_its_jobs(tmp_path):
