@@ -49,7 +49,7 @@ def fast(monkeypatch) -> list[int]:
 # (SIGCANCEL, SIGSETXID), ignored in the child, and an ignored signal stays ignored
 # across exec. Only /proc's SigIgn shows it: glibc refuses sigaction() on them, and a
 # program that uses threads sets its own handlers. The one difference, documented
-# (README "Performance"), and compared apart below.
+# (README "Containment", docs/design.md section 5), and compared apart below.
 _INTERNAL = (1 << 31) | (1 << 32)
 
 
