@@ -906,11 +906,10 @@ def _start(
     write end), parked behind the gate reading that pipe."""
     argv, stdin = prepared.argv, subprocess.DEVNULL if prepared.stdin is None else subprocess.PIPE
     # A run's cgroup must hold the child before it runs a single instruction of the job
-    # (a fork in its first milliseconds would escape): a /bin/sh job is held behind the
-    # gate (as a parked run is) while the engine moves it, then let go at once; any other
-    # program moves itself between fork and exec (preexec: a fork() instead of a
-    # vfork(), which costs more, so only where the gate cannot be used).
-    hold: tuple[int, int] | None = None
+    # (a fork in its first milliseconds would escape): a /bin/sh job's shell moves itself
+    # in before it runs anything (_MOVE); any other program moves itself between fork and
+    # exec (preexec: a fork() instead of a vfork(), which costs more, so only where the
+    # shell cannot be used).
     preexec = None
     moves_itself: str | None = None  # the cgroup a /bin/sh job moves itself into (_MOVE)
     if box is not None and box.holds:
@@ -958,24 +957,15 @@ def _start(
         pipes.close_writers()  # the child has its copy; ours would keep the pipe open for ever
         if gate is not None:
             os.close(gate[0])  # the same for the gate's read end
-        if hold is not None and "popen" not in locals():
-            os.close(hold[1])
     if box is not None and moves_itself is None:
         # Into the run's box (executors/contain.py), before the held job is let go.
         try:
             # Behind a gate (held, or parked), the child has forked nothing yet.
             box.started(popen.pid, held=gate is not None)
         except OSError as e:
-            if hold is not None:
-                os.close(hold[1])  # the gate reads EOF: the job never runs
             _signal_group(popen.pid, signal.SIGKILL)
             popen.wait()
             raise OSError(f"could not put it in the run's cgroup: {e.strerror or e}") from None
-    if hold is not None:
-        try:
-            os.write(hold[1], b"\n")
-        finally:
-            os.close(hold[1])
     if prepared.stdin is not None:
         # A thread, so a child that reads its stdin late (or never) cannot block us on
         # a full pipe.
