@@ -498,14 +498,7 @@ class _CgroupBox(Box):
         # run; issue 17). The kernel refuses to remove one that holds a process
         # (EBUSY): that is stopped as before. A next attempt's spawn makes it again, as
         # after sweep_empty.
-        try:
-            os.rmdir(self._dir)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            return super().stop(grace)
-        self._empty = self._gone = True
-        return None
+        return None if self.stop_at_once() else super().stop(grace)
 
     def stop_at_once(self) -> bool:
         try:
