@@ -113,9 +113,10 @@ def _status(repo: Path, *extra: str, env: dict[str, str] | None = None) -> str:
 
 
 def _moving(text: str) -> str:
-    """``text`` with the clock's moving parts ("in 2m 56s", "5m ago") and the column
-    padding they change made alike."""
-    return re.sub(r" +", " ", re.sub(r"\b\d+[smhd]\b", "N", text))
+    """``text`` with the clock's moving parts ("in 2m 56s", "in 59s", "5m ago") and the
+    column padding they change made alike: a whole duration is one N, so "in 1m 0s" and
+    "in 59s", a second apart, read the same."""
+    return re.sub(r" +", " ", re.sub(r"\b\d+[smhd](?: \d+[smhd])*\b", "N", text))
 
 
 def _as_full(repo: Path, *extra: str, env: dict[str, str] | None = None) -> str:
